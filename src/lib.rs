@@ -1,0 +1,10 @@
+//! runboard: a live console for LLM generation runs.
+//!
+//! The library holds everything; `src/main.rs` only picks the native or web entry point.
+//! See `README.md` for the command line and `../shared/DESIGN.md` for the architecture.
+
+pub mod runtime;
+pub mod sse;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
