@@ -7,6 +7,7 @@
 //! `cargo bench --bench sse_parser` (set `RUNBOARD_BENCH_ROUNDS` to change the round count).
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -49,17 +50,21 @@ fn node_updates(count: usize) -> Vec<u8> {
             i % 60,
             i % 1000
         );
-        out.push_str(&format!("id: {i}\nevent: node_update\ndata: {data}\n\n"));
+        let _ = write!(out, "id: {i}\nevent: node_update\ndata: {data}\n\n");
     }
     out.into_bytes()
 }
 
 /// Long multi-line data: 64 lines of 120 characters per event.
 fn multi_line(count: usize) -> Vec<u8> {
-    let line: String = "lorem ipsum dolor sit amet ".chars().cycle().take(120).collect();
+    let line: String = "lorem ipsum dolor sit amet "
+        .chars()
+        .cycle()
+        .take(120)
+        .collect();
     let mut out = String::new();
     for i in 0..count {
-        out.push_str(&format!("id: {i}\n"));
+        let _ = writeln!(out, "id: {i}");
         for _ in 0..64 {
             out.push_str("data: ");
             out.push_str(&line);
@@ -148,14 +153,23 @@ fn report(name: &str, workload: &Workload, mut rounds: Vec<Duration>) -> Duratio
     median
 }
 
+#[allow(clippy::cast_precision_loss)] // Sizes here are far below 2^52.
 fn main() {
     let rounds: usize = std::env::var("RUNBOARD_BENCH_ROUNDS")
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(31);
     let workloads = [
-        workload("node_update JSON, ~300 B events, 8 KiB chunks", &node_updates(20_000), 8192),
-        workload("multi-line data, 64×120 B lines, 8 KiB chunks", &multi_line(1_000), 8192),
+        workload(
+            "node_update JSON, ~300 B events, 8 KiB chunks",
+            &node_updates(20_000),
+            8192,
+        ),
+        workload(
+            "multi-line data, 64×120 B lines, 8 KiB chunks",
+            &multi_line(1_000),
+            8192,
+        ),
         workload("one 1 MiB line, 4 KiB chunks", &one_long_line(), 4096),
     ];
     println!("sse parser: runboard vs eventsource-stream 0.2, {rounds} rounds each, medians");

@@ -54,7 +54,10 @@ fn events(updates: &[Update]) -> Vec<Event> {
 }
 
 fn data(updates: &[Update]) -> Vec<String> {
-    events(updates).into_iter().map(|event| event.data).collect()
+    events(updates)
+        .into_iter()
+        .map(|event| event.data)
+        .collect()
 }
 
 fn states(updates: &[Update]) -> Vec<ConnectionState> {
@@ -101,7 +104,11 @@ async fn reconnects_after_a_dropped_connection_without_dispatching_the_half_even
     })
     .await;
     let updates = run_to_end(client(&server.url("/"))).await;
-    assert_eq!(data(&updates), ["a"], "the unfinished event must be discarded");
+    assert_eq!(
+        data(&updates),
+        ["a"],
+        "the unfinished event must be discarded"
+    );
     let reconnect = states(&updates)
         .into_iter()
         .find(|state| matches!(state, ConnectionState::Reconnecting { .. }))
@@ -129,10 +136,7 @@ async fn last_event_id_is_kept_across_reconnects_absent_when_empty_and_moved_by_
     })
     .await;
     let updates = run_to_end(client(&server.url("/"))).await;
-    assert_eq!(
-        data(&updates),
-        ["no id yet", "without id", "id cleared"]
-    );
+    assert_eq!(data(&updates), ["no id yet", "without id", "id cleared"]);
     let sent: Vec<_> = server
         .requests()
         .iter()
@@ -184,7 +188,10 @@ async fn the_servers_retry_time_is_honoured() {
     );
     let requests = server.requests();
     let waited = requests[1].received_at - requests[0].received_at;
-    assert!(waited >= Duration::from_millis(400), "reconnected after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "reconnected after {waited:?}"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +200,10 @@ async fn status_204_closes_for_good() {
     let updates = run_to_end(client(&server.url("/"))).await;
     assert_eq!(
         states(&updates),
-        [ConnectionState::Connecting { attempt: 0 }, ConnectionState::Closed]
+        [
+            ConnectionState::Connecting { attempt: 0 },
+            ConnectionState::Closed
+        ]
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.requests().len(), 1, "a 204 must not be retried");
@@ -206,7 +216,11 @@ async fn fails_without_reconnecting(reply: Reply) -> SseError {
     let updates = run_to_end(client(&server.url("/"))).await;
     // Four retry times: plenty for a wrong reconnect to show up.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(server.requests().len(), 1, "a fatal answer must not be retried");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "a fatal answer must not be retried"
+    );
     match final_state(&updates) {
         ConnectionState::Failed(error) => {
             assert!(!error.is_retryable());
@@ -238,7 +252,10 @@ async fn status_404_fails() {
     let error =
         fails_without_reconnecting(Reply::status(404, "Not Found", "text/plain", "no such run"))
             .await;
-    assert!(matches!(error, SseError::Status { status: 404, .. }), "{error:?}");
+    assert!(
+        matches!(error, SseError::Status { status: 404, .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +267,10 @@ async fn another_2xx_status_fails() {
         "data: x\n\n",
     ))
     .await;
-    assert!(matches!(error, SseError::Status { status: 201, .. }), "{error:?}");
+    assert!(
+        matches!(error, SseError::Status { status: 201, .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -293,7 +313,11 @@ async fn redirects_301_302_307_and_308_are_followed() {
         .await;
         let updates = run_to_end(client(&server.url("/old"))).await;
         assert_eq!(data(&updates), ["moved"], "HTTP {code}");
-        assert_eq!(final_state(&updates), ConnectionState::Closed, "HTTP {code}");
+        assert_eq!(
+            final_state(&updates),
+            ConnectionState::Closed,
+            "HTTP {code}"
+        );
         let paths: Vec<_> = server.requests().iter().map(|r| r.path.clone()).collect();
         assert_eq!(paths[..2], ["/old", "/new"], "HTTP {code}");
     }
@@ -329,7 +353,10 @@ async fn backoff_does_not_hammer_a_server_that_accepts_and_closes_at_once() {
         delays.last().unwrap() >= &Duration::from_millis(280),
         "the delay must grow: {delays:?}"
     );
-    assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)), "{delays:?}");
+    assert!(
+        delays.iter().all(|d| *d <= Duration::from_millis(800)),
+        "{delays:?}"
+    );
 }
 
 #[tokio::test]
@@ -498,7 +525,8 @@ async fn a_server_restart_mid_stream_is_survived_without_loss_or_duplicates() {
     let counter = Arc::clone(&replayed);
     // The restarted server resumes after Last-Event-ID, then says it is done.
     let second = ScriptedServer::start_on(addr, move |_, request| {
-        if request.header("last-event-id") == Some("2") && counter.fetch_add(1, Ordering::SeqCst) == 0
+        if request.header("last-event-id") == Some("2")
+            && counter.fetch_add(1, Ordering::SeqCst) == 0
         {
             Reply::sse("id: 3\ndata: c\n\n")
         } else {
@@ -524,7 +552,12 @@ async fn a_server_restart_mid_stream_is_survived_without_loss_or_duplicates() {
         "the restart should have been seen as refused connections: {:?}",
         states(&updates)
     );
-    assert_eq!(replayed.load(Ordering::SeqCst), 1, "{:?}", second.requests());
+    assert_eq!(
+        replayed.load(Ordering::SeqCst),
+        1,
+        "{:?}",
+        second.requests()
+    );
 }
 
 #[tokio::test]

@@ -45,9 +45,10 @@ fn load_fixtures() -> Vec<Fixture> {
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "sse"))
         .map(|path| {
-            let spec: Value =
-                serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap())
-                    .unwrap();
+            let spec: Value = serde_json::from_str(
+                &std::fs::read_to_string(path.with_extension("json")).unwrap(),
+            )
+            .unwrap();
             assert!(
                 spec["rule"].as_str().is_some_and(|rule| !rule.is_empty()),
                 "{} must say which rule it checks",
@@ -140,7 +141,11 @@ fn every_fixture_fed_in_random_chunks() {
                 chunks.push(&rest[..take]);
                 rest = &rest[take..];
             }
-            check(&fixture, &chunks, &format!("in random chunks, trial {trial}"));
+            check(
+                &fixture,
+                &chunks,
+                &format!("in random chunks, trial {trial}"),
+            );
         }
     }
 }

@@ -423,9 +423,8 @@ fn is_event_stream(content_type: &str) -> bool {
 async fn error_detail(response: reqwest::Response) -> String {
     let mut body = Box::pin(response.bytes_stream());
     let wait = std::pin::pin!(crate::runtime::sleep(ERROR_BODY_WAIT));
-    let first = match select(body.next(), wait).await {
-        Either::Left((Some(Ok(bytes)), _)) => bytes,
-        _ => return String::new(),
+    let Either::Left((Some(Ok(first)), _)) = select(body.next(), wait).await else {
+        return String::new();
     };
     let text = String::from_utf8_lossy(&first);
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -241,32 +241,29 @@ impl Parser {
             None => (line, &[][..]),
         };
         match name {
-            b"data" => {
-                if !self.event_too_large {
+            b"data"
+                if !self.event_too_large => {
                     push_utf8_lossy(&mut self.data, value);
                     self.data.push('\n');
                 }
-            }
             b"event" => {
                 self.event_type.clear();
                 push_utf8_lossy(&mut self.event_type, value);
             }
-            b"id" => {
+            b"id"
                 // A NUL byte is U+0000 after decoding, and nothing else decodes to it.
-                if memchr(0, value).is_none() {
+                if memchr(0, value).is_none() => {
                     self.id_buffer.clear();
                     push_utf8_lossy(&mut self.id_buffer, value);
                 }
-            }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
+            b"retry"
+                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                     let millis = value.iter().fold(0u64, |acc, digit| {
                         acc.saturating_mul(10)
                             .saturating_add(u64::from(digit - b'0'))
                     });
                     sink(Frame::Retry(Duration::from_millis(millis)));
                 }
-            }
             _ => {}
         }
     }
@@ -367,7 +364,9 @@ mod tests {
     fn end_of_stream_discards_the_unfinished_event_but_keeps_the_id() {
         let mut parser = Parser::new();
         let mut frames = Vec::new();
-        parser.feed(b"id: 7\ndata: a\n\nid: 8\ndata: b\n", &mut |f| frames.push(f));
+        parser.feed(b"id: 7\ndata: a\n\nid: 8\ndata: b\n", &mut |f| {
+            frames.push(f);
+        });
         parser.end_of_stream();
         assert_eq!(parser.last_event_id(), "7");
         parser.feed(b"data: c\n\n", &mut |f| frames.push(f));
@@ -381,7 +380,9 @@ mod tests {
     fn oversized_event_is_dropped_and_the_next_one_arrives() {
         let mut parser = Parser::with_max_event_bytes(16);
         let mut frames = Vec::new();
-        parser.feed(b"data: 0123456789\ndata: 0123456789\n\n", &mut |f| frames.push(f));
+        parser.feed(b"data: 0123456789\ndata: 0123456789\n\n", &mut |f| {
+            frames.push(f);
+        });
         parser.feed(b"data: ok\n\n", &mut |f| frames.push(f));
         assert_eq!(
             frames,

@@ -112,6 +112,8 @@ impl ScriptedServer {
     }
 
     /// Starts on a given address, as a restarted server would.
+    // Async although it awaits nothing: it spawns on tokio, so it must only run inside a runtime.
+    #[allow(clippy::unused_async)]
     pub async fn start_on(
         addr: SocketAddr,
         script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
