@@ -74,6 +74,27 @@ fn final_state(updates: &[Update]) -> ConnectionState {
     states(updates).pop().expect("no state reported")
 }
 
+/// Whether some reconnect was caused by an error for which `cause` holds.
+fn reconnected_after(updates: &[Update], cause: impl Fn(&SseError) -> bool) -> bool {
+    states(updates).iter().any(|state| {
+        matches!(state, ConnectionState::Reconnecting { last_error: Some(error), .. } if cause(error))
+    })
+}
+
+fn idle_timeout(error: &SseError) -> bool {
+    matches!(error, SseError::IdleTimeout { .. })
+}
+
+/// A fast client that reconnects after 300 ms without a byte.
+fn client_with_idle_timeout(url: &str) -> EventSource {
+    EventSource::builder(url)
+        .unwrap()
+        .reconnect(fast_policy())
+        .idle_timeout(Some(Duration::from_millis(300)))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn reconnects_after_a_clean_end_of_stream_and_resumes_with_last_event_id() {
     let server = ScriptedServer::start(|n, _| match n {
@@ -248,29 +269,20 @@ async fn status_500_fails_with_the_servers_message() {
 }
 
 #[tokio::test]
-async fn status_404_fails() {
-    let error =
-        fails_without_reconnecting(Reply::status(404, "Not Found", "text/plain", "no such run"))
-            .await;
-    assert!(
-        matches!(error, SseError::Status { status: 404, .. }),
-        "{error:?}"
-    );
-}
-
-#[tokio::test]
-async fn another_2xx_status_fails() {
-    let error = fails_without_reconnecting(Reply::status(
-        201,
-        "Created",
-        "text/event-stream",
-        "data: x\n\n",
-    ))
-    .await;
-    assert!(
-        matches!(error, SseError::Status { status: 201, .. }),
-        "{error:?}"
-    );
+async fn other_statuses_fail_without_reconnecting_even_another_2xx() {
+    for (status, reason, content_type) in [
+        (404, "Not Found", "text/plain"),
+        (503, "Service Unavailable", "text/plain"),
+        (201, "Created", "text/event-stream"),
+    ] {
+        let error =
+            fails_without_reconnecting(Reply::status(status, reason, content_type, "data: x\n\n"))
+                .await;
+        assert!(
+            matches!(&error, SseError::Status { status: got, .. } if *got == status),
+            "HTTP {status}: {error:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -366,23 +378,11 @@ async fn a_silent_connection_is_dropped_after_the_idle_timeout() {
         _ => Reply::no_content(),
     })
     .await;
-    let source = EventSource::builder(&server.url("/"))
-        .unwrap()
-        .reconnect(fast_policy())
-        .idle_timeout(Some(Duration::from_millis(300)))
-        .build()
-        .unwrap();
-    let updates = run_to_end(source).await;
+    let updates = run_to_end(client_with_idle_timeout(&server.url("/"))).await;
     assert_eq!(data(&updates), ["a"]);
     assert!(updates.contains(&Update::Comment(" hello".into())));
     assert!(
-        states(&updates).iter().any(|state| matches!(
-            state,
-            ConnectionState::Reconnecting {
-                last_error: Some(SseError::IdleTimeout { .. }),
-                ..
-            }
-        )),
+        reconnected_after(&updates, idle_timeout),
         "{:?}",
         states(&updates)
     );
@@ -403,21 +403,10 @@ async fn keep_alive_comments_hold_off_the_idle_timeout() {
         _ => Reply::no_content(),
     })
     .await;
-    let source = EventSource::builder(&server.url("/"))
-        .unwrap()
-        .reconnect(fast_policy())
-        .idle_timeout(Some(Duration::from_millis(300)))
-        .build()
-        .unwrap();
-    let updates = run_to_end(source).await;
+    let updates = run_to_end(client_with_idle_timeout(&server.url("/"))).await;
+    assert_eq!(data(&updates), ["start"]);
     assert!(
-        !states(&updates).iter().any(|state| matches!(
-            state,
-            ConnectionState::Reconnecting {
-                last_error: Some(SseError::IdleTimeout { .. }),
-                ..
-            }
-        )),
+        !reconnected_after(&updates, idle_timeout),
         "{:?}",
         states(&updates)
     );
@@ -542,13 +531,7 @@ async fn a_server_restart_mid_stream_is_survived_without_loss_or_duplicates() {
     assert_eq!(seen, ["a", "b", "c"]);
     assert_eq!(final_state(&updates), ConnectionState::Closed);
     assert!(
-        states(&updates).iter().any(|state| matches!(
-            state,
-            ConnectionState::Reconnecting {
-                last_error: Some(SseError::Connect { .. }),
-                ..
-            }
-        )),
+        reconnected_after(&updates, |error| matches!(error, SseError::Connect { .. })),
         "the restart should have been seen as refused connections: {:?}",
         states(&updates)
     );
