@@ -3,8 +3,12 @@
 //! The library holds everything; `src/main.rs` only picks the native or web entry point.
 //! See `README.md` for the command line and `../shared/DESIGN.md` for the architecture.
 
+pub mod api;
+pub mod rng;
 pub mod runtime;
 pub mod sse;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod server;

@@ -4,13 +4,13 @@
 //! stderr gets the connection states. Exit 0 when the server closes the stream for good (204),
 //! 1 with a one-line reason when the stream fails, 2 for bad arguments.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
 
+use super::output::JsonLines;
 use crate::sse::{ConnectionState, EventSource, ReconnectPolicy, SseError, Update};
 
 /// Arguments of `runboard events`.
@@ -58,7 +58,7 @@ pub async fn run(args: EventsArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut stdout = std::io::stdout().lock();
+    let mut out = JsonLines::new();
     while let Some(update) = source.next().await {
         match update {
             Update::Event(event) => {
@@ -67,11 +67,7 @@ pub async fn run(args: EventsArgs) -> ExitCode {
                     data: &event.data,
                     id: &event.id,
                 };
-                let written = serde_json::to_writer(&mut stdout, &line)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| stdout.write_all(b"\n"))
-                    .and_then(|()| stdout.flush());
-                if written.is_err() {
+                if !out.write(&line) {
                     // The reader went away (`| head`): that is a normal way to stop.
                     return ExitCode::SUCCESS;
                 }

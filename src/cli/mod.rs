@@ -1,6 +1,13 @@
 //! The command line: `runboard <subcommand>`.
 
 mod events;
+mod format;
+mod inspect;
+mod launch;
+mod output;
+mod remote;
+mod serve;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -16,6 +23,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the reference runs-API server (synthetic runs, SQLite store)
+    Serve(serve::ServeArgs),
+    /// Submit N runs of a task, staggered, and print their ids
+    Launch(launch::LaunchArgs),
+    /// List runs, newest first
+    Runs(inspect::RunsArgs),
+    /// Show one run with its whole event chain
+    Show(inspect::ShowArgs),
+    /// Follow a run: its narration, then a final status line
+    Tail(tail::TailArgs),
     /// Follow any Server-Sent Events URL and print one JSON line per event
     Events(events::EventsArgs),
 }
@@ -23,8 +40,9 @@ enum Command {
 /// Parses the command line, runs the subcommand and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_name("runboard-io")
         .build()
     {
         Ok(runtime) => runtime,
@@ -33,7 +51,17 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
-        Command::Events(args) => runtime.block_on(events::run(args)),
-    }
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Launch(args) => launch::run(args).await,
+            Command::Runs(args) => inspect::runs(args).await,
+            Command::Show(args) => inspect::show(args).await,
+            Command::Tail(args) => tail::run(args).await,
+            Command::Events(args) => events::run(args).await,
+        }
+    });
+    // Do not wait for background tasks (open streams, idle connections) on the way out.
+    runtime.shutdown_background();
+    code
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::rng::SplitMix64;
+
 /// How a client reconnects. The defaults suit a console that watches long-lived streams.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconnectPolicy {
@@ -46,7 +48,11 @@ pub struct Backoff {
 impl Backoff {
     /// A fresh backoff with a random jitter seed.
     pub fn new(policy: ReconnectPolicy) -> Self {
-        Self::with_seed(policy, seed_from_clock())
+        Self {
+            policy,
+            attempts: 0,
+            rng: SplitMix64::from_entropy(),
+        }
     }
 
     /// A fresh backoff whose jitter is reproducible, for tests.
@@ -54,7 +60,7 @@ impl Backoff {
         Self {
             policy,
             attempts: 0,
-            rng: SplitMix64(seed),
+            rng: SplitMix64::new(seed),
         }
     }
 
@@ -93,42 +99,10 @@ impl Backoff {
         if doublings == 0 {
             return Some(backed_off);
         }
-        let jitter = self.policy.jitter.clamp(0.0, 1.0) * self.rng.next_unit();
+        let jitter = self.policy.jitter.clamp(0.0, 1.0) * self.rng.unit();
         // Shortening keeps the delay within the cap; the floor keeps the server's retry time.
         Some(backed_off.mul_f64(1.0 - jitter).max(retry))
     }
-}
-
-/// A tiny, good-enough generator for jitter (splitmix64); not for anything secret.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_unit(&mut self) -> f64 {
-        #[allow(clippy::cast_precision_loss)] // 53 bits fit an f64 mantissa exactly.
-        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        unit
-    }
-}
-
-fn seed_from_clock() -> u64 {
-    let nanos = web_time::SystemTime::now()
-        .duration_since(web_time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    // Mix in a stack address so clients created in the same nanosecond still differ.
-    let local = 0u8;
-    #[allow(clippy::cast_possible_truncation)] // Only the low bits matter for a seed.
-    let seed = (nanos as u64) ^ (std::ptr::from_ref(&local) as usize as u64).rotate_left(32);
-    seed
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod state;
 pub use backoff::{Backoff, ReconnectPolicy};
 pub use client::{EventSource, EventSourceBuilder, Update};
 pub use error::SseError;
+pub(crate) use error::with_causes as error_with_causes;
 pub use event::{Event, Frame};
 pub use parser::{DEFAULT_MAX_EVENT_BYTES, Parser};
 pub use state::ConnectionState;

@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests. Each test binary uses a different part of them.
 #![allow(dead_code)]
 
+pub mod cut_proxy;
 pub mod scripted_server;
+pub mod test_server;

@@ -1,0 +1,239 @@
+//! The runs-API contract as serde types, shared by the server, the console and the CLI.
+//!
+//! Decoding is tolerant, because real servers differ: unknown fields are ignored, optional
+//! fields may be absent or null, `node` is read as `agent`, and an unknown status is kept as
+//! [`RunStatus::Unknown`] rather than failing the whole response.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Waiting for a free worker slot.
+    Queued,
+    /// Generating.
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+    /// A status this client does not know (a newer or different server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl RunStatus {
+    /// Every status a run can be in, in lifecycle order (without `Unknown`).
+    pub const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// Whether the run is over.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// The wire name, as in `?status=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, not `write_str`, so tables can align it with `{:<10}`.
+        f.pad(self.as_str())
+    }
+}
+
+/// A run as listed: what it is and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The server's opaque id.
+    pub run_id: String,
+    /// The task text it was launched with.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub task: String,
+    /// Where it is in its life.
+    #[serde(default = "unknown_status", deserialize_with = "null_as_unknown")]
+    pub status: RunStatus,
+    /// When it was submitted (RFC 3339, UTC).
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// When it started running.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// When it finished.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Tokens generated so far.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tokens_out: u64,
+    /// The agent working now (or last).
+    #[serde(default, alias = "node")]
+    pub agent: Option<String>,
+    /// The current iteration of the agent loop.
+    #[serde(default)]
+    pub iteration: Option<u32>,
+    /// The tail of the latest text, at most 200 characters.
+    #[serde(default)]
+    pub snippet: Option<String>,
+}
+
+/// One stored event of a run, as `GET /api/runs/{id}` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The event's position within its run, from 1.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub seq: u64,
+    /// The event type (`node_update`, `status`, …).
+    pub event: String,
+    /// The event's JSON object.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// When it was emitted.
+    #[serde(default)]
+    pub ts: Option<String>,
+}
+
+/// A run with its whole event chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    /// The summary fields.
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    /// Every event, in order.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub events: Vec<StoredEvent>,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunList {
+    /// The runs on this page.
+    pub runs: Vec<RunSummary>,
+    /// Pass as `before=` for the next page; `None` on the last page.
+    #[serde(default)]
+    pub next_before: Option<String>,
+}
+
+impl RunList {
+    /// Decodes a run list in either form servers use: `{"runs": [...]}` or a bare array.
+    pub fn from_json(body: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Page(RunList),
+            Bare(Vec<RunSummary>),
+        }
+        Ok(match serde_json::from_slice(body)? {
+            Either::Page(page) => page,
+            Either::Bare(runs) => Self {
+                runs,
+                next_before: None,
+            },
+        })
+    }
+}
+
+/// How a run is submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// Return at once; the run waits for a worker slot.
+    #[default]
+    Queued,
+    /// Wait for the run to finish and return its detail.
+    Inline,
+}
+
+/// The body of `POST /api/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateRun {
+    /// What to generate.
+    pub task: String,
+    /// Queued (default) or inline.
+    #[serde(default)]
+    pub mode: RunMode,
+    /// Generator parameters, passed through.
+    #[serde(default = "empty_object")]
+    pub params: serde_json::Value,
+}
+
+/// `GET /api/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` when the server is serving.
+    pub status: String,
+    /// The server's version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Optional endpoints it offers, e.g. `events` for `/api/events`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub features: Vec<String>,
+}
+
+impl Health {
+    /// Whether the server lists `feature`.
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+}
+
+/// The error body every endpoint uses: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for machines (`code`) and people (`message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code such as `not_found`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub code: String,
+    /// A sentence for people.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub message: String,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn unknown_status() -> RunStatus {
+    RunStatus::Unknown
+}
+
+/// Reads `null` as the type's default, for fields that are not `Option` on our side.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+fn null_as_unknown<'de, D: Deserializer<'de>>(deserializer: D) -> Result<RunStatus, D::Error> {
+    Ok(Option::<RunStatus>::deserialize(deserializer)?.unwrap_or(RunStatus::Unknown))
+}

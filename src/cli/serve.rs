@@ -1,0 +1,130 @@
+//! `runboard serve`: the reference server in the foreground until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::server::{self, DbLocation, GeneratorConfig, ServerConfig, StreamSettings};
+
+/// Arguments of `runboard serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen
+    #[arg(long, default_value = server::DEFAULT_ADDR, value_name = "IP:PORT")]
+    addr: SocketAddr,
+    /// The SQLite file (default: runboard/runboard.db in your data directory), or :memory:
+    #[arg(long, value_name = "PATH")]
+    db: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on every API route
+    #[arg(long, env = "RUNBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Listen beyond loopback without a token (anyone who can reach it can read and launch runs)
+    #[arg(long)]
+    insecure: bool,
+    /// Runs generating at once; the rest wait as queued
+    #[arg(long, default_value_t = 18, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    concurrency: u32,
+    /// Seed for reproducible synthetic runs
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run the synthetic generator's clock this many times faster than real time
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    speed: f64,
+    /// The probability that a synthetic run fails part-way (0 to 1)
+    #[arg(long, default_value_t = 0.05, value_parser = probability)]
+    failure_rate: f64,
+    /// Seconds between keep-alive comments on idle streams
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    keepalive_secs: u64,
+    /// The reconnection time streams announce with `retry:`
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    retry_ms: u64,
+}
+
+fn positive_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("expected a number above 0, not {text:?}")),
+    }
+}
+
+fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("expected a number from 0 to 1, not {text:?}")),
+    }
+}
+
+impl ServeArgs {
+    fn config(&self) -> ServerConfig {
+        ServerConfig {
+            addr: self.addr,
+            db: self
+                .db
+                .as_deref()
+                .map_or_else(DbLocation::default_file, DbLocation::parse),
+            token: self.token.clone().filter(|token| !token.is_empty()),
+            insecure: self.insecure,
+            concurrency: self.concurrency as usize,
+            generator: GeneratorConfig {
+                seed: self.seed,
+                speed: self.speed,
+                failure_rate: self.failure_rate,
+            },
+            streams: StreamSettings {
+                retry: Duration::from_millis(self.retry_ms),
+                keepalive: Duration::from_secs(self.keepalive_secs),
+            },
+            ..ServerConfig::default()
+        }
+    }
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs) -> ExitCode {
+    let config = args.config();
+    let db = config.db.to_string();
+    let auth = if config.token.is_some() {
+        "token required"
+    } else {
+        "no token"
+    };
+    let running = match server::start(config).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("runboard serve: error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "runboard serve: listening on {} (store: {db}; {auth}); Ctrl-C stops",
+        running.url()
+    );
+    wait_for_stop_signal().await;
+    eprintln!("runboard serve: stopping");
+    running.stop().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

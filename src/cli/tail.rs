@@ -1,0 +1,152 @@
+//! `runboard tail ID`: follow one run. People get its narration and a final status line
+//! (seed 001: no JSON in this view); `--json` gets every structured event as a JSON line.
+//! Reconnects and resumes after `Last-Event-ID`, so a dropped connection or a server restart
+//! neither loses nor repeats a line.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::format::{between, duration};
+use super::output::{JsonLines, print_lines};
+use super::remote::RemoteArgs;
+use crate::api::{ApiClient, RunEvent, RunStatus};
+use crate::sse::{ConnectionState, SseError, Update};
+
+/// The reference server sends a keep-alive every 15 s; three missed ones mean a dead link.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Arguments of `runboard tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The run id
+    run_id: String,
+    /// Print each structured event (everything but narration) as one JSON line
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    event: &'a str,
+    data: Value,
+    id: &'a str,
+}
+
+/// Follows the run to its end. Exit 0 when it completed, 1 when it failed or was cancelled or
+/// the stream could not be followed.
+pub async fn run(args: TailArgs) -> ExitCode {
+    let client = match args.remote.client() {
+        Ok(client) => client,
+        Err(message) => return fail(&message),
+    };
+    let url = client.run_stream_url(&args.run_id);
+    let source = client
+        .event_source(&url)
+        .map(|builder| builder.idle_timeout(Some(IDLE_TIMEOUT)))
+        .and_then(crate::sse::EventSourceBuilder::build);
+    let mut source = match source {
+        Ok(source) => source,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let mut json = args.json.then(JsonLines::new);
+    let mut reconnected = false;
+    while let Some(update) = source.next().await {
+        match update {
+            Update::Event(event) => match RunEvent::decode(&event.event, &event.data) {
+                Ok(RunEvent::Narration(line)) => {
+                    if json.is_none() && !print_lines(&line.formatted) {
+                        return ExitCode::SUCCESS;
+                    }
+                }
+                Ok(decoded) => {
+                    if let Some(out) = json.as_mut() {
+                        let line = JsonEvent {
+                            event: &event.event,
+                            data: serde_json::from_str(&event.data).unwrap_or(Value::Null),
+                            id: &event.id,
+                        };
+                        if !out.write(&line) {
+                            return ExitCode::SUCCESS;
+                        }
+                    }
+                    if let RunEvent::StreamEnd(end) = decoded {
+                        return finish(&client, &args.run_id, Some(end.status), args.json).await;
+                    }
+                }
+                Err(error) => eprintln!("runboard tail: warning: skipped an event: {error}"),
+            },
+            Update::State(ConnectionState::Open) if reconnected => {
+                eprintln!(
+                    "runboard tail: resumed after event {:?}",
+                    source.last_event_id()
+                );
+            }
+            Update::State(state @ ConnectionState::Reconnecting { .. }) => {
+                reconnected = true;
+                eprintln!("runboard tail: {state}");
+            }
+            // 204: the server has nothing more for us; the run is over.
+            Update::State(ConnectionState::Closed) => {
+                return finish(&client, &args.run_id, None, args.json).await;
+            }
+            Update::State(ConnectionState::Failed(error)) => {
+                let hint = match &error {
+                    SseError::Status { status: 404, .. } => {
+                        " (no such run: `runboard runs` lists them)"
+                    }
+                    SseError::Status { status: 401, .. } => {
+                        " (this server needs a token: pass --token or set RUNBOARD_TOKEN)"
+                    }
+                    _ => "",
+                };
+                return fail(&format!("{error}{hint}"));
+            }
+            Update::State(_) | Update::Comment(_) | Update::EventTooLarge { .. } => {}
+        }
+    }
+    ExitCode::FAILURE
+}
+
+/// Prints the final status line and picks the exit code.
+async fn finish(
+    client: &ApiClient,
+    run_id: &str,
+    status: Option<RunStatus>,
+    json: bool,
+) -> ExitCode {
+    let summary = client.run(run_id).await.ok().map(|detail| detail.summary);
+    let status = status
+        .or_else(|| summary.as_ref().map(|s| s.status))
+        .unwrap_or(RunStatus::Unknown);
+    let mut line = format!("run {run_id} {status}");
+    if let Some(summary) = &summary {
+        line.push_str(&format!(": {} tokens", summary.tokens_out));
+        if let Some(took) = between(
+            summary.started_at.as_deref(),
+            summary.finished_at.as_deref(),
+        ) {
+            line.push_str(&format!(" in {}", duration(took)));
+        }
+    }
+    if json {
+        eprintln!("{line}");
+    } else {
+        print_lines(&line);
+    }
+    if status == RunStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("runboard tail: error: {message}");
+    ExitCode::FAILURE
+}

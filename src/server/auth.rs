@@ -1,0 +1,50 @@
+//! Bearer-token auth for every API route, compared in constant time.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use subtle::ConstantTimeEq as _;
+
+use super::failure::Failure;
+
+/// The token every request must present, if any.
+#[derive(Debug, Clone)]
+pub struct RequiredToken(pub Option<String>);
+
+/// Rejects a request without `Authorization: Bearer <token>` when a token is configured.
+pub async fn require_token(
+    State(required): State<RequiredToken>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = &required.0 else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let Some(presented) = presented else {
+        return unauthorized("this server needs a token: send Authorization: Bearer <token>");
+    };
+    // Constant time in the token's content, so a timing probe learns nothing from a prefix.
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        next.run(request).await
+    } else {
+        unauthorized("the token is not valid for this server")
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response =
+        Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}

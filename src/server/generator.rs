@@ -1,0 +1,320 @@
+//! The synthetic generator: runs that look and pace like real agent pipelines, with no model.
+//!
+//! A run walks supervisor → (researcher → writer → critic) × iterations → finish. Each agent
+//! writes text at tens of tokens per second with bursts and pauses, reported as `node_update`
+//! with a cumulative `tokens_out` and the text's 200-character tail; transitions are narrated,
+//! and now and then a `data` event carries metrics. Time runs `speed` times faster than real.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::clock::now_rfc3339;
+use super::recorder::{Recorder, Stopped};
+use crate::rng::SplitMix64;
+
+/// How long the snippet may be, in characters.
+pub const SNIPPET_CHARS: usize = 200;
+
+/// Settings shared by every run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorConfig {
+    /// Seed for reproducible runs; `None` seeds from the clock.
+    pub seed: Option<u64>,
+    /// How much faster than real time the generator's clock runs.
+    pub speed: f64,
+    /// The probability that a run fails part-way.
+    pub failure_rate: f64,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        Self {
+            seed: None,
+            speed: 1.0,
+            failure_rate: 0.05,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It finished its work.
+    Completed,
+    /// It failed with this message.
+    Failed(String),
+    /// It was cancelled on request.
+    Cancelled,
+    /// The server is shutting down; the run stays `running` and is marked failed at restart.
+    Interrupted,
+}
+
+/// Per-run knobs a client may pass in `params` (all optional).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RunParams {
+    iterations: u64,
+    fail: bool,
+    tokens_per_sec: f64,
+}
+
+/// Everything one run needs.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The run.
+    pub run_id: String,
+    /// Its task text.
+    pub task: String,
+    /// Its parameters (a JSON object).
+    pub params: Value,
+    /// Where its events go.
+    pub recorder: Recorder,
+    /// Cancelled when the run is cancelled.
+    pub cancel: CancellationToken,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// The run's own seed.
+    pub seed: u64,
+}
+
+/// Why a run's work stopped early.
+enum Stop {
+    Cancelled,
+    Interrupted,
+}
+
+impl From<Stopped> for Stop {
+    fn from(_: Stopped) -> Self {
+        Self::Interrupted
+    }
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "model",
+    "token",
+    "draft",
+    "context",
+    "evidence",
+    "source",
+    "claim",
+    "revise",
+    "clear",
+    "because",
+    "however",
+    "résumé",
+    "naïve",
+    "café",
+    "→",
+    "step",
+    "plan",
+    "answer",
+    "check",
+    "summary",
+    "result",
+    "improve",
+    "argument",
+    "data",
+    "sample",
+    "quality",
+    "coherent",
+    "fact",
+    "😊",
+    "détail",
+    "structure",
+    "outline",
+    "paragraph",
+    "critique",
+    "note",
+    "source",
+    "and",
+];
+
+/// Runs one synthetic run to its end.
+pub async fn run(config: &GeneratorConfig, ctx: &RunContext) -> Outcome {
+    match run_steps(config, ctx).await {
+        Ok(outcome) => outcome,
+        Err(Stop::Cancelled) => Outcome::Cancelled,
+        Err(Stop::Interrupted) => Outcome::Interrupted,
+    }
+}
+
+fn params(value: &Value) -> RunParams {
+    RunParams {
+        iterations: value
+            .get("iterations")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(10),
+        fail: value.get("fail").and_then(Value::as_bool).unwrap_or(false),
+        tokens_per_sec: value
+            .get("tokens_per_sec")
+            .and_then(Value::as_f64)
+            .filter(|rate| rate.is_finite() && *rate > 0.0)
+            .unwrap_or(0.0),
+    }
+}
+
+async fn run_steps(config: &GeneratorConfig, ctx: &RunContext) -> Result<Outcome, Stop> {
+    let mut rng = SplitMix64::new(ctx.seed);
+    let params = params(&ctx.params);
+    let iterations = if params.iterations > 0 {
+        params.iterations
+    } else {
+        rng.range_u64(1, 3)
+    };
+    let mut plan = vec![("supervisor", 1)];
+    for iteration in 1..=iterations {
+        for agent in ["researcher", "writer", "critic"] {
+            plan.push((agent, iteration));
+        }
+    }
+    plan.push(("finish", iterations));
+    let fail_at = (params.fail || rng.chance(config.failure_rate))
+        .then(|| usize::try_from(rng.range_u64(1, (plan.len() - 1) as u64)).unwrap_or(1));
+    let base_rate = if params.tokens_per_sec > 0.0 {
+        params.tokens_per_sec
+    } else {
+        rng.range_f64(20.0, 80.0)
+    };
+
+    narrate(ctx, "info", "run_start", &format!("Starting: {}", ctx.task)).await?;
+    let mut tokens_out: u64 = 0;
+    for (step, &(agent, iteration)) in plan.iter().enumerate() {
+        if fail_at == Some(step) {
+            let message = format!("synthetic failure: {agent} lost its worker");
+            narrate(ctx, "error", "agent_failed", &message).await?;
+            return Ok(Outcome::Failed(message));
+        }
+        narrate(
+            ctx,
+            "info",
+            "agent_start",
+            &format!("{agent} takes over (iteration {iteration})"),
+        )
+        .await?;
+        let mut text = String::new();
+        let step_secs = if agent == "finish" {
+            rng.range_f64(0.5, 1.0)
+        } else {
+            rng.range_f64(1.5, 4.0)
+        };
+        let mut elapsed = 0.0;
+        let mut carry = 0.0;
+        while elapsed < step_secs {
+            let tick = rng.range_f64(0.15, 0.4);
+            pause(config, ctx, tick).await?;
+            elapsed += tick;
+            // Uneven pace: mostly steady, sometimes a burst, sometimes a stall.
+            let pace = match rng.unit() {
+                p if p < 0.1 => 0.0,
+                p if p < 0.25 => rng.range_f64(1.8, 2.6),
+                _ => rng.range_f64(0.7, 1.3),
+            };
+            carry += base_rate * pace * tick;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // carry >= 0.
+            let new_tokens = carry.floor() as u64;
+            carry -= carry.floor();
+            for _ in 0..new_tokens {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(*rng.pick(WORDS));
+            }
+            trim_front(&mut text, SNIPPET_CHARS * 2);
+            tokens_out += new_tokens;
+            let ts = now_rfc3339();
+            ctx.recorder
+                .event(
+                    &ctx.run_id,
+                    "node_update",
+                    json!({
+                        "agent": agent,
+                        "iteration": iteration,
+                        "tokens_out": tokens_out,
+                        "snippet": tail(&text, SNIPPET_CHARS),
+                        "ts": ts,
+                    }),
+                    ts,
+                )
+                .await?;
+        }
+        if rng.chance(0.15) {
+            #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
+            let payload = json!({"agent": agent, "tokens_out": tokens_out, "tok_per_sec": (tokens_out as f64 / step_secs.max(0.1)).round()});
+            ctx.recorder
+                .event(
+                    &ctx.run_id,
+                    "data",
+                    json!({"action": "agent_metrics", "payload": payload}),
+                    now_rfc3339(),
+                )
+                .await?;
+        }
+    }
+    narrate(
+        ctx,
+        "info",
+        "run_done",
+        &format!("Done: {tokens_out} tokens"),
+    )
+    .await?;
+    Ok(Outcome::Completed)
+}
+
+async fn narrate(ctx: &RunContext, level: &str, action: &str, text: &str) -> Result<(), Stop> {
+    ctx.recorder
+        .event(
+            &ctx.run_id,
+            "narration",
+            json!({"formatted": text, "level": level, "action": action}),
+            now_rfc3339(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Waits `virtual_secs` of generator time, or stops early on cancel or shutdown.
+async fn pause(config: &GeneratorConfig, ctx: &RunContext, virtual_secs: f64) -> Result<(), Stop> {
+    let real = Duration::from_secs_f64(virtual_secs / config.speed.max(1e-3));
+    tokio::select! {
+        () = tokio::time::sleep(real) => Ok(()),
+        () = ctx.cancel.cancelled() => Err(Stop::Cancelled),
+        () = ctx.shutdown.cancelled() => Err(Stop::Interrupted),
+    }
+}
+
+/// The last `max_chars` characters of `text`, cut at a character boundary.
+pub fn tail(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().rev().nth(max_chars.saturating_sub(1)) {
+        Some((start, _)) if max_chars > 0 => &text[start..],
+        Some(_) => "",
+        None => text,
+    }
+}
+
+/// Drops characters from the front until at most `max_chars` remain.
+fn trim_front(text: &mut String, max_chars: usize) {
+    let keep = tail(text, max_chars).len();
+    let cut = text.len() - keep;
+    if cut > 0 {
+        text.drain(..cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail;
+
+    #[test]
+    fn tail_cuts_at_a_character_boundary() {
+        assert_eq!(tail("abc", 5), "abc");
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("naïve café 😊", 6), "café 😊");
+        assert_eq!(tail("é😊", 1), "😊");
+        assert_eq!(tail("abc", 0), "");
+        let long = "ü".repeat(300);
+        assert_eq!(tail(&long, 200).chars().count(), 200);
+    }
+}

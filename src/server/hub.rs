@@ -1,0 +1,83 @@
+//! Fan-out of persisted events to every live stream, with each SSE frame encoded once.
+
+use std::sync::Arc;
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use tokio::sync::broadcast;
+
+use super::store::EventRow;
+
+/// A persisted event, ready to send: its frames for `/api/events` (global id) and for the
+/// per-run stream (run id) are encoded once here, not once per subscriber.
+#[derive(Debug)]
+pub struct Published {
+    /// Global sequence.
+    pub seq: i64,
+    /// The run.
+    pub run_id: String,
+    /// Sequence within the run.
+    pub run_seq: i64,
+    /// Whether this is the run's `stream_end`.
+    pub is_stream_end: bool,
+    /// `id: <seq>` + event + data.
+    pub global_frame: Bytes,
+    /// `id: <run_seq>` + event + data.
+    pub run_frame: Bytes,
+}
+
+impl Published {
+    /// Encodes a stored event.
+    pub fn from_row(row: &EventRow) -> Self {
+        Self {
+            seq: row.seq,
+            run_id: row.run_id.clone(),
+            run_seq: row.run_seq,
+            is_stream_end: row.event == "stream_end",
+            global_frame: encode_frame(row.seq, &row.event, &row.data),
+            run_frame: encode_frame(row.run_seq, &row.event, &row.data),
+        }
+    }
+}
+
+/// One SSE frame. Compact JSON has no line breaks, but any that are there become extra `data:`
+/// lines so the frame stays valid whatever the data holds.
+pub fn encode_frame(id: i64, event: &str, data: &str) -> Bytes {
+    let mut frame = BytesMut::with_capacity(data.len() + event.len() + 32);
+    frame.put_slice(b"id: ");
+    frame.put_slice(id.to_string().as_bytes());
+    frame.put_slice(b"\nevent: ");
+    frame.put_slice(event.as_bytes());
+    frame.put_slice(b"\n");
+    for line in data.split(['\n', '\r']) {
+        frame.put_slice(b"data: ");
+        frame.put_slice(line.as_bytes());
+        frame.put_slice(b"\n");
+    }
+    frame.put_slice(b"\n");
+    frame.freeze()
+}
+
+/// The broadcast of persisted events. A subscriber that falls more than the capacity behind is
+/// told so (`Lagged`) and catches up from the store.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    sender: broadcast::Sender<Arc<Published>>,
+}
+
+impl Hub {
+    /// A hub that keeps up to `capacity` events for slow subscribers.
+    pub fn new(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        Self { sender }
+    }
+
+    /// Starts receiving every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.sender.subscribe()
+    }
+
+    /// Sends an event to every subscriber (none is fine).
+    pub fn publish(&self, event: Arc<Published>) {
+        let _ = self.sender.send(event);
+    }
+}

@@ -1,0 +1,332 @@
+//! The runs API over HTTP: routes, request parsing and validation.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::{RequiredToken, require_token};
+use super::failure::Failure;
+use super::runs::{CancelOutcome, Runs};
+use super::store::Store;
+use super::stream::{self, Scope, StreamSource};
+use crate::api::{CreateRun, Health, RunDetail, RunList, RunMode, RunStatus};
+
+/// The most runs one list request returns.
+pub const MAX_LIST_LIMIT: u32 = 500;
+
+/// The list size when the request does not say.
+pub const DEFAULT_LIST_LIMIT: u32 = 50;
+
+/// How long an inline run may take before the request gives up waiting (the run goes on).
+const INLINE_WAIT: Duration = Duration::from_secs(600);
+
+/// Optional endpoints this server offers, for `/api/health`.
+pub const FEATURES: [&str; 4] = ["events", "cancel", "inline", "replay"];
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Run lifecycle.
+    pub runs: Runs,
+    /// Reads.
+    pub store: Store,
+    /// Streams.
+    pub streams: StreamSource,
+    /// Request body limit in bytes.
+    pub max_body_bytes: usize,
+    /// Task text limit in characters.
+    pub max_task_chars: usize,
+}
+
+/// The router: every API route behind the token check.
+pub fn router(state: AppState, token: RequiredToken) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/runs", post(create_run).get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/cancel", post(cancel_run))
+        .route("/api/runs/{id}/stream", get(run_stream))
+        .route("/api/events", get(all_events))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .with_state(state)
+}
+
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+    })
+}
+
+async fn not_found() -> Failure {
+    Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> Failure {
+    Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+async fn create_run(State(state): State<AppState>, body: Body) -> Result<Response, Failure> {
+    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the request body is larger than {} bytes",
+                    state.max_body_bytes
+                ),
+            )
+        })?;
+    let request: CreateRun = serde_json::from_slice(&bytes).map_err(|error| {
+        if error.is_data() {
+            Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("the body is not a run request: {error}"),
+            )
+        } else {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("the body is not valid JSON: {error}"),
+            )
+        }
+    })?;
+    let task = request.task.trim();
+    if task.is_empty() {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_task",
+            "the task is empty",
+        ));
+    }
+    let task_chars = task.chars().count();
+    if task_chars > state.max_task_chars {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "task_too_long",
+            format!(
+                "the task has {task_chars} characters; the limit is {}",
+                state.max_task_chars
+            ),
+        ));
+    }
+    let params = match request.params {
+        Value::Null => Value::Object(serde_json::Map::new()),
+        Value::Object(map) => Value::Object(map),
+        _ => {
+            return Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                "params must be a JSON object",
+            ));
+        }
+    };
+    // An inline request listens before the run exists, so it cannot miss the run's end.
+    let mut ends = (request.mode == RunMode::Inline).then(|| state.streams.hub.subscribe());
+    let summary = state
+        .runs
+        .create(task.to_owned(), params)
+        .await
+        .map_err(|_| Failure::shutting_down())?;
+    let Some(ends) = ends.as_mut() else {
+        return Ok((StatusCode::CREATED, Json(summary)).into_response());
+    };
+    let run_id = summary.run_id.clone();
+    let finished = tokio::time::timeout(INLINE_WAIT, async {
+        loop {
+            match ends.recv().await {
+                Ok(event) if event.run_id == run_id && event.is_stream_end => return true,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let run = state.store.run(&run_id).await.ok().flatten();
+                    if run.is_some_and(|run| run.summary.status.is_finished()) {
+                        return true;
+                    }
+                }
+                Err(RecvError::Closed) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !finished {
+        return Err(Failure::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "inline_timeout",
+            format!("run {run_id} did not finish in time; it goes on, follow it by id"),
+        ));
+    }
+    let detail = run_detail(&state.store, &run_id).await?;
+    Ok((StatusCode::CREATED, Json(detail)).into_response())
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<RunList>, Failure> {
+    let Query(query) = query.map_err(|rejection| {
+        Failure::new(StatusCode::BAD_REQUEST, "bad_query", rejection.body_text())
+    })?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIST_LIMIT,
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "bad_limit",
+                format!("limit must be a whole number, not {text:?}"),
+            )
+        })?,
+    }
+    .clamp(1, MAX_LIST_LIMIT);
+    let status = match query.get("status") {
+        None => None,
+        Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "bad_status",
+                format!(
+                    "status must be one of queued, running, completed, failed, cancelled, not {text:?}"
+                ),
+            )
+        })?),
+    };
+    let before_ord = match query.get("before") {
+        None => None,
+        Some(run_id) => Some(
+            state
+                .store
+                .run(run_id)
+                .await?
+                .ok_or_else(|| Failure::unknown_run(run_id))?
+                .ord,
+        ),
+    };
+    let rows = state.store.list_runs(limit, before_ord, status).await?;
+    let next_before = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|row| row.summary.run_id.clone()))
+        .flatten();
+    Ok(Json(RunList {
+        runs: rows.into_iter().map(|row| row.summary).collect(),
+        next_before,
+    }))
+}
+
+async fn run_detail(store: &Store, run_id: &str) -> Result<RunDetail, Failure> {
+    let run = store
+        .run(run_id)
+        .await?
+        .ok_or_else(|| Failure::unknown_run(run_id))?;
+    let events = store.run_events(run_id).await?;
+    Ok(RunDetail {
+        summary: run.summary,
+        events,
+    })
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<RunDetail>, Failure> {
+    run_detail(&state.store, &run_id).await.map(Json)
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Response, Failure> {
+    match state.runs.cancel(&run_id).await? {
+        CancelOutcome::Cancelling => {
+            let run = state
+                .store
+                .run(&run_id)
+                .await?
+                .ok_or_else(|| Failure::unknown_run(&run_id))?;
+            Ok((StatusCode::ACCEPTED, Json(run.summary)).into_response())
+        }
+        CancelOutcome::AlreadyFinished => Err(Failure::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!("run {run_id} has already finished"),
+        )),
+        CancelOutcome::Unknown => Err(Failure::unknown_run(&run_id)),
+    }
+}
+
+/// The last event id a client has: the `Last-Event-ID` header, else `?last_event_id=` (for
+/// clients that cannot set headers). Ids that are not ours replay from the start.
+fn last_event_id(headers: &HeaderMap, query: &HashMap<String, String>) -> i64 {
+    headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| query.get("last_event_id").map(String::as_str))
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .filter(|id| *id >= 0)
+        .unwrap_or(0)
+}
+
+async fn run_stream(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Failure> {
+    let run = state
+        .store
+        .run(&run_id)
+        .await?
+        .ok_or_else(|| Failure::unknown_run(&run_id))?;
+    let last_id = last_event_id(&headers, &query);
+    if run.summary.status.is_finished() && last_id >= state.store.last_run_seq(&run_id).await? {
+        // Everything was delivered and nothing more will come: tell the client to stop.
+        return Ok(stream::closed_for_good());
+    }
+    Ok(stream::response(
+        state.streams.clone(),
+        Scope::Run { run_id },
+        last_id,
+    ))
+}
+
+async fn all_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let runs = query
+        .get("runs")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|run| !run.is_empty())
+                .map(str::to_owned)
+                .collect::<HashSet<_>>()
+        })
+        .filter(|runs| !runs.is_empty())
+        .map(Arc::new);
+    stream::response(
+        state.streams.clone(),
+        Scope::All { runs },
+        last_event_id(&headers, &query),
+    )
+}

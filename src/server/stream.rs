@@ -1,0 +1,295 @@
+//! Event streams: replay from the store after `Last-Event-ID`, then live from the hub, with
+//! keep-alives, lag recovery and prompt shutdown.
+//!
+//! Gap-free and duplicate-free by construction: the stream subscribes to the hub *before* it
+//! reads the store (the recorder publishes only what is committed), and it skips any live event
+//! at or below the last id it sent. A subscriber that falls behind the hub's buffer reads what it
+//! missed from the store instead of losing it.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, interval_at};
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Hub, Published};
+use super::store::{Replay, Store, StoreError};
+
+/// Events read from the store per query while replaying.
+const REPLAY_PAGE: u32 = 1000;
+
+/// A chunk sent to the connection holds at most this many bytes, so one slow reader of a burst
+/// does not buffer without bound.
+const MAX_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks buffered per connection before the stream waits for the client.
+const CONNECTION_BUFFER: usize = 16;
+
+/// What a stream carries.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every run (or only some), ids are global sequences.
+    All {
+        /// Only these runs, when given.
+        runs: Option<Arc<HashSet<String>>>,
+    },
+    /// One run, ids are run sequences; the stream closes after its `stream_end`.
+    Run {
+        /// The run.
+        run_id: String,
+    },
+}
+
+impl Scope {
+    fn wants(&self, event: &Published) -> bool {
+        match self {
+            Self::All { runs: None } => true,
+            Self::All { runs: Some(runs) } => runs.contains(&event.run_id),
+            Self::Run { run_id } => *run_id == event.run_id,
+        }
+    }
+
+    fn id_of(&self, event: &Published) -> i64 {
+        match self {
+            Self::All { .. } => event.seq,
+            Self::Run { .. } => event.run_seq,
+        }
+    }
+
+    fn frame<'a>(&self, event: &'a Published) -> &'a Bytes {
+        match self {
+            Self::All { .. } => &event.global_frame,
+            Self::Run { .. } => &event.run_frame,
+        }
+    }
+}
+
+/// How every stream behaves.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Sent as `retry:` at the start.
+    pub retry: Duration,
+    /// A comment is sent after this long without anything else.
+    pub keepalive: Duration,
+}
+
+/// Everything a stream needs from the server.
+#[derive(Debug, Clone)]
+pub struct StreamSource {
+    /// Where replays come from.
+    pub store: Store,
+    /// Where live events come from.
+    pub hub: Hub,
+    /// Ends every stream when cancelled.
+    pub shutdown: CancellationToken,
+    /// Retry and keep-alive.
+    pub settings: StreamSettings,
+}
+
+/// The response for an event stream starting after `last_id`.
+pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
+    // Subscribe now, before anything is read from the store.
+    let live = source.hub.subscribe();
+    let (chunks, body) = mpsc::channel::<Bytes>(CONNECTION_BUFFER);
+    tokio::spawn(async move {
+        let mut pump = Pump {
+            source,
+            scope,
+            last_id,
+            chunks,
+        };
+        if let Err(error) = pump.run(live).await {
+            eprintln!("runboard serve: warning: a stream stopped: {error}");
+        }
+    });
+    let stream = futures_util::stream::unfold(body, |mut body| async move {
+        let chunk = body.recv().await?;
+        Some((Ok::<_, Infallible>(chunk), body))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// `204 No Content`: an `EventSource` stops and does not reconnect.
+pub fn closed_for_good() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PumpError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The client went away; not an error worth reporting, but it ends the pump.
+    #[error("the client disconnected")]
+    Gone,
+}
+
+struct Pump {
+    source: StreamSource,
+    scope: Scope,
+    /// The id of the last event sent (or the client's `Last-Event-ID`).
+    last_id: i64,
+    chunks: mpsc::Sender<Bytes>,
+}
+
+impl Pump {
+    async fn run(
+        &mut self,
+        mut live: broadcast::Receiver<Arc<Published>>,
+    ) -> Result<(), PumpError> {
+        let retry_ms = self.source.settings.retry.as_millis();
+        self.send(Bytes::from(format!("retry: {retry_ms}\n\n")))
+            .await?;
+        let result = self.pump(&mut live).await;
+        match result {
+            Err(PumpError::Gone) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn pump(
+        &mut self,
+        live: &mut broadcast::Receiver<Arc<Published>>,
+    ) -> Result<(), PumpError> {
+        if self.catch_up().await? {
+            return Ok(());
+        }
+        let period = self.source.settings.keepalive;
+        let mut keepalive = interval_at(Instant::now() + period, period);
+        let shutdown = self.source.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                received = live.recv() => match received {
+                    Ok(event) => {
+                        let mut chunk = BytesMut::new();
+                        let mut ended = self.append(&mut chunk, &event);
+                        // Take whatever else is already waiting into the same write.
+                        while !ended && chunk.len() < MAX_CHUNK_BYTES {
+                            match live.try_recv() {
+                                Ok(event) => ended = self.append(&mut chunk, &event),
+                                Err(TryRecvError::Lagged(_)) => {
+                                    self.send_chunk(chunk).await?;
+                                    chunk = BytesMut::new();
+                                    ended = self.catch_up().await?;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        self.send_chunk(chunk).await?;
+                        if ended {
+                            return Ok(());
+                        }
+                        keepalive.reset();
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        if self.catch_up().await? {
+                            return Ok(());
+                        }
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                _ = keepalive.tick() => self.send(Bytes::from_static(b": keep-alive\n\n")).await?,
+            }
+        }
+    }
+
+    /// Sends everything the store has after `last_id`. True when a per-run stream reached the
+    /// run's end.
+    async fn catch_up(&mut self) -> Result<bool, PumpError> {
+        loop {
+            let page = match &self.scope {
+                Scope::All { runs } => {
+                    let runs: Option<Vec<String>> =
+                        runs.as_ref().map(|runs| runs.iter().cloned().collect());
+                    self.source
+                        .store
+                        .replay(
+                            &Replay::All {
+                                after_seq: self.last_id,
+                                runs: runs.as_deref(),
+                            },
+                            REPLAY_PAGE,
+                        )
+                        .await?
+                }
+                Scope::Run { run_id } => {
+                    self.source
+                        .store
+                        .replay(
+                            &Replay::Run {
+                                run_id,
+                                after_run_seq: self.last_id,
+                            },
+                            REPLAY_PAGE,
+                        )
+                        .await?
+                }
+            };
+            let full_page = page.len() == REPLAY_PAGE as usize;
+            let mut chunk = BytesMut::new();
+            let mut ended = false;
+            for row in &page {
+                let event = Published::from_row(row);
+                ended = self.append(&mut chunk, &event);
+                if chunk.len() >= MAX_CHUNK_BYTES {
+                    self.send_chunk(std::mem::take(&mut chunk)).await?;
+                }
+                if ended {
+                    break;
+                }
+            }
+            self.send_chunk(chunk).await?;
+            if ended || !full_page {
+                return Ok(ended);
+            }
+        }
+    }
+
+    /// Adds an event to the chunk if the scope wants it and it is new. True when it ends a
+    /// per-run stream.
+    fn append(&mut self, chunk: &mut BytesMut, event: &Published) -> bool {
+        if !self.scope.wants(event) {
+            return false;
+        }
+        let id = self.scope.id_of(event);
+        if id <= self.last_id {
+            return false;
+        }
+        self.last_id = id;
+        chunk.extend_from_slice(self.scope.frame(event));
+        matches!(self.scope, Scope::Run { .. }) && event.is_stream_end
+    }
+
+    async fn send_chunk(&self, chunk: BytesMut) -> Result<(), PumpError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.send(chunk.freeze()).await
+    }
+
+    async fn send(&self, bytes: Bytes) -> Result<(), PumpError> {
+        tokio::select! {
+            sent = self.chunks.send(bytes) => sent.map_err(|_| PumpError::Gone),
+            () = self.source.shutdown.cancelled() => Err(PumpError::Gone),
+        }
+    }
+}
