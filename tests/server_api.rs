@@ -100,9 +100,9 @@ async fn a_run_is_created_listed_and_shown_with_its_whole_chain() {
         last = tokens;
         assert!(event.data["snippet"].as_str().unwrap().chars().count() <= 200);
     }
-    let list = api.list_runs(&RunQuery::default()).await.unwrap();
-    assert_eq!(list.runs.len(), 1);
-    assert_eq!(list.runs[0], detail.summary);
+    let listed = api.list_runs(&RunQuery::default()).await.unwrap();
+    assert_eq!(listed.runs.len(), 1);
+    assert_eq!(listed.runs[0], detail.summary);
     server.stop().await;
 }
 

@@ -1,6 +1,6 @@
 //! A typed client for the runs API.
 
-use std::time::Duration;
+use std::fmt::Write as _;
 
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -9,7 +9,8 @@ use super::types::{CreateRun, ErrorBody, Health, RunDetail, RunList, RunStatus, 
 use crate::sse::{EventSource, EventSourceBuilder, SseError};
 
 /// How long one API call may take natively (streams are not API calls and have no such limit).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+#[cfg(not(target_arch = "wasm32"))]
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why an API call failed. Every variant names the URL, so a message is enough to act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +105,7 @@ impl ApiClient {
         }
         let builder = reqwest::Client::builder();
         #[cfg(not(target_arch = "wasm32"))]
-        let builder = builder.connect_timeout(Duration::from_secs(10));
+        let builder = builder.connect_timeout(std::time::Duration::from_secs(10));
         let http = builder.build().map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             base,
@@ -252,9 +253,9 @@ impl ApiClient {
         if status.is_success() {
             return Ok(bytes);
         }
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => (body.error.code, body.error.message),
-            Err(_) => {
+        let (code, message) = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
+            |_| {
+                // Not our error shape (a proxy's page, say): show the start of the body.
                 let text = String::from_utf8_lossy(&bytes);
                 let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
                 let text = if text.is_empty() {
@@ -263,8 +264,9 @@ impl ApiClient {
                     text.chars().take(300).collect()
                 };
                 (String::new(), text)
-            }
-        };
+            },
+            |body| (body.error.code, body.error.message),
+        );
         Err(ApiError::Status {
             method: method.to_string(),
             url: url.to_owned(),
@@ -282,7 +284,7 @@ fn encode(text: &str) -> String {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out

@@ -65,7 +65,7 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(850)), "850 ms");
         assert_eq!(duration(Duration::from_millis(12_440)), "12.4 s");
         assert_eq!(duration(Duration::from_secs(185)), "3 m 05 s");
-        assert_eq!(duration(Duration::from_secs(7260)), "2 h 01 m");
+        assert_eq!(duration(Duration::from_mins(121)), "2 h 01 m");
     }
 
     #[test]

@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the reference runs-API server (synthetic runs, SQLite store)
+    /// Run the reference runs-API server (synthetic runs, `SQLite` store)
     Serve(serve::ServeArgs),
     /// Submit N runs of a task, staggered, and print their ids
     Launch(launch::LaunchArgs),

@@ -14,7 +14,7 @@ pub struct ServeArgs {
     /// Where to listen
     #[arg(long, default_value = server::DEFAULT_ADDR, value_name = "IP:PORT")]
     addr: SocketAddr,
-    /// The SQLite file (default: runboard/runboard.db in your data directory), or :memory:
+    /// The `SQLite` file (default: runboard/runboard.db in your data directory), or `:memory:`
     #[arg(long, value_name = "PATH")]
     db: Option<String>,
     /// Require `Authorization: Bearer TOKEN` on every API route

@@ -3,6 +3,7 @@
 //! Reconnects and resumes after `Last-Event-ID`, so a dropped connection or a server restart
 //! neither loses nor repeats a line.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -126,12 +127,12 @@ async fn finish(
         .unwrap_or(RunStatus::Unknown);
     let mut line = format!("run {run_id} {status}");
     if let Some(summary) = &summary {
-        line.push_str(&format!(": {} tokens", summary.tokens_out));
+        let _ = write!(line, ": {} tokens", summary.tokens_out);
         if let Some(took) = between(
             summary.started_at.as_deref(),
             summary.finished_at.as_deref(),
         ) {
-            line.push_str(&format!(" in {}", duration(took)));
+            let _ = write!(line, " in {}", duration(took));
         }
     }
     if json {

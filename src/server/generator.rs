@@ -171,22 +171,52 @@ async fn run_steps(config: &GeneratorConfig, ctx: &RunContext) -> Result<Outcome
         }
     }
     plan.push(("finish", iterations));
+    let last_step = u64::try_from(plan.len() - 1).unwrap_or(1);
     let fail_at = (params.fail || rng.chance(config.failure_rate))
-        .then(|| usize::try_from(rng.range_u64(1, (plan.len() - 1) as u64)).unwrap_or(1));
+        .then(|| usize::try_from(rng.range_u64(1, last_step)).unwrap_or(1));
     let base_rate = if params.tokens_per_sec > 0.0 {
         params.tokens_per_sec
     } else {
         rng.range_f64(20.0, 80.0)
     };
+    let mut walk = Walk {
+        config,
+        ctx,
+        rng,
+        base_rate,
+        tokens_out: 0,
+    };
 
     narrate(ctx, "info", "run_start", &format!("Starting: {}", ctx.task)).await?;
-    let mut tokens_out: u64 = 0;
     for (step, &(agent, iteration)) in plan.iter().enumerate() {
         if fail_at == Some(step) {
             let message = format!("synthetic failure: {agent} lost its worker");
             narrate(ctx, "error", "agent_failed", &message).await?;
             return Ok(Outcome::Failed(message));
         }
+        walk.agent(agent, iteration).await?;
+    }
+    let done = format!("Done: {} tokens", walk.tokens_out);
+    narrate(ctx, "info", "run_done", &done).await?;
+    Ok(Outcome::Completed)
+}
+
+/// One run's walk through its agents.
+struct Walk<'a> {
+    config: &'a GeneratorConfig,
+    ctx: &'a RunContext,
+    rng: SplitMix64,
+    /// Tokens per second at a steady pace.
+    base_rate: f64,
+    /// Cumulative over the run.
+    tokens_out: u64,
+}
+
+impl Walk<'_> {
+    /// One agent's turn: text at an uneven pace, reported as `node_update`s.
+    async fn agent(&mut self, agent: &str, iteration: u64) -> Result<(), Stop> {
+        let ctx = self.ctx;
+        let rng = &mut self.rng;
         narrate(
             ctx,
             "info",
@@ -204,7 +234,7 @@ async fn run_steps(config: &GeneratorConfig, ctx: &RunContext) -> Result<Outcome
         let mut carry = 0.0;
         while elapsed < step_secs {
             let tick = rng.range_f64(0.15, 0.4);
-            pause(config, ctx, tick).await?;
+            pause(self.config, ctx, tick).await?;
             elapsed += tick;
             // Uneven pace: mostly steady, sometimes a burst, sometimes a stall.
             let pace = match rng.unit() {
@@ -212,7 +242,7 @@ async fn run_steps(config: &GeneratorConfig, ctx: &RunContext) -> Result<Outcome
                 p if p < 0.25 => rng.range_f64(1.8, 2.6),
                 _ => rng.range_f64(0.7, 1.3),
             };
-            carry += base_rate * pace * tick;
+            carry += self.base_rate * pace * tick;
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // carry >= 0.
             let new_tokens = carry.floor() as u64;
             carry -= carry.floor();
@@ -220,47 +250,35 @@ async fn run_steps(config: &GeneratorConfig, ctx: &RunContext) -> Result<Outcome
                 if !text.is_empty() {
                     text.push(' ');
                 }
-                text.push_str(*rng.pick(WORDS));
+                let word: &&str = rng.pick(WORDS);
+                text.push_str(word);
             }
             trim_front(&mut text, SNIPPET_CHARS * 2);
-            tokens_out += new_tokens;
+            self.tokens_out += new_tokens;
             let ts = now_rfc3339();
+            let update = json!({
+                "agent": agent,
+                "iteration": iteration,
+                "tokens_out": self.tokens_out,
+                "snippet": tail(&text, SNIPPET_CHARS),
+                "ts": ts,
+            });
             ctx.recorder
-                .event(
-                    &ctx.run_id,
-                    "node_update",
-                    json!({
-                        "agent": agent,
-                        "iteration": iteration,
-                        "tokens_out": tokens_out,
-                        "snippet": tail(&text, SNIPPET_CHARS),
-                        "ts": ts,
-                    }),
-                    ts,
-                )
+                .event(&ctx.run_id, "node_update", update, ts)
                 .await?;
         }
         if rng.chance(0.15) {
             #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
-            let payload = json!({"agent": agent, "tokens_out": tokens_out, "tok_per_sec": (tokens_out as f64 / step_secs.max(0.1)).round()});
+            let rate = (self.tokens_out as f64 / step_secs.max(0.1)).round();
+            let payload =
+                json!({"agent": agent, "tokens_out": self.tokens_out, "tok_per_sec": rate});
+            let data = json!({"action": "agent_metrics", "payload": payload});
             ctx.recorder
-                .event(
-                    &ctx.run_id,
-                    "data",
-                    json!({"action": "agent_metrics", "payload": payload}),
-                    now_rfc3339(),
-                )
+                .event(&ctx.run_id, "data", data, now_rfc3339())
                 .await?;
         }
+        Ok(())
     }
-    narrate(
-        ctx,
-        "info",
-        "run_done",
-        &format!("Done: {tokens_out} tokens"),
-    )
-    .await?;
-    Ok(Outcome::Completed)
 }
 
 async fn narrate(ctx: &RunContext, level: &str, action: &str, text: &str) -> Result<(), Stop> {

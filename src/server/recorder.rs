@@ -189,17 +189,14 @@ impl Writer {
     }
 
     async fn number(&mut self, run_id: &str, event: &str, data: &Value, ts: String) -> EventRow {
-        let run_seq = match self.run_seqs.get_mut(run_id) {
-            Some(last) => {
-                *last += 1;
-                *last
-            }
-            None => {
-                // A run from before a restart: continue its sequence from the store.
-                let last = self.store.last_run_seq(run_id).await.unwrap_or(0) + 1;
-                self.run_seqs.insert(run_id.to_owned(), last);
-                last
-            }
+        let run_seq = if let Some(last) = self.run_seqs.get_mut(run_id) {
+            *last += 1;
+            *last
+        } else {
+            // A run from before a restart: continue its sequence from the store.
+            let last = self.store.last_run_seq(run_id).await.unwrap_or(0) + 1;
+            self.run_seqs.insert(run_id.to_owned(), last);
+            last
         };
         let seq = self.next_seq;
         self.next_seq += 1;

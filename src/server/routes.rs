@@ -29,7 +29,7 @@ pub const MAX_LIST_LIMIT: u32 = 500;
 pub const DEFAULT_LIST_LIMIT: u32 = 50;
 
 /// How long an inline run may take before the request gives up waiting (the run goes on).
-const INLINE_WAIT: Duration = Duration::from_secs(600);
+const INLINE_WAIT: Duration = Duration::from_mins(10);
 
 /// Optional endpoints this server offers, for `/api/health`.
 pub const FEATURES: [&str; 4] = ["events", "cancel", "inline", "replay"];

@@ -157,6 +157,10 @@ impl Runs {
                 return Ok(());
             }
         }
+        // The server must not answer before the recovery is stored.
+        if self.inner.recorder.flush().await.is_err() {
+            return Ok(());
+        }
         for run in self.inner.store.runs_with_status(RunStatus::Queued).await? {
             let seed = self
                 .inner
