@@ -7,6 +7,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runboard");
@@ -256,26 +257,41 @@ async fn tail_and_events_recover_when_the_server_is_killed_and_restarted_mid_run
         "tail lost or repeated lines"
     );
 
+    // `events` follows on its own connection: read it until the run's end arrives there too.
     let mut events = events;
+    let mut reader = BufReader::new(events.stdout.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = reader.next_line().await.unwrap() {
+            let value: Value = serde_json::from_str(&line).unwrap();
+            let ended = value["event"] == "stream_end"
+                && serde_json::from_str::<Value>(value["data"].as_str().unwrap()).unwrap()["run_id"]
+                    == run_id.as_str();
+            lines.push(value);
+            if ended {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("events never delivered the run's end");
     events.start_kill().unwrap();
-    let events = events.wait_with_output().await.unwrap();
-    let ids: Vec<u64> = stdout(&events)
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<Value>(line).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
+    let events_err = events.wait_with_output().await.unwrap();
+    let ids: Vec<u64> = lines
+        .iter()
+        .map(|line| line["id"].as_str().unwrap().parse().unwrap())
         .collect();
-    assert!(!ids.is_empty());
     assert_eq!(
         ids,
         (1..=ids.len() as u64).collect::<Vec<_>>(),
         "events resumed without gap or duplicate"
     );
-    let events_err = stderr(&events);
+    let events_err = stderr(&events_err);
     assert!(events_err.contains("reconnecting"), "{events_err}");
-    assert!(stdout(&events).contains("interrupted by server restart"));
+    assert!(lines.iter().any(|line| {
+        line["data"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted by server restart")
+    }));
 }
