@@ -258,25 +258,7 @@ async fn tail_and_events_recover_when_the_server_is_killed_and_restarted_mid_run
     );
 
     // `events` follows on its own connection: read it until the run's end arrives there too.
-    let mut events = events;
-    let mut reader = BufReader::new(events.stdout.take().unwrap()).lines();
-    let mut lines = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = reader.next_line().await.unwrap() {
-            let value: Value = serde_json::from_str(&line).unwrap();
-            let ended = value["event"] == "stream_end"
-                && serde_json::from_str::<Value>(value["data"].as_str().unwrap()).unwrap()["run_id"]
-                    == run_id.as_str();
-            lines.push(value);
-            if ended {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("events never delivered the run's end");
-    events.start_kill().unwrap();
-    let events_err = events.wait_with_output().await.unwrap();
+    let (lines, events_err) = read_until_run_end(events, &run_id).await;
     let ids: Vec<u64> = lines
         .iter()
         .map(|line| line["id"].as_str().unwrap().parse().unwrap())
@@ -286,7 +268,6 @@ async fn tail_and_events_recover_when_the_server_is_killed_and_restarted_mid_run
         (1..=ids.len() as u64).collect::<Vec<_>>(),
         "events resumed without gap or duplicate"
     );
-    let events_err = stderr(&events_err);
     assert!(events_err.contains("reconnecting"), "{events_err}");
     assert!(lines.iter().any(|line| {
         line["data"]
@@ -294,4 +275,27 @@ async fn tail_and_events_recover_when_the_server_is_killed_and_restarted_mid_run
             .unwrap()
             .contains("interrupted by server restart")
     }));
+}
+
+/// Reads a running `runboard events` until it prints the run's `stream_end`, then stops it.
+/// Returns the JSON lines and what it wrote to stderr.
+async fn read_until_run_end(mut events: Child, run_id: &str) -> (Vec<Value>, String) {
+    let mut reader = BufReader::new(events.stdout.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = reader.next_line().await.unwrap() {
+            let value: Value = serde_json::from_str(&line).unwrap();
+            let data: Value = serde_json::from_str(value["data"].as_str().unwrap()).unwrap();
+            let ended = value["event"] == "stream_end" && data["run_id"] == run_id;
+            lines.push(value);
+            if ended {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("events never delivered the run's end");
+    events.start_kill().unwrap();
+    let output = events.wait_with_output().await.unwrap();
+    (lines, stderr(&output))
 }
