@@ -380,3 +380,41 @@ async fn runs_256_with_64_subscribers_complete_without_loss() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(&dir)).await;
+    let api = client(&server);
+    let run = api
+        .create_run(&run_request(json!({"iterations": 5})))
+        .await
+        .unwrap();
+    let mut all = source(&format!("{}/api/events", server.url()));
+    let mut one = source(&api.run_stream_url(&run.summary.run_id));
+    for stream in [&mut all, &mut one] {
+        while !matches!(
+            stream.next().await,
+            Some(Update::State(ConnectionState::Open))
+        ) {}
+    }
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("stop hung with streams open");
+    for stream in [&mut all, &mut one] {
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(Update::State(ConnectionState::Reconnecting { .. })) =
+                    stream.next().await
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "a stream stayed open after the server stopped"
+        );
+    }
+}

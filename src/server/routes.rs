@@ -222,8 +222,11 @@ async fn list_runs(
                 .ord,
         ),
     };
-    let rows = state.store.list_runs(limit, before_ord, status).await?;
-    let next_before = (rows.len() == limit as usize)
+    // One more than asked says whether another page exists.
+    let mut rows = state.store.list_runs(limit + 1, before_ord, status).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_before = more
         .then(|| rows.last().map(|row| row.summary.run_id.clone()))
         .flatten();
     Ok(Json(RunList {

@@ -302,7 +302,7 @@ impl Parser {
 /// line gives the same result as decoding the whole stream, because CR and LF never occur inside
 /// a multi-byte sequence: a sequence cut by a line break is invalid either way.
 fn push_utf8_lossy(out: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
+    match simdutf8::basic::from_utf8(bytes) {
         Ok(text) => out.push_str(text),
         Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
     }
