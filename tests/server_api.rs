@@ -230,6 +230,7 @@ async fn bad_requests_get_the_error_shape_with_a_fitting_status() {
         ("/api/runs/run-nope", 404, "not_found"),
         ("/api/runs/run-nope/stream", 404, "not_found"),
         ("/api/nothing-here", 404, "not_found"),
+        ("/api/runs?limit=%FF%FE", 400, "bad_limit"),
     ];
     for (path, expected_status, expected_code) in gets {
         let (status, _, answer) = raw(reqwest::Method::GET, &url(path), None, None).await;
@@ -244,6 +245,13 @@ async fn bad_requests_get_the_error_shape_with_a_fitting_status() {
     )
     .await;
     assert_eq!((status, error_code(&answer).as_str()), (404, "not_found"));
+    let many: Vec<String> = (0..1001).map(|i| format!("r{i}")).collect();
+    let too_many = url(&format!("/api/events?runs={}", many.join(",")));
+    let (status, _, answer) = raw(reqwest::Method::GET, &too_many, None, None).await;
+    assert_eq!(
+        (status, error_code(&answer).as_str()),
+        (400, "too_many_runs")
+    );
     let (status, _, answer) = raw(reqwest::Method::DELETE, &url("/api/runs"), None, None).await;
     assert_eq!(
         (status, error_code(&answer).as_str()),

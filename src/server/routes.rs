@@ -31,6 +31,9 @@ pub const DEFAULT_LIST_LIMIT: u32 = 50;
 /// How long an inline run may take before the request gives up waiting (the run goes on).
 const INLINE_WAIT: Duration = Duration::from_mins(10);
 
+/// The most runs one `/api/events?runs=` filter may name.
+pub const MAX_FILTER_RUNS: usize = 1000;
+
 /// Optional endpoints this server offers, for `/api/health`.
 pub const FEATURES: [&str; 4] = ["events", "cancel", "inline", "replay"];
 
@@ -181,13 +184,20 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
     Ok((StatusCode::CREATED, Json(detail)).into_response())
 }
 
+/// The query string as pairs, or our error shape (axum's own rejection is plain text).
+fn query_pairs(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, Failure> {
+    query.map(|Query(pairs)| pairs).map_err(|rejection| {
+        Failure::new(StatusCode::BAD_REQUEST, "bad_query", rejection.body_text())
+    })
+}
+
 async fn list_runs(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<RunList>, Failure> {
-    let Query(query) = query.map_err(|rejection| {
-        Failure::new(StatusCode::BAD_REQUEST, "bad_query", rejection.body_text())
-    })?;
+    let query = query_pairs(query)?;
     let limit = match query.get("limit") {
         None => DEFAULT_LIST_LIMIT,
         Some(text) => text.parse::<u32>().map_err(|_| {
@@ -292,8 +302,9 @@ async fn run_stream(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, Failure> {
+    let query = query_pairs(query)?;
     let run = state
         .store
         .run(&run_id)
@@ -314,8 +325,9 @@ async fn run_stream(
 async fn all_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let query = query_pairs(query)?;
     let runs = query
         .get("runs")
         .map(|list| {
@@ -325,11 +337,22 @@ async fn all_events(
                 .map(str::to_owned)
                 .collect::<HashSet<_>>()
         })
-        .filter(|runs| !runs.is_empty())
-        .map(Arc::new);
-    stream::response(
+        .filter(|runs| !runs.is_empty());
+    if runs
+        .as_ref()
+        .is_some_and(|runs| runs.len() > MAX_FILTER_RUNS)
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_runs",
+            format!("runs= may name at most {MAX_FILTER_RUNS} runs"),
+        ));
+    }
+    Ok(stream::response(
         state.streams.clone(),
-        Scope::All { runs },
+        Scope::All {
+            runs: runs.map(Arc::new),
+        },
         last_event_id(&headers, &query),
-    )
+    ))
 }
