@@ -1,0 +1,54 @@
+//! The narration log: every run's human-readable lines, newest last, bounded.
+
+use std::collections::VecDeque;
+
+use super::worker::RunKey;
+
+/// One narration line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// The run it belongs to.
+    pub run: RunKey,
+    /// When it arrived (model clock).
+    pub at: f64,
+    /// `info`, `warn`, `error`, …
+    pub level: String,
+    /// The text.
+    pub text: String,
+}
+
+/// The last `capacity` narration lines.
+#[derive(Debug, Clone)]
+pub struct Log {
+    lines: VecDeque<LogLine>,
+    capacity: usize,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self::with_capacity(10_000)
+    }
+}
+
+impl Log {
+    /// A log that keeps the last `capacity` lines.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            lines: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Adds a line, dropping the oldest beyond the capacity.
+    pub fn push(&mut self, line: LogLine) {
+        if self.lines.len() == self.capacity {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    /// The lines, oldest first.
+    pub fn lines(&self) -> &VecDeque<LogLine> {
+        &self.lines
+    }
+}

@@ -1,0 +1,378 @@
+//! All console state, pure: no IO, no async, no drawing.
+//!
+//! [`Model::apply`] is the one way state changes. Time comes in as an argument (seconds on a
+//! monotonic clock), so every rule — the tok/s EMA, stall detection, snippet choice — is tested
+//! with a fake clock.
+
+mod feed;
+mod link;
+mod log;
+mod rate;
+mod worker;
+
+use std::collections::HashMap;
+
+pub use feed::{ChainLine, Feed, FeedEntry, chain, summary_snippet};
+pub use link::Link;
+pub use log::{Log, LogLine};
+pub use rate::{RateSettings, TokenRate};
+pub use worker::{RunKey, ServerId, Worker};
+
+use crate::api::{Health, RunDetail, RunEvent, RunStatus, RunSummary};
+use crate::sse::ConnectionState;
+
+/// Settings the user can change. Seed 000's numbers are the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// How tok/s is smoothed.
+    pub rate: RateSettings,
+    /// A running worker silent this long is shown as stalled.
+    pub stall_after_secs: f64,
+    /// Finished cards are cleared this long after they finished; `None` keeps them.
+    pub auto_clear_after_secs: Option<f64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            rate: RateSettings::default(),
+            stall_after_secs: 10.0,
+            auto_clear_after_secs: None,
+        }
+    }
+}
+
+/// A server the console watches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Its base URL.
+    pub url: String,
+    /// A short name for tags: `host:port`.
+    pub label: String,
+    /// What `/api/health` said, once it answered.
+    pub health: Option<Health>,
+    /// The `/api/events` stream, when the server has one.
+    pub link: Option<Link>,
+    /// The last error talking to it, cleared by the next success.
+    pub error: Option<String>,
+}
+
+impl Server {
+    /// A server at `url`, not yet contacted.
+    pub fn new(url: &str) -> Self {
+        let label = url
+            .split("://")
+            .nth(1)
+            .unwrap_or(url)
+            .trim_end_matches('/')
+            .to_owned();
+        Self {
+            url: url.to_owned(),
+            label,
+            health: None,
+            link: None,
+            error: None,
+        }
+    }
+}
+
+/// Something that happened, as the network tasks report it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A server answered `/api/health`.
+    Health {
+        /// Which server.
+        server: ServerId,
+        /// Its answer.
+        health: Health,
+    },
+    /// A run was launched from here; its card appears before its first event.
+    Launched {
+        /// Which server.
+        server: ServerId,
+        /// The new run.
+        summary: RunSummary,
+    },
+    /// An event from a stream.
+    Event {
+        /// Which server.
+        server: ServerId,
+        /// The event.
+        event: RunEvent,
+    },
+    /// A stream's connection state changed: the server's `/api/events` (`run: None`) or one
+    /// run's own stream.
+    Link {
+        /// Which server.
+        server: ServerId,
+        /// The run, for a per-run stream.
+        run: Option<String>,
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A page of runs from polling.
+    Runs {
+        /// Which server.
+        server: ServerId,
+        /// The runs.
+        runs: Vec<RunSummary>,
+    },
+    /// A run's detail.
+    Detail {
+        /// Which server.
+        server: ServerId,
+        /// The detail.
+        detail: RunDetail,
+    },
+    /// Fetching a run's detail failed; it may be fetched again.
+    DetailFailed {
+        /// Which run.
+        key: RunKey,
+    },
+    /// Talking to a server failed.
+    ServerError {
+        /// Which server.
+        server: ServerId,
+        /// What went wrong, for people.
+        message: String,
+    },
+}
+
+/// Everything the console shows.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// Settings.
+    pub settings: Settings,
+    /// The servers watched, in the order given.
+    pub servers: Vec<Server>,
+    workers: Vec<Worker>,
+    worker_index: HashMap<RunKey, usize>,
+    /// The generation feed.
+    pub feed: Feed,
+    /// Narration from every run.
+    pub log: Log,
+    /// Tokens per second over all live workers.
+    pub total_rate: TokenRate,
+    /// Runs seen to complete, fail or be cancelled here.
+    pub finished: HashMap<RunStatus, usize>,
+}
+
+impl Model {
+    /// A model watching these servers.
+    pub fn new(server_urls: &[String], settings: Settings) -> Self {
+        Self {
+            settings,
+            servers: server_urls.iter().map(|url| Server::new(url)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The worker cards, in the order they appeared.
+    pub fn workers(&self) -> &[Worker] {
+        &self.workers
+    }
+
+    /// One card.
+    pub fn worker(&self, key: &RunKey) -> Option<&Worker> {
+        self.worker_index.get(key).map(|&i| &self.workers[i])
+    }
+
+    /// Cards not finished yet.
+    pub fn live_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| !w.status.is_finished())
+            .count()
+    }
+
+    /// Tokens generated by all cards.
+    pub fn total_tokens(&self) -> u64 {
+        self.workers.iter().map(|w| w.tokens_out).sum()
+    }
+
+    /// How many runs ended with `status` while watched.
+    pub fn finished_count(&self, status: RunStatus) -> usize {
+        self.finished.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Applies one inbound message at time `now` (seconds).
+    pub fn apply(&mut self, inbound: Inbound, now: f64) {
+        match inbound {
+            Inbound::Health { server, health } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.health = Some(health);
+                    s.error = None;
+                }
+            }
+            Inbound::Launched { server, summary } => {
+                self.card(RunKey::new(server, summary.run_id.clone()), &summary, now);
+                self.feed
+                    .upsert(RunKey::new(server, summary.run_id.clone()), summary);
+            }
+            Inbound::Event { server, event } => self.apply_event(server, event, now),
+            Inbound::Link { server, run, state } => self.apply_link(server, run, &state, now),
+            Inbound::Runs { server, runs } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.error = None;
+                }
+                self.feed.merge(server, runs);
+            }
+            Inbound::Detail { server, detail } => {
+                let key = RunKey::new(server, detail.summary.run_id.clone());
+                self.feed.store_detail(key, detail);
+            }
+            Inbound::DetailFailed { key } => self.feed.fetch_failed(&key),
+            Inbound::ServerError { server, message } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.error = Some(message);
+                }
+            }
+        }
+    }
+
+    /// Time passing without events: finished cards may be cleared automatically.
+    pub fn tick(&mut self, now: f64) {
+        if let Some(after) = self.settings.auto_clear_after_secs {
+            self.retain_workers(|w| w.finished_at.is_none_or(|at| now - at < after));
+        }
+    }
+
+    /// Removes every finished card.
+    pub fn clear_finished(&mut self) {
+        self.retain_workers(|w| !w.status.is_finished());
+    }
+
+    fn retain_workers(&mut self, keep: impl Fn(&Worker) -> bool) {
+        let before = self.workers.len();
+        self.workers.retain(keep);
+        if self.workers.len() != before {
+            self.worker_index = self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (w.key.clone(), i))
+                .collect();
+        }
+    }
+
+    /// The card for a run, created from its summary when new.
+    fn card(&mut self, key: RunKey, summary: &RunSummary, now: f64) -> &mut Worker {
+        let index = if let Some(&index) = self.worker_index.get(&key) {
+            index
+        } else {
+            self.workers.push(Worker::new(key.clone(), summary, now));
+            self.worker_index.insert(key, self.workers.len() - 1);
+            self.workers.len() - 1
+        };
+        &mut self.workers[index]
+    }
+
+    fn worker_mut(&mut self, key: &RunKey) -> Option<&mut Worker> {
+        self.worker_index.get(key).map(|&i| &mut self.workers[i])
+    }
+
+    fn apply_event(&mut self, server: ServerId, event: RunEvent, now: f64) {
+        let key = RunKey::new(server, event.run_id());
+        if let Some(link) = self.servers.get_mut(server).and_then(|s| s.link.as_mut()) {
+            link.count_replayed(now);
+        }
+        if let Some(link) = self.worker_mut(&key).and_then(|w| w.link.as_mut()) {
+            link.count_replayed(now);
+        }
+        let rate_settings = self.settings.rate;
+        match event {
+            RunEvent::RunCreated(summary) => {
+                if !summary.status.is_finished() {
+                    self.card(key.clone(), &summary, now);
+                }
+                self.feed.upsert(key, summary);
+            }
+            RunEvent::Status(change) => {
+                if let Some(worker) = self.worker_mut(&key) {
+                    worker.set_status(change.status, now);
+                }
+            }
+            RunEvent::NodeUpdate(update) => {
+                if self.worker(&key).is_none() {
+                    // A run launched elsewhere before we were watching: make its card now.
+                    let summary = RunSummary {
+                        run_id: key.run_id.clone(),
+                        task: String::new(),
+                        status: RunStatus::Running,
+                        created_at: None,
+                        started_at: None,
+                        finished_at: None,
+                        tokens_out: 0,
+                        agent: None,
+                        iteration: None,
+                        snippet: None,
+                    };
+                    self.card(key.clone(), &summary, now);
+                }
+                if let Some(worker) = self.worker_mut(&key) {
+                    worker.progress(&update, now, &rate_settings);
+                }
+                let total = self.total_tokens();
+                self.total_rate.observe(total, now, &rate_settings);
+            }
+            RunEvent::Narration(line) => self.log.push(LogLine {
+                run: key,
+                at: now,
+                level: line.level.unwrap_or_else(|| "info".into()),
+                text: line.formatted,
+            }),
+            RunEvent::Error(error) => {
+                if let Some(worker) = self.worker_mut(&key) {
+                    worker.error = Some(error.message);
+                }
+            }
+            RunEvent::StreamEnd(end) => {
+                let counted = self.worker_mut(&key).is_some_and(|worker| {
+                    let first_end = worker.finished_at.is_none();
+                    worker.set_status(end.status, now);
+                    first_end
+                });
+                if counted {
+                    *self.finished.entry(end.status).or_default() += 1;
+                }
+                // The feed wants this run's chain now, not at the next poll.
+                self.feed.want(&key);
+            }
+            RunEvent::Data(_) | RunEvent::Done { .. } | RunEvent::Unknown { .. } => {}
+        }
+    }
+
+    fn apply_link(
+        &mut self,
+        server: ServerId,
+        run: Option<String>,
+        state: &ConnectionState,
+        now: f64,
+    ) {
+        match run {
+            None => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    let link = s
+                        .link
+                        .as_ref()
+                        .unwrap_or(&Link::Connecting)
+                        .after(state, now);
+                    s.link = Some(link);
+                }
+            }
+            Some(run_id) => {
+                if let Some(worker) = self.worker_mut(&RunKey::new(server, run_id)) {
+                    let link = worker
+                        .link
+                        .as_ref()
+                        .unwrap_or(&Link::Connecting)
+                        .after(state, now);
+                    worker.link = Some(link);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! Model rules with a fake clock: every `apply` gets the time it happens at.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::api::RunEvent;
+use crate::sse::SseError;
+
+fn event(name: &str, data: &serde_json::Value) -> RunEvent {
+    RunEvent::decode(name, &data.to_string()).unwrap()
+}
+
+fn created(run: &str) -> RunEvent {
+    event(
+        "run_created",
+        &json!({"run_id": run, "task": "t", "status": "queued", "created_at": "2026-11-21T00:00:00Z"}),
+    )
+}
+
+fn progress(run: &str, agent: &str, tokens: u64) -> RunEvent {
+    event(
+        "node_update",
+        &json!({"run_id": run, "agent": agent, "iteration": 1, "tokens_out": tokens, "snippet": "…"}),
+    )
+}
+
+fn model() -> Model {
+    Model::new(
+        &["http://a:9010".into(), "http://b:9010".into()],
+        Settings::default(),
+    )
+}
+
+fn on(server: ServerId, event: RunEvent) -> Inbound {
+    Inbound::Event { server, event }
+}
+
+#[test]
+fn cards_follow_progress_with_elapsed_and_time_to_first_token() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(
+        on(
+            0,
+            event("status", &json!({"run_id": "r1", "status": "running"})),
+        ),
+        1.0,
+    );
+    m.apply(on(0, progress("r1", "writer", 0)), 1.2);
+    m.apply(on(0, progress("r1", "writer", 40)), 2.0);
+    m.apply(on(0, progress("r1", "writer", 100)), 3.0);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(card.agent.as_deref(), Some("writer"));
+    assert_eq!(card.tokens_out, 100);
+    assert!((card.time_to_first_token().unwrap() - 1.0).abs() < 1e-9);
+    assert!((card.elapsed(4.0).unwrap() - 3.0).abs() < 1e-9);
+    // 50 tok/s from 1.2 → 2.0, then 0.3 × 60 + 0.7 × 50.
+    assert!(
+        (card.rate.per_sec() - 53.0).abs() < 1e-9,
+        "{}",
+        card.rate.per_sec()
+    );
+    assert_eq!(m.live_workers(), 1);
+}
+
+#[test]
+fn a_silent_running_worker_is_stalled_with_its_age() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(on(0, progress("r1", "writer", 10)), 1.0);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(card.stalled_for(5.0, m.settings.stall_after_secs), None);
+    assert_eq!(
+        card.stalled_for(13.5, m.settings.stall_after_secs),
+        Some(12.5)
+    );
+    m.apply(on(0, progress("r1", "writer", 12)), 14.0);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(
+        card.stalled_for(15.0, 10.0),
+        None,
+        "an event ends the stall"
+    );
+    m.apply(
+        on(
+            0,
+            event(
+                "stream_end",
+                &json!({"run_id": "r1", "status": "completed"}),
+            ),
+        ),
+        15.0,
+    );
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(
+        card.stalled_for(100.0, 10.0),
+        None,
+        "a finished worker is not stalled"
+    );
+    assert!(
+        card.rate.per_sec().abs() < f64::EPSILON,
+        "a finished worker has no rate"
+    );
+}
+
+#[test]
+fn the_same_run_id_on_two_servers_is_two_cards_tagged_by_server() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(on(1, created("r1")), 0.0);
+    m.apply(on(1, progress("r1", "critic", 7)), 1.0);
+    assert_eq!(m.workers().len(), 2);
+    assert_eq!(m.worker(&RunKey::new(0, "r1")).unwrap().tokens_out, 0);
+    assert_eq!(m.worker(&RunKey::new(1, "r1")).unwrap().tokens_out, 7);
+    assert_eq!(m.servers[1].label, "b:9010");
+}
+
+#[test]
+fn stream_end_counts_once_and_asks_for_the_detail_at_once() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    let end = event("stream_end", &json!({"run_id": "r1", "status": "failed"}));
+    m.apply(on(0, end.clone()), 1.0);
+    m.apply(on(0, end), 1.5); // replayed after a reconnect
+    assert_eq!(m.finished_count(RunStatus::Failed), 1);
+    assert_eq!(m.feed.take_wanted(), vec![RunKey::new(0, "r1")]);
+    assert!(m.feed.take_wanted().is_empty());
+}
+
+#[test]
+fn the_server_link_goes_live_reconnecting_resumed_and_lost() {
+    let mut m = model();
+    let link = |m: &mut Model, state: ConnectionState, now: f64| {
+        m.apply(
+            Inbound::Link {
+                server: 0,
+                run: None,
+                state,
+            },
+            now,
+        );
+    };
+    link(&mut m, ConnectionState::Connecting { attempt: 0 }, 0.0);
+    assert_eq!(m.servers[0].link, Some(Link::Connecting));
+    link(&mut m, ConnectionState::Open, 0.1);
+    assert_eq!(m.servers[0].link, Some(Link::Live));
+    link(
+        &mut m,
+        ConnectionState::Reconnecting {
+            delay: Duration::from_secs(2),
+            attempt: 1,
+            last_error: None,
+        },
+        5.0,
+    );
+    assert_eq!(
+        m.servers[0].link.as_ref().unwrap().label(5.0),
+        "reconnecting in 2 s"
+    );
+    link(&mut m, ConnectionState::Open, 7.0);
+    m.apply(on(0, created("r9")), 7.1);
+    m.apply(on(0, progress("r9", "writer", 3)), 7.2);
+    assert_eq!(
+        m.servers[0].link.as_ref().unwrap().label(8.0),
+        "resumed (replayed 2)"
+    );
+    link(
+        &mut m,
+        ConnectionState::Failed(SseError::GaveUp {
+            attempts: 5,
+            last: "refused".into(),
+        }),
+        9.0,
+    );
+    assert!(matches!(m.servers[0].link, Some(Link::Lost(_))));
+}
+
+#[test]
+fn a_per_run_stream_link_is_kept_on_its_card() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(
+        Inbound::Link {
+            server: 0,
+            run: Some("r1".into()),
+            state: ConnectionState::Open,
+        },
+        0.1,
+    );
+    m.apply(
+        Inbound::Link {
+            server: 0,
+            run: Some("r1".into()),
+            state: ConnectionState::Closed,
+        },
+        3.0,
+    );
+    assert_eq!(
+        m.worker(&RunKey::new(0, "r1")).unwrap().link,
+        Some(Link::Ended)
+    );
+}
+
+#[test]
+fn finished_cards_stay_until_cleared_by_hand_or_after_the_auto_clear_delay() {
+    let mut m = model();
+    m.apply(on(0, created("done")), 0.0);
+    m.apply(on(0, created("going")), 0.0);
+    m.apply(
+        on(
+            0,
+            event(
+                "stream_end",
+                &json!({"run_id": "done", "status": "completed"}),
+            ),
+        ),
+        1.0,
+    );
+    m.tick(1000.0);
+    assert_eq!(m.workers().len(), 2, "no auto-clear by default");
+    m.settings.auto_clear_after_secs = Some(30.0);
+    m.tick(20.0);
+    assert_eq!(m.workers().len(), 2);
+    m.tick(31.5);
+    assert_eq!(m.workers().len(), 1);
+    assert!(
+        m.worker(&RunKey::new(0, "going")).is_some(),
+        "the index is rebuilt"
+    );
+    m.apply(
+        on(
+            0,
+            event(
+                "stream_end",
+                &json!({"run_id": "going", "status": "cancelled"}),
+            ),
+        ),
+        40.0,
+    );
+    m.clear_finished();
+    assert!(m.workers().is_empty());
+}
+
+#[test]
+fn narration_goes_to_the_log_tagged_with_its_run() {
+    let mut m = model();
+    m.apply(
+        on(
+            1,
+            event(
+                "narration",
+                &json!({"run_id": "r1", "formatted": "writer takes over", "level": "info"}),
+            ),
+        ),
+        2.0,
+    );
+    let line = m.log.lines().back().unwrap();
+    assert_eq!(line.run, RunKey::new(1, "r1"));
+    assert_eq!(line.text, "writer takes over");
+}
+
+#[test]
+fn a_run_seen_first_mid_way_gets_a_card() {
+    let mut m = model();
+    m.apply(on(0, progress("late", "critic", 500)), 1.0);
+    let card = m.worker(&RunKey::new(0, "late")).unwrap();
+    assert_eq!(card.status, RunStatus::Running);
+    assert_eq!(card.tokens_out, 500);
+}

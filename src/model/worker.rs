@@ -1,0 +1,141 @@
+//! One live worker card: a run as it happens.
+
+use crate::api::{NodeUpdate, RunStatus, RunSummary};
+
+use super::link::Link;
+use super::rate::{RateSettings, TokenRate};
+
+/// Which server a card, feed entry or log line came from (an index into the model's servers).
+pub type ServerId = usize;
+
+/// A run on a server: the key of cards, feed entries and details.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunKey {
+    /// The server.
+    pub server: ServerId,
+    /// The run id on that server.
+    pub run_id: String,
+}
+
+impl RunKey {
+    /// A key for `run_id` on `server`.
+    pub fn new(server: ServerId, run_id: impl Into<String>) -> Self {
+        Self {
+            server,
+            run_id: run_id.into(),
+        }
+    }
+}
+
+/// A worker card's state. Times are the model's clock (seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Worker {
+    /// Which run.
+    pub key: RunKey,
+    /// Its task text.
+    pub task: String,
+    /// Its status.
+    pub status: RunStatus,
+    /// The agent working now.
+    pub agent: Option<String>,
+    /// The iteration of the agent loop.
+    pub iteration: Option<u32>,
+    /// Tokens so far.
+    pub tokens_out: u64,
+    /// The tail of the latest text.
+    pub snippet: String,
+    /// Tokens per second and the sparkline.
+    pub rate: TokenRate,
+    /// When the card appeared.
+    pub seen_at: f64,
+    /// When it started running (as seen here).
+    pub started_at: Option<f64>,
+    /// When the first token arrived.
+    pub first_token_at: Option<f64>,
+    /// When it finished.
+    pub finished_at: Option<f64>,
+    /// When its last event arrived.
+    pub last_event_at: f64,
+    /// The run's own stream, when it has one (servers without `/api/events`).
+    pub link: Option<Link>,
+    /// The error that ended it, if any.
+    pub error: Option<String>,
+}
+
+impl Worker {
+    /// A card for a run that was just seen.
+    pub fn new(key: RunKey, summary: &RunSummary, now: f64) -> Self {
+        Self {
+            key,
+            task: summary.task.clone(),
+            status: summary.status,
+            agent: summary.agent.clone(),
+            iteration: summary.iteration,
+            tokens_out: summary.tokens_out,
+            snippet: summary.snippet.clone().unwrap_or_default(),
+            rate: TokenRate::default(),
+            seen_at: now,
+            started_at: (summary.status == RunStatus::Running).then_some(now),
+            first_token_at: (summary.tokens_out > 0).then_some(now),
+            finished_at: summary.status.is_finished().then_some(now),
+            last_event_at: now,
+            link: None,
+            error: None,
+        }
+    }
+
+    /// Applies a `node_update`.
+    pub fn progress(&mut self, update: &NodeUpdate, now: f64, settings: &RateSettings) {
+        if let Some(agent) = &update.agent {
+            agent.clone_into(self.agent.get_or_insert_with(String::new));
+        }
+        if update.iteration.is_some() {
+            self.iteration = update.iteration;
+        }
+        if let Some(snippet) = &update.snippet {
+            snippet.clone_into(&mut self.snippet);
+        }
+        if let Some(tokens) = update.tokens_out {
+            self.tokens_out = tokens;
+            if tokens > 0 && self.first_token_at.is_none() {
+                self.first_token_at = Some(now);
+            }
+            self.rate.observe(tokens, now, settings);
+        }
+        if self.status == RunStatus::Queued {
+            self.status = RunStatus::Running;
+        }
+        self.started_at.get_or_insert(now);
+        self.last_event_at = now;
+    }
+
+    /// The run changed status.
+    pub fn set_status(&mut self, status: RunStatus, now: f64) {
+        self.status = status;
+        self.last_event_at = now;
+        if status == RunStatus::Running {
+            self.started_at.get_or_insert(now);
+        }
+        if status.is_finished() && self.finished_at.is_none() {
+            self.finished_at = Some(now);
+            self.rate.stop(now);
+        }
+    }
+
+    /// Seconds since it started (or until it finished).
+    pub fn elapsed(&self, now: f64) -> Option<f64> {
+        let started = self.started_at?;
+        Some(self.finished_at.unwrap_or(now) - started)
+    }
+
+    /// Seconds from start to the first token.
+    pub fn time_to_first_token(&self) -> Option<f64> {
+        Some(self.first_token_at? - self.started_at?)
+    }
+
+    /// How long a running worker has been silent, when that is longer than `threshold_secs`.
+    pub fn stalled_for(&self, now: f64, threshold_secs: f64) -> Option<f64> {
+        let silent = now - self.last_event_at;
+        (self.status == RunStatus::Running && silent > threshold_secs).then_some(silent)
+    }
+}
