@@ -4,6 +4,7 @@
 //! See `README.md` for the command line and `../shared/DESIGN.md` for the architecture.
 
 pub mod api;
+pub mod app;
 pub mod model;
 pub mod rng;
 pub mod runtime;

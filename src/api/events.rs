@@ -175,6 +175,26 @@ impl RunEvent {
         typed(value).map_err(|e| fail(&name, &e))
     }
 
+    /// Fills in the run id when the server left it out (a per-run stream knows its run).
+    #[must_use]
+    pub fn with_run_id(mut self, run_id: &str) -> Self {
+        let slot = match &mut self {
+            Self::RunCreated(summary) => &mut summary.run_id,
+            Self::Status(e) => &mut e.run_id,
+            Self::NodeUpdate(e) => &mut e.run_id,
+            Self::Narration(e) => &mut e.run_id,
+            Self::Data(e) => &mut e.run_id,
+            Self::Error(e) => &mut e.run_id,
+            Self::StreamEnd(e) => &mut e.run_id,
+            Self::Done { run_id } => run_id,
+            Self::Unknown { .. } => return self,
+        };
+        if slot.is_empty() {
+            run_id.clone_into(slot);
+        }
+        self
+    }
+
     /// The event's wire type.
     pub fn name(&self) -> &str {
         match self {

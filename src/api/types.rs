@@ -190,6 +190,10 @@ pub struct Health {
     /// Optional endpoints it offers, e.g. `events` for `/api/events`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub features: Vec<String>,
+    /// The id of the newest event on `/api/events` (runboard servers): a console starts its
+    /// stream there and leaves history to the run list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_head: Option<u64>,
 }
 
 impl Health {

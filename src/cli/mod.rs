@@ -2,6 +2,7 @@
 
 mod events;
 mod format;
+mod gui;
 mod inspect;
 mod launch;
 mod output;
@@ -18,7 +19,10 @@ use clap::{Parser, Subcommand};
 #[command(name = "runboard", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// With no subcommand: the console window
+    #[command(flatten)]
+    gui: gui::GuiArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +44,10 @@ enum Command {
 /// Parses the command line, runs the subcommand and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        // The window must own the main thread, so it runs outside any async runtime.
+        return gui::run(cli.gui);
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("runboard-io")
@@ -52,7 +60,7 @@ pub fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Launch(args) => launch::run(args).await,
             Command::Runs(args) => inspect::runs(args).await,

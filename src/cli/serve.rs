@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// The reconnection time streams announce with `retry:`
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     retry_ms: u64,
+    /// Offer no /api/events, like seed 000's server: clients follow each run on its own stream
+    #[arg(long)]
+    no_events_endpoint: bool,
 }
 
 fn positive_f64(text: &str) -> Result<f64, String> {
@@ -77,6 +80,7 @@ impl ServeArgs {
                 retry: Duration::from_millis(self.retry_ms),
                 keepalive: Duration::from_secs(self.keepalive_secs),
             },
+            events_endpoint: !self.no_events_endpoint,
             ..ServerConfig::default()
         }
     }

@@ -92,6 +92,13 @@ impl Feed {
         self.entries.insert(key.clone(), FeedEntry { key, summary });
     }
 
+    /// Updates a run's summary from its live events, so the feed does not wait for a poll.
+    pub fn refresh(&mut self, key: &RunKey, change: impl FnOnce(&mut RunSummary)) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            change(&mut entry.summary);
+        }
+    }
+
     /// Asks for a run's detail now (a `stream_end` arrived), unless it was asked for already.
     pub fn want(&mut self, key: &RunKey) {
         if !self.requested.contains(key) && !self.wanted.contains(key) {

@@ -86,8 +86,9 @@ pub enum Inbound {
         /// Its answer.
         health: Health,
     },
-    /// A run was launched from here; its card appears before its first event.
-    Launched {
+    /// A run appeared: launched from here (its card shows before its first event) or found
+    /// running by a poll of a server whose runs are followed one stream each.
+    Appeared {
         /// Which server.
         server: ServerId,
         /// The new run.
@@ -204,7 +205,7 @@ impl Model {
                     s.error = None;
                 }
             }
-            Inbound::Launched { server, summary } => {
+            Inbound::Appeared { server, summary } => {
                 self.card(RunKey::new(server, summary.run_id.clone()), &summary, now);
                 self.feed
                     .upsert(RunKey::new(server, summary.run_id.clone()), summary);
@@ -288,9 +289,14 @@ impl Model {
                 self.feed.upsert(key, summary);
             }
             RunEvent::Status(change) => {
-                if let Some(worker) = self.worker_mut(&key) {
-                    worker.set_status(change.status, now);
+                let finished = self
+                    .worker_mut(&key)
+                    .is_some_and(|worker| worker.set_status(change.status, now));
+                if finished {
+                    *self.finished.entry(change.status).or_default() += 1;
                 }
+                self.feed
+                    .refresh(&key, |summary| summary.status = change.status);
             }
             RunEvent::NodeUpdate(update) => {
                 if self.worker(&key).is_none() {
@@ -312,6 +318,18 @@ impl Model {
                 if let Some(worker) = self.worker_mut(&key) {
                     worker.progress(&update, now, &rate_settings);
                 }
+                self.feed.refresh(&key, |summary| {
+                    summary.status = RunStatus::Running;
+                    if let Some(tokens) = update.tokens_out {
+                        summary.tokens_out = tokens;
+                    }
+                    if update.agent.is_some() {
+                        summary.agent.clone_from(&update.agent);
+                    }
+                    if update.snippet.is_some() {
+                        summary.snippet.clone_from(&update.snippet);
+                    }
+                });
                 let total = self.total_tokens();
                 self.total_rate.observe(total, now, &rate_settings);
             }

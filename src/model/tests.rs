@@ -118,6 +118,35 @@ fn the_same_run_id_on_two_servers_is_two_cards_tagged_by_server() {
 }
 
 #[test]
+fn a_run_is_counted_once_whether_status_or_stream_end_says_it_finished() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(
+        on(
+            0,
+            event("status", &json!({"run_id": "r1", "status": "completed"})),
+        ),
+        1.0,
+    );
+    m.apply(
+        on(
+            0,
+            event(
+                "stream_end",
+                &json!({"run_id": "r1", "status": "completed"}),
+            ),
+        ),
+        1.0,
+    );
+    assert_eq!(m.finished_count(RunStatus::Completed), 1);
+    assert_eq!(
+        m.feed.entry(&RunKey::new(0, "r1")).unwrap().summary.status,
+        RunStatus::Completed,
+        "the feed follows live events"
+    );
+}
+
+#[test]
 fn stream_end_counts_once_and_asks_for_the_detail_at_once() {
     let mut m = model();
     m.apply(on(0, created("r1")), 0.0);

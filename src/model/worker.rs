@@ -109,8 +109,8 @@ impl Worker {
         self.last_event_at = now;
     }
 
-    /// The run changed status.
-    pub fn set_status(&mut self, status: RunStatus, now: f64) {
+    /// The run changed status. True when this is the moment it finished.
+    pub fn set_status(&mut self, status: RunStatus, now: f64) -> bool {
         self.status = status;
         self.last_event_at = now;
         if status == RunStatus::Running {
@@ -119,7 +119,9 @@ impl Worker {
         if status.is_finished() && self.finished_at.is_none() {
             self.finished_at = Some(now);
             self.rate.stop(now);
+            return true;
         }
+        false
     }
 
     /// Seconds since it started (or until it finished).

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Task text limit in characters (422 beyond).
     pub max_task_chars: usize,
+    /// Offer `/api/events`. Off, the server behaves like seed 000's: per-run streams only.
+    pub events_endpoint: bool,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             broadcast_capacity: 4096,
             max_body_bytes: 64 * 1024,
             max_task_chars: 4096,
+            events_endpoint: true,
         }
     }
 }
@@ -196,6 +199,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         },
         max_body_bytes: config.max_body_bytes,
         max_task_chars: config.max_task_chars,
+        events_endpoint: config.events_endpoint,
     };
     let app = routes::router(state, RequiredToken(config.token.clone()));
     let serve = tokio::spawn(

@@ -50,29 +50,44 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Task text limit in characters.
     pub max_task_chars: usize,
+    /// Whether `/api/events` is offered.
+    pub events_endpoint: bool,
 }
 
 /// The router: every API route behind the token check.
 pub fn router(state: AppState, token: RequiredToken) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/api/health", get(health))
         .route("/api/runs", post(create_run).get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/cancel", post(cancel_run))
-        .route("/api/runs/{id}/stream", get(run_stream))
-        .route("/api/events", get(all_events))
+        .route("/api/runs/{id}/stream", get(run_stream));
+    if state.events_endpoint {
+        router = router.route("/api/events", get(all_events));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(token, require_token))
         .with_state(state)
 }
 
-async fn health() -> Json<Health> {
-    Json(Health {
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, Failure> {
+    let head = state.store.sequences().await?.last_seq;
+    let features = FEATURES
+        .iter()
+        .filter(|feature| state.events_endpoint || **feature != "events")
+        .map(|feature| (*feature).to_owned())
+        .collect();
+    Ok(Json(Health {
         status: "ok".into(),
         version: Some(env!("CARGO_PKG_VERSION").into()),
-        features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
-    })
+        features,
+        events_head: state
+            .events_endpoint
+            .then(|| u64::try_from(head).ok())
+            .flatten(),
+    }))
 }
 
 async fn not_found() -> Failure {

@@ -1,0 +1,308 @@
+//! The console: an `eframe::App` that drains the inbox into the model in `logic` and draws the
+//! model in `ui`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use web_time::Instant;
+
+use super::Action;
+use super::cards::cards_ui;
+use super::connector::{Connector, LaunchRequest};
+use super::feed_view::{chain_windows_ui, feed_ui};
+use super::inbox::Inbox;
+use super::log_view::log_ui;
+use super::state::{FocusTarget, UiState};
+use super::summary::summary_ui;
+use crate::api::ApiClient;
+use crate::model::{Inbound, Model, RunKey, Settings};
+use crate::runtime::Spawner;
+
+/// How long `logic` may spend applying messages before it yields a frame.
+const DRAIN_BUDGET: Duration = Duration::from_millis(10);
+
+/// While something shows a ticking time (elapsed, stall age, reconnect countdown), repaint this
+/// often; otherwise only when data arrives.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The key the UI state is saved under.
+const STORAGE_KEY: &str = "runboard-ui";
+
+/// What the console is started with.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// The servers to watch, by base URL.
+    pub servers: Vec<String>,
+    /// Bearer token for the servers.
+    pub token: Option<String>,
+    /// Launch a demo batch on the first server at once.
+    pub demo: bool,
+    /// How often the feed polls.
+    pub feed_poll: Duration,
+    /// Model settings.
+    pub settings: Settings,
+    /// Start with this launch form instead of the remembered one.
+    pub launch: Option<crate::app::LaunchForm>,
+}
+
+impl ConsoleConfig {
+    /// Defaults for these servers.
+    pub fn new(servers: Vec<String>) -> Self {
+        Self {
+            servers,
+            token: None,
+            demo: false,
+            feed_poll: Duration::from_secs(8),
+            settings: Settings::default(),
+            launch: None,
+        }
+    }
+}
+
+/// The console app.
+pub struct Console {
+    model: Model,
+    inbox: Inbox,
+    connector: Connector,
+    state: UiState,
+    started: Instant,
+    /// Runs followed on their own stream (servers without `/api/events`).
+    followed: HashSet<RunKey>,
+    /// Why the console cannot work at all (a bad server URL), shown instead of the UI.
+    fatal: Option<String>,
+}
+
+impl Console {
+    /// Builds the console and starts its network tasks.
+    pub fn new(
+        ctx: &egui::Context,
+        storage: Option<&dyn eframe::Storage>,
+        config: ConsoleConfig,
+        spawner: Spawner,
+    ) -> Self {
+        let mut state: UiState = storage
+            .and_then(|storage| eframe::get_value(storage, STORAGE_KEY))
+            .unwrap_or_default();
+        if let Some(form) = config.launch.clone() {
+            state.launch = form;
+        }
+        let (inbox, outbox) = Inbox::new(ctx);
+        let clients: Result<Vec<ApiClient>, String> = config
+            .servers
+            .iter()
+            .map(|url| ApiClient::new(url, config.token.as_deref()).map_err(|e| e.to_string()))
+            .collect();
+        let (clients, fatal) = match clients {
+            Ok(clients) => (clients, None),
+            Err(error) => (Vec::new(), Some(error)),
+        };
+        let connector = Connector::new(spawner, outbox, clients, config.feed_poll);
+        connector.watch_all();
+        let mut console = Self {
+            model: Model::new(&config.servers, config.settings),
+            inbox,
+            connector,
+            state,
+            started: Instant::now(),
+            followed: HashSet::new(),
+            fatal,
+        };
+        if config.demo {
+            console.launch_demo();
+        }
+        console
+    }
+
+    /// The model, for tests and screenshots.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    fn launch_demo(&mut self) {
+        let form = crate::app::state::LaunchForm::default();
+        let mode = form.mode();
+        self.connector.launch(
+            0,
+            LaunchRequest {
+                task: form.task,
+                count: form.count,
+                stagger_ms: form.stagger_ms,
+                mode,
+            },
+        );
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Launch => {
+                let form = &self.state.launch;
+                let server = form.server.min(self.model.servers.len().saturating_sub(1));
+                self.connector.launch(
+                    server,
+                    LaunchRequest {
+                        task: form.task.trim().to_owned(),
+                        count: form.count.clamp(1, 256),
+                        stagger_ms: form.stagger_ms,
+                        mode: form.mode(),
+                    },
+                );
+                self.state.launch_open = false;
+            }
+            Action::LaunchDemo => self.launch_demo(),
+            Action::Cancel(key) => self.connector.cancel(&key),
+            Action::CancelAll => {
+                for worker in self.model.workers() {
+                    if !worker.status.is_finished() {
+                        self.connector.cancel(&worker.key);
+                    }
+                }
+            }
+            Action::ClearFinished => self.model.clear_finished(),
+        }
+    }
+
+    /// Follows runs on their own stream where the server has no `/api/events`.
+    fn follow_new_runs(&mut self) {
+        for worker in self.model.workers() {
+            let server = &self.model.servers[worker.key.server];
+            let per_run = server.health.as_ref().is_some_and(|h| !h.has("events"));
+            if per_run && !worker.status.is_finished() && self.followed.insert(worker.key.clone()) {
+                self.connector.follow_run(&worker.key);
+            }
+        }
+    }
+
+    /// Whether a time shown on screen changes by itself.
+    fn something_ticks(&self) -> bool {
+        self.model.live_workers() > 0
+            || self
+                .model
+                .servers
+                .iter()
+                .any(|s| matches!(s.link, Some(crate::model::Link::Reconnecting { .. })))
+    }
+
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        let typing = ctx.egui_wants_keyboard_input();
+        ctx.input(|input| {
+            if input.key_pressed(egui::Key::Escape) {
+                self.state.launch_open = false;
+                self.state.expanded.clear();
+            }
+            if typing {
+                return;
+            }
+            if input.key_pressed(egui::Key::L) {
+                self.state.launch_open = true;
+                self.state.focus = Some(FocusTarget::Task);
+            }
+            if input.key_pressed(egui::Key::Slash) {
+                self.state.focus = Some(FocusTarget::Filter);
+            }
+        });
+    }
+
+    fn empty_ui(ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        ui.add_space(ui.available_height() * 0.3);
+        ui.vertical_centered(|ui| {
+            ui.heading("No workers yet");
+            ui.label(
+                egui::RichText::new(
+                    "Launch a batch of runs and every worker shows up here live: tokens per \
+                     second, agent, iteration and the text as it is written.",
+                )
+                .weak(),
+            );
+            ui.add_space(10.0);
+            if ui.button("Launch demo batch").clicked() {
+                actions.push(Action::LaunchDemo);
+            }
+            ui.label(
+                egui::RichText::new("or press L to launch your own")
+                    .small()
+                    .weak(),
+            );
+        });
+    }
+}
+
+impl eframe::App for Console {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        let now = self.now();
+        let deadline = Instant::now() + DRAIN_BUDGET;
+        while let Some(message) = self.inbox.try_next() {
+            let appeared = matches!(message, Inbound::Appeared { .. } | Inbound::Runs { .. });
+            self.model.apply(message, now);
+            if appeared {
+                self.follow_new_runs();
+            }
+            if Instant::now() >= deadline {
+                // More is waiting: draw what we have and come straight back.
+                ctx.request_repaint();
+                break;
+            }
+        }
+        self.follow_new_runs();
+        for key in self.model.feed.take_wanted() {
+            self.connector.fetch_detail(&key);
+        }
+        self.model.tick(now);
+        if self.something_ticks() {
+            ctx.request_repaint_after(TICK);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if let Some(error) = &self.fatal {
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.heading("runboard cannot start");
+                ui.label(error);
+            });
+            return;
+        }
+        self.keyboard(&ctx);
+        let now = self.now();
+        let mut actions = Vec::new();
+        egui::Panel::top("summary").show(ui, |ui| {
+            summary_ui(ui, &self.model, &mut self.state, now, &mut actions);
+        });
+        let log_title = format!("Log ({} lines)", self.model.log.lines().len());
+        egui::Panel::bottom("log")
+            .resizable(true)
+            .default_size(160.0)
+            .show(ui, |ui| {
+                let header = egui::CollapsingHeader::new(log_title)
+                    .id_salt("log-open")
+                    .open(Some(self.state.log_open))
+                    .show(ui, |ui| log_ui(ui, &self.model, now));
+                if header.header_response.clicked() {
+                    self.state.log_open = !self.state.log_open;
+                }
+            });
+        egui::Panel::right("feed")
+            .resizable(true)
+            .default_size(430.0)
+            .min_size(300.0)
+            .show(ui, |ui| feed_ui(ui, &self.model, &mut self.state));
+        egui::CentralPanel::default().show(ui, |ui| {
+            if self.model.workers().is_empty() {
+                Self::empty_ui(ui, &mut actions);
+            } else {
+                cards_ui(ui, &self.model, now, &mut actions);
+            }
+        });
+        chain_windows_ui(&ctx, &self.model, &mut self.state);
+        for action in actions {
+            self.act(action);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.state);
+    }
+}

@@ -1,0 +1,39 @@
+//! The eframe app: `logic` drains the inbox into the model within a time budget; `ui` only
+//! reads the model and draws. Widgets live one per file; functions that draw take `&mut Ui` and
+//! end in `_ui`.
+
+mod cards;
+mod connector;
+mod console;
+mod feed_view;
+mod inbox;
+mod log_view;
+mod look;
+#[cfg(not(target_arch = "wasm32"))]
+mod screenshot;
+mod state;
+mod summary;
+
+pub use connector::{Connector, LaunchRequest};
+pub use console::{Console, ConsoleConfig};
+pub use inbox::{Inbox, Outbox};
+#[cfg(not(target_arch = "wasm32"))]
+pub use screenshot::Screenshot;
+pub use state::{LaunchForm, UiState};
+
+use crate::model::RunKey;
+
+/// Something the user asked for, collected while drawing and carried out after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Launch the batch in the launch form.
+    Launch,
+    /// Launch the demo batch.
+    LaunchDemo,
+    /// Cancel one run.
+    Cancel(RunKey),
+    /// Cancel every unfinished run shown.
+    CancelAll,
+    /// Remove the cards of finished runs.
+    ClearFinished,
+}

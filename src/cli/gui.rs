@@ -1,0 +1,148 @@
+//! `runboard` with no subcommand: the console window, with an embedded server unless `--api`
+//! names servers to watch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::app::{Console, ConsoleConfig};
+use crate::runtime::Spawner;
+use crate::server::{self, RunningServer, ServerConfig};
+
+/// The colour theme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Theme {
+    /// Follow the system setting
+    System,
+    /// Dark
+    Dark,
+    /// Light
+    Light,
+}
+
+/// Arguments of the console window.
+#[derive(Debug, Clone, Args)]
+pub struct GuiArgs {
+    /// Watch this runs API instead of starting the embedded server (repeatable)
+    #[arg(long = "api", value_name = "URL")]
+    apis: Vec<String>,
+    /// Bearer token for the servers
+    #[arg(long, env = "RUNBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Launch a demo batch at once
+    #[arg(long)]
+    demo: bool,
+    /// Render the window, save it as a PNG after --after seconds, and exit
+    #[arg(long, value_name = "PATH")]
+    screenshot: Option<PathBuf>,
+    /// Seconds to wait before --screenshot
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    after: f64,
+    /// Window size, `WIDTHxHEIGHT`
+    #[arg(long, value_name = "WxH", default_value = "1440x900", value_parser = parse_size)]
+    size: [f32; 2],
+    /// Colour theme
+    #[arg(long, value_enum, default_value_t = Theme::System)]
+    theme: Theme,
+    /// Run the embedded server's synthetic clock this many times faster (demos, tests)
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    speed: f64,
+}
+
+fn parse_size(text: &str) -> Result<[f32; 2], String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, not {text:?}"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|v| (200.0..=8000.0).contains(v))
+            .ok_or_else(|| format!("expected WIDTHxHEIGHT between 200 and 8000, not {text:?}"))
+    };
+    Ok([parse(w)?, parse(h)?])
+}
+
+/// Opens the console and runs it until the window closes.
+pub fn run(args: GuiArgs) -> ExitCode {
+    let GuiArgs {
+        apis,
+        token,
+        demo,
+        screenshot,
+        after,
+        size,
+        theme,
+        speed,
+    } = args;
+    let spawner = match Spawner::start_background() {
+        Ok(spawner) => spawner,
+        Err(error) => return fail(&format!("could not start the async runtime: {error}")),
+    };
+    let mut servers = apis;
+    let mut embedded: Option<RunningServer> = None;
+    if servers.is_empty() {
+        let mut config = ServerConfig {
+            addr: "127.0.0.1:0"
+                .parse()
+                .unwrap_or(ServerConfig::default().addr),
+            ..ServerConfig::default()
+        };
+        config.generator.speed = speed;
+        match spawner.handle().block_on(server::start(config)) {
+            Ok(running) => {
+                eprintln!("runboard: embedded server on {}", running.url());
+                servers.push(running.url());
+                embedded = Some(running);
+            }
+            Err(error) => return fail(&format!("the embedded server did not start: {error}")),
+        }
+    }
+    let mut config = ConsoleConfig::new(servers);
+    config.token = token;
+    config.demo = demo;
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("runboard")
+            .with_inner_size(size)
+            .with_min_inner_size([640.0, 420.0]),
+        // A screenshot must show the requested size, not a remembered one.
+        persist_window: screenshot.is_none(),
+        ..eframe::NativeOptions::default()
+    };
+    let after = Duration::from_secs_f64(after.max(0.0));
+    let app_spawner = spawner.clone();
+    let result = eframe::run_native(
+        "runboard",
+        options,
+        Box::new(move |cc| {
+            cc.egui_ctx.set_theme(match theme {
+                Theme::System => egui::ThemePreference::System,
+                Theme::Dark => egui::ThemePreference::Dark,
+                Theme::Light => egui::ThemePreference::Light,
+            });
+            let console = Console::new(&cc.egui_ctx, cc.storage, config, app_spawner);
+            Ok(match screenshot {
+                Some(path) => Box::new(crate::app::Screenshot::new(console, path, after)),
+                None => Box::new(console),
+            })
+        }),
+    );
+    if let Some(running) = embedded {
+        spawner.handle().block_on(running.stop());
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&format!(
+            "the window could not open: {error} (is there a display? set DISPLAY, or run \
+             under Xvfb)"
+        )),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("runboard: error: {message}");
+    ExitCode::FAILURE
+}

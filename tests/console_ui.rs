@@ -1,0 +1,231 @@
+//! The console driven through AccessKit with `egui_kittest` (headless, no GPU), against a real
+//! reference server on loopback: launch, cards, cancel, feed with EXPAND, the filter, and both
+//! stream paths (`/api/events`, and per-run streams for a server without it).
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+use runboard::api::RunStatus;
+use runboard::app::{Console, ConsoleConfig, LaunchForm};
+use runboard::model::RunKey;
+use runboard::runtime::Spawner;
+use runboard::server::{self, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
+
+struct Setup {
+    runtime: tokio::runtime::Runtime,
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
+        }
+    }
+}
+
+fn setup(speed: f64, events_endpoint: bool) -> Setup {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        db: DbLocation::File(dir.path().join("runs.db")),
+        generator: GeneratorConfig {
+            seed: Some(5),
+            speed,
+            failure_rate: 0.0,
+        },
+        events_endpoint,
+        ..ServerConfig::default()
+    };
+    config.streams.retry = Duration::from_millis(50);
+    let server = runtime.block_on(server::start(config)).unwrap();
+    Setup {
+        runtime,
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+fn console(setup: &Setup, count: u32) -> Harness<'static, Console> {
+    let mut config = ConsoleConfig::new(vec![setup.server.as_ref().unwrap().url()]);
+    config.feed_poll = Duration::from_millis(300);
+    config.launch = Some(LaunchForm {
+        task: "kittest task".into(),
+        count,
+        stagger_ms: 0,
+        inline: false,
+        server: 0,
+    });
+    let spawner = Spawner::new(setup.runtime.handle().clone());
+    Harness::builder()
+        .with_size([1400.0, 900.0])
+        // The synthetic text has emoji on purpose; the test fonts have none, so they show as
+        // boxes ("tofu"), as they would on a system without an emoji font.
+        .allow_missing_glyphs()
+        .build_eframe(move |cc| Console::new(&cc.egui_ctx, None, config, spawner))
+}
+
+/// Steps the UI until `done` holds; fails after `limit`.
+fn wait_for(
+    harness: &mut Harness<'static, Console>,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&Harness<'static, Console>) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        harness.step();
+        if done(harness) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(15));
+    }
+}
+
+fn launch_from_the_ui(harness: &mut Harness<'static, Console>) {
+    wait_for(
+        harness,
+        Duration::from_secs(10),
+        "the server to answer",
+        |h| h.state().model().servers[0].health.is_some(),
+    );
+    harness.get_by_label("Launch…").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Launch").click();
+}
+
+#[test]
+fn an_empty_console_explains_itself_and_offers_a_demo_batch() {
+    let setup = setup(0.2, true);
+    let mut harness = console(&setup, 2);
+    harness.step();
+    harness.get_by_label("No workers yet");
+    wait_for(&mut harness, Duration::from_secs(10), "the server", |h| {
+        h.state().model().servers[0].health.is_some()
+    });
+    harness.get_by_label("Launch demo batch").click();
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "six demo cards",
+        |h| h.state().model().workers().len() == 6,
+    );
+}
+
+#[test]
+fn launching_n_gives_n_cards_and_cancel_stops_one() {
+    let setup = setup(0.3, true);
+    let mut harness = console(&setup, 4);
+    launch_from_the_ui(&mut harness);
+    wait_for(&mut harness, Duration::from_secs(15), "four cards", |h| {
+        h.state().model().workers().len() == 4 && h.query_all_by_label("Cancel").count() == 4
+    });
+    let first = harness.state().model().workers()[0].key.clone();
+    harness.query_all_by_label("Cancel").next().unwrap().click();
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "the first run to be cancelled",
+        |h| {
+            h.state()
+                .model()
+                .worker(&first)
+                .is_some_and(|w| w.status == RunStatus::Cancelled)
+        },
+    );
+    assert_eq!(harness.query_all_by_label("Cancel").count(), 3);
+}
+
+/// Launches three fast runs and checks cards, tok/s, the feed, EXPAND and the filter.
+fn end_to_end(events_endpoint: bool) {
+    let setup = setup(60.0, events_endpoint);
+    let mut harness = console(&setup, 3);
+    launch_from_the_ui(&mut harness);
+    let mut saw_rate: std::collections::HashSet<RunKey> = std::collections::HashSet::new();
+    let start = Instant::now();
+    loop {
+        harness.step();
+        let model = harness.state().model();
+        for worker in model.workers() {
+            if worker.rate.per_sec() > 0.0 {
+                saw_rate.insert(worker.key.clone());
+            }
+        }
+        let all_in_feed = model.workers().len() == 3
+            && model
+                .workers()
+                .iter()
+                .all(|w| model.feed.detail(&w.key).is_some());
+        if all_in_feed {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "runs did not reach the feed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let model = harness.state().model();
+    assert_eq!(
+        saw_rate.len(),
+        3,
+        "every card showed tok/s > 0 at some point"
+    );
+    for worker in model.workers() {
+        assert_eq!(worker.status, RunStatus::Completed);
+        let detail = model.feed.detail(&worker.key).unwrap();
+        assert_eq!(detail.events.last().unwrap().event, "stream_end");
+        if !events_endpoint {
+            assert!(
+                worker.link.is_some(),
+                "a per-run stream followed {}",
+                worker.key.run_id
+            );
+        }
+    }
+    assert_eq!(model.finished_count(RunStatus::Completed), 3);
+
+    // EXPAND shows the chain.
+    let run_id = model.workers()[0].key.run_id.clone();
+    harness.step();
+    harness.query_all_by_label("Expand").next().unwrap().click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("Chain of run-");
+    harness.get_by_label("end: completed");
+
+    // Esc closes the chain; `/` focuses the filter, which keeps only matching runs.
+    harness.key_press(egui::Key::Escape);
+    harness.step();
+    assert!(harness.query_by_label_contains("Chain of run-").is_none());
+    harness.key_press(egui::Key::Slash);
+    harness.step();
+    harness.step();
+    let filter = harness.get_by_label("Filter");
+    assert!(filter.is_focused(), "/ focuses the filter");
+    filter.type_text(&run_id);
+    harness.step();
+    harness.step();
+    let rows = harness.query_all_by_label("Expand").count()
+        + harness.query_all_by_label("Collapse").count();
+    assert_eq!(rows, 1, "only {run_id} matches");
+}
+
+#[test]
+fn end_to_end_over_the_shared_events_stream() {
+    end_to_end(true);
+}
+
+#[test]
+fn end_to_end_over_per_run_streams_without_api_events() {
+    end_to_end(false);
+}
