@@ -54,8 +54,12 @@ fn setup(speed: f64, events_endpoint: bool) -> Setup {
 }
 
 fn console(setup: &Setup, count: u32) -> Harness<'static, Console> {
+    console_polling(setup, count, Duration::from_millis(300))
+}
+
+fn console_polling(setup: &Setup, count: u32, feed_poll: Duration) -> Harness<'static, Console> {
     let mut config = ConsoleConfig::new(vec![setup.server.as_ref().unwrap().url()]);
-    config.feed_poll = Duration::from_millis(300);
+    config.feed_poll = feed_poll;
     config.launch = Some(LaunchForm {
         task: "kittest task".into(),
         count,
@@ -228,4 +232,33 @@ fn end_to_end_over_the_shared_events_stream() {
 #[test]
 fn end_to_end_over_per_run_streams_without_api_events() {
     end_to_end(false);
+}
+
+#[test]
+fn an_idle_console_schedules_no_repaints() {
+    let setup = setup(60.0, true);
+    // A feed poll far away, so only the console's own repaint requests are seen.
+    let mut harness = console_polling(&setup, 2, Duration::from_secs(3600));
+    launch_from_the_ui(&mut harness);
+    wait_for(
+        &mut harness,
+        Duration::from_secs(30),
+        "both runs to finish and reach the feed",
+        |h| {
+            let model = h.state().model();
+            model.workers().len() == 2
+                && model.live_workers() == 0
+                && model
+                    .workers()
+                    .iter()
+                    .all(|w| model.feed.detail(&w.key).is_some())
+        },
+    );
+    // While runs were live the console asked for a tick every second; now nothing moves.
+    harness.run_steps(5);
+    let delay = harness.output().viewport_output[&egui::ViewportId::ROOT].repaint_delay;
+    assert!(
+        delay > Duration::from_secs(60),
+        "an idle console still repaints after {delay:?}"
+    );
 }

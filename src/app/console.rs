@@ -12,6 +12,7 @@ use super::connector::{Connector, LaunchRequest};
 use super::feed_view::{chain_windows_ui, feed_ui};
 use super::inbox::Inbox;
 use super::log_view::log_ui;
+use super::settings_view::settings_window_ui;
 use super::state::{FocusTarget, UiState};
 use super::summary::summary_ui;
 use crate::api::ApiClient;
@@ -27,6 +28,9 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// The key the UI state is saved under.
 const STORAGE_KEY: &str = "runboard-ui";
+
+/// The key the model settings are saved under.
+const SETTINGS_KEY: &str = "runboard-settings";
 
 /// What the console is started with.
 #[derive(Debug, Clone)]
@@ -98,8 +102,11 @@ impl Console {
         };
         let connector = Connector::new(spawner, outbox, clients, config.feed_poll);
         connector.watch_all();
+        let settings = storage
+            .and_then(|storage| eframe::get_value(storage, SETTINGS_KEY))
+            .unwrap_or(config.settings);
         let mut console = Self {
-            model: Model::new(&config.servers, config.settings),
+            model: Model::new(&config.servers, settings),
             inbox,
             connector,
             state,
@@ -191,6 +198,7 @@ impl Console {
         ctx.input(|input| {
             if input.key_pressed(egui::Key::Escape) {
                 self.state.launch_open = false;
+                self.state.settings_open = false;
                 self.state.expanded.clear();
             }
             if typing {
@@ -203,29 +211,6 @@ impl Console {
             if input.key_pressed(egui::Key::Slash) {
                 self.state.focus = Some(FocusTarget::Filter);
             }
-        });
-    }
-
-    fn empty_ui(ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-        ui.add_space(ui.available_height() * 0.3);
-        ui.vertical_centered(|ui| {
-            ui.heading("No workers yet");
-            ui.label(
-                egui::RichText::new(
-                    "Launch a batch of runs and every worker shows up here live: tokens per \
-                     second, agent, iteration and the text as it is written.",
-                )
-                .weak(),
-            );
-            ui.add_space(10.0);
-            if ui.button("Launch demo batch").clicked() {
-                actions.push(Action::LaunchDemo);
-            }
-            ui.label(
-                egui::RichText::new("or press L to launch your own")
-                    .small()
-                    .weak(),
-            );
         });
     }
 }
@@ -267,36 +252,7 @@ impl eframe::App for Console {
         }
         self.keyboard(&ctx);
         let now = self.now();
-        let mut actions = Vec::new();
-        egui::Panel::top("summary").show(ui, |ui| {
-            summary_ui(ui, &self.model, &mut self.state, now, &mut actions);
-        });
-        let log_title = format!("Log ({} lines)", self.model.log.lines().len());
-        egui::Panel::bottom("log")
-            .resizable(true)
-            .default_size(160.0)
-            .show(ui, |ui| {
-                let header = egui::CollapsingHeader::new(log_title)
-                    .id_salt("log-open")
-                    .open(Some(self.state.log_open))
-                    .show(ui, |ui| log_ui(ui, &self.model, now));
-                if header.header_response.clicked() {
-                    self.state.log_open = !self.state.log_open;
-                }
-            });
-        egui::Panel::right("feed")
-            .resizable(true)
-            .default_size(430.0)
-            .min_size(300.0)
-            .show(ui, |ui| feed_ui(ui, &self.model, &mut self.state));
-        egui::CentralPanel::default().show(ui, |ui| {
-            if self.model.workers().is_empty() {
-                Self::empty_ui(ui, &mut actions);
-            } else {
-                cards_ui(ui, &self.model, now, &mut actions);
-            }
-        });
-        chain_windows_ui(&ctx, &self.model, &mut self.state);
+        let actions = console_ui(ui, &mut self.model, &mut self.state, now);
         for action in actions {
             self.act(action);
         }
@@ -304,5 +260,72 @@ impl eframe::App for Console {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, STORAGE_KEY, &self.state);
+        eframe::set_value(storage, SETTINGS_KEY, &self.model.settings);
     }
+}
+
+/// Draws the whole console for a model: summary bar, log, feed, cards, and the chain and
+/// settings windows. Pure drawing: what the user asks for comes back as actions.
+pub fn console_ui(
+    ui: &mut egui::Ui,
+    model: &mut Model,
+    state: &mut UiState,
+    now: f64,
+) -> Vec<Action> {
+    let ctx = ui.ctx().clone();
+    let mut actions = Vec::new();
+    egui::Panel::top("summary").show(ui, |ui| {
+        summary_ui(ui, model, state, now, &mut actions);
+    });
+    let log_title = format!("Log ({} lines)", model.log.lines().len());
+    egui::Panel::bottom("log")
+        .resizable(true)
+        .default_size(160.0)
+        .show(ui, |ui| {
+            let header = egui::CollapsingHeader::new(log_title)
+                .id_salt("log-open")
+                .open(Some(state.log_open))
+                .show(ui, |ui| log_ui(ui, model, now));
+            if header.header_response.clicked() {
+                state.log_open = !state.log_open;
+            }
+        });
+    egui::Panel::right("feed")
+        .resizable(true)
+        .default_size(430.0)
+        .min_size(300.0)
+        .show(ui, |ui| feed_ui(ui, model, state));
+    egui::CentralPanel::default().show(ui, |ui| {
+        if model.workers().is_empty() {
+            empty_ui(ui, &mut actions);
+        } else {
+            cards_ui(ui, model, now, &mut actions);
+        }
+    });
+    chain_windows_ui(&ctx, model, state);
+    settings_window_ui(&ctx, &mut state.settings_open, &mut model.settings);
+    actions
+}
+
+fn empty_ui(ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    ui.add_space(ui.available_height() * 0.3);
+    ui.vertical_centered(|ui| {
+        ui.heading("No workers yet");
+        ui.label(
+            egui::RichText::new(
+                "Launch a batch of runs and every worker shows up here live: tokens per \
+                 second, agent, iteration and the text as it is written.",
+            )
+            .weak(),
+        );
+        ui.add_space(10.0);
+        if ui.button("Launch demo batch").clicked() {
+            actions.push(Action::LaunchDemo);
+        }
+        ui.label(
+            egui::RichText::new("or press L to launch your own")
+                .small()
+                .weak(),
+        );
+    });
 }

@@ -151,6 +151,8 @@ pub fn chain_windows_ui(ctx: &egui::Context, model: &Model, state: &mut UiState)
             .id(egui::Id::unique(("chain", key)))
             .open(&mut open)
             .default_size([560.0, 420.0])
+            .pivot(egui::Align2::CENTER_CENTER)
+            .default_pos(ctx.content_rect().center())
             .show(ctx, |ui| {
                 ui.label(RichText::new(&detail.summary.task).weak());
                 ui.separator();

@@ -11,11 +11,12 @@ mod log_view;
 mod look;
 #[cfg(not(target_arch = "wasm32"))]
 mod screenshot;
+mod settings_view;
 mod state;
 mod summary;
 
 pub use connector::{Connector, LaunchRequest};
-pub use console::{Console, ConsoleConfig};
+pub use console::{Console, ConsoleConfig, console_ui};
 pub use inbox::{Inbox, Outbox};
 #[cfg(not(target_arch = "wasm32"))]
 pub use screenshot::Screenshot;

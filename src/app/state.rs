@@ -69,6 +69,9 @@ pub struct UiState {
     /// A field to move keyboard focus to next frame.
     #[serde(skip)]
     pub focus: Option<FocusTarget>,
+    /// Whether the settings window is open.
+    #[serde(skip)]
+    pub settings_open: bool,
 }
 
 /// Fields a keyboard shortcut can focus.

@@ -26,6 +26,13 @@ pub fn summary_ui(
         totals_ui(ui, model);
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if ui
+                .button("Settings…")
+                .on_hover_text("Smoothing, stall threshold, auto-clear")
+                .clicked()
+            {
+                state.settings_open = !state.settings_open;
+            }
+            if ui
                 .button("Clear finished")
                 .on_hover_text("Remove the cards of finished runs")
                 .clicked()

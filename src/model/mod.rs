@@ -22,7 +22,8 @@ use crate::api::{Health, RunDetail, RunEvent, RunStatus, RunSummary};
 use crate::sse::ConnectionState;
 
 /// Settings the user can change. Seed 000's numbers are the defaults.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Settings {
     /// How tok/s is smoothed.
     pub rate: RateSettings,

@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 
 /// How the rate is smoothed. Seed 000's numbers are the defaults.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RateSettings {
     /// Weight of the newest rate in the moving average.
     pub alpha: f64,
