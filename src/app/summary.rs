@@ -99,8 +99,10 @@ fn totals_ui(ui: &mut egui::Ui, model: &Model) {
         "tok/s",
         "Tokens per second over all workers",
     );
-    sparkline_ui(ui, "total-rate", model.total_rate.history(), [140.0, 28.0])
-        .on_hover_text("tok/s over all workers, last 60 s");
+    if !model.total_rate.history().is_empty() {
+        sparkline_ui(ui, "total-rate", model.total_rate.history(), [140.0, 28.0])
+            .on_hover_text("tok/s over all workers, last 60 s");
+    }
     stat(
         ui,
         &tokens(model.total_tokens()),
