@@ -120,8 +120,9 @@ fn busy_scene() -> Scene {
     for step in 0..=240u32 {
         let t = f64::from(step) * 0.25;
         for (n, id) in ids.iter().enumerate() {
-            let base = 20.0 + 12.0 * n as f64;
-            let swell = 1.0 + 0.35 * (t / 6.0 + n as f64).sin();
+            let worker = f64::from(u32::try_from(n).unwrap());
+            let base = 20.0 + 12.0 * worker;
+            let swell = 1.0 + 0.35 * (t / 6.0 + worker).sin();
             let stalled = (30.0..34.0).contains(&t) && n % 3 == 0;
             if !stalled {
                 tokens[n] += base * swell * 0.25;
@@ -153,7 +154,7 @@ fn busy_scene() -> Scene {
     Scene { model, ui }
 }
 
-fn snapshot(scene: Scene, name: &str) {
+fn snapshot(scene: &Scene, name: &str) {
     // Both themes are checked (and updated) together, then any mismatch fails the test.
     let mut results = SnapshotResults::new();
     for theme in [egui::Theme::Dark, egui::Theme::Light] {
@@ -189,21 +190,21 @@ fn snapshot(scene: Scene, name: &str) {
 
 #[test]
 fn cards_feed_and_log() {
-    snapshot(busy_scene(), "cards");
+    snapshot(&busy_scene(), "cards");
 }
 
 #[test]
 fn an_expanded_chain() {
     let mut scene = busy_scene();
     scene.ui.expanded.insert(RunKey::new(0, "run-0000f1n15h3d"));
-    snapshot(scene, "chain");
+    snapshot(&scene, "chain");
 }
 
 #[test]
 fn the_empty_state() {
     let model = Model::new(&["http://127.0.0.1:9010".into()], Settings::default());
     snapshot(
-        Scene {
+        &Scene {
             model,
             ui: UiState::default(),
         },
