@@ -262,3 +262,32 @@ fn an_idle_console_schedules_no_repaints() {
         "an idle console still repaints after {delay:?}"
     );
 }
+
+#[test]
+fn keyboard_l_opens_the_launch_form_and_esc_closes_it_and_settings_open_from_the_bar() {
+    let setup = setup(0.2, true);
+    let mut harness = console(&setup, 2);
+    harness.step();
+    assert!(harness.query_by_label("Task").is_none());
+    harness.key_press(egui::Key::L);
+    harness.step();
+    harness.step();
+    let task = harness.get_by_label("Task");
+    assert!(task.is_focused(), "L puts the cursor in the task field");
+    assert_eq!(task.value().as_deref(), Some("kittest task"));
+    harness.key_press(egui::Key::Escape);
+    harness.step();
+    assert!(
+        harness.query_by_label("Task").is_none(),
+        "Esc closes the form"
+    );
+
+    harness.get_by_label("Settings…").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Smoothing (α)");
+    harness.get_by_label("Stalled after");
+    harness.key_press(egui::Key::Escape);
+    harness.step();
+    assert!(harness.query_by_label("Smoothing (α)").is_none());
+}

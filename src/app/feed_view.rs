@@ -98,13 +98,6 @@ fn row_ui(ui: &mut egui::Ui, model: &Model, entry: &FeedEntry, state: &mut UiSta
             ui.horizontal(|ui| {
                 badge(ui, summary.status.as_str(), status_color(summary.status));
                 ui.label(RichText::new(&entry.key.run_id).monospace());
-                if model.servers.len() > 1 {
-                    ui.label(
-                        RichText::new(format!("@{}", model.servers[entry.key.server].label))
-                            .small()
-                            .weak(),
-                    );
-                }
                 ui.label(RichText::new(format!("{} tok", tokens(summary.tokens_out))).weak());
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     let open = state.expanded.contains(&entry.key);
@@ -132,8 +125,15 @@ fn row_ui(ui: &mut egui::Ui, model: &Model, entry: &FeedEntry, state: &mut UiSta
             } else {
                 snippet
             };
-            ui.add(egui::Label::new(RichText::new(text).small()).truncate())
-                .on_hover_text(text);
+            ui.horizontal(|ui| {
+                if model.servers.len() > 1 {
+                    let server = &model.servers[entry.key.server].label;
+                    ui.label(RichText::new(format!("@{server}")).small().weak())
+                        .on_hover_text("The server this run belongs to");
+                }
+                ui.add(egui::Label::new(RichText::new(text).small()).truncate())
+                    .on_hover_text(text);
+            });
         });
     });
     ui.separator();

@@ -2,8 +2,8 @@
 
 use crate::sse::ConnectionState;
 
-/// How long after a reconnect arriving events count as the server's replay.
-const REPLAY_BURST_SECS: f64 = 0.5;
+/// How long after a (re)connect arriving events count as the server's replay.
+pub const REPLAY_BURST_SECS: f64 = 0.5;
 
 /// A stream as people see it.
 #[derive(Debug, Clone, PartialEq)]

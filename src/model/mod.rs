@@ -5,7 +5,7 @@
 //! with a fake clock.
 
 mod feed;
-mod link;
+pub(crate) mod link;
 mod log;
 mod rate;
 mod worker;
@@ -54,6 +54,8 @@ pub struct Server {
     pub health: Option<Health>,
     /// The `/api/events` stream, when the server has one.
     pub link: Option<Link>,
+    /// When that stream last opened.
+    pub link_opened_at: Option<f64>,
     /// The last error talking to it, cleared by the next success.
     pub error: Option<String>,
 }
@@ -72,6 +74,7 @@ impl Server {
             label,
             health: None,
             link: None,
+            link_opened_at: None,
             error: None,
         }
     }
@@ -217,6 +220,11 @@ impl Model {
                 if let Some(s) = self.servers.get_mut(server) {
                     s.error = None;
                 }
+                // Runs going on that started before we watched (or elsewhere) get cards now,
+                // not at their next event (which a per-run server would never send us).
+                for summary in runs.iter().filter(|run| !run.status.is_finished()) {
+                    self.card(RunKey::new(server, summary.run_id.clone()), summary, now);
+                }
                 self.feed.merge(server, runs);
             }
             Inbound::Detail { server, detail } => {
@@ -316,8 +324,11 @@ impl Model {
                     };
                     self.card(key.clone(), &summary, now);
                 }
+                let server_opened = self.servers.get(server).and_then(|s| s.link_opened_at);
                 if let Some(worker) = self.worker_mut(&key) {
-                    worker.progress(&update, now, &rate_settings);
+                    let opened = worker.link_opened_at.or(server_opened);
+                    let replayed = opened.is_some_and(|at| now - at < link::REPLAY_BURST_SECS);
+                    worker.progress(&update, now, &rate_settings, replayed);
                 }
                 self.feed.refresh(&key, |summary| {
                     summary.status = RunStatus::Running;
@@ -377,6 +388,9 @@ impl Model {
                         .unwrap_or(&Link::Connecting)
                         .after(state, now);
                     s.link = Some(link);
+                    if *state == ConnectionState::Open {
+                        s.link_opened_at = Some(now);
+                    }
                 }
             }
             Some(run_id) => {
@@ -387,6 +401,9 @@ impl Model {
                         .unwrap_or(&Link::Connecting)
                         .after(state, now);
                     worker.link = Some(link);
+                    if *state == ConnectionState::Open {
+                        worker.link_opened_at = Some(now);
+                    }
                 }
             }
         }

@@ -77,6 +77,12 @@ impl TokenRate {
         true
     }
 
+    /// Moves the baseline to `tokens` at `now` without computing a rate: for counts that arrive
+    /// in a replay burst, whose spacing says nothing about generation speed.
+    pub fn rebase(&mut self, tokens: u64, now: f64) {
+        self.last = Some((now, tokens));
+    }
+
     /// The worker stopped: its rate is zero from now on (the history stays).
     pub fn stop(&mut self, now: f64) {
         self.ema = 0.0;
@@ -125,6 +131,15 @@ mod tests {
         let history = rate.history();
         assert!(history.front().unwrap()[0] >= 199.0 - 60.0);
         assert!((history.back().unwrap()[0] - 199.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_rebase_moves_the_baseline_without_a_rate() {
+        let mut rate = TokenRate::default();
+        let settings = RateSettings::default();
+        rate.rebase(900, 10.0); // a replay caught up to 900 tokens
+        rate.observe(950, 11.0, &settings);
+        assert!((rate.per_sec() - 50.0).abs() < 1e-9, "{}", rate.per_sec());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::api::RunEvent;
+use crate::api::{RunEvent, RunSummary};
 use crate::sse::SseError;
 
 fn event(name: &str, data: &serde_json::Value) -> RunEvent {
@@ -297,4 +297,67 @@ fn a_run_seen_first_mid_way_gets_a_card() {
     let card = m.worker(&RunKey::new(0, "late")).unwrap();
     assert_eq!(card.status, RunStatus::Running);
     assert_eq!(card.tokens_out, 500);
+}
+
+#[test]
+fn a_poll_gives_cards_to_runs_already_going_but_not_to_finished_ones() {
+    let mut m = model();
+    let runs: Vec<RunSummary> = serde_json::from_value(json!([
+        {"run_id": "going", "status": "running", "tokens_out": 40, "agent": "writer"},
+        {"run_id": "waiting", "status": "queued"},
+        {"run_id": "done", "status": "completed"}
+    ]))
+    .unwrap();
+    m.apply(Inbound::Runs { server: 1, runs }, 5.0);
+    assert_eq!(m.workers().len(), 2);
+    let card = m.worker(&RunKey::new(1, "going")).unwrap();
+    assert_eq!(
+        (card.tokens_out, card.agent.as_deref()),
+        (40, Some("writer"))
+    );
+    assert!(m.worker(&RunKey::new(1, "done")).is_none());
+    assert_eq!(m.feed.len(), 3);
+}
+
+#[test]
+fn a_replay_burst_after_a_stream_opens_moves_the_baseline_not_the_rate() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(
+        Inbound::Link {
+            server: 0,
+            run: Some("r1".into()),
+            state: ConnectionState::Open,
+        },
+        10.0,
+    );
+    // The server replays the run's history at once: 0 → 900 tokens within a frame.
+    for (tokens, i) in [100, 400, 900].into_iter().zip([0.0, 1.0, 2.0]) {
+        m.apply(on(0, progress("r1", "writer", tokens)), 10.0 + 0.01 * i);
+    }
+    // Live again: 50 tokens since the last replayed one (at 10.02 s).
+    m.apply(on(0, progress("r1", "writer", 950)), 11.0);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert!(
+        (card.rate.per_sec() - 50.0 / 0.98).abs() < 1e-9,
+        "{}",
+        card.rate.per_sec()
+    );
+    assert_eq!(card.tokens_out, 950);
+}
+
+#[test]
+fn a_run_adopted_mid_way_shows_no_time_to_first_token() {
+    let mut m = model();
+    let runs: Vec<RunSummary> =
+        serde_json::from_value(json!([{"run_id": "going", "status": "running", "tokens_out": 40}]))
+            .unwrap();
+    m.apply(Inbound::Runs { server: 0, runs }, 5.0);
+    m.apply(on(0, progress("going", "writer", 80)), 6.0);
+    assert_eq!(
+        m.worker(&RunKey::new(0, "going"))
+            .unwrap()
+            .time_to_first_token(),
+        None
+    );
 }

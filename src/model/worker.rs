@@ -58,6 +58,8 @@ pub struct Worker {
     pub last_event_at: f64,
     /// The run's own stream, when it has one (servers without `/api/events`).
     pub link: Option<Link>,
+    /// When the run's own stream last opened.
+    pub link_opened_at: Option<f64>,
     /// The error that ended it, if any.
     pub error: Option<String>,
 }
@@ -76,16 +78,25 @@ impl Worker {
             rate: TokenRate::default(),
             seen_at: now,
             started_at: (summary.status == RunStatus::Running).then_some(now),
-            first_token_at: (summary.tokens_out > 0).then_some(now),
+            // A run first seen mid-way: its first token came before we watched, so no TTFT.
+            first_token_at: (summary.tokens_out > 0).then_some(f64::NAN),
             finished_at: summary.status.is_finished().then_some(now),
             last_event_at: now,
             link: None,
+            link_opened_at: None,
             error: None,
         }
     }
 
-    /// Applies a `node_update`.
-    pub fn progress(&mut self, update: &NodeUpdate, now: f64, settings: &RateSettings) {
+    /// Applies a `node_update`. `replayed` marks one that arrived in a stream's replay burst: it
+    /// updates the card but not the rate.
+    pub fn progress(
+        &mut self,
+        update: &NodeUpdate,
+        now: f64,
+        settings: &RateSettings,
+        replayed: bool,
+    ) {
         if let Some(agent) = &update.agent {
             agent.clone_into(self.agent.get_or_insert_with(String::new));
         }
@@ -100,7 +111,11 @@ impl Worker {
             if tokens > 0 && self.first_token_at.is_none() {
                 self.first_token_at = Some(now);
             }
-            self.rate.observe(tokens, now, settings);
+            if replayed {
+                self.rate.rebase(tokens, now);
+            } else {
+                self.rate.observe(tokens, now, settings);
+            }
         }
         if self.status == RunStatus::Queued {
             self.status = RunStatus::Running;
@@ -130,9 +145,10 @@ impl Worker {
         Some(self.finished_at.unwrap_or(now) - started)
     }
 
-    /// Seconds from start to the first token.
+    /// Seconds from start to the first token, when both were seen here.
     pub fn time_to_first_token(&self) -> Option<f64> {
-        Some(self.first_token_at? - self.started_at?)
+        let ttft = self.first_token_at? - self.started_at?;
+        ttft.is_finite().then_some(ttft)
     }
 
     /// How long a running worker has been silent, when that is longer than `threshold_secs`.
