@@ -291,3 +291,32 @@ fn keyboard_l_opens_the_launch_form_and_esc_closes_it_and_settings_open_from_the
     harness.step();
     assert!(harness.query_by_label("Smoothing (α)").is_none());
 }
+
+#[test]
+fn a_server_added_in_settings_is_watched_and_remembered() {
+    let first = setup(0.2, true);
+    let second = setup(0.2, false);
+    let second_url = second.server.as_ref().unwrap().url();
+    let mut harness = console(&first, 2);
+    harness.get_by_label("Settings…").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Add").focus();
+    harness.step();
+    harness.get_by_label("Add").type_text(&second_url);
+    harness.step();
+    harness.get_by_label("Watch").click();
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "the added server to answer",
+        |h| {
+            let servers = &h.state().model().servers;
+            servers.len() == 2 && servers[1].health.is_some()
+        },
+    );
+    let model = harness.state().model();
+    assert_eq!(model.servers[1].url, second_url);
+    assert!(!model.servers[1].health.as_ref().unwrap().has("events"));
+    assert_eq!(harness.state().ui_state().added_servers, vec![second_url]);
+}

@@ -59,6 +59,12 @@ impl Connector {
         self.clients.get(server).cloned()
     }
 
+    /// Adds a server (the model's next index) and starts watching it.
+    pub fn add_server(&mut self, client: ApiClient) {
+        self.clients.push(client);
+        self.watch(self.clients.len() - 1);
+    }
+
     /// Starts watching every server.
     pub fn watch_all(&self) {
         for server in 0..self.clients.len() {

@@ -74,6 +74,8 @@ pub struct Console {
     followed: HashSet<RunKey>,
     /// Why the console cannot work at all (a bad server URL), shown instead of the UI.
     fatal: Option<String>,
+    /// The bearer token for every server.
+    token: Option<String>,
 }
 
 impl Console {
@@ -113,7 +115,14 @@ impl Console {
             started: Instant::now(),
             followed: HashSet::new(),
             fatal,
+            token: config.token.clone(),
         };
+        // Servers added in an earlier session are watched again.
+        for url in console.state.added_servers.clone() {
+            if !console.model.servers.iter().any(|s| s.url == url) {
+                console.watch(&url);
+            }
+        }
         if config.demo {
             console.launch_demo();
         }
@@ -123,6 +132,11 @@ impl Console {
     /// The model, for tests and screenshots.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The UI state (what is saved between starts), for tests.
+    pub fn ui_state(&self) -> &UiState {
+        &self.state
     }
 
     fn now(&self) -> f64 {
@@ -169,6 +183,23 @@ impl Console {
                 }
             }
             Action::ClearFinished => self.model.clear_finished(),
+            Action::AddServer(url) => {
+                if self.watch(&url) && !self.state.added_servers.contains(&url) {
+                    self.state.added_servers.push(url);
+                }
+            }
+        }
+    }
+
+    /// Starts watching a server; false when the URL is not usable.
+    fn watch(&mut self, url: &str) -> bool {
+        match ApiClient::new(url, self.token.as_deref()) {
+            Ok(client) => {
+                self.model.add_server(url);
+                self.connector.add_server(client);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -303,7 +334,9 @@ pub fn console_ui(
         }
     });
     chain_windows_ui(&ctx, model, state);
-    settings_window_ui(&ctx, &mut state.settings_open, &mut model.settings);
+    if state.settings_open {
+        settings_window_ui(&ctx, state, model, &mut actions);
+    }
     actions
 }
 

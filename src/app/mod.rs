@@ -37,4 +37,6 @@ pub enum Action {
     CancelAll,
     /// Remove the cards of finished runs.
     ClearFinished,
+    /// Watch one more server, from now on and at every start.
+    AddServer(String),
 }

@@ -1,12 +1,22 @@
 //! The settings window: how tok/s is smoothed, when a worker counts as stalled, and whether
 //! finished cards clear themselves. Changes apply at once and are saved.
 
-use crate::model::Settings;
+use super::Action;
+use super::state::UiState;
+use crate::model::{Model, Settings};
 
-/// Draws the settings window when `open`.
-pub fn settings_window_ui(ctx: &egui::Context, open: &mut bool, settings: &mut Settings) {
+/// Draws the settings window when it is open.
+pub fn settings_window_ui(
+    ctx: &egui::Context,
+    state: &mut UiState,
+    model: &mut Model,
+    actions: &mut Vec<Action>,
+) {
+    let mut open = state.settings_open;
+    let servers: Vec<String> = model.servers.iter().map(|s| s.url.clone()).collect();
+    let settings = &mut model.settings;
     egui::Window::new("Settings")
-        .open(open)
+        .open(&mut open)
         .resizable(false)
         .pivot(egui::Align2::CENTER_CENTER)
         .default_pos(ctx.content_rect().center())
@@ -62,9 +72,49 @@ pub fn settings_window_ui(ctx: &egui::Context, open: &mut bool, settings: &mut S
                     });
                     ui.end_row();
                 });
-            ui.separator();
             if ui.button("Restore defaults").clicked() {
                 *settings = Settings::default();
             }
+            ui.separator();
+            servers_ui(ui, &servers, state, actions);
         });
+    state.settings_open = open;
+}
+
+/// The servers watched, and a field to add one (remembered for the next start).
+fn servers_ui(
+    ui: &mut egui::Ui,
+    servers: &[String],
+    state: &mut UiState,
+    actions: &mut Vec<Action>,
+) {
+    ui.strong("Servers");
+    for url in servers {
+        ui.label(egui::RichText::new(url).monospace());
+    }
+    ui.horizontal(|ui| {
+        let label = ui.label("Add");
+        let field = ui
+            .add(
+                egui::TextEdit::singleline(&mut state.new_server)
+                    .hint_text("http://gpu-box:9010")
+                    .desired_width(220.0),
+            )
+            .labelled_by(label.id);
+        let url = state.new_server.trim().trim_end_matches('/').to_owned();
+        let valid = (url.starts_with("http://") || url.starts_with("https://"))
+            && !servers
+                .iter()
+                .any(|known| known.trim_end_matches('/') == url);
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let clicked = ui
+            .add_enabled(valid, egui::Button::new("Watch"))
+            .on_hover_text("Watch this runs API now and at every start")
+            .on_disabled_hover_text("An http(s) URL of a server not watched yet")
+            .clicked();
+        if valid && (clicked || entered) {
+            actions.push(Action::AddServer(url));
+            state.new_server.clear();
+        }
+    });
 }

@@ -72,6 +72,11 @@ pub struct UiState {
     /// Whether the settings window is open.
     #[serde(skip)]
     pub settings_open: bool,
+    /// Servers added in the settings window; watched again at every start.
+    pub added_servers: Vec<String>,
+    /// The URL being typed into the settings window's server field.
+    #[serde(skip)]
+    pub new_server: String,
 }
 
 /// Fields a keyboard shortcut can focus.

@@ -46,9 +46,19 @@ pub struct GuiArgs {
     /// Colour theme
     #[arg(long, value_enum, default_value_t = Theme::System)]
     theme: Theme,
+    /// Seconds between polls of the run list for the feed
+    #[arg(long, value_name = "SECS", default_value_t = 8.0, value_parser = poll_secs)]
+    feed_poll_secs: f64,
     /// Run the embedded server's synthetic clock this many times faster (demos, tests)
     #[arg(long, default_value_t = 1.0, hide = true)]
     speed: f64,
+}
+
+fn poll_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.2..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!("expected seconds from 0.2 to 3600, not {text:?}")),
+    }
 }
 
 fn parse_size(text: &str) -> Result<[f32; 2], String> {
@@ -75,6 +85,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
         after,
         size,
         theme,
+        feed_poll_secs,
         speed,
     } = args;
     let spawner = match Spawner::start_background() {
@@ -103,6 +114,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
     let mut config = ConsoleConfig::new(servers);
     config.token = token;
     config.demo = demo;
+    config.feed_poll = Duration::from_secs_f64(feed_poll_secs);
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("runboard")

@@ -172,6 +172,12 @@ impl Model {
         }
     }
 
+    /// Watches one more server; returns its id.
+    pub fn add_server(&mut self, url: &str) -> ServerId {
+        self.servers.push(Server::new(url));
+        self.servers.len() - 1
+    }
+
     /// The worker cards, in the order they appeared.
     pub fn workers(&self) -> &[Worker] {
         &self.workers
