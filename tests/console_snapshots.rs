@@ -19,16 +19,12 @@ struct Scene {
 
 fn summary(run_id: &str, status: RunStatus, minute: u32) -> RunSummary {
     RunSummary {
-        run_id: run_id.into(),
-        task: "Write a short story about a lighthouse keeper".into(),
-        status,
         created_at: Some(format!("2026-11-21T05:{minute:02}:00Z")),
-        started_at: None,
-        finished_at: None,
-        tokens_out: 0,
-        agent: None,
-        iteration: None,
-        snippet: None,
+        ..RunSummary::new(
+            run_id,
+            "Write a short story about a lighthouse keeper",
+            status,
+        )
     }
 }
 

@@ -99,6 +99,24 @@ pub struct RunSummary {
     pub snippet: Option<String>,
 }
 
+impl RunSummary {
+    /// A summary with only an id, a task and a status; the rest unknown yet.
+    pub fn new(run_id: impl Into<String>, task: impl Into<String>, status: RunStatus) -> Self {
+        Self {
+            run_id: run_id.into(),
+            task: task.into(),
+            status,
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+            tokens_out: 0,
+            agent: None,
+            iteration: None,
+            snippet: None,
+        }
+    }
+}
+
 /// One stored event of a run, as `GET /api/runs/{id}` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {

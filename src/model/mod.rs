@@ -316,18 +316,7 @@ impl Model {
             RunEvent::NodeUpdate(update) => {
                 if self.worker(&key).is_none() {
                     // A run launched elsewhere before we were watching: make its card now.
-                    let summary = RunSummary {
-                        run_id: key.run_id.clone(),
-                        task: String::new(),
-                        status: RunStatus::Running,
-                        created_at: None,
-                        started_at: None,
-                        finished_at: None,
-                        tokens_out: 0,
-                        agent: None,
-                        iteration: None,
-                        snippet: None,
-                    };
+                    let summary = RunSummary::new(key.run_id.clone(), "", RunStatus::Running);
                     self.card(key.clone(), &summary, now);
                 }
                 let server_opened = self.servers.get(server).and_then(|s| s.link_opened_at);
@@ -385,32 +374,19 @@ impl Model {
         state: &ConnectionState,
         now: f64,
     ) {
-        match run {
-            None => {
-                if let Some(s) = self.servers.get_mut(server) {
-                    let link = s
-                        .link
-                        .as_ref()
-                        .unwrap_or(&Link::Connecting)
-                        .after(state, now);
-                    s.link = Some(link);
-                    if *state == ConnectionState::Open {
-                        s.link_opened_at = Some(now);
-                    }
-                }
-            }
-            Some(run_id) => {
-                if let Some(worker) = self.worker_mut(&RunKey::new(server, run_id)) {
-                    let link = worker
-                        .link
-                        .as_ref()
-                        .unwrap_or(&Link::Connecting)
-                        .after(state, now);
-                    worker.link = Some(link);
-                    if *state == ConnectionState::Open {
-                        worker.link_opened_at = Some(now);
-                    }
-                }
+        let slots = match run {
+            None => self
+                .servers
+                .get_mut(server)
+                .map(|s| (&mut s.link, &mut s.link_opened_at)),
+            Some(run_id) => self
+                .worker_mut(&RunKey::new(server, run_id))
+                .map(|w| (&mut w.link, &mut w.link_opened_at)),
+        };
+        if let Some((link, opened_at)) = slots {
+            *link = Some(link.as_ref().unwrap_or(&Link::Connecting).after(state, now));
+            if *state == ConnectionState::Open {
+                *opened_at = Some(now);
             }
         }
     }

@@ -88,16 +88,8 @@ impl Runs {
             (format!("run-{:012x}", ids.next_u64() >> 16), ids.next_u64())
         };
         let summary = RunSummary {
-            run_id: run_id.clone(),
-            task,
-            status: RunStatus::Queued,
             created_at: Some(now_rfc3339()),
-            started_at: None,
-            finished_at: None,
-            tokens_out: 0,
-            agent: None,
-            iteration: None,
-            snippet: None,
+            ..RunSummary::new(run_id.clone(), task, RunStatus::Queued)
         };
         let row = RunRow {
             summary: summary.clone(),
