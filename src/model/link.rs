@@ -62,6 +62,11 @@ impl Link {
         }
     }
 
+    /// Whether `now` is inside the replay burst of a stream that just resumed.
+    pub fn replaying(&self, now: f64) -> bool {
+        matches!(self, Self::Resumed { since, .. } if now - since < REPLAY_BURST_SECS)
+    }
+
     /// Counts an event that arrived at `now` on a resumed stream. A server replays what was
     /// missed at once on reconnecting, so events in the first half second count as replayed.
     pub fn count_replayed(&mut self, now: f64) {

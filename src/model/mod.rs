@@ -54,8 +54,6 @@ pub struct Server {
     pub health: Option<Health>,
     /// The `/api/events` stream, when the server has one.
     pub link: Option<Link>,
-    /// When that stream last opened.
-    pub link_opened_at: Option<f64>,
     /// The last error talking to it, cleared by the next success.
     pub error: Option<String>,
 }
@@ -74,7 +72,6 @@ impl Server {
             label,
             health: None,
             link: None,
-            link_opened_at: None,
             error: None,
         }
     }
@@ -319,11 +316,25 @@ impl Model {
                     let summary = RunSummary::new(key.run_id.clone(), "", RunStatus::Running);
                     self.card(key.clone(), &summary, now);
                 }
-                let server_opened = self.servers.get(server).and_then(|s| s.link_opened_at);
+                // Replays come after a reconnect, or when a run first seen mid-way gets its own
+                // stream; a fresh `/api/events` starts at the head and replays nothing.
+                let server_replaying = self
+                    .servers
+                    .get(server)
+                    .and_then(|s| s.link.as_ref())
+                    .is_some_and(|link| link.replaying(now));
                 if let Some(worker) = self.worker_mut(&key) {
-                    let opened = worker.link_opened_at.or(server_opened);
-                    let replayed = opened.is_some_and(|at| now - at < link::REPLAY_BURST_SECS);
-                    worker.progress(&update, now, &rate_settings, replayed);
+                    let own_replaying = worker.link.as_ref().is_some_and(|l| l.replaying(now))
+                        || (worker.adopted
+                            && worker
+                                .link_opened_at
+                                .is_some_and(|at| now - at < link::REPLAY_BURST_SECS));
+                    worker.progress(
+                        &update,
+                        now,
+                        &rate_settings,
+                        server_replaying || own_replaying,
+                    );
                 }
                 self.feed.refresh(&key, |summary| {
                     summary.status = RunStatus::Running;
@@ -374,19 +385,22 @@ impl Model {
         state: &ConnectionState,
         now: f64,
     ) {
-        let slots = match run {
-            None => self
-                .servers
-                .get_mut(server)
-                .map(|s| (&mut s.link, &mut s.link_opened_at)),
-            Some(run_id) => self
-                .worker_mut(&RunKey::new(server, run_id))
-                .map(|w| (&mut w.link, &mut w.link_opened_at)),
-        };
-        if let Some((link, opened_at)) = slots {
+        let advance = |link: &mut Option<Link>| {
             *link = Some(link.as_ref().unwrap_or(&Link::Connecting).after(state, now));
-            if *state == ConnectionState::Open {
-                *opened_at = Some(now);
+        };
+        match run {
+            None => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    advance(&mut s.link);
+                }
+            }
+            Some(run_id) => {
+                if let Some(worker) = self.worker_mut(&RunKey::new(server, run_id)) {
+                    advance(&mut worker.link);
+                    if *state == ConnectionState::Open {
+                        worker.link_opened_at = Some(now);
+                    }
+                }
             }
         }
     }

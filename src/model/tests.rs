@@ -322,7 +322,11 @@ fn a_poll_gives_cards_to_runs_already_going_but_not_to_finished_ones() {
 #[test]
 fn a_replay_burst_after_a_stream_opens_moves_the_baseline_not_the_rate() {
     let mut m = model();
-    m.apply(on(0, created("r1")), 0.0);
+    // First seen mid-way by a poll, then followed on its own stream, which replays its history.
+    let runs: Vec<RunSummary> =
+        serde_json::from_value(json!([{"run_id": "r1", "status": "running", "tokens_out": 50}]))
+            .unwrap();
+    m.apply(Inbound::Runs { server: 0, runs }, 9.0);
     m.apply(
         Inbound::Link {
             server: 0,
@@ -359,5 +363,66 @@ fn a_run_adopted_mid_way_shows_no_time_to_first_token() {
             .unwrap()
             .time_to_first_token(),
         None
+    );
+}
+
+#[test]
+fn a_fresh_events_stream_replays_nothing_so_its_first_updates_count() {
+    let mut m = model();
+    m.apply(
+        Inbound::Link {
+            server: 0,
+            run: None,
+            state: ConnectionState::Open,
+        },
+        10.0,
+    );
+    m.apply(on(0, created("r1")), 10.01);
+    m.apply(on(0, progress("r1", "writer", 0)), 10.02);
+    m.apply(on(0, progress("r1", "writer", 30)), 10.3);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert!(
+        card.rate.per_sec() > 0.0,
+        "live events right after the open are not replays"
+    );
+}
+
+#[test]
+fn after_a_reconnect_the_replayed_updates_do_not_spike_the_rate() {
+    let mut m = model();
+    let link = |m: &mut Model, state, now| {
+        m.apply(
+            Inbound::Link {
+                server: 0,
+                run: None,
+                state,
+            },
+            now,
+        );
+    };
+    link(&mut m, ConnectionState::Open, 0.0);
+    m.apply(on(0, created("r1")), 0.1);
+    m.apply(on(0, progress("r1", "writer", 0)), 0.2);
+    m.apply(on(0, progress("r1", "writer", 50)), 1.2);
+    link(
+        &mut m,
+        ConnectionState::Reconnecting {
+            delay: Duration::from_secs(1),
+            attempt: 1,
+            last_error: None,
+        },
+        2.0,
+    );
+    link(&mut m, ConnectionState::Open, 5.0);
+    // The server replays what was missed: 50 → 200 tokens inside one frame.
+    m.apply(on(0, progress("r1", "writer", 120)), 5.01);
+    m.apply(on(0, progress("r1", "writer", 200)), 5.01);
+    m.apply(on(0, progress("r1", "writer", 240)), 6.01);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    // 0.3 × 40 tok/s + 0.7 × 50 tok/s, not a rate built on the 150 replayed tokens.
+    assert!(
+        (card.rate.per_sec() - 47.0).abs() < 1e-9,
+        "{}",
+        card.rate.per_sec()
     );
 }

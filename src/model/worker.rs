@@ -60,6 +60,9 @@ pub struct Worker {
     pub link: Option<Link>,
     /// When the run's own stream last opened.
     pub link_opened_at: Option<f64>,
+    /// First seen mid-way (by a poll, or by a progress event), so its stream will replay
+    /// history we did not watch happen.
+    pub adopted: bool,
     /// The error that ended it, if any.
     pub error: Option<String>,
 }
@@ -84,6 +87,7 @@ impl Worker {
             last_event_at: now,
             link: None,
             link_opened_at: None,
+            adopted: summary.tokens_out > 0 || summary.status == RunStatus::Running,
             error: None,
         }
     }
