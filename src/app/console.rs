@@ -182,7 +182,10 @@ impl Console {
                     }
                 }
             }
-            Action::ClearFinished => self.model.clear_finished(),
+            Action::ClearFinished => {
+                let now = self.now();
+                self.model.clear_finished(now);
+            }
             Action::AddServer(url) => {
                 if self.watch(&url) && !self.state.added_servers.contains(&url) {
                     self.state.added_servers.push(url);

@@ -225,8 +225,13 @@ impl Model {
                 }
                 // Runs going on that started before we watched (or elsewhere) get cards now,
                 // not at their next event (which a per-run server would never send us).
+                let before = self.workers.len();
                 for summary in runs.iter().filter(|run| !run.status.is_finished()) {
                     self.card(RunKey::new(server, summary.run_id.clone()), summary, now);
+                }
+                if self.workers.len() != before {
+                    // Adopted cards bring tokens made before we watched: not a rate.
+                    self.rebase_total(now);
                 }
                 self.feed.merge(server, runs);
             }
@@ -245,20 +250,32 @@ impl Model {
 
     /// Time passing without events: finished cards may be cleared automatically.
     pub fn tick(&mut self, now: f64) {
-        if let Some(after) = self.settings.auto_clear_after_secs {
-            self.retain_workers(|w| w.finished_at.is_none_or(|at| now - at < after));
+        if let Some(after) = self.settings.auto_clear_after_secs
+            && self.retain_workers(|w| w.finished_at.is_none_or(|at| now - at < after))
+        {
+            self.rebase_total(now);
         }
     }
 
     /// Removes every finished card.
-    pub fn clear_finished(&mut self) {
-        self.retain_workers(|w| !w.status.is_finished());
+    pub fn clear_finished(&mut self, now: f64) {
+        if self.retain_workers(|w| !w.status.is_finished()) {
+            self.rebase_total(now);
+        }
     }
 
-    fn retain_workers(&mut self, keep: impl Fn(&Worker) -> bool) {
+    /// The cards shown changed by more than generation: restart the total's baseline there.
+    fn rebase_total(&mut self, now: f64) {
+        let total = self.total_tokens();
+        self.total_rate.rebase(total, now);
+    }
+
+    /// Keeps the cards for which `keep` holds; true when any was removed.
+    fn retain_workers(&mut self, keep: impl Fn(&Worker) -> bool) -> bool {
         let before = self.workers.len();
         self.workers.retain(keep);
-        if self.workers.len() != before {
+        let removed = self.workers.len() != before;
+        if removed {
             self.worker_index = self
                 .workers
                 .iter()
@@ -266,6 +283,7 @@ impl Model {
                 .map(|(i, w)| (w.key.clone(), i))
                 .collect();
         }
+        removed
     }
 
     /// The card for a run, created from its summary when new.
@@ -323,18 +341,14 @@ impl Model {
                     .get(server)
                     .and_then(|s| s.link.as_ref())
                     .is_some_and(|link| link.replaying(now));
+                let mut replayed = server_replaying;
                 if let Some(worker) = self.worker_mut(&key) {
-                    let own_replaying = worker.link.as_ref().is_some_and(|l| l.replaying(now))
+                    replayed |= worker.link.as_ref().is_some_and(|l| l.replaying(now))
                         || (worker.adopted
                             && worker
                                 .link_opened_at
                                 .is_some_and(|at| now - at < link::REPLAY_BURST_SECS));
-                    worker.progress(
-                        &update,
-                        now,
-                        &rate_settings,
-                        server_replaying || own_replaying,
-                    );
+                    worker.progress(&update, now, &rate_settings, replayed);
                 }
                 self.feed.refresh(&key, |summary| {
                     summary.status = RunStatus::Running;
@@ -348,8 +362,12 @@ impl Model {
                         summary.snippet.clone_from(&update.snippet);
                     }
                 });
-                let total = self.total_tokens();
-                self.total_rate.observe(total, now, &rate_settings);
+                if replayed {
+                    self.rebase_total(now);
+                } else {
+                    let total = self.total_tokens();
+                    self.total_rate.observe(total, now, &rate_settings);
+                }
             }
             RunEvent::Narration(line) => self.log.push(LogLine {
                 run: key,

@@ -268,7 +268,7 @@ fn finished_cards_stay_until_cleared_by_hand_or_after_the_auto_clear_delay() {
         ),
         40.0,
     );
-    m.clear_finished();
+    m.clear_finished(40.0);
     assert!(m.workers().is_empty());
 }
 
@@ -424,5 +424,24 @@ fn after_a_reconnect_the_replayed_updates_do_not_spike_the_rate() {
         (card.rate.per_sec() - 47.0).abs() < 1e-9,
         "{}",
         card.rate.per_sec()
+    );
+}
+
+#[test]
+fn the_total_rate_ignores_adopted_and_cleared_cards() {
+    let mut m = model();
+    m.apply(on(0, created("a")), 0.0);
+    m.apply(on(0, progress("a", "writer", 0)), 0.5);
+    m.apply(on(0, progress("a", "writer", 20)), 1.5);
+    // A poll adopts a run that already has 5 000 tokens.
+    let runs: Vec<RunSummary> =
+        serde_json::from_value(json!([{"run_id": "b", "status": "running", "tokens_out": 5000}]))
+            .unwrap();
+    m.apply(Inbound::Runs { server: 0, runs }, 2.0);
+    m.apply(on(0, progress("a", "writer", 40)), 2.5);
+    assert!(
+        m.total_rate.per_sec() < 100.0,
+        "adoption is not generation: {}",
+        m.total_rate.per_sec()
     );
 }
