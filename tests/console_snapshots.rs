@@ -10,7 +10,7 @@ use runboard::model::{Inbound, Model, RunKey, Settings};
 use serde_json::json;
 
 /// The fixed clock every snapshot is drawn at.
-const NOW: f64 = 80.0;
+const NOW: f64 = 75.0;
 
 struct Scene {
     model: Model,

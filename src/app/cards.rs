@@ -58,7 +58,10 @@ fn card_ui(
             ui.set_width(width - 22.0);
             ui.set_height(CARD_HEIGHT - 22.0);
             header_ui(ui, worker, server, model, now);
-            rate_ui(ui, worker);
+            let stalled = worker
+                .stalled_for(now, model.settings.stall_after_secs)
+                .is_some();
+            rate_ui(ui, worker, stalled);
             stats_ui(ui, worker, now);
             ui.add_space(2.0);
             snippet_ui(ui, &worker.snippet);
@@ -119,18 +122,25 @@ fn header_ui(ui: &mut egui::Ui, worker: &Worker, server: Option<&str>, model: &M
     });
 }
 
-fn rate_ui(ui: &mut egui::Ui, worker: &Worker) {
+fn rate_ui(ui: &mut egui::Ui, worker: &Worker, stalled: bool) {
     ui.horizontal(|ui| {
-        ui.label(
-            RichText::new(rate(worker.rate.per_sec()))
-                .size(26.0)
-                .strong()
-                .monospace(),
-        )
-        .on_hover_text(
-            "Tokens per second: a moving average (α 0.3) of the rate between updates \
+        // A stalled worker is not generating: its last rate would be a lie.
+        let (value, hover) = if stalled {
+            (
+                RichText::new("—").size(26.0).strong().monospace().weak(),
+                "No tokens for a while: the last rate no longer holds",
+            )
+        } else {
+            (
+                RichText::new(rate(worker.rate.per_sec()))
+                    .size(26.0)
+                    .strong()
+                    .monospace(),
+                "Tokens per second: a moving average (α 0.3) of the rate between updates \
                  more than 100 ms apart",
-        );
+            )
+        };
+        ui.label(value).on_hover_text(hover);
         ui.label(RichText::new("tok/s").weak());
     });
     let width = ui.available_width();

@@ -23,7 +23,7 @@ pub fn summary_ui(
         ui.separator();
         servers_ui(ui, model, now);
         ui.separator();
-        totals_ui(ui, model);
+        totals_ui(ui, model, now);
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if ui
                 .button("Settings…")
@@ -86,7 +86,7 @@ fn servers_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
 }
 
 /// Workers live, aggregate tok/s with its sparkline, tokens, and outcomes.
-fn totals_ui(ui: &mut egui::Ui, model: &Model) {
+fn totals_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
     stat(
         ui,
         &model.live_workers().to_string(),
@@ -95,9 +95,9 @@ fn totals_ui(ui: &mut egui::Ui, model: &Model) {
     );
     stat(
         ui,
-        &rate(model.total_rate.per_sec()),
+        &rate(model.current_rate(now)),
         "tok/s",
-        "Tokens per second over all workers",
+        "Tokens per second of the workers generating now (stalled ones count 0)",
     );
     if !model.total_rate.history().is_empty() {
         sparkline_ui(ui, "total-rate", model.total_rate.history(), [140.0, 28.0])
