@@ -37,6 +37,15 @@ fn on(server: ServerId, event: RunEvent) -> Inbound {
     Inbound::Event { server, event }
 }
 
+/// A connection-state change of server 0's `/api/events` (`run: None`) or of one run's stream.
+fn link(run: Option<&str>, state: ConnectionState) -> Inbound {
+    Inbound::Link {
+        server: 0,
+        run: run.map(str::to_owned),
+        state,
+    }
+}
+
 #[test]
 fn cards_follow_progress_with_elapsed_and_time_to_first_token() {
     let mut m = model();
@@ -165,21 +174,14 @@ fn stream_end_counts_once_and_asks_for_the_detail_at_once() {
 #[test]
 fn the_server_link_goes_live_reconnecting_resumed_and_lost() {
     let mut m = model();
-    let link = |m: &mut Model, state: ConnectionState, now: f64| {
-        m.apply(
-            Inbound::Link {
-                server: 0,
-                run: None,
-                state,
-            },
-            now,
-        );
+    let change = |m: &mut Model, state: ConnectionState, now: f64| {
+        m.apply(link(None, state), now);
     };
-    link(&mut m, ConnectionState::Connecting { attempt: 0 }, 0.0);
+    change(&mut m, ConnectionState::Connecting { attempt: 0 }, 0.0);
     assert_eq!(m.servers[0].link, Some(Link::Connecting));
-    link(&mut m, ConnectionState::Open, 0.1);
+    change(&mut m, ConnectionState::Open, 0.1);
     assert_eq!(m.servers[0].link, Some(Link::Live));
-    link(
+    change(
         &mut m,
         ConnectionState::Reconnecting {
             delay: Duration::from_secs(2),
@@ -192,14 +194,14 @@ fn the_server_link_goes_live_reconnecting_resumed_and_lost() {
         m.servers[0].link.as_ref().unwrap().label(5.0),
         "reconnecting in 2 s"
     );
-    link(&mut m, ConnectionState::Open, 7.0);
+    change(&mut m, ConnectionState::Open, 7.0);
     m.apply(on(0, created("r9")), 7.1);
     m.apply(on(0, progress("r9", "writer", 3)), 7.2);
     assert_eq!(
         m.servers[0].link.as_ref().unwrap().label(8.0),
         "resumed (replayed 2)"
     );
-    link(
+    change(
         &mut m,
         ConnectionState::Failed(SseError::GaveUp {
             attempts: 5,
@@ -214,22 +216,8 @@ fn the_server_link_goes_live_reconnecting_resumed_and_lost() {
 fn a_per_run_stream_link_is_kept_on_its_card() {
     let mut m = model();
     m.apply(on(0, created("r1")), 0.0);
-    m.apply(
-        Inbound::Link {
-            server: 0,
-            run: Some("r1".into()),
-            state: ConnectionState::Open,
-        },
-        0.1,
-    );
-    m.apply(
-        Inbound::Link {
-            server: 0,
-            run: Some("r1".into()),
-            state: ConnectionState::Closed,
-        },
-        3.0,
-    );
+    m.apply(link(Some("r1"), ConnectionState::Open), 0.1);
+    m.apply(link(Some("r1"), ConnectionState::Closed), 3.0);
     assert_eq!(
         m.worker(&RunKey::new(0, "r1")).unwrap().link,
         Some(Link::Ended)
@@ -331,14 +319,7 @@ fn a_replay_burst_after_a_stream_opens_moves_the_baseline_not_the_rate() {
         serde_json::from_value(json!([{"run_id": "r1", "status": "running", "tokens_out": 50}]))
             .unwrap();
     m.apply(Inbound::Runs { server: 0, runs }, 9.0);
-    m.apply(
-        Inbound::Link {
-            server: 0,
-            run: Some("r1".into()),
-            state: ConnectionState::Open,
-        },
-        10.0,
-    );
+    m.apply(link(Some("r1"), ConnectionState::Open), 10.0);
     // The server replays the run's history at once: 0 → 900 tokens within a frame.
     for (tokens, i) in [100, 400, 900].into_iter().zip([0.0, 1.0, 2.0]) {
         m.apply(on(0, progress("r1", "writer", tokens)), 10.0 + 0.01 * i);
@@ -373,14 +354,7 @@ fn a_run_adopted_mid_way_shows_no_time_to_first_token() {
 #[test]
 fn a_fresh_events_stream_replays_nothing_so_its_first_updates_count() {
     let mut m = model();
-    m.apply(
-        Inbound::Link {
-            server: 0,
-            run: None,
-            state: ConnectionState::Open,
-        },
-        10.0,
-    );
+    m.apply(link(None, ConnectionState::Open), 10.0);
     m.apply(on(0, created("r1")), 10.01);
     m.apply(on(0, progress("r1", "writer", 0)), 10.02);
     m.apply(on(0, progress("r1", "writer", 30)), 10.3);
@@ -394,21 +368,14 @@ fn a_fresh_events_stream_replays_nothing_so_its_first_updates_count() {
 #[test]
 fn after_a_reconnect_the_replayed_updates_do_not_spike_the_rate() {
     let mut m = model();
-    let link = |m: &mut Model, state, now| {
-        m.apply(
-            Inbound::Link {
-                server: 0,
-                run: None,
-                state,
-            },
-            now,
-        );
+    let change = |m: &mut Model, state, now| {
+        m.apply(link(None, state), now);
     };
-    link(&mut m, ConnectionState::Open, 0.0);
+    change(&mut m, ConnectionState::Open, 0.0);
     m.apply(on(0, created("r1")), 0.1);
     m.apply(on(0, progress("r1", "writer", 0)), 0.2);
     m.apply(on(0, progress("r1", "writer", 50)), 1.2);
-    link(
+    change(
         &mut m,
         ConnectionState::Reconnecting {
             delay: Duration::from_secs(1),
@@ -417,7 +384,7 @@ fn after_a_reconnect_the_replayed_updates_do_not_spike_the_rate() {
         },
         2.0,
     );
-    link(&mut m, ConnectionState::Open, 5.0);
+    change(&mut m, ConnectionState::Open, 5.0);
     // The server replays what was missed: 50 → 200 tokens inside one frame.
     m.apply(on(0, progress("r1", "writer", 120)), 5.01);
     m.apply(on(0, progress("r1", "writer", 200)), 5.01);
