@@ -63,6 +63,47 @@ async fn health_lists_the_optional_endpoints() {
 }
 
 #[tokio::test]
+async fn health_reports_the_events_head_and_a_seed_000_style_server_has_no_api_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(&dir)).await;
+    let api = client(&server);
+    assert_eq!(api.health().await.unwrap().events_head, Some(0));
+    let run = api
+        .create_run(&run_request("x", json!({"iterations": 1})))
+        .await
+        .unwrap();
+    let detail = wait_finished(&api, &run.summary.run_id, Duration::from_secs(20)).await;
+    let head = api.health().await.unwrap().events_head.unwrap();
+    assert_eq!(
+        head,
+        detail.events.len() as u64,
+        "one run: the head is its last event"
+    );
+    server.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(ServerConfig {
+        events_endpoint: false,
+        ..config(&dir)
+    })
+    .await;
+    let health = client(&server).health().await.unwrap();
+    assert!(
+        !health.has("events") && health.events_head.is_none(),
+        "{health:?}"
+    );
+    let (status, _, body) = raw(
+        reqwest::Method::GET,
+        &format!("{}/api/events", server.url()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_run_is_created_listed_and_shown_with_its_whole_chain() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(&dir)).await;
