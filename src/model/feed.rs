@@ -56,9 +56,9 @@ pub struct Feed {
     /// Newest first.
     order: Vec<RunKey>,
     details: HashMap<RunKey, Arc<RunDetail>>,
-    /// Details asked for (fetched or in flight): never asked twice.
+    /// Details asked for (waiting, in flight or fetched): never asked twice.
     requested: HashSet<RunKey>,
-    /// Details to ask for next.
+    /// Details to ask for next, in the order they were wanted.
     wanted: Vec<RunKey>,
 }
 
@@ -101,16 +101,15 @@ impl Feed {
 
     /// Asks for a run's detail now (a `stream_end` arrived), unless it was asked for already.
     pub fn want(&mut self, key: &RunKey) {
-        if !self.requested.contains(key) && !self.wanted.contains(key) {
+        // Marked as requested when wanted, so the check is one hash lookup, not a scan.
+        if self.requested.insert(key.clone()) {
             self.wanted.push(key.clone());
         }
     }
 
     /// The details to fetch, each handed out once.
     pub fn take_wanted(&mut self) -> Vec<RunKey> {
-        let wanted = std::mem::take(&mut self.wanted);
-        self.requested.extend(wanted.iter().cloned());
-        wanted
+        std::mem::take(&mut self.wanted)
     }
 
     /// A fetch failed: the detail may be asked for again.
