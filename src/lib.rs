@@ -9,6 +9,7 @@ pub mod model;
 pub mod rng;
 pub mod runtime;
 pub mod sse;
+pub mod units;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
+use super::bench::{BenchmarkStarted, CreateBenchmark};
+use super::requests::ActiveRequests;
 use super::types::{CreateRun, ErrorBody, Health, RunDetail, RunList, RunStatus, RunSummary};
 use crate::sse::{EventSource, EventSourceBuilder, SseError};
 
@@ -180,6 +182,34 @@ impl ApiClient {
             None,
         )
         .await
+    }
+
+    /// `POST /api/benchmarks`: starts a benchmark on the server's generator.
+    pub async fn create_benchmark(
+        &self,
+        request: &CreateBenchmark,
+    ) -> Result<BenchmarkStarted, ApiError> {
+        let body = serde_json::to_vec(request).map_err(|e| ApiError::Decode {
+            url: self.url("api/benchmarks"),
+            reason: e.to_string(),
+        })?;
+        self.call(Method::POST, "api/benchmarks", Some(body)).await
+    }
+
+    /// `GET /metrics/active-requests`: the requests in flight (or why there are none to show).
+    pub async fn active_requests(&self) -> Result<ActiveRequests, ApiError> {
+        self.call(Method::GET, "metrics/active-requests", None)
+            .await
+    }
+
+    /// The URL of the benchmark stream, checked every `interval_secs`.
+    pub fn benchmark_stream_url(&self, interval_secs: u64) -> String {
+        format!("{}?interval={interval_secs}", self.url("api/benchmark-sse"))
+    }
+
+    /// The URL of the active-requests stream.
+    pub fn requests_stream_url(&self) -> String {
+        self.url("metrics/active-requests/stream")
     }
 
     /// The URL of `/api/events`, optionally filtered to some runs.

@@ -1,10 +1,19 @@
 //! The runs API: the wire contract (types and events) and a typed client. Shared by the server,
 //! the console and the command line, so both ends of the wire use one definition.
 
+mod bench;
 mod client;
 mod events;
+mod models;
+mod requests;
 mod types;
 
+pub use bench::{
+    BENCH_STATUS_TYPE, BenchError, BenchEvent, BenchProgress, BenchStatus, BenchmarkStarted,
+    CreateBenchmark, LogFileState, TaskComplete, phase,
+};
+pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
+pub use requests::{ActiveRequest, ActiveRequests};
 pub use client::{ApiClient, ApiError, RunQuery};
 pub use events::{
     DataEvent, DecodeError, Narration, NodeUpdate, RunError, RunEvent, StatusChange, StreamEnd,

@@ -1,12 +1,15 @@
 //! `runboard serve`: the reference server in the foreground until Ctrl-C.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::server::{self, DbLocation, GeneratorConfig, ServerConfig, StreamSettings};
+use crate::server::{
+    self, DbLocation, GeneratorConfig, RequestStreamSettings, ServerConfig, StreamSettings,
+};
 
 /// Arguments of `runboard serve`.
 #[derive(Debug, Args)]
@@ -44,6 +47,26 @@ pub struct ServeArgs {
     /// Offer no /api/events, like seed 000's server: clients follow each run on its own stream
     #[arg(long)]
     no_events_endpoint: bool,
+    /// Follow the benchmark that writes this log file (for /api/benchmark-sse) instead of running
+    /// benchmarks here
+    #[arg(long, value_name = "PATH", env = "RUNBOARD_BENCHMARK_LOG")]
+    benchmark_log: Option<PathBuf>,
+    /// Track in-flight generation requests for /metrics/active-requests
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          env = "RUNBOARD_REQUEST_METRICS")]
+    request_metrics: bool,
+    /// Offer the /metrics/active-requests/stream event stream (503 when off)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          env = "RUNBOARD_REQUESTS_SSE_ENABLED")]
+    requests_sse: bool,
+    /// At most one active-requests update per this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = positive_f64,
+          env = "RUNBOARD_REQUESTS_SSE_INTERVAL")]
+    requests_sse_interval: f64,
+    /// Seconds between keep-alive comments on the active-requests stream
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_f64,
+          env = "RUNBOARD_REQUESTS_SSE_HEARTBEAT")]
+    requests_sse_heartbeat: f64,
 }
 
 fn positive_f64(text: &str) -> Result<f64, String> {
@@ -81,6 +104,14 @@ impl ServeArgs {
                 keepalive: Duration::from_secs(self.keepalive_secs),
             },
             events_endpoint: !self.no_events_endpoint,
+            request_metrics: self.request_metrics,
+            request_stream: RequestStreamSettings {
+                enabled: self.requests_sse,
+                interval: Duration::from_secs_f64(self.requests_sse_interval),
+                heartbeat: Duration::from_secs_f64(self.requests_sse_heartbeat),
+                retry: Duration::from_millis(self.retry_ms),
+            },
+            benchmark_log: self.benchmark_log.clone(),
             ..ServerConfig::default()
         }
     }

@@ -10,8 +10,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::catalog::{self, Pick};
 use super::clock::now_rfc3339;
 use super::recorder::{Recorder, Stopped};
+use super::requests::{NewRequest, RequestTracker};
+use crate::api::{MODEL_LIST_ACTION, ModelList};
 use crate::rng::SplitMix64;
 
 /// How long the snippet may be, in characters.
@@ -53,10 +56,11 @@ pub enum Outcome {
 
 /// Per-run knobs a client may pass in `params` (all optional).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct RunParams {
+struct RunParams<'a> {
     iterations: u64,
     fail: bool,
     tokens_per_sec: f64,
+    model: Option<&'a str>,
 }
 
 /// Everything one run needs.
@@ -76,6 +80,8 @@ pub struct RunContext {
     pub shutdown: CancellationToken,
     /// The run's own seed.
     pub seed: u64,
+    /// Where its generation requests are tracked.
+    pub requests: RequestTracker,
 }
 
 /// Why a run's work stopped early.
@@ -140,7 +146,7 @@ pub async fn run(config: &GeneratorConfig, ctx: &RunContext) -> Outcome {
     }
 }
 
-fn params(value: &Value) -> RunParams {
+fn params(value: &Value) -> RunParams<'_> {
     RunParams {
         iterations: value
             .get("iterations")
@@ -153,6 +159,7 @@ fn params(value: &Value) -> RunParams {
             .and_then(Value::as_f64)
             .filter(|rate| rate.is_finite() && *rate > 0.0)
             .unwrap_or(0.0),
+        model: value.get("model").and_then(Value::as_str),
     }
 }
 
@@ -174,16 +181,19 @@ async fn run_steps(config: &GeneratorConfig, ctx: &RunContext) -> Result<Outcome
     let last_step = u64::try_from(plan.len() - 1).unwrap_or(1);
     let fail_at = (params.fail || rng.chance(config.failure_rate))
         .then(|| usize::try_from(rng.range_u64(1, last_step)).unwrap_or(1));
+    #[allow(clippy::cast_possible_truncation)] // Any index will do; it wraps.
+    let model = catalog::pick(rng.next_u64() as usize, params.model);
     let base_rate = if params.tokens_per_sec > 0.0 {
         params.tokens_per_sec
     } else {
-        rng.range_f64(20.0, 80.0)
+        model.tok_per_sec * rng.range_f64(0.6, 1.4)
     };
     let mut walk = Walk {
         config,
         ctx,
         rng,
         base_rate,
+        model,
         tokens_out: 0,
     };
 
@@ -208,6 +218,8 @@ struct Walk<'a> {
     rng: SplitMix64,
     /// Tokens per second at a steady pace.
     base_rate: f64,
+    /// The model every step asks for.
+    model: Pick,
     /// Cumulative over the run.
     tokens_out: u64,
 }
@@ -224,6 +236,17 @@ impl Walk<'_> {
             &format!("{agent} takes over (iteration {iteration})"),
         )
         .await?;
+        // Each agent step is one generation request; the prompt grows with the run's text.
+        let task_tokens = u64::try_from(ctx.task.chars().count() / 4).unwrap_or(0);
+        let request = ctx.requests.start(&NewRequest {
+            run_id: &ctx.run_id,
+            agent,
+            model: self.model.alias,
+            resolved_model: self.model.id,
+            streaming: agent != "finish",
+            input_tokens: 180 + task_tokens + self.tokens_out,
+        });
+        let turn_start = self.tokens_out;
         let mut text = String::new();
         let step_secs = if agent == "finish" {
             rng.range_f64(0.5, 1.0)
@@ -255,6 +278,7 @@ impl Walk<'_> {
             }
             trim_front(&mut text, SNIPPET_CHARS * 2);
             self.tokens_out += new_tokens;
+            request.set_output_tokens(self.tokens_out - turn_start);
             let ts = now_rfc3339();
             let update = json!({
                 "agent": agent,
@@ -278,6 +302,35 @@ impl Walk<'_> {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// A models job: narration for people (a table among it), the list as one `data` event for
+/// programs, then seed 001's `done`.
+pub async fn list_models(config: &GeneratorConfig, ctx: &RunContext) -> Outcome {
+    let steps = async {
+        narrate(ctx, "info", "model_list_start", "Listing models on the synthetic generator")
+            .await?;
+        pause(config, ctx, 0.2).await?;
+        let models = catalog::models();
+        let found = format!("Found {} model(s)", models.len());
+        narrate(ctx, "info", "model_list_found", &found).await?;
+        narrate(ctx, "info", "model_list_table", &catalog::table(&models)).await?;
+        let payload = serde_json::to_value(ModelList { models }).unwrap_or(Value::Null);
+        let data = json!({"action": MODEL_LIST_ACTION, "payload": payload});
+        ctx.recorder
+            .event(&ctx.run_id, "data", data, now_rfc3339())
+            .await?;
+        narrate(ctx, "info", "model_list_done", "Model list complete").await?;
+        ctx.recorder
+            .event(&ctx.run_id, "done", json!({}), now_rfc3339())
+            .await?;
+        Ok::<_, Stop>(())
+    };
+    match steps.await {
+        Ok(()) => Outcome::Completed,
+        Err(Stop::Cancelled) => Outcome::Cancelled,
+        Err(Stop::Interrupted) => Outcome::Interrupted,
     }
 }
 

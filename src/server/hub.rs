@@ -19,6 +19,8 @@ pub struct Published {
     pub run_seq: i64,
     /// Whether this is the run's `stream_end`.
     pub is_stream_end: bool,
+    /// Whether this is a `node_update` (one generation step).
+    pub is_node_update: bool,
     /// `id: <seq>` + event + data.
     pub global_frame: Bytes,
     /// `id: <run_seq>` + event + data.
@@ -33,6 +35,7 @@ impl Published {
             run_id: row.run_id.clone(),
             run_seq: row.run_seq,
             is_stream_end: row.event == "stream_end",
+            is_node_update: row.event == "node_update",
             global_frame: encode_frame(row.seq, &row.event, &row.data),
             run_frame: encode_frame(row.run_seq, &row.event, &row.data),
         }

@@ -3,17 +3,24 @@
 //! box. The console embeds it; tests run it on port 0.
 
 mod auth;
+pub mod bench;
+pub mod catalog;
 pub mod clock;
 mod failure;
 pub mod generator;
 mod hub;
 mod recorder;
 mod routes;
+mod requests;
+mod requests_stream;
 mod runs;
+mod sse_out;
 pub mod store;
 mod stream;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -23,9 +30,14 @@ use tokio_util::sync::CancellationToken;
 pub use generator::GeneratorConfig;
 pub use routes::{DEFAULT_LIST_LIMIT, FEATURES, MAX_LIST_LIMIT};
 pub use store::{DbLocation, StoreError};
+pub use requests::DISABLED_MESSAGE;
+pub use requests_stream::RequestStreamSettings;
+pub use routes::MAX_BENCH_TASKS;
 pub use stream::StreamSettings;
 
 use auth::RequiredToken;
+use bench::{BenchBoard, BenchRunner};
+use requests::RequestTracker;
 use hub::Hub;
 use recorder::Recorder;
 use routes::AppState;
@@ -64,6 +76,12 @@ pub struct ServerConfig {
     pub max_task_chars: usize,
     /// Offer `/api/events`. Off, the server behaves like seed 000's: per-run streams only.
     pub events_endpoint: bool,
+    /// Track generation requests for `/metrics/active-requests`.
+    pub request_metrics: bool,
+    /// The active-requests stream.
+    pub request_stream: RequestStreamSettings,
+    /// Follow the benchmark that writes this log instead of running benchmarks here.
+    pub benchmark_log: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +103,9 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             max_task_chars: 4096,
             events_endpoint: true,
+            request_metrics: true,
+            request_stream: RequestStreamSettings::default(),
+            benchmark_log: None,
         }
     }
 }
@@ -169,6 +190,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let hub = Hub::new(config.broadcast_capacity);
     let (recorder, _writer) = Recorder::start(store.clone(), hub.clone(), sequences.last_seq);
     let shutdown = CancellationToken::new();
+    let requests = RequestTracker::new(config.request_metrics);
     let runs = Runs::new(
         recorder.clone(),
         store.clone(),
@@ -176,6 +198,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         config.concurrency,
         sequences.last_ord,
         shutdown.clone(),
+        requests.clone(),
     );
     runs.recover().await?;
     let listener = TcpListener::bind(config.addr)
@@ -188,6 +211,25 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         addr: config.addr,
         source,
     })?;
+    let bench = match &config.benchmark_log {
+        Some(path) => {
+            let board = BenchBoard::for_log(path);
+            bench::watch_log(board.clone(), path.clone(), shutdown.clone());
+            board
+        }
+        None => BenchBoard::for_api(),
+    };
+    let bench_runner = BenchRunner {
+        board: bench.clone(),
+        runs: runs.clone(),
+        store: store.clone(),
+        hub: hub.clone(),
+        shutdown: shutdown.clone(),
+        rng: Arc::new(Mutex::new(config.generator.seed.map_or_else(
+            crate::rng::SplitMix64::from_entropy,
+            |seed| crate::rng::SplitMix64::new(seed.rotate_left(29)),
+        ))),
+    };
     let state = AppState {
         runs,
         store: store.clone(),
@@ -200,6 +242,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         max_body_bytes: config.max_body_bytes,
         max_task_chars: config.max_task_chars,
         events_endpoint: config.events_endpoint,
+        requests,
+        request_stream: config.request_stream.clone(),
+        bench,
+        bench_runner,
     };
     let app = routes::router(state, RequiredToken(config.token.clone()));
     let serve = tokio::spawn(

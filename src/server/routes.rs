@@ -16,11 +16,16 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::{RequiredToken, require_token};
+use super::bench::{self, BenchBoard, BenchRunner, Interval, Resume, StartError};
 use super::failure::Failure;
+use super::requests::RequestTracker;
+use super::requests_stream::{self, RequestStreamSettings};
 use super::runs::{CancelOutcome, Runs};
 use super::store::Store;
 use super::stream::{self, Scope, StreamSource};
-use crate::api::{CreateRun, Health, RunDetail, RunList, RunMode, RunStatus};
+use crate::api::{
+    BenchmarkStarted, CreateBenchmark, CreateRun, Health, RunDetail, RunList, RunMode, RunStatus,
+};
 
 /// The most runs one list request returns.
 pub const MAX_LIST_LIMIT: u32 = 500;
@@ -35,7 +40,18 @@ const INLINE_WAIT: Duration = Duration::from_mins(10);
 pub const MAX_FILTER_RUNS: usize = 1000;
 
 /// Optional endpoints this server offers, for `/api/health`.
-pub const FEATURES: [&str; 4] = ["events", "cancel", "inline", "replay"];
+pub const FEATURES: [&str; 7] = [
+    "events",
+    "cancel",
+    "inline",
+    "replay",
+    "models",
+    "benchmarks",
+    "active_requests",
+];
+
+/// The most tasks one benchmark may have.
+pub const MAX_BENCH_TASKS: u64 = 1000;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -52,6 +68,14 @@ pub struct AppState {
     pub max_task_chars: usize,
     /// Whether `/api/events` is offered.
     pub events_endpoint: bool,
+    /// Requests in flight.
+    pub requests: RequestTracker,
+    /// How the active-requests stream behaves.
+    pub request_stream: RequestStreamSettings,
+    /// Benchmark progress.
+    pub bench: BenchBoard,
+    /// Starts benchmarks.
+    pub bench_runner: BenchRunner,
 }
 
 /// The router: every API route behind the token check.
@@ -61,7 +85,11 @@ pub fn router(state: AppState, token: RequiredToken) -> Router {
         .route("/api/runs", post(create_run).get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/cancel", post(cancel_run))
-        .route("/api/runs/{id}/stream", get(run_stream));
+        .route("/api/runs/{id}/stream", get(run_stream))
+        .route("/api/benchmarks", post(create_benchmark))
+        .route("/api/benchmark-sse", get(benchmark_stream))
+        .route("/metrics/active-requests", get(active_requests))
+        .route("/metrics/active-requests/stream", get(active_requests_stream));
     if state.events_endpoint {
         router = router.route("/api/events", get(all_events));
     }
@@ -102,25 +130,26 @@ async fn method_not_allowed() -> Failure {
     )
 }
 
-async fn create_run(State(state): State<AppState>, body: Body) -> Result<Response, Failure> {
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "the request body is larger than {} bytes",
-                    state.max_body_bytes
-                ),
-            )
-        })?;
-    let request: CreateRun = serde_json::from_slice(&bytes).map_err(|error| {
+/// Reads a JSON body of at most `limit` bytes: 413 beyond, 400 for bad JSON, 422 for JSON that
+/// is not the request.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<T, Failure> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|error| {
         if error.is_data() {
             Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
-                format!("the body is not a run request: {error}"),
+                format!("the body is not {what}: {error}"),
             )
         } else {
             Failure::new(
@@ -129,7 +158,24 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
                 format!("the body is not valid JSON: {error}"),
             )
         }
-    })?;
+    })
+}
+
+/// `params` as an object: null becomes `{}`, anything else but an object is refused.
+fn params_object(params: Value) -> Result<Value, Failure> {
+    match params {
+        Value::Null => Ok(Value::Object(serde_json::Map::new())),
+        Value::Object(map) => Ok(Value::Object(map)),
+        _ => Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "params must be a JSON object",
+        )),
+    }
+}
+
+async fn create_run(State(state): State<AppState>, body: Body) -> Result<Response, Failure> {
+    let request: CreateRun = read_json(body, state.max_body_bytes, "a run request").await?;
     let task = request.task.trim();
     if task.is_empty() {
         return Err(Failure::new(
@@ -149,17 +195,7 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
             ),
         ));
     }
-    let params = match request.params {
-        Value::Null => Value::Object(serde_json::Map::new()),
-        Value::Object(map) => Value::Object(map),
-        _ => {
-            return Err(Failure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_params",
-                "params must be a JSON object",
-            ));
-        }
-    };
+    let params = params_object(request.params)?;
     // An inline request listens before the run exists, so it cannot miss the run's end.
     let mut ends = (request.mode == RunMode::Inline).then(|| state.streams.hub.subscribe());
     let summary = state
@@ -370,4 +406,73 @@ async fn all_events(
         },
         last_event_id(&headers, &query),
     ))
+}
+
+async fn create_benchmark(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<(StatusCode, Json<BenchmarkStarted>), Failure> {
+    let mut request: CreateBenchmark =
+        read_json(body, state.max_body_bytes, "a benchmark request").await?;
+    if !(1..=MAX_BENCH_TASKS).contains(&request.tasks) {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tasks",
+            format!("tasks must be 1 to {MAX_BENCH_TASKS}, not {}", request.tasks),
+        ));
+    }
+    request.params = params_object(request.params)?;
+    let started = state.bench_runner.start(&request).map_err(|error| {
+        let code = match error {
+            StartError::Busy => "benchmark_running",
+            StartError::WatchingLog => "benchmark_source_is_log",
+        };
+        Failure::new(StatusCode::CONFLICT, code, error.to_string())
+    })?;
+    Ok((StatusCode::CREATED, Json(started)))
+}
+
+async fn benchmark_stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let query = query_pairs(query)?;
+    let interval = Interval::parse(query.get("interval").map(String::as_str))
+        .map_err(|error| Failure::new(StatusCode::BAD_REQUEST, "bad_interval", error.to_string()))?;
+    let resume = Resume::parse(
+        headers
+            .get("last-event-id")
+            .and_then(|value| value.to_str().ok()),
+    );
+    Ok(bench::response(
+        state.bench.clone(),
+        interval,
+        resume,
+        state.streams.settings.clone(),
+        state.streams.shutdown.clone(),
+    ))
+}
+
+async fn active_requests(State(state): State<AppState>) -> Json<crate::api::ActiveRequests> {
+    Json(state.requests.snapshot().1)
+}
+
+async fn active_requests_stream(State(state): State<AppState>) -> Response {
+    if !state.request_stream.enabled {
+        let (_, mut body) = state.requests.snapshot();
+        body.disabled = true;
+        body.active_requests.clear();
+        body.message = Some(
+            "the active-requests stream is off; poll /metrics/active-requests, or start the \
+             server with --requests-sse true (RUNBOARD_REQUESTS_SSE_ENABLED=true)"
+                .to_owned(),
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    requests_stream::response(
+        state.requests.clone(),
+        state.request_stream.clone(),
+        state.streams.shutdown.clone(),
+    )
 }

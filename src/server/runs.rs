@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::clock::now_rfc3339;
 use super::generator::{self, GeneratorConfig, Outcome, RunContext};
 use super::recorder::{Recorder, Stopped};
+use super::requests::RequestTracker;
 use super::store::{RunRow, Store, StoreError};
-use crate::api::{RunStatus, RunSummary};
+use crate::api::{MODELS_JOB, RunStatus, RunSummary};
 use crate::rng::SplitMix64;
 
 /// What `cancel` found.
@@ -44,6 +45,7 @@ struct Inner {
     next_ord: AtomicI64,
     ids: Mutex<SplitMix64>,
     shutdown: CancellationToken,
+    requests: RequestTracker,
 }
 
 impl Runs {
@@ -55,6 +57,7 @@ impl Runs {
         concurrency: usize,
         last_ord: i64,
         shutdown: CancellationToken,
+        requests: RequestTracker,
     ) -> Self {
         let ids = generator
             .seed
@@ -72,6 +75,7 @@ impl Runs {
                 next_ord: AtomicI64::new(last_ord + 1),
                 ids: Mutex::new(ids),
                 shutdown,
+                requests,
             }),
         }
     }
@@ -216,8 +220,14 @@ impl Runs {
             cancel,
             shutdown: self.inner.shutdown.clone(),
             seed,
+            requests: self.inner.requests.clone(),
         };
-        let outcome = generator::run(&self.inner.generator, &context).await;
+        let job = context.params.get("job").and_then(Value::as_str);
+        let outcome = if job == Some(MODELS_JOB) {
+            generator::list_models(&self.inner.generator, &context).await
+        } else {
+            generator::run(&self.inner.generator, &context).await
+        };
         drop(slot);
         match outcome {
             Outcome::Completed => self.end(&run_id, RunStatus::Completed, None).await,

@@ -7,20 +7,20 @@
 //! missed from the store instead of losing it.
 
 use std::collections::HashSet;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::time::{Instant, interval_at};
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, Published};
+use super::sse_out::{self, Gone, SseSink};
 use super::store::{Replay, Store, StoreError};
 
 /// Events read from the store per query while replaying.
@@ -29,9 +29,6 @@ const REPLAY_PAGE: u32 = 1000;
 /// A chunk sent to the connection holds at most this many bytes, so one slow reader of a burst
 /// does not buffer without bound.
 const MAX_CHUNK_BYTES: usize = 64 * 1024;
-
-/// Chunks buffered per connection before the stream waits for the client.
-const CONNECTION_BUFFER: usize = 16;
 
 /// What a stream carries.
 #[derive(Debug, Clone)]
@@ -98,30 +95,18 @@ pub struct StreamSource {
 pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
     // Subscribe now, before anything is read from the store.
     let live = source.hub.subscribe();
-    let (chunks, body) = mpsc::channel::<Bytes>(CONNECTION_BUFFER);
+    let (sink, response) = sse_out::channel(source.shutdown.clone());
     tokio::spawn(async move {
         let mut pump = Pump {
             source,
             scope,
             last_id,
-            chunks,
+            sink,
         };
         if let Err(error) = pump.run(live).await {
             eprintln!("runboard serve: warning: a stream stopped: {error}");
         }
     });
-    let stream = futures_util::stream::unfold(body, |mut body| async move {
-        let chunk = body.recv().await?;
-        Some((Ok::<_, Infallible>(chunk), body))
-    });
-    let mut response = Response::new(Body::from_stream(stream));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 
@@ -137,8 +122,8 @@ enum PumpError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The client went away; not an error worth reporting, but it ends the pump.
-    #[error("the client disconnected")]
-    Gone,
+    #[error(transparent)]
+    Gone(#[from] Gone),
 }
 
 struct Pump {
@@ -146,7 +131,7 @@ struct Pump {
     scope: Scope,
     /// The id of the last event sent (or the client's `Last-Event-ID`).
     last_id: i64,
-    chunks: mpsc::Sender<Bytes>,
+    sink: SseSink,
 }
 
 impl Pump {
@@ -154,12 +139,10 @@ impl Pump {
         &mut self,
         mut live: broadcast::Receiver<Arc<Published>>,
     ) -> Result<(), PumpError> {
-        let retry_ms = self.source.settings.retry.as_millis();
-        self.send(Bytes::from(format!("retry: {retry_ms}\n\n")))
-            .await?;
+        self.sink.retry(self.source.settings.retry).await?;
         let result = self.pump(&mut live).await;
         match result {
-            Err(PumpError::Gone) => Ok(()),
+            Err(PumpError::Gone(_)) => Ok(()),
             other => other,
         }
     }
@@ -207,7 +190,7 @@ impl Pump {
                     }
                     Err(RecvError::Closed) => return Ok(()),
                 },
-                _ = keepalive.tick() => self.send(Bytes::from_static(b": keep-alive\n\n")).await?,
+                _ = keepalive.tick() => self.sink.keep_alive().await?,
             }
         }
     }
@@ -283,13 +266,7 @@ impl Pump {
         if chunk.is_empty() {
             return Ok(());
         }
-        self.send(chunk.freeze()).await
+        Ok(self.sink.send(chunk.freeze()).await?)
     }
 
-    async fn send(&self, bytes: Bytes) -> Result<(), PumpError> {
-        tokio::select! {
-            sent = self.chunks.send(bytes) => sent.map_err(|_| PumpError::Gone),
-            () = self.source.shutdown.cancelled() => Err(PumpError::Gone),
-        }
-    }
 }
