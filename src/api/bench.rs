@@ -61,6 +61,9 @@ pub struct BenchStatus {
     /// The benchmark's name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Counts the benchmarks this server has seen; a new number means a new benchmark.
+    #[serde(default)]
+    pub benchmark: Option<u64>,
     /// The log file, in `log` mode.
     #[serde(default)]
     pub log: Option<LogFileState>,

@@ -1,10 +1,12 @@
 //! The command line: `runboard <subcommand>`.
 
+mod bench;
 mod events;
 mod format;
 mod gui;
 mod inspect;
 mod launch;
+mod models;
 mod output;
 mod remote;
 mod serve;
@@ -39,6 +41,10 @@ enum Command {
     Tail(tail::TailArgs),
     /// Follow any Server-Sent Events URL and print one JSON line per event
     Events(events::EventsArgs),
+    /// List the server's models: a table for people, or the data with --json
+    Models(models::ModelsArgs),
+    /// Start a benchmark or follow one, with a progress bar
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns its exit code.
@@ -67,6 +73,8 @@ pub fn main() -> ExitCode {
             Command::Show(args) => inspect::show(args).await,
             Command::Tail(args) => tail::run(args).await,
             Command::Events(args) => events::run(args).await,
+            Command::Models(args) => models::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     // Do not wait for background tasks (open streams, idle connections) on the way out.

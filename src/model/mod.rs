@@ -4,6 +4,7 @@
 //! monotonic clock), so every rule — the tok/s EMA, stall detection, snippet choice — is tested
 //! with a fake clock.
 
+mod bench;
 mod feed;
 pub(crate) mod link;
 mod log;
@@ -12,6 +13,7 @@ mod worker;
 
 use std::collections::HashMap;
 
+pub use bench::BenchView;
 pub use feed::{ChainLine, Feed, FeedEntry, chain, summary_snippet};
 pub use link::Link;
 pub use log::{Log, LogLine};

@@ -59,6 +59,7 @@ impl BenchState {
                 running: false,
                 source: Some(source.to_owned()),
                 name: None,
+                benchmark: None,
                 log,
             },
             progress: BenchProgress::default(),
@@ -78,6 +79,7 @@ impl BenchState {
     pub fn begin(&mut self, name: Option<String>, total_tasks: u64) {
         self.generation += 1;
         self.status.name = name;
+        self.status.benchmark = Some(self.generation);
         phase::RUNNING.clone_into(&mut self.status.phase);
         self.status.running = true;
         self.progress = BenchProgress {

@@ -139,16 +139,17 @@ impl BenchStream {
     }
 
     async fn send_changes(&mut self, state: &BenchState) -> Result<(), Gone> {
-        if self.sent.generation != state.generation {
-            // Another benchmark: everything of it is new to this client.
+        // A new client, or a new benchmark, is told so first; after that, results come before
+        // the progress and status they change.
+        let new_benchmark = self.sent.generation != state.generation;
+        if new_benchmark {
+            // Everything of it is new to this client.
             self.sent = Resume {
                 generation: state.generation,
                 ..Resume::default()
             };
         }
-        // A new client learns the phase first; after that, results come before the progress
-        // and status they change.
-        if self.status.is_none() {
+        if self.status.is_none() || new_benchmark {
             self.send_status(state).await?;
         }
         let first_kept = state.results_dropped;

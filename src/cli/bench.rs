@@ -1,0 +1,381 @@
+//! `runboard bench run|watch`: start a benchmark or follow one, with a progress bar in a
+//! terminal (plain lines when piped, JSON lines with `--json`).
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use super::format::duration;
+use super::output::JsonLines;
+use super::remote::{RemoteArgs, explain};
+use crate::api::{BenchEvent, CreateBenchmark, TaskComplete, phase};
+use crate::model::BenchView;
+use crate::sse::{ConnectionState, Update};
+
+/// Cells in the progress bar.
+const BAR_WIDTH: usize = 28;
+
+/// `runboard bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Start a benchmark on the server's generator and follow it to its end
+    Run(RunArgs),
+    /// Follow the benchmark the server runs or watches, until it ends
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// How many tasks
+    #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    tasks: u64,
+    /// A name for the benchmark
+    #[arg(long)]
+    name: Option<String>,
+    /// Parameters for every task's run as a JSON object, e.g. '{"iterations": 1}'
+    #[arg(long, value_name = "JSON")]
+    params: Option<String>,
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+#[derive(Debug, Args)]
+struct WatchArgs {
+    /// Keep following after a benchmark ends, through the next ones
+    #[arg(long)]
+    forever: bool,
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+#[derive(Debug, Args)]
+struct FollowArgs {
+    /// Seconds between the server's checks (1 to 60)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=60))]
+    interval: u64,
+    /// Print each event as a JSON line {"event","data"} instead of a progress bar
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Runs `bench run` or `bench watch`.
+pub async fn run(args: BenchArgs) -> ExitCode {
+    match args.command {
+        BenchCommand::Run(run) => start_and_follow(run).await,
+        BenchCommand::Watch(watch) => follow(&watch.follow, watch.forever).await,
+    }
+}
+
+async fn start_and_follow(args: RunArgs) -> ExitCode {
+    let client = match args.follow.remote.client() {
+        Ok(client) => client,
+        Err(message) => return fail(&message),
+    };
+    let params = match args.params.as_deref().map(serde_json::from_str::<Value>) {
+        None => Value::Null,
+        Some(Ok(value @ Value::Object(_))) => value,
+        Some(_) => return fail("--params must be a JSON object, e.g. '{\"iterations\": 1}'"),
+    };
+    let request = CreateBenchmark {
+        tasks: args.tasks,
+        name: args.name,
+        params,
+    };
+    match client.create_benchmark(&request).await {
+        Ok(started) => eprintln!(
+            "runboard bench: started {} ({} tasks)",
+            started.name, started.total_tasks
+        ),
+        Err(error) => return fail(&explain(&error)),
+    }
+    follow(&args.follow, false).await
+}
+
+/// Follows the stream; exit 0 when a benchmark finished, 1 when it stopped or the stream failed.
+async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
+    let client = match args.remote.client() {
+        Ok(client) => client,
+        Err(message) => return fail(&message),
+    };
+    let url = client.benchmark_stream_url(args.interval);
+    // The server keeps streams alive every 15 s; a check interval may be up to 60 s.
+    let idle = Duration::from_secs(args.interval.max(15) * 3);
+    let source = client
+        .event_source(&url)
+        .map(|builder| builder.idle_timeout(Some(idle)))
+        .and_then(crate::sse::EventSourceBuilder::build);
+    let mut source = match source {
+        Ok(source) => source,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let mut out = if args.json {
+        Output::Json(JsonLines::new())
+    } else {
+        Output::Text(TextOutput::new(std::io::stderr().is_terminal()))
+    };
+    let mut view = BenchView::default();
+    let mut waiting_said = false;
+    // A new stream sends the status first and the progress after the results: the end is only
+    // known once both came.
+    let mut progress_seen = false;
+    while let Some(update) = source.next().await {
+        let event = match update {
+            Update::Event(event) => event,
+            Update::State(ConnectionState::Failed(error)) => {
+                out.clear_bar();
+                return fail(&error.to_string());
+            }
+            Update::State(ConnectionState::Closed) => break,
+            Update::State(state @ ConnectionState::Reconnecting { .. }) => {
+                out.clear_bar();
+                eprintln!("runboard bench: {state}");
+                continue;
+            }
+            Update::State(_) | Update::Comment(_) | Update::EventTooLarge { .. } => continue,
+        };
+        let decoded = match BenchEvent::decode(&event.event, &event.data) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                eprintln!("runboard bench: warning: skipped a {} event: {error}", event.event);
+                continue;
+            }
+        };
+        if let Output::Json(lines) = &mut out {
+            let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+            if !lines.write(&serde_json::json!({"event": event.event, "data": data})) {
+                return ExitCode::SUCCESS;
+            }
+        }
+        let finished_task = match &decoded {
+            BenchEvent::TaskComplete(result) => Some(result.clone()),
+            _ => None,
+        };
+        progress_seen |= matches!(decoded, BenchEvent::Progress(_));
+        let error = match &decoded {
+            BenchEvent::Error(error) => Some(error.message.clone()),
+            _ => None,
+        };
+        view.apply(decoded);
+        if let Output::Text(text) = &mut out {
+            if let Some(result) = finished_task {
+                text.line(&result_line(&result));
+            }
+            if let Some(message) = error {
+                text.line(&format!("error: {message}"));
+            }
+            if !view.running() && !view.ended() && !waiting_said {
+                waiting_said = true;
+                let why = match view.phase() {
+                    phase::WAITING => "waiting for the benchmark log to appear",
+                    _ => "no benchmark is running; waiting for one to start",
+                };
+                text.line(why);
+            }
+            text.bar(&view);
+        }
+        if view.ended()
+            && progress_seen
+            && view.progress.tasks_completed <= view.results.len() as u64
+        {
+            out.clear_bar();
+            let summary = summary_line(&view);
+            if let Output::Text(text) = &mut out {
+                text.line(&summary);
+            } else {
+                eprintln!("{summary}");
+            }
+            if !forever {
+                return if view.phase() == phase::FINISHED {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                };
+            }
+            waiting_said = false;
+        }
+    }
+    out.clear_bar();
+    fail("the benchmark stream ended")
+}
+
+fn result_line(result: &TaskComplete) -> String {
+    let mark = if result.success { "pass" } else { "FAIL" };
+    let took = result
+        .duration_secs
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(|secs| format!(" in {}", duration(Duration::from_secs_f64(secs))))
+        .unwrap_or_default();
+    format!("{mark}  {}  score {:.2}{took}", result.task_id, result.score)
+}
+
+fn summary_line(view: &BenchView) -> String {
+    let name = view
+        .status
+        .as_ref()
+        .and_then(|s| s.name.clone())
+        .unwrap_or_else(|| "benchmark".into());
+    let rate = view
+        .pass_rate()
+        .map_or_else(String::new, |rate| format!(" ({:.0}%)", rate * 100.0));
+    let mean = view
+        .mean_score()
+        .map_or_else(String::new, |mean| format!(", mean score {mean:.2}"));
+    format!(
+        "{name} {}: {}/{} passed{rate}{mean}",
+        view.phase(),
+        view.passed(),
+        view.results.len()
+    )
+}
+
+/// The progress bar's one line.
+fn bar_line(view: &BenchView) -> String {
+    let progress = &view.progress;
+    let fraction = view.fraction().unwrap_or(0.0);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0..=BAR_WIDTH.
+    let filled = ((fraction * BAR_WIDTH as f64).round() as usize).min(BAR_WIDTH);
+    let mut line = format!(
+        "[{}{}] {}/{} {:>3.0}%",
+        "█".repeat(filled),
+        "░".repeat(BAR_WIDTH - filled),
+        progress.tasks_completed,
+        progress.total_tasks,
+        fraction * 100.0
+    );
+    if let Some(task) = &progress.current_task {
+        line.push_str("  ");
+        line.push_str(task);
+        if let Some(step) = progress.current_step {
+            line.push_str(&format!(" step {step}"));
+        }
+    }
+    if let Some(eta) = view.eta_secs() {
+        line.push_str(&format!("  ETA {}", duration(Duration::from_secs_f64(eta))));
+    }
+    line
+}
+
+enum Output {
+    Json(JsonLines),
+    Text(TextOutput),
+}
+
+impl Output {
+    fn clear_bar(&mut self) {
+        if let Self::Text(text) = self {
+            text.clear_bar();
+        }
+    }
+}
+
+/// Human output on stderr: in a terminal a bar redrawn in place with lines above it; piped,
+/// a line whenever the bar's text changes.
+struct TextOutput {
+    terminal: bool,
+    bar_shown: bool,
+    last_bar: String,
+}
+
+impl TextOutput {
+    fn new(terminal: bool) -> Self {
+        Self {
+            terminal,
+            bar_shown: false,
+            last_bar: String::new(),
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        self.clear_bar();
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{text}");
+        if self.terminal && !self.last_bar.is_empty() {
+            let _ = write!(stderr, "{}", self.last_bar);
+            self.bar_shown = true;
+        }
+        let _ = stderr.flush();
+    }
+
+    fn bar(&mut self, view: &BenchView) {
+        if view.progress.total_tasks == 0 {
+            return;
+        }
+        let line = bar_line(view);
+        if line == self.last_bar && (self.bar_shown || !self.terminal) {
+            return;
+        }
+        let mut stderr = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(stderr, "\r\x1b[2K{line}");
+            self.bar_shown = true;
+        } else {
+            let _ = writeln!(stderr, "{line}");
+        }
+        let _ = stderr.flush();
+        self.last_bar = line;
+    }
+
+    fn clear_bar(&mut self) {
+        if self.terminal && self.bar_shown {
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\r\x1b[2K");
+            let _ = stderr.flush();
+            self.bar_shown = false;
+        }
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("runboard bench: error: {message}");
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BenchProgress, BenchStatus, BENCH_STATUS_TYPE};
+
+    #[test]
+    fn the_bar_shows_counts_task_step_and_eta() {
+        let mut view = BenchView::default();
+        view.apply(BenchEvent::Status(BenchStatus {
+            kind: BENCH_STATUS_TYPE.into(),
+            connected: true,
+            phase: phase::RUNNING.into(),
+            running: true,
+            source: None,
+            name: Some("smoke".into()),
+            benchmark: Some(1),
+            log: None,
+        }));
+        view.apply(BenchEvent::TaskComplete(TaskComplete {
+            task_id: "task_001".into(),
+            success: true,
+            score: 0.9,
+            duration_secs: Some(12.0),
+            run_id: None,
+        }));
+        view.apply(BenchEvent::Progress(BenchProgress {
+            tasks_completed: 1,
+            total_tasks: 4,
+            current_task: Some("task_002".into()),
+            current_step: Some(7),
+        }));
+        let line = bar_line(&view);
+        assert!(line.starts_with(&format!("[{}{}] 1/4  25%", "█".repeat(7), "░".repeat(21))), "{line}");
+        assert!(line.ends_with("task_002 step 7  ETA 36.0 s"), "{line}");
+        assert_eq!(result_line(&view.results[0]), "pass  task_001  score 0.90 in 12.0 s");
+        assert_eq!(summary_line(&view), "smoke running: 1/1 passed (100%), mean score 0.90");
+    }
+}

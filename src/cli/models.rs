@@ -1,0 +1,95 @@
+//! `runboard models`: start a models job and follow it. People get its narration (a table
+//! among it, no JSON); `--json` gets only the `model_list` payload (seed 001's two channels).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::output::{print_lines, print_pretty};
+use super::remote::{RemoteArgs, explain};
+use crate::api::{CreateRun, MODEL_LIST_ACTION, MODELS_JOB, RunEvent, RunMode, RunStatus};
+use crate::sse::{ConnectionState, Update};
+
+/// A models job is short; a silent stream this long is dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Arguments of `runboard models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Print only the model list, as the JSON the job's data event carries
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Runs the job to its end: exit 0 when it finished with a model list, 1 otherwise.
+pub async fn run(args: ModelsArgs) -> ExitCode {
+    let client = match args.remote.client() {
+        Ok(client) => client,
+        Err(message) => return fail(&message),
+    };
+    let request = CreateRun {
+        task: MODELS_JOB.to_owned(),
+        mode: RunMode::Queued,
+        params: json!({ "job": MODELS_JOB }),
+    };
+    let run_id = match client.create_run(&request).await {
+        Ok(detail) => detail.summary.run_id,
+        Err(error) => return fail(&explain(&error)),
+    };
+    let source = client
+        .event_source(&client.run_stream_url(&run_id))
+        .map(|builder| builder.idle_timeout(Some(IDLE_TIMEOUT)))
+        .and_then(crate::sse::EventSourceBuilder::build);
+    let mut source = match source {
+        Ok(source) => source,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let mut payload: Option<Value> = None;
+    while let Some(update) = source.next().await {
+        match update {
+            Update::Event(event) => match RunEvent::decode(&event.event, &event.data) {
+                Ok(RunEvent::Narration(line)) => {
+                    if !args.json && !print_lines(&line.formatted) {
+                        return ExitCode::SUCCESS;
+                    }
+                }
+                Ok(RunEvent::Data(data)) if data.action == MODEL_LIST_ACTION => {
+                    payload = Some(data.payload);
+                }
+                Ok(RunEvent::Error(error)) => return fail(&error.message),
+                Ok(RunEvent::Done { .. }) => return finish(payload, args.json),
+                Ok(RunEvent::StreamEnd(end)) if end.status != RunStatus::Completed => {
+                    return fail(&format!("the models job {run_id} ended {}", end.status));
+                }
+                Ok(RunEvent::StreamEnd(_)) => return finish(payload, args.json),
+                Ok(_) => {}
+                Err(error) => eprintln!("runboard models: warning: skipped an event: {error}"),
+            },
+            Update::State(ConnectionState::Closed) => return finish(payload, args.json),
+            Update::State(ConnectionState::Failed(error)) => return fail(&error.to_string()),
+            Update::State(_) | Update::Comment(_) | Update::EventTooLarge { .. } => {}
+        }
+    }
+    finish(payload, args.json)
+}
+
+fn finish(payload: Option<Value>, json: bool) -> ExitCode {
+    match payload {
+        Some(payload) => {
+            if json {
+                print_pretty(&payload);
+            }
+            ExitCode::SUCCESS
+        }
+        None => fail("the job ended without a model list"),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("runboard models: error: {message}");
+    ExitCode::FAILURE
+}
