@@ -1,6 +1,7 @@
 //! `runboard bench run|watch`: start a benchmark or follow one, with a progress bar in a
 //! terminal (plain lines when piped, JSON lines with `--json`).
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -157,32 +158,15 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
         }
-        let finished_task = match &decoded {
-            BenchEvent::TaskComplete(result) => Some(result.clone()),
-            _ => None,
-        };
         progress_seen |= matches!(decoded, BenchEvent::Progress(_));
-        let error = match &decoded {
-            BenchEvent::Error(error) => Some(error.message.clone()),
+        let said = match &decoded {
+            BenchEvent::TaskComplete(result) => Some(result_line(result)),
+            BenchEvent::Error(error) => Some(format!("error: {}", error.message)),
             _ => None,
         };
         view.apply(decoded);
         if let Output::Text(text) = &mut out {
-            if let Some(result) = finished_task {
-                text.line(&result_line(&result));
-            }
-            if let Some(message) = error {
-                text.line(&format!("error: {message}"));
-            }
-            if !view.running() && !view.ended() && !waiting_said {
-                waiting_said = true;
-                let why = match view.phase() {
-                    phase::WAITING => "waiting for the benchmark log to appear",
-                    _ => "no benchmark is running; waiting for one to start",
-                };
-                text.line(why);
-            }
-            text.bar(&view);
+            text.show(&view, said.as_deref(), &mut waiting_said);
         }
         if view.ended()
             && progress_seen
@@ -243,7 +227,11 @@ fn summary_line(view: &BenchView) -> String {
 fn bar_line(view: &BenchView) -> String {
     let progress = &view.progress;
     let fraction = view.fraction().unwrap_or(0.0);
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0..=BAR_WIDTH.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )] // 0..=BAR_WIDTH.
     let filled = ((fraction * BAR_WIDTH as f64).round() as usize).min(BAR_WIDTH);
     let mut line = format!(
         "[{}{}] {}/{} {:>3.0}%",
@@ -257,11 +245,11 @@ fn bar_line(view: &BenchView) -> String {
         line.push_str("  ");
         line.push_str(task);
         if let Some(step) = progress.current_step {
-            line.push_str(&format!(" step {step}"));
+            let _ = write!(line, " step {step}");
         }
     }
     if let Some(eta) = view.eta_secs() {
-        line.push_str(&format!("  ETA {}", duration(Duration::from_secs_f64(eta))));
+        let _ = write!(line, "  ETA {}", duration(Duration::from_secs_f64(eta)));
     }
     line
 }
@@ -294,6 +282,21 @@ impl TextOutput {
             bar_shown: false,
             last_bar: String::new(),
         }
+    }
+
+    /// Shows a line the event said (if any), a note when nothing runs, and the bar.
+    fn show(&mut self, view: &BenchView, said: Option<&str>, waiting_said: &mut bool) {
+        if let Some(line) = said {
+            self.line(line);
+        }
+        if !view.running() && !view.ended() && !*waiting_said {
+            *waiting_said = true;
+            self.line(match view.phase() {
+                phase::WAITING => "waiting for the benchmark log to appear",
+                _ => "no benchmark is running; waiting for one to start",
+            });
+        }
+        self.bar(view);
     }
 
     fn line(&mut self, text: &str) {

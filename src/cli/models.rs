@@ -61,11 +61,13 @@ pub async fn run(args: ModelsArgs) -> ExitCode {
                     payload = Some(data.payload);
                 }
                 Ok(RunEvent::Error(error)) => return fail(&error.message),
-                Ok(RunEvent::Done { .. }) => return finish(payload, args.json),
                 Ok(RunEvent::StreamEnd(end)) if end.status != RunStatus::Completed => {
                     return fail(&format!("the models job {run_id} ended {}", end.status));
                 }
-                Ok(RunEvent::StreamEnd(_)) => return finish(payload, args.json),
+                // Seed 001 ends a job with `done`; this API ends every run with `stream_end`.
+                Ok(RunEvent::Done { .. } | RunEvent::StreamEnd(_)) => {
+                    return finish(payload, args.json);
+                }
                 Ok(_) => {}
                 Err(error) => eprintln!("runboard models: warning: skipped an event: {error}"),
             },

@@ -13,6 +13,7 @@ use crate::server::{
 
 /// Arguments of `runboard serve`.
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // Each is one command-line switch.
 pub struct ServeArgs {
     /// Where to listen
     #[arg(long, default_value = server::DEFAULT_ADDR, value_name = "IP:PORT")]

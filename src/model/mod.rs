@@ -9,6 +9,7 @@ mod feed;
 pub(crate) mod link;
 mod log;
 mod rate;
+mod requests;
 mod worker;
 
 use std::collections::HashMap;
@@ -18,9 +19,13 @@ pub use feed::{ChainLine, Feed, FeedEntry, chain, summary_snippet};
 pub use link::Link;
 pub use log::{Log, LogLine};
 pub use rate::{RateSettings, TokenRate};
+pub use requests::{RequestRow, Requests, RequestsFeed};
 pub use worker::{RunKey, ServerId, Worker};
 
-use crate::api::{Health, RunDetail, RunEvent, RunStatus, RunSummary};
+use crate::api::{
+    ActiveRequests, BenchEvent, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList, RunDetail,
+    RunEvent, RunStatus, RunSummary,
+};
 use crate::sse::ConnectionState;
 
 /// Settings the user can change. Seed 000's numbers are the defaults.
@@ -58,6 +63,16 @@ pub struct Server {
     pub link: Option<Link>,
     /// The last error talking to it, cleared by the next success.
     pub error: Option<String>,
+    /// Its models, from the latest `model_list` data event.
+    pub models: Option<ModelList>,
+    /// A models job was asked for and its data has not come yet.
+    pub models_pending: bool,
+    /// Its benchmark, from `/api/benchmark-sse`.
+    pub bench: BenchView,
+    /// The benchmark stream's connection.
+    pub bench_link: Option<Link>,
+    /// Its requests in flight.
+    pub requests: Requests,
 }
 
 impl Server {
@@ -75,6 +90,11 @@ impl Server {
             health: None,
             link: None,
             error: None,
+            models: None,
+            models_pending: false,
+            bench: BenchView::default(),
+            bench_link: None,
+            requests: Requests::default(),
         }
     }
 }
@@ -132,6 +152,41 @@ pub enum Inbound {
     DetailFailed {
         /// Which run.
         key: RunKey,
+    },
+    /// An event of a server's benchmark stream.
+    Bench {
+        /// Which server.
+        server: ServerId,
+        /// The event.
+        event: BenchEvent,
+    },
+    /// The benchmark stream's connection changed.
+    BenchLink {
+        /// Which server.
+        server: ServerId,
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A snapshot of a server's requests in flight.
+    Requests {
+        /// Which server.
+        server: ServerId,
+        /// The snapshot.
+        snapshot: ActiveRequests,
+        /// How it came: streamed, or polled (and why).
+        feed: RequestsFeed,
+    },
+    /// The active-requests stream's connection changed.
+    RequestsLink {
+        /// Which server.
+        server: ServerId,
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A models job was started on a server.
+    ModelsAsked {
+        /// Which server.
+        server: ServerId,
     },
     /// Talking to a server failed.
     ServerError {
@@ -257,6 +312,46 @@ impl Model {
             Inbound::ServerError { server, message } => {
                 if let Some(s) = self.servers.get_mut(server) {
                     s.error = Some(message);
+                    s.models_pending = false;
+                }
+            }
+            Inbound::Bench { server, event } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.bench.apply(event);
+                }
+            }
+            Inbound::BenchLink { server, state } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.bench_link = Some(advance_link(s.bench_link.as_ref(), &state, now));
+                }
+            }
+            Inbound::Requests {
+                server,
+                snapshot,
+                feed,
+            } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    if snapshot.disabled {
+                        s.requests.clear();
+                        s.requests.feed = RequestsFeed::Disabled(
+                            snapshot
+                                .message
+                                .unwrap_or_else(|| "request metrics are off".into()),
+                        );
+                    } else {
+                        s.requests.apply(snapshot, now);
+                        s.requests.feed = feed;
+                    }
+                }
+            }
+            Inbound::RequestsLink { server, state } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.requests.link = Some(advance_link(s.requests.link.as_ref(), &state, now));
+                }
+            }
+            Inbound::ModelsAsked { server } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.models_pending = true;
                 }
             }
         }
@@ -300,16 +395,16 @@ impl Model {
         removed
     }
 
-    /// The card for a run, created from its summary when new.
-    fn card(&mut self, key: RunKey, summary: &RunSummary, now: f64) -> &mut Worker {
-        let index = if let Some(&index) = self.worker_index.get(&key) {
-            index
-        } else {
+    /// The card for a run, created from its summary when new. A models job is a query, not a
+    /// worker: it gets none.
+    fn card(&mut self, key: RunKey, summary: &RunSummary, now: f64) {
+        if summary.task == MODELS_JOB {
+            return;
+        }
+        if !self.worker_index.contains_key(&key) {
             self.workers.push(Worker::new(key.clone(), summary, now));
             self.worker_index.insert(key, self.workers.len() - 1);
-            self.workers.len() - 1
-        };
-        &mut self.workers[index]
+        }
     }
 
     fn worker_mut(&mut self, key: &RunKey) -> Option<&mut Worker> {
@@ -406,7 +501,17 @@ impl Model {
                 // The feed wants this run's chain now, not at the next poll.
                 self.feed.want(&key);
             }
-            RunEvent::Data(_) | RunEvent::Done { .. } | RunEvent::Unknown { .. } => {}
+            RunEvent::Data(data) => {
+                // Only the data channel feeds the models view; the narration is for people.
+                if data.action == MODEL_LIST_ACTION
+                    && let Some(list) = ModelList::from_payload(&data.payload)
+                    && let Some(s) = self.servers.get_mut(server)
+                {
+                    s.models = Some(list);
+                    s.models_pending = false;
+                }
+            }
+            RunEvent::Done { .. } | RunEvent::Unknown { .. } => {}
         }
     }
 
@@ -417,9 +522,7 @@ impl Model {
         state: &ConnectionState,
         now: f64,
     ) {
-        let advance = |link: &mut Option<Link>| {
-            *link = Some(link.as_ref().unwrap_or(&Link::Connecting).after(state, now));
-        };
+        let advance = |link: &mut Option<Link>| *link = Some(advance_link(link.as_ref(), state, now));
         match run {
             None => {
                 if let Some(s) = self.servers.get_mut(server) {
@@ -436,6 +539,11 @@ impl Model {
             }
         }
     }
+}
+
+/// A stream's link after a state change (a new link starts as connecting).
+fn advance_link(link: Option<&Link>, state: &ConnectionState, now: f64) -> Link {
+    link.unwrap_or(&Link::Connecting).after(state, now)
 }
 
 #[cfg(test)]
