@@ -3,6 +3,7 @@
 use egui::{Align, Layout, RichText, Vec2};
 
 use super::Action;
+use super::state::UiState;
 use super::look::{badge, link_color, rate, seconds, sparkline_ui, status_color, tokens};
 use crate::model::{Model, Worker};
 
@@ -12,7 +13,13 @@ const CARD_HEIGHT: f32 = 236.0;
 const GAP: f32 = 10.0;
 
 /// Draws the grid of cards; returns what the user asked for.
-pub fn cards_ui(ui: &mut egui::Ui, model: &Model, now: f64, actions: &mut Vec<Action>) {
+pub fn cards_ui(
+    ui: &mut egui::Ui,
+    model: &Model,
+    state: &mut UiState,
+    now: f64,
+    actions: &mut Vec<Action>,
+) {
     let workers = model.workers();
     let available = ui.available_width();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // Small, positive.
@@ -21,17 +28,27 @@ pub fn cards_ui(ui: &mut egui::Ui, model: &Model, now: f64, actions: &mut Vec<Ac
     let width = ((available - GAP * (columns as f32 - 1.0)) / columns as f32).max(200.0);
     let rows = workers.len().div_ceil(columns);
     let multi_server = model.servers.len() > 1;
-    egui::ScrollArea::vertical()
+    let selected = state.selected.as_ref();
+    let mut area = egui::ScrollArea::vertical()
         .id_salt("cards")
-        .auto_shrink([false, false])
-        .show_rows(ui, CARD_HEIGHT + GAP, rows, |ui, visible| {
+        .auto_shrink([false, false]);
+    if std::mem::take(&mut state.scroll_to_selected)
+        && let Some(index) = selected.and_then(|key| workers.iter().position(|w| &w.key == key))
+    {
+        // Only visible rows are laid out, so the offset is computed, not scrolled to.
+        #[allow(clippy::cast_precision_loss)] // A row index.
+        let offset = (index / columns) as f32 * (CARD_HEIGHT + GAP);
+        area = area.vertical_scroll_offset(offset);
+    }
+    area.show_rows(ui, CARD_HEIGHT + GAP, rows, |ui, visible| {
             for row in visible {
                 ui.horizontal(|ui| {
                     ui.spacing_mut().item_spacing.x = GAP;
                     for worker in workers.iter().skip(row * columns).take(columns) {
                         let server =
                             multi_server.then(|| model.servers[worker.key.server].label.as_str());
-                        card_ui(ui, worker, server, model, now, width, actions);
+                        let highlight = selected == Some(&worker.key);
+                        card_ui(ui, worker, server, model, now, width, highlight, actions);
                     }
                 });
                 ui.add_space(GAP - ui.spacing().item_spacing.y);
@@ -39,6 +56,7 @@ pub fn cards_ui(ui: &mut egui::Ui, model: &Model, now: f64, actions: &mut Vec<Ac
         });
 }
 
+#[allow(clippy::too_many_arguments)] // One card's inputs; a struct would only rename them.
 fn card_ui(
     ui: &mut egui::Ui,
     worker: &Worker,
@@ -46,12 +64,17 @@ fn card_ui(
     model: &Model,
     now: f64,
     width: f32,
+    highlight: bool,
     actions: &mut Vec<Action>,
 ) {
-    let frame = egui::Frame::group(ui.style())
+    let mut frame = egui::Frame::group(ui.style())
         .fill(ui.visuals().faint_bg_color)
         .inner_margin(10.0)
         .corner_radius(8.0);
+    if highlight {
+        let stroke = ui.visuals().selection.stroke;
+        frame = frame.stroke(egui::Stroke::new(2.0, stroke.color));
+    }
     let size = Vec2::new(width, CARD_HEIGHT);
     ui.allocate_ui_with_layout(size, Layout::top_down(Align::Min), |ui| {
         frame.show(ui, |ui| {

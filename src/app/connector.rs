@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use crate::api::{ApiClient, CreateRun, RunEvent, RunMode, RunQuery};
+use crate::api::{ApiClient, CreateBenchmark, CreateRun, MODELS_JOB, RunEvent, RunMode, RunQuery};
 use crate::model::{Inbound, RunKey, ServerId};
 use crate::runtime::{Spawner, sleep};
 use crate::sse::{EventSource, Update};
 
 use super::inbox::Outbox;
+use super::side_streams::{self, TaskGuard};
 
 /// The reference server's keep-alive is 15 s; three missed ones mean a dead link.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -168,6 +169,75 @@ impl Connector {
                 }
             }
         });
+    }
+
+    /// Starts a models job; its `model_list` arrives as a data event. A server without
+    /// `/api/events` is followed on the job's own stream.
+    pub fn list_models(&self, server: ServerId, follow_job: bool) {
+        let Some(client) = self.client(server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        let spawner = self.spawner.clone();
+        self.spawner.spawn(async move {
+            let request = CreateRun {
+                task: MODELS_JOB.to_owned(),
+                mode: RunMode::Queued,
+                params: serde_json::json!({ "job": MODELS_JOB }),
+            };
+            match client.create_run(&request).await {
+                Ok(detail) => {
+                    if !outbox.send(Inbound::ModelsAsked { server }).await {
+                        return;
+                    }
+                    if follow_job {
+                        let run_id = detail.summary.run_id;
+                        let url = client.run_stream_url(&run_id);
+                        spawner.spawn(follow(client, url, server, Some(run_id), None, outbox));
+                    }
+                }
+                Err(error) => {
+                    let message = format!("could not list models: {error}");
+                    outbox.send(Inbound::ServerError { server, message }).await;
+                }
+            }
+        });
+    }
+
+    /// Starts a benchmark; its progress arrives on the benchmark stream.
+    pub fn start_benchmark(&self, server: ServerId, request: CreateBenchmark) {
+        let Some(client) = self.client(server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        self.spawner.spawn(async move {
+            if let Err(error) = client.create_benchmark(&request).await {
+                let message = format!("could not start the benchmark: {error}");
+                outbox.send(Inbound::ServerError { server, message }).await;
+            }
+        });
+    }
+
+    /// Follows a server's benchmark stream while the returned guard lives.
+    pub fn watch_bench(&self, server: ServerId) -> Option<TaskGuard> {
+        let client = self.client(server)?;
+        Some(side_streams::watch_bench(
+            &self.spawner,
+            client,
+            server,
+            self.outbox.clone(),
+        ))
+    }
+
+    /// Follows a server's requests in flight while the returned guard lives.
+    pub fn watch_requests(&self, server: ServerId) -> Option<TaskGuard> {
+        let client = self.client(server)?;
+        Some(side_streams::watch_requests(
+            &self.spawner,
+            client,
+            server,
+            self.outbox.clone(),
+        ))
     }
 
     /// Cancels a run.

@@ -7,15 +7,19 @@ use std::time::Duration;
 use web_time::Instant;
 
 use super::Action;
+use super::bench_view::bench_ui;
 use super::cards::cards_ui;
 use super::connector::{Connector, LaunchRequest};
 use super::feed_view::{chain_windows_ui, feed_ui};
 use super::inbox::Inbox;
 use super::log_view::log_ui;
+use super::models_view::models_ui;
+use super::requests_view::requests_ui;
 use super::settings_view::settings_window_ui;
-use super::state::{FocusTarget, UiState};
+use super::side_streams::TaskGuard;
+use super::state::{FocusTarget, UiState, View};
 use super::summary::summary_ui;
-use crate::api::ApiClient;
+use crate::api::{ApiClient, CreateBenchmark};
 use crate::model::{Inbound, Model, RunKey, Settings};
 use crate::runtime::Spawner;
 
@@ -25,6 +29,9 @@ const DRAIN_BUDGET: Duration = Duration::from_millis(10);
 /// While something shows a ticking time (elapsed, stall age, reconnect countdown), repaint this
 /// often; otherwise only when data arrives.
 const TICK: Duration = Duration::from_secs(1);
+
+/// Tasks in the benchmark `--demo` starts.
+const DEMO_BENCHMARK_TASKS: u64 = 8;
 
 /// The key the UI state is saved under.
 const STORAGE_KEY: &str = "runboard-ui";
@@ -47,6 +54,8 @@ pub struct ConsoleConfig {
     pub settings: Settings,
     /// Start with this launch form instead of the remembered one.
     pub launch: Option<crate::app::LaunchForm>,
+    /// Open on this view instead of the remembered one.
+    pub view: Option<View>,
 }
 
 impl ConsoleConfig {
@@ -59,6 +68,7 @@ impl ConsoleConfig {
             feed_poll: Duration::from_secs(8),
             settings: Settings::default(),
             launch: None,
+            view: None,
         }
     }
 }
@@ -76,6 +86,12 @@ pub struct Console {
     fatal: Option<String>,
     /// The bearer token for every server.
     token: Option<String>,
+    /// View streams open now (benchmark or requests, per server): dropped, they close.
+    view_streams: Vec<(View, usize, TaskGuard)>,
+    /// Servers asked for their models automatically (once each).
+    models_asked: HashSet<usize>,
+    /// The demo also starts a benchmark, once the first server says it can run one.
+    demo_benchmark_pending: bool,
 }
 
 impl Console {
@@ -91,6 +107,12 @@ impl Console {
             .unwrap_or_default();
         if let Some(form) = config.launch.clone() {
             state.launch = form;
+        }
+        if let Some(view) = config.view {
+            state.view = view;
+        }
+        if state.bench_tasks == 0 {
+            state.bench_tasks = 10;
         }
         let (inbox, outbox) = Inbox::new(ctx);
         let clients: Result<Vec<ApiClient>, String> = config
@@ -116,6 +138,9 @@ impl Console {
             followed: HashSet::new(),
             fatal,
             token: config.token.clone(),
+            view_streams: Vec::new(),
+            models_asked: HashSet::new(),
+            demo_benchmark_pending: false,
         };
         // Servers added in an earlier session are watched again.
         for url in console.state.added_servers.clone() {
@@ -143,7 +168,28 @@ impl Console {
         self.started.elapsed().as_secs_f64()
     }
 
+    /// Starts the demo benchmark once the first server has said it runs benchmarks.
+    fn start_demo_benchmark(&mut self) {
+        if !self.demo_benchmark_pending {
+            return;
+        }
+        let Some(health) = self.model.servers.first().and_then(|s| s.health.as_ref()) else {
+            return;
+        };
+        self.demo_benchmark_pending = false;
+        let idle = !self.model.servers[0].bench.running();
+        if health.has("benchmarks") && idle {
+            let request = CreateBenchmark {
+                tasks: DEMO_BENCHMARK_TASKS,
+                name: Some("demo".into()),
+                params: serde_json::json!({ "iterations": 1 }),
+            };
+            self.connector.start_benchmark(0, request);
+        }
+    }
+
     fn launch_demo(&mut self) {
+        self.demo_benchmark_pending = true;
         let form = crate::app::state::LaunchForm::default();
         let mode = form.mode();
         self.connector.launch(
@@ -191,6 +237,68 @@ impl Console {
                     self.state.added_servers.push(url);
                 }
             }
+            Action::ListModels(server) => self.list_models(server),
+            Action::StartBenchmark { server, tasks } => {
+                let request = CreateBenchmark {
+                    tasks,
+                    name: None,
+                    params: serde_json::Value::Null,
+                };
+                self.connector.start_benchmark(server, request);
+            }
+        }
+    }
+
+    fn list_models(&mut self, server: usize) {
+        let follow_job = self
+            .model
+            .servers
+            .get(server)
+            .and_then(|s| s.health.as_ref())
+            .is_some_and(|h| !h.has("events"));
+        self.models_asked.insert(server);
+        self.connector.list_models(server, follow_job);
+    }
+
+    /// Opens the streams the shown view needs and closes the others: a browser allows only a
+    /// few connections per server. The Models view asks each server once for its models.
+    fn sync_view_streams(&mut self) {
+        let view = self.state.view;
+        self.view_streams.retain(|(wanted, _, _)| *wanted == view);
+        let feature = match view {
+            View::Benchmark => "benchmarks",
+            View::Requests => "active_requests",
+            View::Models => {
+                let ask: Vec<usize> = (0..self.model.servers.len())
+                    .filter(|i| !self.models_asked.contains(i))
+                    .filter(|&i| {
+                        let server = &self.model.servers[i];
+                        server.models.is_none()
+                            && server.health.as_ref().is_some_and(|h| h.has("models"))
+                    })
+                    .collect();
+                for server in ask {
+                    self.list_models(server);
+                }
+                return;
+            }
+            View::Workers => return,
+        };
+        for server in 0..self.model.servers.len() {
+            let offered = self.model.servers[server]
+                .health
+                .as_ref()
+                .is_some_and(|h| h.has(feature));
+            let open = self.view_streams.iter().any(|(_, s, _)| *s == server);
+            if offered && !open {
+                let guard = match view {
+                    View::Benchmark => self.connector.watch_bench(server),
+                    _ => self.connector.watch_requests(server),
+                };
+                if let Some(guard) = guard {
+                    self.view_streams.push((view, server, guard));
+                }
+            }
         }
     }
 
@@ -219,7 +327,14 @@ impl Console {
 
     /// Whether a time shown on screen changes by itself.
     fn something_ticks(&self) -> bool {
-        self.model.live_workers() > 0
+        let servers = &self.model.servers;
+        let view_ticks = match self.state.view {
+            View::Requests => servers.iter().any(|s| !s.requests.rows().is_empty()),
+            View::Benchmark => servers.iter().any(|s| s.bench.running()),
+            View::Workers | View::Models => false,
+        };
+        view_ticks
+            || self.model.live_workers() > 0
             || self
                 .model
                 .servers
@@ -266,6 +381,8 @@ impl eframe::App for Console {
             }
         }
         self.follow_new_runs();
+        self.sync_view_streams();
+        self.start_demo_benchmark();
         for key in self.model.feed.take_wanted() {
             self.connector.fetch_detail(&key);
         }
@@ -311,6 +428,13 @@ pub fn console_ui(
     egui::Panel::top("summary").show(ui, |ui| {
         summary_ui(ui, model, state, now, &mut actions);
     });
+    egui::Panel::top("views").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            for view in View::ALL {
+                ui.selectable_value(&mut state.view, view, view.label());
+            }
+        });
+    });
     let log_title = format!("Log ({} lines)", model.log.lines().len());
     egui::Panel::bottom("log")
         .resizable(true)
@@ -319,22 +443,24 @@ pub fn console_ui(
             let header = egui::CollapsingHeader::new(log_title)
                 .id_salt("log-open")
                 .open(Some(state.log_open))
-                .show(ui, |ui| log_ui(ui, model, now));
+                .show(ui, |ui| log_ui(ui, model, state, now));
             if header.header_response.clicked() {
                 state.log_open = !state.log_open;
             }
         });
-    egui::Panel::right("feed")
-        .resizable(true)
-        .default_size(430.0)
-        .min_size(300.0)
-        .show(ui, |ui| feed_ui(ui, model, state));
-    egui::CentralPanel::default().show(ui, |ui| {
-        if model.workers().is_empty() {
-            empty_ui(ui, &mut actions);
-        } else {
-            cards_ui(ui, model, now, &mut actions);
-        }
+    if state.view == View::Workers {
+        egui::Panel::right("feed")
+            .resizable(true)
+            .default_size(430.0)
+            .min_size(300.0)
+            .show(ui, |ui| feed_ui(ui, model, state));
+    }
+    egui::CentralPanel::default().show(ui, |ui| match state.view {
+        View::Workers if model.workers().is_empty() => empty_ui(ui, &mut actions),
+        View::Workers => cards_ui(ui, model, state, now, &mut actions),
+        View::Models => models_ui(ui, model, &mut actions),
+        View::Benchmark => bench_ui(ui, model, state, now, &mut actions),
+        View::Requests => requests_ui(ui, model, state, now),
     });
     chain_windows_ui(&ctx, model, state);
     if state.settings_open {

@@ -2,6 +2,7 @@
 //! reads the model and draws. Widgets live one per file; functions that draw take `&mut Ui` and
 //! end in `_ui`.
 
+mod bench_view;
 mod cards;
 mod connector;
 mod console;
@@ -9,9 +10,12 @@ mod feed_view;
 mod inbox;
 mod log_view;
 mod look;
+mod models_view;
+mod requests_view;
 #[cfg(not(target_arch = "wasm32"))]
 mod screenshot;
 mod settings_view;
+mod side_streams;
 mod state;
 mod summary;
 
@@ -20,7 +24,7 @@ pub use console::{Console, ConsoleConfig, console_ui};
 pub use inbox::{Inbox, Outbox};
 #[cfg(not(target_arch = "wasm32"))]
 pub use screenshot::Screenshot;
-pub use state::{LaunchForm, UiState};
+pub use state::{LaunchForm, LogLevel, RequestColumn, RequestSort, UiState, View};
 
 use crate::model::RunKey;
 
@@ -39,4 +43,13 @@ pub enum Action {
     ClearFinished,
     /// Watch one more server, from now on and at every start.
     AddServer(String),
+    /// Ask a server for its models (a models job).
+    ListModels(usize),
+    /// Start a benchmark of this many tasks on a server.
+    StartBenchmark {
+        /// Which server.
+        server: usize,
+        /// How many tasks.
+        tasks: u64,
+    },
 }

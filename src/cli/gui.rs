@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::app::{Console, ConsoleConfig};
+use crate::app::{Console, ConsoleConfig, View};
 use crate::runtime::Spawner;
 use crate::server::{self, RunningServer, ServerConfig};
 
@@ -20,6 +20,30 @@ pub enum Theme {
     Dark,
     /// Light
     Light,
+}
+
+/// The view the window opens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartView {
+    /// Worker cards and the feed
+    Workers,
+    /// The servers' models
+    Models,
+    /// Benchmark progress
+    Benchmark,
+    /// Requests in flight
+    Requests,
+}
+
+impl From<StartView> for View {
+    fn from(view: StartView) -> Self {
+        match view {
+            StartView::Workers => Self::Workers,
+            StartView::Models => Self::Models,
+            StartView::Benchmark => Self::Benchmark,
+            StartView::Requests => Self::Requests,
+        }
+    }
 }
 
 /// Arguments of the console window.
@@ -49,6 +73,9 @@ pub struct GuiArgs {
     /// Seconds between polls of the run list for the feed
     #[arg(long, value_name = "SECS", default_value_t = 8.0, value_parser = poll_secs)]
     feed_poll_secs: f64,
+    /// The view to open on
+    #[arg(long, value_enum, default_value_t = StartView::Workers)]
+    view: StartView,
     /// Run the embedded server's synthetic clock this many times faster (demos, tests)
     #[arg(long, default_value_t = 1.0, hide = true)]
     speed: f64,
@@ -86,6 +113,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
         size,
         theme,
         feed_poll_secs,
+        view,
         speed,
     } = args;
     let spawner = match Spawner::start_background() {
@@ -115,6 +143,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
     config.token = token;
     config.demo = demo;
     config.feed_poll = Duration::from_secs_f64(feed_poll_secs);
+    config.view = Some(view.into());
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("runboard")

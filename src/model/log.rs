@@ -15,6 +15,9 @@ pub struct LogLine {
     pub level: String,
     /// The text.
     pub text: String,
+    /// Its number: lines are numbered from 1 in arrival order, and keep their number when
+    /// older lines are dropped.
+    pub number: u64,
 }
 
 /// The last `capacity` narration lines.
@@ -22,6 +25,7 @@ pub struct LogLine {
 pub struct Log {
     lines: VecDeque<LogLine>,
     capacity: usize,
+    pushed: u64,
 }
 
 impl Default for Log {
@@ -36,15 +40,23 @@ impl Log {
         Self {
             lines: VecDeque::new(),
             capacity: capacity.max(1),
+            pushed: 0,
         }
     }
 
-    /// Adds a line, dropping the oldest beyond the capacity.
-    pub fn push(&mut self, line: LogLine) {
+    /// Adds a line (numbering it), dropping the oldest beyond the capacity.
+    pub fn push(&mut self, mut line: LogLine) {
         if self.lines.len() == self.capacity {
             self.lines.pop_front();
         }
+        self.pushed += 1;
+        line.number = self.pushed;
         self.lines.push_back(line);
+    }
+
+    /// The number of the newest line (0 before any).
+    pub fn newest(&self) -> u64 {
+        self.pushed
     }
 
     /// The lines, oldest first.

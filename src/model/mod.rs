@@ -483,6 +483,7 @@ impl Model {
                 at: now,
                 level: line.level.unwrap_or_else(|| "info".into()),
                 text: line.formatted,
+                number: 0,
             }),
             RunEvent::Error(error) => {
                 if let Some(worker) = self.worker_mut(&key) {
