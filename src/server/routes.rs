@@ -445,13 +445,18 @@ async fn benchmark_stream(
             .get("last-event-id")
             .and_then(|value| value.to_str().ok()),
     );
-    Ok(bench::response(
+    let mut response = bench::response(
         state.bench.clone(),
         interval,
         resume,
         state.streams.settings.clone(),
         state.streams.shutdown.clone(),
-    ))
+    );
+    // The interval in force after clamping, for clients and people debugging them.
+    if let Ok(value) = axum::http::HeaderValue::from_str(&interval.0.as_secs_f64().to_string()) {
+        response.headers_mut().insert("x-benchmark-interval", value);
+    }
+    Ok(response)
 }
 
 async fn active_requests(State(state): State<AppState>) -> Json<crate::api::ActiveRequests> {

@@ -192,7 +192,23 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
         }
         buffer.extend_from_slice(&chunk[..read]);
     }
-    let text = String::from_utf8_lossy(&buffer);
+    // Read the body too, so closing the connection does not reset it under the client.
+    let head_end = buffer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let body_len: usize = head
+        .split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0);
+    while buffer.len() < head_end + body_len {
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            break;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+    let text = head;
     let mut lines = text.split("\r\n");
     let path = lines.next()?.split(' ').nth(1)?.to_owned();
     let headers = lines

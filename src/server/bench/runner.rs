@@ -87,7 +87,7 @@ impl BenchRunner {
     /// Runs every task; returns the phase the benchmark ends in.
     async fn run_tasks(&self, name: &str, tasks: u64, params: &Value) -> &'static str {
         for index in 1..=tasks {
-            let kind = TASK_KINDS[usize::try_from(index).unwrap_or(0) % TASK_KINDS.len()];
+            let kind = TASK_KINDS[usize::try_from(index - 1).unwrap_or(0) % TASK_KINDS.len()];
             let task_id = format!("task_{index:03}_{kind}");
             match self.run_task(name, &task_id, params).await {
                 Ok(result) => self.board.update(|state| state.task_finished(result)),
