@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use runboard::api::RunStatus;
-use runboard::app::{Console, ConsoleConfig, LaunchForm};
-use runboard::model::RunKey;
+use runboard::app::{Console, ConsoleConfig, LaunchForm, LogLevel, RequestColumn};
+use runboard::model::{RequestsFeed, RunKey};
 use runboard::runtime::Spawner;
 use runboard::server::{self, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
 
@@ -27,6 +27,10 @@ impl Drop for Setup {
 }
 
 fn setup(speed: f64, events_endpoint: bool) -> Setup {
+    setup_with(speed, |config| config.events_endpoint = events_endpoint)
+}
+
+fn setup_with(speed: f64, adjust: impl FnOnce(&mut ServerConfig)) -> Setup {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,10 +45,10 @@ fn setup(speed: f64, events_endpoint: bool) -> Setup {
             speed,
             failure_rate: 0.0,
         },
-        events_endpoint,
         ..ServerConfig::default()
     };
     config.streams.retry = Duration::from_millis(50);
+    adjust(&mut config);
     let server = runtime.block_on(server::start(config)).unwrap();
     Setup {
         runtime,
@@ -89,9 +93,43 @@ fn wait_for(
         if done(harness) {
             return;
         }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        if start.elapsed() >= limit {
+            let model = harness.state().model();
+            let server = &model.servers[0];
+            panic!(
+                "timed out waiting for {what}; requests {:?} rows {}, view {:?}, errors {:?}",
+                server.requests.feed,
+                server.requests.rows().len(),
+                harness.state().ui_state().view,
+                server.error
+            );
+        }
         std::thread::sleep(Duration::from_millis(15));
     }
+}
+
+/// Clicks the widget whose label starts with `label` until `done` holds: a frame that egui
+/// lays out twice (a panel that changed size) can drop a click.
+fn click_until(
+    harness: &mut Harness<'static, Console>,
+    label: &str,
+    done: impl Fn(&Harness<'static, Console>) -> bool,
+) {
+    for _ in 0..5 {
+        harness
+            .query_all(egui_kittest::kittest::By::new().predicate(|node| {
+                node.label().is_some_and(|l| l.starts_with(label))
+            }))
+            .next()
+            .unwrap_or_else(|| panic!("no widget labelled {label}…"))
+            .click();
+        harness.step();
+        harness.step();
+        if done(harness) {
+            return;
+        }
+    }
+    panic!("clicking {label} did nothing");
 }
 
 fn launch_from_the_ui(harness: &mut Harness<'static, Console>) {
@@ -105,6 +143,9 @@ fn launch_from_the_ui(harness: &mut Harness<'static, Console>) {
     harness.step();
     harness.step();
     harness.get_by_label("Launch").click();
+    // One click per frame: the next one would land in the same frame and be lost.
+    harness.step();
+    harness.step();
 }
 
 #[test]
@@ -319,4 +360,160 @@ fn a_server_added_in_settings_is_watched_and_remembered() {
     assert_eq!(model.servers[1].url, second_url);
     assert!(!model.servers[1].health.as_ref().unwrap().has("events"));
     assert_eq!(harness.state().ui_state().added_servers, vec![second_url]);
+}
+
+#[test]
+fn the_models_view_reads_the_model_list_from_the_data_event_only() {
+    let setup = setup(5.0, true);
+    let mut harness = console(&setup, 1);
+    wait_for(&mut harness, Duration::from_secs(10), "the server", |h| {
+        h.state().model().servers[0].health.is_some()
+    });
+    harness.get_by_label("Models").click();
+    wait_for(&mut harness, Duration::from_secs(15), "the model list", |h| {
+        h.state().model().servers[0].models.is_some()
+    });
+    harness.step();
+    harness.get_by_label("Synth 14B Coder (Q5_K_M)");
+    harness.get_by_label("synth-70b-instruct-fp8");
+    let model = harness.state().model();
+    assert_eq!(model.servers[0].models.as_ref().unwrap().models.len(), 5);
+    // The job narrated its table for people (into the log); it is a query, not a worker.
+    assert!(model.log.lines().iter().any(|l| l.text.contains("│ tok/s")));
+    assert!(model.workers().is_empty());
+    // Refresh runs the job again.
+    harness.get_by_label("Refresh").click();
+    wait_for(&mut harness, Duration::from_secs(15), "a second list", |h| {
+        let log = h.state().model().log.lines();
+        log.iter().filter(|l| l.text == "Model list complete").count() == 2
+    });
+}
+
+#[test]
+fn the_benchmark_view_starts_one_follows_it_and_closes_its_stream_when_hidden() {
+    let setup = setup(25.0, true);
+    let mut harness = console(&setup, 1);
+    harness.state_mut().ui_state_mut().bench_tasks = 2;
+    harness.get_by_label("Benchmark").click();
+    wait_for(&mut harness, Duration::from_secs(10), "the idle status", |h| {
+        h.state().model().servers[0].bench.status.is_some()
+    });
+    assert_eq!(harness.state().view_streams_open(), 1);
+    harness.step();
+    harness.get_by_label("Start benchmark").click();
+    wait_for(&mut harness, Duration::from_secs(60), "two results", |h| {
+        let bench = &h.state().model().servers[0].bench;
+        bench.ended() && bench.results.len() == 2
+    });
+    harness.step();
+    harness.get_by_label("task_001_summarize");
+    harness.get_by_label("task_002_translate");
+    harness.get_by_label("Pass rate");
+    harness.get_by_label("2 / 2 tasks · 100%");
+    // Leaving the view closes its stream; the browser's connection budget depends on it.
+    harness.get_by_label("Workers").click();
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().view_streams_open(), 0);
+}
+
+#[test]
+fn the_requests_view_streams_rows_keyed_by_request_id() {
+    let setup = setup(1.0, true);
+    let mut harness = console(&setup, 3);
+    launch_from_the_ui(&mut harness);
+    harness.get_by_label("Requests").click();
+    wait_for(&mut harness, Duration::from_secs(15), "three requests", |h| {
+        let requests = &h.state().model().servers[0].requests;
+        requests.feed == RequestsFeed::Streaming && requests.rows().len() == 3
+    });
+    harness.step();
+    let rows = harness.state().model().servers[0].requests.rows().to_vec();
+    let ids: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r.request.request_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "no duplicate rows");
+    for row in &rows {
+        harness.get_by_label(&row.request.request_id);
+    }
+    // The server's badge in the bar and its requests stream both say live.
+    assert!(harness.query_all_by_label("live").count() >= 2);
+    // Sorting by a header is a click; a second click reverses it.
+    harness.get_by_label("Out").click();
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().ui_state().requests_sort.column, RequestColumn::Output);
+    harness.get_by_label("Out ↓").click();
+    harness.step();
+    assert!(harness.state().ui_state().requests_sort.ascending);
+}
+
+#[test]
+fn the_requests_view_polls_when_the_stream_is_off_and_explains_disabled_metrics() {
+    let setup = setup_with(1.0, |config| config.request_stream.enabled = false);
+    let mut harness = console(&setup, 2);
+    launch_from_the_ui(&mut harness);
+    harness.get_by_label("Requests").click();
+    wait_for(&mut harness, Duration::from_secs(20), "polled rows", |h| {
+        let requests = &h.state().model().servers[0].requests;
+        matches!(requests.feed, RequestsFeed::Polling(_)) && !requests.rows().is_empty()
+    });
+    harness.step();
+    harness.get_by_label("polling");
+
+    let setup = setup_with(1.0, |config| config.request_metrics = false);
+    let mut harness = console(&setup, 1);
+    harness.get_by_label("Requests").click();
+    wait_for(&mut harness, Duration::from_secs(10), "the disabled notice", |h| {
+        matches!(h.state().model().servers[0].requests.feed, RequestsFeed::Disabled(_))
+    });
+    harness.step();
+    harness.get_by_label("metrics off");
+}
+
+#[test]
+fn the_log_filters_pauses_and_a_click_selects_the_run() {
+    let setup = setup(0.5, true);
+    let mut harness = console(&setup, 2);
+    harness.state_mut().ui_state_mut().log_open = true;
+    launch_from_the_ui(&mut harness);
+    wait_for(&mut harness, Duration::from_secs(15), "narration", |h| {
+        h.state().model().log.lines().len() >= 4
+    });
+    click_until(&mut harness, "Pause", |h| h.state().ui_state().log.paused_at.is_some());
+    let paused_at = harness.state().ui_state().log.paused_at.unwrap();
+    wait_for(&mut harness, Duration::from_secs(15), "new lines while paused", |h| {
+        h.state().model().log.newest() > paused_at
+    });
+    harness.step();
+    let waiting = harness.state().model().log.newest() - paused_at;
+    harness.get_by_label(&format!("Follow ({waiting} new)"));
+    click_until(&mut harness, "Follow", |h| h.state().ui_state().log.paused_at.is_none());
+
+    // A run filter keeps one run's lines; the level filter hides info.
+    let first = harness.state().model().workers()[0].key.clone();
+    let other = harness.state().model().workers()[1].key.run_id.clone();
+    harness.state_mut().ui_state_mut().log.paused_at = Some(harness.state().model().log.newest());
+    harness.step();
+    let everywhere = harness.query_all_by_label(&other).count();
+    harness.state_mut().ui_state_mut().log.run_filter = first.run_id.clone();
+    harness.step();
+    // Its card and feed entry still name it; its log lines are gone.
+    assert!(harness.query_all_by_label(&other).count() < everywhere);
+    click_until(&mut harness, "Show", |h| h.query_by_label("error only").is_some());
+    click_until(&mut harness, "error only", |h| {
+        h.state().ui_state().log.level == LogLevel::Error
+    });
+    assert_eq!(harness.state().ui_state().log.level, LogLevel::Error);
+    harness.get_by_label("No line matches the filters.");
+    harness.state_mut().ui_state_mut().log.level = LogLevel::All;
+    harness.step();
+
+    // A click on a line selects its run.
+    let link = egui_kittest::kittest::By::new()
+        .role(egui::accesskit::Role::Link)
+        .label(&first.run_id);
+    harness.query_all(link).next().expect("a log line of the run").click();
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().ui_state().selected.as_ref(), Some(&first));
 }

@@ -164,6 +164,16 @@ impl Console {
         &self.state
     }
 
+    /// The UI state, to set up a test.
+    pub fn ui_state_mut(&mut self) -> &mut UiState {
+        &mut self.state
+    }
+
+    /// The view streams open now (benchmark and requests streams of the shown view).
+    pub fn view_streams_open(&self) -> usize {
+        self.view_streams.len()
+    }
+
     fn now(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }

@@ -128,7 +128,8 @@ fn row_ui(ui: &mut egui::Ui, row: &Row<'_>, selected: bool, now: f64) -> bool {
             };
             ui.label(RichText::new(age).monospace().weak());
             let run = RichText::new(&row.line.run.run_id).monospace().small();
-            ui.label(if selected { run.strong() } else { run });
+            // A link too, so keyboards and screen readers can select the run.
+            let link_clicked = ui.link(if selected { run.strong() } else { run }).clicked();
             let text = RichText::new(row.text).monospace();
             let text = match row.line.level.as_str() {
                 "error" => text.color(egui::Color32::from_rgb(210, 60, 60)),
@@ -136,8 +137,10 @@ fn row_ui(ui: &mut egui::Ui, row: &Row<'_>, selected: bool, now: f64) -> bool {
                 _ => text,
             };
             ui.add(egui::Label::new(text).truncate().selectable(false));
-        })
-        .response;
+            link_clicked
+        });
+    let link_clicked = response.inner;
+    let response = response.response;
     let response = ui
         .interact(response.rect, response.id.with("click"), Sense::click())
         .on_hover_cursor(egui::CursorIcon::PointingHand);
@@ -149,7 +152,7 @@ fn row_ui(ui: &mut egui::Ui, row: &Row<'_>, selected: bool, now: f64) -> bool {
             egui::StrokeKind::Inside,
         );
     }
-    response.clicked()
+    response.clicked() || link_clicked
 }
 
 #[cfg(test)]
