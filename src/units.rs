@@ -52,17 +52,17 @@ mod tests {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(1024), "1.0 KiB");
-        assert_eq!(bytes(5 * 1024 * 1024 * 1024 + 1024 * 1024 * 1024 / 2), "5.5 GiB");
+        assert_eq!(
+            bytes(5 * 1024 * 1024 * 1024 + 1024 * 1024 * 1024 / 2),
+            "5.5 GiB"
+        );
     }
 
     #[test]
     fn columns_line_up_by_characters() {
         let table = text_table(
             &["id", "name"],
-            &[
-                ["a".into(), "café".into()],
-                ["long-id".into(), "x".into()],
-            ],
+            &[["a".into(), "café".into()], ["long-id".into(), "x".into()]],
         );
         assert_eq!(
             table,

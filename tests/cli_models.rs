@@ -17,7 +17,10 @@ async fn runboard_models(api: &str, json: bool) -> Output {
     if json {
         command.arg("--json");
     }
-    let child = command.env_remove("RUNBOARD_TOKEN").kill_on_drop(true).output();
+    let child = command
+        .env_remove("RUNBOARD_TOKEN")
+        .kill_on_drop(true)
+        .output();
     tokio::time::timeout(Duration::from_secs(30), child)
         .await
         .expect("runboard models did not exit within 30 s")
@@ -33,16 +36,29 @@ async fn against_the_reference_server_a_table_for_people_and_the_payload_for_scr
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(&dir)).await;
     let output = runboard_models(&server.url(), false).await;
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "Listing models on the synthetic generator");
     assert_eq!(lines[1], "Found 5 model(s)");
-    assert!(lines[2].starts_with("id ") && lines[2].contains("│ tok/s"), "{text}");
+    assert!(
+        lines[2].starts_with("id ") && lines[2].contains("│ tok/s"),
+        "{text}"
+    );
     assert!(lines[3].starts_with("───"), "{text}");
-    assert!(lines.iter().any(|l| l.starts_with("synth-14b-coder-q5 ")), "{text}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("synth-14b-coder-q5 ")),
+        "{text}"
+    );
     assert_eq!(*lines.last().unwrap(), "Model list complete");
-    assert!(!text.contains('{') && !text.contains('['), "no JSON for people: {text}");
+    assert!(
+        !text.contains('{') && !text.contains('['),
+        "no JSON for people: {text}"
+    );
 
     let output = runboard_models(&server.url(), true).await;
     assert!(output.status.success());
@@ -55,9 +71,16 @@ async fn against_the_reference_server_a_table_for_people_and_the_payload_for_scr
         }
     }
     // Each call was a job like any run: two runs named "models", both completed.
-    let runs = client(&server).list_runs(&Default::default()).await.unwrap();
+    let runs = client(&server)
+        .list_runs(&runboard::api::RunQuery::default())
+        .await
+        .unwrap();
     assert_eq!(runs.runs.len(), 2);
-    assert!(runs.runs.iter().all(|r| r.task == "models" && r.status.is_finished()));
+    assert!(
+        runs.runs
+            .iter()
+            .all(|r| r.task == "models" && r.status.is_finished())
+    );
     server.stop().await;
 }
 
@@ -89,7 +112,11 @@ fn seed_001_server() -> impl Fn(usize, &support::scripted_server::Request) -> Re
 async fn seed_001s_wire_form_narration_for_people_and_data_for_scripts() {
     let server = ScriptedServer::start(seed_001_server()).await;
     let output = runboard_models(&server.url(""), false).await;
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(
         stdout(&output),
         "\u{1F4CB} Listing models on hive 'localhost'\nFound 1 model(s)\n\

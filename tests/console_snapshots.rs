@@ -4,9 +4,13 @@
 //! console_snapshots` writes new references into `tests/snapshots/`.
 
 use egui_kittest::{Harness, SnapshotOptions, SnapshotResults};
-use runboard::api::{NodeUpdate, RunDetail, RunEvent, RunStatus, RunSummary, StoredEvent};
-use runboard::app::{UiState, console_ui};
-use runboard::model::{Inbound, Model, RunKey, Settings};
+use runboard::api::{
+    ActiveRequest, ActiveRequests, BenchEvent, BenchProgress, BenchStatus, DataEvent, NodeUpdate,
+    RunDetail, RunEvent, RunStatus, RunSummary, StoredEvent, TaskComplete,
+};
+use runboard::app::{UiState, View, console_ui};
+use runboard::model::{Inbound, Model, RequestsFeed, RunKey, Settings};
+use runboard::sse::ConnectionState;
 use serde_json::json;
 
 /// The fixed clock every snapshot is drawn at.
@@ -128,6 +132,36 @@ fn busy_scene() -> Scene {
             model.apply(progress(id, agents[n], count), t + 10.0);
         }
     }
+    // Narration: lines of several runs and levels, and a table that spans rows.
+    let lines = [
+        (0, "info", "writer takes over (iteration 2)"),
+        (2, "warn", "critic: the draft repeats its opening image"),
+        (
+            4,
+            "info",
+            "id    │ agent      │ tok/s\n──────┼────────────┼──────\nd404  │ supervisor │ 90.6",
+        ),
+        (
+            1,
+            "error",
+            "researcher: the search tool timed out; retrying",
+        ),
+        (5, "info", "writer takes over (iteration 2)"),
+    ];
+    for (n, level, text) in lines {
+        model.apply(
+            Inbound::Event {
+                server: 0,
+                event: RunEvent::Narration(runboard::api::Narration {
+                    run_id: ids[n].clone(),
+                    formatted: text.into(),
+                    level: Some(level.into()),
+                    action: None,
+                }),
+            },
+            NOW - 3.0,
+        );
+    }
     let done = finished_detail("run-0000f1n15h3d");
     model.apply(
         Inbound::Runs {
@@ -143,10 +177,12 @@ fn busy_scene() -> Scene {
         },
         NOW,
     );
-    let ui = UiState {
+    let mut ui = UiState {
         log_open: true,
         ..UiState::default()
     };
+    // The run picked from the log is outlined.
+    ui.selected = Some(RunKey::new(0, ids[2].clone()));
     Scene { model, ui }
 }
 
@@ -206,4 +242,198 @@ fn the_empty_state() {
         },
         "empty",
     );
+}
+
+#[test]
+fn the_models_view() {
+    let mut scene = busy_scene();
+    let payload = json!({"models": [
+        {"id": "synth-1b-instruct-q8", "name": "Synth 1B Instruct (Q8)", "size_bytes": 1_395_864_371u64, "context_length": 8192, "tok_per_sec": 95.0},
+        {"id": "synth-8b-instruct-q4", "name": "Synth 8B Instruct (Q4_K_M)", "size_bytes": 5_261_334_937u64, "context_length": 32768, "tok_per_sec": 55.0},
+        {"id": "synth-32b-reasoner-q4", "name": "Synth 32B Reasoner (Q4_K_M)", "size_bytes": 21_260_088_115u64, "context_length": 131_072, "tok_per_sec": 24.0},
+        {"id": "mystery", "name": null}
+    ]});
+    scene.model.apply(
+        Inbound::Event {
+            server: 0,
+            event: RunEvent::Data(DataEvent {
+                run_id: "job-1".into(),
+                action: "model_list".into(),
+                payload,
+            }),
+        },
+        NOW,
+    );
+    scene.ui.view = View::Models;
+    snapshot(&scene, "models");
+}
+
+fn bench_status(phase: &str, running: bool) -> Inbound {
+    Inbound::Bench {
+        server: 0,
+        event: BenchEvent::Status(BenchStatus {
+            kind: "benchmark_status".into(),
+            connected: true,
+            phase: phase.into(),
+            running,
+            source: Some("api".into()),
+            name: Some("nightly-eval".into()),
+            benchmark: Some(3),
+            log: None,
+        }),
+    }
+}
+
+#[test]
+fn the_benchmark_view_mid_run_with_an_error() {
+    let mut scene = busy_scene();
+    let model = &mut scene.model;
+    model.apply(
+        Inbound::BenchLink {
+            server: 0,
+            state: ConnectionState::Open,
+        },
+        NOW - 30.0,
+    );
+    model.apply(bench_status("running", true), NOW - 30.0);
+    let kinds = [
+        "summarize",
+        "translate",
+        "extract",
+        "classify",
+        "reason",
+        "code",
+        "plan",
+    ];
+    for (n, kind) in kinds.iter().enumerate() {
+        let step = f64::from(u32::try_from(n).unwrap());
+        let success = n % 4 != 2;
+        let score = if success { 0.6 + 0.05 * step } else { 0.0 };
+        model.apply(
+            Inbound::Bench {
+                server: 0,
+                event: BenchEvent::TaskComplete(TaskComplete {
+                    task_id: format!("task_{:03}_{kind}", n + 1),
+                    success,
+                    score,
+                    duration_secs: Some(20.0 + 3.0 * step),
+                    run_id: None,
+                }),
+            },
+            NOW - 20.0,
+        );
+    }
+    model.apply(
+        Inbound::Bench {
+            server: 0,
+            event: BenchEvent::Error(runboard::api::BenchError {
+                message: "task_003_extract: the worker lost its GPU and was restarted".into(),
+            }),
+        },
+        NOW - 10.0,
+    );
+    model.apply(
+        Inbound::Bench {
+            server: 0,
+            event: BenchEvent::Progress(BenchProgress {
+                tasks_completed: 7,
+                total_tasks: 20,
+                current_task: Some("task_008_critique".into()),
+                current_step: Some(42),
+            }),
+        },
+        NOW - 5.0,
+    );
+    scene.ui.view = View::Benchmark;
+    snapshot(&scene, "benchmark");
+}
+
+fn request(
+    id: &str,
+    model: &str,
+    resolved: &str,
+    started: &str,
+    input: u64,
+    output: u64,
+) -> ActiveRequest {
+    ActiveRequest {
+        request_id: id.into(),
+        model: model.into(),
+        resolved_model: Some(resolved.into()),
+        streaming: !id.ends_with('7'),
+        input_tokens: input,
+        output_tokens: output,
+        started_at: started.into(),
+        run_id: Some("run-00a1b2c3d400".into()),
+        agent: Some("writer".into()),
+    }
+}
+
+#[test]
+fn the_requests_view_sorted_by_duration() {
+    let mut scene = busy_scene();
+    scene.model.apply(
+        Inbound::RequestsLink {
+            server: 0,
+            state: ConnectionState::Open,
+        },
+        NOW - 60.0,
+    );
+    let snapshot_body = ActiveRequests {
+        disabled: false,
+        active_requests: vec![
+            request(
+                "req-00000011",
+                "synth-small",
+                "synth-8b-instruct-q4",
+                "2026-11-21T05:10:02Z",
+                812,
+                340,
+            ),
+            request(
+                "req-00000014",
+                "synth-coder",
+                "synth-14b-coder-q5",
+                "2026-11-21T05:10:09Z",
+                1_530,
+                96,
+            ),
+            request(
+                "req-00000015",
+                "synth-mini",
+                "synth-1b-instruct-q8",
+                "2026-11-21T05:10:11.500Z",
+                240,
+                12,
+            ),
+            request(
+                "req-00000017",
+                "synth-large",
+                "synth-32b-reasoner-q4",
+                "2026-11-21T05:09:31Z",
+                12_480,
+                2_210,
+            ),
+            request(
+                "req-00000018",
+                "synth-small",
+                "synth-8b-instruct-q4",
+                "2026-11-21T05:10:12Z",
+                655,
+                0,
+            ),
+        ],
+        timestamp: "2026-11-21T05:10:12.250Z".into(),
+        message: None,
+    };
+    scene.model.apply(
+        Inbound::Requests {
+            server: 0,
+            snapshot: snapshot_body,
+            feed: RequestsFeed::Streaming,
+        },
+        NOW - 1.5,
+    );
+    scene.ui.view = View::Requests;
+    snapshot(&scene, "requests");
 }

@@ -117,9 +117,10 @@ fn click_until(
 ) {
     for _ in 0..5 {
         harness
-            .query_all(egui_kittest::kittest::By::new().predicate(|node| {
-                node.label().is_some_and(|l| l.starts_with(label))
-            }))
+            .query_all(
+                egui_kittest::kittest::By::new()
+                    .predicate(|node| node.label().is_some_and(|l| l.starts_with(label))),
+            )
             .next()
             .unwrap_or_else(|| panic!("no widget labelled {label}…"))
             .click();
@@ -370,9 +371,12 @@ fn the_models_view_reads_the_model_list_from_the_data_event_only() {
         h.state().model().servers[0].health.is_some()
     });
     harness.get_by_label("Models").click();
-    wait_for(&mut harness, Duration::from_secs(15), "the model list", |h| {
-        h.state().model().servers[0].models.is_some()
-    });
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "the model list",
+        |h| h.state().model().servers[0].models.is_some(),
+    );
     harness.step();
     harness.get_by_label("Synth 14B Coder (Q5_K_M)");
     harness.get_by_label("synth-70b-instruct-fp8");
@@ -383,10 +387,18 @@ fn the_models_view_reads_the_model_list_from_the_data_event_only() {
     assert!(model.workers().is_empty());
     // Refresh runs the job again.
     harness.get_by_label("Refresh").click();
-    wait_for(&mut harness, Duration::from_secs(15), "a second list", |h| {
-        let log = h.state().model().log.lines();
-        log.iter().filter(|l| l.text == "Model list complete").count() == 2
-    });
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "a second list",
+        |h| {
+            let log = h.state().model().log.lines();
+            log.iter()
+                .filter(|l| l.text == "Model list complete")
+                .count()
+                == 2
+        },
+    );
 }
 
 #[test]
@@ -395,9 +407,12 @@ fn the_benchmark_view_starts_one_follows_it_and_closes_its_stream_when_hidden() 
     let mut harness = console(&setup, 1);
     harness.state_mut().ui_state_mut().bench_tasks = 2;
     harness.get_by_label("Benchmark").click();
-    wait_for(&mut harness, Duration::from_secs(10), "the idle status", |h| {
-        h.state().model().servers[0].bench.status.is_some()
-    });
+    wait_for(
+        &mut harness,
+        Duration::from_secs(10),
+        "the idle status",
+        |h| h.state().model().servers[0].bench.status.is_some(),
+    );
     assert_eq!(harness.state().view_streams_open(), 1);
     harness.step();
     harness.get_by_label("Start benchmark").click();
@@ -423,10 +438,15 @@ fn the_requests_view_streams_rows_keyed_by_request_id() {
     let mut harness = console(&setup, 3);
     launch_from_the_ui(&mut harness);
     harness.get_by_label("Requests").click();
-    wait_for(&mut harness, Duration::from_secs(15), "three requests", |h| {
-        let requests = &h.state().model().servers[0].requests;
-        requests.feed == RequestsFeed::Streaming && requests.rows().len() == 3
-    });
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "three requests",
+        |h| {
+            let requests = &h.state().model().servers[0].requests;
+            requests.feed == RequestsFeed::Streaming && requests.rows().len() == 3
+        },
+    );
     harness.step();
     let rows = harness.state().model().servers[0].requests.rows().to_vec();
     let ids: std::collections::HashSet<&str> =
@@ -441,8 +461,12 @@ fn the_requests_view_streams_rows_keyed_by_request_id() {
     harness.get_by_label("Out").click();
     harness.step();
     harness.step();
-    assert_eq!(harness.state().ui_state().requests_sort.column, RequestColumn::Output);
-    harness.get_by_label("Out ↓").click();
+    assert_eq!(
+        harness.state().ui_state().requests_sort.column,
+        RequestColumn::Output
+    );
+    harness.get_by_label("Out").click();
+    harness.step();
     harness.step();
     assert!(harness.state().ui_state().requests_sort.ascending);
 }
@@ -463,9 +487,17 @@ fn the_requests_view_polls_when_the_stream_is_off_and_explains_disabled_metrics(
     let setup = setup_with(1.0, |config| config.request_metrics = false);
     let mut harness = console(&setup, 1);
     harness.get_by_label("Requests").click();
-    wait_for(&mut harness, Duration::from_secs(10), "the disabled notice", |h| {
-        matches!(h.state().model().servers[0].requests.feed, RequestsFeed::Disabled(_))
-    });
+    wait_for(
+        &mut harness,
+        Duration::from_secs(10),
+        "the disabled notice",
+        |h| {
+            matches!(
+                h.state().model().servers[0].requests.feed,
+                RequestsFeed::Disabled(_)
+            )
+        },
+    );
     harness.step();
     harness.get_by_label("metrics off");
 }
@@ -479,15 +511,22 @@ fn the_log_filters_pauses_and_a_click_selects_the_run() {
     wait_for(&mut harness, Duration::from_secs(15), "narration", |h| {
         h.state().model().log.lines().len() >= 4
     });
-    click_until(&mut harness, "Pause", |h| h.state().ui_state().log.paused_at.is_some());
-    let paused_at = harness.state().ui_state().log.paused_at.unwrap();
-    wait_for(&mut harness, Duration::from_secs(15), "new lines while paused", |h| {
-        h.state().model().log.newest() > paused_at
+    click_until(&mut harness, "Pause", |h| {
+        h.state().ui_state().log.paused_at.is_some()
     });
+    let paused_at = harness.state().ui_state().log.paused_at.unwrap();
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "new lines while paused",
+        |h| h.state().model().log.newest() > paused_at,
+    );
     harness.step();
     let waiting = harness.state().model().log.newest() - paused_at;
     harness.get_by_label(&format!("Follow ({waiting} new)"));
-    click_until(&mut harness, "Follow", |h| h.state().ui_state().log.paused_at.is_none());
+    click_until(&mut harness, "Follow", |h| {
+        h.state().ui_state().log.paused_at.is_none()
+    });
 
     // A run filter keeps one run's lines; the level filter hides info.
     let first = harness.state().model().workers()[0].key.clone();
@@ -499,7 +538,9 @@ fn the_log_filters_pauses_and_a_click_selects_the_run() {
     harness.step();
     // Its card and feed entry still name it; its log lines are gone.
     assert!(harness.query_all_by_label(&other).count() < everywhere);
-    click_until(&mut harness, "Show", |h| h.query_by_label("error only").is_some());
+    click_until(&mut harness, "Show", |h| {
+        h.query_by_label("error only").is_some()
+    });
     click_until(&mut harness, "error only", |h| {
         h.state().ui_state().log.level == LogLevel::Error
     });
@@ -512,7 +553,11 @@ fn the_log_filters_pauses_and_a_click_selects_the_run() {
     let link = egui_kittest::kittest::By::new()
         .role(egui::accesskit::Role::Link)
         .label(&first.run_id);
-    harness.query_all(link).next().expect("a log line of the run").click();
+    harness
+        .query_all(link)
+        .next()
+        .expect("a log line of the run")
+        .click();
     harness.step();
     harness.step();
     assert_eq!(harness.state().ui_state().selected.as_ref(), Some(&first));

@@ -30,7 +30,8 @@ impl Seen {
 }
 
 fn stream(server: &RunningServer, query: &str, last_id: Option<&str>) -> EventSource {
-    let builder = EventSource::builder(&format!("{}/api/benchmark-sse{query}", server.url())).unwrap();
+    let builder =
+        EventSource::builder(&format!("{}/api/benchmark-sse{query}", server.url())).unwrap();
     let builder = match last_id {
         Some(id) => builder.last_event_id(id),
         None => builder,
@@ -75,7 +76,10 @@ async fn post_benchmark(server: &RunningServer, body: &Value) -> (u16, Value) {
         .await
         .unwrap();
     let status = response.status().as_u16();
-    (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap())
+    (
+        status,
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -83,7 +87,13 @@ async fn the_interval_defaults_to_5_is_clamped_and_words_get_400() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(&dir)).await;
     let http = reqwest::Client::new();
-    for (query, expected) in [("", "5"), ("?interval=0", "1"), ("?interval=1000", "60"), ("?interval=2.5", "2.5"), ("?interval=-4", "1")] {
+    for (query, expected) in [
+        ("", "5"),
+        ("?interval=0", "1"),
+        ("?interval=1000", "60"),
+        ("?interval=2.5", "2.5"),
+        ("?interval=-4", "1"),
+    ] {
         let response = http
             .get(format!("{}/api/benchmark-sse{query}", server.url()))
             .send()
@@ -91,7 +101,11 @@ async fn the_interval_defaults_to_5_is_clamped_and_words_get_400() {
             .unwrap();
         assert_eq!(response.status(), 200, "{query}");
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        assert_eq!(response.headers()["x-benchmark-interval"], expected, "{query}");
+        assert_eq!(
+            response.headers()["x-benchmark-interval"],
+            expected,
+            "{query}"
+        );
     }
     for bad in ["abc", "", "NaN", "5s"] {
         let response = http
@@ -106,7 +120,10 @@ async fn the_interval_defaults_to_5_is_clamped_and_words_get_400() {
     // A stream that is told 60 s still says where things stand at once, and stays up.
     let mut source = stream(&server, "?interval=1000", None);
     let mut seen = Seen::default();
-    read_until(&mut source, &mut seen, Duration::from_secs(5), |s| !s.progress.is_empty()).await;
+    read_until(&mut source, &mut seen, Duration::from_secs(5), |s| {
+        !s.progress.is_empty()
+    })
+    .await;
     assert_eq!(seen.last_status().phase, phase::IDLE);
     assert!(seen.last_status().connected);
     server.stop().await;
@@ -123,7 +140,11 @@ async fn bad_benchmark_requests_are_refused_with_reasons() {
         (json!({"tasks": 2, "params": [1]}), 422, "invalid_params"),
     ] {
         let (got, answer) = post_benchmark(&server, &body).await;
-        assert_eq!((got, answer["error"]["code"].as_str().unwrap()), (status, code), "{body}");
+        assert_eq!(
+            (got, answer["error"]["code"].as_str().unwrap()),
+            (status, code),
+            "{body}"
+        );
     }
     let response = reqwest::Client::new()
         .post(format!("{}/api/benchmarks", server.url()))
@@ -136,6 +157,7 @@ async fn bad_benchmark_requests_are_refused_with_reasons() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // One scenario, read top to bottom.
 async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(&dir)).await;
@@ -144,7 +166,10 @@ async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
         .collect();
     // Everyone is connected (has the idle status) before the benchmark starts.
     for (source, seen) in &mut subscribers {
-        read_until(source, seen, Duration::from_secs(5), |s| !s.progress.is_empty()).await;
+        read_until(source, seen, Duration::from_secs(5), |s| {
+            !s.progress.is_empty()
+        })
+        .await;
     }
     let api = support::test_server::client(&server);
     let started = api
@@ -157,11 +182,16 @@ async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
         .unwrap();
     assert_eq!((started.name.as_str(), started.total_tasks), ("smoke", 3));
     let (status, answer) = post_benchmark(&server, &json!({"tasks": 1})).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("benchmark_running")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("benchmark_running"))
+    );
     let mut reference: Option<Vec<(String, String, bool)>> = None;
     for (source, seen) in &mut subscribers {
         read_until(source, seen, Duration::from_secs(60), |s| {
-            s.statuses.last().is_some_and(|st| st.phase == phase::FINISHED)
+            s.statuses
+                .last()
+                .is_some_and(|st| st.phase == phase::FINISHED)
         })
         .await;
         let results: Vec<(String, String, bool)> = seen
@@ -172,7 +202,14 @@ async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
         let ids: Vec<&str> = results.iter().map(|(id, _, _)| id.as_str()).collect();
         assert_eq!(ids, ["1:1:0", "1:2:0", "1:3:0"]);
         let tasks: Vec<&str> = results.iter().map(|(_, task, _)| task.as_str()).collect();
-        assert_eq!(tasks, ["task_001_summarize", "task_002_translate", "task_003_extract"]);
+        assert_eq!(
+            tasks,
+            [
+                "task_001_summarize",
+                "task_002_translate",
+                "task_003_extract"
+            ]
+        );
         for (_, result) in &seen.results {
             assert!(result.run_id.is_some() && result.duration_secs.unwrap() > 0.0);
             assert!((0.0..=1.0).contains(&result.score));
@@ -182,8 +219,16 @@ async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
         assert_eq!((last.tasks_completed, last.total_tasks), (3, 3));
         assert_eq!(last.current_task, None);
         // Steps were counted while tasks ran, and a task's progress never went backwards.
-        assert!(seen.progress.iter().any(|p| p.current_step.unwrap_or(0) > 0));
-        assert!(seen.progress.windows(2).all(|w| w[0].tasks_completed <= w[1].tasks_completed));
+        assert!(
+            seen.progress
+                .iter()
+                .any(|p| p.current_step.unwrap_or(0) > 0)
+        );
+        assert!(
+            seen.progress
+                .windows(2)
+                .all(|w| w[0].tasks_completed <= w[1].tasks_completed)
+        );
         // Only changes are sent: no two consecutive progress events are equal.
         assert!(seen.progress.windows(2).all(|w| w[0] != w[1]));
         assert!(seen.statuses.windows(2).all(|w| w[0] != w[1]));
@@ -196,20 +241,33 @@ async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
         }
     }
     // The runs behind the tasks are ordinary runs of the API.
-    let runs = api.list_runs(&runboard::api::RunQuery::default()).await.unwrap();
+    let runs = api
+        .list_runs(&runboard::api::RunQuery::default())
+        .await
+        .unwrap();
     assert_eq!(runs.runs.len(), 3);
-    assert!(runs.runs.iter().all(|r| r.task.starts_with("Benchmark smoke: task_00")));
+    assert!(
+        runs.runs
+            .iter()
+            .all(|r| r.task.starts_with("Benchmark smoke: task_00"))
+    );
 
     // A client that reconnects with the id of the second result gets only the third.
     let mut late = stream(&server, "?interval=1", Some("1:2:0"));
     let mut seen = Seen::default();
-    read_until(&mut late, &mut seen, Duration::from_secs(5), |s| !s.progress.is_empty()).await;
+    read_until(&mut late, &mut seen, Duration::from_secs(5), |s| {
+        !s.progress.is_empty()
+    })
+    .await;
     let ids: Vec<&str> = seen.results.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["1:3:0"]);
     // A resume point from another benchmark is ignored: everything is sent.
     let mut stale = stream(&server, "?interval=1", Some("9:2:0"));
     let mut seen = Seen::default();
-    read_until(&mut stale, &mut seen, Duration::from_secs(5), |s| !s.progress.is_empty()).await;
+    read_until(&mut stale, &mut seen, Duration::from_secs(5), |s| {
+        !s.progress.is_empty()
+    })
+    .await;
     assert_eq!(seen.results.len(), 3);
     server.stop().await;
 }
@@ -255,17 +313,26 @@ async fn a_log_file_missing_then_written_rotated_and_deleted_shows_in_status() {
     config.streams.keepalive = Duration::from_millis(300);
     let server = start(config).await;
     let (status, answer) = post_benchmark(&server, &json!({"tasks": 2})).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("benchmark_source_is_log")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("benchmark_source_is_log"))
+    );
 
     let mut source = stream(&server, "?interval=1", None);
     let mut seen = Seen::default();
-    read_until(&mut source, &mut seen, Duration::from_secs(5), |s| !s.progress.is_empty()).await;
+    read_until(&mut source, &mut seen, Duration::from_secs(5), |s| {
+        !s.progress.is_empty()
+    })
+    .await;
     let status = seen.last_status();
     assert_eq!(status.phase, phase::WAITING);
     assert!(!status.connected && !status.log.as_ref().unwrap().present);
     assert_eq!(status.source.as_deref(), Some("log"));
 
-    append(&log, "12:00:00 INFO Task 1/2\n12:00:00 Running task: task_001_notepad\nStep 3\n");
+    append(
+        &log,
+        "12:00:00 INFO Task 1/2\n12:00:00 Running task: task_001_notepad\nStep 3\n",
+    );
     read_until(&mut source, &mut seen, Duration::from_secs(10), |s| {
         s.progress.last().is_some_and(|p| p.current_step == Some(3))
     })
@@ -276,21 +343,32 @@ async fn a_log_file_missing_then_written_rotated_and_deleted_shows_in_status() {
     assert_eq!(progress.current_task.as_deref(), Some("task_001_notepad"));
     assert_eq!((progress.tasks_completed, progress.total_tasks), (0, 2));
 
-    append(&log, "Result: task_001_notepad success=True score=0.5\nERROR: VNC connection dropped\n");
+    append(
+        &log,
+        "Result: task_001_notepad success=True score=0.5\nERROR: VNC connection dropped\n",
+    );
     read_until(&mut source, &mut seen, Duration::from_secs(10), |s| {
         !s.results.is_empty() && !s.errors.is_empty()
     })
     .await;
     assert_eq!(seen.results[0].1.task_id, "task_001_notepad");
     assert!((seen.results[0].1.score - 0.5).abs() < 1e-9);
-    assert!(seen.results[0].1.duration_secs.is_some(), "seen live, so timed");
+    assert!(
+        seen.results[0].1.duration_secs.is_some(),
+        "seen live, so timed"
+    );
     assert_eq!(seen.errors, ["VNC connection dropped"]);
 
     // Rotation: the file is moved away and a new one takes its place.
     std::fs::rename(&log, dir.path().join("waa_benchmark.log.1")).unwrap();
-    append(&log, "Task 2/2\nRunning task: task_002_paint\nTask task_002_paint failed (score: 0.0)\n");
+    append(
+        &log,
+        "Task 2/2\nRunning task: task_002_paint\nTask task_002_paint failed (score: 0.0)\n",
+    );
     read_until(&mut source, &mut seen, Duration::from_secs(10), |s| {
-        s.statuses.last().is_some_and(|st| st.phase == phase::FINISHED)
+        s.statuses
+            .last()
+            .is_some_and(|st| st.phase == phase::FINISHED)
     })
     .await;
     assert_eq!(seen.last_status().log.as_ref().unwrap().rotations, 1);
@@ -300,7 +378,9 @@ async fn a_log_file_missing_then_written_rotated_and_deleted_shows_in_status() {
     // Deleted: status says so, and the stream stays up.
     std::fs::remove_file(&log).unwrap();
     read_until(&mut source, &mut seen, Duration::from_secs(10), |s| {
-        s.statuses.last().is_some_and(|st| !st.log.as_ref().unwrap().present)
+        s.statuses
+            .last()
+            .is_some_and(|st| !st.log.as_ref().unwrap().present)
     })
     .await;
     assert!(!seen.last_status().connected);
@@ -312,7 +392,10 @@ async fn a_log_file_missing_then_written_rotated_and_deleted_shows_in_status() {
         }
     })
     .await;
-    assert!(alive.is_ok(), "the stream went quiet after the log disappeared");
+    assert!(
+        alive.is_ok(),
+        "the stream went quiet after the log disappeared"
+    );
     server.stop().await;
 }
 
@@ -328,16 +411,31 @@ async fn the_seeds_python_client_and_curl_both_follow_the_stream() {
     })
     .await
     .unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/bench_sse_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/bench_sse_client.py"
+    );
     let python = tokio::process::Command::new("python3")
-        .args([script, "--url", &server.url(), "--interval", "1", "--max-events", "4"])
+        .args([
+            script,
+            "--url",
+            &server.url(),
+            "--interval",
+            "1",
+            "--max-events",
+            "4",
+        ])
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(30), python)
         .await
         .expect("the Python client did not finish")
         .expect("python3 must be installed (.ci/run installs it)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
@@ -362,7 +460,10 @@ async fn the_seeds_python_client_and_curl_both_follow_the_stream() {
     assert_eq!(output.status.code(), Some(28));
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.starts_with("retry: "), "{text}");
-    assert!(text.contains("\nevent: status\ndata: {\"type\":\"benchmark_status\""), "{text}");
+    assert!(
+        text.contains("\nevent: status\ndata: {\"type\":\"benchmark_status\""),
+        "{text}"
+    );
     assert!(text.contains("\nevent: progress\ndata: {"), "{text}");
     server.stop().await;
 }

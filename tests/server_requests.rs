@@ -20,14 +20,17 @@ fn stream(server: &RunningServer) -> EventSource {
         .unwrap()
 }
 
-async fn next_snapshot(source: &mut EventSource, limit: Duration) -> Option<(String, ActiveRequests)> {
+async fn next_snapshot(
+    source: &mut EventSource,
+    limit: Duration,
+) -> Option<(String, ActiveRequests)> {
     tokio::time::timeout(limit, async {
         loop {
-            match source.next().await? {
-                Update::Event(event) => {
-                    return Some((event.event.clone(), serde_json::from_str(&event.data).unwrap()));
-                }
-                _ => continue,
+            if let Update::Event(event) = source.next().await? {
+                return Some((
+                    event.event.clone(),
+                    serde_json::from_str(&event.data).unwrap(),
+                ));
             }
         }
     })
@@ -72,10 +75,16 @@ async fn the_snapshot_lists_requests_in_flight_with_every_field() {
     let request = &snapshot.active_requests[0];
     assert!(request.request_id.starts_with("req-"));
     assert_eq!(request.model, "synth-coder");
-    assert_eq!(request.resolved_model.as_deref(), Some("synth-14b-coder-q5"));
+    assert_eq!(
+        request.resolved_model.as_deref(),
+        Some("synth-14b-coder-q5")
+    );
     assert!(request.streaming);
     assert!(request.input_tokens > 0);
-    assert_eq!(request.run_id.as_deref(), Some(created.summary.run_id.as_str()));
+    assert_eq!(
+        request.run_id.as_deref(),
+        Some(created.summary.run_id.as_str())
+    );
     assert_eq!(request.agent.as_deref(), Some("supervisor"));
     assert!(runboard::server::clock::parse_rfc3339(&request.started_at).is_some());
     // The raw JSON has exactly the seed's top-level shape.
@@ -88,8 +97,16 @@ async fn the_snapshot_lists_requests_in_flight_with_every_field() {
             .unwrap(),
     )
     .unwrap();
-    let keys: BTreeSet<&str> = raw.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(["active_requests", "disabled", "timestamp"]));
+    let keys: BTreeSet<&str> = raw
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["active_requests", "disabled", "timestamp"])
+    );
     server.stop().await;
 }
 
@@ -113,7 +130,10 @@ async fn many_subscribers_each_see_every_request_and_only_changed_snapshots() {
     let api = client(&server);
     let mut run_ids = Vec::new();
     for _ in 0..2 {
-        let created = api.create_run(&run(json!({"iterations": 1}))).await.unwrap();
+        let created = api
+            .create_run(&run(json!({"iterations": 1})))
+            .await
+            .unwrap();
         run_ids.push(created.summary.run_id);
     }
     let mut agent_steps = 0;
@@ -122,7 +142,10 @@ async fn many_subscribers_each_see_every_request_and_only_changed_snapshots() {
         agent_steps += detail
             .events
             .iter()
-            .filter(|e| e.event == "narration" && e.data.get("action").and_then(Value::as_str) == Some("agent_start"))
+            .filter(|e| {
+                e.event == "narration"
+                    && e.data.get("action").and_then(Value::as_str) == Some("agent_start")
+            })
             .count();
     }
     // supervisor, researcher, writer, critic, finish for each run.
@@ -131,7 +154,8 @@ async fn many_subscribers_each_see_every_request_and_only_changed_snapshots() {
     for source in &mut subscribers {
         let mut seen_ids = BTreeSet::new();
         let mut previous: Option<ActiveRequests> = None;
-        let mut last_tokens: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        let mut last_tokens: std::collections::HashMap<String, u64> =
+            std::collections::HashMap::new();
         // Read until the final, empty snapshot.
         loop {
             let (event, snapshot) = next_snapshot(source, Duration::from_secs(10))
@@ -139,12 +163,18 @@ async fn many_subscribers_each_see_every_request_and_only_changed_snapshots() {
                 .expect("the final snapshot never came");
             assert_eq!(event, "update");
             if let Some(previous) = &previous {
-                assert_ne!(previous.active_requests, snapshot.active_requests, "an unchanged snapshot was sent");
+                assert_ne!(
+                    previous.active_requests, snapshot.active_requests,
+                    "an unchanged snapshot was sent"
+                );
             }
             for request in &snapshot.active_requests {
                 seen_ids.insert(request.request_id.clone());
                 let before = last_tokens.insert(request.request_id.clone(), request.output_tokens);
-                assert!(before.is_none_or(|b| b <= request.output_tokens), "tokens went backwards");
+                assert!(
+                    before.is_none_or(|b| b <= request.output_tokens),
+                    "tokens went backwards"
+                );
             }
             let done = snapshot.active_requests.is_empty() && seen_ids.len() == expected.len();
             previous = Some(snapshot);
@@ -177,7 +207,11 @@ async fn keep_alives_are_sent_while_nothing_changes() {
     })
     .await
     .expect("no keep-alive came");
-    assert_eq!(comments, (3, 1), "one update at once, then only keep-alives");
+    assert_eq!(
+        comments,
+        (3, 1),
+        "one update at once, then only keep-alives"
+    );
     server.stop().await;
 }
 
@@ -192,7 +226,12 @@ async fn with_metrics_off_the_snapshot_says_so_and_the_stream_sends_one_disabled
     let snapshot = api.active_requests().await.unwrap();
     assert!(snapshot.disabled);
     assert!(snapshot.active_requests.is_empty());
-    assert!(snapshot.message.unwrap().contains("RUNBOARD_REQUEST_METRICS"));
+    assert!(
+        snapshot
+            .message
+            .unwrap()
+            .contains("RUNBOARD_REQUEST_METRICS")
+    );
     let response = reqwest::get(format!("{}/metrics/active-requests/stream", server.url()))
         .await
         .unwrap();
@@ -202,7 +241,10 @@ async fn with_metrics_off_the_snapshot_says_so_and_the_stream_sends_one_disabled
         .expect("the disabled stream did not end")
         .unwrap();
     assert_eq!(body.matches("event: ").count(), 1, "{body}");
-    assert!(body.contains("event: disabled\ndata: {\"disabled\":true"), "{body}");
+    assert!(
+        body.contains("event: disabled\ndata: {\"disabled\":true"),
+        "{body}"
+    );
     server.stop().await;
 }
 

@@ -195,7 +195,9 @@ mod tests {
             r#"{"task_id":"task_001_notepad","success":true,"score":1.0}"#,
         )
         .unwrap();
-        assert!(matches!(done, BenchEvent::TaskComplete(ref t) if t.success && (t.score - 1.0).abs() < 1e-9));
+        assert!(
+            matches!(done, BenchEvent::TaskComplete(ref t) if t.success && (t.score - 1.0).abs() < 1e-9)
+        );
         let error = BenchEvent::decode("error", r#"{"message":"SSH connection failed"}"#).unwrap();
         assert!(matches!(error, BenchEvent::Error(ref e) if e.message == "SSH connection failed"));
         assert!(BenchEvent::decode("progress", "{oops").is_err());

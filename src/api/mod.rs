@@ -12,12 +12,12 @@ pub use bench::{
     BENCH_STATUS_TYPE, BenchError, BenchEvent, BenchProgress, BenchStatus, BenchmarkStarted,
     CreateBenchmark, LogFileState, TaskComplete, phase,
 };
-pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
-pub use requests::{ActiveRequest, ActiveRequests};
 pub use client::{ApiClient, ApiError, RunQuery};
 pub use events::{
     DataEvent, DecodeError, Narration, NodeUpdate, RunError, RunEvent, StatusChange, StreamEnd,
 };
+pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
+pub use requests::{ActiveRequest, ActiveRequests};
 pub use types::{
     CreateRun, ErrorBody, ErrorDetail, Health, RunDetail, RunList, RunMode, RunStatus, RunSummary,
     StoredEvent,

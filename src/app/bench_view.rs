@@ -128,7 +128,10 @@ fn errors_ui(ui: &mut egui::Ui, view: &BenchView) {
                 1 => String::new(),
                 n => format!("  ({n} errors)"),
             };
-            ui.label(RichText::new(format!("⚠ {latest}{more}")).color(BAD).strong());
+            ui.horizontal(|ui| {
+                ui.label(RichText::new("Error").color(BAD).strong());
+                ui.label(RichText::new(format!("{latest}{more}")).color(BAD));
+            });
         });
 }
 
@@ -193,7 +196,9 @@ fn progress_ui(ui: &mut egui::Ui, view: &BenchView) {
         stat_ui(
             ui,
             "Mean score",
-            &view.mean_score().map_or_else(|| "—".into(), |s| format!("{s:.2}")),
+            &view
+                .mean_score()
+                .map_or_else(|| "—".into(), |s| format!("{s:.2}")),
         );
         stat_ui(ui, "Passed", &view.passed().to_string());
         stat_ui(

@@ -3,8 +3,8 @@
 use egui::{Align, Layout, RichText, Vec2};
 
 use super::Action;
-use super::state::UiState;
 use super::look::{badge, link_color, rate, seconds, sparkline_ui, status_color, tokens};
+use super::state::UiState;
 use crate::model::{Model, Worker};
 
 /// A card's size: wide enough for a readable snippet, tall enough for four lines of it.
@@ -41,19 +41,19 @@ pub fn cards_ui(
         area = area.vertical_scroll_offset(offset);
     }
     area.show_rows(ui, CARD_HEIGHT + GAP, rows, |ui, visible| {
-            for row in visible {
-                ui.horizontal(|ui| {
-                    ui.spacing_mut().item_spacing.x = GAP;
-                    for worker in workers.iter().skip(row * columns).take(columns) {
-                        let server =
-                            multi_server.then(|| model.servers[worker.key.server].label.as_str());
-                        let highlight = selected == Some(&worker.key);
-                        card_ui(ui, worker, server, model, now, width, highlight, actions);
-                    }
-                });
-                ui.add_space(GAP - ui.spacing().item_spacing.y);
-            }
-        });
+        for row in visible {
+            ui.horizontal(|ui| {
+                ui.spacing_mut().item_spacing.x = GAP;
+                for worker in workers.iter().skip(row * columns).take(columns) {
+                    let server =
+                        multi_server.then(|| model.servers[worker.key.server].label.as_str());
+                    let highlight = selected == Some(&worker.key);
+                    card_ui(ui, worker, server, model, now, width, highlight, actions);
+                }
+            });
+            ui.add_space(GAP - ui.spacing().item_spacing.y);
+        }
+    });
 }
 
 #[allow(clippy::too_many_arguments)] // One card's inputs; a struct would only rename them.

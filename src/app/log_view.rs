@@ -9,6 +9,9 @@ use crate::model::{LogLine, Model};
 
 const LINE_HEIGHT: f32 = 18.0;
 
+/// Width of the run column: a run id in small monospace.
+const RUN_COLUMN: f32 = 112.0;
+
 /// One row on screen: a line of a narration (a table narration spans several rows).
 struct Row<'a> {
     line: &'a LogLine,
@@ -88,7 +91,8 @@ fn toolbar_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState) {
                 .desired_width(150.0),
         )
         .labelled_by(label.id);
-        if !state.log.run_filter.is_empty() && ui.small_button("✖").on_hover_text("Any run").clicked()
+        if !state.log.run_filter.is_empty()
+            && ui.small_button("×").on_hover_text("Any run").clicked()
         {
             state.log.run_filter.clear();
         }
@@ -119,26 +123,39 @@ fn toolbar_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState) {
 
 /// One row; true when it was clicked.
 fn row_ui(ui: &mut egui::Ui, row: &Row<'_>, selected: bool, now: f64) -> bool {
-    let response = ui
-        .horizontal(|ui| {
-            let age = if row.first {
-                format!("{:>8} ago", seconds(now - row.line.at))
-            } else {
-                " ".repeat(12)
-            };
-            ui.label(RichText::new(age).monospace().weak());
-            let run = RichText::new(&row.line.run.run_id).monospace().small();
-            // A link too, so keyboards and screen readers can select the run.
-            let link_clicked = ui.link(if selected { run.strong() } else { run }).clicked();
-            let text = RichText::new(row.text).monospace();
-            let text = match row.line.level.as_str() {
-                "error" => text.color(egui::Color32::from_rgb(210, 60, 60)),
-                "warn" | "warning" => text.color(egui::Color32::from_rgb(210, 130, 30)),
-                _ => text,
-            };
-            ui.add(egui::Label::new(text).truncate().selectable(false));
-            link_clicked
-        });
+    let response = ui.horizontal(|ui| {
+        let age = if row.first {
+            format!("{:>8} ago", seconds(now - row.line.at))
+        } else {
+            " ".repeat(12)
+        };
+        ui.label(RichText::new(age).monospace().weak());
+        // A fixed column, so a table's later rows line up under its first.
+        let column = egui::vec2(RUN_COLUMN, LINE_HEIGHT);
+        let link_clicked = ui
+            .allocate_ui_with_layout(
+                column,
+                egui::Layout::left_to_right(egui::Align::Center),
+                |ui| {
+                    ui.set_min_width(RUN_COLUMN);
+                    if !row.first {
+                        return false;
+                    }
+                    let run = RichText::new(&row.line.run.run_id).monospace().small();
+                    // A link too, so keyboards and screen readers can select the run.
+                    ui.link(if selected { run.strong() } else { run }).clicked()
+                },
+            )
+            .inner;
+        let text = RichText::new(row.text).monospace();
+        let text = match row.line.level.as_str() {
+            "error" => text.color(egui::Color32::from_rgb(210, 60, 60)),
+            "warn" | "warning" => text.color(egui::Color32::from_rgb(210, 130, 30)),
+            _ => text,
+        };
+        ui.add(egui::Label::new(text).truncate().selectable(false));
+        link_clicked
+    });
     let link_clicked = response.inner;
     let response = response.response;
     let response = ui

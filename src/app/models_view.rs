@@ -37,9 +37,7 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
     });
     let Some(list) = &server.models else {
         let text = match &server.health {
-            Some(health) if !health.has("models") => {
-                "This server does not offer a models job."
-            }
+            Some(health) if !health.has("models") => "This server does not offer a models job.",
             _ if server.models_pending => "Asking the server for its models…",
             _ => "Waiting for the server.",
         };
@@ -65,7 +63,11 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
             }
             ui.end_row();
             for info in &list.models {
-                let name = if info.name.is_empty() { &info.id } else { &info.name };
+                let name = if info.name.is_empty() {
+                    &info.id
+                } else {
+                    &info.name
+                };
                 ui.label(name);
                 ui.label(RichText::new(&info.id).monospace().weak());
                 ui.label(info.size_bytes.map_or_else(|| "—".into(), bytes));
@@ -76,7 +78,11 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
                 match info.tok_per_sec {
                     Some(rate) => {
                         #[allow(clippy::cast_possible_truncation)] // A fraction for a bar.
-                        let share = if fastest > 0.0 { (rate / fastest) as f32 } else { 0.0 };
+                        let share = if fastest > 0.0 {
+                            (rate / fastest) as f32
+                        } else {
+                            0.0
+                        };
                         ui.add(
                             egui::ProgressBar::new(share)
                                 .desired_width(140.0)

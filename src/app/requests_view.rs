@@ -27,7 +27,11 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState, now: f
             let requests = &server.requests;
             match &requests.feed {
                 RequestsFeed::Idle => {
-                    badge(ui, "connecting", link_color(&crate::model::Link::Connecting));
+                    badge(
+                        ui,
+                        "connecting",
+                        link_color(&crate::model::Link::Connecting),
+                    );
                 }
                 RequestsFeed::Streaming => match &requests.link {
                     Some(link) => {
@@ -66,7 +70,12 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState, now: f
     let mut rows: Vec<(&str, &RequestRow)> = model
         .servers
         .iter()
-        .flat_map(|s| s.requests.rows().iter().map(move |row| (s.label.as_str(), row)))
+        .flat_map(|s| {
+            s.requests
+                .rows()
+                .iter()
+                .map(move |row| (s.label.as_str(), row))
+        })
         .collect();
     if rows.is_empty() {
         ui.add_space(8.0);
@@ -103,18 +112,19 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState, now: f
 }
 
 fn header_ui(ui: &mut egui::Ui, sort: &mut RequestSort, column: RequestColumn, title: &str) {
-    let arrow = match (sort.column == column, sort.ascending) {
-        (true, true) => " ↑",
-        (true, false) => " ↓",
-        (false, _) => "",
-    };
     let clicked = ui
-        .add(
-            egui::Button::new(RichText::new(format!("{title}{arrow}")).strong())
-                .frame(false),
-        )
-        .on_hover_text("Sort by this column; again to reverse")
-        .clicked();
+        .horizontal(|ui| {
+            ui.spacing_mut().item_spacing.x = 4.0;
+            let clicked = ui
+                .add(egui::Button::new(RichText::new(title).strong()).frame(false))
+                .on_hover_text("Sort by this column; again to reverse")
+                .clicked();
+            if sort.column == column {
+                sort_arrow_ui(ui, sort.ascending);
+            }
+            clicked
+        })
+        .inner;
     if clicked {
         if sort.column == column {
             sort.ascending = !sort.ascending;
@@ -131,11 +141,34 @@ fn header_ui(ui: &mut egui::Ui, sort: &mut RequestSort, column: RequestColumn, t
     }
 }
 
+/// A small triangle, pointing up for ascending: drawn, so it needs no font glyph.
+fn sort_arrow_ui(ui: &mut egui::Ui, ascending: bool) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(8.0, 8.0), egui::Sense::hover());
+    let color = ui.visuals().strong_text_color();
+    let (top, bottom) = (rect.top() + 1.0, rect.bottom() - 1.0);
+    let points = if ascending {
+        vec![
+            egui::pos2(rect.center().x, top),
+            egui::pos2(rect.right(), bottom),
+            egui::pos2(rect.left(), bottom),
+        ]
+    } else {
+        vec![
+            egui::pos2(rect.left(), top),
+            egui::pos2(rect.right(), top),
+            egui::pos2(rect.center().x, bottom),
+        ]
+    };
+    ui.painter().add(egui::Shape::convex_polygon(
+        points,
+        color,
+        egui::Stroke::NONE,
+    ));
+}
+
 fn row_ui(ui: &mut egui::Ui, row: &RequestRow, now: f64) {
     let request = &row.request;
-    ui.label(
-        RichText::new(row.duration(now).map_or_else(|| "—".into(), seconds)).monospace(),
-    );
+    ui.label(RichText::new(row.duration(now).map_or_else(|| "—".into(), seconds)).monospace());
     ui.label(&request.model);
     ui.label(
         RichText::new(request.resolved_model.as_deref().unwrap_or("—"))
@@ -167,5 +200,9 @@ fn compare(a: &RequestRow, b: &RequestRow, sort: RequestSort, now: f64) -> Order
     }
     // Ties (and the id column) fall back to the id, so the order never flickers.
     .then_with(|| x.request_id.cmp(&y.request_id));
-    if sort.ascending { order } else { order.reverse() }
+    if sort.ascending {
+        order
+    } else {
+        order.reverse()
+    }
 }

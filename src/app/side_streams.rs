@@ -84,7 +84,10 @@ pub fn watch_bench(
                     Ok(event) => Inbound::Bench { server, event },
                     Err(error) => Inbound::ServerError {
                         server,
-                        message: format!("a benchmark {} event was unreadable: {error}", event.event),
+                        message: format!(
+                            "a benchmark {} event was unreadable: {error}",
+                            event.event
+                        ),
                     },
                 },
                 Update::State(state) => Inbound::BenchLink { server, state },

@@ -148,7 +148,10 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
         let decoded = match BenchEvent::decode(&event.event, &event.data) {
             Ok(decoded) => decoded,
             Err(error) => {
-                eprintln!("runboard bench: warning: skipped a {} event: {error}", event.event);
+                eprintln!(
+                    "runboard bench: warning: skipped a {} event: {error}",
+                    event.event
+                );
                 continue;
             }
         };
@@ -200,7 +203,10 @@ fn result_line(result: &TaskComplete) -> String {
         .filter(|secs| secs.is_finite() && *secs >= 0.0)
         .map(|secs| format!(" in {}", duration(Duration::from_secs_f64(secs))))
         .unwrap_or_default();
-    format!("{mark}  {}  score {:.2}{took}", result.task_id, result.score)
+    format!(
+        "{mark}  {}  score {:.2}{took}",
+        result.task_id, result.score
+    )
 }
 
 fn summary_line(view: &BenchView) -> String {
@@ -347,7 +353,7 @@ fn fail(message: &str) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{BenchProgress, BenchStatus, BENCH_STATUS_TYPE};
+    use crate::api::{BENCH_STATUS_TYPE, BenchProgress, BenchStatus};
 
     #[test]
     fn the_bar_shows_counts_task_step_and_eta() {
@@ -376,9 +382,18 @@ mod tests {
             current_step: Some(7),
         }));
         let line = bar_line(&view);
-        assert!(line.starts_with(&format!("[{}{}] 1/4  25%", "█".repeat(7), "░".repeat(21))), "{line}");
+        assert!(
+            line.starts_with(&format!("[{}{}] 1/4  25%", "█".repeat(7), "░".repeat(21))),
+            "{line}"
+        );
         assert!(line.ends_with("task_002 step 7  ETA 36.0 s"), "{line}");
-        assert_eq!(result_line(&view.results[0]), "pass  task_001  score 0.90 in 12.0 s");
-        assert_eq!(summary_line(&view), "smoke running: 1/1 passed (100%), mean score 0.90");
+        assert_eq!(
+            result_line(&view.results[0]),
+            "pass  task_001  score 0.90 in 12.0 s"
+        );
+        assert_eq!(
+            summary_line(&view),
+            "smoke running: 1/1 passed (100%), mean score 0.90"
+        );
     }
 }

@@ -88,8 +88,7 @@ impl BenchView {
     pub fn mean_score(&self) -> Option<f64> {
         #[allow(clippy::cast_precision_loss)] // Task counts are small.
         (!self.results.is_empty()).then(|| {
-            self.results.iter().map(|r| r.score).fold(0.0, |a, b| a + b)
-                / self.results.len() as f64
+            self.results.iter().map(|r| r.score).fold(0.0, |a, b| a + b) / self.results.len() as f64
         })
     }
 
@@ -185,6 +184,10 @@ mod tests {
         assert!(view.results.is_empty());
         view.apply(result("t1", true, 1.0, 1.0));
         view.apply(status(phase::RUNNING, true, "b"));
-        assert_eq!(view.results.len(), 1, "the same benchmark again is not a new one");
+        assert_eq!(
+            view.results.len(),
+            1,
+            "the same benchmark again is not a new one"
+        );
     }
 }

@@ -523,7 +523,8 @@ impl Model {
         state: &ConnectionState,
         now: f64,
     ) {
-        let advance = |link: &mut Option<Link>| *link = Some(advance_link(link.as_ref(), state, now));
+        let advance =
+            |link: &mut Option<Link>| *link = Some(advance_link(link.as_ref(), state, now));
         match run {
             None => {
                 if let Some(s) = self.servers.get_mut(server) {

@@ -71,7 +71,8 @@ impl Requests {
             // A server that lists an id twice: the later entry wins, still one row.
             fresh.insert(request.request_id.clone(), request);
         }
-        self.rows.retain(|row| fresh.contains_key(&row.request.request_id));
+        self.rows
+            .retain(|row| fresh.contains_key(&row.request.request_id));
         for row in &mut self.rows {
             if let Some(request) = fresh.remove(&row.request.request_id) {
                 row.age_at_snapshot = age(&request, taken).or(row.age_at_snapshot);
@@ -162,7 +163,11 @@ mod tests {
             ),
             100.0,
         );
-        let ids: Vec<&str> = requests.rows().iter().map(|r| r.request.request_id.as_str()).collect();
+        let ids: Vec<&str> = requests
+            .rows()
+            .iter()
+            .map(|r| r.request.request_id.as_str())
+            .collect();
         assert_eq!(ids, ["a", "b"], "new rows come oldest first");
         requests.apply(
             snapshot(
@@ -175,7 +180,11 @@ mod tests {
             ),
             102.0,
         );
-        let ids: Vec<&str> = requests.rows().iter().map(|r| r.request.request_id.as_str()).collect();
+        let ids: Vec<&str> = requests
+            .rows()
+            .iter()
+            .map(|r| r.request.request_id.as_str())
+            .collect();
         assert_eq!(ids, ["b", "c"]);
         assert_eq!(requests.row("b").unwrap().request.output_tokens, 41);
         assert!(requests.row("a").is_none());
@@ -185,16 +194,16 @@ mod tests {
     fn durations_tick_from_the_servers_clock_not_ours() {
         let mut requests = Requests::default();
         requests.apply(
-            snapshot("2026-01-01T00:01:00Z", vec![request("a", "2026-01-01T00:00:30Z", 0)]),
+            snapshot(
+                "2026-01-01T00:01:00Z",
+                vec![request("a", "2026-01-01T00:00:30Z", 0)],
+            ),
             5.0,
         );
         let row = requests.row("a").unwrap();
         assert_eq!(row.duration(5.0), Some(30.0));
         assert_eq!(row.duration(7.5), Some(32.5));
-        requests.apply(
-            snapshot("bad time", vec![request("z", "also bad", 0)]),
-            8.0,
-        );
+        requests.apply(snapshot("bad time", vec![request("z", "also bad", 0)]), 8.0);
         assert_eq!(requests.row("z").unwrap().duration(9.0), None);
     }
 }

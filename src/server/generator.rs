@@ -309,8 +309,13 @@ impl Walk<'_> {
 /// programs, then seed 001's `done`.
 pub async fn list_models(config: &GeneratorConfig, ctx: &RunContext) -> Outcome {
     let steps = async {
-        narrate(ctx, "info", "model_list_start", "Listing models on the synthetic generator")
-            .await?;
+        narrate(
+            ctx,
+            "info",
+            "model_list_start",
+            "Listing models on the synthetic generator",
+        )
+        .await?;
         pause(config, ctx, 0.2).await?;
         let models = catalog::models();
         let found = format!("Found {} model(s)", models.len());

@@ -10,9 +10,9 @@ mod failure;
 pub mod generator;
 mod hub;
 mod recorder;
-mod routes;
 mod requests;
 mod requests_stream;
+mod routes;
 mod runs;
 mod sse_out;
 pub mod store;
@@ -28,18 +28,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use generator::GeneratorConfig;
-pub use routes::{DEFAULT_LIST_LIMIT, FEATURES, MAX_LIST_LIMIT};
-pub use store::{DbLocation, StoreError};
 pub use requests::DISABLED_MESSAGE;
 pub use requests_stream::RequestStreamSettings;
 pub use routes::MAX_BENCH_TASKS;
+pub use routes::{DEFAULT_LIST_LIMIT, FEATURES, MAX_LIST_LIMIT};
+pub use store::{DbLocation, StoreError};
 pub use stream::StreamSettings;
 
 use auth::RequiredToken;
 use bench::{BenchBoard, BenchRunner};
-use requests::RequestTracker;
 use hub::Hub;
 use recorder::Recorder;
+use requests::RequestTracker;
 use routes::AppState;
 use runs::Runs;
 use store::Store;
@@ -225,10 +225,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         store: store.clone(),
         hub: hub.clone(),
         shutdown: shutdown.clone(),
-        rng: Arc::new(Mutex::new(config.generator.seed.map_or_else(
-            crate::rng::SplitMix64::from_entropy,
-            |seed| crate::rng::SplitMix64::new(seed.rotate_left(29)),
-        ))),
+        rng: Arc::new(Mutex::new(
+            config
+                .generator
+                .seed
+                .map_or_else(crate::rng::SplitMix64::from_entropy, |seed| {
+                    crate::rng::SplitMix64::new(seed.rotate_left(29))
+                }),
+        )),
     };
     let state = AppState {
         runs,

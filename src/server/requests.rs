@@ -103,7 +103,11 @@ impl RequestTracker {
 
     /// The requests in flight, oldest first, with the version they belong to.
     pub fn snapshot(&self) -> (u64, ActiveRequests) {
-        let active = self.inner.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let active = self
+            .inner
+            .active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let version = *self.inner.version.borrow();
         let mut list: Vec<(u64, ActiveRequest)> =
             active.iter().map(|(k, r)| (*k, r.clone())).collect();
@@ -127,7 +131,11 @@ impl RequestTracker {
     /// Applies a change under the lock, then bumps the version so waiters wake.
     fn change(&self, edit: impl FnOnce(&mut HashMap<u64, ActiveRequest>)) {
         {
-            let mut active = self.inner.active.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut active = self
+                .inner
+                .active
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             edit(&mut active);
         }
         self.inner.version.send_modify(|version| *version += 1);
@@ -207,6 +215,11 @@ mod tests {
         assert_eq!(version, 0);
         assert!(snapshot.disabled);
         assert!(snapshot.active_requests.is_empty());
-        assert!(snapshot.message.unwrap().contains("RUNBOARD_REQUEST_METRICS"));
+        assert!(
+            snapshot
+                .message
+                .unwrap()
+                .contains("RUNBOARD_REQUEST_METRICS")
+        );
     }
 }

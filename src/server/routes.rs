@@ -89,7 +89,10 @@ pub fn router(state: AppState, token: RequiredToken) -> Router {
         .route("/api/benchmarks", post(create_benchmark))
         .route("/api/benchmark-sse", get(benchmark_stream))
         .route("/metrics/active-requests", get(active_requests))
-        .route("/metrics/active-requests/stream", get(active_requests_stream));
+        .route(
+            "/metrics/active-requests/stream",
+            get(active_requests_stream),
+        );
     if state.events_endpoint {
         router = router.route("/api/events", get(all_events));
     }
@@ -418,7 +421,10 @@ async fn create_benchmark(
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_tasks",
-            format!("tasks must be 1 to {MAX_BENCH_TASKS}, not {}", request.tasks),
+            format!(
+                "tasks must be 1 to {MAX_BENCH_TASKS}, not {}",
+                request.tasks
+            ),
         ));
     }
     request.params = params_object(request.params)?;
@@ -438,8 +444,9 @@ async fn benchmark_stream(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, Failure> {
     let query = query_pairs(query)?;
-    let interval = Interval::parse(query.get("interval").map(String::as_str))
-        .map_err(|error| Failure::new(StatusCode::BAD_REQUEST, "bad_interval", error.to_string()))?;
+    let interval = Interval::parse(query.get("interval").map(String::as_str)).map_err(|error| {
+        Failure::new(StatusCode::BAD_REQUEST, "bad_interval", error.to_string())
+    })?;
     let resume = Resume::parse(
         headers
             .get("last-event-id")

@@ -14,8 +14,8 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, interval_at};
 use tokio_util::sync::CancellationToken;
 
@@ -268,5 +268,4 @@ impl Pump {
         }
         Ok(self.sink.send(chunk.freeze()).await?)
     }
-
 }

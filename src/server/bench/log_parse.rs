@@ -190,13 +190,19 @@ mod tests {
     fn the_seeds_three_patterns() {
         assert_eq!(
             parse_line("2026-11-21 14:23:45 INFO Task 5/30"),
-            Some(LogLine::TaskOf { index: 5, total: 30 })
+            Some(LogLine::TaskOf {
+                index: 5,
+                total: 30
+            })
         );
         assert_eq!(
             parse_line("Running task: task_001_notepad"),
             Some(LogLine::Running("task_001_notepad".into()))
         );
-        assert_eq!(parse_line("[agent] Step 12: click(OK)"), Some(LogLine::Step(12)));
+        assert_eq!(
+            parse_line("[agent] Step 12: click(OK)"),
+            Some(LogLine::Step(12))
+        );
     }
 
     #[test]

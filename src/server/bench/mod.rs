@@ -114,7 +114,8 @@ impl BenchState {
         }
         self.results.push(result);
         self.progress.tasks_completed = self.progress.tasks_completed.max(self.results_total());
-        if self.progress.total_tasks > 0 && self.progress.tasks_completed >= self.progress.total_tasks
+        if self.progress.total_tasks > 0
+            && self.progress.tasks_completed >= self.progress.total_tasks
         {
             self.end(phase::FINISHED);
         }

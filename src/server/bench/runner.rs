@@ -17,7 +17,14 @@ use crate::server::store::Store;
 
 /// The kinds of task a synthetic benchmark cycles through, for readable task ids.
 const TASK_KINDS: [&str; 8] = [
-    "summarize", "translate", "extract", "classify", "reason", "code", "plan", "critique",
+    "summarize",
+    "translate",
+    "extract",
+    "classify",
+    "reason",
+    "code",
+    "plan",
+    "critique",
 ];
 
 /// Why a benchmark could not start.

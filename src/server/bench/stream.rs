@@ -201,11 +201,26 @@ mod tests {
     #[test]
     fn the_interval_defaults_clamps_and_refuses_words() {
         assert_eq!(Interval::parse(None).unwrap().0, Duration::from_secs(5));
-        assert_eq!(Interval::parse(Some("0")).unwrap().0, Duration::from_secs(1));
-        assert_eq!(Interval::parse(Some("-3")).unwrap().0, Duration::from_secs(1));
-        assert_eq!(Interval::parse(Some("1000")).unwrap().0, Duration::from_secs(60));
-        assert_eq!(Interval::parse(Some("inf")).unwrap().0, Duration::from_secs(60));
-        assert_eq!(Interval::parse(Some("2.5")).unwrap().0, Duration::from_millis(2500));
+        assert_eq!(
+            Interval::parse(Some("0")).unwrap().0,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            Interval::parse(Some("-3")).unwrap().0,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            Interval::parse(Some("1000")).unwrap().0,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            Interval::parse(Some("inf")).unwrap().0,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            Interval::parse(Some("2.5")).unwrap().0,
+            Duration::from_millis(2500)
+        );
         for bad in ["abc", "", "NaN", "5s"] {
             assert!(Interval::parse(Some(bad)).is_err(), "{bad:?}");
         }
