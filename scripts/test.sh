@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
 # Runs every test. The console's image snapshots render with wgpu on Mesa's software Vulkan
-# (lavapipe), so Mesa is installed first when it is missing (Debian/Ubuntu, as root).
+# (lavapipe), and the benchmark-stream tests run the seed's Python client and curl, so Mesa,
+# python3 and curl are installed first when missing (Debian/Ubuntu, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+missing=()
+command -v python3 > /dev/null || missing+=(python3)
+command -v curl > /dev/null || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing ${missing[*]} for the benchmark-stream client tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+  else
+    echo "note: ${missing[*]} missing; tests/server_bench.rs needs them" >&2
+  fi
+fi
 
 if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json > /dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
