@@ -156,6 +156,7 @@ fn start_ui(ui: &mut egui::Ui, index: usize, state: &mut UiState, actions: &mut 
 fn progress_ui(ui: &mut egui::Ui, view: &BenchView) {
     let progress = &view.progress;
     let fraction = view.fraction().unwrap_or(0.0);
+    // The theme's own fill keeps the text on the bar readable in dark and light.
     #[allow(clippy::cast_possible_truncation)] // 0..=1 for a bar.
     let bar = egui::ProgressBar::new(fraction as f32)
         .text(format!(
@@ -163,8 +164,7 @@ fn progress_ui(ui: &mut egui::Ui, view: &BenchView) {
             progress.tasks_completed,
             progress.total_tasks,
             fraction * 100.0
-        ))
-        .fill(if view.ended() { GOOD } else { BUSY });
+        ));
     ui.add(bar);
     ui.horizontal(|ui| {
         match &progress.current_task {
