@@ -158,13 +158,12 @@ fn progress_ui(ui: &mut egui::Ui, view: &BenchView) {
     let fraction = view.fraction().unwrap_or(0.0);
     // The theme's own fill keeps the text on the bar readable in dark and light.
     #[allow(clippy::cast_possible_truncation)] // 0..=1 for a bar.
-    let bar = egui::ProgressBar::new(fraction as f32)
-        .text(format!(
-            "{} / {} tasks · {:.0}%",
-            progress.tasks_completed,
-            progress.total_tasks,
-            fraction * 100.0
-        ));
+    let bar = egui::ProgressBar::new(fraction as f32).text(format!(
+        "{} / {} tasks · {:.0}%",
+        progress.tasks_completed,
+        progress.total_tasks,
+        fraction * 100.0
+    ));
     ui.add(bar);
     ui.horizontal(|ui| {
         match &progress.current_task {

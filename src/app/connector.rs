@@ -220,24 +220,21 @@ impl Connector {
 
     /// Follows a server's benchmark stream while the returned guard lives.
     pub fn watch_bench(&self, server: ServerId) -> Option<TaskGuard> {
-        let client = self.client(server)?;
-        Some(side_streams::watch_bench(
-            &self.spawner,
-            client,
-            server,
-            self.outbox.clone(),
-        ))
+        self.view_stream(server, side_streams::watch_bench)
     }
 
     /// Follows a server's requests in flight while the returned guard lives.
     pub fn watch_requests(&self, server: ServerId) -> Option<TaskGuard> {
+        self.view_stream(server, side_streams::watch_requests)
+    }
+
+    fn view_stream(
+        &self,
+        server: ServerId,
+        start: fn(&Spawner, ApiClient, ServerId, Outbox) -> TaskGuard,
+    ) -> Option<TaskGuard> {
         let client = self.client(server)?;
-        Some(side_streams::watch_requests(
-            &self.spawner,
-            client,
-            server,
-            self.outbox.clone(),
-        ))
+        Some(start(&self.spawner, client, server, self.outbox.clone()))
     }
 
     /// Cancels a run.
