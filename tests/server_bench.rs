@@ -359,19 +359,37 @@ async fn a_log_file_missing_then_written_rotated_and_deleted_shows_in_status() {
     );
     assert_eq!(seen.errors, ["VNC connection dropped"]);
 
-    // Rotation: the file is moved away and a new one takes its place.
+    // Rotation: the file is moved away and a new, longer one takes its place (so only its
+    // identity tells it is another file).
     std::fs::rename(&log, dir.path().join("waa_benchmark.log.1")).unwrap();
+    let padding = "12:00:01 DEBUG agent is thinking about the next click on the canvas\n".repeat(8);
     append(
         &log,
-        "Task 2/2\nRunning task: task_002_paint\nTask task_002_paint failed (score: 0.0)\n",
+        &format!("{padding}Task 2/2\nRunning task: task_002_paint\nStep 1\n"),
     );
+    read_until(&mut source, &mut seen, Duration::from_secs(10), |s| {
+        s.progress.last().and_then(|p| p.current_task.as_deref()) == Some("task_002_paint")
+            && s.statuses
+                .last()
+                .is_some_and(|st| st.log.as_ref().unwrap().rotations == 1)
+    })
+    .await;
+    // Truncation in place (copytruncate) is a rotation too.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    append(&log, "Task task_002_paint failed (score: 0.0)\n");
     read_until(&mut source, &mut seen, Duration::from_secs(10), |s| {
         s.statuses
             .last()
             .is_some_and(|st| st.phase == phase::FINISHED)
     })
     .await;
-    assert_eq!(seen.last_status().log.as_ref().unwrap().rotations, 1);
+    assert_eq!(seen.last_status().log.as_ref().unwrap().rotations, 2);
     assert_eq!(seen.results.len(), 2);
     assert!(!seen.results[1].1.success);
 
