@@ -15,3 +15,5 @@ pub mod units;
 pub mod cli;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod server;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

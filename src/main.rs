@@ -1,5 +1,5 @@
-//! The `runboard` binary. Natively it is the command line; the browser build has its own entry
-//! point in `index.html` (see the web issue), so the wasm `main` has nothing to do.
+//! The `runboard` binary. Natively it is the command line; built for the browser (trunk, see
+//! `index.html`), it starts the console on the page.
 
 // Many small allocations per event on several threads: mimalloc keeps them from queueing on
 // one allocator lock (measured in `cargo bench --bench server`).
@@ -13,4 +13,6 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(target_arch = "wasm32")]
-fn main() {}
+fn main() {
+    runboard::web::start();
+}

@@ -137,7 +137,12 @@ fn header_ui(ui: &mut egui::Ui, worker: &Worker, server: Option<&str>, model: &M
                 .link
                 .as_ref()
                 .or(model.servers[worker.key.server].link.as_ref());
-            if let Some(link) = link {
+            if worker.polled && !worker.status.is_finished() {
+                badge(ui, "polled", egui::Color32::from_rgb(128, 128, 140)).on_hover_text(
+                    "Not followed live: a browser allows few connections per server, so this \
+                     run is updated from the feed's polls until a stream is free",
+                );
+            } else if let Some(link) = link {
                 badge(ui, &link.label(now), link_color(link))
                     .on_hover_text("The stream this card's events arrive on");
             }

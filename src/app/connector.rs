@@ -66,6 +66,20 @@ impl Connector {
         self.watch(self.clients.len() - 1);
     }
 
+    /// Uses `token` for every server from now on, and watches `servers` again (those that
+    /// refused the old one).
+    pub fn set_token(&mut self, token: &str, servers: &[ServerId]) {
+        let token = Some(token).filter(|t| !t.is_empty());
+        for client in &mut self.clients {
+            if let Ok(fresh) = ApiClient::new(client.base_url(), token) {
+                *client = fresh;
+            }
+        }
+        for &server in servers {
+            self.watch(server);
+        }
+    }
+
     /// Starts watching every server.
     pub fn watch_all(&self) {
         for server in 0..self.clients.len() {
@@ -86,6 +100,12 @@ impl Connector {
             let health = loop {
                 match client.health().await {
                     Ok(health) => break health,
+                    Err(error) if error.status() == Some(401) => {
+                        // Retrying cannot help: the user must give a token, then we start again.
+                        let message = error.to_string();
+                        outbox.send(Inbound::NeedsToken { server, message }).await;
+                        return;
+                    }
                     Err(error) => {
                         let message = format!("{error}; retrying in {} s", wait.as_secs());
                         if !outbox.send(Inbound::ServerError { server, message }).await {

@@ -1,7 +1,7 @@
 //! The console: an `eframe::App` that drains the inbox into the model in `logic` and draws the
 //! model in `ui`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use web_time::Instant;
@@ -19,6 +19,7 @@ use super::settings_view::settings_window_ui;
 use super::side_streams::TaskGuard;
 use super::state::{FocusTarget, UiState, View};
 use super::summary::summary_ui;
+use super::token_view::token_window_ui;
 use crate::api::{ApiClient, CreateBenchmark};
 use crate::model::{Inbound, Model, RunKey, Settings};
 use crate::runtime::Spawner;
@@ -56,6 +57,9 @@ pub struct ConsoleConfig {
     pub launch: Option<crate::app::LaunchForm>,
     /// Open on this view instead of the remembered one.
     pub view: Option<View>,
+    /// The most per-run streams followed at once per server (for servers without
+    /// `/api/events`); the rest are polled. A browser allows six connections per host.
+    pub max_run_streams: Option<usize>,
 }
 
 impl ConsoleConfig {
@@ -69,6 +73,7 @@ impl ConsoleConfig {
             settings: Settings::default(),
             launch: None,
             view: None,
+            max_run_streams: None,
         }
     }
 }
@@ -92,6 +97,10 @@ pub struct Console {
     models_asked: HashSet<usize>,
     /// The demo also starts a benchmark, once the first server says it can run one.
     demo_benchmark_pending: bool,
+    /// See [`ConsoleConfig::max_run_streams`].
+    max_run_streams: Option<usize>,
+    /// The title last set.
+    title: String,
 }
 
 impl Console {
@@ -114,11 +123,12 @@ impl Console {
         if state.bench_tasks == 0 {
             state.bench_tasks = 10;
         }
+        let token = config.token.clone().or_else(super::token_store::load);
         let (inbox, outbox) = Inbox::new(ctx);
         let clients: Result<Vec<ApiClient>, String> = config
             .servers
             .iter()
-            .map(|url| ApiClient::new(url, config.token.as_deref()).map_err(|e| e.to_string()))
+            .map(|url| ApiClient::new(url, token.as_deref()).map_err(|e| e.to_string()))
             .collect();
         let (clients, fatal) = match clients {
             Ok(clients) => (clients, None),
@@ -137,10 +147,12 @@ impl Console {
             started: Instant::now(),
             followed: HashSet::new(),
             fatal,
-            token: config.token.clone(),
+            token,
             view_streams: Vec::new(),
             models_asked: HashSet::new(),
             demo_benchmark_pending: false,
+            max_run_streams: config.max_run_streams,
+            title: String::new(),
         };
         // Servers added in an earlier session are watched again.
         for url in console.state.added_servers.clone() {
@@ -248,6 +260,17 @@ impl Console {
                 }
             }
             Action::ListModels(server) => self.list_models(server),
+            Action::SetToken(token) => {
+                super::token_store::remember(&token);
+                let refused: Vec<usize> = (0..self.model.servers.len())
+                    .filter(|&i| self.model.servers[i].needs_token.is_some())
+                    .collect();
+                for &server in &refused {
+                    self.model.servers[server].needs_token = None;
+                }
+                self.connector.set_token(&token, &refused);
+                self.token = Some(token);
+            }
             Action::StartBenchmark { server, tasks } => {
                 let request = CreateBenchmark {
                     tasks,
@@ -324,14 +347,39 @@ impl Console {
         }
     }
 
-    /// Follows runs on their own stream where the server has no `/api/events`.
+    /// Follows runs on their own stream where the server has no `/api/events`, at most
+    /// `max_run_streams` at once per server; the others are marked and polled until a stream
+    /// is free.
     fn follow_new_runs(&mut self) {
+        let mut open: HashMap<usize, usize> = HashMap::new();
+        for worker in self.model.workers() {
+            if self.followed.contains(&worker.key) && !worker.status.is_finished() {
+                *open.entry(worker.key.server).or_default() += 1;
+            }
+        }
+        let mut marks = Vec::new();
         for worker in self.model.workers() {
             let server = &self.model.servers[worker.key.server];
             let per_run = server.health.as_ref().is_some_and(|h| !h.has("events"));
-            if per_run && !worker.status.is_finished() && self.followed.insert(worker.key.clone()) {
-                self.connector.follow_run(&worker.key);
+            if !per_run || worker.status.is_finished() || self.followed.contains(&worker.key) {
+                continue;
             }
+            let streams = open.entry(worker.key.server).or_default();
+            if self.max_run_streams.is_some_and(|max| *streams >= max) {
+                if !worker.polled {
+                    marks.push((worker.key.clone(), true));
+                }
+                continue;
+            }
+            *streams += 1;
+            self.followed.insert(worker.key.clone());
+            self.connector.follow_run(&worker.key);
+            if worker.polled {
+                marks.push((worker.key.clone(), false));
+            }
+        }
+        for (key, polled) in marks {
+            self.model.set_polled(&key, polled);
         }
     }
 
@@ -413,6 +461,11 @@ impl eframe::App for Console {
         }
         self.keyboard(&ctx);
         let now = self.now();
+        super::title::show(
+            &ctx,
+            &super::title::title(&self.model, now),
+            &mut self.title,
+        );
         let actions = console_ui(ui, &mut self.model, &mut self.state, now);
         for action in actions {
             self.act(action);
@@ -476,6 +529,7 @@ pub fn console_ui(
     if state.settings_open {
         settings_window_ui(&ctx, state, model, &mut actions);
     }
+    token_window_ui(&ctx, model, state, &mut actions);
     actions
 }
 

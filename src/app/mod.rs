@@ -18,6 +18,9 @@ mod settings_view;
 mod side_streams;
 mod state;
 mod summary;
+mod title;
+mod token_store;
+mod token_view;
 
 pub use connector::{Connector, LaunchRequest};
 pub use console::{Console, ConsoleConfig, console_ui};
@@ -45,6 +48,8 @@ pub enum Action {
     AddServer(String),
     /// Ask a server for its models (a models job).
     ListModels(usize),
+    /// Use this token for every server and try again those that refused.
+    SetToken(String),
     /// Start a benchmark of this many tasks on a server.
     StartBenchmark {
         /// Which server.

@@ -92,6 +92,9 @@ pub struct UiState {
     pub requests_sort: RequestSort,
     /// Tasks in a benchmark started from the Benchmark view.
     pub bench_tasks: u64,
+    /// The token being typed into the token prompt.
+    #[serde(skip)]
+    pub token_input: String,
 }
 
 /// The views of the main area.

@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::server::{
     self, DbLocation, GeneratorConfig, RequestStreamSettings, ServerConfig, StreamSettings,
+    WebBundle,
 };
 
 /// Arguments of `runboard serve`.
@@ -68,6 +69,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_f64,
           env = "RUNBOARD_REQUESTS_SSE_HEARTBEAT")]
     requests_sse_heartbeat: f64,
+    /// Serve the web console from this directory (trunk's `dist/`) at `/`; by default the one
+    /// built into the binary (`--features embed-web`), else `./dist` when it exists
+    #[arg(long, value_name = "DIR", env = "RUNBOARD_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+    /// Let pages from this origin call the API (CORS), e.g. https://dash.example.com
+    /// (repeatable)
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
 }
 
 fn positive_f64(text: &str) -> Result<f64, String> {
@@ -113,6 +122,11 @@ impl ServeArgs {
                 retry: Duration::from_millis(self.retry_ms),
             },
             benchmark_log: self.benchmark_log.clone(),
+            web: self
+                .web_dir
+                .clone()
+                .map_or_else(WebBundle::discover, WebBundle::Dir),
+            cors_origins: self.cors_origins.clone(),
             ..ServerConfig::default()
         }
     }
@@ -121,7 +135,17 @@ impl ServeArgs {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> ExitCode {
     let config = args.config();
+    if let WebBundle::Dir(dir) = &config.web
+        && !dir.join("index.html").is_file()
+    {
+        eprintln!(
+            "runboard serve: error: --web-dir {} has no index.html (build it with `trunk build --release`)",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let db = config.db.to_string();
+    let web = config.web.describe();
     let auth = if config.token.is_some() {
         "token required"
     } else {
@@ -135,7 +159,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     };
     eprintln!(
-        "runboard serve: listening on {} (store: {db}; {auth}); Ctrl-C stops",
+        "runboard serve: listening on {} (store: {db}; {auth}; {web}); Ctrl-C stops",
         running.url()
     );
     wait_for_stop_signal().await;

@@ -73,6 +73,8 @@ pub struct Server {
     pub bench_link: Option<Link>,
     /// Its requests in flight.
     pub requests: Requests,
+    /// Set when it refused our token (or we had none): why, for the token prompt.
+    pub needs_token: Option<String>,
 }
 
 impl Server {
@@ -95,6 +97,7 @@ impl Server {
             bench: BenchView::default(),
             bench_link: None,
             requests: Requests::default(),
+            needs_token: None,
         }
     }
 }
@@ -182,6 +185,13 @@ pub enum Inbound {
         server: ServerId,
         /// The new state.
         state: ConnectionState,
+    },
+    /// A server refused the request for want of a (valid) token.
+    NeedsToken {
+        /// Which server.
+        server: ServerId,
+        /// What it said.
+        message: String,
     },
     /// A models job was started on a server.
     ModelsAsked {
@@ -279,6 +289,7 @@ impl Model {
                 if let Some(s) = self.servers.get_mut(server) {
                     s.health = Some(health);
                     s.error = None;
+                    s.needs_token = None;
                 }
             }
             Inbound::Appeared { server, summary } => {
@@ -297,6 +308,18 @@ impl Model {
                 let before = self.workers.len();
                 for summary in runs.iter().filter(|run| !run.status.is_finished()) {
                     self.card(RunKey::new(server, summary.run_id.clone()), summary, now);
+                }
+                // Cards without a live stream learn from the poll.
+                let rate_settings = self.settings.rate;
+                for summary in &runs {
+                    let key = RunKey::new(server, summary.run_id.clone());
+                    let finished = self
+                        .worker_mut(&key)
+                        .filter(|worker| worker.polled)
+                        .is_some_and(|worker| worker.absorb(summary, now, &rate_settings));
+                    if finished {
+                        *self.finished.entry(summary.status).or_default() += 1;
+                    }
                 }
                 if self.workers.len() != before {
                     // Adopted cards bring tokens made before we watched: not a rate.
@@ -349,11 +372,23 @@ impl Model {
                     s.requests.link = Some(advance_link(s.requests.link.as_ref(), &state, now));
                 }
             }
+            Inbound::NeedsToken { server, message } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.needs_token = Some(message);
+                }
+            }
             Inbound::ModelsAsked { server } => {
                 if let Some(s) = self.servers.get_mut(server) {
                     s.models_pending = true;
                 }
             }
+        }
+    }
+
+    /// Marks a card as followed live or not (polled instead).
+    pub fn set_polled(&mut self, key: &RunKey, polled: bool) {
+        if let Some(worker) = self.worker_mut(key) {
+            worker.polled = polled;
         }
     }
 

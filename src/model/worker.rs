@@ -65,6 +65,8 @@ pub struct Worker {
     pub adopted: bool,
     /// The error that ended it, if any.
     pub error: Option<String>,
+    /// Not followed live (a browser's connection budget was spent): updated from polls.
+    pub polled: bool,
 }
 
 impl Worker {
@@ -89,6 +91,7 @@ impl Worker {
             link_opened_at: None,
             adopted: summary.tokens_out > 0 || summary.status == RunStatus::Running,
             error: None,
+            polled: false,
         }
     }
 
@@ -139,6 +142,29 @@ impl Worker {
             self.finished_at = Some(now);
             self.rate.stop(now);
             return true;
+        }
+        false
+    }
+
+    /// Takes what a poll of the run list says, for a card that has no live stream. Its rate is
+    /// measured between polls. True when this is the moment it finished.
+    pub fn absorb(&mut self, summary: &RunSummary, now: f64, settings: &RateSettings) -> bool {
+        if summary.tokens_out != self.tokens_out {
+            self.tokens_out = summary.tokens_out;
+            self.rate.observe(summary.tokens_out, now, settings);
+            self.last_event_at = now;
+        }
+        if summary.agent.is_some() {
+            self.agent.clone_from(&summary.agent);
+        }
+        if summary.iteration.is_some() {
+            self.iteration = summary.iteration;
+        }
+        if let Some(snippet) = &summary.snippet {
+            snippet.clone_into(&mut self.snippet);
+        }
+        if summary.status != self.status {
+            return self.set_status(summary.status, now);
         }
         false
     }

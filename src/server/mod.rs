@@ -17,6 +17,7 @@ mod runs;
 mod sse_out;
 pub mod store;
 mod stream;
+pub mod web_bundle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ pub use routes::MAX_BENCH_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, FEATURES, MAX_LIST_LIMIT};
 pub use store::{DbLocation, StoreError};
 pub use stream::StreamSettings;
+pub use web_bundle::WebBundle;
 
 use auth::RequiredToken;
 use bench::{BenchBoard, BenchRunner};
@@ -82,6 +84,10 @@ pub struct ServerConfig {
     pub request_stream: RequestStreamSettings,
     /// Follow the benchmark that writes this log instead of running benchmarks here.
     pub benchmark_log: Option<PathBuf>,
+    /// The web console served at `/`.
+    pub web: WebBundle,
+    /// Origins whose pages may call the API (CORS), e.g. `https://dash.example.com`.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +112,8 @@ impl Default for ServerConfig {
             request_metrics: true,
             request_stream: RequestStreamSettings::default(),
             benchmark_log: None,
+            web: WebBundle::None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -143,6 +151,9 @@ pub enum ServerError {
     /// The store could not be opened or recovered.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A `--cors-origin` is not an origin.
+    #[error("--cors-origin {0:?} is not an origin such as https://dash.example.com")]
+    BadOrigin(String),
 }
 
 /// A server that is running. Stop it with [`stop`](Self::stop).
@@ -185,6 +196,21 @@ impl RunningServer {
 /// Opens the store, recovers from an earlier stop, binds, and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.check_exposure()?;
+    let cors_origins = config
+        .cors_origins
+        .iter()
+        .map(|origin| {
+            let trimmed = origin.trim().trim_end_matches('/');
+            let host = trimmed
+                .strip_prefix("http://")
+                .or_else(|| trimmed.strip_prefix("https://"));
+            let valid = host.is_some_and(|host| !host.is_empty() && !host.contains('/'));
+            valid
+                .then(|| axum::http::HeaderValue::from_str(trimmed).ok())
+                .flatten()
+                .ok_or_else(|| ServerError::BadOrigin(origin.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let store = Store::open(&config.db).await?;
     let sequences = store.sequences().await?;
     let hub = Hub::new(config.broadcast_capacity);
@@ -250,8 +276,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         request_stream: config.request_stream.clone(),
         bench,
         bench_runner,
+        web: config.web.clone(),
     };
-    let app = routes::router(state, RequiredToken(config.token.clone()));
+    let app = routes::router(state, RequiredToken(config.token.clone()), &cors_origins);
     let serve = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
@@ -23,6 +23,7 @@ use super::requests_stream::{self, RequestStreamSettings};
 use super::runs::{CancelOutcome, Runs};
 use super::store::Store;
 use super::stream::{self, Scope, StreamSource};
+use super::web_bundle::{self, WebBundle, is_api_path};
 use crate::api::{
     BenchmarkStarted, CreateBenchmark, CreateRun, Health, RunDetail, RunList, RunMode, RunStatus,
 };
@@ -76,10 +77,13 @@ pub struct AppState {
     pub bench: BenchBoard,
     /// Starts benchmarks.
     pub bench_runner: BenchRunner,
+    /// The web console served at `/`.
+    pub web: WebBundle,
 }
 
-/// The router: every API route behind the token check.
-pub fn router(state: AppState, token: RequiredToken) -> Router {
+/// The router: every API route behind the token check, the web console for everything else,
+/// and CORS for the origins allowed to call the API from a page hosted elsewhere.
+pub fn router(state: AppState, token: RequiredToken, cors_origins: &[HeaderValue]) -> Router {
     let mut router = Router::new()
         .route("/api/health", get(health))
         .route("/api/runs", post(create_run).get(list_runs))
@@ -96,11 +100,30 @@ pub fn router(state: AppState, token: RequiredToken) -> Router {
     if state.events_endpoint {
         router = router.route("/api/events", get(all_events));
     }
-    router
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(token, require_token))
-        .with_state(state)
+        .with_state(state);
+    if cors_origins.is_empty() {
+        return router;
+    }
+    // Outermost, so a preflight (which carries no token) is answered before the token check.
+    router.layer(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(tower_http::cors::AllowOrigin::list(
+                cors_origins.iter().cloned(),
+            ))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([axum::http::HeaderName::from_static("x-benchmark-interval")])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, Failure> {
@@ -121,8 +144,13 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, Failure> 
     }))
 }
 
-async fn not_found() -> Failure {
-    Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+/// Unknown API paths get the JSON 404; anything else is a file of the web console.
+async fn not_found(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    if is_api_path(uri.path()) {
+        Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
+    } else {
+        web_bundle::serve(&state.web, uri.path()).await
+    }
 }
 
 async fn method_not_allowed() -> Failure {
