@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test. The console's image snapshots render with wgpu on Mesa's software Vulkan
+# Runs every test: cargo's, then the web console in a real browser. The console's image snapshots render with wgpu on Mesa's software Vulkan
 # (lavapipe), and the benchmark-stream tests run the seed's Python client and curl, so Mesa,
 # python3 and curl are installed first when missing (Debian/Ubuntu, as root).
 set -euo pipefail
@@ -35,3 +35,7 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 cargo test "$@"
+
+# The web console end to end in headless Chromium (builds the bundle first; installs trunk,
+# wasm-bindgen-cli, wasm-opt and chromium when missing).
+scripts/web-e2e.sh

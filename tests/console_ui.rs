@@ -562,3 +562,89 @@ fn the_log_filters_pauses_and_a_click_selects_the_run() {
     harness.step();
     assert_eq!(harness.state().ui_state().selected.as_ref(), Some(&first));
 }
+
+#[test]
+fn with_a_stream_budget_the_runs_beyond_it_are_polled_and_still_finish() {
+    let setup = setup(1.5, false);
+    let mut config = ConsoleConfig::new(vec![setup.server.as_ref().unwrap().url()]);
+    config.feed_poll = Duration::from_millis(300);
+    config.max_run_streams = Some(2);
+    config.launch = Some(LaunchForm {
+        task: "budget".into(),
+        count: 4,
+        stagger_ms: 0,
+        inline: false,
+        server: 0,
+    });
+    let spawner = Spawner::new(setup.runtime.handle().clone());
+    let mut harness = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .allow_missing_glyphs()
+        .build_eframe(move |cc| Console::new(&cc.egui_ctx, None, config, spawner));
+    launch_from_the_ui(&mut harness);
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "two live and two polled",
+        |h| {
+            let workers = h.state().model().workers();
+            workers.len() == 4
+                && workers.iter().filter(|w| w.link.is_some()).count() == 2
+                && workers.iter().filter(|w| w.polled).count() == 2
+        },
+    );
+    harness.step();
+    assert_eq!(harness.query_all_by_label("polled").count(), 2);
+    // Polled cards still move (from the feed's polls) and every run ends on its card.
+    wait_for(
+        &mut harness,
+        Duration::from_secs(60),
+        "all four finished",
+        |h| {
+            let workers = h.state().model().workers();
+            // Never more than two followed live at once, at any step.
+            let live = workers
+                .iter()
+                .filter(|w| w.link.is_some() && !w.status.is_finished())
+                .count();
+            assert!(live <= 2, "{live} run streams open");
+            workers.iter().all(|w| w.status.is_finished())
+        },
+    );
+    let model = harness.state().model();
+    assert!(model.workers().iter().all(|w| w.tokens_out > 0));
+    assert_eq!(model.finished_count(RunStatus::Completed), 4);
+}
+
+#[test]
+fn a_server_that_wants_a_token_gets_one_from_the_prompt() {
+    let setup = setup_with(1.0, |config| config.token = Some("open-sesame".into()));
+    let mut harness = console(&setup, 1);
+    wait_for(
+        &mut harness,
+        Duration::from_secs(10),
+        "the token prompt",
+        |h| h.state().model().servers[0].needs_token.is_some(),
+    );
+    harness.step();
+    harness.get_by_label("This server needs a token");
+    harness.get_by_label("Token").focus();
+    harness.step();
+    harness.get_by_label("Token").type_text("open-sesame");
+    harness.step();
+    click_until(&mut harness, "Connect", |h| {
+        h.state().model().servers[0].needs_token.is_none()
+    });
+    wait_for(
+        &mut harness,
+        Duration::from_secs(10),
+        "the server's health",
+        |h| h.state().model().servers[0].health.is_some(),
+    );
+    harness.step();
+    assert!(
+        harness
+            .query_by_label("This server needs a token")
+            .is_none()
+    );
+}

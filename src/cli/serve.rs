@@ -73,7 +73,7 @@ pub struct ServeArgs {
     /// built into the binary (`--features embed-web`), else `./dist` when it exists
     #[arg(long, value_name = "DIR", env = "RUNBOARD_WEB_DIR")]
     web_dir: Option<PathBuf>,
-    /// Let pages from this origin call the API (CORS), e.g. https://dash.example.com
+    /// Let pages from this origin call the API (CORS), e.g. `https://dash.example.com`
     /// (repeatable)
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,

@@ -120,7 +120,7 @@ fn html_response(bytes: Vec<u8>, name: &str) -> Response {
         HeaderValue::from_static(content_type(name)),
     );
     // Trunk puts a hash in every asset's name, so only the page itself must be asked again.
-    let cache = if name.ends_with(".html") {
+    let cache = if content_type(name).starts_with("text/html") {
         "no-cache"
     } else {
         "public, max-age=31536000, immutable"
