@@ -20,6 +20,20 @@ pub async fn sleep(duration: Duration) {
     }
 }
 
+/// `Send` natively, where tasks move between the runtime's threads; nothing in the browser,
+/// where everything runs on the page's one thread. Lets one signature serve both.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send> MaybeSend for T {}
+
+/// `Send` natively, where tasks move between the runtime's threads; nothing in the browser,
+/// where everything runs on the page's one thread. Lets one signature serve both.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T> MaybeSend for T {}
+
 /// Where background work runs: a handle to the tokio runtime natively, nothing on the web.
 #[derive(Debug, Clone)]
 pub struct Spawner {
@@ -58,13 +72,13 @@ impl Spawner {
 
     /// Runs a future in the background.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+    pub fn spawn(&self, future: impl Future<Output = ()> + MaybeSend + 'static) {
         self.handle.spawn(future);
     }
 
     /// Runs a future in the background.
     #[cfg(target_arch = "wasm32")]
-    pub fn spawn(&self, future: impl Future<Output = ()> + 'static) {
+    pub fn spawn(&self, future: impl Future<Output = ()> + MaybeSend + 'static) {
         wasm_bindgen_futures::spawn_local(future);
     }
 

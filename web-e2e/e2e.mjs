@@ -34,9 +34,14 @@ try {
     if (isStream(request)) {
       streams.add(request);
       mostStreams = Math.max(mostStreams, streams.size);
+      if (process.env.E2E_VERBOSE) console.log(`open ${streams.size} ${request.url()}`);
     }
   });
-  const closed = (request) => streams.delete(request);
+  const closed = (request) => {
+    if (streams.delete(request) && process.env.E2E_VERBOSE) {
+      console.log(`closed ${streams.size} ${request.url()}`);
+    }
+  };
   page.on("requestfinished", closed);
   page.on("requestfailed", closed);
 
@@ -71,6 +76,21 @@ try {
   console.log(`a finished run reached the feed: "${await page.title()}"`);
   await page.waitForTimeout(1000);
   await page.screenshot({ path: screenshot });
+
+  // Every view works in the browser: each one's first request goes out (keys 2, 3, 4).
+  const views = [
+    ["2", "models", (r) => r.method() === "POST" && r.url().endsWith("/api/runs")],
+    ["3", "benchmark", (r) => r.url().includes("/api/benchmark-sse")],
+    ["4", "requests", (r) => r.url().includes("/metrics/active-requests/stream")],
+  ];
+  for (const [key, name, wanted] of views) {
+    const request = page.waitForRequest(wanted, { timeout: 30_000 });
+    await page.keyboard.press(key);
+    await request;
+    await page.waitForTimeout(2500);
+    await page.screenshot({ path: screenshot.replace(/\.png$/, `-${name}.png`) });
+    console.log(`the ${name} view asked the server and drew`);
+  }
   console.log(`most event streams open at once: ${mostStreams}`);
   if (mostStreams > 2) {
     console.error(`the page held ${mostStreams} streams to one server; the budget is 2`);

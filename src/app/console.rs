@@ -16,7 +16,7 @@ use super::log_view::log_ui;
 use super::models_view::models_ui;
 use super::requests_view::requests_ui;
 use super::settings_view::settings_window_ui;
-use super::side_streams::TaskGuard;
+use super::side_streams::{Stopping, TaskGuard};
 use super::state::{FocusTarget, UiState, View};
 use super::summary::summary_ui;
 use super::token_view::token_window_ui;
@@ -93,6 +93,9 @@ pub struct Console {
     token: Option<String>,
     /// View streams open now (benchmark or requests, per server): dropped, they close.
     view_streams: Vec<(View, usize, TaskGuard)>,
+    /// View streams told to close that have not yet: new ones wait for them, so a browser never
+    /// holds the old view's stream and the new one's at once.
+    closing: Vec<Stopping>,
     /// Servers asked for their models automatically (once each).
     models_asked: HashSet<usize>,
     /// The demo also starts a benchmark, once the first server says it can run one.
@@ -149,6 +152,7 @@ impl Console {
             fatal,
             token,
             view_streams: Vec::new(),
+            closing: Vec::new(),
             models_asked: HashSet::new(),
             demo_benchmark_pending: false,
             max_run_streams: config.max_run_streams,
@@ -295,9 +299,20 @@ impl Console {
 
     /// Opens the streams the shown view needs and closes the others: a browser allows only a
     /// few connections per server. The Models view asks each server once for its models.
-    fn sync_view_streams(&mut self) {
+    fn sync_view_streams(&mut self, ctx: &egui::Context) {
         let view = self.state.view;
-        self.view_streams.retain(|(wanted, _, _)| *wanted == view);
+        let (keep, stop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.view_streams)
+            .into_iter()
+            .partition(|(wanted, _, _)| *wanted == view);
+        self.view_streams = keep;
+        self.closing
+            .extend(stop.into_iter().map(|(_, _, guard)| guard.stop()));
+        self.closing.retain(|stopping| !stopping.ended());
+        if !self.closing.is_empty() {
+            // They end on their next poll; look again in a moment.
+            ctx.request_repaint_after(Duration::from_millis(10));
+            return;
+        }
         let feature = match view {
             View::Benchmark => "benchmarks",
             View::Requests => "active_requests",
@@ -418,6 +433,17 @@ impl Console {
             if input.key_pressed(egui::Key::Slash) {
                 self.state.focus = Some(FocusTarget::Filter);
             }
+            let digits = [
+                egui::Key::Num1,
+                egui::Key::Num2,
+                egui::Key::Num3,
+                egui::Key::Num4,
+            ];
+            for (key, view) in digits.into_iter().zip(View::ALL) {
+                if input.key_pressed(key) {
+                    self.state.view = view;
+                }
+            }
         });
     }
 }
@@ -439,7 +465,7 @@ impl eframe::App for Console {
             }
         }
         self.follow_new_runs();
-        self.sync_view_streams();
+        self.sync_view_streams(ctx);
         self.start_demo_benchmark();
         for key in self.model.feed.take_wanted() {
             self.connector.fetch_detail(&key);
@@ -493,8 +519,9 @@ pub fn console_ui(
     });
     egui::Panel::top("views").show(ui, |ui| {
         ui.horizontal(|ui| {
-            for view in View::ALL {
-                ui.selectable_value(&mut state.view, view, view.label());
+            for (number, view) in View::ALL.into_iter().enumerate() {
+                ui.selectable_value(&mut state.view, view, view.label())
+                    .on_hover_text(format!("Key {}", number + 1));
             }
         });
     });

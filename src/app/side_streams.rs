@@ -5,12 +5,15 @@
 
 use std::time::Duration;
 
-use futures_util::future::{AbortHandle, Abortable};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
 
 use super::inbox::Outbox;
 use crate::api::{ActiveRequests, ApiClient, BenchEvent};
 use crate::model::{Inbound, RequestsFeed, ServerId};
-use crate::runtime::{Spawner, sleep};
+use crate::runtime::{MaybeSend, Spawner, sleep};
 use crate::sse::{ConnectionState, EventSource, Update};
 
 /// The console asks the benchmark stream for a check every second: it is one small stream.
@@ -32,38 +35,58 @@ const DISABLED_POLL_EVERY: Duration = Duration::from_secs(10);
 const STREAM_RETRY_FIRST: Duration = Duration::from_secs(4);
 const STREAM_RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// A background task that stops when this is dropped.
+/// A background task that stops when this is dropped (or [`stop`](Self::stop)ped).
 #[derive(Debug)]
-pub struct TaskGuard(AbortHandle);
+pub struct TaskGuard {
+    handle: AbortHandle,
+    ended: Arc<AtomicBool>,
+}
 
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.abort();
+/// A task told to stop; [`ended`](Self::ended) says when it has, and so has closed its stream.
+#[derive(Debug)]
+pub struct Stopping(Arc<AtomicBool>);
+
+impl TaskGuard {
+    /// Tells the task to stop. Its stream closes when the task next runs, not now: a caller that
+    /// must not exceed a connection budget waits for [`Stopping::ended`].
+    pub fn stop(self) -> Stopping {
+        self.handle.abort();
+        Stopping(Arc::clone(&self.ended))
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn spawn_guarded(
-    spawner: &Spawner,
-    task: impl std::future::Future<Output = ()> + Send + 'static,
-) -> TaskGuard {
-    let (handle, registration) = AbortHandle::new_pair();
-    spawner.spawn(async move {
-        let _ = Abortable::new(task, registration).await;
-    });
-    TaskGuard(handle)
+impl Stopping {
+    /// Whether the task has ended (its connection is closed).
+    pub fn ended(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
-#[cfg(target_arch = "wasm32")]
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Runs `task` until it ends or is aborted, then marks it ended.
+async fn guarded(
+    task: impl std::future::Future<Output = ()>,
+    registration: AbortRegistration,
+    ended: Arc<AtomicBool>,
+) {
+    // The task (and with it its stream) is dropped before the flag is set.
+    let _ = Abortable::new(task, registration).await;
+    ended.store(true, Ordering::Release);
+}
+
 fn spawn_guarded(
     spawner: &Spawner,
-    task: impl std::future::Future<Output = ()> + 'static,
+    task: impl std::future::Future<Output = ()> + MaybeSend + 'static,
 ) -> TaskGuard {
     let (handle, registration) = AbortHandle::new_pair();
-    spawner.spawn(async move {
-        let _ = Abortable::new(task, registration).await;
-    });
-    TaskGuard(handle)
+    let ended = Arc::new(AtomicBool::new(false));
+    spawner.spawn(guarded(task, registration, Arc::clone(&ended)));
+    TaskGuard { handle, ended }
 }
 
 /// Follows a server's benchmark stream until the guard is dropped.
