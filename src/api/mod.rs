@@ -20,5 +20,5 @@ pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
 pub use requests::{ActiveRequest, ActiveRequests};
 pub use types::{
     CreateRun, ErrorBody, ErrorDetail, Health, RunDetail, RunList, RunMode, RunStatus, RunSummary,
-    StoredEvent,
+    StoreStatus, StoredEvent,
 };

@@ -212,6 +212,35 @@ pub struct Health {
     /// stream there and leaves history to the run list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events_head: Option<u64>,
+    /// Whether the server can store what it is sent (runboard servers). While it cannot,
+    /// `status` is `degraded`, new runs are refused and running runs are held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStatus>,
+}
+
+/// Whether a server's store accepts writes: on `/api/health` and as the `store_status` event
+/// of every event stream when it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// False while writes fail (a full disk, a read-only file).
+    pub writable: bool,
+    /// Why writes fail, when they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Since when (RFC 3339) the store has been in this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+impl StoreStatus {
+    /// A store that accepts writes.
+    pub fn writable() -> Self {
+        Self {
+            writable: true,
+            error: None,
+            since: None,
+        }
+    }
 }
 
 impl Health {

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::app::{Console, ConsoleConfig, View};
 use crate::runtime::Spawner;
-use crate::server::{self, RunningServer, ServerConfig};
+use crate::server::{self, DbLocation, RunningServer, ServerConfig};
 
 /// The colour theme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,6 +130,11 @@ pub fn run(args: GuiArgs) -> ExitCode {
             ..ServerConfig::default()
         };
         config.generator.speed = speed;
+        if demo {
+            // A demo's runs are throwaway: they must not land among the user's own runs, nor
+            // show as "interrupted" at the next start when the window closes mid-run.
+            config.db = DbLocation::Memory;
+        }
         match spawner.handle().block_on(server::start(config)) {
             Ok(running) => {
                 eprintln!("runboard: embedded server on {}", running.url());

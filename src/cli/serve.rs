@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::server::{
-    self, DbLocation, GeneratorConfig, RequestStreamSettings, ServerConfig, StreamSettings,
-    WebBundle,
+    self, ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings, Retention,
+    ServerConfig, StreamSettings, WebBundle,
 };
 
 /// Arguments of `runboard serve`.
@@ -31,6 +31,33 @@ pub struct ServeArgs {
     /// Runs generating at once; the rest wait as queued
     #[arg(long, default_value_t = 18, value_parser = clap::value_parser!(u32).range(1..=4096))]
     concurrency: u32,
+    /// Runs that may wait for a slot; past it new runs are refused with 429 and Retry-After
+    #[arg(long, default_value_t = server::DEFAULT_MAX_QUEUED, value_name = "N",
+          value_parser = at_least_one)]
+    max_queued: usize,
+    /// Connections open at once; past it new clients get 503 at once (and a log line)
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections, value_name = "N",
+          value_parser = at_least_one)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers; an idle keep-alive connection
+    /// is closed after as long
+    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs(),
+          value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body (408 beyond)
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_secs: u64,
+    /// Disconnect an event-stream subscriber that has read nothing for this many seconds while
+    /// its buffer was full (it resumes with Last-Event-ID and loses nothing)
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = positive_f64)]
+    slow_subscriber_secs: f64,
+    /// Remove finished runs older than this many days (0 keeps them however old)
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    retain_days: u32,
+    /// Keep at most this many finished runs, the newest (0 keeps them all)
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    retain_runs: u64,
     /// Seed for reproducible synthetic runs
     #[arg(long)]
     seed: Option<u64>,
@@ -86,6 +113,13 @@ fn positive_f64(text: &str) -> Result<f64, String> {
     }
 }
 
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(value) if value >= 1 => Ok(value),
+        _ => Err(format!("expected a whole number of at least 1, not {text:?}")),
+    }
+}
+
 fn probability(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
@@ -101,7 +135,8 @@ impl ServeArgs {
                 .db
                 .as_deref()
                 .map_or_else(DbLocation::default_file, DbLocation::parse),
-            token: self.token.clone().filter(|token| !token.is_empty()),
+            // A blank token is refused at start (ServerError::BadToken), not dropped silently.
+            token: self.token.clone(),
             insecure: self.insecure,
             concurrency: self.concurrency as usize,
             generator: GeneratorConfig {
@@ -112,7 +147,19 @@ impl ServeArgs {
             streams: StreamSettings {
                 retry: Duration::from_millis(self.retry_ms),
                 keepalive: Duration::from_secs(self.keepalive_secs),
+                stalled_after: Duration::from_secs_f64(self.slow_subscriber_secs),
             },
+            max_queued: self.max_queued,
+            retention: Retention {
+                days: (self.retain_days > 0).then_some(self.retain_days),
+                runs: (self.retain_runs > 0).then_some(self.retain_runs),
+            },
+            connections: ConnectionLimits {
+                header_timeout: Duration::from_secs(self.header_timeout_secs),
+                max_connections: self.max_connections,
+                ..ConnectionLimits::default()
+            },
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
             events_endpoint: !self.no_events_endpoint,
             request_metrics: self.request_metrics,
             request_stream: RequestStreamSettings {

@@ -16,6 +16,8 @@ pub struct Failure {
     pub code: &'static str,
     /// A sentence for people.
     pub message: String,
+    /// Seconds a client should wait before trying again (`Retry-After`), when it helps.
+    pub retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -25,7 +27,25 @@ impl Failure {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same failure, telling the client when to try again.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 503 while the store cannot be written.
+    pub fn store_unwritable(reason: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unwritable",
+            format!("the run store cannot be written, so no new run is accepted: {reason}"),
+        )
+        .retry_after(5)
     }
 
     /// 404 for a run id nobody knows.
@@ -66,6 +86,12 @@ impl IntoResponse for Failure {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

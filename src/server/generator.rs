@@ -54,6 +54,61 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// The most iterations a run may ask for.
+pub const MAX_ITERATIONS: u64 = 10;
+
+/// The fastest pace a run may ask for, in tokens per second: far above any real model's stream,
+/// and low enough that one generation tick's text stays small.
+pub const MAX_TOKENS_PER_SEC: f64 = 5000.0;
+
+/// The longest model name or job name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// A parameter outside its documented bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("params.{name} {problem}")]
+pub struct ParamError {
+    /// The parameter's name.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Checks every parameter the generator reads against its bounds, so no request can make it
+/// allocate or loop in proportion to an unchecked number. Unknown keys are left alone.
+pub fn check_params(params: &Value) -> Result<(), ParamError> {
+    let bad = |name: &'static str, problem: String| Err(ParamError { name, problem });
+    let mut checks = params.as_object().into_iter().flatten();
+    checks.try_for_each(|(key, value)| match key.as_str() {
+        "iterations" => match value.as_u64() {
+            Some(1..=MAX_ITERATIONS) => Ok(()),
+            _ => bad(
+                "iterations",
+                format!("must be a whole number from 1 to {MAX_ITERATIONS}, not {value}"),
+            ),
+        },
+        "tokens_per_sec" => match value.as_f64() {
+            Some(rate) if rate > 0.0 && rate <= MAX_TOKENS_PER_SEC => Ok(()),
+            _ => bad(
+                "tokens_per_sec",
+                format!("must be a number above 0 and at most {MAX_TOKENS_PER_SEC}, not {value}"),
+            ),
+        },
+        "fail" if !value.is_boolean() => bad("fail", format!("must be true or false, not {value}")),
+        "model" | "job" => {
+            let name = if key == "model" { "model" } else { "job" };
+            match value.as_str() {
+                Some(text) if !text.is_empty() && text.chars().count() <= MAX_NAME_CHARS => Ok(()),
+                _ => bad(
+                    name,
+                    format!("must be a name of 1 to {MAX_NAME_CHARS} characters"),
+                ),
+            }
+        }
+        _ => Ok(()),
+    })
+}
+
 /// Per-run knobs a client may pass in `params` (all optional).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct RunParams<'a> {
@@ -152,13 +207,13 @@ fn params(value: &Value) -> RunParams<'_> {
             .get("iterations")
             .and_then(Value::as_u64)
             .unwrap_or(0)
-            .min(10),
+            .min(MAX_ITERATIONS),
         fail: value.get("fail").and_then(Value::as_bool).unwrap_or(false),
         tokens_per_sec: value
             .get("tokens_per_sec")
             .and_then(Value::as_f64)
             .filter(|rate| rate.is_finite() && *rate > 0.0)
-            .unwrap_or(0.0),
+            .map_or(0.0, |rate| rate.min(MAX_TOKENS_PER_SEC)),
         model: value.get("model").and_then(Value::as_str),
     }
 }
@@ -381,7 +436,38 @@ fn trim_front(text: &mut String, max_chars: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::tail;
+    use serde_json::json;
+
+    use super::{check_params, tail};
+
+    #[test]
+    fn parameters_out_of_bounds_are_named() {
+        for good in [
+            json!({}),
+            json!({"iterations": 1, "tokens_per_sec": 5000, "fail": false, "model": "x"}),
+            json!({"iterations": 10, "tokens_per_sec": 0.5, "job": "models", "other": [1e300]}),
+        ] {
+            assert_eq!(check_params(&good), Ok(()), "{good}");
+        }
+        for (bad, name) in [
+            (json!({"tokens_per_sec": 1e9}), "tokens_per_sec"),
+            (json!({"tokens_per_sec": 0}), "tokens_per_sec"),
+            (json!({"tokens_per_sec": -3}), "tokens_per_sec"),
+            (json!({"tokens_per_sec": "fast"}), "tokens_per_sec"),
+            (json!({"iterations": 0}), "iterations"),
+            (json!({"iterations": 11}), "iterations"),
+            (json!({"iterations": 2.5}), "iterations"),
+            (json!({"iterations": 1e12}), "iterations"),
+            (json!({"fail": "yes"}), "fail"),
+            (json!({"model": ""}), "model"),
+            (json!({"model": "m".repeat(257)}), "model"),
+            (json!({"job": 3}), "job"),
+        ] {
+            let error = check_params(&bad).expect_err(&bad.to_string());
+            assert_eq!(error.name, name);
+            assert!(error.to_string().starts_with(&format!("params.{name} ")));
+        }
+    }
 
     #[test]
     fn tail_cuts_at_a_character_boundary() {

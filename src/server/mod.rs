@@ -8,7 +8,9 @@ pub mod catalog;
 pub mod clock;
 mod failure;
 pub mod generator;
+mod guard;
 mod hub;
+pub mod listener;
 mod recorder;
 mod requests;
 mod requests_stream;
@@ -16,6 +18,7 @@ mod routes;
 mod runs;
 mod sse_out;
 pub mod store;
+mod store_health;
 mod stream;
 pub mod web_bundle;
 
@@ -33,25 +36,41 @@ pub use requests::DISABLED_MESSAGE;
 pub use requests_stream::RequestStreamSettings;
 pub use routes::MAX_BENCH_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, FEATURES, MAX_LIST_LIMIT};
-pub use store::{DbLocation, StoreError};
+pub use listener::ConnectionLimits;
+pub use runs::RunLimits;
+pub use store::{DbLocation, Retention, StoreError};
 pub use stream::StreamSettings;
 pub use web_bundle::WebBundle;
 
 use auth::RequiredToken;
 use bench::{BenchBoard, BenchRunner};
+use guard::Guard;
 use hub::Hub;
 use recorder::Recorder;
 use requests::RequestTracker;
 use routes::AppState;
 use runs::Runs;
 use store::Store;
+use store_health::StoreHealth;
 use stream::StreamSource;
 
 /// The default address: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9010";
 
 /// How long shutdown waits for connections to finish before it drops them.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for the writer to store what it was given.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs that may wait for a slot by default.
+pub const DEFAULT_MAX_QUEUED: usize = 10_000;
+
+/// Finished runs are kept 30 days, and at most the newest 10 000 of them.
+pub const DEFAULT_RETENTION: Retention = Retention {
+    days: Some(30),
+    runs: Some(10_000),
+};
 
 /// Everything `runboard serve` can be told.
 #[derive(Debug, Clone)]
@@ -66,6 +85,16 @@ pub struct ServerConfig {
     pub insecure: bool,
     /// Runs generating at once; the rest wait as `queued`.
     pub concurrency: usize,
+    /// Runs waiting at most; new runs past it get 429.
+    pub max_queued: usize,
+    /// Which finished runs are removed, and how often that is checked.
+    pub retention: Retention,
+    /// How often retention runs.
+    pub retention_every: Duration,
+    /// Timeouts and caps of every connection.
+    pub connections: ConnectionLimits,
+    /// How long a request body may take to arrive (408 beyond).
+    pub body_timeout: Duration,
     /// The synthetic generator's settings.
     pub generator: GeneratorConfig,
     /// `retry:` and keep-alive of every stream.
@@ -100,11 +129,13 @@ impl Default for ServerConfig {
             token: None,
             insecure: false,
             concurrency: 18,
+            max_queued: DEFAULT_MAX_QUEUED,
+            retention: DEFAULT_RETENTION,
+            retention_every: Duration::from_secs(60),
+            connections: ConnectionLimits::default(),
+            body_timeout: Duration::from_secs(30),
             generator: GeneratorConfig::default(),
-            streams: StreamSettings {
-                retry: Duration::from_secs(2),
-                keepalive: Duration::from_secs(15),
-            },
+            streams: StreamSettings::default(),
             broadcast_capacity: 4096,
             max_body_bytes: 64 * 1024,
             max_task_chars: 4096,
@@ -119,8 +150,16 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Refuses a setup that would expose runs to the network without a token.
+    /// Refuses a token no client could present, and a setup that would expose runs to the
+    /// network without a token.
     pub fn check_exposure(&self) -> Result<(), ServerError> {
+        if let Some(token) = &self.token
+            && (token.trim().is_empty()
+                || token.trim() != token
+                || token.chars().any(char::is_control))
+        {
+            return Err(ServerError::BadToken);
+        }
         let has_token = self.token.as_deref().is_some_and(|t| !t.is_empty());
         if self.addr.ip().is_loopback() || has_token || self.insecure {
             Ok(())
@@ -151,6 +190,12 @@ pub enum ServerError {
     /// The store could not be opened or recovered.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A token that is blank, or starts or ends with spaces, or holds control characters.
+    #[error(
+        "the token is blank or has spaces or control characters at its ends; no client could \
+         send it in an Authorization header. Choose a token of visible characters"
+    )]
+    BadToken,
     /// A `--cors-origin` is not an origin.
     #[error("--cors-origin {0:?} is not an origin such as https://dash.example.com")]
     BadOrigin(String),
@@ -161,8 +206,9 @@ pub enum ServerError {
 pub struct RunningServer {
     addr: SocketAddr,
     shutdown: CancellationToken,
-    serve: JoinHandle<std::io::Result<()>>,
+    serve: JoinHandle<()>,
     recorder: Recorder,
+    writer: JoinHandle<()>,
     store: Store,
 }
 
@@ -178,17 +224,25 @@ impl RunningServer {
     }
 
     /// Stops promptly: streams end, generation stops (running runs stay `running` and are failed
-    /// at the next start), pending events are stored, connections close.
+    /// at the next start), connections close, and the writer stores everything it was given
+    /// before the database is closed. A store that cannot be written is given up on at once.
     pub async fn stop(self) {
         self.shutdown.cancel();
         let mut serve = self.serve;
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut serve)
+        if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), &mut serve)
             .await
             .is_err()
         {
             serve.abort();
         }
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.recorder.flush()).await;
+        let _ = tokio::time::timeout(WRITER_GRACE, self.recorder.close()).await;
+        let mut writer = self.writer;
+        if tokio::time::timeout(WRITER_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
         self.store.close().await;
     }
 }
@@ -214,19 +268,36 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let store = Store::open(&config.db).await?;
     let sequences = store.sequences().await?;
     let hub = Hub::new(config.broadcast_capacity);
-    let (recorder, _writer) = Recorder::start(store.clone(), hub.clone(), sequences.last_seq);
+    let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
+    let (recorder, writer) = Recorder::start(
+        store.clone(),
+        hub.clone(),
+        health.clone(),
+        sequences.last_seq,
+        shutdown.clone(),
+    );
     let requests = RequestTracker::new(config.request_metrics);
     let runs = Runs::new(
         recorder.clone(),
         store.clone(),
         config.generator.clone(),
-        config.concurrency,
+        RunLimits {
+            concurrency: config.concurrency,
+            max_queued: config.max_queued,
+        },
         sequences.last_ord,
         shutdown.clone(),
         requests.clone(),
+        health.clone(),
     );
     runs.recover().await?;
+    prune_periodically(
+        store.clone(),
+        config.retention,
+        config.retention_every,
+        shutdown.clone(),
+    );
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -268,8 +339,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             hub,
             shutdown: shutdown.clone(),
             settings: config.streams.clone(),
+            health: health.clone(),
         },
         max_body_bytes: config.max_body_bytes,
+        body_timeout: config.body_timeout,
+        health,
         max_task_chars: config.max_task_chars,
         events_endpoint: config.events_endpoint,
         requests,
@@ -278,17 +352,67 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         bench_runner,
         web: config.web.clone(),
     };
-    let app = routes::router(state, RequiredToken(config.token.clone()), &cors_origins);
-    let serve = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
+    let guard = Guard::new(
+        config.token.is_some(),
+        cors_origins
+            .iter()
+            .filter_map(|origin| origin.to_str().ok().map(str::to_owned))
+            .collect(),
+        addr,
+        config.max_body_bytes,
     );
+    let app = routes::router(
+        state,
+        RequiredToken(config.token.clone()),
+        guard,
+        &cors_origins,
+    );
+    let serve = tokio::spawn(listener::serve(
+        listener,
+        app,
+        config.connections.clone(),
+        shutdown.clone(),
+        SHUTDOWN_GRACE,
+    ));
     Ok(RunningServer {
         addr,
         shutdown,
         serve,
         recorder,
+        writer,
         store,
     })
+}
+
+/// Applies retention now and then every `every` until shutdown. A failure is logged and tried
+/// again at the next turn: pruning is housekeeping, never a reason to stop serving.
+fn prune_periodically(
+    store: Store,
+    retention: Retention,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    if retention.days.is_none() && retention.runs.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            match store
+                .prune(retention, time::OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(pruned) if pruned.runs > 0 => eprintln!(
+                    "runboard serve: retention removed {} finished runs ({} events)",
+                    pruned.runs, pruned.events
+                ),
+                Ok(_) => {}
+                Err(error) => eprintln!("runboard serve: warning: retention: {error}"),
+            }
+        }
+    });
 }

@@ -41,8 +41,13 @@ pub fn response(
     tracker: RequestTracker,
     settings: RequestStreamSettings,
     shutdown: CancellationToken,
+    stalled_after: std::time::Duration,
 ) -> Response {
-    let (sink, response) = sse_out::channel(shutdown);
+    let (sink, response) = sse_out::channel(
+        shutdown,
+        stalled_after,
+        "/metrics/active-requests/stream",
+    );
     tokio::spawn(async move {
         let _ = pump(&sink, &tracker, &settings).await;
     });

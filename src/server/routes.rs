@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,10 +18,13 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::{RequiredToken, require_token};
 use super::bench::{self, BenchBoard, BenchRunner, Interval, Resume, StartError};
 use super::failure::Failure;
+use super::generator;
+use super::guard::{Guard, guard};
 use super::requests::RequestTracker;
 use super::requests_stream::{self, RequestStreamSettings};
-use super::runs::{CancelOutcome, Runs};
+use super::runs::{CancelOutcome, CreateError, Runs};
 use super::store::Store;
+use super::store_health::StoreHealth;
 use super::stream::{self, Scope, StreamSource};
 use super::web_bundle::{self, WebBundle, is_api_path};
 use crate::api::{
@@ -36,6 +39,9 @@ pub const DEFAULT_LIST_LIMIT: u32 = 50;
 
 /// How long an inline run may take before the request gives up waiting (the run goes on).
 const INLINE_WAIT: Duration = Duration::from_mins(10);
+
+/// What a client refused for a full queue is told to wait before it tries again.
+const QUEUE_FULL_RETRY_SECS: u64 = 5;
 
 /// The most runs one `/api/events?runs=` filter may name.
 pub const MAX_FILTER_RUNS: usize = 1000;
@@ -65,6 +71,10 @@ pub struct AppState {
     pub streams: StreamSource,
     /// Request body limit in bytes.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (408 beyond).
+    pub body_timeout: Duration,
+    /// Whether the store accepts writes.
+    pub health: StoreHealth,
     /// Task text limit in characters.
     pub max_task_chars: usize,
     /// Whether `/api/events` is offered.
@@ -83,7 +93,12 @@ pub struct AppState {
 
 /// The router: every API route behind the token check, the web console for everything else,
 /// and CORS for the origins allowed to call the API from a page hosted elsewhere.
-pub fn router(state: AppState, token: RequiredToken, cors_origins: &[HeaderValue]) -> Router {
+pub fn router(
+    state: AppState,
+    token: RequiredToken,
+    guard_settings: Guard,
+    cors_origins: &[HeaderValue],
+) -> Router {
     let mut router = Router::new()
         .route("/api/health", get(health))
         .route("/api/runs", post(create_run).get(list_runs))
@@ -104,6 +119,7 @@ pub fn router(state: AppState, token: RequiredToken, cors_origins: &[HeaderValue
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .layer(axum::middleware::from_fn_with_state(guard_settings, guard))
         .with_state(state);
     if cors_origins.is_empty() {
         return router;
@@ -128,19 +144,21 @@ pub fn router(state: AppState, token: RequiredToken, cors_origins: &[HeaderValue
 
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, Failure> {
     let head = state.store.sequences().await?.last_seq;
+    let store = state.health.current();
     let features = FEATURES
         .iter()
         .filter(|feature| state.events_endpoint || **feature != "events")
         .map(|feature| (*feature).to_owned())
         .collect();
     Ok(Json(Health {
-        status: "ok".into(),
+        status: if store.writable { "ok" } else { "degraded" }.into(),
         version: Some(env!("CARGO_PKG_VERSION").into()),
         features,
         events_head: state
             .events_endpoint
             .then(|| u64::try_from(head).ok())
             .flatten(),
+        store: Some(store),
     }))
 }
 
@@ -161,20 +179,34 @@ async fn method_not_allowed() -> Failure {
     )
 }
 
-/// Reads a JSON body of at most `limit` bytes: 413 beyond, 400 for bad JSON, 422 for JSON that
-/// is not the request.
+/// Reads a JSON body of at most `max_body_bytes` within `body_timeout`: 413 beyond the size,
+/// 408 beyond the time, 400 for bad JSON, 422 for JSON that is not the request.
 async fn read_json<T: serde::de::DeserializeOwned>(
+    state: &AppState,
     body: Body,
-    limit: usize,
     what: &str,
 ) -> Result<T, Failure> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        Failure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body is larger than {limit} bytes"),
-        )
-    })?;
+    let limit = state.max_body_bytes;
+    let read = tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit));
+    let bytes = read
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    state.body_timeout.as_secs_f64()
+                ),
+            )
+        })?
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {limit} bytes"),
+            )
+        })?;
     serde_json::from_slice(&bytes).map_err(|error| {
         if error.is_data() {
             Failure::new(
@@ -192,21 +224,40 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// `params` as an object: null becomes `{}`, anything else but an object is refused.
+/// `params` as an object within the generator's bounds: null becomes `{}`, anything else but
+/// an object is refused, and so is a parameter out of its bounds (named in the message).
 fn params_object(params: Value) -> Result<Value, Failure> {
-    match params {
-        Value::Null => Ok(Value::Object(serde_json::Map::new())),
-        Value::Object(map) => Ok(Value::Object(map)),
-        _ => Err(Failure::new(
+    let params = match params {
+        Value::Null => Value::Object(serde_json::Map::new()),
+        Value::Object(map) => Value::Object(map),
+        _ => {
+            return Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                "params must be a JSON object",
+            ));
+        }
+    };
+    generator::check_params(&params).map_err(|error| {
+        Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_params",
-            "params must be a JSON object",
-        )),
-    }
+            error.to_string(),
+        )
+    })?;
+    Ok(params)
+}
+
+/// The `{id}` of a path, or our error shape (axum's own rejection is plain text), e.g. for an
+/// id that is not UTF-8 once decoded.
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {
+    path.map(|Path(id)| id).map_err(|rejection| {
+        Failure::new(StatusCode::BAD_REQUEST, "bad_path", rejection.body_text())
+    })
 }
 
 async fn create_run(State(state): State<AppState>, body: Body) -> Result<Response, Failure> {
-    let request: CreateRun = read_json(body, state.max_body_bytes, "a run request").await?;
+    let request: CreateRun = read_json(&state, body, "a run request").await?;
     let task = request.task.trim();
     if task.is_empty() {
         return Err(Failure::new(
@@ -233,7 +284,16 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
         .runs
         .create(task.to_owned(), params)
         .await
-        .map_err(|_| Failure::shutting_down())?;
+        .map_err(|error| match error {
+            CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
+            CreateError::QueueFull { .. } => Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                error.to_string(),
+            )
+            .retry_after(QUEUE_FULL_RETRY_SECS),
+            CreateError::Stopped => Failure::shutting_down(),
+        })?;
     let Some(ends) = ends.as_mut() else {
         return Ok((StatusCode::CREATED, Json(summary)).into_response());
     };
@@ -341,15 +401,17 @@ async fn run_detail(store: &Store, run_id: &str) -> Result<RunDetail, Failure> {
 
 async fn get_run(
     State(state): State<AppState>,
-    Path(run_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RunDetail>, Failure> {
+    let run_id = path_id(path)?;
     run_detail(&state.store, &run_id).await.map(Json)
 }
 
 async fn cancel_run(
     State(state): State<AppState>,
-    Path(run_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Failure> {
+    let run_id = path_id(path)?;
     match state.runs.cancel(&run_id).await? {
         CancelOutcome::Cancelling => {
             let run = state
@@ -382,10 +444,11 @@ fn last_event_id(headers: &HeaderMap, query: &HashMap<String, String>) -> i64 {
 
 async fn run_stream(
     State(state): State<AppState>,
-    Path(run_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, Failure> {
+    let run_id = path_id(path)?;
     let query = query_pairs(query)?;
     let run = state
         .store
@@ -444,7 +507,7 @@ async fn create_benchmark(
     body: Body,
 ) -> Result<(StatusCode, Json<BenchmarkStarted>), Failure> {
     let mut request: CreateBenchmark =
-        read_json(body, state.max_body_bytes, "a benchmark request").await?;
+        read_json(&state, body, "a benchmark request").await?;
     if !(1..=MAX_BENCH_TASKS).contains(&request.tasks) {
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -514,5 +577,6 @@ async fn active_requests_stream(State(state): State<AppState>) -> Response {
         state.requests.clone(),
         state.request_stream.clone(),
         state.streams.shutdown.clone(),
+        state.streams.settings.stalled_after,
     )
 }

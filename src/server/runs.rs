@@ -2,7 +2,7 @@
 //! finds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::now_rfc3339;
 use super::generator::{self, GeneratorConfig, Outcome, RunContext};
-use super::recorder::{Recorder, Stopped};
+use super::recorder::{NewEvent, Recorder, Refused, Stopped};
 use super::requests::RequestTracker;
 use super::store::{RunRow, Store, StoreError};
+use super::store_health::StoreHealth;
 use crate::api::{MODELS_JOB, RunStatus, RunSummary};
 use crate::rng::SplitMix64;
 
@@ -28,6 +29,37 @@ pub enum CancelOutcome {
     Unknown,
 }
 
+/// How long a create waits for the store to confirm the run before it answers 503.
+const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many runs may generate and wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Runs generating at once.
+    pub concurrency: usize,
+    /// Runs waiting for a slot; past it new runs are refused (429).
+    pub max_queued: usize,
+}
+
+/// Why a run was not created.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CreateError {
+    /// The store cannot be written.
+    #[error("{0}")]
+    Unwritable(String),
+    /// Too many runs are waiting already.
+    #[error("{queued} runs are waiting already (the limit is {limit}); try again later")]
+    QueueFull {
+        /// Runs waiting now.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
 /// Starts, queues and cancels runs.
 #[derive(Debug, Clone)]
 pub struct Runs {
@@ -40,6 +72,10 @@ struct Inner {
     store: Store,
     generator: GeneratorConfig,
     slots: Arc<Semaphore>,
+    limits: RunLimits,
+    /// Runs scheduled but not yet holding a slot.
+    queued: AtomicUsize,
+    health: StoreHealth,
     /// Runs not finished yet, with the token that cancels each.
     live: Mutex<HashMap<String, CancellationToken>>,
     next_ord: AtomicI64,
@@ -49,15 +85,16 @@ struct Inner {
 }
 
 impl Runs {
-    /// A run manager that lets `concurrency` runs generate at once.
+    /// A run manager within these limits. `last_ord` is where the run order stands.
     pub fn new(
         recorder: Recorder,
         store: Store,
         generator: GeneratorConfig,
-        concurrency: usize,
+        limits: RunLimits,
         last_ord: i64,
         shutdown: CancellationToken,
         requests: RequestTracker,
+        health: StoreHealth,
     ) -> Self {
         let ids = generator
             .seed
@@ -70,7 +107,10 @@ impl Runs {
                 recorder,
                 store,
                 generator,
-                slots: Arc::new(Semaphore::new(concurrency.max(1))),
+                slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+                limits,
+                queued: AtomicUsize::new(0),
+                health,
                 live: Mutex::new(HashMap::new()),
                 next_ord: AtomicI64::new(last_ord + 1),
                 ids: Mutex::new(ids),
@@ -80,8 +120,32 @@ impl Runs {
         }
     }
 
-    /// Creates a queued run and schedules it. Returns its summary.
-    pub async fn create(&self, task: String, params: Value) -> Result<RunSummary, Stopped> {
+    /// Creates a queued run, stores it and schedules it. Returns its summary once it is stored;
+    /// refused while the store cannot be written or too many runs wait.
+    pub async fn create(&self, task: String, params: Value) -> Result<RunSummary, CreateError> {
+        let status = self.inner.health.current();
+        if !status.writable {
+            return Err(CreateError::Unwritable(status.error.unwrap_or_default()));
+        }
+        let limit = self.inner.limits.max_queued;
+        // Take a place in the queue now, so a burst cannot overshoot the limit.
+        self.inner
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                (queued < limit).then_some(queued + 1)
+            })
+            .map_err(|queued| CreateError::QueueFull { queued, limit })?;
+        let created = self.store_new_run(task, params).await;
+        if created.is_err() {
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        let (row, seed) = created?;
+        let summary = row.summary.clone();
+        self.schedule(row, seed);
+        Ok(summary)
+    }
+
+    async fn store_new_run(&self, task: String, params: Value) -> Result<(RunRow, u64), CreateError> {
         let ord = self.inner.next_ord.fetch_add(1, Ordering::SeqCst);
         let (run_id, seed) = {
             let mut ids = self
@@ -96,15 +160,26 @@ impl Runs {
             ..RunSummary::new(run_id.clone(), task, RunStatus::Queued)
         };
         let row = RunRow {
-            summary: summary.clone(),
+            summary,
             ord,
             params: params.to_string(),
         };
-        self.inner.recorder.created(row.clone()).await?;
-        // Answer only once the run is stored, so a GET right after the POST finds it.
-        self.inner.recorder.flush().await?;
-        self.schedule(row, seed);
-        Ok(summary)
+        // Answer only once the run is stored, so a GET right after the POST finds it; a store
+        // that stops answering gets a 503, and the writer then drops the run.
+        match tokio::time::timeout(CREATE_WAIT, self.inner.recorder.created(row.clone())).await {
+            Ok(Ok(())) => Ok((row, seed)),
+            Ok(Err(Refused::Unwritable(reason))) => Err(CreateError::Unwritable(reason)),
+            Ok(Err(Refused::Stopped)) => Err(CreateError::Stopped),
+            Err(_) => Err(CreateError::Unwritable(format!(
+                "the store did not confirm the write within {} s",
+                CREATE_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Runs waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::SeqCst)
     }
 
     /// Cancels a queued or running run.
@@ -127,8 +202,11 @@ impl Runs {
     }
 
     /// After a restart: runs that were running are failed (their work is lost), and queued runs
-    /// are queued again in their original order.
+    /// are queued again in their original order. The failures are written in one transaction,
+    /// so a stop during recovery leaves either all of them or none.
     pub async fn recover(&self) -> Result<(), StoreError> {
+        let message = "interrupted by server restart";
+        let mut events = Vec::new();
         for run in self
             .inner
             .store
@@ -136,25 +214,24 @@ impl Runs {
             .await?
         {
             let run_id = &run.summary.run_id;
-            let message = "interrupted by server restart";
-            let recorded = async {
-                self.inner
-                    .recorder
-                    .event(
-                        run_id,
-                        "error",
-                        json!({"message": message, "code": "interrupted"}),
-                        now_rfc3339(),
-                    )
-                    .await?;
-                self.end(run_id, RunStatus::Failed, Some(message)).await
-            };
-            if recorded.await.is_err() {
-                return Ok(());
-            }
+            events.push(NewEvent::now(
+                run_id,
+                "error",
+                json!({"message": message, "code": "interrupted"}),
+            ));
+            events.push(NewEvent::now(
+                run_id,
+                "status",
+                json!({"status": RunStatus::Failed, "message": message}),
+            ));
+            events.push(NewEvent::now(
+                run_id,
+                "stream_end",
+                json!({"status": RunStatus::Failed}),
+            ));
         }
         // The server must not answer before the recovery is stored.
-        if self.inner.recorder.flush().await.is_err() {
+        if !events.is_empty() && self.inner.recorder.together(events).await.is_err() {
             return Ok(());
         }
         for run in self.inner.store.runs_with_status(RunStatus::Queued).await? {
@@ -164,11 +241,14 @@ impl Runs {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .next_u64();
+            // Queued before the restart: it keeps its place even past the limit.
+            self.inner.queued.fetch_add(1, Ordering::SeqCst);
             self.schedule(run, seed);
         }
         Ok(())
     }
 
+    /// Starts the run's task; the run already holds a place in the queue count.
     fn schedule(&self, run: RunRow, seed: u64) {
         let cancel = CancellationToken::new();
         self.inner
@@ -179,7 +259,11 @@ impl Runs {
         let runs = self.clone();
         tokio::spawn(async move {
             let run_id = run.summary.run_id.clone();
-            let _ = runs.drive(run, seed, cancel).await;
+            let mut place = QueuePlace {
+                queued: Some(&runs.inner.queued),
+            };
+            let _ = runs.drive(run, seed, cancel, &mut place).await;
+            place.leave();
             runs.inner
                 .live
                 .lock()
@@ -194,15 +278,18 @@ impl Runs {
         run: RunRow,
         seed: u64,
         cancel: CancellationToken,
+        place: &mut QueuePlace<'_>,
     ) -> Result<(), Stopped> {
         let run_id = run.summary.run_id.clone();
         let slot = tokio::select! {
             slot = Arc::clone(&self.inner.slots).acquire_owned() => slot.map_err(|_| Stopped)?,
             () = cancel.cancelled() => {
+                place.leave();
                 return self.end(&run_id, RunStatus::Cancelled, Some("cancelled while queued")).await;
             }
             () = self.inner.shutdown.cancelled() => return Err(Stopped),
         };
+        place.leave();
         self.inner
             .recorder
             .event(
@@ -274,5 +361,18 @@ impl Runs {
                 now_rfc3339(),
             )
             .await
+    }
+}
+
+/// A run's place in the queue count, given up once when it gets a slot or ends.
+struct QueuePlace<'a> {
+    queued: Option<&'a AtomicUsize>,
+}
+
+impl QueuePlace<'_> {
+    fn leave(&mut self) {
+        if let Some(queued) = self.queued.take() {
+            queued.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Once;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 // The only dynamic SQL is built from this file's column-list constants; values are bound.
-use sqlx::{AnyPool, AssertSqlSafe, Executor as _, QueryBuilder, Row as _};
+use sqlx::{
+    AnyConnection, AnyPool, AssertSqlSafe, Connection as _, Executor as _, QueryBuilder, Row as _,
+};
 
 use crate::api::{RunStatus, RunSummary, StoredEvent};
 
@@ -51,17 +53,40 @@ impl std::fmt::Display for DbLocation {
     }
 }
 
-/// A failed database operation, with what was being done.
+/// A failed database operation.
 #[derive(Debug, thiserror::Error)]
-#[error("database: {doing}: {source}")]
-pub struct StoreError {
-    doing: &'static str,
-    #[source]
-    source: sqlx::Error,
+pub enum StoreError {
+    /// A query failed, with what was being done.
+    #[error("database: {doing}: {source}")]
+    Query {
+        /// What the store was doing.
+        doing: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database cannot be used at all (found at start): it names the file and the problem.
+    #[error("database {location}: {problem}")]
+    Unusable {
+        /// The file or URL.
+        location: String,
+        /// What is wrong, and what to do about it.
+        problem: String,
+    },
+}
+
+impl StoreError {
+    /// A short reason for people: the driver's message without our prefix.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Query { source, .. } => source.to_string(),
+            Self::Unusable { problem, .. } => problem.clone(),
+        }
+    }
 }
 
 fn failed(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError { doing, source }
+    move |source| StoreError::Query { doing, source }
 }
 
 /// An event as stored: its global and per-run sequence, type, JSON data and time.
@@ -95,10 +120,29 @@ pub struct RunRow {
 /// What the store knew at startup: where the sequences stand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sequences {
-    /// The highest global sequence stored (0: none).
+    /// The highest global sequence ever stored (0: none), pruned events included, so an id is
+    /// never handed out twice.
     pub last_seq: i64,
-    /// The highest run order stored (0: none).
+    /// The highest run order ever stored (0: none).
     pub last_ord: i64,
+}
+
+/// Which finished runs retention removes. Runs that are queued or running are never pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished runs older than this many days (by `finished_at`) go; `None` keeps them.
+    pub days: Option<u32>,
+    /// Only the newest this many finished runs stay; `None` keeps them all.
+    pub runs: Option<u64>,
+}
+
+/// What one pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Runs removed.
+    pub runs: u64,
+    /// Events removed.
+    pub events: u64,
 }
 
 /// Which events a replay reads.
@@ -126,7 +170,7 @@ pub struct Store {
     pool: AnyPool,
 }
 
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS runs (
         run_id TEXT PRIMARY KEY,
         ord BIGINT NOT NULL,
@@ -151,7 +195,22 @@ const SCHEMA: [&str; 4] = [
         ts TEXT NOT NULL
     )",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_by_run ON events (run_id, run_seq)",
+    // High-water marks (`last_seq`, `last_ord`, `pruned_seq`) that outlive pruned rows.
+    "CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, ord)",
 ];
+
+/// How long start-up may take to open and check the database before it is refused.
+pub const OPEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Finished statuses, as SQL literals (constants, never user input).
+const FINISHED_SQL: &str = "('completed', 'failed', 'cancelled')";
+
+/// Runs removed per pruning transaction, so a large backlog never holds the writer for long.
+const PRUNE_CHUNK: i64 = 200;
 
 /// Rows per multi-row INSERT: 6 parameters each stays far below every engine's limit.
 const INSERT_CHUNK: usize = 500;
@@ -161,11 +220,31 @@ const RUN_COLUMNS: &str = "run_id, ord, task, params, status, created_at, starte
                            finished_at, tokens_out, agent, iteration, snippet";
 
 impl Store {
-    /// Opens (creating if needed) the database and its schema. SQLite runs in WAL mode.
+    /// Opens (creating if needed) the database and its schema, checks it (`quick_check`) and
+    /// proves it writable, all within [`OPEN_LIMIT`]. A file that is not a database, is damaged,
+    /// locked or read-only is refused with a message naming it. SQLite runs in WAL mode.
     pub async fn open(location: &DbLocation) -> Result<Self, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let unusable = |problem: String| StoreError::Unusable {
+            location: location.to_string(),
+            problem,
+        };
+        match tokio::time::timeout(OPEN_LIMIT, Self::open_checked(location)).await {
+            Ok(Ok(store)) => Ok(store),
+            Ok(Err(StoreError::Query { doing, source })) => {
+                Err(unusable(describe_open_failure(doing, &source)))
+            }
+            Ok(Err(other)) => Err(other),
+            Err(_) => Err(unusable(format!(
+                "could not be opened and checked within {} s (is another process holding a \
+                 lock on it, or is the disk unresponsive?)",
+                OPEN_LIMIT.as_secs()
+            ))),
+        }
+    }
 
+    async fn open_checked(location: &DbLocation) -> Result<Self, StoreError> {
         let (url, options) = match location {
             DbLocation::Memory => (
                 "sqlite::memory:".to_owned(),
@@ -178,7 +257,7 @@ impl Store {
             ),
             DbLocation::File(path) => {
                 if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| StoreError {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Query {
                         doing: "creating the database directory",
                         source: sqlx::Error::Io(e),
                     })?;
@@ -191,15 +270,35 @@ impl Store {
             DbLocation::Url(url) => (url.clone(), AnyPoolOptions::new().max_connections(4)),
         };
         let is_sqlite = url.starts_with("sqlite:");
+        // Checked on a connection of its own first: the pool would retry a failing connection
+        // until its timeout and report only "pool timed out", hiding the real problem.
+        let mut probe = AnyConnection::connect(&url)
+            .await
+            .map_err(failed("opening the database"))?;
+        if is_sqlite {
+            sqlite_setup(&mut probe)
+                .await
+                .map_err(failed("opening the database"))?;
+            check_integrity(&mut probe, location).await?;
+        }
+        create_schema(&mut probe).await?;
+        // Prove it can be written now, not at the first run: a read-only file or filesystem,
+        // or a full disk, is refused at start.
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('write_probe', 1) \
+             ON CONFLICT (key) DO UPDATE SET value = meta.value + 1",
+        )
+        .execute(&mut probe)
+        .await
+        .map_err(failed("writing a test row"))?;
+        let _ = probe.close().await;
         let pool = options
+            // A request waits this long for a connection, not the driver's 30 s default.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if is_sqlite {
-                        // WAL lets readers run beside the one writer; NORMAL sync is durable
-                        // across a crash of the process, which is what a restart test needs.
-                        connection.execute("PRAGMA journal_mode = WAL").await?;
-                        connection.execute("PRAGMA synchronous = NORMAL").await?;
-                        connection.execute("PRAGMA busy_timeout = 5000").await?;
+                        sqlite_setup(connection).await?;
                     }
                     Ok(())
                 })
@@ -207,11 +306,13 @@ impl Store {
             .connect(&url)
             .await
             .map_err(failed("opening the database"))?;
-        for statement in SCHEMA {
-            pool.execute(statement)
-                .await
-                .map_err(failed("creating the schema"))?;
-        }
+        // A memory database is new in the pool's own connection.
+        let mut first = pool
+            .acquire()
+            .await
+            .map_err(failed("opening the database"))?;
+        create_schema(&mut first).await?;
+        drop(first);
         Ok(Self { pool })
     }
 
@@ -219,15 +320,31 @@ impl Store {
     pub async fn sequences(&self) -> Result<Sequences, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), \
-                    (SELECT COALESCE(MAX(ord), 0) FROM runs)",
+                    (SELECT COALESCE(MAX(ord), 0) FROM runs), \
+                    (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_seq'), \
+                    (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_ord')",
         )
         .fetch_one(&self.pool)
         .await
         .map_err(failed("reading the sequences"))?;
+        let read = |index: usize| -> Result<i64, StoreError> {
+            row.try_get(index).map_err(failed("reading the sequences"))
+        };
+        // The marks outlive pruned rows; the rows cover databases written before the marks.
         Ok(Sequences {
-            last_seq: row.try_get(0).map_err(failed("reading the sequences"))?,
-            last_ord: row.try_get(1).map_err(failed("reading the sequences"))?,
+            last_seq: read(0)?.max(read(2)?),
+            last_ord: read(1)?.max(read(3)?),
         })
+    }
+
+    /// The highest global sequence removed by retention (0: none): a stream resuming from
+    /// below it may have missed pruned events.
+    pub async fn pruned_seq(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'pruned_seq'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("reading the pruning mark"))?;
+        row.try_get(0).map_err(failed("reading the pruning mark"))
     }
 
     /// The highest run sequence of a run (0 for a run without events).
@@ -296,7 +413,108 @@ impl Store {
                 .await
                 .map_err(failed("writing runs"))?;
         }
+        let marks = [
+            ("last_seq", events.iter().map(|event| event.seq).max()),
+            ("last_ord", runs.iter().map(|run| run.ord).max()),
+        ];
+        for (key, value) in marks {
+            let Some(value) = value else { continue };
+            raise_mark(&mut tx, key, value)
+                .await
+                .map_err(failed("writing the sequence marks"))?;
+        }
         tx.commit().await.map_err(failed("committing a write"))
+    }
+
+    /// Removes finished runs beyond the retention limits, with their events, in small
+    /// transactions. `now` is the current time (RFC 3339), passed in for tests.
+    pub async fn prune(
+        &self,
+        retention: Retention,
+        now: time::OffsetDateTime,
+    ) -> Result<Pruned, StoreError> {
+        let cutoff = retention.days.and_then(|days| {
+            let cutoff = now - time::Duration::days(i64::from(days));
+            cutoff
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+        let keep = retention
+            .runs
+            .map(|runs| i64::try_from(runs).unwrap_or(i64::MAX));
+        let mut total = Pruned::default();
+        if cutoff.is_none() && keep.is_none() {
+            return Ok(total);
+        }
+        loop {
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(failed("starting to prune"))?;
+            let mut select = QueryBuilder::new(format!(
+                "SELECT run_id FROM runs WHERE status IN {FINISHED_SQL} AND (1 = 0"
+            ));
+            if let Some(cutoff) = &cutoff {
+                select.push(" OR finished_at < ").push_bind(cutoff.clone());
+            }
+            if let Some(keep) = keep {
+                // Older than the keep-th newest finished run (no such run: nothing to cut).
+                select.push(format!(
+                    " OR ord <= (SELECT ord FROM runs WHERE status IN {FINISHED_SQL} \
+                     ORDER BY ord DESC LIMIT 1 OFFSET "
+                ));
+                select.push_bind(keep).push(")");
+            }
+            select.push(") ORDER BY ord LIMIT ").push_bind(PRUNE_CHUNK);
+            let victims: Vec<String> = select
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed("choosing runs to prune"))?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()
+                .map_err(failed("choosing runs to prune"))?;
+            if victims.is_empty() {
+                return Ok(total);
+            }
+            let in_list = |query: &mut QueryBuilder<sqlx::Any>| {
+                query.push(" WHERE run_id IN (");
+                let mut list = query.separated(", ");
+                for run_id in &victims {
+                    list.push_bind(run_id.clone());
+                }
+                query.push(")");
+            };
+            let mut highest = QueryBuilder::new("SELECT COALESCE(MAX(seq), 0) FROM events");
+            in_list(&mut highest);
+            let highest: i64 = highest
+                .build()
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(failed("pruning"))?;
+            raise_mark(&mut tx, "pruned_seq", highest)
+                .await
+                .map_err(failed("pruning"))?;
+            let mut events = QueryBuilder::new("DELETE FROM events");
+            in_list(&mut events);
+            let removed = events
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("pruning events"))?;
+            let mut runs = QueryBuilder::new("DELETE FROM runs");
+            in_list(&mut runs);
+            runs.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("pruning runs"))?;
+            tx.commit().await.map_err(failed("committing a prune"))?;
+            total.runs += victims.len() as u64;
+            total.events += removed.rows_affected();
+        }
     }
 
     /// Runs newest first, at most `limit`, older than `before_ord` when given.
@@ -428,6 +646,93 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// WAL lets readers run beside the one writer; NORMAL sync is durable across a crash of the
+/// process, which is what the restart tests need.
+async fn sqlite_setup(connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    connection.execute("PRAGMA journal_mode = WAL").await?;
+    connection.execute("PRAGMA synchronous = NORMAL").await?;
+    connection.execute("PRAGMA busy_timeout = 5000").await?;
+    Ok(())
+}
+
+async fn create_schema(connection: &mut AnyConnection) -> Result<(), StoreError> {
+    for statement in SCHEMA {
+        connection
+            .execute(statement)
+            .await
+            .map_err(failed("creating the schema"))?;
+    }
+    Ok(())
+}
+
+/// `PRAGMA quick_check`: damaged pages are refused at start, not found by a later query.
+async fn check_integrity(
+    connection: &mut AnyConnection,
+    location: &DbLocation,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query("PRAGMA quick_check")
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(failed("checking the database"))?;
+    let findings: Vec<String> = rows
+        .iter()
+        .filter_map(|row| row.try_get::<String, _>(0).ok())
+        .filter(|line| line != "ok")
+        .take(5)
+        .collect();
+    if findings.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Unusable {
+        location: location.to_string(),
+        problem: format!(
+            "the file is damaged (quick_check: {}); restore it from a backup or move it aside \
+             to start with an empty store",
+            findings.join("; ")
+        ),
+    })
+}
+
+/// Raises a high-water mark in `meta` to `value` (never lowers it).
+async fn raise_mark(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &str,
+    value: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET \
+         value = CASE WHEN excluded.value > meta.value THEN excluded.value ELSE meta.value END",
+    )
+    .bind(key.to_owned())
+    .bind(value)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// Says what a failure while opening means for the person starting the server.
+fn describe_open_failure(doing: &str, source: &sqlx::Error) -> String {
+    let detail = source.to_string();
+    let lower = detail.to_lowercase();
+    let what = if lower.contains("not a database") || lower.contains("file is encrypted") {
+        "is not a SQLite database, or its header is damaged; move it aside to start with an \
+         empty store"
+    } else if lower.contains("readonly") || lower.contains("read-only") {
+        "cannot be written (a read-only file, directory or filesystem); runs could not be stored"
+    } else if lower.contains("disk is full") || lower.contains("no space") {
+        "cannot be written: the disk is full"
+    } else if lower.contains("malformed") || lower.contains("corrupt") {
+        "is damaged; restore it from a backup or move it aside"
+    } else if lower.contains("unable to open") {
+        "cannot be opened (check the path and its permissions)"
+    } else if lower.contains("locked") || lower.contains("busy") {
+        "is locked by another process"
+    } else {
+        "cannot be used"
+    };
+    format!("{what} ({doing}: {detail})")
 }
 
 fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {

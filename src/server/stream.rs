@@ -20,15 +20,13 @@ use tokio::time::{Instant, interval_at};
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, Published};
-use super::sse_out::{self, Gone, SseSink};
+use super::sse_out::{self, Gone, MAX_CHUNK_BYTES, SseSink};
 use super::store::{Replay, Store, StoreError};
+use super::store_health::StoreHealth;
 
 /// Events read from the store per query while replaying.
 const REPLAY_PAGE: u32 = 1000;
 
-/// A chunk sent to the connection holds at most this many bytes, so one slow reader of a burst
-/// does not buffer without bound.
-const MAX_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What a stream carries.
 #[derive(Debug, Clone)]
@@ -76,6 +74,18 @@ pub struct StreamSettings {
     pub retry: Duration,
     /// A comment is sent after this long without anything else.
     pub keepalive: Duration,
+    /// A subscriber whose buffer stays full this long is disconnected.
+    pub stalled_after: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            retry: Duration::from_secs(2),
+            keepalive: Duration::from_secs(15),
+            stalled_after: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Everything a stream needs from the server.
@@ -89,13 +99,23 @@ pub struct StreamSource {
     pub shutdown: CancellationToken,
     /// Retry and keep-alive.
     pub settings: StreamSettings,
+    /// Whether the store accepts writes, told to subscribers as `store_status` when it changes.
+    pub health: StoreHealth,
 }
 
 /// The response for an event stream starting after `last_id`.
 pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
     // Subscribe now, before anything is read from the store.
     let live = source.hub.subscribe();
-    let (sink, response) = sse_out::channel(source.shutdown.clone());
+    let label = match scope {
+        Scope::All { .. } => "/api/events",
+        Scope::Run { .. } => "a run's stream",
+    };
+    let (sink, response) = sse_out::channel(
+        source.shutdown.clone(),
+        source.settings.stalled_after,
+        label,
+    );
     tokio::spawn(async move {
         let mut pump = Pump {
             source,
@@ -140,6 +160,11 @@ impl Pump {
         mut live: broadcast::Receiver<Arc<Published>>,
     ) -> Result<(), PumpError> {
         self.sink.retry(self.source.settings.retry).await?;
+        let status = self.source.health.current();
+        if !status.writable {
+            self.sink.event("store_status", None, &status).await?;
+        }
+        self.tell_about_pruning().await?;
         let result = self.pump(&mut live).await;
         match result {
             Err(PumpError::Gone(_)) => Ok(()),
@@ -157,10 +182,19 @@ impl Pump {
         let period = self.source.settings.keepalive;
         let mut keepalive = interval_at(Instant::now() + period, period);
         let shutdown = self.source.shutdown.clone();
+        let mut health = self.source.health.subscribe();
+        health.mark_unchanged();
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let status = health.borrow_and_update().clone();
+                    self.sink.event("store_status", None, &status).await?;
+                }
                 received = live.recv() => match received {
                     Ok(event) => {
                         let mut chunk = BytesMut::new();
@@ -193,6 +227,25 @@ impl Pump {
                 _ = keepalive.tick() => self.sink.keep_alive().await?,
             }
         }
+    }
+
+    /// A resume from below what retention removed is told so (`pruned`, without an id, so the
+    /// client's last id stays), then goes on from the oldest event kept.
+    async fn tell_about_pruning(&mut self) -> Result<(), PumpError> {
+        if !matches!(self.scope, Scope::All { .. }) || self.last_id == 0 {
+            return Ok(());
+        }
+        let pruned = self.source.store.pruned_seq().await?;
+        if self.last_id >= pruned {
+            return Ok(());
+        }
+        let notice = serde_json::json!({
+            "after": self.last_id,
+            "pruned_through": pruned,
+            "message": "events after your last id were removed by the server's retention; \
+                        the stream goes on from the oldest event it kept",
+        });
+        Ok(self.sink.event("pruned", None, &notice).await?)
     }
 
     /// Sends everything the store has after `last_id`. True when a per-run stream reached the

@@ -121,7 +121,7 @@ impl BenchRunner {
             .runs
             .create(task, params.clone())
             .await
-            .map_err(|_| "the server is shutting down".to_owned())?;
+            .map_err(|error| format!("{task_id}: its run could not be created: {error}"))?;
         let run_id = summary.run_id;
         self.board.update(|state| state.task_started(task_id));
         loop {

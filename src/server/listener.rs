@@ -1,0 +1,149 @@
+//! Accepting connections with bounds, so no client can hold the server's memory or sockets:
+//! - a header-read timeout that also closes idle keep-alive connections (hyper restarts it
+//!   whenever a connection waits for the next request's headers);
+//! - a cap on the header size (hyper answers 431 past it);
+//! - a cap on open connections: past it a client gets `503` at once and the connection is
+//!   closed, with a log line, instead of hanging in the kernel's backlog;
+//! - a fixed kernel send buffer per connection, so a reader that stops reading pins a known
+//!   amount of kernel memory, not the several megabytes TCP autotuning would grow to.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// The bounds every connection lives within.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request's headers must arrive within this; an idle keep-alive connection is closed
+    /// after it too.
+    pub header_timeout: Duration,
+    /// The most bytes of request headers (431 beyond).
+    pub max_header_bytes: usize,
+    /// Connections open at once; more are refused with 503.
+    pub max_connections: usize,
+    /// The kernel send buffer of each connection, in bytes.
+    pub send_buffer_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(15),
+            max_header_bytes: 32 * 1024,
+            max_connections: 2048,
+            send_buffer_bytes: 128 * 1024,
+        }
+    }
+}
+
+/// hyper's floor for its buffer size.
+const MIN_HEADER_BYTES: usize = 8192;
+
+/// At most one "refused a connection" log line per this many refusals.
+const REFUSAL_LOG_EVERY: u64 = 100;
+
+/// What an over-the-cap client reads before the connection closes.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: 95\r\n\r\n\
+{\"error\":{\"code\":\"too_many_connections\",\"message\":\"the server has too many open connections\"}}\n";
+
+/// Serves `app` on `listener` until `shutdown`, then lets open connections finish for up to
+/// `grace` and drops the rest.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let refused = Arc::new(AtomicU64::new(0));
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // wait a moment rather than spin, and go on.
+                    eprintln!("runboard serve: warning: accepting a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            refuse(stream, peer, &refused, limits.max_connections);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer_bytes);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Errors here are the client's (a reset, a timeout); the client has its answer.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+}
+
+/// Answers 503 and closes, off the accept loop so a slow client cannot hold it.
+fn refuse(mut stream: TcpStream, peer: SocketAddr, refused: &AtomicU64, cap: usize) {
+    let count = refused.fetch_add(1, Ordering::Relaxed) + 1;
+    if count % REFUSAL_LOG_EVERY == 1 {
+        eprintln!(
+            "runboard serve: warning: refused a connection from {peer}: {cap} connections are \
+             open (--max-connections); {count} refused so far"
+        );
+    }
+    tokio::spawn(async move {
+        // Read what the client sent first: closing with unread bytes resets the connection,
+        // and the reset could reach the client before it reads the answer.
+        let mut request = [0_u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut request)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = stream.write_all(REFUSAL).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REFUSAL;
+
+    #[test]
+    fn the_refusal_is_a_whole_response() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), length);
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
+}
