@@ -168,6 +168,8 @@ pub enum Replay<'a> {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// A memory database lives in its one connection, which must never be closed.
+    in_memory: bool,
 }
 
 const SCHEMA: [&str; 6] = [
@@ -232,9 +234,10 @@ impl Store {
         };
         match tokio::time::timeout(OPEN_LIMIT, Self::open_checked(location)).await {
             Ok(Ok(store)) => Ok(store),
-            Ok(Err(StoreError::Query { doing, source })) => {
-                Err(unusable(describe_open_failure(doing, &source)))
-            }
+            Ok(Err(StoreError::Query { doing, source })) => Err(unusable(
+                read_only_reason(location)
+                    .unwrap_or_else(|| describe_open_failure(doing, &source)),
+            )),
             Ok(Err(other)) => Err(other),
             Err(_) => Err(unusable(format!(
                 "could not be opened and checked within {} s (is another process holding a \
@@ -313,7 +316,10 @@ impl Store {
             .map_err(failed("opening the database"))?;
         create_schema(&mut first).await?;
         drop(first);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            in_memory: matches!(location, DbLocation::Memory),
+        })
     }
 
     /// Where the sequences stand, to continue them after a restart.
@@ -363,68 +369,21 @@ impl Store {
         events: &[EventRow],
         runs: &[RunRow],
     ) -> Result<(), StoreError> {
-        let mut tx = self
+        let mut connection = self
             .pool
-            .begin()
+            .acquire()
             .await
             .map_err(failed("starting a write"))?;
-        for chunk in events.chunks(INSERT_CHUNK) {
-            let mut insert = QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-            insert.push_values(chunk, |mut row, event| {
-                row.push_bind(event.seq)
-                    .push_bind(event.run_id.clone())
-                    .push_bind(event.run_seq)
-                    .push_bind(event.event.clone())
-                    .push_bind(event.data.clone())
-                    .push_bind(event.ts.clone());
-            });
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("writing events"))?;
+        let written = write_rows(&mut connection, events, runs).await;
+        if written.is_err() && !self.in_memory {
+            // A COMMIT that fails (a full disk) can leave SQLite's transaction open on this
+            // connection; back in the pool it would hold the write lock and take later writes
+            // into a transaction that never commits. Closing it rolls everything back.
+            let _ = connection.detach().close().await;
         }
-        for chunk in runs.chunks(INSERT_CHUNK / 2) {
-            let mut upsert = QueryBuilder::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
-            upsert.push_values(chunk, |mut row, run| {
-                let s = &run.summary;
-                row.push_bind(s.run_id.clone())
-                    .push_bind(run.ord)
-                    .push_bind(s.task.clone())
-                    .push_bind(run.params.clone())
-                    .push_bind(s.status.as_str())
-                    .push_bind(s.created_at.clone().unwrap_or_default())
-                    .push_bind(s.started_at.clone())
-                    .push_bind(s.finished_at.clone())
-                    .push_bind(i64::try_from(s.tokens_out).unwrap_or(i64::MAX))
-                    .push_bind(s.agent.clone())
-                    .push_bind(s.iteration.map(i64::from))
-                    .push_bind(s.snippet.clone());
-            });
-            upsert.push(
-                " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, \
-                 started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                 tokens_out = excluded.tokens_out, agent = excluded.agent, \
-                 iteration = excluded.iteration, snippet = excluded.snippet",
-            );
-            upsert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("writing runs"))?;
-        }
-        let marks = [
-            ("last_seq", events.iter().map(|event| event.seq).max()),
-            ("last_ord", runs.iter().map(|run| run.ord).max()),
-        ];
-        for (key, value) in marks {
-            let Some(value) = value else { continue };
-            raise_mark(&mut tx, key, value)
-                .await
-                .map_err(failed("writing the sequence marks"))?;
-        }
-        tx.commit().await.map_err(failed("committing a write"))
+        written
     }
+
 
     /// Removes finished runs beyond the retention limits, with their events, in small
     /// transactions. `now` is the current time (RFC 3339), passed in for tests.
@@ -695,6 +654,74 @@ async fn check_integrity(
     })
 }
 
+/// Writes a batch in one transaction: new events, then the changed runs, then the marks.
+async fn write_rows(
+    connection: &mut AnyConnection,
+    events: &[EventRow],
+    runs: &[RunRow],
+) -> Result<(), StoreError> {
+    let mut tx = connection
+        .begin()
+        .await
+        .map_err(failed("starting a write"))?;
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut insert = QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+        insert.push_values(chunk, |mut row, event| {
+            row.push_bind(event.seq)
+                .push_bind(event.run_id.clone())
+                .push_bind(event.run_seq)
+                .push_bind(event.event.clone())
+                .push_bind(event.data.clone())
+                .push_bind(event.ts.clone());
+        });
+        insert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing events"))?;
+    }
+    for chunk in runs.chunks(INSERT_CHUNK / 2) {
+        let mut upsert = QueryBuilder::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
+        upsert.push_values(chunk, |mut row, run| {
+            let s = &run.summary;
+            row.push_bind(s.run_id.clone())
+                .push_bind(run.ord)
+                .push_bind(s.task.clone())
+                .push_bind(run.params.clone())
+                .push_bind(s.status.as_str())
+                .push_bind(s.created_at.clone().unwrap_or_default())
+                .push_bind(s.started_at.clone())
+                .push_bind(s.finished_at.clone())
+                .push_bind(i64::try_from(s.tokens_out).unwrap_or(i64::MAX))
+                .push_bind(s.agent.clone())
+                .push_bind(s.iteration.map(i64::from))
+                .push_bind(s.snippet.clone());
+        });
+        upsert.push(
+            " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, \
+             started_at = excluded.started_at, finished_at = excluded.finished_at, \
+             tokens_out = excluded.tokens_out, agent = excluded.agent, \
+             iteration = excluded.iteration, snippet = excluded.snippet",
+        );
+        upsert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing runs"))?;
+    }
+    let marks = [
+        ("last_seq", events.iter().map(|event| event.seq).max()),
+        ("last_ord", runs.iter().map(|run| run.ord).max()),
+    ];
+    for (key, value) in marks {
+        let Some(value) = value else { continue };
+        raise_mark(&mut tx, key, value)
+            .await
+            .map_err(failed("writing the sequence marks"))?;
+    }
+    tx.commit().await.map_err(failed("committing a write"))
+}
+
 /// Raises a high-water mark in `meta` to `value` (never lowers it).
 async fn raise_mark(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -710,6 +737,24 @@ async fn raise_mark(
     .execute(&mut **tx)
     .await
     .map(|_| ())
+}
+
+/// When the file (or, for a new file, its directory) cannot be written, says so: SQLite only
+/// reports "unable to open database file" when it cannot create its journal beside it.
+fn read_only_reason(location: &DbLocation) -> Option<String> {
+    let DbLocation::File(path) = location else {
+        return None;
+    };
+    let probe = if path.exists() {
+        std::fs::OpenOptions::new().append(true).open(path).err()
+    } else {
+        None
+    }?;
+    matches!(
+        probe.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+    )
+    .then(|| format!("cannot be written ({probe}); runs could not be stored"))
 }
 
 /// Says what a failure while opening means for the person starting the server.

@@ -2,5 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cut_proxy;
+pub mod raw_http;
 pub mod scripted_server;
 pub mod test_server;
+pub mod tmpfs;
