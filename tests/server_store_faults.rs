@@ -106,6 +106,7 @@ async fn wait_health(api: &ApiClient, what: &str, wanted: impl Fn(&Health) -> bo
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // One story: full, room again, full and stopped, restarted.
 async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unstored_and_never_reuses_ids()
  {
     let Some(disk) = Tmpfs::mount("16m") else {
@@ -128,7 +129,10 @@ async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unsto
     // The disk fills while the runs generate.
     let filler = disk.fill();
     let degraded = wait_health(&api, "degraded", |h| h.status == "degraded").await;
-    let store = degraded.store.clone().expect("the store's state is reported");
+    let store = degraded
+        .store
+        .clone()
+        .expect("the store's state is reported");
     assert!(!store.writable);
     let reason = store.error.unwrap_or_default();
     assert!(reason.contains("full"), "{reason}");
@@ -137,7 +141,11 @@ async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unsto
         .await
         .expect_err("a new run is refused while nothing can be stored");
     assert_eq!(refused.status(), Some(503), "{refused}");
-    assert!(refused.to_string().contains("store_unwritable") || refused.to_string().contains("cannot be written"), "{refused}");
+    assert!(
+        refused.to_string().contains("store_unwritable")
+            || refused.to_string().contains("cannot be written"),
+        "{refused}"
+    );
     // Held, not lost and not sent: give the generators time to try.
     tokio::time::sleep(Duration::from_millis(800)).await;
     drain(&mut receiver, &mut seen);
@@ -174,7 +182,7 @@ async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unsto
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "gap-free");
 
     // Full again, with a run generating: a stop is prompt and what was held is never sent.
-    let held = api
+    let held_run = api
         .create_run(&run_request(json!({"iterations": 6})))
         .await
         .unwrap()
@@ -196,7 +204,7 @@ async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unsto
     // After a restart, ids continue past everything any subscriber saw.
     let server = start(settings).await;
     let api = client(&server);
-    let detail = api.run(&held).await.unwrap();
+    let detail = api.run(&held_run).await.unwrap();
     assert_eq!(detail.summary.status, RunStatus::Failed);
     let in_store = stored(&server).await;
     for (id, event) in &seen.events {
@@ -211,9 +219,9 @@ async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unsto
     let fresh = api.create_run(&run_request(json!({}))).await.unwrap();
     let (id, _, _) = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let received = after.recv().await.unwrap();
-            if received.2.contains(&fresh.summary.run_id) {
-                return received;
+            let event = after.recv().await.unwrap();
+            if event.2.contains(&fresh.summary.run_id) {
+                return event;
             }
         }
     })
@@ -313,7 +321,10 @@ async fn start_up_refuses_a_file_that_is_not_a_database_or_is_damaged_naming_it(
     let damaged_path = dir.path().join("damaged.db");
     std::fs::write(&damaged_path, &damaged).unwrap();
     let message = refused_start(DbLocation::File(damaged_path.clone())).await;
-    assert!(message.contains(&damaged_path.display().to_string()), "{message}");
+    assert!(
+        message.contains(&damaged_path.display().to_string()),
+        "{message}"
+    );
     assert!(
         message.contains("damaged") || message.contains("malformed"),
         "{message}"
@@ -324,7 +335,10 @@ async fn start_up_refuses_a_file_that_is_not_a_database_or_is_damaged_naming_it(
     let header_path = dir.path().join("header.db");
     std::fs::write(&header_path, &header).unwrap();
     let message = refused_start(DbLocation::File(header_path.clone())).await;
-    assert!(message.contains(&header_path.display().to_string()), "{message}");
+    assert!(
+        message.contains(&header_path.display().to_string()),
+        "{message}"
+    );
     assert!(message.contains("not a SQLite database"), "{message}");
 }
 
@@ -371,9 +385,11 @@ async fn every_event_a_subscriber_saw_before_a_stop_under_load_is_stored() {
         let mut receiver = subscribe(&server);
         let mut seen = Seen::default();
         for _ in 0..48 {
-            api.create_run(&run_request(json!({"iterations": 10, "tokens_per_sec": 4000})))
-                .await
-                .unwrap();
+            api.create_run(&run_request(
+                json!({"iterations": 10, "tokens_per_sec": 4000}),
+            ))
+            .await
+            .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(300 + round * 150)).await;
         server.stop().await;

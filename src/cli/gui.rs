@@ -102,6 +102,23 @@ fn parse_size(text: &str) -> Result<[f32; 2], String> {
     Ok([parse(w)?, parse(h)?])
 }
 
+/// The embedded server's settings: a free loopback port, the user's database, or for a demo a
+/// database in memory, so demo runs never land among the user's own runs nor show as
+/// "interrupted" at the next start when the window closes mid-run.
+fn embedded_server(demo: bool, speed: f64) -> ServerConfig {
+    let mut config = ServerConfig {
+        addr: "127.0.0.1:0"
+            .parse()
+            .unwrap_or(ServerConfig::default().addr),
+        ..ServerConfig::default()
+    };
+    config.generator.speed = speed;
+    if demo {
+        config.db = DbLocation::Memory;
+    }
+    config
+}
+
 /// Opens the console and runs it until the window closes.
 pub fn run(args: GuiArgs) -> ExitCode {
     let GuiArgs {
@@ -123,18 +140,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
     let mut servers = apis;
     let mut embedded: Option<RunningServer> = None;
     if servers.is_empty() {
-        let mut config = ServerConfig {
-            addr: "127.0.0.1:0"
-                .parse()
-                .unwrap_or(ServerConfig::default().addr),
-            ..ServerConfig::default()
-        };
-        config.generator.speed = speed;
-        if demo {
-            // A demo's runs are throwaway: they must not land among the user's own runs, nor
-            // show as "interrupted" at the next start when the window closes mid-run.
-            config.db = DbLocation::Memory;
-        }
+        let config = embedded_server(demo, speed);
         match spawner.handle().block_on(server::start(config)) {
             Ok(running) => {
                 eprintln!("runboard: embedded server on {}", running.url());
@@ -191,4 +197,20 @@ pub fn run(args: GuiArgs) -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("runboard: error: {message}");
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::embedded_server;
+    use crate::server::DbLocation;
+
+    #[test]
+    fn a_demo_keeps_its_runs_in_memory_and_a_plain_start_uses_the_users_database() {
+        let demo = embedded_server(true, 3.0);
+        assert_eq!(demo.db, DbLocation::Memory);
+        assert!(demo.addr.ip().is_loopback());
+        assert_eq!(demo.addr.port(), 0);
+        assert!((demo.generator.speed - 3.0).abs() < f64::EPSILON);
+        assert_eq!(embedded_server(false, 1.0).db, DbLocation::default_file());
+    }
 }

@@ -116,7 +116,9 @@ fn positive_f64(text: &str) -> Result<f64, String> {
 fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(value) if value >= 1 => Ok(value),
-        _ => Err(format!("expected a whole number of at least 1, not {text:?}")),
+        _ => Err(format!(
+            "expected a whole number of at least 1, not {text:?}"
+        )),
     }
 }
 
@@ -147,7 +149,6 @@ impl ServeArgs {
             streams: StreamSettings {
                 retry: Duration::from_millis(self.retry_ms),
                 keepalive: Duration::from_secs(self.keepalive_secs),
-                stalled_after: Duration::from_secs_f64(self.slow_subscriber_secs),
             },
             max_queued: self.max_queued,
             retention: Retention {
@@ -157,6 +158,7 @@ impl ServeArgs {
             connections: ConnectionLimits {
                 header_timeout: Duration::from_secs(self.header_timeout_secs),
                 max_connections: self.max_connections,
+                stalled_write: Duration::from_secs_f64(self.slow_subscriber_secs),
                 ..ConnectionLimits::default()
             },
             body_timeout: Duration::from_secs(self.body_timeout_secs),

@@ -144,9 +144,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn host_allowed(host: &str, bound: SocketAddr) -> bool {
     let name = match host.rsplit_once(':') {
         // `[::1]:9010` or `127.0.0.1:9010`; a bare IPv6 literal has more than one colon.
-        Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name
-        }
+        Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     };
     let name = name.trim_end_matches('.');

@@ -5,11 +5,19 @@
 //! - a cap on open connections: past it a client gets `503` at once and the connection is
 //!   closed, with a log line, instead of hanging in the kernel's backlog;
 //! - a fixed kernel send buffer per connection, so a reader that stops reading pins a known
-//!   amount of kernel memory, not the several megabytes TCP autotuning would grow to.
+//!   amount of kernel memory, not the several megabytes TCP autotuning would grow to;
+//! - a stalled-write timeout: a connection whose output has waited for the client to read for
+//!   this long is closed, with a log line. This is what drops an event-stream subscriber that
+//!   stopped reading (it resumes with `Last-Event-ID` and loses nothing); ending only its
+//!   stream would leave hyper blocked flushing to it, holding the connection forever.
 
+use std::future::Future as _;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -34,6 +42,8 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// The kernel send buffer of each connection, in bytes.
     pub send_buffer_bytes: usize,
+    /// A connection whose output waits this long without the client reading is closed.
+    pub stalled_write: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -42,7 +52,8 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(15),
             max_header_bytes: 32 * 1024,
             max_connections: 2048,
-            send_buffer_bytes: 128 * 1024,
+            send_buffer_bytes: 64 * 1024,
+            stalled_write: Duration::from_secs(30),
         }
     }
 }
@@ -73,6 +84,7 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
     loop {
         let (stream, peer) = tokio::select! {
@@ -95,7 +107,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer_bytes);
         let service = TowerToHyperService::new(app.clone());
-        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let io = StallGuard::new(TokioIo::new(stream), limits.stalled_write, peer);
+        let connection = http.serve_connection(io, service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // Errors here are the client's (a reset, a timeout); the client has its answer.
@@ -127,6 +140,108 @@ fn refuse(mut stream: TcpStream, peer: SocketAddr, refused: &AtomicU64, cap: usi
         })
         .await;
     });
+}
+
+/// The connection's IO, failing a write or flush that has made no progress for `limit`.
+struct StallGuard<T> {
+    inner: T,
+    limit: Duration,
+    peer: SocketAddr,
+    /// Started when a write first had to wait; cleared when one goes through.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    fn new(inner: T, limit: Duration, peer: SocketAddr) -> Self {
+        Self {
+            inner,
+            limit,
+            peer,
+            waiting: None,
+        }
+    }
+
+    /// After the inner IO said "not yet": still waiting, or waited too long.
+    fn stalled<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let limit = self.limit;
+        let timer = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                eprintln!(
+                    "runboard serve: closed the connection of {} : it read nothing for {} s \
+                     while output waited (--slow-subscriber-secs); a stream resumes with \
+                     Last-Event-ID",
+                    self.peer,
+                    limit.as_secs_f64()
+                );
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped reading",
+                )))
+            }
+        }
+    }
+
+    fn progressed<R>(
+        &mut self,
+        result: Poll<io::Result<R>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<R>> {
+        if result.is_pending() {
+            return self.stalled(cx);
+        }
+        self.waiting = None;
+        result
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for StallGuard<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for StallGuard<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progressed(result, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progressed(result, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progressed(result, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

@@ -32,11 +32,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use generator::GeneratorConfig;
+pub use listener::ConnectionLimits;
 pub use requests::DISABLED_MESSAGE;
 pub use requests_stream::RequestStreamSettings;
 pub use routes::MAX_BENCH_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, FEATURES, MAX_LIST_LIMIT};
-pub use listener::ConnectionLimits;
 pub use runs::RunLimits;
 pub use store::{DbLocation, Retention, StoreError};
 pub use stream::StreamSettings;
@@ -49,7 +49,7 @@ use hub::Hub;
 use recorder::Recorder;
 use requests::RequestTracker;
 use routes::AppState;
-use runs::Runs;
+use runs::{Runs, RunsSetup};
 use store::Store;
 use store_health::StoreHealth;
 use stream::StreamSource;
@@ -250,21 +250,7 @@ impl RunningServer {
 /// Opens the store, recovers from an earlier stop, binds, and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.check_exposure()?;
-    let cors_origins = config
-        .cors_origins
-        .iter()
-        .map(|origin| {
-            let trimmed = origin.trim().trim_end_matches('/');
-            let host = trimmed
-                .strip_prefix("http://")
-                .or_else(|| trimmed.strip_prefix("https://"));
-            let valid = host.is_some_and(|host| !host.is_empty() && !host.contains('/'));
-            valid
-                .then(|| axum::http::HeaderValue::from_str(trimmed).ok())
-                .flatten()
-                .ok_or_else(|| ServerError::BadOrigin(origin.clone()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let cors_origins = parse_cors_origins(&config.cors_origins)?;
     let store = Store::open(&config.db).await?;
     let sequences = store.sequences().await?;
     let hub = Hub::new(config.broadcast_capacity);
@@ -278,19 +264,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         shutdown.clone(),
     );
     let requests = RequestTracker::new(config.request_metrics);
-    let runs = Runs::new(
-        recorder.clone(),
-        store.clone(),
-        config.generator.clone(),
-        RunLimits {
+    let runs = Runs::new(RunsSetup {
+        recorder: recorder.clone(),
+        store: store.clone(),
+        generator: config.generator.clone(),
+        limits: RunLimits {
             concurrency: config.concurrency,
             max_queued: config.max_queued,
         },
-        sequences.last_ord,
-        shutdown.clone(),
-        requests.clone(),
-        health.clone(),
-    );
+        last_ord: sequences.last_ord,
+        shutdown: shutdown.clone(),
+        requests: requests.clone(),
+        health: health.clone(),
+    });
     runs.recover().await?;
     prune_periodically(
         store.clone(),
@@ -298,39 +284,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         config.retention_every,
         shutdown.clone(),
     );
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+    let bind_error = |source| ServerError::Bind {
         addr: config.addr,
         source,
-    })?;
-    let bench = match &config.benchmark_log {
-        Some(path) => {
-            let board = BenchBoard::for_log(path);
-            bench::watch_log(board.clone(), path.clone(), shutdown.clone());
-            board
-        }
-        None => BenchBoard::for_api(),
     };
-    let bench_runner = BenchRunner {
-        board: bench.clone(),
-        runs: runs.clone(),
-        store: store.clone(),
-        hub: hub.clone(),
-        shutdown: shutdown.clone(),
-        rng: Arc::new(Mutex::new(
-            config
-                .generator
-                .seed
-                .map_or_else(crate::rng::SplitMix64::from_entropy, |seed| {
-                    crate::rng::SplitMix64::new(seed.rotate_left(29))
-                }),
-        )),
-    };
+    let listener = TcpListener::bind(config.addr).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let (bench, bench_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
     let state = AppState {
         runs,
         store: store.clone(),
@@ -382,6 +342,57 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         writer,
         store,
     })
+}
+
+/// The benchmark board: fed by this server's runner, or by the log it follows.
+fn benchmarks(
+    config: &ServerConfig,
+    runs: &Runs,
+    store: &Store,
+    hub: &Hub,
+    shutdown: &CancellationToken,
+) -> (BenchBoard, BenchRunner) {
+    let board = match &config.benchmark_log {
+        Some(path) => {
+            let board = BenchBoard::for_log(path);
+            bench::watch_log(board.clone(), path.clone(), shutdown.clone());
+            board
+        }
+        None => BenchBoard::for_api(),
+    };
+    let seed = config
+        .generator
+        .seed
+        .map_or_else(crate::rng::SplitMix64::from_entropy, |seed| {
+            crate::rng::SplitMix64::new(seed.rotate_left(29))
+        });
+    let runner = BenchRunner {
+        board: board.clone(),
+        runs: runs.clone(),
+        store: store.clone(),
+        hub: hub.clone(),
+        shutdown: shutdown.clone(),
+        rng: Arc::new(Mutex::new(seed)),
+    };
+    (board, runner)
+}
+
+/// Each `--cors-origin` as a header value, or the one that is not an origin.
+fn parse_cors_origins(origins: &[String]) -> Result<Vec<axum::http::HeaderValue>, ServerError> {
+    origins
+        .iter()
+        .map(|origin| {
+            let trimmed = origin.trim().trim_end_matches('/');
+            let host = trimmed
+                .strip_prefix("http://")
+                .or_else(|| trimmed.strip_prefix("https://"));
+            let valid = host.is_some_and(|host| !host.is_empty() && !host.contains('/'));
+            valid
+                .then(|| axum::http::HeaderValue::from_str(trimmed).ok())
+                .flatten()
+                .ok_or_else(|| ServerError::BadOrigin(origin.clone()))
+        })
+        .collect()
 }
 
 /// Applies retention now and then every `every` until shutdown. A failure is logged and tried

@@ -41,13 +41,8 @@ pub fn response(
     tracker: RequestTracker,
     settings: RequestStreamSettings,
     shutdown: CancellationToken,
-    stalled_after: std::time::Duration,
 ) -> Response {
-    let (sink, response) = sse_out::channel(
-        shutdown,
-        stalled_after,
-        "/metrics/active-requests/stream",
-    );
+    let (sink, response) = sse_out::channel(shutdown);
     tokio::spawn(async move {
         let _ = pump(&sink, &tracker, &settings).await;
     });

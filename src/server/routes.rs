@@ -280,20 +280,21 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
     let params = params_object(request.params)?;
     // An inline request listens before the run exists, so it cannot miss the run's end.
     let mut ends = (request.mode == RunMode::Inline).then(|| state.streams.hub.subscribe());
-    let summary = state
-        .runs
-        .create(task.to_owned(), params)
-        .await
-        .map_err(|error| match error {
-            CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
-            CreateError::QueueFull { .. } => Failure::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                error.to_string(),
-            )
-            .retry_after(QUEUE_FULL_RETRY_SECS),
-            CreateError::Stopped => Failure::shutting_down(),
-        })?;
+    let summary =
+        state
+            .runs
+            .create(task.to_owned(), params)
+            .await
+            .map_err(|error| match error {
+                CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
+                CreateError::QueueFull { .. } => Failure::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue_full",
+                    error.to_string(),
+                )
+                .retry_after(QUEUE_FULL_RETRY_SECS),
+                CreateError::Stopped => Failure::shutting_down(),
+            })?;
     let Some(ends) = ends.as_mut() else {
         return Ok((StatusCode::CREATED, Json(summary)).into_response());
     };
@@ -506,8 +507,7 @@ async fn create_benchmark(
     State(state): State<AppState>,
     body: Body,
 ) -> Result<(StatusCode, Json<BenchmarkStarted>), Failure> {
-    let mut request: CreateBenchmark =
-        read_json(&state, body, "a benchmark request").await?;
+    let mut request: CreateBenchmark = read_json(&state, body, "a benchmark request").await?;
     if !(1..=MAX_BENCH_TASKS).contains(&request.tasks) {
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -577,6 +577,5 @@ async fn active_requests_stream(State(state): State<AppState>) -> Response {
         state.requests.clone(),
         state.request_stream.clone(),
         state.streams.shutdown.clone(),
-        state.streams.settings.stalled_after,
     )
 }

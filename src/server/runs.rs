@@ -41,6 +41,27 @@ pub struct RunLimits {
     pub max_queued: usize,
 }
 
+/// What a run manager is made of.
+#[derive(Debug)]
+pub struct RunsSetup {
+    /// Where events go.
+    pub recorder: Recorder,
+    /// Where runs are read.
+    pub store: Store,
+    /// The synthetic generator's settings.
+    pub generator: GeneratorConfig,
+    /// How many runs generate and wait.
+    pub limits: RunLimits,
+    /// Where the run order stands in the store.
+    pub last_ord: i64,
+    /// Ends every run's work when cancelled.
+    pub shutdown: CancellationToken,
+    /// Where generation requests are tracked.
+    pub requests: RequestTracker,
+    /// Whether the store accepts writes.
+    pub health: StoreHealth,
+}
+
 /// Why a run was not created.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CreateError {
@@ -85,17 +106,18 @@ struct Inner {
 }
 
 impl Runs {
-    /// A run manager within these limits. `last_ord` is where the run order stands.
-    pub fn new(
-        recorder: Recorder,
-        store: Store,
-        generator: GeneratorConfig,
-        limits: RunLimits,
-        last_ord: i64,
-        shutdown: CancellationToken,
-        requests: RequestTracker,
-        health: StoreHealth,
-    ) -> Self {
+    /// A run manager for this setup.
+    pub fn new(setup: RunsSetup) -> Self {
+        let RunsSetup {
+            recorder,
+            store,
+            generator,
+            limits,
+            last_ord,
+            shutdown,
+            requests,
+            health,
+        } = setup;
         let ids = generator
             .seed
             .map_or_else(SplitMix64::from_entropy, |seed| {
@@ -145,7 +167,11 @@ impl Runs {
         Ok(summary)
     }
 
-    async fn store_new_run(&self, task: String, params: Value) -> Result<(RunRow, u64), CreateError> {
+    async fn store_new_run(
+        &self,
+        task: String,
+        params: Value,
+    ) -> Result<(RunRow, u64), CreateError> {
         let ord = self.inner.next_ord.fetch_add(1, Ordering::SeqCst);
         let (run_id, seed) = {
             let mut ids = self

@@ -31,19 +31,12 @@ pub struct Gone;
 pub struct SseSink {
     chunks: mpsc::Sender<Bytes>,
     shutdown: CancellationToken,
-    stalled_after: Duration,
-    label: &'static str,
 }
 
-/// A streaming response and the sink that feeds it. The stream ends when the sink is dropped,
-/// when the server stops, and when the client has not read for `stalled_after` while the
-/// buffer was full (it loses nothing: it resumes with `Last-Event-ID`). `label` names the
-/// stream in the log.
-pub fn channel(
-    shutdown: CancellationToken,
-    stalled_after: Duration,
-    label: &'static str,
-) -> (SseSink, Response) {
+/// A streaming response and the sink that feeds it. The stream ends when the sink is dropped
+/// or the server stops; a client that stops reading is disconnected by the listener (see
+/// `listener::ConnectionLimits::stalled_write`), which ends the stream too.
+pub fn channel(shutdown: CancellationToken) -> (SseSink, Response) {
     let (chunks, body) = mpsc::channel::<Bytes>(CONNECTION_BUFFER);
     let stream = futures_util::stream::unfold(body, |mut body| async move {
         let chunk = body.recv().await?;
@@ -58,38 +51,15 @@ pub fn channel(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Proxies such as nginx would otherwise hold events back in their buffers.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    (
-        SseSink {
-            chunks,
-            shutdown,
-            stalled_after,
-            label,
-        },
-        response,
-    )
+    (SseSink { chunks, shutdown }, response)
 }
 
 impl SseSink {
     /// Sends raw bytes (one or more whole frames).
     pub async fn send(&self, bytes: Bytes) -> Result<(), Gone> {
-        // The common case, without a timer: there is room.
-        let bytes = match self.chunks.try_send(bytes) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Gone),
-            Err(mpsc::error::TrySendError::Full(bytes)) => bytes,
-        };
         tokio::select! {
             sent = self.chunks.send(bytes) => sent.map_err(|_| Gone),
             () = self.shutdown.cancelled() => Err(Gone),
-            () = tokio::time::sleep(self.stalled_after) => {
-                eprintln!(
-                    "runboard serve: dropped a subscriber of {} that read nothing for {} s \
-                     (--slow-subscriber-secs); it can resume with Last-Event-ID",
-                    self.label,
-                    self.stalled_after.as_secs_f64()
-                );
-                Err(Gone)
-            }
         }
     }
 

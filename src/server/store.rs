@@ -235,8 +235,7 @@ impl Store {
         match tokio::time::timeout(OPEN_LIMIT, Self::open_checked(location)).await {
             Ok(Ok(store)) => Ok(store),
             Ok(Err(StoreError::Query { doing, source })) => Err(unusable(
-                read_only_reason(location)
-                    .unwrap_or_else(|| describe_open_failure(doing, &source)),
+                read_only_reason(location).unwrap_or_else(|| describe_open_failure(doing, &source)),
             )),
             Ok(Err(other)) => Err(other),
             Err(_) => Err(unusable(format!(
@@ -383,7 +382,6 @@ impl Store {
         }
         written
     }
-
 
     /// Removes finished runs beyond the retention limits, with their events, in small
     /// transactions. `now` is the current time (RFC 3339), passed in for tests.

@@ -27,7 +27,6 @@ use super::store_health::StoreHealth;
 /// Events read from the store per query while replaying.
 const REPLAY_PAGE: u32 = 1000;
 
-
 /// What a stream carries.
 #[derive(Debug, Clone)]
 pub enum Scope {
@@ -74,8 +73,6 @@ pub struct StreamSettings {
     pub retry: Duration,
     /// A comment is sent after this long without anything else.
     pub keepalive: Duration,
-    /// A subscriber whose buffer stays full this long is disconnected.
-    pub stalled_after: Duration,
 }
 
 impl Default for StreamSettings {
@@ -83,7 +80,6 @@ impl Default for StreamSettings {
         Self {
             retry: Duration::from_secs(2),
             keepalive: Duration::from_secs(15),
-            stalled_after: Duration::from_secs(30),
         }
     }
 }
@@ -107,15 +103,7 @@ pub struct StreamSource {
 pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
     // Subscribe now, before anything is read from the store.
     let live = source.hub.subscribe();
-    let label = match scope {
-        Scope::All { .. } => "/api/events",
-        Scope::Run { .. } => "a run's stream",
-    };
-    let (sink, response) = sse_out::channel(
-        source.shutdown.clone(),
-        source.settings.stalled_after,
-        label,
-    );
+    let (sink, response) = sse_out::channel(source.shutdown.clone());
     tokio::spawn(async move {
         let mut pump = Pump {
             source,

@@ -33,7 +33,10 @@ impl RawResponse {
     pub fn code(&self) -> String {
         let json: serde_json::Value = serde_json::from_str(&self.body)
             .unwrap_or_else(|_| panic!("not JSON: {:?}", self.body));
-        json["error"]["code"].as_str().unwrap_or_default().to_owned()
+        json["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -98,7 +101,7 @@ fn parse(bytes: &[u8]) -> RawResponse {
 /// had sent) within `limit`.
 pub async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     tokio::time::timeout(limit, async {
-        let mut buffer = [0_u8; 65536];
+        let mut buffer = vec![0_u8; 65536];
         loop {
             match stream.read(&mut buffer).await {
                 Ok(0) | Err(_) => return,

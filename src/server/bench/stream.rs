@@ -86,7 +86,7 @@ pub fn response(
     settings: StreamSettings,
     shutdown: CancellationToken,
 ) -> Response {
-    let (sink, response) = sse_out::channel(shutdown, settings.stalled_after, "/api/benchmark-sse");
+    let (sink, response) = sse_out::channel(shutdown);
     tokio::spawn(async move {
         let mut stream = BenchStream {
             sink,
