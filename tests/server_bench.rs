@@ -148,6 +148,7 @@ async fn bad_benchmark_requests_are_refused_with_reasons() {
     }
     let response = reqwest::Client::new()
         .post(format!("{}/api/benchmarks", server.url()))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
