@@ -235,7 +235,8 @@ impl Store {
         match tokio::time::timeout(OPEN_LIMIT, Self::open_checked(location)).await {
             Ok(Ok(store)) => Ok(store),
             Ok(Err(StoreError::Query { doing, source })) => Err(unusable(
-                read_only_reason(location).unwrap_or_else(|| describe_open_failure(doing, &source)),
+                filesystem_reason(location)
+                    .unwrap_or_else(|| describe_open_failure(doing, &source)),
             )),
             Ok(Err(other)) => Err(other),
             Err(_) => Err(unusable(format!(
@@ -737,22 +738,39 @@ async fn raise_mark(
     .map(|_| ())
 }
 
-/// When the file (or, for a new file, its directory) cannot be written, says so: SQLite only
-/// reports "unable to open database file" when it cannot create its journal beside it.
-fn read_only_reason(location: &DbLocation) -> Option<String> {
+/// When opening failed because the file cannot be written or its disk is full, says so in
+/// plain words: SQLite itself reports only "unable to open database file" or "disk I/O error"
+/// when it cannot create or grow its journal beside the database.
+fn filesystem_reason(location: &DbLocation) -> Option<String> {
+    use std::io::Write as _;
     let DbLocation::File(path) = location else {
         return None;
     };
-    let probe = if path.exists() {
+    let problem = if path.exists() {
         std::fs::OpenOptions::new().append(true).open(path).err()
     } else {
         None
-    }?;
-    matches!(
-        probe.kind(),
-        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
-    )
-    .then(|| format!("cannot be written ({probe}); runs could not be stored"))
+    };
+    let problem = problem.or_else(|| {
+        // Room for SQLite's journal and shared memory: a probe file beside the database.
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty())?;
+        let probe = dir.join(".runboard-space-probe");
+        let written = std::fs::File::create(&probe).and_then(|mut file| {
+            file.write_all(&[0; 64 * 1024])
+                .and_then(|()| file.sync_all())
+        });
+        let _ = std::fs::remove_file(&probe);
+        written.err()
+    })?;
+    match problem.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => Some(
+            format!("cannot be written ({problem}); runs could not be stored"),
+        ),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Some(format!(
+            "cannot be written: its disk is full ({problem}); free some space and start again"
+        )),
+        _ => None,
+    }
 }
 
 /// Says what a failure while opening means for the person starting the server.
