@@ -31,6 +31,19 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json > /dev/null 2>&1; then
     echo "      (sudo apt-get install mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri)" >&2
   fi
 fi
+# The store-fault tests mount a small tmpfs for a real full disk and a read-only filesystem.
+# That needs root with mount rights; elsewhere they are skipped, and this says so.
+if [ -z "${RUNBOARD_SKIP_MOUNT_TESTS:-}" ]; then
+  probe="$(mktemp -d)"
+  if mount -t tmpfs -o size=1m tmpfs "$probe" 2> /dev/null; then
+    umount "$probe"
+  else
+    echo "note: cannot mount a tmpfs here (needs root); the full-disk and read-only tests are skipped" >&2
+    export RUNBOARD_SKIP_MOUNT_TESTS=1
+  fi
+  rmdir "$probe"
+fi
+
 # winit and wgpu complain without a runtime dir; the tests need no display.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 

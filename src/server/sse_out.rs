@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 /// most [`MAX_CHUNK_BYTES`], a subscriber that stops reading pins at most
 /// `CONNECTION_BUFFER × MAX_CHUNK_BYTES` here, plus hyper's buffer and the kernel's send buffer
 /// (both fixed by the listener), until it is dropped as stalled.
-const CONNECTION_BUFFER: usize = 4;
+const CONNECTION_BUFFER: usize = 2;
 
 /// The most bytes one chunk of a stream holds.
 pub const MAX_CHUNK_BYTES: usize = 32 * 1024;

@@ -24,8 +24,9 @@ use super::sse_out::{self, Gone, MAX_CHUNK_BYTES, SseSink};
 use super::store::{Replay, Store, StoreError};
 use super::store_health::StoreHealth;
 
-/// Events read from the store per query while replaying.
-const REPLAY_PAGE: u32 = 1000;
+/// Events read from the store per query while replaying. Small, because a subscriber that
+/// stops reading mid-replay holds its page until it is dropped.
+const REPLAY_PAGE: u32 = 128;
 
 /// What a stream carries.
 #[derive(Debug, Clone)]
