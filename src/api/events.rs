@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::types::{RunStatus, RunSummary, null_as_default};
+use super::types::{RunStatus, RunSummary, StoreStatus, null_as_default};
 
 /// Progress of the current agent (`node_update`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +96,21 @@ pub struct StreamEnd {
     pub status: RunStatus,
 }
 
+/// Told at the start of `/api/events` when the client's `Last-Event-ID` is older than what the
+/// server's retention removed (`pruned`): some events after it are gone for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// The client's last id.
+    #[serde(default)]
+    pub after: u64,
+    /// Events up to this id may have been removed.
+    #[serde(default)]
+    pub pruned_through: u64,
+    /// For people.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub message: String,
+}
+
 /// Any event of a run stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEvent {
@@ -113,6 +128,12 @@ pub enum RunEvent {
     Error(RunError),
     /// The run is over.
     StreamEnd(StreamEnd),
+    /// The server's store stopped or started taking writes (`store_status`; about the server,
+    /// not a run).
+    StoreStatus(StoreStatus),
+    /// Events after the client's last id were removed by retention (`pruned`; about the
+    /// stream, not a run).
+    Pruned(Pruned),
     /// Seed 001's job-complete marker (`{"type": "done"}`).
     Done {
         /// The run or job, when the server names it.
@@ -159,6 +180,8 @@ impl RunEvent {
                 "data" => Self::Data(serde_json::from_value(value)?),
                 "error" => Self::Error(serde_json::from_value(value)?),
                 "stream_end" => Self::StreamEnd(serde_json::from_value(value)?),
+                "store_status" => Self::StoreStatus(serde_json::from_value(value)?),
+                "pruned" => Self::Pruned(serde_json::from_value(value)?),
                 "done" => Self::Done {
                     run_id: value
                         .get("run_id")
@@ -187,7 +210,7 @@ impl RunEvent {
             Self::Error(e) => &mut e.run_id,
             Self::StreamEnd(e) => &mut e.run_id,
             Self::Done { run_id } => run_id,
-            Self::Unknown { .. } => return self,
+            Self::StoreStatus(_) | Self::Pruned(_) | Self::Unknown { .. } => return self,
         };
         if slot.is_empty() {
             run_id.clone_into(slot);
@@ -205,6 +228,8 @@ impl RunEvent {
             Self::Data(_) => "data",
             Self::Error(_) => "error",
             Self::StreamEnd(_) => "stream_end",
+            Self::StoreStatus(_) => "store_status",
+            Self::Pruned(_) => "pruned",
             Self::Done { .. } => "done",
             Self::Unknown { event, .. } => event,
         }
@@ -221,6 +246,7 @@ impl RunEvent {
             Self::Error(e) => &e.run_id,
             Self::StreamEnd(e) => &e.run_id,
             Self::Done { run_id } => run_id,
+            Self::StoreStatus(_) | Self::Pruned(_) => "",
             Self::Unknown { data, .. } => data.get("run_id").and_then(Value::as_str).unwrap_or(""),
         }
     }
@@ -229,6 +255,36 @@ impl RunEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_streams_own_notices() {
+        let event = RunEvent::decode(
+            "store_status",
+            r#"{"writable":false,"error":"database or disk is full","since":"2026-12-01T06:19:09Z"}"#,
+        )
+        .unwrap();
+        let RunEvent::StoreStatus(status) = &event else {
+            panic!("{event:?}");
+        };
+        assert!(!status.writable);
+        assert_eq!(status.error.as_deref(), Some("database or disk is full"));
+        assert_eq!(event.run_id(), "");
+        assert_eq!(event.clone().with_run_id("r1"), event);
+        let event = RunEvent::decode(
+            "pruned",
+            r#"{"after":1,"pruned_through":40,"message":"gone"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            event,
+            RunEvent::Pruned(Pruned {
+                after: 1,
+                pruned_through: 40,
+                message: "gone".into()
+            })
+        );
+        assert_eq!(event.name(), "pruned");
+    }
 
     #[test]
     fn a_named_node_update_with_an_older_servers_node_field() {

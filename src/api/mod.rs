@@ -14,7 +14,8 @@ pub use bench::{
 };
 pub use client::{ApiClient, ApiError, RunQuery};
 pub use events::{
-    DataEvent, DecodeError, Narration, NodeUpdate, RunError, RunEvent, StatusChange, StreamEnd,
+    DataEvent, DecodeError, Narration, NodeUpdate, Pruned, RunError, RunEvent, StatusChange,
+    StreamEnd,
 };
 pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
 pub use requests::{ActiveRequest, ActiveRequests};

@@ -141,6 +141,11 @@ fn row_ui(ui: &mut egui::Ui, row: &Row<'_>, selected: bool, now: f64) -> bool {
                     if !row.first {
                         return false;
                     }
+                    if row.line.run.run_id.is_empty() {
+                        // A line about the server itself (its store, its retention): no run.
+                        ui.label(RichText::new("server").monospace().small().weak());
+                        return false;
+                    }
                     let run = RichText::new(&row.line.run.run_id).monospace().small();
                     // A link too, so keyboards and screen readers can select the run.
                     ui.link(if selected { run.strong() } else { run }).clicked()

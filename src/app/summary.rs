@@ -82,6 +82,18 @@ fn servers_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
             .clone()
             .unwrap_or_else(|| format!("{}: {text}", server.url));
         badge(ui, &text, color).on_hover_text(hover);
+        if let Some(store) = server.store.as_ref().filter(|store| !store.writable) {
+            let why = store.error.as_deref().unwrap_or("no reason given");
+            badge(
+                ui,
+                "store full or read-only",
+                egui::Color32::from_rgb(210, 60, 60),
+            )
+            .on_hover_text(format!(
+                "The server cannot store anything: {why}. New runs are refused; running \
+                     runs are held and go on once it can write again."
+            ));
+        }
     }
 }
 

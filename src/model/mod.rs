@@ -24,7 +24,7 @@ pub use worker::{RunKey, ServerId, Worker};
 
 use crate::api::{
     ActiveRequests, BenchEvent, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList, RunDetail,
-    RunEvent, RunStatus, RunSummary,
+    RunEvent, RunStatus, RunSummary, StoreStatus,
 };
 use crate::sse::ConnectionState;
 
@@ -75,6 +75,8 @@ pub struct Server {
     pub requests: Requests,
     /// Set when it refused our token (or we had none): why, for the token prompt.
     pub needs_token: Option<String>,
+    /// Whether its store takes writes, from `/api/health` and its streams' `store_status`.
+    pub store: Option<StoreStatus>,
 }
 
 impl Server {
@@ -98,6 +100,7 @@ impl Server {
             bench_link: None,
             requests: Requests::default(),
             needs_token: None,
+            store: None,
         }
     }
 }
@@ -287,6 +290,7 @@ impl Model {
         match inbound {
             Inbound::Health { server, health } => {
                 if let Some(s) = self.servers.get_mut(server) {
+                    s.store = health.store.clone();
                     s.health = Some(health);
                     s.error = None;
                     s.needs_token = None;
@@ -547,8 +551,56 @@ impl Model {
                     s.models_pending = false;
                 }
             }
+            RunEvent::StoreStatus(status) => self.apply_store_status(server, status, now),
+            RunEvent::Pruned(pruned) => self.log.push(LogLine {
+                run: key,
+                at: now,
+                level: "warn".into(),
+                text: format!(
+                    "events after id {} up to {} were removed by the server's retention; the \
+                     stream went on from the oldest it kept",
+                    pruned.after, pruned.pruned_through
+                ),
+                number: 0,
+            }),
             RunEvent::Done { .. } | RunEvent::Unknown { .. } => {}
         }
+    }
+
+    /// A server's store stopped or started taking writes: its badge, and a line in the log.
+    fn apply_store_status(&mut self, server: ServerId, status: StoreStatus, now: f64) {
+        let Some(s) = self.servers.get_mut(server) else {
+            return;
+        };
+        let was_writable = s.store.as_ref().is_none_or(|store| store.writable);
+        let (level, text) = match (status.writable, was_writable) {
+            (false, true) => (
+                "error",
+                format!(
+                    "{}: the store cannot be written ({}); new runs are refused and running \
+                     runs are held",
+                    s.label,
+                    status.error.as_deref().unwrap_or("no reason given")
+                ),
+            ),
+            (true, false) => (
+                "info",
+                format!("{}: the store takes writes again; runs go on", s.label),
+            ),
+            // No change (a reconnecting stream is told again): nothing to say.
+            (false, false) | (true, true) => {
+                s.store = Some(status);
+                return;
+            }
+        };
+        s.store = Some(status);
+        self.log.push(LogLine {
+            run: RunKey::new(server, String::new()),
+            at: now,
+            level: level.into(),
+            text,
+            number: 0,
+        });
     }
 
     fn apply_link(

@@ -415,3 +415,55 @@ fn the_total_rate_ignores_adopted_and_cleared_cards() {
         m.total_rate.per_sec()
     );
 }
+
+#[test]
+fn a_servers_store_state_shows_and_each_change_is_logged_once() {
+    let mut m = model();
+    let full = json!({"writable": false, "error": "database or disk is full", "since": "x"});
+    m.apply(on(0, event("store_status", &full)), 1.0);
+    let store = m.servers[0].store.clone().unwrap();
+    assert!(!store.writable);
+    assert!(m.servers[1].store.is_none(), "only that server");
+    // Told again (a reconnect starts with it): no second line.
+    m.apply(on(0, event("store_status", &full)), 2.0);
+    m.apply(
+        on(0, event("store_status", &json!({"writable": true}))),
+        3.0,
+    );
+    m.apply(
+        on(0, event("store_status", &json!({"writable": true}))),
+        4.0,
+    );
+    let lines: Vec<(&str, &str)> = m
+        .log
+        .lines()
+        .iter()
+        .map(|line| (line.level.as_str(), line.text.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0].0, "error");
+    assert!(lines[0].1.contains("database or disk is full"), "{lines:?}");
+    assert!(lines[1].1.contains("takes writes again"), "{lines:?}");
+    assert!(m.log.lines().iter().all(|line| line.run.run_id.is_empty()));
+    assert!(m.servers[0].store.as_ref().unwrap().writable);
+    assert!(m.workers.is_empty(), "a notice is not a run");
+}
+
+#[test]
+fn a_pruned_resume_is_said_in_the_log() {
+    let mut m = model();
+    m.apply(
+        on(
+            0,
+            event(
+                "pruned",
+                &json!({"after": 3, "pruned_through": 90, "message": "…"}),
+            ),
+        ),
+        1.0,
+    );
+    let line = m.log.lines().front().unwrap();
+    assert_eq!(line.level, "warn");
+    assert!(line.text.contains("after id 3 up to 90"), "{}", line.text);
+    assert!(m.workers.is_empty());
+}
