@@ -290,7 +290,7 @@ impl Model {
         match inbound {
             Inbound::Health { server, health } => {
                 if let Some(s) = self.servers.get_mut(server) {
-                    s.store = health.store.clone();
+                    s.store.clone_from(&health.store);
                     s.health = Some(health);
                     s.error = None;
                     s.needs_token = None;
@@ -541,29 +541,24 @@ impl Model {
                 // The feed wants this run's chain now, not at the next poll.
                 self.feed.want(&key);
             }
-            RunEvent::Data(data) => {
-                // Only the data channel feeds the models view; the narration is for people.
-                if data.action == MODEL_LIST_ACTION
-                    && let Some(list) = ModelList::from_payload(&data.payload)
-                    && let Some(s) = self.servers.get_mut(server)
-                {
-                    s.models = Some(list);
-                    s.models_pending = false;
-                }
-            }
+            RunEvent::Data(data) => self.apply_data(server, &data),
             RunEvent::StoreStatus(status) => self.apply_store_status(server, status, now),
-            RunEvent::Pruned(pruned) => self.log.push(LogLine {
-                run: key,
-                at: now,
-                level: "warn".into(),
-                text: format!(
-                    "events after id {} up to {} were removed by the server's retention; the \
-                     stream went on from the oldest it kept",
-                    pruned.after, pruned.pruned_through
-                ),
-                number: 0,
-            }),
+            RunEvent::Pruned(pruned) => {
+                let text = pruned_line(pruned.after, pruned.pruned_through);
+                self.server_line(server, "warn", text, now);
+            }
             RunEvent::Done { .. } | RunEvent::Unknown { .. } => {}
+        }
+    }
+
+    /// Only the data channel feeds the models view; the narration is for people.
+    fn apply_data(&mut self, server: ServerId, data: &crate::api::DataEvent) {
+        if data.action == MODEL_LIST_ACTION
+            && let Some(list) = ModelList::from_payload(&data.payload)
+            && let Some(s) = self.servers.get_mut(server)
+        {
+            s.models = Some(list);
+            s.models_pending = false;
         }
     }
 
@@ -594,6 +589,11 @@ impl Model {
             }
         };
         s.store = Some(status);
+        self.server_line(server, level, text, now);
+    }
+
+    /// A log line about a server itself rather than one of its runs (its run id is empty).
+    fn server_line(&mut self, server: ServerId, level: &str, text: String, now: f64) {
         self.log.push(LogLine {
             run: RunKey::new(server, String::new()),
             at: now,
@@ -637,3 +637,11 @@ fn advance_link(link: Option<&Link>, state: &ConnectionState, now: f64) -> Link 
 
 #[cfg(test)]
 mod tests;
+
+/// What the log says when a resume skipped events that retention removed.
+fn pruned_line(after: u64, through: u64) -> String {
+    format!(
+        "events after id {after} up to {through} were removed by the server's retention; the \
+         stream went on from the oldest it kept"
+    )
+}

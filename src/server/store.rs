@@ -756,7 +756,7 @@ fn filesystem_reason(location: &DbLocation) -> Option<String> {
         let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty())?;
         let probe = dir.join(".runboard-space-probe");
         let written = std::fs::File::create(&probe).and_then(|mut file| {
-            file.write_all(&[0; 64 * 1024])
+            file.write_all(&vec![0; 64 * 1024])
                 .and_then(|()| file.sync_all())
         });
         let _ = std::fs::remove_file(&probe);
