@@ -289,11 +289,15 @@ impl Model {
     pub fn apply(&mut self, inbound: Inbound, now: f64) {
         match inbound {
             Inbound::Health { server, health } => {
+                let store = health.store.clone();
                 if let Some(s) = self.servers.get_mut(server) {
-                    s.store.clone_from(&health.store);
                     s.health = Some(health);
                     s.error = None;
                     s.needs_token = None;
+                }
+                // A console that connects while the store is failing says so too.
+                if let Some(store) = store {
+                    self.apply_store_status(server, store, now);
                 }
             }
             Inbound::Appeared { server, summary } => {

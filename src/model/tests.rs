@@ -467,3 +467,20 @@ fn a_pruned_resume_is_said_in_the_log() {
     assert!(line.text.contains("after id 3 up to 90"), "{}", line.text);
     assert!(m.workers.is_empty());
 }
+
+#[test]
+fn a_health_answer_with_a_failing_store_is_logged_like_the_event() {
+    let mut m = model();
+    let health: crate::api::Health = serde_json::from_value(json!({
+        "status": "degraded", "features": ["events"], "events_head": 4,
+        "store": {"writable": false, "error": "database or disk is full"}
+    }))
+    .unwrap();
+    m.apply(Inbound::Health { server: 0, health }, 1.0);
+    assert!(!m.servers[0].store.as_ref().unwrap().writable);
+    assert_eq!(m.log.lines().len(), 1);
+    // The stream then says the same: no second line.
+    let full = json!({"writable": false, "error": "database or disk is full"});
+    m.apply(on(0, event("store_status", &full)), 2.0);
+    assert_eq!(m.log.lines().len(), 1);
+}
