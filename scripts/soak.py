@@ -234,7 +234,8 @@ async def main(port, seconds):
     tally = {}
     burst_started = time.monotonic()
     await burst(port, 20_000, 32, tally)
-    report["burst"] = {"seconds": round(time.monotonic() - burst_started, 1),
+    report["burst"] = {"started_at": round(burst_started - started, 1),
+                       "seconds": round(time.monotonic() - burst_started, 1),
                        "answers": {str(k): v for k, v in sorted(tally.items(), key=str)}}
 
     while not over():

@@ -207,13 +207,7 @@ async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unsto
     let detail = api.run(&held_run).await.unwrap();
     assert_eq!(detail.summary.status, RunStatus::Failed);
     let in_store = stored(&server).await;
-    for (id, event) in &seen.events {
-        assert_eq!(
-            in_store.get(id),
-            Some(event),
-            "event {id} was sent to a subscriber, so it must be stored as sent"
-        );
-    }
+    assert_all_stored(&seen, &in_store);
     let newest_seen = *seen.events.keys().next_back().unwrap();
     let mut after = subscribe(&server);
     let fresh = api.create_run(&run_request(json!({}))).await.unwrap();
@@ -232,6 +226,29 @@ async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unsto
         "a new event got id {id}, but {newest_seen} was already seen"
     );
     server.stop().await;
+}
+
+/// How many events of this type each run has in the store.
+fn per_run(stored: &BTreeMap<u64, (String, String)>, wanted: &str) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for (_, data) in stored.values().filter(|(event, _)| event == wanted) {
+        let data: Value = serde_json::from_str(data).unwrap();
+        *counts
+            .entry(data["run_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// Every event a subscriber was sent is stored, as it was sent.
+fn assert_all_stored(seen: &Seen, stored: &BTreeMap<u64, (String, String)>) {
+    for (id, event) in &seen.events {
+        assert_eq!(
+            stored.get(id),
+            Some(event),
+            "event {id} was sent to a subscriber, so it must be stored as sent"
+        );
+    }
 }
 
 /// The subscriber got exactly the stored events (reported compactly when not).
@@ -405,23 +422,9 @@ async fn every_event_a_subscriber_saw_before_a_stop_under_load_is_stored() {
         assert!(!seen.events.is_empty());
         let again = start(settings.clone()).await;
         let in_store = stored(&again).await;
-        for (id, event) in &seen.events {
-            assert_eq!(
-                in_store.get(id),
-                Some(event),
-                "round {round}: event {id} was sent but not stored"
-            );
-        }
+        assert_all_stored(&seen, &in_store);
         // Nothing of the stopped runs is left running or interrupted twice.
-        let mut errors: HashMap<String, usize> = HashMap::new();
-        for (event, data) in in_store.values() {
-            if event == "error" {
-                let data: Value = serde_json::from_str(data).unwrap();
-                *errors
-                    .entry(data["run_id"].as_str().unwrap().to_owned())
-                    .or_default() += 1;
-            }
-        }
+        let errors = per_run(&in_store, "error");
         assert!(errors.values().all(|count| *count == 1), "{errors:?}");
         again.stop().await;
     }
@@ -474,17 +477,8 @@ async fn kill_9_during_restart_recovery_never_fails_a_run_twice() {
     let server = start(settings).await;
     let api = client(&server);
     let in_store = stored(&server).await;
-    let mut errors: HashMap<String, usize> = HashMap::new();
-    let mut ends: HashMap<String, usize> = HashMap::new();
-    for (event, data) in in_store.values() {
-        let data: Value = serde_json::from_str(data).unwrap();
-        let run_id = data["run_id"].as_str().unwrap().to_owned();
-        match event.as_str() {
-            "error" => *errors.entry(run_id).or_default() += 1,
-            "stream_end" => *ends.entry(run_id).or_default() += 1,
-            _ => {}
-        }
-    }
+    let errors = per_run(&in_store, "error");
+    let ends = per_run(&in_store, "stream_end");
     assert_eq!(errors.len(), 300, "every interrupted run was failed");
     assert!(errors.values().all(|count| *count == 1), "{errors:?}");
     assert!(ends.values().all(|count| *count == 1), "{ends:?}");

@@ -1,6 +1,7 @@
 //! Fan-out of persisted events to every live stream, with each SSE frame encoded once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use tokio::sync::broadcast;
@@ -65,13 +66,25 @@ pub fn encode_frame(id: i64, event: &str, data: &str) -> Bytes {
 #[derive(Debug, Clone)]
 pub struct Hub {
     sender: broadcast::Sender<Arc<Published>>,
+    /// The global sequence of the newest event published (so stored): `/api/health` reads it
+    /// here rather than from the database, where it would wait behind replays for a connection.
+    head: Arc<AtomicI64>,
 }
 
 impl Hub {
-    /// A hub that keeps up to `capacity` events for slow subscribers.
-    pub fn new(capacity: usize) -> Self {
+    /// A hub that keeps up to `capacity` events for slow subscribers; `head` is the newest
+    /// event already stored.
+    pub fn new(capacity: usize, head: i64) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Self { sender }
+        Self {
+            sender,
+            head: Arc::new(AtomicI64::new(head)),
+        }
+    }
+
+    /// The global sequence of the newest stored event.
+    pub fn head(&self) -> i64 {
+        self.head.load(Ordering::Acquire)
     }
 
     /// Starts receiving every event published from now on.
@@ -81,6 +94,7 @@ impl Hub {
 
     /// Sends an event to every subscriber (none is fine).
     pub fn publish(&self, event: Arc<Published>) {
+        self.head.fetch_max(event.seq, Ordering::AcqRel);
         let _ = self.sender.send(event);
     }
 }

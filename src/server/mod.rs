@@ -253,7 +253,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let cors_origins = parse_cors_origins(&config.cors_origins)?;
     let store = Store::open(&config.db).await?;
     let sequences = store.sequences().await?;
-    let hub = Hub::new(config.broadcast_capacity);
+    let hub = Hub::new(config.broadcast_capacity, sequences.last_seq);
     let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
     let (recorder, writer) = Recorder::start(
