@@ -431,6 +431,78 @@ async fn every_event_a_subscriber_saw_before_a_stop_under_load_is_stored() {
 }
 
 #[tokio::test]
+async fn sigterm_under_load_stores_everything_before_the_database_closes() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    for round in 0..5_u64 {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runboard"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--concurrency", "64"])
+            .args(["--speed", "200", "--failure-rate", "0", "--db"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).await.unwrap();
+        let url = first
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("{first}"))
+            .to_owned();
+        let api = ApiClient::new(&url, None).unwrap();
+        for _ in 0..48 {
+            api.create_run(&run_request(
+                json!({"iterations": 10, "tokens_per_sec": 5000}),
+            ))
+            .await
+            .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(150 + round * 100)).await;
+        let pid = child.id().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .expect("stopped within 5 s of SIGTERM")
+            .unwrap();
+        assert!(status.success(), "{status}");
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).await.unwrap();
+        for lost in ["closed pool", "could not be stored", "error"] {
+            assert!(!rest.contains(lost), "round {round}: {rest}");
+        }
+    }
+    // And what was stored is whole: every run's events numbered 1, 2, 3… without a gap.
+    let server = start(config(&dir)).await;
+    let api = client(&server);
+    let all = runboard::api::RunQuery {
+        limit: Some(500),
+        ..runboard::api::RunQuery::default()
+    };
+    let runs = api.list_runs(&all).await.unwrap().runs;
+    assert_eq!(runs.len(), 240);
+    for run in runs {
+        let events = api.run(&run.run_id).await.unwrap().events;
+        let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "{}",
+            run.run_id
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn kill_9_during_restart_recovery_never_fails_a_run_twice() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
