@@ -7,7 +7,7 @@
 //! - a fixed kernel send buffer per connection, so a reader that stops reading pins a known
 //!   amount of kernel memory, not the several megabytes TCP autotuning would grow to;
 //! - a stalled-write timeout: a connection whose output has waited for the client to read for
-//!   this long is closed, with a log line. This is what drops an event-stream subscriber that
+//!   this long is reset (its buffers freed at once), with a log line. This is what drops an event-stream subscriber that
 //!   stopped reading (it resumes with `Last-Event-ID` and loses nothing); ending only its
 //!   stream would leave hyper blocked flushing to it, holding the connection forever.
 
@@ -143,16 +143,16 @@ fn refuse(mut stream: TcpStream, peer: SocketAddr, refused: &AtomicU64, cap: usi
 }
 
 /// The connection's IO, failing a write or flush that has made no progress for `limit`.
-struct StallGuard<T> {
-    inner: T,
+struct StallGuard {
+    inner: TokioIo<TcpStream>,
     limit: Duration,
     peer: SocketAddr,
     /// Started when a write first had to wait; cleared when one goes through.
     waiting: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl<T> StallGuard<T> {
-    fn new(inner: T, limit: Duration, peer: SocketAddr) -> Self {
+impl StallGuard {
+    fn new(inner: TokioIo<TcpStream>, limit: Duration, peer: SocketAddr) -> Self {
         Self {
             inner,
             limit,
@@ -170,8 +170,12 @@ impl<T> StallGuard<T> {
         match timer.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
+                // Reset rather than close: a graceful close would leave the kernel holding the
+                // unsent bytes for a client that reads nothing, probing its zero window for
+                // minutes. A reset frees them now; the client resumes with Last-Event-ID.
+                let _ = socket2::SockRef::from(self.inner.inner()).set_linger(Some(Duration::ZERO));
                 eprintln!(
-                    "runboard serve: closed the connection of {} : it read nothing for {} s \
+                    "runboard serve: reset the connection of {}: it read nothing for {} s \
                      while output waited (--slow-subscriber-secs); a stream resumes with \
                      Last-Event-ID",
                     self.peer,
@@ -198,7 +202,7 @@ impl<T> StallGuard<T> {
     }
 }
 
-impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for StallGuard<T> {
+impl hyper::rt::Read for StallGuard {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -208,7 +212,7 @@ impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for StallGuard<T> {
     }
 }
 
-impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for StallGuard<T> {
+impl hyper::rt::Write for StallGuard {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
