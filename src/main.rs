@@ -8,11 +8,14 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[cfg(not(target_arch = "wasm32"))]
+mod cli;
+
+#[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
-    runboard::cli::main()
+    cli::main()
 }
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
-    runboard::web::start();
+    runboard_console::web::start();
 }

@@ -72,7 +72,7 @@ async fn against_the_reference_server_a_table_for_people_and_the_payload_for_scr
     }
     // Each call was a job like any run: two runs named "models", both completed.
     let runs = client(&server)
-        .list_runs(&runboard::api::RunQuery::default())
+        .list_runs(&runboard_api::RunQuery::default())
         .await
         .unwrap();
     assert_eq!(runs.runs.len(), 2);

@@ -4,13 +4,13 @@
 //! console_snapshots` writes new references into `tests/snapshots/`.
 
 use egui_kittest::{Harness, SnapshotOptions, SnapshotResults};
-use runboard::api::{
+use runboard_api::{
     ActiveRequest, ActiveRequests, BenchEvent, BenchProgress, BenchStatus, DataEvent, NodeUpdate,
     RunDetail, RunEvent, RunStatus, RunSummary, StoredEvent, TaskComplete,
 };
-use runboard::app::{UiState, View, console_ui};
-use runboard::model::{Inbound, Model, RequestsFeed, RunKey, Settings};
-use runboard::sse::ConnectionState;
+use runboard_console::ui::{UiState, View, console_ui};
+use runboard_console::board::{Inbound, Model, RequestsFeed, RunKey, Settings};
+use runboard_sse::ConnectionState;
 use serde_json::json;
 
 /// The fixed clock every snapshot is drawn at.
@@ -152,7 +152,7 @@ fn busy_scene() -> Scene {
         model.apply(
             Inbound::Event {
                 server: 0,
-                event: RunEvent::Narration(runboard::api::Narration {
+                event: RunEvent::Narration(runboard_api::Narration {
                     run_id: ids[n].clone(),
                     formatted: text.into(),
                     level: Some(level.into()),
@@ -326,7 +326,7 @@ fn the_benchmark_view_mid_run_with_an_error() {
     model.apply(
         Inbound::Bench {
             server: 0,
-            event: BenchEvent::Error(runboard::api::BenchError {
+            event: BenchEvent::Error(runboard_api::BenchError {
                 message: "task_003_extract: the worker lost its GPU and was restarted".into(),
             }),
         },

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
-use runboard::api::RunStatus;
-use runboard::app::{Console, ConsoleConfig, LaunchForm, LogLevel, RequestColumn};
-use runboard::model::{RequestsFeed, RunKey};
-use runboard::runtime::Spawner;
-use runboard::server::{self, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
+use runboard_api::RunStatus;
+use runboard_console::ui::{Console, ConsoleConfig, LaunchForm, LogLevel, RequestColumn};
+use runboard_console::board::{RequestsFeed, RunKey};
+use runboard_sse::runtime::Spawner;
+use runboard_server::{self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
 
 struct Setup {
     runtime: tokio::runtime::Runtime,

@@ -4,8 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use runboard::api::{ApiClient, ApiError, CreateRun, RunMode, RunQuery, RunStatus};
-use runboard::server::{self, ServerConfig, ServerError};
+use runboard_api::{ApiClient, ApiError, CreateRun, RunMode, RunQuery, RunStatus};
+use runboard_server::{self as server, ServerConfig, ServerError};
 use serde_json::{Value, json};
 use support::test_server::{client, config, start, wait_finished};
 

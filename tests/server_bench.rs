@@ -8,9 +8,9 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use runboard::api::{BenchEvent, BenchProgress, BenchStatus, CreateBenchmark, TaskComplete, phase};
-use runboard::server::RunningServer;
-use runboard::sse::{EventSource, Update};
+use runboard_api::{BenchEvent, BenchProgress, BenchStatus, CreateBenchmark, TaskComplete, phase};
+use runboard_server::RunningServer;
+use runboard_sse::{EventSource, Update};
 use serde_json::{Value, json};
 use support::test_server::{config, start};
 
@@ -243,7 +243,7 @@ async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
     }
     // The runs behind the tasks are ordinary runs of the API.
     let runs = api
-        .list_runs(&runboard::api::RunQuery::default())
+        .list_runs(&runboard_api::RunQuery::default())
         .await
         .unwrap();
     assert_eq!(runs.runs.len(), 3);

@@ -7,9 +7,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use runboard::api::{CreateRun, RunMode};
-use runboard::server::{self, ConnectionLimits, ServerError};
-use runboard::sse::{EventSource, Update};
+use runboard_api::{CreateRun, RunMode};
+use runboard_server::{self as server, ConnectionLimits, ServerError};
+use runboard_sse::{EventSource, Update};
 use serde_json::{Value, json};
 use support::raw_http::{closed_within, exchange, read_response};
 use support::test_server::{client, config, start, wait_finished};
@@ -56,7 +56,7 @@ async fn every_generator_parameter_has_bounds_and_a_value_outside_gets_422_with_
             "{error}"
         );
         let benchmark = api
-            .create_benchmark(&runboard::api::CreateBenchmark {
+            .create_benchmark(&runboard_api::CreateBenchmark {
                 tasks: 1,
                 name: None,
                 params: params.clone(),
@@ -395,7 +395,7 @@ async fn past_max_queued_new_runs_get_429_with_retry_after() {
     // Wait until it holds the slot, then fill the queue.
     tokio::time::timeout(Duration::from_secs(10), async {
         while api.run(&first.summary.run_id).await.unwrap().summary.status
-            != runboard::api::RunStatus::Running
+            != runboard_api::RunStatus::Running
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use runboard::api::{CreateRun, RunMode, RunStatus};
+use runboard_api::{CreateRun, RunMode, RunStatus};
 use serde_json::json;
 use support::test_server::{client, config, start, wait_finished};
 

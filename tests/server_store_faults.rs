@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use runboard::api::{ApiClient, CreateRun, Health, RunMode, RunStatus};
-use runboard::server::{self, DbLocation, Retention, RunningServer, ServerError};
-use runboard::sse::{EventSource, ReconnectPolicy, Update};
+use runboard_api::{ApiClient, CreateRun, Health, RunMode, RunStatus};
+use runboard_server::{self as server, DbLocation, Retention, RunningServer, ServerError};
+use runboard_sse::{EventSource, ReconnectPolicy, Update};
 use serde_json::{Value, json};
 use support::test_server::{client, config, db_path, start, wait_finished};
 use support::tmpfs::Tmpfs;
@@ -484,9 +484,9 @@ async fn sigterm_under_load_stores_everything_before_the_database_closes() {
     // And what was stored is whole: every run's events numbered 1, 2, 3… without a gap.
     let server = start(config(&dir)).await;
     let api = client(&server);
-    let all = runboard::api::RunQuery {
+    let all = runboard_api::RunQuery {
         limit: Some(500),
-        ..runboard::api::RunQuery::default()
+        ..runboard_api::RunQuery::default()
     };
     let runs = api.list_runs(&all).await.unwrap().runs;
     assert_eq!(runs.len(), 480);
@@ -517,10 +517,10 @@ async fn kill_9_during_restart_recovery_never_fails_a_run_twice() {
             .await
             .unwrap();
     }
-    let query = runboard::api::RunQuery {
+    let query = runboard_api::RunQuery {
         limit: Some(500),
         status: Some(RunStatus::Running),
-        ..runboard::api::RunQuery::default()
+        ..runboard_api::RunQuery::default()
     };
     tokio::time::timeout(Duration::from_secs(30), async {
         while api.list_runs(&query).await.unwrap().runs.len() < 300 {
@@ -555,10 +555,10 @@ async fn kill_9_during_restart_recovery_never_fails_a_run_twice() {
     assert_eq!(errors.len(), 300, "every interrupted run was failed");
     assert!(errors.values().all(|count| *count == 1), "{errors:?}");
     assert!(ends.values().all(|count| *count == 1), "{ends:?}");
-    let failed = runboard::api::RunQuery {
+    let failed = runboard_api::RunQuery {
         limit: Some(500),
         status: Some(RunStatus::Failed),
-        ..runboard::api::RunQuery::default()
+        ..runboard_api::RunQuery::default()
     };
     assert_eq!(api.list_runs(&failed).await.unwrap().runs.len(), 300);
     server.stop().await;
@@ -582,9 +582,9 @@ async fn retention_removes_finished_runs_and_a_resume_from_a_pruned_id_is_told_s
         ids.push(run.summary.run_id);
     }
     let head_before = api.health().await.unwrap().events_head.unwrap();
-    let all = runboard::api::RunQuery {
+    let all = runboard_api::RunQuery {
         limit: Some(50),
-        ..runboard::api::RunQuery::default()
+        ..runboard_api::RunQuery::default()
     };
     tokio::time::timeout(Duration::from_secs(10), async {
         while api.list_runs(&all).await.unwrap().runs.len() > 2 {

@@ -7,9 +7,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use runboard::api::{ApiClient, CreateRun, RunMode};
-use runboard::server::RunningServer;
-use runboard::sse::{ConnectionState, Event, EventSource, ReconnectPolicy, Update};
+use runboard_api::{ApiClient, CreateRun, RunMode};
+use runboard_server::RunningServer;
+use runboard_sse::{ConnectionState, Event, EventSource, ReconnectPolicy, Update};
 use serde_json::{Value, json};
 use support::cut_proxy::CutProxy;
 use support::test_server::{client, config, start, wait_finished};
@@ -47,7 +47,7 @@ async fn stored_global(server: &RunningServer) -> Vec<(u64, String, String)> {
     let api = client(server);
     let total: usize = {
         let list = api
-            .list_runs(&runboard::api::RunQuery::default())
+            .list_runs(&runboard_api::RunQuery::default())
             .await
             .unwrap();
         let mut total = 0;
@@ -149,7 +149,7 @@ async fn a_run_stream_ends_after_stream_end_and_then_answers_204() {
 
 /// Random cut points from a fixed seed, so a failure can be replayed.
 fn cut_points(count: usize, seed: u64, max: usize) -> Vec<usize> {
-    let mut rng = runboard::rng::SplitMix64::new(seed);
+    let mut rng = runboard_sse::rng::SplitMix64::new(seed);
     (0..count)
         .map(|_| usize::try_from(rng.range_u64(1, max as u64)).unwrap())
         .collect()

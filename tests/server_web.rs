@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use runboard::server::{RunningServer, ServerError, WebBundle};
+use runboard_server::{RunningServer, ServerError, WebBundle};
 use serde_json::Value;
 use support::test_server::{config, start};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -193,7 +193,7 @@ async fn cors_lets_the_named_origin_call_the_api_and_nobody_else() {
     for bad in ["dash.example", "ftp://x", "http://", "http://a/b"] {
         let mut config = support::test_server::config(&dir);
         config.cors_origins = vec![bad.into()];
-        match runboard::server::start(config).await {
+        match runboard_server::start(config).await {
             Err(ServerError::BadOrigin(origin)) => assert_eq!(origin, bad),
             Ok(_) => panic!("{bad} was accepted"),
             Err(other) => panic!("{bad}: {other}"),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use runboard::sse::{ConnectionState, Event, EventSource, ReconnectPolicy, SseError, Update};
+use runboard_sse::{ConnectionState, Event, EventSource, ReconnectPolicy, SseError, Update};
 use support::scripted_server::{Reply, ScriptedServer, Step};
 
 /// A policy fast enough for tests: 50 ms retry, 1 s cap.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use runboard::sse::{DEFAULT_MAX_EVENT_BYTES, Event, Frame, Parser};
+use runboard_sse::{DEFAULT_MAX_EVENT_BYTES, Event, Frame, Parser};
 use serde_json::Value;
 
 struct Fixture {

@@ -12,9 +12,9 @@ use serde_json::Value;
 use super::format::duration;
 use super::output::JsonLines;
 use super::remote::{RemoteArgs, explain};
-use crate::api::{BenchEvent, CreateBenchmark, TaskComplete, phase};
-use crate::model::BenchView;
-use crate::sse::{ConnectionState, Update};
+use runboard_api::{BenchEvent, CreateBenchmark, TaskComplete, phase};
+use runboard_api::BenchView;
+use runboard_sse::{ConnectionState, Update};
 
 /// Cells in the progress bar.
 const BAR_WIDTH: usize = 28;
@@ -115,7 +115,7 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
     let source = client
         .event_source(&url)
         .map(|builder| builder.idle_timeout(Some(idle)))
-        .and_then(crate::sse::EventSourceBuilder::build);
+        .and_then(runboard_sse::EventSourceBuilder::build);
     let mut source = match source {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
@@ -353,7 +353,7 @@ fn fail(message: &str) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{BENCH_STATUS_TYPE, BenchProgress, BenchStatus};
+    use runboard_api::{BENCH_STATUS_TYPE, BenchProgress, BenchStatus};
 
     #[test]
     fn the_bar_shows_counts_task_step_and_eta() {

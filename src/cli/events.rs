@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::output::JsonLines;
-use crate::sse::{ConnectionState, EventSource, ReconnectPolicy, SseError, Update};
+use runboard_sse::{ConnectionState, EventSource, ReconnectPolicy, SseError, Update};
 
 /// Arguments of `runboard events`.
 #[derive(Debug, Args)]
@@ -37,7 +37,7 @@ pub struct EventsArgs {
     #[arg(long, value_name = "SECS", default_value_t = 45)]
     idle_timeout: u64,
     /// Drop (and report) any event larger than this
-    #[arg(long, value_name = "BYTES", default_value_t = crate::sse::DEFAULT_MAX_EVENT_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = runboard_sse::DEFAULT_MAX_EVENT_BYTES)]
     max_event_bytes: usize,
 }
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::app::{Console, ConsoleConfig, View};
-use crate::runtime::Spawner;
-use crate::server::{self, DbLocation, RunningServer, ServerConfig};
+use runboard_console::eframe::{self, egui};
+use runboard_console::ui::{Console, ConsoleConfig, View};
+use runboard_sse::runtime::Spawner;
+use runboard_server::{self as server, DbLocation, RunningServer, ServerConfig};
 
 /// The colour theme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -177,7 +178,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
             });
             let console = Console::new(&cc.egui_ctx, cc.storage, config, app_spawner);
             Ok(match screenshot {
-                Some(path) => Box::new(crate::app::Screenshot::new(console, path, after)),
+                Some(path) => Box::new(runboard_console::ui::Screenshot::new(console, path, after)),
                 None => Box::new(console),
             })
         }),
@@ -202,7 +203,7 @@ fn fail(message: &str) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::embedded_server;
-    use crate::server::DbLocation;
+    use runboard_server::DbLocation;
 
     #[test]
     fn a_demo_keeps_its_runs_in_memory_and_a_plain_start_uses_the_users_database() {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::format::{between, duration, one_line, time_of_day};
 use super::output::{print_lines, print_pretty};
 use super::remote::{RemoteArgs, explain};
-use crate::api::{RunDetail, RunQuery, RunStatus, RunSummary, StoredEvent};
+use runboard_api::{RunDetail, RunQuery, RunStatus, RunSummary, StoredEvent};
 
 /// Arguments of `runboard runs`.
 #[derive(Debug, Args)]
@@ -94,7 +94,7 @@ pub async fn runs(args: RunsArgs) -> ExitCode {
 
 /// How long a run took, or has been going.
 fn run_time(run: &RunSummary) -> String {
-    let now = crate::server::clock::now_rfc3339();
+    let now = runboard_server::clock::now_rfc3339();
     let end = run.finished_at.as_deref().unwrap_or(&now);
     between(run.started_at.as_deref(), Some(end)).map_or_else(|| "-".into(), duration)
 }

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::remote::{RemoteArgs, explain};
-use crate::api::{CreateRun, RunMode};
+use runboard_api::{CreateRun, RunMode};
 
 /// How runs are submitted.
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -3,6 +3,7 @@
 mod bench;
 mod events;
 mod format;
+#[cfg(feature = "gui")]
 mod gui;
 mod inspect;
 mod launch;
@@ -23,6 +24,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// With no subcommand: the console window
+    #[cfg(feature = "gui")]
     #[command(flatten)]
     gui: gui::GuiArgs,
 }
@@ -51,8 +53,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        // The window must own the main thread, so it runs outside any async runtime.
-        return gui::run(cli.gui);
+        return without_subcommand(cli);
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -80,4 +81,21 @@ pub fn main() -> ExitCode {
     // Do not wait for background tasks (open streams, idle connections) on the way out.
     runtime.shutdown_background();
     code
+}
+
+/// With no subcommand: the console window, which must own the main thread and so runs outside
+/// any async runtime.
+#[cfg(feature = "gui")]
+fn without_subcommand(cli: Cli) -> ExitCode {
+    gui::run(cli.gui)
+}
+
+/// With no subcommand in a headless build: there is no window to open, so say what there is.
+#[cfg(not(feature = "gui"))]
+fn without_subcommand(_cli: Cli) -> ExitCode {
+    eprintln!(
+        "runboard: this build has no console window (built without the `gui` feature); \
+         run `runboard serve` for the server, or `runboard --help` for the commands"
+    );
+    ExitCode::from(2)
 }

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::output::{print_lines, print_pretty};
 use super::remote::{RemoteArgs, explain};
-use crate::api::{CreateRun, MODEL_LIST_ACTION, MODELS_JOB, RunEvent, RunMode, RunStatus};
-use crate::sse::{ConnectionState, Update};
+use runboard_api::{CreateRun, MODEL_LIST_ACTION, MODELS_JOB, RunEvent, RunMode, RunStatus};
+use runboard_sse::{ConnectionState, Update};
 
 /// A models job is short; a silent stream this long is dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -43,7 +43,7 @@ pub async fn run(args: ModelsArgs) -> ExitCode {
     let source = client
         .event_source(&client.run_stream_url(&run_id))
         .map(|builder| builder.idle_timeout(Some(IDLE_TIMEOUT)))
-        .and_then(crate::sse::EventSourceBuilder::build);
+        .and_then(runboard_sse::EventSourceBuilder::build);
     let mut source = match source {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),

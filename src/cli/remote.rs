@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use crate::api::{ApiClient, ApiError};
+use runboard_api::{ApiClient, ApiError};
 
 /// The default server: the reference server's default address.
 pub const DEFAULT_API: &str = "http://127.0.0.1:9010";

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::server::{
-    self, ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings, Retention,
+use runboard_server::{
+    self as server,
+    ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings, Retention,
     ServerConfig, StreamSettings, WebBundle,
 };
 

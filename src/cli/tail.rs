@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::format::{between, duration};
 use super::output::{JsonLines, print_lines};
 use super::remote::RemoteArgs;
-use crate::api::{ApiClient, RunEvent, RunStatus};
-use crate::sse::{ConnectionState, SseError, Update};
+use runboard_api::{ApiClient, RunEvent, RunStatus};
+use runboard_sse::{ConnectionState, SseError, Update};
 
 /// The reference server sends a keep-alive every 15 s; three missed ones mean a dead link.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -50,7 +50,7 @@ pub async fn run(args: TailArgs) -> ExitCode {
     let source = client
         .event_source(&url)
         .map(|builder| builder.idle_timeout(Some(IDLE_TIMEOUT)))
-        .and_then(crate::sse::EventSourceBuilder::build);
+        .and_then(runboard_sse::EventSourceBuilder::build);
     let mut source = match source {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runboard::api::{ApiClient, RunDetail};
-use runboard::server::{self, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
+use runboard_api::{ApiClient, RunDetail};
+use runboard_server::{self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
 
 /// A fast, deterministic configuration: port 0, a fresh db file, seed 7, no random failures.
 pub fn config(dir: &tempfile::TempDir) -> ServerConfig {

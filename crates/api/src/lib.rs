@@ -1,0 +1,28 @@
+//! The runs API: the wire contract (types and events) and a typed client. Shared by the server,
+//! the console and the command line, so both ends of the wire use one definition.
+
+mod active_requests;
+mod benchmark;
+mod benchmark_tally;
+mod client;
+mod events;
+mod models;
+mod types;
+pub mod units;
+
+pub use benchmark::{
+    BENCH_STATUS_TYPE, BenchError, BenchEvent, BenchProgress, BenchStatus, BenchmarkStarted,
+    CreateBenchmark, LogFileState, TaskComplete, phase,
+};
+pub use benchmark_tally::BenchView;
+pub use client::{ApiClient, ApiError, RunQuery};
+pub use events::{
+    DataEvent, DecodeError, Narration, NodeUpdate, Pruned, RunError, RunEvent, StatusChange,
+    StreamEnd,
+};
+pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
+pub use active_requests::{ActiveRequest, ActiveRequests};
+pub use types::{
+    CreateRun, ErrorBody, ErrorDetail, Health, RunDetail, RunList, RunMode, RunStatus, RunSummary,
+    StoreStatus, StoredEvent,
+};

@@ -1,0 +1,650 @@
+//! All console state, pure: no IO, no async, no drawing.
+//!
+//! [`Model::apply`] is the one way state changes. Time comes in as an argument (seconds on a
+//! monotonic clock), so every rule — the tok/s EMA, stall detection, snippet choice — is tested
+//! with a fake clock.
+
+mod feed;
+pub(crate) mod link;
+mod log;
+mod rate;
+mod requests;
+mod worker;
+
+use std::collections::HashMap;
+
+pub use runboard_api::BenchView;
+pub use feed::{ChainLine, Feed, FeedEntry, chain, summary_snippet};
+pub use link::Link;
+pub use log::{Log, LogLine};
+pub use rate::{RateSettings, TokenRate};
+pub use requests::{RequestRow, Requests, RequestsFeed};
+pub use worker::{RunKey, ServerId, Worker};
+
+use runboard_api::{
+    ActiveRequests, BenchEvent, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList, RunDetail,
+    RunEvent, RunStatus, RunSummary, StoreStatus,
+};
+use runboard_sse::ConnectionState;
+
+/// Settings the user can change. Seed 000's numbers are the defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// How tok/s is smoothed.
+    pub rate: RateSettings,
+    /// A running worker silent this long is shown as stalled.
+    pub stall_after_secs: f64,
+    /// Finished cards are cleared this long after they finished; `None` keeps them.
+    pub auto_clear_after_secs: Option<f64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            rate: RateSettings::default(),
+            stall_after_secs: 10.0,
+            auto_clear_after_secs: None,
+        }
+    }
+}
+
+/// A server the console watches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Its base URL.
+    pub url: String,
+    /// A short name for tags: `host:port`.
+    pub label: String,
+    /// What `/api/health` said, once it answered.
+    pub health: Option<Health>,
+    /// The `/api/events` stream, when the server has one.
+    pub link: Option<Link>,
+    /// The last error talking to it, cleared by the next success.
+    pub error: Option<String>,
+    /// Its models, from the latest `model_list` data event.
+    pub models: Option<ModelList>,
+    /// A models job was asked for and its data has not come yet.
+    pub models_pending: bool,
+    /// Its benchmark, from `/api/benchmark-sse`.
+    pub bench: BenchView,
+    /// The benchmark stream's connection.
+    pub bench_link: Option<Link>,
+    /// Its requests in flight.
+    pub requests: Requests,
+    /// Set when it refused our token (or we had none): why, for the token prompt.
+    pub needs_token: Option<String>,
+    /// Whether its store takes writes, from `/api/health` and its streams' `store_status`.
+    pub store: Option<StoreStatus>,
+}
+
+impl Server {
+    /// A server at `url`, not yet contacted.
+    pub fn new(url: &str) -> Self {
+        let label = url
+            .split("://")
+            .nth(1)
+            .unwrap_or(url)
+            .trim_end_matches('/')
+            .to_owned();
+        Self {
+            url: url.to_owned(),
+            label,
+            health: None,
+            link: None,
+            error: None,
+            models: None,
+            models_pending: false,
+            bench: BenchView::default(),
+            bench_link: None,
+            requests: Requests::default(),
+            needs_token: None,
+            store: None,
+        }
+    }
+}
+
+/// Something that happened, as the network tasks report it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A server answered `/api/health`.
+    Health {
+        /// Which server.
+        server: ServerId,
+        /// Its answer.
+        health: Health,
+    },
+    /// A run appeared: launched from here (its card shows before its first event) or found
+    /// running by a poll of a server whose runs are followed one stream each.
+    Appeared {
+        /// Which server.
+        server: ServerId,
+        /// The new run.
+        summary: RunSummary,
+    },
+    /// An event from a stream.
+    Event {
+        /// Which server.
+        server: ServerId,
+        /// The event.
+        event: RunEvent,
+    },
+    /// A stream's connection state changed: the server's `/api/events` (`run: None`) or one
+    /// run's own stream.
+    Link {
+        /// Which server.
+        server: ServerId,
+        /// The run, for a per-run stream.
+        run: Option<String>,
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A page of runs from polling.
+    Runs {
+        /// Which server.
+        server: ServerId,
+        /// The runs.
+        runs: Vec<RunSummary>,
+    },
+    /// A run's detail.
+    Detail {
+        /// Which server.
+        server: ServerId,
+        /// The detail.
+        detail: RunDetail,
+    },
+    /// Fetching a run's detail failed; it may be fetched again.
+    DetailFailed {
+        /// Which run.
+        key: RunKey,
+    },
+    /// An event of a server's benchmark stream.
+    Bench {
+        /// Which server.
+        server: ServerId,
+        /// The event.
+        event: BenchEvent,
+    },
+    /// The benchmark stream's connection changed.
+    BenchLink {
+        /// Which server.
+        server: ServerId,
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A snapshot of a server's requests in flight.
+    Requests {
+        /// Which server.
+        server: ServerId,
+        /// The snapshot.
+        snapshot: ActiveRequests,
+        /// How it came: streamed, or polled (and why).
+        feed: RequestsFeed,
+    },
+    /// The active-requests stream's connection changed.
+    RequestsLink {
+        /// Which server.
+        server: ServerId,
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A server refused the request for want of a (valid) token.
+    NeedsToken {
+        /// Which server.
+        server: ServerId,
+        /// What it said.
+        message: String,
+    },
+    /// A models job was started on a server.
+    ModelsAsked {
+        /// Which server.
+        server: ServerId,
+    },
+    /// Talking to a server failed.
+    ServerError {
+        /// Which server.
+        server: ServerId,
+        /// What went wrong, for people.
+        message: String,
+    },
+}
+
+/// Everything the console shows.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// Settings.
+    pub settings: Settings,
+    /// The servers watched, in the order given.
+    pub servers: Vec<Server>,
+    workers: Vec<Worker>,
+    worker_index: HashMap<RunKey, usize>,
+    /// The generation feed.
+    pub feed: Feed,
+    /// Narration from every run.
+    pub log: Log,
+    /// Tokens per second over all live workers.
+    pub total_rate: TokenRate,
+    /// Runs seen to complete, fail or be cancelled here.
+    pub finished: HashMap<RunStatus, usize>,
+}
+
+impl Model {
+    /// A model watching these servers.
+    pub fn new(server_urls: &[String], settings: Settings) -> Self {
+        Self {
+            settings,
+            servers: server_urls.iter().map(|url| Server::new(url)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Watches one more server; returns its id.
+    pub fn add_server(&mut self, url: &str) -> ServerId {
+        self.servers.push(Server::new(url));
+        self.servers.len() - 1
+    }
+
+    /// The worker cards, in the order they appeared.
+    pub fn workers(&self) -> &[Worker] {
+        &self.workers
+    }
+
+    /// One card.
+    pub fn worker(&self, key: &RunKey) -> Option<&Worker> {
+        self.worker_index.get(key).map(|&i| &self.workers[i])
+    }
+
+    /// Cards not finished yet.
+    pub fn live_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| !w.status.is_finished())
+            .count()
+    }
+
+    /// Tokens per second right now: the sum over workers that are generating (neither finished
+    /// nor stalled), so a fleet that went quiet reads 0, not its last rate.
+    pub fn current_rate(&self, now: f64) -> f64 {
+        self.workers
+            .iter()
+            .filter(|w| !w.status.is_finished())
+            .filter(|w| w.stalled_for(now, self.settings.stall_after_secs).is_none())
+            .map(|w| w.rate.per_sec())
+            // A fold from +0.0: `sum` of nothing is -0.0, which prints as "-0.0 tok/s".
+            .fold(0.0, |total, rate| total + rate)
+    }
+
+    /// Tokens generated by all cards.
+    pub fn total_tokens(&self) -> u64 {
+        self.workers.iter().map(|w| w.tokens_out).sum()
+    }
+
+    /// How many runs ended with `status` while watched.
+    pub fn finished_count(&self, status: RunStatus) -> usize {
+        self.finished.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Applies one inbound message at time `now` (seconds).
+    pub fn apply(&mut self, inbound: Inbound, now: f64) {
+        match inbound {
+            Inbound::Health { server, health } => {
+                let store = health.store.clone();
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.health = Some(health);
+                    s.error = None;
+                    s.needs_token = None;
+                }
+                // A console that connects while the store is failing says so too.
+                if let Some(store) = store {
+                    self.apply_store_status(server, store, now);
+                }
+            }
+            Inbound::Appeared { server, summary } => {
+                self.card(RunKey::new(server, summary.run_id.clone()), &summary, now);
+                self.feed
+                    .upsert(RunKey::new(server, summary.run_id.clone()), summary);
+            }
+            Inbound::Event { server, event } => self.apply_event(server, event, now),
+            Inbound::Link { server, run, state } => self.apply_link(server, run, &state, now),
+            Inbound::Runs { server, runs } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.error = None;
+                }
+                // Runs going on that started before we watched (or elsewhere) get cards now,
+                // not at their next event (which a per-run server would never send us).
+                let before = self.workers.len();
+                for summary in runs.iter().filter(|run| !run.status.is_finished()) {
+                    self.card(RunKey::new(server, summary.run_id.clone()), summary, now);
+                }
+                // Cards without a live stream learn from the poll.
+                let rate_settings = self.settings.rate;
+                for summary in &runs {
+                    let key = RunKey::new(server, summary.run_id.clone());
+                    let finished = self
+                        .worker_mut(&key)
+                        .filter(|worker| worker.polled)
+                        .is_some_and(|worker| worker.absorb(summary, now, &rate_settings));
+                    if finished {
+                        *self.finished.entry(summary.status).or_default() += 1;
+                    }
+                }
+                if self.workers.len() != before {
+                    // Adopted cards bring tokens made before we watched: not a rate.
+                    self.rebase_total(now);
+                }
+                self.feed.merge(server, runs);
+            }
+            Inbound::Detail { server, detail } => {
+                let key = RunKey::new(server, detail.summary.run_id.clone());
+                self.feed.store_detail(key, detail);
+            }
+            Inbound::DetailFailed { key } => self.feed.fetch_failed(&key),
+            Inbound::ServerError { server, message } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.error = Some(message);
+                    s.models_pending = false;
+                }
+            }
+            Inbound::Bench { server, event } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.bench.apply(event);
+                }
+            }
+            Inbound::BenchLink { server, state } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.bench_link = Some(advance_link(s.bench_link.as_ref(), &state, now));
+                }
+            }
+            Inbound::Requests {
+                server,
+                snapshot,
+                feed,
+            } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    if snapshot.disabled {
+                        s.requests.clear();
+                        s.requests.feed = RequestsFeed::Disabled(
+                            snapshot
+                                .message
+                                .unwrap_or_else(|| "request metrics are off".into()),
+                        );
+                    } else {
+                        s.requests.apply(snapshot, now);
+                        s.requests.feed = feed;
+                    }
+                }
+            }
+            Inbound::RequestsLink { server, state } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.requests.link = Some(advance_link(s.requests.link.as_ref(), &state, now));
+                }
+            }
+            Inbound::NeedsToken { server, message } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.needs_token = Some(message);
+                }
+            }
+            Inbound::ModelsAsked { server } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.models_pending = true;
+                }
+            }
+        }
+    }
+
+    /// Marks a card as followed live or not (polled instead).
+    pub fn set_polled(&mut self, key: &RunKey, polled: bool) {
+        if let Some(worker) = self.worker_mut(key) {
+            worker.polled = polled;
+        }
+    }
+
+    /// Time passing without events: finished cards may be cleared automatically.
+    pub fn tick(&mut self, now: f64) {
+        if let Some(after) = self.settings.auto_clear_after_secs
+            && self.retain_workers(|w| w.finished_at.is_none_or(|at| now - at < after))
+        {
+            self.rebase_total(now);
+        }
+    }
+
+    /// Removes every finished card.
+    pub fn clear_finished(&mut self, now: f64) {
+        if self.retain_workers(|w| !w.status.is_finished()) {
+            self.rebase_total(now);
+        }
+    }
+
+    /// The cards shown changed by more than generation: restart the total's baseline there.
+    fn rebase_total(&mut self, now: f64) {
+        let total = self.total_tokens();
+        self.total_rate.rebase(total, now);
+    }
+
+    /// Keeps the cards for which `keep` holds; true when any was removed.
+    fn retain_workers(&mut self, keep: impl Fn(&Worker) -> bool) -> bool {
+        let before = self.workers.len();
+        self.workers.retain(keep);
+        let removed = self.workers.len() != before;
+        if removed {
+            self.worker_index = self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (w.key.clone(), i))
+                .collect();
+        }
+        removed
+    }
+
+    /// The card for a run, created from its summary when new. A models job is a query, not a
+    /// worker: it gets none.
+    fn card(&mut self, key: RunKey, summary: &RunSummary, now: f64) {
+        if summary.task == MODELS_JOB {
+            return;
+        }
+        if !self.worker_index.contains_key(&key) {
+            self.workers.push(Worker::new(key.clone(), summary, now));
+            self.worker_index.insert(key, self.workers.len() - 1);
+        }
+    }
+
+    fn worker_mut(&mut self, key: &RunKey) -> Option<&mut Worker> {
+        self.worker_index.get(key).map(|&i| &mut self.workers[i])
+    }
+
+    fn apply_event(&mut self, server: ServerId, event: RunEvent, now: f64) {
+        let key = RunKey::new(server, event.run_id());
+        if let Some(link) = self.servers.get_mut(server).and_then(|s| s.link.as_mut()) {
+            link.count_replayed(now);
+        }
+        if let Some(link) = self.worker_mut(&key).and_then(|w| w.link.as_mut()) {
+            link.count_replayed(now);
+        }
+        let rate_settings = self.settings.rate;
+        match event {
+            RunEvent::RunCreated(summary) => {
+                if !summary.status.is_finished() {
+                    self.card(key.clone(), &summary, now);
+                }
+                self.feed.upsert(key, summary);
+            }
+            RunEvent::Status(change) => {
+                let finished = self
+                    .worker_mut(&key)
+                    .is_some_and(|worker| worker.set_status(change.status, now));
+                if finished {
+                    *self.finished.entry(change.status).or_default() += 1;
+                }
+                self.feed
+                    .refresh(&key, |summary| summary.status = change.status);
+            }
+            RunEvent::NodeUpdate(update) => {
+                if self.worker(&key).is_none() {
+                    // A run launched elsewhere before we were watching: make its card now.
+                    let summary = RunSummary::new(key.run_id.clone(), "", RunStatus::Running);
+                    self.card(key.clone(), &summary, now);
+                }
+                // Replays come after a reconnect, or when a run first seen mid-way gets its own
+                // stream; a fresh `/api/events` starts at the head and replays nothing.
+                let server_replaying = self
+                    .servers
+                    .get(server)
+                    .and_then(|s| s.link.as_ref())
+                    .is_some_and(|link| link.replaying(now));
+                let mut replayed = server_replaying;
+                if let Some(worker) = self.worker_mut(&key) {
+                    replayed |= worker.link.as_ref().is_some_and(|l| l.replaying(now))
+                        || (worker.adopted
+                            && worker
+                                .link_opened_at
+                                .is_some_and(|at| now - at < link::REPLAY_BURST_SECS));
+                    worker.progress(&update, now, &rate_settings, replayed);
+                }
+                self.feed.refresh(&key, |summary| {
+                    summary.status = RunStatus::Running;
+                    if let Some(tokens) = update.tokens_out {
+                        summary.tokens_out = tokens;
+                    }
+                    if update.agent.is_some() {
+                        summary.agent.clone_from(&update.agent);
+                    }
+                    if update.snippet.is_some() {
+                        summary.snippet.clone_from(&update.snippet);
+                    }
+                });
+                if replayed {
+                    self.rebase_total(now);
+                } else {
+                    let total = self.total_tokens();
+                    self.total_rate.observe(total, now, &rate_settings);
+                }
+            }
+            RunEvent::Narration(line) => self.log.push(LogLine {
+                run: key,
+                at: now,
+                level: line.level.unwrap_or_else(|| "info".into()),
+                text: line.formatted,
+                number: 0,
+            }),
+            RunEvent::Error(error) => {
+                if let Some(worker) = self.worker_mut(&key) {
+                    worker.error = Some(error.message);
+                }
+            }
+            RunEvent::StreamEnd(end) => {
+                let counted = self.worker_mut(&key).is_some_and(|worker| {
+                    let first_end = worker.finished_at.is_none();
+                    worker.set_status(end.status, now);
+                    first_end
+                });
+                if counted {
+                    *self.finished.entry(end.status).or_default() += 1;
+                }
+                // The feed wants this run's chain now, not at the next poll.
+                self.feed.want(&key);
+            }
+            RunEvent::Data(data) => self.apply_data(server, &data),
+            RunEvent::StoreStatus(status) => self.apply_store_status(server, status, now),
+            RunEvent::Pruned(pruned) => {
+                let text = pruned_line(pruned.after, pruned.pruned_through);
+                self.server_line(server, "warn", text, now);
+            }
+            RunEvent::Done { .. } | RunEvent::Unknown { .. } => {}
+        }
+    }
+
+    /// Only the data channel feeds the models view; the narration is for people.
+    fn apply_data(&mut self, server: ServerId, data: &runboard_api::DataEvent) {
+        if data.action == MODEL_LIST_ACTION
+            && let Some(list) = ModelList::from_payload(&data.payload)
+            && let Some(s) = self.servers.get_mut(server)
+        {
+            s.models = Some(list);
+            s.models_pending = false;
+        }
+    }
+
+    /// A server's store stopped or started taking writes: its badge, and a line in the log.
+    fn apply_store_status(&mut self, server: ServerId, status: StoreStatus, now: f64) {
+        let Some(s) = self.servers.get_mut(server) else {
+            return;
+        };
+        let was_writable = s.store.as_ref().is_none_or(|store| store.writable);
+        let (level, text) = match (status.writable, was_writable) {
+            (false, true) => (
+                "error",
+                format!(
+                    "{}: the store cannot be written ({}); new runs are refused and running \
+                     runs are held",
+                    s.label,
+                    status.error.as_deref().unwrap_or("no reason given")
+                ),
+            ),
+            (true, false) => (
+                "info",
+                format!("{}: the store takes writes again; runs go on", s.label),
+            ),
+            // No change (a reconnecting stream is told again): nothing to say.
+            (false, false) | (true, true) => {
+                s.store = Some(status);
+                return;
+            }
+        };
+        s.store = Some(status);
+        self.server_line(server, level, text, now);
+    }
+
+    /// A log line about a server itself rather than one of its runs (its run id is empty).
+    fn server_line(&mut self, server: ServerId, level: &str, text: String, now: f64) {
+        self.log.push(LogLine {
+            run: RunKey::new(server, String::new()),
+            at: now,
+            level: level.into(),
+            text,
+            number: 0,
+        });
+    }
+
+    fn apply_link(
+        &mut self,
+        server: ServerId,
+        run: Option<String>,
+        state: &ConnectionState,
+        now: f64,
+    ) {
+        let advance =
+            |link: &mut Option<Link>| *link = Some(advance_link(link.as_ref(), state, now));
+        match run {
+            None => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    advance(&mut s.link);
+                }
+            }
+            Some(run_id) => {
+                if let Some(worker) = self.worker_mut(&RunKey::new(server, run_id)) {
+                    advance(&mut worker.link);
+                    if *state == ConnectionState::Open {
+                        worker.link_opened_at = Some(now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A stream's link after a state change (a new link starts as connecting).
+fn advance_link(link: Option<&Link>, state: &ConnectionState, now: f64) -> Link {
+    link.unwrap_or(&Link::Connecting).after(state, now)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// What the log says when a resume skipped events that retention removed.
+fn pruned_line(after: u64, through: u64) -> String {
+    format!(
+        "events after id {after} up to {through} were removed by the server's retention; the \
+         stream went on from the oldest it kept"
+    )
+}

@@ -1,0 +1,242 @@
+//! The worker cards: a responsive grid, one card per run, only visible rows laid out.
+
+use egui::{Align, Layout, RichText, Vec2};
+
+use super::Action;
+use super::format::{badge, link_color, rate, seconds, sparkline_ui, status_color, tokens};
+use super::state::UiState;
+use crate::board::{Model, Worker};
+
+/// A card's size: wide enough for a readable snippet, tall enough for four lines of it.
+const CARD_WIDTH: f32 = 310.0;
+const CARD_HEIGHT: f32 = 236.0;
+const GAP: f32 = 10.0;
+
+/// Draws the grid of cards; returns what the user asked for.
+pub fn cards_ui(
+    ui: &mut egui::Ui,
+    model: &Model,
+    state: &mut UiState,
+    now: f64,
+    actions: &mut Vec<Action>,
+) {
+    let workers = model.workers();
+    let available = ui.available_width();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // Small, positive.
+    let columns = (((available + GAP) / (CARD_WIDTH + GAP)).floor() as usize).max(1);
+    #[allow(clippy::cast_precision_loss)] // A handful of columns.
+    let width = ((available - GAP * (columns as f32 - 1.0)) / columns as f32).max(200.0);
+    let rows = workers.len().div_ceil(columns);
+    let multi_server = model.servers.len() > 1;
+    let selected = state.selected.as_ref();
+    let mut area = egui::ScrollArea::vertical()
+        .id_salt("cards")
+        .auto_shrink([false, false]);
+    if std::mem::take(&mut state.scroll_to_selected)
+        && let Some(index) = selected.and_then(|key| workers.iter().position(|w| &w.key == key))
+    {
+        // Only visible rows are laid out, so the offset is computed, not scrolled to.
+        #[allow(clippy::cast_precision_loss)] // A row index.
+        let offset = (index / columns) as f32 * (CARD_HEIGHT + GAP);
+        area = area.vertical_scroll_offset(offset);
+    }
+    area.show_rows(ui, CARD_HEIGHT + GAP, rows, |ui, visible| {
+        for row in visible {
+            ui.horizontal(|ui| {
+                ui.spacing_mut().item_spacing.x = GAP;
+                for worker in workers.iter().skip(row * columns).take(columns) {
+                    let server =
+                        multi_server.then(|| model.servers[worker.key.server].label.as_str());
+                    let highlight = selected == Some(&worker.key);
+                    card_ui(ui, worker, server, model, now, width, highlight, actions);
+                }
+            });
+            ui.add_space(GAP - ui.spacing().item_spacing.y);
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)] // One card's inputs; a struct would only rename them.
+fn card_ui(
+    ui: &mut egui::Ui,
+    worker: &Worker,
+    server: Option<&str>,
+    model: &Model,
+    now: f64,
+    width: f32,
+    highlight: bool,
+    actions: &mut Vec<Action>,
+) {
+    let mut frame = egui::Frame::group(ui.style())
+        .fill(ui.visuals().faint_bg_color)
+        .inner_margin(10.0)
+        .corner_radius(8.0);
+    if highlight {
+        let stroke = ui.visuals().selection.stroke;
+        frame = frame.stroke(egui::Stroke::new(2.0, stroke.color));
+    }
+    let size = Vec2::new(width, CARD_HEIGHT);
+    ui.allocate_ui_with_layout(size, Layout::top_down(Align::Min), |ui| {
+        frame.show(ui, |ui| {
+            ui.set_width(width - 22.0);
+            ui.set_height(CARD_HEIGHT - 22.0);
+            header_ui(ui, worker, server, model, now);
+            let stalled = worker
+                .stalled_for(now, model.settings.stall_after_secs)
+                .is_some();
+            rate_ui(ui, worker, stalled);
+            stats_ui(ui, worker, now);
+            ui.add_space(2.0);
+            snippet_ui(ui, &worker.snippet);
+            footer_ui(ui, worker, model, now, actions);
+        });
+    })
+    .response
+    .on_hover_text(&worker.task);
+}
+
+/// The live text, wrapped to at most four lines, in a fixed-height box so cards line up.
+fn snippet_ui(ui: &mut egui::Ui, snippet: &str) {
+    let width = ui.available_width();
+    let (rect, _) = ui.allocate_exact_size(Vec2::new(width, 62.0), egui::Sense::hover());
+    let visuals = ui.visuals();
+    let (text, color, italics) = if snippet.is_empty() {
+        ("waiting for text…", visuals.weak_text_color(), true)
+    } else {
+        (snippet, visuals.text_color(), false)
+    };
+    let mut job = egui::text::LayoutJob::single_section(
+        text.to_owned(),
+        egui::TextFormat {
+            font_id: egui::TextStyle::Small.resolve(ui.style()),
+            color,
+            italics,
+            ..egui::TextFormat::default()
+        },
+    );
+    job.wrap = egui::text::TextWrapping {
+        max_width: width,
+        max_rows: 4,
+        break_anywhere: false,
+        overflow_character: Some('…'),
+    };
+    let galley = ui.fonts_mut(|fonts| fonts.layout_job(job));
+    ui.painter().galley(rect.min, galley, color);
+}
+
+fn header_ui(ui: &mut egui::Ui, worker: &Worker, server: Option<&str>, model: &Model, now: f64) {
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(&worker.key.run_id).monospace().strong());
+        if let Some(server) = server {
+            ui.label(RichText::new(format!("@{server}")).small().weak())
+                .on_hover_text("The server this run belongs to");
+        }
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            badge(ui, worker.status.as_str(), status_color(worker.status));
+            let link = worker
+                .link
+                .as_ref()
+                .or(model.servers[worker.key.server].link.as_ref());
+            if worker.polled && !worker.status.is_finished() {
+                badge(ui, "polled", egui::Color32::from_rgb(128, 128, 140)).on_hover_text(
+                    "Not followed live: a browser allows few connections per server, so this \
+                     run is updated from the feed's polls until a stream is free",
+                );
+            } else if let Some(link) = link {
+                badge(ui, &link.label(now), link_color(link))
+                    .on_hover_text("The stream this card's events arrive on");
+            }
+        });
+    });
+}
+
+fn rate_ui(ui: &mut egui::Ui, worker: &Worker, stalled: bool) {
+    ui.horizontal(|ui| {
+        // A stalled worker is not generating: its last rate would be a lie.
+        let (value, hover) = if stalled {
+            (
+                RichText::new("—").size(26.0).strong().monospace().weak(),
+                "No tokens for a while: the last rate no longer holds",
+            )
+        } else {
+            (
+                RichText::new(rate(worker.rate.per_sec()))
+                    .size(26.0)
+                    .strong()
+                    .monospace(),
+                "Tokens per second: a moving average (α 0.3) of the rate between updates \
+                 more than 100 ms apart",
+            )
+        };
+        ui.label(value).on_hover_text(hover);
+        ui.label(RichText::new("tok/s").weak());
+    });
+    let width = ui.available_width();
+    sparkline_ui(ui, &worker.key, worker.rate.history(), [width, 38.0])
+        .on_hover_text("tok/s over the last 60 s");
+}
+
+fn stats_ui(ui: &mut egui::Ui, worker: &Worker, now: f64) {
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 10.0;
+        let agent = worker.agent.as_deref().unwrap_or("—");
+        ui.label(RichText::new(agent).strong())
+            .on_hover_text("The agent working now");
+        if let Some(iteration) = worker.iteration {
+            ui.label(format!("it {iteration}"))
+                .on_hover_text("Iteration of the agent loop");
+        }
+        ui.label(format!("{} tok", tokens(worker.tokens_out)))
+            .on_hover_text("Tokens generated so far");
+        if let Some(elapsed) = worker.elapsed(now) {
+            ui.label(seconds(elapsed))
+                .on_hover_text("Time since the run started");
+        }
+        if let Some(ttft) = worker.time_to_first_token() {
+            ui.label(format!("TTFT {}", seconds(ttft)))
+                .on_hover_text("Time to first token: from start to the first token seen");
+        }
+    });
+}
+
+fn footer_ui(
+    ui: &mut egui::Ui,
+    worker: &Worker,
+    model: &Model,
+    now: f64,
+    actions: &mut Vec<Action>,
+) {
+    ui.horizontal(|ui| {
+        if !worker.status.is_finished()
+            && ui
+                .small_button("Cancel")
+                .on_hover_text("Stop this run")
+                .clicked()
+        {
+            actions.push(Action::Cancel(worker.key.clone()));
+        }
+        if ui.small_button("Copy id").clicked() {
+            ui.ctx().copy_text(worker.key.run_id.clone());
+        }
+        if !worker.snippet.is_empty() && ui.small_button("Copy text").clicked() {
+            ui.ctx().copy_text(worker.snippet.clone());
+        }
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            if let Some(silent) = worker.stalled_for(now, model.settings.stall_after_secs) {
+                badge(
+                    ui,
+                    &format!("stalled {}", seconds(silent)),
+                    egui::Color32::from_rgb(210, 130, 30),
+                )
+                .on_hover_text("No events from this worker for a while");
+            } else if let Some(error) = &worker.error {
+                ui.label(
+                    RichText::new(error)
+                        .small()
+                        .color(status_color(worker.status)),
+                )
+                .on_hover_text(error);
+            }
+        });
+    });
+}

@@ -1,0 +1,385 @@
+//! The console's network side: one watcher per server (health, then the `/api/events` stream or
+//! per-run streams, and the feed poll), plus one-shot tasks for launch, cancel and details. Every
+//! result goes to the UI through the [`Outbox`]; nothing here touches the model.
+
+use std::time::Duration;
+
+use runboard_api::{ApiClient, CreateBenchmark, CreateRun, MODELS_JOB, RunEvent, RunMode, RunQuery};
+use crate::board::{Inbound, RunKey, ServerId};
+use runboard_sse::runtime::{Spawner, sleep};
+use runboard_sse::{EventSource, Update};
+
+use super::inbox::Outbox;
+use super::side_streams::{self, TaskGuard};
+
+/// The reference server's keep-alive is 15 s; three missed ones mean a dead link.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// How many runs a feed poll asks for.
+const FEED_PAGE: u32 = 50;
+
+/// A batch to launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchRequest {
+    /// The task text.
+    pub task: String,
+    /// How many runs.
+    pub count: u32,
+    /// Milliseconds between submissions.
+    pub stagger_ms: u64,
+    /// Queued or inline.
+    pub mode: RunMode,
+}
+
+/// Starts network work for the UI.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    spawner: Spawner,
+    outbox: Outbox,
+    clients: Vec<ApiClient>,
+    feed_poll: Duration,
+}
+
+impl Connector {
+    /// A connector for these servers (in the model's order).
+    pub fn new(
+        spawner: Spawner,
+        outbox: Outbox,
+        clients: Vec<ApiClient>,
+        feed_poll: Duration,
+    ) -> Self {
+        Self {
+            spawner,
+            outbox,
+            clients,
+            feed_poll,
+        }
+    }
+
+    fn client(&self, server: ServerId) -> Option<ApiClient> {
+        self.clients.get(server).cloned()
+    }
+
+    /// Adds a server (the model's next index) and starts watching it.
+    pub fn add_server(&mut self, client: ApiClient) {
+        self.clients.push(client);
+        self.watch(self.clients.len() - 1);
+    }
+
+    /// Uses `token` for every server from now on, and watches `servers` again (those that
+    /// refused the old one).
+    pub fn set_token(&mut self, token: &str, servers: &[ServerId]) {
+        let token = Some(token).filter(|t| !t.is_empty());
+        for client in &mut self.clients {
+            if let Ok(fresh) = ApiClient::new(client.base_url(), token) {
+                *client = fresh;
+            }
+        }
+        for &server in servers {
+            self.watch(server);
+        }
+    }
+
+    /// Starts watching every server.
+    pub fn watch_all(&self) {
+        for server in 0..self.clients.len() {
+            self.watch(server);
+        }
+    }
+
+    /// Health, then live events (when the server has `/api/events`), and the feed poll.
+    fn watch(&self, server: ServerId) {
+        let Some(client) = self.client(server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        let spawner = self.spawner.clone();
+        let feed_poll = self.feed_poll;
+        self.spawner.spawn(async move {
+            let mut wait = Duration::from_secs(1);
+            let health = loop {
+                match client.health().await {
+                    Ok(health) => break health,
+                    Err(error) if error.status() == Some(401) => {
+                        // Retrying cannot help: the user must give a token, then we start again.
+                        let message = error.to_string();
+                        outbox.send(Inbound::NeedsToken { server, message }).await;
+                        return;
+                    }
+                    Err(error) => {
+                        let message = format!("{error}; retrying in {} s", wait.as_secs());
+                        if !outbox.send(Inbound::ServerError { server, message }).await {
+                            return;
+                        }
+                        sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(15));
+                    }
+                }
+            };
+            let has_events = health.has("events");
+            // Start live at the head: history is the feed's job, not a replay of every event.
+            let head = health.events_head.map(|head| head.to_string());
+            if !outbox.send(Inbound::Health { server, health }).await {
+                return;
+            }
+            if has_events {
+                let url = client.events_url(&[]);
+                spawner.spawn(follow(
+                    client.clone(),
+                    url,
+                    server,
+                    None,
+                    head,
+                    outbox.clone(),
+                ));
+            }
+            poll_feed(client, server, outbox, feed_poll).await;
+        });
+    }
+
+    /// Follows one run on its own stream (for servers without `/api/events`).
+    pub fn follow_run(&self, key: &RunKey) {
+        let Some(client) = self.client(key.server) else {
+            return;
+        };
+        let url = client.run_stream_url(&key.run_id);
+        self.spawner.spawn(follow(
+            client,
+            url,
+            key.server,
+            Some(key.run_id.clone()),
+            None,
+            self.outbox.clone(),
+        ));
+    }
+
+    /// Submits a batch, staggered; each run's card appears as soon as it exists.
+    pub fn launch(&self, server: ServerId, request: LaunchRequest) {
+        let Some(client) = self.client(server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        self.spawner.spawn(async move {
+            let body = CreateRun {
+                task: request.task,
+                mode: request.mode,
+                params: serde_json::Value::Object(serde_json::Map::new()),
+            };
+            for index in 0..request.count {
+                if index > 0 && request.stagger_ms > 0 {
+                    sleep(Duration::from_millis(request.stagger_ms)).await;
+                }
+                let message = match client.create_run(&body).await {
+                    Ok(run) => Inbound::Appeared {
+                        server,
+                        summary: run.summary,
+                    },
+                    Err(error) => {
+                        let _ = outbox
+                            .send(Inbound::ServerError {
+                                server,
+                                message: format!("launch stopped after {index}: {error}"),
+                            })
+                            .await;
+                        return;
+                    }
+                };
+                if !outbox.send(message).await {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Starts a models job; its `model_list` arrives as a data event. A server without
+    /// `/api/events` is followed on the job's own stream.
+    pub fn list_models(&self, server: ServerId, follow_job: bool) {
+        let Some(client) = self.client(server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        let spawner = self.spawner.clone();
+        self.spawner.spawn(async move {
+            let request = CreateRun {
+                task: MODELS_JOB.to_owned(),
+                mode: RunMode::Queued,
+                params: serde_json::json!({ "job": MODELS_JOB }),
+            };
+            match client.create_run(&request).await {
+                Ok(detail) => {
+                    if !outbox.send(Inbound::ModelsAsked { server }).await {
+                        return;
+                    }
+                    if follow_job {
+                        let run_id = detail.summary.run_id;
+                        let url = client.run_stream_url(&run_id);
+                        spawner.spawn(follow(client, url, server, Some(run_id), None, outbox));
+                    }
+                }
+                Err(error) => {
+                    let message = format!("could not list models: {error}");
+                    outbox.send(Inbound::ServerError { server, message }).await;
+                }
+            }
+        });
+    }
+
+    /// Starts a benchmark; its progress arrives on the benchmark stream.
+    pub fn start_benchmark(&self, server: ServerId, request: CreateBenchmark) {
+        let Some(client) = self.client(server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        self.spawner.spawn(async move {
+            if let Err(error) = client.create_benchmark(&request).await {
+                let message = format!("could not start the benchmark: {error}");
+                outbox.send(Inbound::ServerError { server, message }).await;
+            }
+        });
+    }
+
+    /// Follows a server's benchmark stream while the returned guard lives.
+    pub fn watch_bench(&self, server: ServerId) -> Option<TaskGuard> {
+        self.view_stream(server, side_streams::watch_bench)
+    }
+
+    /// Follows a server's requests in flight while the returned guard lives.
+    pub fn watch_requests(&self, server: ServerId) -> Option<TaskGuard> {
+        self.view_stream(server, side_streams::watch_requests)
+    }
+
+    fn view_stream(
+        &self,
+        server: ServerId,
+        start: fn(&Spawner, ApiClient, ServerId, Outbox) -> TaskGuard,
+    ) -> Option<TaskGuard> {
+        let client = self.client(server)?;
+        Some(start(&self.spawner, client, server, self.outbox.clone()))
+    }
+
+    /// Cancels a run.
+    pub fn cancel(&self, key: &RunKey) {
+        let Some(client) = self.client(key.server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        let key = key.clone();
+        self.spawner.spawn(async move {
+            if let Err(error) = client.cancel(&key.run_id).await {
+                let message = format!("cancel {}: {error}", key.run_id);
+                outbox
+                    .send(Inbound::ServerError {
+                        server: key.server,
+                        message,
+                    })
+                    .await;
+            }
+        });
+    }
+
+    /// Fetches a run's detail for the feed.
+    pub fn fetch_detail(&self, key: &RunKey) {
+        let Some(client) = self.client(key.server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        let key = key.clone();
+        self.spawner.spawn(async move {
+            let message = match client.run(&key.run_id).await {
+                Ok(detail) => Inbound::Detail {
+                    server: key.server,
+                    detail,
+                },
+                Err(_) => Inbound::DetailFailed { key },
+            };
+            outbox.send(message).await;
+        });
+    }
+}
+
+/// Polls the run list every `every`, for the feed.
+async fn poll_feed(client: ApiClient, server: ServerId, outbox: Outbox, every: Duration) {
+    let query = RunQuery {
+        limit: Some(FEED_PAGE),
+        ..RunQuery::default()
+    };
+    loop {
+        let message = match client.list_runs(&query).await {
+            Ok(list) => Inbound::Runs {
+                server,
+                runs: list.runs,
+            },
+            Err(error) => Inbound::ServerError {
+                server,
+                message: error.to_string(),
+            },
+        };
+        if !outbox.send(message).await {
+            return;
+        }
+        sleep(every).await;
+    }
+}
+
+/// Follows an event stream until it ends, reporting its events and connection states.
+async fn follow(
+    client: ApiClient,
+    url: String,
+    server: ServerId,
+    run: Option<String>,
+    start_after: Option<String>,
+    outbox: Outbox,
+) {
+    let source = client
+        .event_source(&url)
+        .map(|builder| {
+            let builder = builder.idle_timeout(Some(IDLE_TIMEOUT));
+            match &start_after {
+                Some(id) => builder.last_event_id(id),
+                None => builder,
+            }
+        })
+        .and_then(runboard_sse::EventSourceBuilder::build);
+    let mut source: EventSource = match source {
+        Ok(source) => source,
+        Err(error) => {
+            let message = error.to_string();
+            outbox.send(Inbound::ServerError { server, message }).await;
+            return;
+        }
+    };
+    while let Some(update) = source.next().await {
+        let message = match update {
+            Update::Event(event) => match RunEvent::decode(&event.event, &event.data) {
+                Ok(decoded) => {
+                    let decoded = match &run {
+                        Some(run_id) => decoded.with_run_id(run_id),
+                        None => decoded,
+                    };
+                    Inbound::Event {
+                        server,
+                        event: decoded,
+                    }
+                }
+                // One bad event is reported and skipped; the stream goes on.
+                Err(error) => Inbound::ServerError {
+                    server,
+                    message: error.to_string(),
+                },
+            },
+            Update::State(state) => Inbound::Link {
+                server,
+                run: run.clone(),
+                state,
+            },
+            Update::EventTooLarge { limit_bytes } => Inbound::ServerError {
+                server,
+                message: format!("dropped an event larger than {limit_bytes} bytes"),
+            },
+            Update::Comment(_) => continue,
+        };
+        if !outbox.send(message).await {
+            return;
+        }
+    }
+}

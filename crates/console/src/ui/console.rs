@@ -1,0 +1,584 @@
+//! The console: an `eframe::App` that drains the inbox into the model in `logic` and draws the
+//! model in `ui`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use web_time::Instant;
+
+use super::Action;
+use super::benchmark_view::bench_ui;
+use super::cards::cards_ui;
+use super::connector::{Connector, LaunchRequest};
+use super::feed_view::{chain_windows_ui, feed_ui};
+use super::inbox::Inbox;
+use super::log_view::log_ui;
+use super::models_view::models_ui;
+use super::requests_view::requests_ui;
+use super::settings_view::settings_window_ui;
+use super::side_streams::{Stopping, TaskGuard};
+use super::state::{FocusTarget, UiState, View};
+use super::summary::summary_ui;
+use super::token_view::token_window_ui;
+use runboard_api::{ApiClient, CreateBenchmark};
+use crate::board::{Inbound, Model, RunKey, Settings};
+use runboard_sse::runtime::Spawner;
+
+/// How long `logic` may spend applying messages before it yields a frame.
+const DRAIN_BUDGET: Duration = Duration::from_millis(10);
+
+/// While something shows a ticking time (elapsed, stall age, reconnect countdown), repaint this
+/// often; otherwise only when data arrives.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Tasks in the benchmark `--demo` starts.
+const DEMO_BENCHMARK_TASKS: u64 = 8;
+
+/// The key the UI state is saved under.
+const STORAGE_KEY: &str = "runboard-ui";
+
+/// The key the model settings are saved under.
+const SETTINGS_KEY: &str = "runboard-settings";
+
+/// What the console is started with.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// The servers to watch, by base URL.
+    pub servers: Vec<String>,
+    /// Bearer token for the servers.
+    pub token: Option<String>,
+    /// Launch a demo batch on the first server at once.
+    pub demo: bool,
+    /// How often the feed polls.
+    pub feed_poll: Duration,
+    /// Model settings.
+    pub settings: Settings,
+    /// Start with this launch form instead of the remembered one.
+    pub launch: Option<crate::ui::LaunchForm>,
+    /// Open on this view instead of the remembered one.
+    pub view: Option<View>,
+    /// The most per-run streams followed at once per server (for servers without
+    /// `/api/events`); the rest are polled. A browser allows six connections per host.
+    pub max_run_streams: Option<usize>,
+}
+
+impl ConsoleConfig {
+    /// Defaults for these servers.
+    pub fn new(servers: Vec<String>) -> Self {
+        Self {
+            servers,
+            token: None,
+            demo: false,
+            feed_poll: Duration::from_secs(8),
+            settings: Settings::default(),
+            launch: None,
+            view: None,
+            max_run_streams: None,
+        }
+    }
+}
+
+/// The console app.
+pub struct Console {
+    model: Model,
+    inbox: Inbox,
+    connector: Connector,
+    state: UiState,
+    started: Instant,
+    /// Runs followed on their own stream (servers without `/api/events`).
+    followed: HashSet<RunKey>,
+    /// Why the console cannot work at all (a bad server URL), shown instead of the UI.
+    fatal: Option<String>,
+    /// The bearer token for every server.
+    token: Option<String>,
+    /// View streams open now (benchmark or requests, per server): dropped, they close.
+    view_streams: Vec<(View, usize, TaskGuard)>,
+    /// View streams told to close that have not yet: new ones wait for them, so a browser never
+    /// holds the old view's stream and the new one's at once.
+    closing: Vec<Stopping>,
+    /// Servers asked for their models automatically (once each).
+    models_asked: HashSet<usize>,
+    /// The demo also starts a benchmark, once the first server says it can run one.
+    demo_benchmark_pending: bool,
+    /// See [`ConsoleConfig::max_run_streams`].
+    max_run_streams: Option<usize>,
+    /// The title last set.
+    title: String,
+}
+
+impl Console {
+    /// Builds the console and starts its network tasks.
+    pub fn new(
+        ctx: &egui::Context,
+        storage: Option<&dyn eframe::Storage>,
+        config: ConsoleConfig,
+        spawner: Spawner,
+    ) -> Self {
+        let mut state: UiState = storage
+            .and_then(|storage| eframe::get_value(storage, STORAGE_KEY))
+            .unwrap_or_default();
+        if let Some(form) = config.launch.clone() {
+            state.launch = form;
+        }
+        if let Some(view) = config.view {
+            state.view = view;
+        }
+        if state.bench_tasks == 0 {
+            state.bench_tasks = 10;
+        }
+        let token = config.token.clone().or_else(super::token_store::load);
+        let (inbox, outbox) = Inbox::new(ctx);
+        let clients: Result<Vec<ApiClient>, String> = config
+            .servers
+            .iter()
+            .map(|url| ApiClient::new(url, token.as_deref()).map_err(|e| e.to_string()))
+            .collect();
+        let (clients, fatal) = match clients {
+            Ok(clients) => (clients, None),
+            Err(error) => (Vec::new(), Some(error)),
+        };
+        let connector = Connector::new(spawner, outbox, clients, config.feed_poll);
+        connector.watch_all();
+        let settings = storage
+            .and_then(|storage| eframe::get_value(storage, SETTINGS_KEY))
+            .unwrap_or(config.settings);
+        let mut console = Self {
+            model: Model::new(&config.servers, settings),
+            inbox,
+            connector,
+            state,
+            started: Instant::now(),
+            followed: HashSet::new(),
+            fatal,
+            token,
+            view_streams: Vec::new(),
+            closing: Vec::new(),
+            models_asked: HashSet::new(),
+            demo_benchmark_pending: false,
+            max_run_streams: config.max_run_streams,
+            title: String::new(),
+        };
+        // Servers added in an earlier session are watched again.
+        for url in console.state.added_servers.clone() {
+            if !console.model.servers.iter().any(|s| s.url == url) {
+                console.watch(&url);
+            }
+        }
+        if config.demo {
+            console.launch_demo();
+        }
+        console
+    }
+
+    /// The model, for tests and screenshots.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The UI state (what is saved between starts), for tests.
+    pub fn ui_state(&self) -> &UiState {
+        &self.state
+    }
+
+    /// The UI state, to set up a test.
+    pub fn ui_state_mut(&mut self) -> &mut UiState {
+        &mut self.state
+    }
+
+    /// The view streams open now (benchmark and requests streams of the shown view).
+    pub fn view_streams_open(&self) -> usize {
+        self.view_streams.len()
+    }
+
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Starts the demo benchmark once the first server has said it runs benchmarks.
+    fn start_demo_benchmark(&mut self) {
+        if !self.demo_benchmark_pending {
+            return;
+        }
+        let Some(health) = self.model.servers.first().and_then(|s| s.health.as_ref()) else {
+            return;
+        };
+        self.demo_benchmark_pending = false;
+        let idle = !self.model.servers[0].bench.running();
+        if health.has("benchmarks") && idle {
+            let request = CreateBenchmark {
+                tasks: DEMO_BENCHMARK_TASKS,
+                name: Some("demo".into()),
+                params: serde_json::json!({ "iterations": 1 }),
+            };
+            self.connector.start_benchmark(0, request);
+        }
+    }
+
+    fn launch_demo(&mut self) {
+        self.demo_benchmark_pending = true;
+        let form = crate::ui::state::LaunchForm::default();
+        let mode = form.mode();
+        self.connector.launch(
+            0,
+            LaunchRequest {
+                task: form.task,
+                count: form.count,
+                stagger_ms: form.stagger_ms,
+                mode,
+            },
+        );
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Launch => {
+                let form = &self.state.launch;
+                let server = form.server.min(self.model.servers.len().saturating_sub(1));
+                self.connector.launch(
+                    server,
+                    LaunchRequest {
+                        task: form.task.trim().to_owned(),
+                        count: form.count.clamp(1, 256),
+                        stagger_ms: form.stagger_ms,
+                        mode: form.mode(),
+                    },
+                );
+                self.state.launch_open = false;
+            }
+            Action::LaunchDemo => self.launch_demo(),
+            Action::Cancel(key) => self.connector.cancel(&key),
+            Action::CancelAll => {
+                for worker in self.model.workers() {
+                    if !worker.status.is_finished() {
+                        self.connector.cancel(&worker.key);
+                    }
+                }
+            }
+            Action::ClearFinished => {
+                let now = self.now();
+                self.model.clear_finished(now);
+            }
+            Action::AddServer(url) => {
+                if self.watch(&url) && !self.state.added_servers.contains(&url) {
+                    self.state.added_servers.push(url);
+                }
+            }
+            Action::ListModels(server) => self.list_models(server),
+            Action::SetToken(token) => {
+                super::token_store::remember(&token);
+                let refused: Vec<usize> = (0..self.model.servers.len())
+                    .filter(|&i| self.model.servers[i].needs_token.is_some())
+                    .collect();
+                for &server in &refused {
+                    self.model.servers[server].needs_token = None;
+                }
+                self.connector.set_token(&token, &refused);
+                self.token = Some(token);
+            }
+            Action::StartBenchmark { server, tasks } => {
+                let request = CreateBenchmark {
+                    tasks,
+                    name: None,
+                    params: serde_json::Value::Null,
+                };
+                self.connector.start_benchmark(server, request);
+            }
+        }
+    }
+
+    fn list_models(&mut self, server: usize) {
+        let follow_job = self
+            .model
+            .servers
+            .get(server)
+            .and_then(|s| s.health.as_ref())
+            .is_some_and(|h| !h.has("events"));
+        self.models_asked.insert(server);
+        self.connector.list_models(server, follow_job);
+    }
+
+    /// Opens the streams the shown view needs and closes the others: a browser allows only a
+    /// few connections per server. The Models view asks each server once for its models.
+    fn sync_view_streams(&mut self, ctx: &egui::Context) {
+        let view = self.state.view;
+        let (keep, stop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.view_streams)
+            .into_iter()
+            .partition(|(wanted, _, _)| *wanted == view);
+        self.view_streams = keep;
+        self.closing
+            .extend(stop.into_iter().map(|(_, _, guard)| guard.stop()));
+        self.closing.retain(|stopping| !stopping.ended());
+        if !self.closing.is_empty() {
+            // They end on their next poll; look again in a moment.
+            ctx.request_repaint_after(Duration::from_millis(10));
+            return;
+        }
+        let feature = match view {
+            View::Benchmark => "benchmarks",
+            View::Requests => "active_requests",
+            View::Models => {
+                let ask: Vec<usize> = (0..self.model.servers.len())
+                    .filter(|i| !self.models_asked.contains(i))
+                    .filter(|&i| {
+                        let server = &self.model.servers[i];
+                        server.models.is_none()
+                            && server.health.as_ref().is_some_and(|h| h.has("models"))
+                    })
+                    .collect();
+                for server in ask {
+                    self.list_models(server);
+                }
+                return;
+            }
+            View::Workers => return,
+        };
+        for server in 0..self.model.servers.len() {
+            let offered = self.model.servers[server]
+                .health
+                .as_ref()
+                .is_some_and(|h| h.has(feature));
+            let open = self.view_streams.iter().any(|(_, s, _)| *s == server);
+            if offered && !open {
+                let guard = match view {
+                    View::Benchmark => self.connector.watch_bench(server),
+                    _ => self.connector.watch_requests(server),
+                };
+                if let Some(guard) = guard {
+                    self.view_streams.push((view, server, guard));
+                }
+            }
+        }
+    }
+
+    /// Starts watching a server; false when the URL is not usable.
+    fn watch(&mut self, url: &str) -> bool {
+        match ApiClient::new(url, self.token.as_deref()) {
+            Ok(client) => {
+                self.model.add_server(url);
+                self.connector.add_server(client);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Follows runs on their own stream where the server has no `/api/events`, at most
+    /// `max_run_streams` at once per server; the others are marked and polled until a stream
+    /// is free.
+    fn follow_new_runs(&mut self) {
+        let mut open: HashMap<usize, usize> = HashMap::new();
+        for worker in self.model.workers() {
+            if self.followed.contains(&worker.key) && !worker.status.is_finished() {
+                *open.entry(worker.key.server).or_default() += 1;
+            }
+        }
+        let mut marks = Vec::new();
+        for worker in self.model.workers() {
+            let server = &self.model.servers[worker.key.server];
+            let per_run = server.health.as_ref().is_some_and(|h| !h.has("events"));
+            if !per_run || worker.status.is_finished() || self.followed.contains(&worker.key) {
+                continue;
+            }
+            let streams = open.entry(worker.key.server).or_default();
+            if self.max_run_streams.is_some_and(|max| *streams >= max) {
+                if !worker.polled {
+                    marks.push((worker.key.clone(), true));
+                }
+                continue;
+            }
+            *streams += 1;
+            self.followed.insert(worker.key.clone());
+            self.connector.follow_run(&worker.key);
+            if worker.polled {
+                marks.push((worker.key.clone(), false));
+            }
+        }
+        for (key, polled) in marks {
+            self.model.set_polled(&key, polled);
+        }
+    }
+
+    /// Whether a time shown on screen changes by itself.
+    fn something_ticks(&self) -> bool {
+        let servers = &self.model.servers;
+        let view_ticks = match self.state.view {
+            View::Requests => servers.iter().any(|s| !s.requests.rows().is_empty()),
+            View::Benchmark => servers.iter().any(|s| s.bench.running()),
+            View::Workers | View::Models => false,
+        };
+        view_ticks
+            || self.model.live_workers() > 0
+            || self
+                .model
+                .servers
+                .iter()
+                .any(|s| matches!(s.link, Some(crate::board::Link::Reconnecting { .. })))
+    }
+
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        let typing = ctx.egui_wants_keyboard_input();
+        ctx.input(|input| {
+            if input.key_pressed(egui::Key::Escape) {
+                self.state.launch_open = false;
+                self.state.settings_open = false;
+                self.state.expanded.clear();
+            }
+            if typing {
+                return;
+            }
+            if input.key_pressed(egui::Key::L) {
+                self.state.launch_open = true;
+                self.state.focus = Some(FocusTarget::Task);
+            }
+            if input.key_pressed(egui::Key::Slash) {
+                self.state.focus = Some(FocusTarget::Filter);
+            }
+            let digits = [
+                egui::Key::Num1,
+                egui::Key::Num2,
+                egui::Key::Num3,
+                egui::Key::Num4,
+            ];
+            for (key, view) in digits.into_iter().zip(View::ALL) {
+                if input.key_pressed(key) {
+                    self.state.view = view;
+                }
+            }
+        });
+    }
+}
+
+impl eframe::App for Console {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        let now = self.now();
+        let deadline = Instant::now() + DRAIN_BUDGET;
+        while let Some(message) = self.inbox.try_next() {
+            let appeared = matches!(message, Inbound::Appeared { .. } | Inbound::Runs { .. });
+            self.model.apply(message, now);
+            if appeared {
+                self.follow_new_runs();
+            }
+            if Instant::now() >= deadline {
+                // More is waiting: draw what we have and come straight back.
+                ctx.request_repaint();
+                break;
+            }
+        }
+        self.follow_new_runs();
+        self.sync_view_streams(ctx);
+        self.start_demo_benchmark();
+        for key in self.model.feed.take_wanted() {
+            self.connector.fetch_detail(&key);
+        }
+        self.model.tick(now);
+        if self.something_ticks() {
+            ctx.request_repaint_after(TICK);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if let Some(error) = &self.fatal {
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.heading("runboard cannot start");
+                ui.label(error);
+            });
+            return;
+        }
+        self.keyboard(&ctx);
+        let now = self.now();
+        super::title::show(
+            &ctx,
+            &super::title::title(&self.model, now),
+            &mut self.title,
+        );
+        let actions = console_ui(ui, &mut self.model, &mut self.state, now);
+        for action in actions {
+            self.act(action);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.state);
+        eframe::set_value(storage, SETTINGS_KEY, &self.model.settings);
+    }
+}
+
+/// Draws the whole console for a model: summary bar, log, feed, cards, and the chain and
+/// settings windows. Pure drawing: what the user asks for comes back as actions.
+pub fn console_ui(
+    ui: &mut egui::Ui,
+    model: &mut Model,
+    state: &mut UiState,
+    now: f64,
+) -> Vec<Action> {
+    let ctx = ui.ctx().clone();
+    let mut actions = Vec::new();
+    egui::Panel::top("summary").show(ui, |ui| {
+        summary_ui(ui, model, state, now, &mut actions);
+    });
+    egui::Panel::top("views").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            for (number, view) in View::ALL.into_iter().enumerate() {
+                ui.selectable_value(&mut state.view, view, view.label())
+                    .on_hover_text(format!("Key {}", number + 1));
+            }
+        });
+    });
+    let log_title = format!("Log ({} lines)", model.log.lines().len());
+    egui::Panel::bottom("log")
+        .resizable(true)
+        .default_size(160.0)
+        .show(ui, |ui| {
+            let header = egui::CollapsingHeader::new(log_title)
+                .id_salt("log-open")
+                .open(Some(state.log_open))
+                .show(ui, |ui| log_ui(ui, model, state, now));
+            if header.header_response.clicked() {
+                state.log_open = !state.log_open;
+            }
+        });
+    if state.view == View::Workers {
+        egui::Panel::right("feed")
+            .resizable(true)
+            .default_size(430.0)
+            .min_size(300.0)
+            .show(ui, |ui| feed_ui(ui, model, state));
+    }
+    egui::CentralPanel::default().show(ui, |ui| match state.view {
+        View::Workers if model.workers().is_empty() => empty_ui(ui, &mut actions),
+        View::Workers => cards_ui(ui, model, state, now, &mut actions),
+        View::Models => models_ui(ui, model, &mut actions),
+        View::Benchmark => bench_ui(ui, model, state, now, &mut actions),
+        View::Requests => requests_ui(ui, model, state, now),
+    });
+    chain_windows_ui(&ctx, model, state);
+    if state.settings_open {
+        settings_window_ui(&ctx, state, model, &mut actions);
+    }
+    token_window_ui(&ctx, model, state, &mut actions);
+    actions
+}
+
+fn empty_ui(ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    ui.add_space(ui.available_height() * 0.3);
+    ui.vertical_centered(|ui| {
+        ui.heading("No workers yet");
+        ui.label(
+            egui::RichText::new(
+                "Launch a batch of runs and every worker shows up here live: tokens per \
+                 second, agent, iteration and the text as it is written.",
+            )
+            .weak(),
+        );
+        ui.add_space(10.0);
+        if ui.button("Launch demo batch").clicked() {
+            actions.push(Action::LaunchDemo);
+        }
+        ui.label(
+            egui::RichText::new("or press L to launch your own")
+                .small()
+                .weak(),
+        );
+    });
+}

@@ -1,0 +1,216 @@
+//! The generation feed: runs newest first with their summary snippet, a text and status filter,
+//! and EXPAND for a run's whole event chain. Only visible rows are laid out.
+
+use egui::RichText;
+
+use super::format::{badge, status_color, tokens};
+use super::state::{FocusTarget, UiState};
+use runboard_api::RunStatus;
+use crate::board::{ChainLine, FeedEntry, Model, RunKey, chain, summary_snippet};
+
+const ROW_HEIGHT: f32 = 58.0;
+
+/// Whether an entry passes the filter.
+pub fn matches(entry: &FeedEntry, model: &Model, text: &str, status: Option<RunStatus>) -> bool {
+    if status.is_some_and(|status| entry.summary.status != status) {
+        return false;
+    }
+    if text.is_empty() {
+        return true;
+    }
+    let needle = text.to_lowercase();
+    let snippet = entry.summary.snippet.as_deref().unwrap_or("");
+    [
+        entry.key.run_id.as_str(),
+        entry.summary.task.as_str(),
+        snippet,
+    ]
+    .iter()
+    .any(|hay| hay.to_lowercase().contains(&needle))
+        || model
+            .feed
+            .detail(&entry.key)
+            .and_then(|d| summary_snippet(d))
+            .is_some_and(|s| s.to_lowercase().contains(&needle))
+}
+
+/// Draws the feed panel.
+pub fn feed_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState) {
+    ui.horizontal(|ui| {
+        ui.heading("Feed");
+        ui.label(RichText::new(format!("{} runs", model.feed.len())).weak());
+    });
+    ui.horizontal(|ui| {
+        let label = ui.label("Filter");
+        let filter = ui
+            .add(
+                egui::TextEdit::singleline(&mut state.filter_text)
+                    .hint_text("id, task or text  (/)")
+                    .desired_width(ui.available_width() - 170.0),
+            )
+            .labelled_by(label.id);
+        if state.take_focus(FocusTarget::Filter) {
+            filter.request_focus();
+        }
+        egui::ComboBox::new("feed-status", "Status")
+            .selected_text(state.filter_status.map_or("any status", RunStatus::as_str))
+            .width(100.0)
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut state.filter_status, None, "any status");
+                for status in RunStatus::ALL {
+                    ui.selectable_value(&mut state.filter_status, Some(status), status.as_str());
+                }
+            });
+    });
+    ui.separator();
+    let visible: Vec<&FeedEntry> = model
+        .feed
+        .entries()
+        .filter(|entry| matches(entry, model, &state.filter_text, state.filter_status))
+        .collect();
+    if visible.is_empty() {
+        ui.add_space(20.0);
+        ui.vertical_centered(|ui| {
+            let text = if model.feed.is_empty() {
+                "No runs yet. Finished runs appear here with their whole chain."
+            } else {
+                "No run matches the filter."
+            };
+            ui.label(RichText::new(text).weak());
+        });
+        return;
+    }
+    egui::ScrollArea::vertical()
+        .id_salt("feed")
+        .auto_shrink([false, false])
+        .show_rows(ui, ROW_HEIGHT, visible.len(), |ui, rows| {
+            for entry in &visible[rows] {
+                row_ui(ui, model, entry, state);
+            }
+        });
+}
+
+fn row_ui(ui: &mut egui::Ui, model: &Model, entry: &FeedEntry, state: &mut UiState) {
+    let summary = &entry.summary;
+    let detail = model.feed.detail(&entry.key);
+    ui.allocate_ui([ui.available_width(), ROW_HEIGHT].into(), |ui| {
+        ui.vertical(|ui| {
+            ui.horizontal(|ui| {
+                badge(ui, summary.status.as_str(), status_color(summary.status));
+                ui.label(RichText::new(&entry.key.run_id).monospace());
+                ui.label(RichText::new(format!("{} tok", tokens(summary.tokens_out))).weak());
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    let open = state.expanded.contains(&entry.key);
+                    let button =
+                        egui::Button::new(if open { "Collapse" } else { "Expand" }).small();
+                    let clicked = ui
+                        .add_enabled(detail.is_some(), button)
+                        .on_hover_text("Show every event of the run in order")
+                        .on_disabled_hover_text("The chain is being fetched")
+                        .clicked();
+                    if clicked && !state.expanded.remove(&entry.key) {
+                        state.expanded.insert(entry.key.clone());
+                    }
+                    if ui.small_button("Copy id").clicked() {
+                        ui.ctx().copy_text(entry.key.run_id.clone());
+                    }
+                });
+            });
+            let snippet = detail
+                .and_then(|d| summary_snippet(d))
+                .or(summary.snippet.as_deref())
+                .unwrap_or("");
+            let text = if snippet.is_empty() {
+                summary.task.as_str()
+            } else {
+                snippet
+            };
+            ui.horizontal(|ui| {
+                if model.servers.len() > 1 {
+                    let server = &model.servers[entry.key.server].label;
+                    ui.label(RichText::new(format!("@{server}")).small().weak())
+                        .on_hover_text("The server this run belongs to");
+                }
+                ui.add(egui::Label::new(RichText::new(text).small()).truncate())
+                    .on_hover_text(text);
+            });
+        });
+    });
+    ui.separator();
+}
+
+/// The chain windows of expanded runs.
+pub fn chain_windows_ui(ctx: &egui::Context, model: &Model, state: &mut UiState) {
+    let mut closed: Vec<RunKey> = Vec::new();
+    for key in &state.expanded {
+        let Some(detail) = model.feed.detail(key) else {
+            continue;
+        };
+        let mut open = true;
+        egui::Window::new(format!("Chain of {}", key.run_id))
+            .id(egui::Id::unique(("chain", key)))
+            .open(&mut open)
+            .default_size([560.0, 420.0])
+            .pivot(egui::Align2::CENTER_CENTER)
+            .default_pos(ctx.content_rect().center())
+            .show(ctx, |ui| {
+                ui.label(RichText::new(&detail.summary.task).weak());
+                ui.separator();
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    for line in chain(detail) {
+                        chain_line_ui(ui, &line);
+                    }
+                });
+            });
+        if !open {
+            closed.push(key.clone());
+        }
+    }
+    for key in closed {
+        state.expanded.remove(&key);
+    }
+}
+
+fn chain_line_ui(ui: &mut egui::Ui, line: &ChainLine) {
+    match line {
+        ChainLine::Node {
+            agent,
+            iteration,
+            tokens: count,
+            snippet,
+        } => {
+            ui.horizontal_wrapped(|ui| {
+                let label = match iteration {
+                    Some(i) => format!("{agent} · it {i}"),
+                    None => agent.clone(),
+                };
+                ui.label(RichText::new(label).strong().monospace());
+                if let Some(count) = count {
+                    ui.label(RichText::new(format!("{} tok", tokens(*count))).weak());
+                }
+                ui.label(snippet);
+            });
+        }
+        ChainLine::Status { status, message } => {
+            let status_value = RunStatus::parse(status).unwrap_or(RunStatus::Unknown);
+            ui.horizontal(|ui| {
+                badge(ui, status, status_color(status_value));
+                if let Some(message) = message {
+                    ui.label(RichText::new(message).italics());
+                }
+            });
+        }
+        ChainLine::Error(message) => {
+            ui.horizontal(|ui| {
+                badge(ui, "error", status_color(RunStatus::Failed));
+                ui.label(RichText::new(message).color(status_color(RunStatus::Failed)));
+            });
+        }
+        ChainLine::End(status) => {
+            ui.horizontal(|ui| {
+                let status_value = RunStatus::parse(status).unwrap_or(RunStatus::Unknown);
+                badge(ui, &format!("end: {status}"), status_color(status_value));
+            });
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! How numbers, statuses and links look: units, colours and the words on badges.
+
+use egui::Color32;
+
+use runboard_api::RunStatus;
+use crate::board::Link;
+
+/// `42.3`, `512`, `1.2k`: tokens per second, compact.
+pub fn rate(per_sec: f64) -> String {
+    if per_sec >= 1000.0 {
+        format!("{:.1}k", per_sec / 1000.0)
+    } else if per_sec >= 100.0 {
+        format!("{per_sec:.0}")
+    } else {
+        format!("{per_sec:.1}")
+    }
+}
+
+/// `950`, `12.3k`, `4.56M` tokens.
+pub fn tokens(count: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // Display only.
+    let value = count as f64;
+    if count >= 1_000_000 {
+        format!("{:.2}M", value / 1e6)
+    } else if count >= 10_000 {
+        format!("{:.1}k", value / 1e3)
+    } else {
+        count.to_string()
+    }
+}
+
+/// `850 ms`, `12.4 s`, `3 m 05 s`.
+pub fn seconds(secs: f64) -> String {
+    if secs < 1.0 {
+        format!("{:.0} ms", secs * 1000.0)
+    } else if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // Display only.
+        let whole = secs as u64;
+        format!("{} m {:02} s", whole / 60, whole % 60)
+    }
+}
+
+/// The colour of a status badge, readable on dark and light backgrounds.
+pub fn status_color(status: RunStatus) -> Color32 {
+    match status {
+        RunStatus::Queued => Color32::from_rgb(128, 128, 140),
+        RunStatus::Running => Color32::from_rgb(52, 120, 220),
+        RunStatus::Completed => Color32::from_rgb(46, 160, 67),
+        RunStatus::Failed => Color32::from_rgb(210, 60, 60),
+        RunStatus::Cancelled => Color32::from_rgb(210, 130, 30),
+        RunStatus::Unknown => Color32::from_rgb(120, 120, 120),
+    }
+}
+
+/// The colour of a link badge.
+pub fn link_color(link: &Link) -> Color32 {
+    match link {
+        Link::Live | Link::Resumed { .. } => Color32::from_rgb(46, 160, 67),
+        Link::Connecting | Link::Reconnecting { .. } => Color32::from_rgb(210, 130, 30),
+        Link::Lost(_) => Color32::from_rgb(210, 60, 60),
+        Link::Ended => Color32::from_rgb(128, 128, 140),
+    }
+}
+
+/// A sparkline: the points as a filled line, with no axes, grid or interaction. The model keeps
+/// 60 s of history, so a young run's shorter history fills the width.
+pub fn sparkline_ui(
+    ui: &mut egui::Ui,
+    id: impl egui::AsIdSalt,
+    history: &std::collections::VecDeque<[f64; 2]>,
+    size: [f32; 2],
+) -> egui::Response {
+    let points: Vec<[f64; 2]> = history.iter().copied().collect();
+    egui_plot::Plot::new(id)
+        .width(size[0])
+        .height(size[1])
+        .show_axes(false)
+        .show_grid(false)
+        .show_background(false)
+        .show_x(false)
+        .show_y(false)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .allow_double_click_reset(false)
+        .include_y(0.0)
+        .show(ui, |plot| {
+            plot.line(
+                egui_plot::Line::new("tok/s", egui_plot::PlotPoints::from(points))
+                    .color(Color32::from_rgb(52, 120, 220))
+                    .width(1.5)
+                    .fill(0.0)
+                    .fill_alpha(0.15),
+            );
+        })
+        .response
+}
+
+/// A small filled badge with white text.
+pub fn badge(ui: &mut egui::Ui, text: &str, color: Color32) -> egui::Response {
+    egui::Frame::new()
+        .fill(color)
+        .corner_radius(4.0)
+        .inner_margin(egui::Margin::symmetric(6, 1))
+        .show(ui, |ui| {
+            ui.label(
+                egui::RichText::new(text)
+                    .small()
+                    .color(Color32::WHITE)
+                    .strong(),
+            );
+        })
+        .response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_carry_their_units_compactly() {
+        assert_eq!(rate(42.34), "42.3");
+        assert_eq!(rate(512.4), "512");
+        assert_eq!(rate(1234.0), "1.2k");
+        assert_eq!(tokens(950), "950");
+        assert_eq!(tokens(12_345), "12.3k");
+        assert_eq!(tokens(4_560_000), "4.56M");
+        assert_eq!(seconds(0.85), "850 ms");
+        assert_eq!(seconds(12.44), "12.4 s");
+        assert_eq!(seconds(185.0), "3 m 05 s");
+    }
+}

@@ -1,0 +1,60 @@
+//! The eframe app: `logic` drains the inbox into the model within a time budget; `ui` only
+//! reads the model and draws. Widgets live one per file; functions that draw take `&mut Ui` and
+//! end in `_ui`.
+
+mod benchmark_view;
+mod cards;
+mod connector;
+mod console;
+mod feed_view;
+mod inbox;
+mod log_view;
+mod format;
+mod models_view;
+mod requests_view;
+#[cfg(not(target_arch = "wasm32"))]
+mod screenshot;
+mod settings_view;
+mod side_streams;
+mod state;
+mod summary;
+mod title;
+mod token_store;
+mod token_view;
+
+pub use connector::{Connector, LaunchRequest};
+pub use console::{Console, ConsoleConfig, console_ui};
+pub use inbox::{Inbox, Outbox};
+#[cfg(not(target_arch = "wasm32"))]
+pub use screenshot::Screenshot;
+pub use state::{LaunchForm, LogLevel, RequestColumn, RequestSort, UiState, View};
+
+use crate::board::RunKey;
+
+/// Something the user asked for, collected while drawing and carried out after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Launch the batch in the launch form.
+    Launch,
+    /// Launch the demo batch.
+    LaunchDemo,
+    /// Cancel one run.
+    Cancel(RunKey),
+    /// Cancel every unfinished run shown.
+    CancelAll,
+    /// Remove the cards of finished runs.
+    ClearFinished,
+    /// Watch one more server, from now on and at every start.
+    AddServer(String),
+    /// Ask a server for its models (a models job).
+    ListModels(usize),
+    /// Use this token for every server and try again those that refused.
+    SetToken(String),
+    /// Start a benchmark of this many tasks on a server.
+    StartBenchmark {
+        /// Which server.
+        server: usize,
+        /// How many tasks.
+        tasks: u64,
+    },
+}

@@ -1,0 +1,208 @@
+//! The Requests view (seed 003): every server's requests in flight in one sortable table whose
+//! durations tick live, with how each server's rows arrive (stream, polling, disabled).
+
+use std::cmp::Ordering;
+
+use egui::RichText;
+
+use super::format::{badge, link_color, seconds, tokens};
+use super::state::{RequestColumn, RequestSort, UiState};
+use crate::board::{Model, RequestRow, RequestsFeed};
+
+const COLUMNS: [(RequestColumn, &str); 7] = [
+    (RequestColumn::Duration, "Duration"),
+    (RequestColumn::Model, "Model"),
+    (RequestColumn::Resolved, "Resolved model"),
+    (RequestColumn::Streaming, "Streaming"),
+    (RequestColumn::Input, "In"),
+    (RequestColumn::Output, "Out"),
+    (RequestColumn::RequestId, "Request id"),
+];
+
+/// Draws the connection line of each server and the table.
+pub fn requests_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState, now: f64) {
+    for server in &model.servers {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(&server.label).strong());
+            let requests = &server.requests;
+            match &requests.feed {
+                RequestsFeed::Idle => {
+                    badge(
+                        ui,
+                        "connecting",
+                        link_color(&crate::board::Link::Connecting),
+                    );
+                }
+                RequestsFeed::Streaming => match &requests.link {
+                    Some(link) => {
+                        badge(ui, &link.label(now), link_color(link));
+                    }
+                    None => {
+                        badge(ui, "live", link_color(&crate::board::Link::Live));
+                    }
+                },
+                RequestsFeed::Polling(reason) => {
+                    badge(ui, "polling", egui::Color32::from_rgb(210, 130, 30)).on_hover_text(
+                        if reason.is_empty() {
+                            "the stream is unavailable"
+                        } else {
+                            reason
+                        },
+                    );
+                    if !reason.is_empty() {
+                        ui.label(RichText::new(reason).small().weak());
+                    }
+                }
+                RequestsFeed::Disabled(message) => {
+                    badge(ui, "metrics off", egui::Color32::from_rgb(128, 128, 140));
+                    ui.label(RichText::new(message).small().weak());
+                }
+            }
+            ui.label(
+                RichText::new(format!("{} in flight", requests.rows().len()))
+                    .small()
+                    .weak(),
+            );
+        });
+    }
+    ui.separator();
+    let multi_server = model.servers.len() > 1;
+    let mut rows: Vec<(&str, &RequestRow)> = model
+        .servers
+        .iter()
+        .flat_map(|s| {
+            s.requests
+                .rows()
+                .iter()
+                .map(move |row| (s.label.as_str(), row))
+        })
+        .collect();
+    if rows.is_empty() {
+        ui.add_space(8.0);
+        ui.label(RichText::new("No request in flight.").weak());
+        return;
+    }
+    let sort = state.requests_sort;
+    rows.sort_by(|a, b| compare(a.1, b.1, sort, now));
+    egui::ScrollArea::vertical()
+        .id_salt("requests")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            egui::Grid::new("requests-grid")
+                .striped(true)
+                .num_columns(COLUMNS.len() + usize::from(multi_server))
+                .spacing([20.0, 4.0])
+                .show(ui, |ui| {
+                    if multi_server {
+                        ui.label(RichText::new("Server").strong());
+                    }
+                    for (column, title) in COLUMNS {
+                        header_ui(ui, &mut state.requests_sort, column, title);
+                    }
+                    ui.end_row();
+                    for (server, row) in rows {
+                        if multi_server {
+                            ui.label(server);
+                        }
+                        row_ui(ui, row, now);
+                        ui.end_row();
+                    }
+                });
+        });
+}
+
+fn header_ui(ui: &mut egui::Ui, sort: &mut RequestSort, column: RequestColumn, title: &str) {
+    let clicked = ui
+        .horizontal(|ui| {
+            ui.spacing_mut().item_spacing.x = 4.0;
+            let clicked = ui
+                .add(egui::Button::new(RichText::new(title).strong()).frame(false))
+                .on_hover_text("Sort by this column; again to reverse")
+                .clicked();
+            if sort.column == column {
+                sort_arrow_ui(ui, sort.ascending);
+            }
+            clicked
+        })
+        .inner;
+    if clicked {
+        if sort.column == column {
+            sort.ascending = !sort.ascending;
+        } else {
+            *sort = RequestSort {
+                column,
+                // Big numbers first for durations and tokens, A to Z for names.
+                ascending: !matches!(
+                    column,
+                    RequestColumn::Duration | RequestColumn::Input | RequestColumn::Output
+                ),
+            };
+        }
+    }
+}
+
+/// A small triangle, pointing up for ascending: drawn, so it needs no font glyph.
+fn sort_arrow_ui(ui: &mut egui::Ui, ascending: bool) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(8.0, 8.0), egui::Sense::hover());
+    let color = ui.visuals().strong_text_color();
+    let (top, bottom) = (rect.top() + 1.0, rect.bottom() - 1.0);
+    let points = if ascending {
+        vec![
+            egui::pos2(rect.center().x, top),
+            egui::pos2(rect.right(), bottom),
+            egui::pos2(rect.left(), bottom),
+        ]
+    } else {
+        vec![
+            egui::pos2(rect.left(), top),
+            egui::pos2(rect.right(), top),
+            egui::pos2(rect.center().x, bottom),
+        ]
+    };
+    ui.painter().add(egui::Shape::convex_polygon(
+        points,
+        color,
+        egui::Stroke::NONE,
+    ));
+}
+
+fn row_ui(ui: &mut egui::Ui, row: &RequestRow, now: f64) {
+    let request = &row.request;
+    ui.label(RichText::new(row.duration(now).map_or_else(|| "—".into(), seconds)).monospace());
+    ui.label(&request.model);
+    ui.label(
+        RichText::new(request.resolved_model.as_deref().unwrap_or("—"))
+            .monospace()
+            .weak(),
+    );
+    ui.label(if request.streaming { "yes" } else { "no" });
+    ui.label(RichText::new(tokens(request.input_tokens)).monospace());
+    ui.label(RichText::new(tokens(request.output_tokens)).monospace());
+    let id = ui.label(RichText::new(&request.request_id).monospace().small());
+    if let (Some(run), Some(agent)) = (&request.run_id, &request.agent) {
+        id.on_hover_text(format!("{agent} of {run}"));
+    }
+}
+
+fn compare(a: &RequestRow, b: &RequestRow, sort: RequestSort, now: f64) -> Ordering {
+    let (x, y) = (&a.request, &b.request);
+    let order = match sort.column {
+        RequestColumn::Duration => a
+            .duration(now)
+            .unwrap_or(0.0)
+            .total_cmp(&b.duration(now).unwrap_or(0.0)),
+        RequestColumn::Model => x.model.cmp(&y.model),
+        RequestColumn::Resolved => x.resolved_model.cmp(&y.resolved_model),
+        RequestColumn::Streaming => x.streaming.cmp(&y.streaming),
+        RequestColumn::Input => x.input_tokens.cmp(&y.input_tokens),
+        RequestColumn::Output => x.output_tokens.cmp(&y.output_tokens),
+        RequestColumn::RequestId => Ordering::Equal,
+    }
+    // Ties (and the id column) fall back to the id, so the order never flickers.
+    .then_with(|| x.request_id.cmp(&y.request_id));
+    if sort.ascending {
+        order
+    } else {
+        order.reverse()
+    }
+}

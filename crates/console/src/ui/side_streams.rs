@@ -1,0 +1,281 @@
+//! The view streams: a server's benchmark stream and active-requests stream, opened only while
+//! their view shows (a browser allows few connections per host) and closed when it hides.
+//! The requests stream falls back to polling the snapshot when the server says it is disabled
+//! or the stream is unavailable, and tries the stream again with backoff.
+
+use std::time::Duration;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
+
+use super::inbox::Outbox;
+use runboard_api::{ActiveRequests, ApiClient, BenchEvent};
+use crate::board::{Inbound, RequestsFeed, ServerId};
+use runboard_sse::runtime::{MaybeSend, Spawner, sleep};
+use runboard_sse::{ConnectionState, EventSource, Update};
+
+/// The console asks the benchmark stream for a check every second: it is one small stream.
+const BENCH_INTERVAL_SECS: u64 = 1;
+
+/// The benchmark stream is kept alive every 15 s; three missed keep-alives mean a dead link.
+const BENCH_IDLE: Duration = Duration::from_secs(45);
+
+/// The requests stream's heartbeat is 30 s by default.
+const REQUESTS_IDLE: Duration = Duration::from_secs(90);
+
+/// How often the snapshot is polled while the stream is unavailable.
+const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// How often a server whose request metrics are off is asked again.
+const DISABLED_POLL_EVERY: Duration = Duration::from_secs(10);
+
+/// The first and the longest wait before the stream is tried again.
+const STREAM_RETRY_FIRST: Duration = Duration::from_secs(4);
+const STREAM_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// A background task that stops when this is dropped (or [`stop`](Self::stop)ped).
+#[derive(Debug)]
+pub struct TaskGuard {
+    handle: AbortHandle,
+    ended: Arc<AtomicBool>,
+}
+
+/// A task told to stop; [`ended`](Self::ended) says when it has, and so has closed its stream.
+#[derive(Debug)]
+pub struct Stopping(Arc<AtomicBool>);
+
+impl TaskGuard {
+    /// Tells the task to stop. Its stream closes when the task next runs, not now: a caller that
+    /// must not exceed a connection budget waits for [`Stopping::ended`].
+    pub fn stop(self) -> Stopping {
+        self.handle.abort();
+        Stopping(Arc::clone(&self.ended))
+    }
+}
+
+impl Stopping {
+    /// Whether the task has ended (its connection is closed).
+    pub fn ended(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Runs `task` until it ends or is aborted, then marks it ended.
+async fn guarded(
+    task: impl std::future::Future<Output = ()>,
+    registration: AbortRegistration,
+    ended: Arc<AtomicBool>,
+) {
+    // The task (and with it its stream) is dropped before the flag is set.
+    let _ = Abortable::new(task, registration).await;
+    ended.store(true, Ordering::Release);
+}
+
+fn spawn_guarded(
+    spawner: &Spawner,
+    task: impl std::future::Future<Output = ()> + MaybeSend + 'static,
+) -> TaskGuard {
+    let (handle, registration) = AbortHandle::new_pair();
+    let ended = Arc::new(AtomicBool::new(false));
+    spawner.spawn(guarded(task, registration, Arc::clone(&ended)));
+    TaskGuard { handle, ended }
+}
+
+/// Follows a server's benchmark stream until the guard is dropped.
+pub fn watch_bench(
+    spawner: &Spawner,
+    client: ApiClient,
+    server: ServerId,
+    outbox: Outbox,
+) -> TaskGuard {
+    spawn_guarded(spawner, async move {
+        let url = client.benchmark_stream_url(BENCH_INTERVAL_SECS);
+        let Some(mut source) = open(&client, &url, BENCH_IDLE, server, &outbox).await else {
+            return;
+        };
+        while let Some(update) = source.next().await {
+            let message = match update {
+                Update::Event(event) => match BenchEvent::decode(&event.event, &event.data) {
+                    Ok(event) => Inbound::Bench { server, event },
+                    Err(error) => Inbound::ServerError {
+                        server,
+                        message: format!(
+                            "a benchmark {} event was unreadable: {error}",
+                            event.event
+                        ),
+                    },
+                },
+                Update::State(state) => Inbound::BenchLink { server, state },
+                Update::Comment(_) | Update::EventTooLarge { .. } => continue,
+            };
+            if !outbox.send(message).await {
+                return;
+            }
+        }
+    })
+}
+
+/// Follows a server's requests in flight until the guard is dropped: the stream when it can,
+/// the snapshot endpoint when it cannot.
+pub fn watch_requests(
+    spawner: &Spawner,
+    client: ApiClient,
+    server: ServerId,
+    outbox: Outbox,
+) -> TaskGuard {
+    spawn_guarded(spawner, async move {
+        let mut retry = STREAM_RETRY_FIRST;
+        loop {
+            let fallback = match stream_requests(&client, server, &outbox).await {
+                StreamOutcome::UiGone => return,
+                StreamOutcome::Disabled => Fallback::Disabled,
+                StreamOutcome::Unavailable(reason) => Fallback::Unavailable(reason),
+            };
+            if !poll_requests(&client, server, &outbox, &fallback, retry).await {
+                return;
+            }
+            retry = (retry * 2).min(STREAM_RETRY_MAX);
+        }
+    })
+}
+
+enum StreamOutcome {
+    /// The UI is gone.
+    UiGone,
+    /// The server said request metrics are off.
+    Disabled,
+    /// The stream is off or unreachable.
+    Unavailable(String),
+}
+
+enum Fallback {
+    Disabled,
+    Unavailable(String),
+}
+
+async fn stream_requests(client: &ApiClient, server: ServerId, outbox: &Outbox) -> StreamOutcome {
+    let url = client.requests_stream_url();
+    let Some(mut source) = open(client, &url, REQUESTS_IDLE, server, outbox).await else {
+        return StreamOutcome::Unavailable("the stream could not be opened".into());
+    };
+    while let Some(update) = source.next().await {
+        let message = match update {
+            Update::Event(event) => {
+                let snapshot = match serde_json::from_str::<ActiveRequests>(&event.data) {
+                    Ok(snapshot) => snapshot,
+                    Err(error) => {
+                        let message = format!("an active-requests event was unreadable: {error}");
+                        if !outbox.send(Inbound::ServerError { server, message }).await {
+                            return StreamOutcome::UiGone;
+                        }
+                        continue;
+                    }
+                };
+                let disabled = event.event == "disabled" || snapshot.disabled;
+                let sent = outbox
+                    .send(Inbound::Requests {
+                        server,
+                        snapshot,
+                        feed: RequestsFeed::Streaming,
+                    })
+                    .await;
+                if !sent {
+                    return StreamOutcome::UiGone;
+                }
+                if disabled {
+                    return StreamOutcome::Disabled;
+                }
+                continue;
+            }
+            Update::State(ConnectionState::Failed(error)) => {
+                let reason = error.to_string();
+                let state = ConnectionState::Failed(error);
+                if !outbox.send(Inbound::RequestsLink { server, state }).await {
+                    return StreamOutcome::UiGone;
+                }
+                return StreamOutcome::Unavailable(reason);
+            }
+            Update::State(state) => Inbound::RequestsLink { server, state },
+            Update::Comment(_) | Update::EventTooLarge { .. } => continue,
+        };
+        if !outbox.send(message).await {
+            return StreamOutcome::UiGone;
+        }
+    }
+    StreamOutcome::Unavailable("the stream ended".into())
+}
+
+/// Polls the snapshot for `how_long` (or, while metrics are off, until they are on). False once
+/// the UI is gone.
+async fn poll_requests(
+    client: &ApiClient,
+    server: ServerId,
+    outbox: &Outbox,
+    fallback: &Fallback,
+    how_long: Duration,
+) -> bool {
+    let mut waited = Duration::ZERO;
+    loop {
+        let (every, feed) = match fallback {
+            Fallback::Disabled => (DISABLED_POLL_EVERY, RequestsFeed::Polling(String::new())),
+            Fallback::Unavailable(reason) => (POLL_EVERY, RequestsFeed::Polling(reason.clone())),
+        };
+        sleep(every).await;
+        waited += every;
+        let mut back_on = false;
+        let message = match client.active_requests().await {
+            Ok(snapshot) => {
+                // Metrics were switched on: the stream is worth a try again.
+                back_on = matches!(fallback, Fallback::Disabled) && !snapshot.disabled;
+                Inbound::Requests {
+                    server,
+                    snapshot,
+                    feed,
+                }
+            }
+            Err(error) => Inbound::ServerError {
+                server,
+                message: error.to_string(),
+            },
+        };
+        if !outbox.send(message).await {
+            return false;
+        }
+        if back_on {
+            return true;
+        }
+        if matches!(fallback, Fallback::Unavailable(_)) && waited >= how_long {
+            return true;
+        }
+    }
+}
+
+/// Opens an event source, or reports why it cannot be (a bad URL) and gives `None`.
+async fn open(
+    client: &ApiClient,
+    url: &str,
+    idle: Duration,
+    server: ServerId,
+    outbox: &Outbox,
+) -> Option<EventSource> {
+    let source = client
+        .event_source(url)
+        .map(|builder| builder.idle_timeout(Some(idle)))
+        .and_then(runboard_sse::EventSourceBuilder::build);
+    match source {
+        Ok(source) => Some(source),
+        Err(error) => {
+            let message = error.to_string();
+            outbox.send(Inbound::ServerError { server, message }).await;
+            None
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The reference server under load: 256 runs generating at once, 64 subscribers on
+//! `/api/events`, everything over real HTTP on loopback with a real SQLite file.
+//!
+//! Two phases: the generator paced to about 20 000 events/s (the goal), and paced far faster
+//! than the server can go (saturation). Each reports events persisted per second, events per
+//! second delivered to each subscriber (the slowest and the median), and latency from emit (the
+//! `ts` a `node_update` carries) to receipt, sampled on one `node_update` in sixteen.
+//!
+//! `cargo bench --bench server`. Server and subscribers share this machine's cores, so the
+//! figures are a floor for a server with its own machine.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use runboard_api::{ApiClient, CreateRun, RunMode};
+use runboard_server::{DbLocation, GeneratorConfig, ServerConfig};
+use runboard_sse::{ConnectionState, EventSource, ReconnectPolicy, Update};
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+// The same allocator as the `runboard` binary, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const RUNS: usize = 256;
+const SUBSCRIBERS: usize = 64;
+
+struct Subscriber {
+    events: usize,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    latencies_us: Vec<u64>,
+}
+
+impl Subscriber {
+    fn rate(&self) -> f64 {
+        match (self.first, self.last) {
+            #[allow(clippy::cast_precision_loss)]
+            (Some(first), Some(last)) if last > first => {
+                self.events as f64 / (last - first).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// Reads only the `ts` field, so measuring costs the subscriber little.
+fn latency_us(data: &str) -> Option<u64> {
+    let start = data.find(r#""ts":""#)? + 6;
+    let end = start + data[start..].find('"')?;
+    let emitted = OffsetDateTime::parse(&data[start..end], &Rfc3339).ok()?;
+    let now = OffsetDateTime::from(SystemTime::now());
+    u64::try_from((now - emitted).whole_microseconds()).ok()
+}
+
+async fn subscribe(url: String, ready: tokio::sync::mpsc::Sender<()>) -> Subscriber {
+    let mut source = EventSource::builder(&url)
+        .unwrap()
+        .reconnect(ReconnectPolicy {
+            initial_retry: Duration::from_millis(50),
+            ..ReconnectPolicy::default()
+        })
+        .build()
+        .unwrap();
+    let mut me = Subscriber {
+        events: 0,
+        first: None,
+        last: None,
+        latencies_us: Vec::new(),
+    };
+    let mut ended = 0;
+    let mut node_updates = 0u64;
+    while ended < RUNS {
+        match source.next().await {
+            Some(Update::State(ConnectionState::Open)) => {
+                let _ = ready.send(()).await;
+            }
+            Some(Update::Event(event)) => {
+                let now = Instant::now();
+                me.first.get_or_insert(now);
+                me.last = Some(now);
+                me.events += 1;
+                match event.event.as_str() {
+                    "stream_end" => ended += 1,
+                    "node_update" => {
+                        node_updates += 1;
+                        if node_updates.is_multiple_of(16) {
+                            me.latencies_us.extend(latency_us(&event.data));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    me
+}
+
+fn percentile(sorted: &[u64], fraction: f64) -> u64 {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let index = ((sorted.len().saturating_sub(1)) as f64 * fraction).round() as usize;
+    sorted.get(index).copied().unwrap_or(0)
+}
+
+#[allow(clippy::cast_precision_loss)]
+async fn phase(label: &str, speed: f64, iterations: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        db: DbLocation::File(dir.path().join("bench.db")),
+        concurrency: RUNS,
+        generator: GeneratorConfig {
+            seed: Some(1),
+            speed,
+            failure_rate: 0.0,
+        },
+        ..ServerConfig::default()
+    };
+    config.broadcast_capacity = 16 * 1024;
+    let running = runboard_server::start(config).await.unwrap();
+    let url = format!("{}/api/events", running.url());
+    let (ready_tx, mut ready) = tokio::sync::mpsc::channel(SUBSCRIBERS);
+    let mut subscribers = tokio::task::JoinSet::new();
+    for _ in 0..SUBSCRIBERS {
+        subscribers.spawn(subscribe(url.clone(), ready_tx.clone()));
+    }
+    for _ in 0..SUBSCRIBERS {
+        ready.recv().await.unwrap();
+    }
+    let api = ApiClient::new(&running.url(), None).unwrap();
+    let started = Instant::now();
+    let mut launches = tokio::task::JoinSet::new();
+    for _ in 0..RUNS {
+        let api = api.clone();
+        launches.spawn(async move {
+            api.create_run(&CreateRun {
+                task: "benchmark".into(),
+                mode: RunMode::Queued,
+                params: json!({"iterations": iterations}),
+            })
+            .await
+            .unwrap();
+        });
+    }
+    launches.join_all().await;
+    let results = subscribers.join_all().await;
+    let wall = started.elapsed();
+    running.stop().await;
+
+    let total = results.iter().map(|s| s.events).max().unwrap_or(0);
+    let mut rates: Vec<f64> = results.iter().map(Subscriber::rate).collect();
+    rates.sort_by(f64::total_cmp);
+    let mut latencies: Vec<u64> = results
+        .iter()
+        .flat_map(|s| s.latencies_us.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    println!("{label} (generator speed {speed}):");
+    println!(
+        "  {total} events from {RUNS} runs in {:.2} s: {:.0} events/s persisted",
+        wall.as_secs_f64(),
+        total as f64 / wall.as_secs_f64()
+    );
+    println!(
+        "  delivered to each of {SUBSCRIBERS} subscribers: slowest {:.0} events/s, median {:.0} \
+         events/s ({:.0} deliveries/s in all)",
+        rates.first().copied().unwrap_or(0.0),
+        rates[rates.len() / 2],
+        rates.iter().sum::<f64>()
+    );
+    println!(
+        "  emit→receive latency over {} samples: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5) as f64 / 1000.0,
+        percentile(&latencies, 0.99) as f64 / 1000.0,
+        latencies.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let env = |name: &str, default: f64| -> f64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    };
+    // Speed 32 paces 256 runs at a little over 20 000 events/s; 8 iterations keep each phase
+    // long enough (several seconds) that ramp-up and the last runs' tail barely count.
+    let speed = env("RUNBOARD_BENCH_SPEED", 32.0);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let iterations = env("RUNBOARD_BENCH_ITERATIONS", 8.0) as u64;
+    runtime.block_on(async {
+        phase("paced at about 20 000 events/s", speed, iterations).await;
+        phase("saturated", 1000.0, iterations).await;
+    });
+}

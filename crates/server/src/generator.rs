@@ -1,0 +1,482 @@
+//! The synthetic generator: runs that look and pace like real agent pipelines, with no model.
+//!
+//! A run walks supervisor → (researcher → writer → critic) × iterations → finish. Each agent
+//! writes text at tens of tokens per second with bursts and pauses, reported as `node_update`
+//! with a cumulative `tokens_out` and the text's 200-character tail; transitions are narrated,
+//! and now and then a `data` event carries metrics. Time runs `speed` times faster than real.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::{self, Pick};
+use super::clock::now_rfc3339;
+use super::recorder::{Recorder, Stopped};
+use super::active_requests::{NewRequest, RequestTracker};
+use runboard_api::{MODEL_LIST_ACTION, ModelList};
+use runboard_sse::rng::SplitMix64;
+
+/// How long the snippet may be, in characters.
+pub const SNIPPET_CHARS: usize = 200;
+
+/// Settings shared by every run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorConfig {
+    /// Seed for reproducible runs; `None` seeds from the clock.
+    pub seed: Option<u64>,
+    /// How much faster than real time the generator's clock runs.
+    pub speed: f64,
+    /// The probability that a run fails part-way.
+    pub failure_rate: f64,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        Self {
+            seed: None,
+            speed: 1.0,
+            failure_rate: 0.05,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It finished its work.
+    Completed,
+    /// It failed with this message.
+    Failed(String),
+    /// It was cancelled on request.
+    Cancelled,
+    /// The server is shutting down; the run stays `running` and is marked failed at restart.
+    Interrupted,
+}
+
+/// The most iterations a run may ask for.
+pub const MAX_ITERATIONS: u64 = 10;
+
+/// The fastest pace a run may ask for, in tokens per second: far above any real model's stream,
+/// and low enough that one generation tick's text stays small.
+pub const MAX_TOKENS_PER_SEC: f64 = 5000.0;
+
+/// The longest model name or job name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// A parameter outside its documented bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("params.{name} {problem}")]
+pub struct ParamError {
+    /// The parameter's name.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Checks every parameter the generator reads against its bounds, so no request can make it
+/// allocate or loop in proportion to an unchecked number. Unknown keys are left alone.
+pub fn check_params(params: &Value) -> Result<(), ParamError> {
+    let bad = |name: &'static str, problem: String| Err(ParamError { name, problem });
+    let mut checks = params.as_object().into_iter().flatten();
+    checks.try_for_each(|(key, value)| match key.as_str() {
+        "iterations" => match value.as_u64() {
+            Some(1..=MAX_ITERATIONS) => Ok(()),
+            _ => bad(
+                "iterations",
+                format!("must be a whole number from 1 to {MAX_ITERATIONS}, not {value}"),
+            ),
+        },
+        "tokens_per_sec" => match value.as_f64() {
+            Some(rate) if rate > 0.0 && rate <= MAX_TOKENS_PER_SEC => Ok(()),
+            _ => bad(
+                "tokens_per_sec",
+                format!("must be a number above 0 and at most {MAX_TOKENS_PER_SEC}, not {value}"),
+            ),
+        },
+        "fail" if !value.is_boolean() => bad("fail", format!("must be true or false, not {value}")),
+        "model" | "job" => {
+            let name = if key == "model" { "model" } else { "job" };
+            match value.as_str() {
+                Some(text) if !text.is_empty() && text.chars().count() <= MAX_NAME_CHARS => Ok(()),
+                _ => bad(
+                    name,
+                    format!("must be a name of 1 to {MAX_NAME_CHARS} characters"),
+                ),
+            }
+        }
+        _ => Ok(()),
+    })
+}
+
+/// Per-run knobs a client may pass in `params` (all optional).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RunParams<'a> {
+    iterations: u64,
+    fail: bool,
+    tokens_per_sec: f64,
+    model: Option<&'a str>,
+}
+
+/// Everything one run needs.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The run.
+    pub run_id: String,
+    /// Its task text.
+    pub task: String,
+    /// Its parameters (a JSON object).
+    pub params: Value,
+    /// Where its events go.
+    pub recorder: Recorder,
+    /// Cancelled when the run is cancelled.
+    pub cancel: CancellationToken,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// The run's own seed.
+    pub seed: u64,
+    /// Where its generation requests are tracked.
+    pub requests: RequestTracker,
+}
+
+/// Why a run's work stopped early.
+enum Stop {
+    Cancelled,
+    Interrupted,
+}
+
+impl From<Stopped> for Stop {
+    fn from(_: Stopped) -> Self {
+        Self::Interrupted
+    }
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "model",
+    "token",
+    "draft",
+    "context",
+    "evidence",
+    "source",
+    "claim",
+    "revise",
+    "clear",
+    "because",
+    "however",
+    "résumé",
+    "naïve",
+    "café",
+    "→",
+    "step",
+    "plan",
+    "answer",
+    "check",
+    "summary",
+    "result",
+    "improve",
+    "argument",
+    "data",
+    "sample",
+    "quality",
+    "coherent",
+    "fact",
+    "😊",
+    "détail",
+    "structure",
+    "outline",
+    "paragraph",
+    "critique",
+    "note",
+    "source",
+    "and",
+];
+
+/// Runs one synthetic run to its end.
+pub async fn run(config: &GeneratorConfig, ctx: &RunContext) -> Outcome {
+    match run_steps(config, ctx).await {
+        Ok(outcome) => outcome,
+        Err(Stop::Cancelled) => Outcome::Cancelled,
+        Err(Stop::Interrupted) => Outcome::Interrupted,
+    }
+}
+
+fn params(value: &Value) -> RunParams<'_> {
+    RunParams {
+        iterations: value
+            .get("iterations")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(MAX_ITERATIONS),
+        fail: value.get("fail").and_then(Value::as_bool).unwrap_or(false),
+        tokens_per_sec: value
+            .get("tokens_per_sec")
+            .and_then(Value::as_f64)
+            .filter(|rate| rate.is_finite() && *rate > 0.0)
+            .map_or(0.0, |rate| rate.min(MAX_TOKENS_PER_SEC)),
+        model: value.get("model").and_then(Value::as_str),
+    }
+}
+
+async fn run_steps(config: &GeneratorConfig, ctx: &RunContext) -> Result<Outcome, Stop> {
+    let mut rng = SplitMix64::new(ctx.seed);
+    let params = params(&ctx.params);
+    let iterations = if params.iterations > 0 {
+        params.iterations
+    } else {
+        rng.range_u64(1, 3)
+    };
+    let mut plan = vec![("supervisor", 1)];
+    for iteration in 1..=iterations {
+        for agent in ["researcher", "writer", "critic"] {
+            plan.push((agent, iteration));
+        }
+    }
+    plan.push(("finish", iterations));
+    let last_step = u64::try_from(plan.len() - 1).unwrap_or(1);
+    let fail_at = (params.fail || rng.chance(config.failure_rate))
+        .then(|| usize::try_from(rng.range_u64(1, last_step)).unwrap_or(1));
+    #[allow(clippy::cast_possible_truncation)] // Any index will do; it wraps.
+    let model = catalog::pick(rng.next_u64() as usize, params.model);
+    let base_rate = if params.tokens_per_sec > 0.0 {
+        params.tokens_per_sec
+    } else {
+        model.tok_per_sec * rng.range_f64(0.6, 1.4)
+    };
+    let mut walk = Walk {
+        config,
+        ctx,
+        rng,
+        base_rate,
+        model,
+        tokens_out: 0,
+    };
+
+    narrate(ctx, "info", "run_start", &format!("Starting: {}", ctx.task)).await?;
+    for (step, &(agent, iteration)) in plan.iter().enumerate() {
+        if fail_at == Some(step) {
+            let message = format!("synthetic failure: {agent} lost its worker");
+            narrate(ctx, "error", "agent_failed", &message).await?;
+            return Ok(Outcome::Failed(message));
+        }
+        walk.agent(agent, iteration).await?;
+    }
+    let done = format!("Done: {} tokens", walk.tokens_out);
+    narrate(ctx, "info", "run_done", &done).await?;
+    Ok(Outcome::Completed)
+}
+
+/// One run's walk through its agents.
+struct Walk<'a> {
+    config: &'a GeneratorConfig,
+    ctx: &'a RunContext,
+    rng: SplitMix64,
+    /// Tokens per second at a steady pace.
+    base_rate: f64,
+    /// The model every step asks for.
+    model: Pick,
+    /// Cumulative over the run.
+    tokens_out: u64,
+}
+
+impl Walk<'_> {
+    /// One agent's turn: text at an uneven pace, reported as `node_update`s.
+    async fn agent(&mut self, agent: &str, iteration: u64) -> Result<(), Stop> {
+        let ctx = self.ctx;
+        let rng = &mut self.rng;
+        narrate(
+            ctx,
+            "info",
+            "agent_start",
+            &format!("{agent} takes over (iteration {iteration})"),
+        )
+        .await?;
+        // Each agent step is one generation request; the prompt grows with the run's text.
+        let task_tokens = u64::try_from(ctx.task.chars().count() / 4).unwrap_or(0);
+        let request = ctx.requests.start(&NewRequest {
+            run_id: &ctx.run_id,
+            agent,
+            model: self.model.alias,
+            resolved_model: self.model.id,
+            streaming: agent != "finish",
+            input_tokens: 180 + task_tokens + self.tokens_out,
+        });
+        let turn_start = self.tokens_out;
+        let mut text = String::new();
+        let step_secs = if agent == "finish" {
+            rng.range_f64(0.5, 1.0)
+        } else {
+            rng.range_f64(1.5, 4.0)
+        };
+        let mut elapsed = 0.0;
+        let mut carry = 0.0;
+        while elapsed < step_secs {
+            let tick = rng.range_f64(0.15, 0.4);
+            pause(self.config, ctx, tick).await?;
+            elapsed += tick;
+            // Uneven pace: mostly steady, sometimes a burst, sometimes a stall.
+            let pace = match rng.unit() {
+                p if p < 0.1 => 0.0,
+                p if p < 0.25 => rng.range_f64(1.8, 2.6),
+                _ => rng.range_f64(0.7, 1.3),
+            };
+            carry += self.base_rate * pace * tick;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // carry >= 0.
+            let new_tokens = carry.floor() as u64;
+            carry -= carry.floor();
+            for _ in 0..new_tokens {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                let word: &&str = rng.pick(WORDS);
+                text.push_str(word);
+            }
+            trim_front(&mut text, SNIPPET_CHARS * 2);
+            self.tokens_out += new_tokens;
+            request.set_output_tokens(self.tokens_out - turn_start);
+            let ts = now_rfc3339();
+            let update = json!({
+                "agent": agent,
+                "iteration": iteration,
+                "tokens_out": self.tokens_out,
+                "snippet": tail(&text, SNIPPET_CHARS),
+                "ts": ts,
+            });
+            ctx.recorder
+                .event(&ctx.run_id, "node_update", update, ts)
+                .await?;
+        }
+        if rng.chance(0.15) {
+            #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
+            let rate = (self.tokens_out as f64 / step_secs.max(0.1)).round();
+            let payload =
+                json!({"agent": agent, "tokens_out": self.tokens_out, "tok_per_sec": rate});
+            let data = json!({"action": "agent_metrics", "payload": payload});
+            ctx.recorder
+                .event(&ctx.run_id, "data", data, now_rfc3339())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A models job: narration for people (a table among it), the list as one `data` event for
+/// programs, then seed 001's `done`.
+pub async fn list_models(config: &GeneratorConfig, ctx: &RunContext) -> Outcome {
+    let steps = async {
+        narrate(
+            ctx,
+            "info",
+            "model_list_start",
+            "Listing models on the synthetic generator",
+        )
+        .await?;
+        pause(config, ctx, 0.2).await?;
+        let models = catalog::models();
+        let found = format!("Found {} model(s)", models.len());
+        narrate(ctx, "info", "model_list_found", &found).await?;
+        narrate(ctx, "info", "model_list_table", &catalog::table(&models)).await?;
+        let payload = serde_json::to_value(ModelList { models }).unwrap_or(Value::Null);
+        let data = json!({"action": MODEL_LIST_ACTION, "payload": payload});
+        ctx.recorder
+            .event(&ctx.run_id, "data", data, now_rfc3339())
+            .await?;
+        narrate(ctx, "info", "model_list_done", "Model list complete").await?;
+        ctx.recorder
+            .event(&ctx.run_id, "done", json!({}), now_rfc3339())
+            .await?;
+        Ok::<_, Stop>(())
+    };
+    match steps.await {
+        Ok(()) => Outcome::Completed,
+        Err(Stop::Cancelled) => Outcome::Cancelled,
+        Err(Stop::Interrupted) => Outcome::Interrupted,
+    }
+}
+
+async fn narrate(ctx: &RunContext, level: &str, action: &str, text: &str) -> Result<(), Stop> {
+    ctx.recorder
+        .event(
+            &ctx.run_id,
+            "narration",
+            json!({"formatted": text, "level": level, "action": action}),
+            now_rfc3339(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Waits `virtual_secs` of generator time, or stops early on cancel or shutdown.
+async fn pause(config: &GeneratorConfig, ctx: &RunContext, virtual_secs: f64) -> Result<(), Stop> {
+    let real = Duration::from_secs_f64(virtual_secs / config.speed.max(1e-3));
+    tokio::select! {
+        () = tokio::time::sleep(real) => Ok(()),
+        () = ctx.cancel.cancelled() => Err(Stop::Cancelled),
+        () = ctx.shutdown.cancelled() => Err(Stop::Interrupted),
+    }
+}
+
+/// The last `max_chars` characters of `text`, cut at a character boundary.
+pub fn tail(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().rev().nth(max_chars.saturating_sub(1)) {
+        Some((start, _)) if max_chars > 0 => &text[start..],
+        Some(_) => "",
+        None => text,
+    }
+}
+
+/// Drops characters from the front until at most `max_chars` remain.
+fn trim_front(text: &mut String, max_chars: usize) {
+    let keep = tail(text, max_chars).len();
+    let cut = text.len() - keep;
+    if cut > 0 {
+        text.drain(..cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{check_params, tail};
+
+    #[test]
+    fn parameters_out_of_bounds_are_named() {
+        for good in [
+            json!({}),
+            json!({"iterations": 1, "tokens_per_sec": 5000, "fail": false, "model": "x"}),
+            json!({"iterations": 10, "tokens_per_sec": 0.5, "job": "models", "other": [1e300]}),
+        ] {
+            assert_eq!(check_params(&good), Ok(()), "{good}");
+        }
+        for (bad, name) in [
+            (json!({"tokens_per_sec": 1e9}), "tokens_per_sec"),
+            (json!({"tokens_per_sec": 0}), "tokens_per_sec"),
+            (json!({"tokens_per_sec": -3}), "tokens_per_sec"),
+            (json!({"tokens_per_sec": "fast"}), "tokens_per_sec"),
+            (json!({"iterations": 0}), "iterations"),
+            (json!({"iterations": 11}), "iterations"),
+            (json!({"iterations": 2.5}), "iterations"),
+            (json!({"iterations": 1e12}), "iterations"),
+            (json!({"fail": "yes"}), "fail"),
+            (json!({"model": ""}), "model"),
+            (json!({"model": "m".repeat(257)}), "model"),
+            (json!({"job": 3}), "job"),
+        ] {
+            let error = check_params(&bad).expect_err(&bad.to_string());
+            assert_eq!(error.name, name);
+            assert!(error.to_string().starts_with(&format!("params.{name} ")));
+        }
+    }
+
+    #[test]
+    fn tail_cuts_at_a_character_boundary() {
+        assert_eq!(tail("abc", 5), "abc");
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("naïve café 😊", 6), "café 😊");
+        assert_eq!(tail("é😊", 1), "😊");
+        assert_eq!(tail("abc", 0), "");
+        let long = "ü".repeat(300);
+        assert_eq!(tail(&long, 200).chars().count(), 200);
+    }
+}

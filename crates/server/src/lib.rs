@@ -1,0 +1,429 @@
+//! The reference server (`runboard serve`): the runs API over axum, an SQL store, a hub that
+//! fans persisted events out to every stream, and a synthetic generator so it works out of the
+//! box. The console embeds it; tests run it on port 0.
+
+mod active_requests;
+mod active_requests_stream;
+mod auth;
+pub mod benchmark;
+pub mod catalog;
+pub mod clock;
+mod failure;
+pub mod generator;
+mod guard;
+mod hub;
+pub mod listener;
+mod recorder;
+mod routes;
+mod runs;
+mod sse_out;
+pub mod store;
+mod store_health;
+mod stream;
+pub mod web_bundle;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use generator::GeneratorConfig;
+pub use listener::ConnectionLimits;
+pub use active_requests::DISABLED_MESSAGE;
+pub use active_requests_stream::RequestStreamSettings;
+pub use routes::MAX_BENCH_TASKS;
+pub use routes::{DEFAULT_LIST_LIMIT, FEATURES, MAX_LIST_LIMIT};
+pub use runs::RunLimits;
+pub use store::{DbLocation, Retention, StoreError};
+pub use stream::StreamSettings;
+pub use web_bundle::WebBundle;
+
+use auth::RequiredToken;
+use benchmark::{BenchBoard, BenchRunner};
+use guard::Guard;
+use hub::Hub;
+use recorder::Recorder;
+use active_requests::RequestTracker;
+use routes::AppState;
+use runs::{Runs, RunsSetup};
+use store::Store;
+use store_health::StoreHealth;
+use stream::StreamSource;
+
+/// The default address: loopback only.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9010";
+
+/// How long shutdown waits for connections to finish before it drops them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for the writer to store what it was given.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs that may wait for a slot by default.
+pub const DEFAULT_MAX_QUEUED: usize = 10_000;
+
+/// Finished runs are kept 30 days, and at most the newest 10 000 of them.
+pub const DEFAULT_RETENTION: Retention = Retention {
+    days: Some(30),
+    runs: Some(10_000),
+};
+
+/// Everything `runboard serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Where the runs are stored.
+    pub db: DbLocation,
+    /// Requests must carry `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
+    /// Allow listening beyond loopback without a token.
+    pub insecure: bool,
+    /// Runs generating at once; the rest wait as `queued`.
+    pub concurrency: usize,
+    /// Runs waiting at most; new runs past it get 429.
+    pub max_queued: usize,
+    /// Which finished runs are removed, and how often that is checked.
+    pub retention: Retention,
+    /// How often retention runs.
+    pub retention_every: Duration,
+    /// Timeouts and caps of every connection.
+    pub connections: ConnectionLimits,
+    /// How long a request body may take to arrive (408 beyond).
+    pub body_timeout: Duration,
+    /// The synthetic generator's settings.
+    pub generator: GeneratorConfig,
+    /// `retry:` and keep-alive of every stream.
+    pub streams: StreamSettings,
+    /// Events the hub keeps for slow subscribers before they catch up from the store.
+    pub broadcast_capacity: usize,
+    /// Request body limit in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Task text limit in characters (422 beyond).
+    pub max_task_chars: usize,
+    /// Offer `/api/events`. Off, the server behaves like seed 000's: per-run streams only.
+    pub events_endpoint: bool,
+    /// Track generation requests for `/metrics/active-requests`.
+    pub request_metrics: bool,
+    /// The active-requests stream.
+    pub request_stream: RequestStreamSettings,
+    /// Follow the benchmark that writes this log instead of running benchmarks here.
+    pub benchmark_log: Option<PathBuf>,
+    /// The web console served at `/`.
+    pub web: WebBundle,
+    /// Origins whose pages may call the API (CORS), e.g. `https://dash.example.com`.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: DEFAULT_ADDR
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9010))),
+            db: DbLocation::default_file(),
+            token: None,
+            insecure: false,
+            concurrency: 18,
+            max_queued: DEFAULT_MAX_QUEUED,
+            retention: DEFAULT_RETENTION,
+            retention_every: Duration::from_secs(60),
+            connections: ConnectionLimits::default(),
+            body_timeout: Duration::from_secs(30),
+            generator: GeneratorConfig::default(),
+            streams: StreamSettings::default(),
+            broadcast_capacity: 4096,
+            max_body_bytes: 64 * 1024,
+            max_task_chars: 4096,
+            events_endpoint: true,
+            request_metrics: true,
+            request_stream: RequestStreamSettings::default(),
+            benchmark_log: None,
+            web: WebBundle::None,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Refuses a token no client could present, and a setup that would expose runs to the
+    /// network without a token.
+    pub fn check_exposure(&self) -> Result<(), ServerError> {
+        if let Some(token) = &self.token
+            && (token.trim().is_empty()
+                || token.trim() != token
+                || token.chars().any(char::is_control))
+        {
+            return Err(ServerError::BadToken);
+        }
+        let has_token = self.token.as_deref().is_some_and(|t| !t.is_empty());
+        if self.addr.ip().is_loopback() || has_token || self.insecure {
+            Ok(())
+        } else {
+            Err(ServerError::Exposed(self.addr))
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A non-loopback address without a token.
+    #[error(
+        "refusing to listen on {0} without a token: anyone who can reach it could read and \
+         launch runs. Pass --token (or RUNBOARD_TOKEN), or --insecure if you really mean it"
+    )]
+    Exposed(SocketAddr),
+    /// The address could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened or recovered.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A token that is blank, or starts or ends with spaces, or holds control characters.
+    #[error(
+        "the token is blank or has spaces or control characters at its ends; no client could \
+         send it in an Authorization header. Choose a token of visible characters"
+    )]
+    BadToken,
+    /// A `--cors-origin` is not an origin.
+    #[error("--cors-origin {0:?} is not an origin such as https://dash.example.com")]
+    BadOrigin(String),
+}
+
+/// A server that is running. Stop it with [`stop`](Self::stop).
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    serve: JoinHandle<()>,
+    recorder: Recorder,
+    writer: JoinHandle<()>,
+    store: Store,
+}
+
+impl RunningServer {
+    /// The address it listens on (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL, `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops promptly: streams end, generation stops (running runs stay `running` and are failed
+    /// at the next start), connections close, and the writer stores everything it was given
+    /// before the database is closed. A store that cannot be written is given up on at once.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let mut serve = self.serve;
+        if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), &mut serve)
+            .await
+            .is_err()
+        {
+            serve.abort();
+        }
+        let _ = tokio::time::timeout(WRITER_GRACE, self.recorder.close()).await;
+        let mut writer = self.writer;
+        if tokio::time::timeout(WRITER_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+        self.store.close().await;
+    }
+}
+
+/// Opens the store, recovers from an earlier stop, binds, and starts serving.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    config.check_exposure()?;
+    let cors_origins = parse_cors_origins(&config.cors_origins)?;
+    let store = Store::open(&config.db).await?;
+    let sequences = store.sequences().await?;
+    let hub = Hub::new(config.broadcast_capacity, sequences.last_seq);
+    let health = StoreHealth::new();
+    let shutdown = CancellationToken::new();
+    let (recorder, writer) = Recorder::start(
+        store.clone(),
+        hub.clone(),
+        health.clone(),
+        sequences.last_seq,
+        shutdown.clone(),
+    );
+    let requests = RequestTracker::new(config.request_metrics);
+    let runs = Runs::new(RunsSetup {
+        recorder: recorder.clone(),
+        store: store.clone(),
+        generator: config.generator.clone(),
+        limits: RunLimits {
+            concurrency: config.concurrency,
+            max_queued: config.max_queued,
+        },
+        last_ord: sequences.last_ord,
+        shutdown: shutdown.clone(),
+        requests: requests.clone(),
+        health: health.clone(),
+    });
+    runs.recover().await?;
+    prune_periodically(
+        store.clone(),
+        config.retention,
+        config.retention_every,
+        shutdown.clone(),
+    );
+    let bind_error = |source| ServerError::Bind {
+        addr: config.addr,
+        source,
+    };
+    let listener = TcpListener::bind(config.addr).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let (bench, bench_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
+    let state = AppState {
+        runs,
+        store: store.clone(),
+        streams: StreamSource {
+            store: store.clone(),
+            hub,
+            shutdown: shutdown.clone(),
+            settings: config.streams.clone(),
+            health: health.clone(),
+        },
+        max_body_bytes: config.max_body_bytes,
+        body_timeout: config.body_timeout,
+        health,
+        max_task_chars: config.max_task_chars,
+        events_endpoint: config.events_endpoint,
+        requests,
+        request_stream: config.request_stream.clone(),
+        bench,
+        bench_runner,
+        web: config.web.clone(),
+    };
+    let guard = Guard::new(
+        config.token.is_some(),
+        cors_origins
+            .iter()
+            .filter_map(|origin| origin.to_str().ok().map(str::to_owned))
+            .collect(),
+        addr,
+        config.max_body_bytes,
+    );
+    let app = routes::router(
+        state,
+        RequiredToken(config.token.clone()),
+        guard,
+        &cors_origins,
+    );
+    let serve = tokio::spawn(listener::serve(
+        listener,
+        app,
+        config.connections.clone(),
+        shutdown.clone(),
+        SHUTDOWN_GRACE,
+    ));
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        serve,
+        recorder,
+        writer,
+        store,
+    })
+}
+
+/// The benchmark board: fed by this server's runner, or by the log it follows.
+fn benchmarks(
+    config: &ServerConfig,
+    runs: &Runs,
+    store: &Store,
+    hub: &Hub,
+    shutdown: &CancellationToken,
+) -> (BenchBoard, BenchRunner) {
+    let board = match &config.benchmark_log {
+        Some(path) => {
+            let board = BenchBoard::for_log(path);
+            benchmark::watch_log(board.clone(), path.clone(), shutdown.clone());
+            board
+        }
+        None => BenchBoard::for_api(),
+    };
+    let seed = config
+        .generator
+        .seed
+        .map_or_else(runboard_sse::rng::SplitMix64::from_entropy, |seed| {
+            runboard_sse::rng::SplitMix64::new(seed.rotate_left(29))
+        });
+    let runner = BenchRunner {
+        board: board.clone(),
+        runs: runs.clone(),
+        store: store.clone(),
+        hub: hub.clone(),
+        shutdown: shutdown.clone(),
+        rng: Arc::new(Mutex::new(seed)),
+    };
+    (board, runner)
+}
+
+/// Each `--cors-origin` as a header value, or the one that is not an origin.
+fn parse_cors_origins(origins: &[String]) -> Result<Vec<axum::http::HeaderValue>, ServerError> {
+    origins
+        .iter()
+        .map(|origin| {
+            let trimmed = origin.trim().trim_end_matches('/');
+            let host = trimmed
+                .strip_prefix("http://")
+                .or_else(|| trimmed.strip_prefix("https://"));
+            let valid = host.is_some_and(|host| !host.is_empty() && !host.contains('/'));
+            valid
+                .then(|| axum::http::HeaderValue::from_str(trimmed).ok())
+                .flatten()
+                .ok_or_else(|| ServerError::BadOrigin(origin.clone()))
+        })
+        .collect()
+}
+
+/// Applies retention now and then every `every` until shutdown. A failure is logged and tried
+/// again at the next turn: pruning is housekeeping, never a reason to stop serving.
+fn prune_periodically(
+    store: Store,
+    retention: Retention,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    if retention.days.is_none() && retention.runs.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            match store
+                .prune(retention, time::OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(pruned) if pruned.runs > 0 => eprintln!(
+                    "runboard serve: retention removed {} finished runs ({} events)",
+                    pruned.runs, pruned.events
+                ),
+                Ok(_) => {}
+                Err(error) => eprintln!("runboard serve: warning: retention: {error}"),
+            }
+        }
+    });
+}

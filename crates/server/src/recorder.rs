@@ -1,0 +1,451 @@
+//! The one writer: it numbers events, persists them in batches, then fans them out.
+//!
+//! Every event goes through here, so an event is only ever published after its transaction
+//! committed: a stream that replays from the store and then follows the hub can neither miss nor
+//! repeat one, and an id a subscriber has seen is never handed out again after a restart.
+//!
+//! When the store cannot be written (a full disk, a read-only file), the failed batch is held
+//! and written again with backoff until it goes through: nothing of it is published meanwhile,
+//! new runs are refused, and producers wait once the queue is full (running runs are held).
+//! [`StoreHealth`] says so to the routes and the streams.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::clock::now_rfc3339;
+use super::hub::{Hub, Published};
+use super::store::{EventRow, RunRow, Store, StoreError};
+use super::store_health::StoreHealth;
+use runboard_api::RunStatus;
+
+/// Records in flight to the writer; producers wait when it is this far behind.
+const QUEUE_CAPACITY: usize = 8192;
+
+/// Most records written in one transaction.
+const MAX_BATCH: usize = 2000;
+
+/// The first wait before a failed write is tried again; it doubles up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// The longest wait between attempts while the store cannot be written.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// An event to record: `data` is a JSON object that gets `run_id` added.
+#[derive(Debug)]
+pub struct NewEvent {
+    /// The run.
+    pub run_id: String,
+    /// The event type.
+    pub event: &'static str,
+    /// The JSON object.
+    pub data: Value,
+    /// When it happened (RFC 3339).
+    pub ts: String,
+}
+
+impl NewEvent {
+    /// An event of `run_id`, stamped now.
+    pub fn now(run_id: &str, event: &'static str, mut data: Value) -> Self {
+        if let Value::Object(map) = &mut data {
+            map.insert("run_id".into(), Value::String(run_id.to_owned()));
+        }
+        Self {
+            run_id: run_id.to_owned(),
+            event,
+            data,
+            ts: now_rfc3339(),
+        }
+    }
+}
+
+/// What producers hand to the writer.
+#[derive(Debug)]
+enum Command {
+    /// A new run: its row and its `run_created` event; answered once stored (or refused).
+    Created {
+        run: Box<RunRow>,
+        stored: oneshot::Sender<Result<(), Refused>>,
+    },
+    /// An event of a known run.
+    Event(NewEvent),
+    /// Events written in one transaction, all or none (restart recovery).
+    Together(Vec<NewEvent>, oneshot::Sender<()>),
+    /// Answer once everything sent before is persisted and published.
+    Flush(oneshot::Sender<()>),
+    /// Write everything sent before, answer, and stop.
+    Close(oneshot::Sender<()>),
+}
+
+/// The writer has stopped (the server is shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the server is shutting down")]
+pub struct Stopped;
+
+/// Why a new run was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refused {
+    /// The store cannot be written; the reason is the database's.
+    #[error("the run store cannot be written: {0}")]
+    Unwritable(String),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+impl From<Stopped> for Refused {
+    fn from(_: Stopped) -> Self {
+        Self::Stopped
+    }
+}
+
+/// A handle for sending records to the writer.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Recorder {
+    /// Starts the writer task. `last_seq` is where the global sequence stands in the store;
+    /// on `shutdown` a writer that is holding an unwritable batch gives up on it.
+    pub fn start(
+        store: Store,
+        hub: Hub,
+        health: StoreHealth,
+        last_seq: i64,
+        shutdown: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (commands, inbox) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = Writer {
+            store,
+            hub,
+            health,
+            shutdown,
+            next_seq: last_seq + 1,
+            runs: HashMap::new(),
+            run_seqs: HashMap::new(),
+            abandoned: Vec::new(),
+        };
+        let task = tokio::spawn(writer.run(inbox));
+        (Self { commands }, task)
+    }
+
+    /// Records a new run and its `run_created` event, and returns once both are stored.
+    pub async fn created(&self, run: RunRow) -> Result<(), Refused> {
+        let (stored, answer) = oneshot::channel();
+        self.send(Command::Created {
+            run: Box::new(run),
+            stored,
+        })
+        .await?;
+        answer.await.map_err(|_| Refused::Stopped)?
+    }
+
+    /// Records an event of a run; `data` must be a JSON object, and gets `run_id` added.
+    pub async fn event(
+        &self,
+        run_id: &str,
+        event: &'static str,
+        data: Value,
+        ts: String,
+    ) -> Result<(), Stopped> {
+        let mut new = NewEvent::now(run_id, event, data);
+        new.ts = ts;
+        self.send(Command::Event(new)).await
+    }
+
+    /// Records events in one transaction and returns once they are stored.
+    pub async fn together(&self, events: Vec<NewEvent>) -> Result<(), Stopped> {
+        let (done, wait) = oneshot::channel();
+        self.send(Command::Together(events, done)).await?;
+        wait.await.map_err(|_| Stopped)
+    }
+
+    /// Waits until everything recorded so far is persisted and published.
+    pub async fn flush(&self) -> Result<(), Stopped> {
+        let (done, wait) = oneshot::channel();
+        self.send(Command::Flush(done)).await?;
+        wait.await.map_err(|_| Stopped)
+    }
+
+    /// Writes everything recorded so far and stops the writer; later records fail.
+    pub async fn close(&self) -> Result<(), Stopped> {
+        let (done, wait) = oneshot::channel();
+        self.send(Command::Close(done)).await?;
+        wait.await.map_err(|_| Stopped)
+    }
+
+    async fn send(&self, command: Command) -> Result<(), Stopped> {
+        self.commands.send(command).await.map_err(|_| Stopped)
+    }
+}
+
+/// A batch ready to write: numbered rows and who to answer.
+#[derive(Default)]
+struct Staged {
+    /// The global sequence of the batch's first event.
+    first_seq: i64,
+    events: Vec<EventRow>,
+    runs: Vec<RunRow>,
+    /// New runs in this batch and their creators.
+    created: Vec<(String, oneshot::Sender<Result<(), Refused>>)>,
+    answers: Vec<oneshot::Sender<()>>,
+    close: Option<oneshot::Sender<()>>,
+}
+
+struct Writer {
+    store: Store,
+    hub: Hub,
+    health: StoreHealth,
+    shutdown: CancellationToken,
+    next_seq: i64,
+    /// Summaries of runs not yet finished, kept current as their events go by.
+    runs: HashMap<String, RunRow>,
+    /// The last run sequence of runs seen since start.
+    run_seqs: HashMap<String, i64>,
+    /// Runs stored after their creator stopped waiting: they are ended in the next batch.
+    abandoned: Vec<String>,
+}
+
+impl Writer {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let staged = self.stage(std::mem::take(&mut batch)).await;
+            let closing = staged.close.is_some();
+            if !self.write(staged).await || closing {
+                return;
+            }
+        }
+    }
+
+    /// Numbers the commands' events and gathers the runs they change.
+    async fn stage(&mut self, commands: Vec<Command>) -> Staged {
+        let mut staged = Staged {
+            first_seq: self.next_seq,
+            ..Staged::default()
+        };
+        let mut changed = HashSet::new();
+        for run_id in std::mem::take(&mut self.abandoned) {
+            // Its creator was told it failed; it must not wait in the queue forever.
+            let message = "its creator stopped waiting before it was stored";
+            for (event, data) in [
+                (
+                    "status",
+                    serde_json::json!({"status": "cancelled", "message": message}),
+                ),
+                ("stream_end", serde_json::json!({"status": "cancelled"})),
+            ] {
+                let new = NewEvent::now(&run_id, event, data);
+                self.stage_event(new, &mut staged, &mut changed).await;
+            }
+        }
+        for command in commands {
+            match command {
+                Command::Created { run, stored } => {
+                    // A creator that gave up (the store was failing) gets no run.
+                    if stored.is_closed() {
+                        continue;
+                    }
+                    let run_id = run.summary.run_id.clone();
+                    let data = serde_json::to_value(&run.summary).unwrap_or(Value::Null);
+                    let ts = run.summary.created_at.clone().unwrap_or_default();
+                    self.run_seqs.insert(run_id.clone(), 0);
+                    self.runs.insert(run_id.clone(), *run);
+                    let row = self.number(&run_id, "run_created", &data, ts).await;
+                    staged.events.push(row);
+                    staged.created.push((run_id.clone(), stored));
+                    changed.insert(run_id);
+                }
+                Command::Event(new) => self.stage_event(new, &mut staged, &mut changed).await,
+                Command::Together(events, done) => {
+                    for new in events {
+                        self.stage_event(new, &mut staged, &mut changed).await;
+                    }
+                    staged.answers.push(done);
+                }
+                Command::Flush(done) => staged.answers.push(done),
+                Command::Close(done) => {
+                    staged.close = Some(done);
+                    break;
+                }
+            }
+        }
+        staged.runs = changed
+            .iter()
+            .filter_map(|run_id| self.runs.get(run_id).cloned())
+            .collect();
+        staged
+    }
+
+    async fn stage_event(
+        &mut self,
+        new: NewEvent,
+        staged: &mut Staged,
+        changed: &mut HashSet<String>,
+    ) {
+        if self.apply(&new.run_id, new.event, &new.data, &new.ts).await {
+            changed.insert(new.run_id.clone());
+        }
+        let row = self.number(&new.run_id, new.event, &new.data, new.ts).await;
+        staged.events.push(row);
+    }
+
+    /// Writes a staged batch, holding it until the store takes it; then publishes and answers.
+    /// False when the server stopped before the batch could be stored.
+    async fn write(&mut self, mut staged: Staged) -> bool {
+        let mut delay = FIRST_RETRY_DELAY;
+        loop {
+            match self.store.write_batch(&staged.events, &staged.runs).await {
+                Ok(()) => break,
+                Err(error) => {
+                    self.refuse_new_runs(&mut staged, &error);
+                    if self.health.set_unwritable(&error.reason()) {
+                        eprintln!(
+                            "runboard serve: error: {error}; new runs are refused and running \
+                             runs are held until the store can be written again"
+                        );
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.shutdown.cancelled() => {
+                            eprintln!(
+                                "runboard serve: stopping with {} events that could not be \
+                                 stored (never sent to anyone); their runs are failed at the \
+                                 next start",
+                                staged.events.len()
+                            );
+                            return false;
+                        }
+                    }
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+            }
+        }
+        if self.health.set_writable() {
+            eprintln!("runboard serve: the store can be written again; runs continue");
+        }
+        for run in &staged.runs {
+            if run.summary.status.is_finished() {
+                self.runs.remove(&run.summary.run_id);
+                self.run_seqs.remove(&run.summary.run_id);
+            }
+        }
+        for event in &staged.events {
+            self.hub.publish(Arc::new(Published::from_row(event)));
+        }
+        for (run_id, stored) in staged.created {
+            if stored.send(Ok(())).is_err() {
+                self.abandoned.push(run_id);
+            }
+        }
+        for done in staged.answers {
+            let _ = done.send(());
+        }
+        if let Some(done) = staged.close {
+            let _ = done.send(());
+        }
+        true
+    }
+
+    /// Takes the new runs out of a batch that failed and tells their creators, so a request is
+    /// never answered 201 for a run that is not stored. The rest of the batch is renumbered so
+    /// the global sequence stays gap-free.
+    fn refuse_new_runs(&mut self, staged: &mut Staged, error: &StoreError) {
+        if staged.created.is_empty() {
+            return;
+        }
+        let refused: HashSet<String> = staged
+            .created
+            .iter()
+            .map(|(run_id, _)| run_id.clone())
+            .collect();
+        for (run_id, stored) in staged.created.drain(..) {
+            self.runs.remove(&run_id);
+            self.run_seqs.remove(&run_id);
+            let _ = stored.send(Err(Refused::Unwritable(error.reason())));
+        }
+        staged
+            .events
+            .retain(|event| !refused.contains(&event.run_id));
+        staged
+            .runs
+            .retain(|run| !refused.contains(&run.summary.run_id));
+        // Nothing staged was published: renumber from the batch's first id, without the gap.
+        let mut seq = staged.first_seq;
+        for event in &mut staged.events {
+            event.seq = seq;
+            seq += 1;
+        }
+        self.next_seq = seq;
+    }
+
+    async fn number(&mut self, run_id: &str, event: &str, data: &Value, ts: String) -> EventRow {
+        let run_seq = if let Some(last) = self.run_seqs.get_mut(run_id) {
+            *last += 1;
+            *last
+        } else {
+            // A run from before a restart: continue its sequence from the store.
+            let last = self.store.last_run_seq(run_id).await.unwrap_or(0) + 1;
+            self.run_seqs.insert(run_id.to_owned(), last);
+            last
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        EventRow {
+            seq,
+            run_id: run_id.to_owned(),
+            run_seq,
+            event: event.to_owned(),
+            data: data.to_string(),
+            ts,
+        }
+    }
+
+    /// Updates the run's summary from one of its events; true when it changed.
+    async fn apply(&mut self, run_id: &str, event: &str, data: &Value, ts: &str) -> bool {
+        if !self.runs.contains_key(run_id) {
+            match self.store.run(run_id).await {
+                Ok(Some(run)) => {
+                    self.runs.insert(run_id.to_owned(), run);
+                }
+                _ => return false,
+            }
+        }
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return false;
+        };
+        let summary = &mut run.summary;
+        let text = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
+        match event {
+            "status" | "stream_end" => {
+                let Some(status) = text("status").as_deref().and_then(RunStatus::parse) else {
+                    return false;
+                };
+                summary.status = status;
+                if status == RunStatus::Running && summary.started_at.is_none() {
+                    summary.started_at = Some(ts.to_owned());
+                }
+                if status.is_finished() && summary.finished_at.is_none() {
+                    summary.finished_at = Some(ts.to_owned());
+                }
+            }
+            "node_update" => {
+                if let Some(tokens) = data.get("tokens_out").and_then(Value::as_u64) {
+                    summary.tokens_out = tokens;
+                }
+                summary.agent = text("agent").or(summary.agent.take());
+                if let Some(iteration) = data.get("iteration").and_then(Value::as_u64) {
+                    summary.iteration = u32::try_from(iteration).ok();
+                }
+                summary.snippet = text("snippet").or(summary.snippet.take());
+            }
+            _ => return false,
+        }
+        true
+    }
+}

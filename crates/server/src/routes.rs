@@ -1,0 +1,581 @@
+//! The runs API over HTTP: routes, request parsing and validation.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::{RequiredToken, require_token};
+use super::benchmark::{self, BenchBoard, BenchRunner, Interval, Resume, StartError};
+use super::failure::Failure;
+use super::generator;
+use super::guard::{Guard, guard};
+use super::active_requests::RequestTracker;
+use super::active_requests_stream::{self, RequestStreamSettings};
+use super::runs::{CancelOutcome, CreateError, Runs};
+use super::store::Store;
+use super::store_health::StoreHealth;
+use super::stream::{self, Scope, StreamSource};
+use super::web_bundle::{self, WebBundle, is_api_path};
+use runboard_api::{
+    BenchmarkStarted, CreateBenchmark, CreateRun, Health, RunDetail, RunList, RunMode, RunStatus,
+};
+
+/// The most runs one list request returns.
+pub const MAX_LIST_LIMIT: u32 = 500;
+
+/// The list size when the request does not say.
+pub const DEFAULT_LIST_LIMIT: u32 = 50;
+
+/// How long an inline run may take before the request gives up waiting (the run goes on).
+const INLINE_WAIT: Duration = Duration::from_mins(10);
+
+/// What a client refused for a full queue is told to wait before it tries again.
+const QUEUE_FULL_RETRY_SECS: u64 = 5;
+
+/// The most runs one `/api/events?runs=` filter may name.
+pub const MAX_FILTER_RUNS: usize = 1000;
+
+/// Optional endpoints this server offers, for `/api/health`.
+pub const FEATURES: [&str; 7] = [
+    "events",
+    "cancel",
+    "inline",
+    "replay",
+    "models",
+    "benchmarks",
+    "active_requests",
+];
+
+/// The most tasks one benchmark may have.
+pub const MAX_BENCH_TASKS: u64 = 1000;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Run lifecycle.
+    pub runs: Runs,
+    /// Reads.
+    pub store: Store,
+    /// Streams.
+    pub streams: StreamSource,
+    /// Request body limit in bytes.
+    pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (408 beyond).
+    pub body_timeout: Duration,
+    /// Whether the store accepts writes.
+    pub health: StoreHealth,
+    /// Task text limit in characters.
+    pub max_task_chars: usize,
+    /// Whether `/api/events` is offered.
+    pub events_endpoint: bool,
+    /// Requests in flight.
+    pub requests: RequestTracker,
+    /// How the active-requests stream behaves.
+    pub request_stream: RequestStreamSettings,
+    /// Benchmark progress.
+    pub bench: BenchBoard,
+    /// Starts benchmarks.
+    pub bench_runner: BenchRunner,
+    /// The web console served at `/`.
+    pub web: WebBundle,
+}
+
+/// The router: every API route behind the token check, the web console for everything else,
+/// and CORS for the origins allowed to call the API from a page hosted elsewhere.
+pub fn router(
+    state: AppState,
+    token: RequiredToken,
+    guard_settings: Guard,
+    cors_origins: &[HeaderValue],
+) -> Router {
+    let mut router = Router::new()
+        .route("/api/health", get(health))
+        .route("/api/runs", post(create_run).get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/cancel", post(cancel_run))
+        .route("/api/runs/{id}/stream", get(run_stream))
+        .route("/api/benchmarks", post(create_benchmark))
+        .route("/api/benchmark-sse", get(benchmark_stream))
+        .route("/metrics/active-requests", get(active_requests))
+        .route(
+            "/metrics/active-requests/stream",
+            get(active_requests_stream),
+        );
+    if state.events_endpoint {
+        router = router.route("/api/events", get(all_events));
+    }
+    let router = router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .layer(axum::middleware::from_fn_with_state(guard_settings, guard))
+        .with_state(state);
+    if cors_origins.is_empty() {
+        return router;
+    }
+    // Outermost, so a preflight (which carries no token) is answered before the token check.
+    router.layer(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(tower_http::cors::AllowOrigin::list(
+                cors_origins.iter().cloned(),
+            ))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([axum::http::HeaderName::from_static("x-benchmark-interval")])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    let head = state.streams.hub.head();
+    let store = state.health.current();
+    let features = FEATURES
+        .iter()
+        .filter(|feature| state.events_endpoint || **feature != "events")
+        .map(|feature| (*feature).to_owned())
+        .collect();
+    Json(Health {
+        status: if store.writable { "ok" } else { "degraded" }.into(),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        features,
+        events_head: state
+            .events_endpoint
+            .then(|| u64::try_from(head).ok())
+            .flatten(),
+        store: Some(store),
+    })
+}
+
+/// Unknown API paths get the JSON 404; anything else is a file of the web console.
+async fn not_found(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    if is_api_path(uri.path()) {
+        Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
+    } else {
+        web_bundle::serve(&state.web, uri.path()).await
+    }
+}
+
+async fn method_not_allowed() -> Failure {
+    Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// Reads a JSON body of at most `max_body_bytes` within `body_timeout`: 413 beyond the size,
+/// 408 beyond the time, 400 for bad JSON, 422 for JSON that is not the request.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    body: Body,
+    what: &str,
+) -> Result<T, Failure> {
+    let limit = state.max_body_bytes;
+    let read = tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit));
+    let bytes = read
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    state.body_timeout.as_secs_f64()
+                ),
+            )
+        })?
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {limit} bytes"),
+            )
+        })?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        if error.is_data() {
+            Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("the body is not {what}: {error}"),
+            )
+        } else {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("the body is not valid JSON: {error}"),
+            )
+        }
+    })
+}
+
+/// `params` as an object within the generator's bounds: null becomes `{}`, anything else but
+/// an object is refused, and so is a parameter out of its bounds (named in the message).
+fn params_object(params: Value) -> Result<Value, Failure> {
+    let params = match params {
+        Value::Null => Value::Object(serde_json::Map::new()),
+        Value::Object(map) => Value::Object(map),
+        _ => {
+            return Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                "params must be a JSON object",
+            ));
+        }
+    };
+    generator::check_params(&params).map_err(|error| {
+        Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            error.to_string(),
+        )
+    })?;
+    Ok(params)
+}
+
+/// The `{id}` of a path, or our error shape (axum's own rejection is plain text), e.g. for an
+/// id that is not UTF-8 once decoded.
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {
+    path.map(|Path(id)| id).map_err(|rejection| {
+        Failure::new(StatusCode::BAD_REQUEST, "bad_path", rejection.body_text())
+    })
+}
+
+async fn create_run(State(state): State<AppState>, body: Body) -> Result<Response, Failure> {
+    let request: CreateRun = read_json(&state, body, "a run request").await?;
+    let task = request.task.trim();
+    if task.is_empty() {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_task",
+            "the task is empty",
+        ));
+    }
+    let task_chars = task.chars().count();
+    if task_chars > state.max_task_chars {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "task_too_long",
+            format!(
+                "the task has {task_chars} characters; the limit is {}",
+                state.max_task_chars
+            ),
+        ));
+    }
+    let params = params_object(request.params)?;
+    // An inline request listens before the run exists, so it cannot miss the run's end.
+    let mut ends = (request.mode == RunMode::Inline).then(|| state.streams.hub.subscribe());
+    let summary =
+        state
+            .runs
+            .create(task.to_owned(), params)
+            .await
+            .map_err(|error| match error {
+                CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
+                CreateError::QueueFull { .. } => Failure::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue_full",
+                    error.to_string(),
+                )
+                .retry_after(QUEUE_FULL_RETRY_SECS),
+                CreateError::Stopped => Failure::shutting_down(),
+            })?;
+    let Some(ends) = ends.as_mut() else {
+        return Ok((StatusCode::CREATED, Json(summary)).into_response());
+    };
+    let run_id = summary.run_id.clone();
+    let finished = tokio::time::timeout(INLINE_WAIT, async {
+        loop {
+            match ends.recv().await {
+                Ok(event) if event.run_id == run_id && event.is_stream_end => return true,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let run = state.store.run(&run_id).await.ok().flatten();
+                    if run.is_some_and(|run| run.summary.status.is_finished()) {
+                        return true;
+                    }
+                }
+                Err(RecvError::Closed) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !finished {
+        return Err(Failure::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "inline_timeout",
+            format!("run {run_id} did not finish in time; it goes on, follow it by id"),
+        ));
+    }
+    let detail = run_detail(&state.store, &run_id).await?;
+    Ok((StatusCode::CREATED, Json(detail)).into_response())
+}
+
+/// The query string as pairs, or our error shape (axum's own rejection is plain text).
+fn query_pairs(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, Failure> {
+    query.map(|Query(pairs)| pairs).map_err(|rejection| {
+        Failure::new(StatusCode::BAD_REQUEST, "bad_query", rejection.body_text())
+    })
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<RunList>, Failure> {
+    let query = query_pairs(query)?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIST_LIMIT,
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "bad_limit",
+                format!("limit must be a whole number, not {text:?}"),
+            )
+        })?,
+    }
+    .clamp(1, MAX_LIST_LIMIT);
+    let status = match query.get("status") {
+        None => None,
+        Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "bad_status",
+                format!(
+                    "status must be one of queued, running, completed, failed, cancelled, not {text:?}"
+                ),
+            )
+        })?),
+    };
+    let before_ord = match query.get("before") {
+        None => None,
+        Some(run_id) => Some(
+            state
+                .store
+                .run(run_id)
+                .await?
+                .ok_or_else(|| Failure::unknown_run(run_id))?
+                .ord,
+        ),
+    };
+    // One more than asked says whether another page exists.
+    let mut rows = state.store.list_runs(limit + 1, before_ord, status).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_before = more
+        .then(|| rows.last().map(|row| row.summary.run_id.clone()))
+        .flatten();
+    Ok(Json(RunList {
+        runs: rows.into_iter().map(|row| row.summary).collect(),
+        next_before,
+    }))
+}
+
+async fn run_detail(store: &Store, run_id: &str) -> Result<RunDetail, Failure> {
+    let run = store
+        .run(run_id)
+        .await?
+        .ok_or_else(|| Failure::unknown_run(run_id))?;
+    let events = store.run_events(run_id).await?;
+    Ok(RunDetail {
+        summary: run.summary,
+        events,
+    })
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<RunDetail>, Failure> {
+    let run_id = path_id(path)?;
+    run_detail(&state.store, &run_id).await.map(Json)
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Failure> {
+    let run_id = path_id(path)?;
+    match state.runs.cancel(&run_id).await? {
+        CancelOutcome::Cancelling => {
+            let run = state
+                .store
+                .run(&run_id)
+                .await?
+                .ok_or_else(|| Failure::unknown_run(&run_id))?;
+            Ok((StatusCode::ACCEPTED, Json(run.summary)).into_response())
+        }
+        CancelOutcome::AlreadyFinished => Err(Failure::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!("run {run_id} has already finished"),
+        )),
+        CancelOutcome::Unknown => Err(Failure::unknown_run(&run_id)),
+    }
+}
+
+/// The last event id a client has: the `Last-Event-ID` header, else `?last_event_id=` (for
+/// clients that cannot set headers). Ids that are not ours replay from the start.
+fn last_event_id(headers: &HeaderMap, query: &HashMap<String, String>) -> i64 {
+    headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| query.get("last_event_id").map(String::as_str))
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .filter(|id| *id >= 0)
+        .unwrap_or(0)
+}
+
+async fn run_stream(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let run_id = path_id(path)?;
+    let query = query_pairs(query)?;
+    let run = state
+        .store
+        .run(&run_id)
+        .await?
+        .ok_or_else(|| Failure::unknown_run(&run_id))?;
+    let last_id = last_event_id(&headers, &query);
+    if run.summary.status.is_finished() && last_id >= state.store.last_run_seq(&run_id).await? {
+        // Everything was delivered and nothing more will come: tell the client to stop.
+        return Ok(stream::closed_for_good());
+    }
+    Ok(stream::response(
+        state.streams.clone(),
+        Scope::Run { run_id },
+        last_id,
+    ))
+}
+
+async fn all_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let query = query_pairs(query)?;
+    let runs = query
+        .get("runs")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|run| !run.is_empty())
+                .map(str::to_owned)
+                .collect::<HashSet<_>>()
+        })
+        .filter(|runs| !runs.is_empty());
+    if runs
+        .as_ref()
+        .is_some_and(|runs| runs.len() > MAX_FILTER_RUNS)
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_runs",
+            format!("runs= may name at most {MAX_FILTER_RUNS} runs"),
+        ));
+    }
+    Ok(stream::response(
+        state.streams.clone(),
+        Scope::All {
+            runs: runs.map(Arc::new),
+        },
+        last_event_id(&headers, &query),
+    ))
+}
+
+async fn create_benchmark(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<(StatusCode, Json<BenchmarkStarted>), Failure> {
+    let mut request: CreateBenchmark = read_json(&state, body, "a benchmark request").await?;
+    if !(1..=MAX_BENCH_TASKS).contains(&request.tasks) {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tasks",
+            format!(
+                "tasks must be 1 to {MAX_BENCH_TASKS}, not {}",
+                request.tasks
+            ),
+        ));
+    }
+    request.params = params_object(request.params)?;
+    let started = state.bench_runner.start(&request).map_err(|error| {
+        let code = match error {
+            StartError::Busy => "benchmark_running",
+            StartError::WatchingLog => "benchmark_source_is_log",
+        };
+        Failure::new(StatusCode::CONFLICT, code, error.to_string())
+    })?;
+    Ok((StatusCode::CREATED, Json(started)))
+}
+
+async fn benchmark_stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let query = query_pairs(query)?;
+    let interval = Interval::parse(query.get("interval").map(String::as_str)).map_err(|error| {
+        Failure::new(StatusCode::BAD_REQUEST, "bad_interval", error.to_string())
+    })?;
+    let resume = Resume::parse(
+        headers
+            .get("last-event-id")
+            .and_then(|value| value.to_str().ok()),
+    );
+    let mut response = benchmark::response(
+        state.bench.clone(),
+        interval,
+        resume,
+        state.streams.settings.clone(),
+        state.streams.shutdown.clone(),
+    );
+    // The interval in force after clamping, for clients and people debugging them.
+    if let Ok(value) = axum::http::HeaderValue::from_str(&interval.0.as_secs_f64().to_string()) {
+        response.headers_mut().insert("x-benchmark-interval", value);
+    }
+    Ok(response)
+}
+
+async fn active_requests(State(state): State<AppState>) -> Json<runboard_api::ActiveRequests> {
+    Json(state.requests.snapshot().1)
+}
+
+async fn active_requests_stream(State(state): State<AppState>) -> Response {
+    if !state.request_stream.enabled {
+        let (_, mut body) = state.requests.snapshot();
+        body.disabled = true;
+        body.active_requests.clear();
+        body.message = Some(
+            "the active-requests stream is off; poll /metrics/active-requests, or start the \
+             server with --requests-sse true (RUNBOARD_REQUESTS_SSE_ENABLED=true)"
+                .to_owned(),
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    active_requests_stream::response(
+        state.requests.clone(),
+        state.request_stream.clone(),
+        state.streams.shutdown.clone(),
+    )
+}

@@ -1,0 +1,404 @@
+//! The life of runs: creation, the queue under the concurrency limit, cancel, and what a restart
+//! finds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::now_rfc3339;
+use super::generator::{self, GeneratorConfig, Outcome, RunContext};
+use super::recorder::{NewEvent, Recorder, Refused, Stopped};
+use super::active_requests::RequestTracker;
+use super::store::{RunRow, Store, StoreError};
+use super::store_health::StoreHealth;
+use runboard_api::{MODELS_JOB, RunStatus, RunSummary};
+use runboard_sse::rng::SplitMix64;
+
+/// What `cancel` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was queued or running; it is being cancelled.
+    Cancelling,
+    /// The run had already finished.
+    AlreadyFinished,
+    /// No such run.
+    Unknown,
+}
+
+/// How long a create waits for the store to confirm the run before it answers 503.
+const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many runs may generate and wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Runs generating at once.
+    pub concurrency: usize,
+    /// Runs waiting for a slot; past it new runs are refused (429).
+    pub max_queued: usize,
+}
+
+/// What a run manager is made of.
+#[derive(Debug)]
+pub struct RunsSetup {
+    /// Where events go.
+    pub recorder: Recorder,
+    /// Where runs are read.
+    pub store: Store,
+    /// The synthetic generator's settings.
+    pub generator: GeneratorConfig,
+    /// How many runs generate and wait.
+    pub limits: RunLimits,
+    /// Where the run order stands in the store.
+    pub last_ord: i64,
+    /// Ends every run's work when cancelled.
+    pub shutdown: CancellationToken,
+    /// Where generation requests are tracked.
+    pub requests: RequestTracker,
+    /// Whether the store accepts writes.
+    pub health: StoreHealth,
+}
+
+/// Why a run was not created.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CreateError {
+    /// The store cannot be written.
+    #[error("{0}")]
+    Unwritable(String),
+    /// Too many runs are waiting already.
+    #[error("{queued} runs are waiting already (the limit is {limit}); try again later")]
+    QueueFull {
+        /// Runs waiting now.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+/// Starts, queues and cancels runs.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    recorder: Recorder,
+    store: Store,
+    generator: GeneratorConfig,
+    slots: Arc<Semaphore>,
+    limits: RunLimits,
+    /// Runs scheduled but not yet holding a slot.
+    queued: AtomicUsize,
+    health: StoreHealth,
+    /// Runs not finished yet, with the token that cancels each.
+    live: Mutex<HashMap<String, CancellationToken>>,
+    next_ord: AtomicI64,
+    ids: Mutex<SplitMix64>,
+    shutdown: CancellationToken,
+    requests: RequestTracker,
+}
+
+impl Runs {
+    /// A run manager for this setup.
+    pub fn new(setup: RunsSetup) -> Self {
+        let RunsSetup {
+            recorder,
+            store,
+            generator,
+            limits,
+            last_ord,
+            shutdown,
+            requests,
+            health,
+        } = setup;
+        let ids = generator
+            .seed
+            .map_or_else(SplitMix64::from_entropy, |seed| {
+                // Run ids continue from the stored count, so a restart does not repeat them.
+                SplitMix64::new(seed ^ u64::try_from(last_ord).unwrap_or(0).rotate_left(17))
+            });
+        Self {
+            inner: Arc::new(Inner {
+                recorder,
+                store,
+                generator,
+                slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+                limits,
+                queued: AtomicUsize::new(0),
+                health,
+                live: Mutex::new(HashMap::new()),
+                next_ord: AtomicI64::new(last_ord + 1),
+                ids: Mutex::new(ids),
+                shutdown,
+                requests,
+            }),
+        }
+    }
+
+    /// Creates a queued run, stores it and schedules it. Returns its summary once it is stored;
+    /// refused while the store cannot be written or too many runs wait.
+    pub async fn create(&self, task: String, params: Value) -> Result<RunSummary, CreateError> {
+        let status = self.inner.health.current();
+        if !status.writable {
+            return Err(CreateError::Unwritable(status.error.unwrap_or_default()));
+        }
+        let limit = self.inner.limits.max_queued;
+        // Take a place in the queue now, so a burst cannot overshoot the limit.
+        self.inner
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                (queued < limit).then_some(queued + 1)
+            })
+            .map_err(|queued| CreateError::QueueFull { queued, limit })?;
+        let created = self.store_new_run(task, params).await;
+        if created.is_err() {
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        let (row, seed) = created?;
+        let summary = row.summary.clone();
+        self.schedule(row, seed);
+        Ok(summary)
+    }
+
+    async fn store_new_run(
+        &self,
+        task: String,
+        params: Value,
+    ) -> Result<(RunRow, u64), CreateError> {
+        let ord = self.inner.next_ord.fetch_add(1, Ordering::SeqCst);
+        let (run_id, seed) = {
+            let mut ids = self
+                .inner
+                .ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (format!("run-{:012x}", ids.next_u64() >> 16), ids.next_u64())
+        };
+        let summary = RunSummary {
+            created_at: Some(now_rfc3339()),
+            ..RunSummary::new(run_id.clone(), task, RunStatus::Queued)
+        };
+        let row = RunRow {
+            summary,
+            ord,
+            params: params.to_string(),
+        };
+        // Answer only once the run is stored, so a GET right after the POST finds it; a store
+        // that stops answering gets a 503, and the writer then drops the run.
+        match tokio::time::timeout(CREATE_WAIT, self.inner.recorder.created(row.clone())).await {
+            Ok(Ok(())) => Ok((row, seed)),
+            Ok(Err(Refused::Unwritable(reason))) => Err(CreateError::Unwritable(reason)),
+            Ok(Err(Refused::Stopped)) => Err(CreateError::Stopped),
+            Err(_) => Err(CreateError::Unwritable(format!(
+                "the store did not confirm the write within {} s",
+                CREATE_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Runs waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    /// Cancels a queued or running run.
+    pub async fn cancel(&self, run_id: &str) -> Result<CancelOutcome, StoreError> {
+        let token = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(run_id)
+            .cloned();
+        if let Some(token) = token {
+            token.cancel();
+            return Ok(CancelOutcome::Cancelling);
+        }
+        Ok(match self.inner.store.run(run_id).await? {
+            Some(_) => CancelOutcome::AlreadyFinished,
+            None => CancelOutcome::Unknown,
+        })
+    }
+
+    /// After a restart: runs that were running are failed (their work is lost), and queued runs
+    /// are queued again in their original order. The failures are written in one transaction,
+    /// so a stop during recovery leaves either all of them or none.
+    pub async fn recover(&self) -> Result<(), StoreError> {
+        let message = "interrupted by server restart";
+        let mut events = Vec::new();
+        for run in self
+            .inner
+            .store
+            .runs_with_status(RunStatus::Running)
+            .await?
+        {
+            let run_id = &run.summary.run_id;
+            events.push(NewEvent::now(
+                run_id,
+                "error",
+                json!({"message": message, "code": "interrupted"}),
+            ));
+            events.push(NewEvent::now(
+                run_id,
+                "status",
+                json!({"status": RunStatus::Failed, "message": message}),
+            ));
+            events.push(NewEvent::now(
+                run_id,
+                "stream_end",
+                json!({"status": RunStatus::Failed}),
+            ));
+        }
+        // The server must not answer before the recovery is stored.
+        if !events.is_empty() && self.inner.recorder.together(events).await.is_err() {
+            return Ok(());
+        }
+        for run in self.inner.store.runs_with_status(RunStatus::Queued).await? {
+            let seed = self
+                .inner
+                .ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .next_u64();
+            // Queued before the restart: it keeps its place even past the limit.
+            self.inner.queued.fetch_add(1, Ordering::SeqCst);
+            self.schedule(run, seed);
+        }
+        Ok(())
+    }
+
+    /// Starts the run's task; the run already holds a place in the queue count.
+    fn schedule(&self, run: RunRow, seed: u64) {
+        let cancel = CancellationToken::new();
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run.summary.run_id.clone(), cancel.clone());
+        let runs = self.clone();
+        tokio::spawn(async move {
+            let run_id = run.summary.run_id.clone();
+            let mut place = QueuePlace {
+                queued: Some(&runs.inner.queued),
+            };
+            let _ = runs.drive(run, seed, cancel, &mut place).await;
+            place.leave();
+            runs.inner
+                .live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&run_id);
+        });
+    }
+
+    /// Waits for a slot, generates, and records how the run ended.
+    async fn drive(
+        &self,
+        run: RunRow,
+        seed: u64,
+        cancel: CancellationToken,
+        place: &mut QueuePlace<'_>,
+    ) -> Result<(), Stopped> {
+        let run_id = run.summary.run_id.clone();
+        let slot = tokio::select! {
+            slot = Arc::clone(&self.inner.slots).acquire_owned() => slot.map_err(|_| Stopped)?,
+            () = cancel.cancelled() => {
+                place.leave();
+                return self.end(&run_id, RunStatus::Cancelled, Some("cancelled while queued")).await;
+            }
+            () = self.inner.shutdown.cancelled() => return Err(Stopped),
+        };
+        place.leave();
+        self.inner
+            .recorder
+            .event(
+                &run_id,
+                "status",
+                json!({"status": "running", "message": "started"}),
+                now_rfc3339(),
+            )
+            .await?;
+        let context = RunContext {
+            run_id: run_id.clone(),
+            task: run.summary.task.clone(),
+            params: serde_json::from_str(&run.params).unwrap_or(Value::Null),
+            recorder: self.inner.recorder.clone(),
+            cancel,
+            shutdown: self.inner.shutdown.clone(),
+            seed,
+            requests: self.inner.requests.clone(),
+        };
+        let job = context.params.get("job").and_then(Value::as_str);
+        let outcome = if job == Some(MODELS_JOB) {
+            generator::list_models(&self.inner.generator, &context).await
+        } else {
+            generator::run(&self.inner.generator, &context).await
+        };
+        drop(slot);
+        match outcome {
+            Outcome::Completed => self.end(&run_id, RunStatus::Completed, None).await,
+            Outcome::Cancelled => {
+                self.end(&run_id, RunStatus::Cancelled, Some("cancelled by request"))
+                    .await
+            }
+            Outcome::Failed(message) => {
+                self.inner
+                    .recorder
+                    .event(
+                        &run_id,
+                        "error",
+                        json!({"message": message, "code": "generation_failed"}),
+                        now_rfc3339(),
+                    )
+                    .await?;
+                self.end(&run_id, RunStatus::Failed, Some(&message)).await
+            }
+            Outcome::Interrupted => Err(Stopped),
+        }
+    }
+
+    /// Records the final `status` and `stream_end` of a run.
+    async fn end(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        message: Option<&str>,
+    ) -> Result<(), Stopped> {
+        let mut data = json!({"status": status});
+        if let Some(message) = message {
+            data["message"] = json!(message);
+        }
+        let recorder = &self.inner.recorder;
+        recorder
+            .event(run_id, "status", data, now_rfc3339())
+            .await?;
+        recorder
+            .event(
+                run_id,
+                "stream_end",
+                json!({"status": status}),
+                now_rfc3339(),
+            )
+            .await
+    }
+}
+
+/// A run's place in the queue count, given up once when it gets a slot or ends.
+struct QueuePlace<'a> {
+    queued: Option<&'a AtomicUsize>,
+}
+
+impl QueuePlace<'_> {
+    fn leave(&mut self) {
+        if let Some(queued) = self.queued.take() {
+            queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}

@@ -1,0 +1,822 @@
+//! Runs and events in SQL. One code path through sqlx's `Any` driver: SQLite (a file, or memory
+//! for tests) today, PostgreSQL by URL later. Queries use only portable SQL: `$n` placeholders,
+//! `INSERT … ON CONFLICT … DO UPDATE`, and no engine-specific types.
+
+use std::path::PathBuf;
+use std::sync::Once;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+// The only dynamic SQL is built from this file's column-list constants; values are bound.
+use sqlx::{
+    AnyConnection, AnyPool, AssertSqlSafe, Connection as _, Executor as _, QueryBuilder, Row as _,
+};
+
+use runboard_api::{RunStatus, RunSummary, StoredEvent};
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbLocation {
+    /// A SQLite file (created if missing).
+    File(PathBuf),
+    /// A private in-memory SQLite database that lives as long as the server.
+    Memory,
+    /// Any database URL sqlx understands (`sqlite:…`, later `postgres://…`).
+    Url(String),
+}
+
+impl DbLocation {
+    /// The default file: `runboard/runboard.db` in the user's data directory.
+    pub fn default_file() -> Self {
+        let base = dirs::data_dir().unwrap_or_else(|| PathBuf::from("."));
+        Self::File(base.join("runboard").join("runboard.db"))
+    }
+
+    /// Reads `--db`: `:memory:`, a URL with a scheme, or a file path.
+    pub fn parse(text: &str) -> Self {
+        if text == ":memory:" {
+            Self::Memory
+        } else if text.contains("://") || text.starts_with("sqlite:") {
+            Self::Url(text.to_owned())
+        } else {
+            Self::File(PathBuf::from(text))
+        }
+    }
+}
+
+impl std::fmt::Display for DbLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Memory => write!(f, ":memory:"),
+            Self::Url(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// A failed database operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A query failed, with what was being done.
+    #[error("database: {doing}: {source}")]
+    Query {
+        /// What the store was doing.
+        doing: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database cannot be used at all (found at start): it names the file and the problem.
+    #[error("database {location}: {problem}")]
+    Unusable {
+        /// The file or URL.
+        location: String,
+        /// What is wrong, and what to do about it.
+        problem: String,
+    },
+}
+
+impl StoreError {
+    /// A short reason for people: the driver's message without our prefix.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Query { source, .. } => source.to_string(),
+            Self::Unusable { problem, .. } => problem.clone(),
+        }
+    }
+}
+
+fn failed(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { doing, source }
+}
+
+/// An event as stored: its global and per-run sequence, type, JSON data and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// Global sequence: the `id:` of `/api/events`.
+    pub seq: i64,
+    /// The run.
+    pub run_id: String,
+    /// Sequence within the run, from 1: the `id:` of the per-run stream.
+    pub run_seq: i64,
+    /// The event type.
+    pub event: String,
+    /// The JSON object, serialized.
+    pub data: String,
+    /// When it was emitted (RFC 3339).
+    pub ts: String,
+}
+
+/// A run row as written: the summary plus its creation order and parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// The summary fields.
+    pub summary: RunSummary,
+    /// Creation order, for newest-first paging.
+    pub ord: i64,
+    /// Generator parameters as JSON.
+    pub params: String,
+}
+
+/// What the store knew at startup: where the sequences stand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sequences {
+    /// The highest global sequence ever stored (0: none), pruned events included, so an id is
+    /// never handed out twice.
+    pub last_seq: i64,
+    /// The highest run order ever stored (0: none).
+    pub last_ord: i64,
+}
+
+/// Which finished runs retention removes. Runs that are queued or running are never pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished runs older than this many days (by `finished_at`) go; `None` keeps them.
+    pub days: Option<u32>,
+    /// Only the newest this many finished runs stay; `None` keeps them all.
+    pub runs: Option<u64>,
+}
+
+/// What one pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Runs removed.
+    pub runs: u64,
+    /// Events removed.
+    pub events: u64,
+}
+
+/// Which events a replay reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay<'a> {
+    /// Every run's events after this global sequence, optionally only some runs.
+    All {
+        /// Global sequence to start after.
+        after_seq: i64,
+        /// Only these runs, when given.
+        runs: Option<&'a [String]>,
+    },
+    /// One run's events after this run sequence.
+    Run {
+        /// The run.
+        run_id: &'a str,
+        /// Run sequence to start after.
+        after_run_seq: i64,
+    },
+}
+
+/// The database behind the reference server.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    /// A memory database lives in its one connection, which must never be closed.
+    in_memory: bool,
+}
+
+const SCHEMA: [&str; 6] = [
+    "CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        ord BIGINT NOT NULL,
+        task TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        tokens_out BIGINT NOT NULL,
+        agent TEXT,
+        iteration BIGINT,
+        snippet TEXT
+    )",
+    "CREATE UNIQUE INDEX IF NOT EXISTS runs_by_ord ON runs (ord)",
+    "CREATE TABLE IF NOT EXISTS events (
+        seq BIGINT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        run_seq BIGINT NOT NULL,
+        event TEXT NOT NULL,
+        data TEXT NOT NULL,
+        ts TEXT NOT NULL
+    )",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_by_run ON events (run_id, run_seq)",
+    // High-water marks (`last_seq`, `last_ord`, `pruned_seq`) that outlive pruned rows.
+    "CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, ord)",
+];
+
+/// How long start-up may take to open and check the database before it is refused.
+pub const OPEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Finished statuses, as SQL literals (constants, never user input).
+const FINISHED_SQL: &str = "('completed', 'failed', 'cancelled')";
+
+/// Runs removed per pruning transaction, so a large backlog never holds the writer for long.
+const PRUNE_CHUNK: i64 = 200;
+
+/// Rows per multi-row INSERT: 6 parameters each stays far below every engine's limit.
+const INSERT_CHUNK: usize = 500;
+
+const EVENT_COLUMNS: &str = "seq, run_id, run_seq, event, data, ts";
+const RUN_COLUMNS: &str = "run_id, ord, task, params, status, created_at, started_at, \
+                           finished_at, tokens_out, agent, iteration, snippet";
+
+impl Store {
+    /// Opens (creating if needed) the database and its schema, checks it (`quick_check`) and
+    /// proves it writable, all within [`OPEN_LIMIT`]. A file that is not a database, is damaged,
+    /// locked or read-only is refused with a message naming it. SQLite runs in WAL mode.
+    pub async fn open(location: &DbLocation) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let unusable = |problem: String| StoreError::Unusable {
+            location: location.to_string(),
+            problem,
+        };
+        match tokio::time::timeout(OPEN_LIMIT, Self::open_checked(location)).await {
+            Ok(Ok(store)) => Ok(store),
+            Ok(Err(StoreError::Query { doing, source })) => Err(unusable(
+                filesystem_reason(location)
+                    .unwrap_or_else(|| describe_open_failure(doing, &source)),
+            )),
+            Ok(Err(other)) => Err(other),
+            Err(_) => Err(unusable(format!(
+                "could not be opened and checked within {} s (is another process holding a \
+                 lock on it, or is the disk unresponsive?)",
+                OPEN_LIMIT.as_secs()
+            ))),
+        }
+    }
+
+    async fn open_checked(location: &DbLocation) -> Result<Self, StoreError> {
+        let (url, options) = match location {
+            DbLocation::Memory => (
+                "sqlite::memory:".to_owned(),
+                // One connection that never closes: each SQLite memory connection is its own db.
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None),
+            ),
+            DbLocation::File(path) => {
+                if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Query {
+                        doing: "creating the database directory",
+                        source: sqlx::Error::Io(e),
+                    })?;
+                }
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    AnyPoolOptions::new().max_connections(4),
+                )
+            }
+            DbLocation::Url(url) => (url.clone(), AnyPoolOptions::new().max_connections(4)),
+        };
+        let is_sqlite = url.starts_with("sqlite:");
+        // Checked on a connection of its own first: the pool would retry a failing connection
+        // until its timeout and report only "pool timed out", hiding the real problem.
+        let mut probe = AnyConnection::connect(&url)
+            .await
+            .map_err(failed("opening the database"))?;
+        if is_sqlite {
+            sqlite_setup(&mut probe)
+                .await
+                .map_err(failed("opening the database"))?;
+            check_integrity(&mut probe, location).await?;
+        }
+        create_schema(&mut probe).await?;
+        // Prove it can be written now, not at the first run: a read-only file or filesystem,
+        // or a full disk, is refused at start.
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('write_probe', 1) \
+             ON CONFLICT (key) DO UPDATE SET value = meta.value + 1",
+        )
+        .execute(&mut probe)
+        .await
+        .map_err(failed("writing a test row"))?;
+        let _ = probe.close().await;
+        let pool = options
+            // A request waits this long for a connection, not the driver's 30 s default.
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        sqlite_setup(connection).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(failed("opening the database"))?;
+        // A memory database is new in the pool's own connection.
+        let mut first = pool
+            .acquire()
+            .await
+            .map_err(failed("opening the database"))?;
+        create_schema(&mut first).await?;
+        drop(first);
+        Ok(Self {
+            pool,
+            in_memory: matches!(location, DbLocation::Memory),
+        })
+    }
+
+    /// Where the sequences stand, to continue them after a restart.
+    pub async fn sequences(&self) -> Result<Sequences, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), \
+                    (SELECT COALESCE(MAX(ord), 0) FROM runs), \
+                    (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_seq'), \
+                    (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_ord')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("reading the sequences"))?;
+        let read = |index: usize| -> Result<i64, StoreError> {
+            row.try_get(index).map_err(failed("reading the sequences"))
+        };
+        // The marks outlive pruned rows; the rows cover databases written before the marks.
+        Ok(Sequences {
+            last_seq: read(0)?.max(read(2)?),
+            last_ord: read(1)?.max(read(3)?),
+        })
+    }
+
+    /// The highest global sequence removed by retention (0: none): a stream resuming from
+    /// below it may have missed pruned events.
+    pub async fn pruned_seq(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'pruned_seq'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("reading the pruning mark"))?;
+        row.try_get(0).map_err(failed("reading the pruning mark"))
+    }
+
+    /// The highest run sequence of a run (0 for a run without events).
+    pub async fn last_run_seq(&self, run_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(run_seq), 0) FROM events WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("reading a run's sequence"))?;
+        row.try_get(0).map_err(failed("reading a run's sequence"))
+    }
+
+    /// Writes a batch in one transaction: new events, then the changed runs.
+    pub async fn write_batch(
+        &self,
+        events: &[EventRow],
+        runs: &[RunRow],
+    ) -> Result<(), StoreError> {
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(failed("starting a write"))?;
+        let written = write_rows(&mut connection, events, runs).await;
+        if written.is_err() && !self.in_memory {
+            // A COMMIT that fails (a full disk) can leave SQLite's transaction open on this
+            // connection; back in the pool it would hold the write lock and take later writes
+            // into a transaction that never commits. Closing it rolls everything back.
+            let _ = connection.detach().close().await;
+        }
+        written
+    }
+
+    /// Removes finished runs beyond the retention limits, with their events, in small
+    /// transactions. `now` is the current time (RFC 3339), passed in for tests.
+    pub async fn prune(
+        &self,
+        retention: Retention,
+        now: time::OffsetDateTime,
+    ) -> Result<Pruned, StoreError> {
+        let cutoff = retention.days.and_then(|days| {
+            let cutoff = now - time::Duration::days(i64::from(days));
+            cutoff
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+        let keep = retention
+            .runs
+            .map(|runs| i64::try_from(runs).unwrap_or(i64::MAX));
+        let mut total = Pruned::default();
+        if cutoff.is_none() && keep.is_none() {
+            return Ok(total);
+        }
+        loop {
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(failed("starting to prune"))?;
+            let mut select = QueryBuilder::new(format!(
+                "SELECT run_id FROM runs WHERE status IN {FINISHED_SQL} AND (1 = 0"
+            ));
+            if let Some(cutoff) = &cutoff {
+                select.push(" OR finished_at < ").push_bind(cutoff.clone());
+            }
+            if let Some(keep) = keep {
+                // Older than the keep-th newest finished run (no such run: nothing to cut).
+                select.push(format!(
+                    " OR ord <= (SELECT ord FROM runs WHERE status IN {FINISHED_SQL} \
+                     ORDER BY ord DESC LIMIT 1 OFFSET "
+                ));
+                select.push_bind(keep).push(")");
+            }
+            select.push(") ORDER BY ord LIMIT ").push_bind(PRUNE_CHUNK);
+            let victims: Vec<String> = select
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed("choosing runs to prune"))?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()
+                .map_err(failed("choosing runs to prune"))?;
+            if victims.is_empty() {
+                return Ok(total);
+            }
+            let in_list = |query: &mut QueryBuilder<sqlx::Any>| {
+                query.push(" WHERE run_id IN (");
+                let mut list = query.separated(", ");
+                for run_id in &victims {
+                    list.push_bind(run_id.clone());
+                }
+                query.push(")");
+            };
+            let mut highest = QueryBuilder::new("SELECT COALESCE(MAX(seq), 0) FROM events");
+            in_list(&mut highest);
+            let highest: i64 = highest
+                .build()
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(failed("pruning"))?;
+            raise_mark(&mut tx, "pruned_seq", highest)
+                .await
+                .map_err(failed("pruning"))?;
+            let mut events = QueryBuilder::new("DELETE FROM events");
+            in_list(&mut events);
+            let removed = events
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("pruning events"))?;
+            let mut runs = QueryBuilder::new("DELETE FROM runs");
+            in_list(&mut runs);
+            runs.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("pruning runs"))?;
+            tx.commit().await.map_err(failed("committing a prune"))?;
+            total.runs += victims.len() as u64;
+            total.events += removed.rows_affected();
+        }
+    }
+
+    /// Runs newest first, at most `limit`, older than `before_ord` when given.
+    pub async fn list_runs(
+        &self,
+        limit: u32,
+        before_ord: Option<i64>,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let mut query = QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"));
+        if let Some(before) = before_ord {
+            query.push(" AND ord < ").push_bind(before);
+        }
+        if let Some(status) = status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        query
+            .push(" ORDER BY ord DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// One run, if it exists.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("reading a run"))?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// Runs in these statuses, oldest first (for restart recovery).
+    pub async fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = $1 ORDER BY ord"
+        )))
+        .bind(status.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading runs by status"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// All events of one run, in order.
+    pub async fn run_events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self
+            .replay(
+                &Replay::Run {
+                    run_id,
+                    after_run_seq: 0,
+                },
+                u32::MAX,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredEvent {
+                seq: u64::try_from(row.run_seq).unwrap_or(0),
+                data: serde_json::from_str(&row.data).unwrap_or(serde_json::Value::Null),
+                event: row.event,
+                ts: Some(row.ts),
+            })
+            .collect())
+    }
+
+    /// Up to `limit` events after a point, in order: what a stream replays.
+    pub async fn replay(
+        &self,
+        replay: &Replay<'_>,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let mut query = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
+        match replay {
+            Replay::All { after_seq, runs } => {
+                query.push("seq > ").push_bind(*after_seq);
+                if let Some(runs) = runs {
+                    query.push(" AND run_id IN (");
+                    let mut list = query.separated(", ");
+                    for run in *runs {
+                        list.push_bind(run.clone());
+                    }
+                    query.push(") ORDER BY seq");
+                } else {
+                    query.push(" ORDER BY seq");
+                }
+            }
+            Replay::Run {
+                run_id,
+                after_run_seq,
+            } => {
+                query
+                    .push("run_id = ")
+                    .push_bind((*run_id).to_owned())
+                    .push(" AND run_seq > ")
+                    .push_bind(*after_run_seq)
+                    .push(" ORDER BY run_seq");
+            }
+        }
+        query.push(" LIMIT ").push_bind(i64::from(limit));
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading events"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRow {
+                    seq: row.try_get(0)?,
+                    run_id: row.try_get(1)?,
+                    run_seq: row.try_get(2)?,
+                    event: row.try_get(3)?,
+                    data: row.try_get(4)?,
+                    ts: row.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(failed("reading events"))
+    }
+
+    /// Closes the pool, waiting for writes in progress.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// WAL lets readers run beside the one writer; NORMAL sync is durable across a crash of the
+/// process, which is what the restart tests need.
+async fn sqlite_setup(connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    connection.execute("PRAGMA journal_mode = WAL").await?;
+    connection.execute("PRAGMA synchronous = NORMAL").await?;
+    connection.execute("PRAGMA busy_timeout = 5000").await?;
+    Ok(())
+}
+
+async fn create_schema(connection: &mut AnyConnection) -> Result<(), StoreError> {
+    for statement in SCHEMA {
+        connection
+            .execute(statement)
+            .await
+            .map_err(failed("creating the schema"))?;
+    }
+    Ok(())
+}
+
+/// `PRAGMA quick_check`: damaged pages are refused at start, not found by a later query.
+async fn check_integrity(
+    connection: &mut AnyConnection,
+    location: &DbLocation,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query("PRAGMA quick_check")
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(failed("checking the database"))?;
+    let findings: Vec<String> = rows
+        .iter()
+        .filter_map(|row| row.try_get::<String, _>(0).ok())
+        .filter(|line| line != "ok")
+        .take(5)
+        .collect();
+    if findings.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Unusable {
+        location: location.to_string(),
+        problem: format!(
+            "the file is damaged (quick_check: {}); restore it from a backup or move it aside \
+             to start with an empty store",
+            findings.join("; ")
+        ),
+    })
+}
+
+/// Writes a batch in one transaction: new events, then the changed runs, then the marks.
+async fn write_rows(
+    connection: &mut AnyConnection,
+    events: &[EventRow],
+    runs: &[RunRow],
+) -> Result<(), StoreError> {
+    let mut tx = connection
+        .begin()
+        .await
+        .map_err(failed("starting a write"))?;
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut insert = QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+        insert.push_values(chunk, |mut row, event| {
+            row.push_bind(event.seq)
+                .push_bind(event.run_id.clone())
+                .push_bind(event.run_seq)
+                .push_bind(event.event.clone())
+                .push_bind(event.data.clone())
+                .push_bind(event.ts.clone());
+        });
+        insert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing events"))?;
+    }
+    for chunk in runs.chunks(INSERT_CHUNK / 2) {
+        let mut upsert = QueryBuilder::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
+        upsert.push_values(chunk, |mut row, run| {
+            let s = &run.summary;
+            row.push_bind(s.run_id.clone())
+                .push_bind(run.ord)
+                .push_bind(s.task.clone())
+                .push_bind(run.params.clone())
+                .push_bind(s.status.as_str())
+                .push_bind(s.created_at.clone().unwrap_or_default())
+                .push_bind(s.started_at.clone())
+                .push_bind(s.finished_at.clone())
+                .push_bind(i64::try_from(s.tokens_out).unwrap_or(i64::MAX))
+                .push_bind(s.agent.clone())
+                .push_bind(s.iteration.map(i64::from))
+                .push_bind(s.snippet.clone());
+        });
+        upsert.push(
+            " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, \
+             started_at = excluded.started_at, finished_at = excluded.finished_at, \
+             tokens_out = excluded.tokens_out, agent = excluded.agent, \
+             iteration = excluded.iteration, snippet = excluded.snippet",
+        );
+        upsert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing runs"))?;
+    }
+    let marks = [
+        ("last_seq", events.iter().map(|event| event.seq).max()),
+        ("last_ord", runs.iter().map(|run| run.ord).max()),
+    ];
+    for (key, value) in marks {
+        let Some(value) = value else { continue };
+        raise_mark(&mut tx, key, value)
+            .await
+            .map_err(failed("writing the sequence marks"))?;
+    }
+    tx.commit().await.map_err(failed("committing a write"))
+}
+
+/// Raises a high-water mark in `meta` to `value` (never lowers it).
+async fn raise_mark(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &str,
+    value: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET \
+         value = CASE WHEN excluded.value > meta.value THEN excluded.value ELSE meta.value END",
+    )
+    .bind(key.to_owned())
+    .bind(value)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// When opening failed because the file cannot be written or its disk is full, says so in
+/// plain words: SQLite itself reports only "unable to open database file" or "disk I/O error"
+/// when it cannot create or grow its journal beside the database.
+fn filesystem_reason(location: &DbLocation) -> Option<String> {
+    use std::io::Write as _;
+    let DbLocation::File(path) = location else {
+        return None;
+    };
+    let problem = if path.exists() {
+        std::fs::OpenOptions::new().append(true).open(path).err()
+    } else {
+        None
+    };
+    let problem = problem.or_else(|| {
+        // Room for SQLite's journal and shared memory: a probe file beside the database.
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty())?;
+        let probe = dir.join(".runboard-space-probe");
+        let written = std::fs::File::create(&probe).and_then(|mut file| {
+            file.write_all(&vec![0; 64 * 1024])
+                .and_then(|()| file.sync_all())
+        });
+        let _ = std::fs::remove_file(&probe);
+        written.err()
+    })?;
+    match problem.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => Some(
+            format!("cannot be written ({problem}); runs could not be stored"),
+        ),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Some(format!(
+            "cannot be written: its disk is full ({problem}); free some space and start again"
+        )),
+        _ => None,
+    }
+}
+
+/// Says what a failure while opening means for the person starting the server.
+fn describe_open_failure(doing: &str, source: &sqlx::Error) -> String {
+    let detail = source.to_string();
+    let lower = detail.to_lowercase();
+    let what = if lower.contains("not a database") || lower.contains("file is encrypted") {
+        "is not a SQLite database, or its header is damaged; move it aside to start with an \
+         empty store"
+    } else if lower.contains("readonly") || lower.contains("read-only") {
+        "cannot be written (a read-only file, directory or filesystem); runs could not be stored"
+    } else if lower.contains("disk is full") || lower.contains("no space") {
+        "cannot be written: the disk is full"
+    } else if lower.contains("malformed") || lower.contains("corrupt") {
+        "is damaged; restore it from a backup or move it aside"
+    } else if lower.contains("unable to open") {
+        "cannot be opened (check the path and its permissions)"
+    } else if lower.contains("locked") || lower.contains("busy") {
+        "is locked by another process"
+    } else {
+        "cannot be used"
+    };
+    format!("{what} ({doing}: {detail})")
+}
+
+fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
+    let read = || -> Result<RunRow, sqlx::Error> {
+        let status: String = row.try_get("status")?;
+        let tokens_out: i64 = row.try_get("tokens_out")?;
+        let iteration: Option<i64> = row.try_get("iteration")?;
+        Ok(RunRow {
+            summary: RunSummary {
+                run_id: row.try_get("run_id")?,
+                task: row.try_get("task")?,
+                status: RunStatus::parse(&status).unwrap_or(RunStatus::Unknown),
+                created_at: Some(row.try_get("created_at")?),
+                started_at: row.try_get("started_at")?,
+                finished_at: row.try_get("finished_at")?,
+                tokens_out: u64::try_from(tokens_out).unwrap_or(0),
+                agent: row.try_get("agent")?,
+                iteration: iteration.and_then(|i| u32::try_from(i).ok()),
+                snippet: row.try_get("snippet")?,
+            },
+            ord: row.try_get("ord")?,
+            params: row.try_get("params")?,
+        })
+    };
+    read().map_err(failed("reading a run"))
+}
