@@ -3,7 +3,7 @@
 //! that is missing, written, rotated and deleted, and the seed's own clients (a standard-library
 //! Python rewrite of its example, and `curl -N`).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

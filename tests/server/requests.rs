@@ -2,7 +2,7 @@
 //! snapshot, an update at once then only changes, many subscribers that all see every request,
 //! keep-alives, metrics switched off, and the stream switched off.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

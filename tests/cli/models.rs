@@ -2,7 +2,7 @@
 //! channels on one connection) — against the reference server, and against a server that
 //! speaks seed 001's own wire form (`message` events whose JSON carries `"type"`).
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 use std::time::Duration;

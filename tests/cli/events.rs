@@ -1,7 +1,7 @@
 //! `runboard events URL` as a script would run it: the real binary against a loopback server,
 //! reading its stdout, stderr and exit code.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 use std::time::Duration;

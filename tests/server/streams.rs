@@ -2,7 +2,7 @@
 //! and framing, closing, resume after connections cut at random points (no gap, no duplicate),
 //! a subscriber that falls behind, and many runs with many subscribers.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! and empties again, databases that are read-only, not databases, or damaged, a stop under
 //! load, kill -9 during restart recovery, and retention removing finished runs.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};

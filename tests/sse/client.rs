@@ -2,7 +2,7 @@
 //! request: reconnects, `Last-Event-ID`, `retry:`, 204, fatal answers, redirects, backoff, idle
 //! timeout, headers, a server restart and oversized events.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! `runboard bench run|watch` as a script would run them: the real binary against a real server.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! too many connections, subscribers that stop reading, a flood of queued runs, and small
 //! malformed inputs.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

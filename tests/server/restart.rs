@@ -1,7 +1,7 @@
 //! A server stopped mid-run and started again on the same database file: the interrupted run is
 //! failed with an explanation, queued runs still run, and nothing stored is lost or renumbered.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

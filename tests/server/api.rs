@@ -1,6 +1,6 @@
 //! Every endpoint of the reference server over real HTTP on loopback, with every error shape.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! token, never outside the directory), the page shown when there is no bundle, and CORS for a
 //! bundle hosted elsewhere.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,0 +1,16 @@
+//! The `runboard` binary: each subcommand run as a process against a real or scripted server.
+//!
+//! One test binary per crate under test, so each links only what it tests.
+
+/// The helpers this binary uses, from `tests/support/`.
+#[path = "../support"]
+mod support {
+    #![allow(dead_code)]
+    pub mod scripted_server;
+    pub mod test_server;
+}
+
+mod bench;
+mod events;
+mod models;
+mod runs;

@@ -1,0 +1,22 @@
+//! The reference server over real HTTP on loopback, with a real SQLite file.
+//!
+//! One test binary per crate under test, so each links only what it tests.
+
+/// The helpers this binary uses, from `tests/support/`.
+#[path = "../support"]
+mod support {
+    #![allow(dead_code)]
+    pub mod cut_proxy;
+    pub mod raw_http;
+    pub mod test_server;
+    pub mod tmpfs;
+}
+
+mod api;
+mod benchmark;
+mod limits;
+mod requests;
+mod restart;
+mod store_faults;
+mod streams;
+mod web;
