@@ -14,6 +14,7 @@ mod support {
 
 mod api;
 mod benchmark;
+mod exchange;
 mod limits;
 mod requests;
 mod restart;
