@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use runboard_server::clock::parse_rfc3339;
+use runboard_api::clock::parse_rfc3339;
 
 /// `text` cut to `max_chars` characters with an ellipsis, on one line.
 pub fn one_line(text: &str, max_chars: usize) -> String {

@@ -94,7 +94,7 @@ pub async fn runs(args: RunsArgs) -> ExitCode {
 
 /// How long a run took, or has been going.
 fn run_time(run: &RunSummary) -> String {
-    let now = runboard_server::clock::now_rfc3339();
+    let now = runboard_api::clock::now_rfc3339();
     let end = run.finished_at.as_deref().unwrap_or(&now);
     between(run.started_at.as_deref(), Some(end)).map_or_else(|| "-".into(), duration)
 }

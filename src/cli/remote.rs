@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use runboard_api::{ApiClient, ApiError};
+use runboard_api::{ApiClient, ApiError, ErrorCode};
 
 /// The default server: the reference server's default address.
 pub const DEFAULT_API: &str = "http://127.0.0.1:9010";
@@ -38,7 +38,7 @@ pub fn explain(error: &ApiError) -> String {
         }
         ApiError::Status {
             status: 404, code, ..
-        } if code == "not_found" => " (`runboard runs` lists the runs this server has)",
+        } if *code == ErrorCode::NotFound => " (`runboard runs` lists the runs this server has)",
         ApiError::InvalidUrl { .. } => " (--api takes a URL such as http://127.0.0.1:9010)",
         _ => "",
     };

@@ -359,7 +359,7 @@ fn a_server_added_in_settings_is_watched_and_remembered() {
     );
     let model = harness.state().model();
     assert_eq!(model.servers[1].url, second_url);
-    assert!(!model.servers[1].health.as_ref().unwrap().has("events"));
+    assert!(!model.servers[1].health.as_ref().unwrap().has(runboard_api::Feature::Events));
     assert_eq!(harness.state().ui_state().added_servers, vec![second_url]);
 }
 

@@ -4,7 +4,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use runboard_api::{ApiClient, ApiError, CreateRun, RunMode, RunQuery, RunStatus};
+use runboard_api::{ApiClient, ApiError, CreateRun, Feature, RunMode, RunQuery, RunStatus};
 use runboard_server::{self as server, ServerConfig, ServerError};
 use serde_json::{Value, json};
 use support::test_server::{client, config, start, wait_finished};
@@ -57,7 +57,7 @@ async fn health_lists_the_optional_endpoints() {
     let server = start(config(&dir)).await;
     let health = client(&server).health().await.unwrap();
     assert_eq!(health.status, "ok");
-    assert!(health.has("events") && health.has("cancel"), "{health:?}");
+    assert!(health.has(Feature::Events) && health.has(Feature::Cancel), "{health:?}");
     assert_eq!(health.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
     server.stop().await;
 }
@@ -89,7 +89,7 @@ async fn health_reports_the_events_head_and_a_seed_000_style_server_has_no_api_e
     .await;
     let health = client(&server).health().await.unwrap();
     assert!(
-        !health.has("events") && health.events_head.is_none(),
+        !health.has(Feature::Events) && health.events_head.is_none(),
         "{health:?}"
     );
     let (status, _, body) = raw(

@@ -56,7 +56,7 @@ async fn the_snapshot_lists_requests_in_flight_with_every_field() {
     let api = client(&server);
     let empty = api.active_requests().await.unwrap();
     assert!(!empty.disabled && empty.active_requests.is_empty());
-    assert!(runboard_server::clock::parse_rfc3339(&empty.timestamp).is_some());
+    assert!(runboard_api::clock::parse_rfc3339(&empty.timestamp).is_some());
     let created = api
         .create_run(&run(json!({"model": "synth-coder", "iterations": 1})))
         .await
@@ -86,7 +86,7 @@ async fn the_snapshot_lists_requests_in_flight_with_every_field() {
         Some(created.summary.run_id.as_str())
     );
     assert_eq!(request.agent.as_deref(), Some("supervisor"));
-    assert!(runboard_server::clock::parse_rfc3339(&request.started_at).is_some());
+    assert!(runboard_api::clock::parse_rfc3339(&request.started_at).is_some());
     // The raw JSON has exactly the seed's top-level shape.
     let raw: Value = serde_json::from_slice(
         &reqwest::get(format!("{}/metrics/active-requests", server.url()))

@@ -52,3 +52,10 @@ pub struct ActiveRequests {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+
+impl ActiveRequests {
+    /// The stream's event with a new snapshot.
+    pub const UPDATE_EVENT: &'static str = "update";
+    /// The stream's one event when the server does not track requests.
+    pub const DISABLED_EVENT: &'static str = "disabled";
+}

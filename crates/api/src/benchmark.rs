@@ -152,13 +152,22 @@ pub enum BenchEvent {
 }
 
 impl BenchEvent {
+    /// The wire name of [`BenchEvent::Status`].
+    pub const STATUS: &'static str = "status";
+    /// The wire name of [`BenchEvent::Progress`].
+    pub const PROGRESS: &'static str = "progress";
+    /// The wire name of [`BenchEvent::TaskComplete`].
+    pub const TASK_COMPLETE: &'static str = "task_complete";
+    /// The wire name of [`BenchEvent::Error`].
+    pub const ERROR: &'static str = "error";
+
     /// Decodes an SSE event of the benchmark stream.
     pub fn decode(event: &str, data: &str) -> Result<Self, serde_json::Error> {
         Ok(match event {
-            "status" => Self::Status(serde_json::from_str(data)?),
-            "progress" => Self::Progress(serde_json::from_str(data)?),
-            "task_complete" => Self::TaskComplete(serde_json::from_str(data)?),
-            "error" => Self::Error(serde_json::from_str(data)?),
+            Self::STATUS => Self::Status(serde_json::from_str(data)?),
+            Self::PROGRESS => Self::Progress(serde_json::from_str(data)?),
+            Self::TASK_COMPLETE => Self::TaskComplete(serde_json::from_str(data)?),
+            Self::ERROR => Self::Error(serde_json::from_str(data)?),
             other => Self::Unknown(other.to_owned()),
         })
     }

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::benchmark::{BenchmarkStarted, CreateBenchmark};
 use super::active_requests::ActiveRequests;
+use super::error_code::ErrorCode;
 use super::types::{CreateRun, ErrorBody, Health, RunDetail, RunList, RunStatus, RunSummary};
 use runboard_sse::{EventSource, EventSourceBuilder, SseError};
 
@@ -34,8 +35,9 @@ pub enum ApiError {
         url: String,
         /// The status code.
         status: u16,
-        /// The server's error code (`not_found`, …), empty when it gave none.
-        code: String,
+        /// The server's error code ([`ErrorCode::NotFound`], …); an empty
+        /// [`ErrorCode::Other`] when it gave none.
+        code: ErrorCode,
         /// The server's message, or the body's start when it sent no error JSON.
         message: String,
     },
@@ -293,7 +295,7 @@ impl ApiClient {
                 } else {
                     text.chars().take(300).collect()
                 };
-                (String::new(), text)
+                (ErrorCode::default(), text)
             },
             |body| (body.error.code, body.error.message),
         );

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::error_code::ErrorCode;
 use super::types::{RunStatus, RunSummary, StoreStatus, null_as_default};
 
 /// Progress of the current agent (`node_update`).
@@ -12,19 +13,19 @@ pub struct NodeUpdate {
     #[serde(default, deserialize_with = "null_as_default")]
     pub run_id: String,
     /// The agent working (older servers call it `node`).
-    #[serde(default, alias = "node")]
+    #[serde(default, alias = "node", skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// The iteration of the agent loop.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iteration: Option<u32>,
     /// Tokens generated so far by the whole run (cumulative).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_out: Option<u64>,
     /// The tail of the text being generated, at most 200 characters.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snippet: Option<String>,
     /// When the server emitted it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
 }
 
@@ -37,11 +38,11 @@ pub struct StatusChange {
     /// The new status.
     pub status: RunStatus,
     /// Why, for people.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
-/// A line for people (`narration`): the human channel of seed 001.
+/// A line for people (`narration`): the human channel, beside `data` for programs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Narration {
     /// The run it belongs to.
@@ -51,14 +52,14 @@ pub struct Narration {
     #[serde(default, deserialize_with = "null_as_default")]
     pub formatted: String,
     /// `info`, `warn`, `error`, …
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
     /// What it is about, machine-readable.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
 }
 
-/// Structured data for UI state (`data`): the machine channel of seed 001.
+/// Structured data for UI state (`data`): the machine channel, beside `narration`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataEvent {
     /// The run (or job) it belongs to.
@@ -82,8 +83,8 @@ pub struct RunError {
     #[serde(default, deserialize_with = "null_as_default")]
     pub message: String,
     /// A machine-readable code.
-    #[serde(default)]
-    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
 }
 
 /// The run is over (`stream_end`); a per-run stream closes after it.
@@ -111,6 +112,74 @@ pub struct Pruned {
     pub message: String,
 }
 
+/// The type of a run-stream event, as named on the wire (`event: node_update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// `run_created`.
+    RunCreated,
+    /// `status`.
+    Status,
+    /// `node_update`.
+    NodeUpdate,
+    /// `narration`.
+    Narration,
+    /// `data`.
+    Data,
+    /// `error`.
+    Error,
+    /// `stream_end`.
+    StreamEnd,
+    /// `store_status`.
+    StoreStatus,
+    /// `pruned`.
+    Pruned,
+    /// `done`.
+    Done,
+}
+
+impl EventKind {
+    /// Every kind, in the order a run usually shows them.
+    pub const ALL: [Self; 10] = [
+        Self::RunCreated,
+        Self::Status,
+        Self::NodeUpdate,
+        Self::Narration,
+        Self::Data,
+        Self::Error,
+        Self::StreamEnd,
+        Self::StoreStatus,
+        Self::Pruned,
+        Self::Done,
+    ];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RunCreated => "run_created",
+            Self::Status => "status",
+            Self::NodeUpdate => "node_update",
+            Self::Narration => "narration",
+            Self::Data => "data",
+            Self::Error => "error",
+            Self::StreamEnd => "stream_end",
+            Self::StoreStatus => "store_status",
+            Self::Pruned => "pruned",
+            Self::Done => "done",
+        }
+    }
+
+    /// The kind a wire name stands for; `None` for a type this side does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Any event of a run stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEvent {
@@ -134,7 +203,7 @@ pub enum RunEvent {
     /// Events after the client's last id were removed by retention (`pruned`; about the
     /// stream, not a run).
     Pruned(Pruned),
-    /// Seed 001's job-complete marker (`{"type": "done"}`).
+    /// A job's completion marker (`done`; older servers send `{"type": "done"}`).
     Done {
         /// The run or job, when the server names it.
         run_id: String,
@@ -160,7 +229,7 @@ pub struct DecodeError {
 
 impl RunEvent {
     /// Decodes an SSE event. Accepts both wire forms: a named event (`event: node_update`) and a
-    /// `message` event whose JSON names its type in `"type"` (seed 001).
+    /// `message` event whose JSON names its type in `"type"` (older servers).
     pub fn decode(event: &str, data: &str) -> Result<Self, DecodeError> {
         let fail = |event: &str, error: &serde_json::Error| DecodeError {
             event: event.to_owned(),
@@ -172,26 +241,28 @@ impl RunEvent {
             _ => event.to_owned(),
         };
         let typed = |value: Value| -> Result<Self, serde_json::Error> {
-            Ok(match name.as_str() {
-                "run_created" => Self::RunCreated(serde_json::from_value(value)?),
-                "status" => Self::Status(serde_json::from_value(value)?),
-                "node_update" => Self::NodeUpdate(serde_json::from_value(value)?),
-                "narration" => Self::Narration(serde_json::from_value(value)?),
-                "data" => Self::Data(serde_json::from_value(value)?),
-                "error" => Self::Error(serde_json::from_value(value)?),
-                "stream_end" => Self::StreamEnd(serde_json::from_value(value)?),
-                "store_status" => Self::StoreStatus(serde_json::from_value(value)?),
-                "pruned" => Self::Pruned(serde_json::from_value(value)?),
-                "done" => Self::Done {
+            let Some(kind) = EventKind::parse(&name) else {
+                return Ok(Self::Unknown {
+                    event: name.clone(),
+                    data: value,
+                });
+            };
+            Ok(match kind {
+                EventKind::RunCreated => Self::RunCreated(serde_json::from_value(value)?),
+                EventKind::Status => Self::Status(serde_json::from_value(value)?),
+                EventKind::NodeUpdate => Self::NodeUpdate(serde_json::from_value(value)?),
+                EventKind::Narration => Self::Narration(serde_json::from_value(value)?),
+                EventKind::Data => Self::Data(serde_json::from_value(value)?),
+                EventKind::Error => Self::Error(serde_json::from_value(value)?),
+                EventKind::StreamEnd => Self::StreamEnd(serde_json::from_value(value)?),
+                EventKind::StoreStatus => Self::StoreStatus(serde_json::from_value(value)?),
+                EventKind::Pruned => Self::Pruned(serde_json::from_value(value)?),
+                EventKind::Done => Self::Done {
                     run_id: value
                         .get("run_id")
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_owned(),
-                },
-                _ => Self::Unknown {
-                    event: name.clone(),
-                    data: value,
                 },
             })
         };
@@ -218,21 +289,94 @@ impl RunEvent {
         self
     }
 
+    /// A lifecycle change of a run (its id filled in when it is recorded).
+    pub fn status(status: RunStatus, message: Option<&str>) -> Self {
+        Self::Status(StatusChange {
+            run_id: String::new(),
+            status,
+            message: message.map(str::to_owned),
+        })
+    }
+
+    /// The end of a run's stream.
+    pub fn stream_end(status: RunStatus) -> Self {
+        Self::StreamEnd(StreamEnd {
+            run_id: String::new(),
+            status,
+        })
+    }
+
+    /// A run's failure.
+    pub fn error(message: impl Into<String>, code: ErrorCode) -> Self {
+        Self::Error(RunError {
+            run_id: String::new(),
+            message: message.into(),
+            code: Some(code),
+        })
+    }
+
+    /// A line for people.
+    pub fn narration(level: &str, action: &str, formatted: impl Into<String>) -> Self {
+        Self::Narration(Narration {
+            run_id: String::new(),
+            formatted: formatted.into(),
+            level: Some(level.to_owned()),
+            action: Some(action.to_owned()),
+        })
+    }
+
+    /// Structured data for programs.
+    pub fn data(action: impl Into<String>, payload: Value) -> Self {
+        Self::Data(DataEvent {
+            run_id: String::new(),
+            action: action.into(),
+            payload,
+        })
+    }
+
+    /// The event's kind; `None` for a type this side does not know.
+    pub fn kind(&self) -> Option<EventKind> {
+        Some(match self {
+            Self::RunCreated(_) => EventKind::RunCreated,
+            Self::Status(_) => EventKind::Status,
+            Self::NodeUpdate(_) => EventKind::NodeUpdate,
+            Self::Narration(_) => EventKind::Narration,
+            Self::Data(_) => EventKind::Data,
+            Self::Error(_) => EventKind::Error,
+            Self::StreamEnd(_) => EventKind::StreamEnd,
+            Self::StoreStatus(_) => EventKind::StoreStatus,
+            Self::Pruned(_) => EventKind::Pruned,
+            Self::Done { .. } => EventKind::Done,
+            Self::Unknown { .. } => return None,
+        })
+    }
+
     /// The event's wire type.
     pub fn name(&self) -> &str {
         match self {
-            Self::RunCreated(_) => "run_created",
-            Self::Status(_) => "status",
-            Self::NodeUpdate(_) => "node_update",
-            Self::Narration(_) => "narration",
-            Self::Data(_) => "data",
-            Self::Error(_) => "error",
-            Self::StreamEnd(_) => "stream_end",
-            Self::StoreStatus(_) => "store_status",
-            Self::Pruned(_) => "pruned",
-            Self::Done { .. } => "done",
             Self::Unknown { event, .. } => event,
+            known => known.kind().map_or("", EventKind::as_str),
         }
+    }
+
+    /// The event's data as the server writes it: a JSON object whose keys come out sorted
+    /// (serde_json's map), which [`RunEvent::decode`] reads back to an equal event.
+    pub fn to_json(&self) -> Value {
+        let value = match self {
+            Self::RunCreated(summary) => serde_json::to_value(summary),
+            Self::Status(e) => serde_json::to_value(e),
+            Self::NodeUpdate(e) => serde_json::to_value(e),
+            Self::Narration(e) => serde_json::to_value(e),
+            Self::Data(e) => serde_json::to_value(e),
+            Self::Error(e) => serde_json::to_value(e),
+            Self::StreamEnd(e) => serde_json::to_value(e),
+            Self::StoreStatus(e) => serde_json::to_value(e),
+            Self::Pruned(e) => serde_json::to_value(e),
+            Self::Done { run_id } => Ok(serde_json::json!({ "run_id": run_id })),
+            Self::Unknown { data, .. } => Ok(data.clone()),
+        };
+        // These types hold only strings, numbers and string-keyed maps, which always encode.
+        value.unwrap_or(Value::Null)
     }
 
     /// The run the event belongs to; empty when the server did not say.
@@ -255,6 +399,73 @@ impl RunEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A representative event of each kind, as the server builds it. The match has no wildcard,
+    /// so a new kind does not compile until it is covered here.
+    fn example(kind: EventKind) -> RunEvent {
+        let event = match kind {
+            EventKind::RunCreated => {
+                let mut summary = RunSummary::new("r1", "Summarise «naïve» 😊", RunStatus::Queued);
+                summary.created_at = Some("2026-12-01T08:00:00.5Z".into());
+                RunEvent::RunCreated(summary)
+            }
+            EventKind::Status => RunEvent::status(RunStatus::Running, Some("started")),
+            EventKind::NodeUpdate => RunEvent::NodeUpdate(NodeUpdate {
+                run_id: String::new(),
+                agent: Some("writer".into()),
+                iteration: Some(2),
+                tokens_out: Some(120),
+                snippet: Some("line one\nline two → 😊".into()),
+                ts: Some("2026-12-01T08:00:01Z".into()),
+            }),
+            EventKind::Narration => RunEvent::narration("info", "agent_start", "a\ttable\n| x |"),
+            EventKind::Data => RunEvent::data(
+                "agent_metrics",
+                serde_json::json!({"tok_per_sec": 41.0, "agent": "critic"}),
+            ),
+            EventKind::Error => RunEvent::error("lost its worker", ErrorCode::GenerationFailed),
+            EventKind::StreamEnd => RunEvent::stream_end(RunStatus::Failed),
+            EventKind::StoreStatus => RunEvent::StoreStatus(StoreStatus {
+                writable: false,
+                error: Some("database or disk is full".into()),
+                since: Some("2026-12-01T08:00:02Z".into()),
+            }),
+            EventKind::Pruned => RunEvent::Pruned(Pruned {
+                after: 3,
+                pruned_through: 40,
+                message: "gone".into(),
+            }),
+            EventKind::Done => RunEvent::Done {
+                run_id: String::new(),
+            },
+        };
+        event.with_run_id("r1")
+    }
+
+    #[test]
+    fn every_kind_the_server_writes_reads_back_equal_over_sse_bytes() {
+        for kind in EventKind::ALL {
+            let sent = example(kind);
+            assert_eq!(sent.kind(), Some(kind));
+            let mut bytes = bytes::BytesMut::new();
+            runboard_sse::encode::write_event(
+                &mut bytes,
+                Some("9"),
+                sent.name(),
+                &sent.to_json().to_string(),
+            );
+            let mut parser = runboard_sse::Parser::new();
+            let mut frames = Vec::new();
+            parser.feed(&bytes, &mut |frame| frames.push(frame));
+            let [runboard_sse::Frame::Event(event)] = frames.as_slice() else {
+                panic!("{kind}: {frames:?}");
+            };
+            assert_eq!(event.event, kind.as_str());
+            let received = RunEvent::decode(&event.event, &event.data).unwrap();
+            assert_eq!(received, sent, "{kind}");
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+        }
+    }
 
     #[test]
     fn the_streams_own_notices() {
@@ -302,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_message_events_carry_their_type_in_the_json() {
+    fn older_servers_message_events_carry_their_type_in_the_json() {
         let narration = RunEvent::decode(
             "message",
             r#"{"type":"narration","formatted":"Found 1 model(s)"}"#,

@@ -5,6 +5,8 @@ mod active_requests;
 mod benchmark;
 mod benchmark_tally;
 mod client;
+pub mod clock;
+mod error_code;
 mod events;
 mod models;
 mod types;
@@ -16,13 +18,14 @@ pub use benchmark::{
 };
 pub use benchmark_tally::BenchView;
 pub use client::{ApiClient, ApiError, RunQuery};
+pub use error_code::ErrorCode;
 pub use events::{
-    DataEvent, DecodeError, Narration, NodeUpdate, Pruned, RunError, RunEvent, StatusChange,
+    DataEvent, DecodeError, EventKind, Narration, NodeUpdate, Pruned, RunError, RunEvent, StatusChange,
     StreamEnd,
 };
 pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
 pub use active_requests::{ActiveRequest, ActiveRequests};
 pub use types::{
-    CreateRun, ErrorBody, ErrorDetail, Health, RunDetail, RunList, RunMode, RunStatus, RunSummary,
+    CreateRun, ErrorBody, ErrorDetail, Feature, Health, RunDetail, RunList, RunMode, RunStatus, RunSummary,
     StoreStatus, StoredEvent,
 };

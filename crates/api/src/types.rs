@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::error_code::ErrorCode;
+
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -133,6 +135,13 @@ pub struct StoredEvent {
     pub ts: Option<String>,
 }
 
+impl StoredEvent {
+    /// The event's kind; `None` for a type this side does not know.
+    pub fn kind(&self) -> Option<crate::EventKind> {
+        crate::EventKind::parse(&self.event)
+    }
+}
+
 /// A run with its whole event chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunDetail {
@@ -205,9 +214,9 @@ pub struct Health {
     /// The server's version.
     #[serde(default)]
     pub version: Option<String>,
-    /// Optional endpoints it offers, e.g. `events` for `/api/events`.
+    /// Optional endpoints it offers, e.g. [`Feature::Events`] for `/api/events`.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub features: Vec<String>,
+    pub features: Vec<Feature>,
     /// The id of the newest event on `/api/events` (runboard servers): a console starts its
     /// stream there and leaves history to the run list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +225,42 @@ pub struct Health {
     /// `status` is `degraded`, new runs are refused and running runs are held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStatus>,
+}
+
+/// An optional part of the API a server may offer, listed by `/api/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    /// `/api/events`: every run's events on one stream, resumable by id.
+    Events,
+    /// `POST /api/runs/{id}/cancel`.
+    Cancel,
+    /// `mode: inline`: a create that answers once the run is over.
+    Inline,
+    /// `Last-Event-ID` on the per-run stream replays what was missed.
+    Replay,
+    /// `job: models`: a run that lists the server's models.
+    Models,
+    /// `/api/benchmark` and its stream.
+    Benchmarks,
+    /// `/api/requests` and its stream: generation requests in flight.
+    ActiveRequests,
+    /// A feature this side does not know (a newer or different server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl Feature {
+    /// Every feature a runboard server can offer, in the order `/api/health` lists them.
+    pub const ALL: [Self; 7] = [
+        Self::Events,
+        Self::Cancel,
+        Self::Inline,
+        Self::Replay,
+        Self::Models,
+        Self::Benchmarks,
+        Self::ActiveRequests,
+    ];
 }
 
 /// Whether a server's store accepts writes: on `/api/health` and as the `store_status` event
@@ -245,8 +290,8 @@ impl StoreStatus {
 
 impl Health {
     /// Whether the server lists `feature`.
-    pub fn has(&self, feature: &str) -> bool {
-        self.features.iter().any(|f| f == feature)
+    pub fn has(&self, feature: Feature) -> bool {
+        self.features.contains(&feature)
     }
 }
 
@@ -260,9 +305,9 @@ pub struct ErrorBody {
 /// What went wrong, for machines (`code`) and people (`message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// A stable, machine-readable code such as `not_found`.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub code: String,
+    /// A stable, machine-readable code such as [`ErrorCode::NotFound`].
+    #[serde(default)]
+    pub code: ErrorCode,
     /// A sentence for people.
     #[serde(default, deserialize_with = "null_as_default")]
     pub message: String,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-use super::clock::now_rfc3339;
+use runboard_api::clock::now_rfc3339;
 use runboard_api::{ActiveRequest, ActiveRequests};
 
 /// What a disabled tracker tells clients.

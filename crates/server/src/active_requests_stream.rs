@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::active_requests::RequestTracker;
 use super::sse_out::{self, Gone, SseSink};
-use runboard_api::ActiveRequest;
+use runboard_api::{ActiveRequest, ActiveRequests};
 
 /// How the stream behaves; flags and environment variables set it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,12 +57,12 @@ async fn pump(
     sink.retry(settings.retry).await?;
     if !tracker.enabled() {
         let (_, snapshot) = tracker.snapshot();
-        return sink.event("disabled", None, &snapshot).await;
+        return sink.event(ActiveRequests::DISABLED_EVENT, None, &snapshot).await;
     }
     let mut changes = tracker.subscribe();
     changes.mark_unchanged();
     let (_, first) = tracker.snapshot();
-    sink.event("update", None, &first).await?;
+    sink.event(ActiveRequests::UPDATE_EVENT, None, &first).await?;
     let mut sent: Vec<ActiveRequest> = first.active_requests;
     let mut last_update = Instant::now();
     let mut last_write = Instant::now();
@@ -90,7 +90,7 @@ async fn pump(
         changes.mark_unchanged();
         let (_, snapshot) = tracker.snapshot();
         if snapshot.active_requests != sent {
-            sink.event("update", None, &snapshot).await?;
+            sink.event(ActiveRequests::UPDATE_EVENT, None, &snapshot).await?;
             sent = snapshot.active_requests;
             last_update = Instant::now();
             last_write = last_update;

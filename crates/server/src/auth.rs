@@ -1,5 +1,6 @@
 //! Bearer-token auth for every API route (`/api/…`, `/metrics/…`), compared in constant time.
 
+use runboard_api::ErrorCode;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -44,7 +45,7 @@ pub async fn require_token(
 
 fn unauthorized(message: &str) -> Response {
     let mut response =
-        Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        Failure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message).into_response();
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::store::StoreError;
-use runboard_api::{ErrorBody, ErrorDetail};
+use runboard_api::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// A failed request: the status, a stable code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub struct Failure {
     /// The HTTP status.
     pub status: StatusCode,
     /// A stable, machine-readable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// A sentence for people.
     pub message: String,
     /// Seconds a client should wait before trying again (`Retry-After`), when it helps.
@@ -22,7 +22,7 @@ pub struct Failure {
 
 impl Failure {
     /// A failure with this status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -42,7 +42,7 @@ impl Failure {
     pub fn store_unwritable(reason: &str) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "store_unwritable",
+            ErrorCode::StoreUnwritable,
             format!("the run store cannot be written, so no new run is accepted: {reason}"),
         )
         .retry_after(5)
@@ -52,7 +52,7 @@ impl Failure {
     pub fn unknown_run(run_id: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("no run with id {run_id:?}"),
         )
     }
@@ -61,7 +61,7 @@ impl Failure {
     pub fn shutting_down() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             "the server is shutting down",
         )
     }
@@ -72,7 +72,7 @@ impl From<StoreError> for Failure {
         eprintln!("runboard serve: warning: {error}");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
+            ErrorCode::StorageUnavailable,
             "the run store could not be read; try again",
         )
     }
@@ -82,7 +82,7 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code,
                 message: self.message,
             },
         };

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{self, Pick};
-use super::clock::now_rfc3339;
+use runboard_api::clock::now_rfc3339;
 use super::recorder::{Recorder, Stopped};
 use super::active_requests::{NewRequest, RequestTracker};
-use runboard_api::{MODEL_LIST_ACTION, ModelList};
+use runboard_api::{MODEL_LIST_ACTION, ModelList, NodeUpdate, RunEvent};
 use runboard_sse::rng::SplitMix64;
 
 /// How long the snippet may be, in characters.
@@ -335,25 +335,27 @@ impl Walk<'_> {
             self.tokens_out += new_tokens;
             request.set_output_tokens(self.tokens_out - turn_start);
             let ts = now_rfc3339();
-            let update = json!({
-                "agent": agent,
-                "iteration": iteration,
-                "tokens_out": self.tokens_out,
-                "snippet": tail(&text, SNIPPET_CHARS),
-                "ts": ts,
+            let update = RunEvent::NodeUpdate(NodeUpdate {
+                run_id: String::new(),
+                agent: Some(agent.to_owned()),
+                iteration: u32::try_from(iteration).ok(),
+                tokens_out: Some(self.tokens_out),
+                snippet: Some(tail(&text, SNIPPET_CHARS).to_owned()),
+                ts: Some(ts.clone()),
             });
-            ctx.recorder
-                .event(&ctx.run_id, "node_update", update, ts)
-                .await?;
+            ctx.recorder.event(&ctx.run_id, update, ts).await?;
         }
         if rng.chance(0.15) {
             #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
             let rate = (self.tokens_out as f64 / step_secs.max(0.1)).round();
             let payload =
                 json!({"agent": agent, "tokens_out": self.tokens_out, "tok_per_sec": rate});
-            let data = json!({"action": "agent_metrics", "payload": payload});
             ctx.recorder
-                .event(&ctx.run_id, "data", data, now_rfc3339())
+                .event(
+                    &ctx.run_id,
+                    RunEvent::data("agent_metrics", payload),
+                    now_rfc3339(),
+                )
                 .await?;
         }
         Ok(())
@@ -377,13 +379,22 @@ pub async fn list_models(config: &GeneratorConfig, ctx: &RunContext) -> Outcome 
         narrate(ctx, "info", "model_list_found", &found).await?;
         narrate(ctx, "info", "model_list_table", &catalog::table(&models)).await?;
         let payload = serde_json::to_value(ModelList { models }).unwrap_or(Value::Null);
-        let data = json!({"action": MODEL_LIST_ACTION, "payload": payload});
         ctx.recorder
-            .event(&ctx.run_id, "data", data, now_rfc3339())
+            .event(
+                &ctx.run_id,
+                RunEvent::data(MODEL_LIST_ACTION, payload),
+                now_rfc3339(),
+            )
             .await?;
         narrate(ctx, "info", "model_list_done", "Model list complete").await?;
         ctx.recorder
-            .event(&ctx.run_id, "done", json!({}), now_rfc3339())
+            .event(
+                &ctx.run_id,
+                RunEvent::Done {
+                    run_id: String::new(),
+                },
+                now_rfc3339(),
+            )
             .await?;
         Ok::<_, Stop>(())
     };
@@ -398,8 +409,7 @@ async fn narrate(ctx: &RunContext, level: &str, action: &str, text: &str) -> Res
     ctx.recorder
         .event(
             &ctx.run_id,
-            "narration",
-            json!({"formatted": text, "level": level, "action": action}),
+            RunEvent::narration(level, action, text),
             now_rfc3339(),
         )
         .await?;

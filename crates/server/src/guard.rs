@@ -7,6 +7,7 @@
 //!   127.0.0.1 cannot read or launch runs;
 //! - a declared body over the limit is refused at once (413), before a byte of it is read.
 
+use runboard_api::ErrorCode;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -62,7 +63,7 @@ impl Guard {
         if !settings.token_required && !host_allowed(host, settings.bound) {
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,
-                "host_not_allowed",
+                ErrorCode::HostNotAllowed,
                 format!(
                     "Host {host:?} is not this server's loopback name or address; without a \
                      token only those are answered (start the server with --token to reach it \
@@ -86,7 +87,7 @@ impl Guard {
             if !own && !allowed {
                 return Err(Failure::new(
                     StatusCode::FORBIDDEN,
-                    "cross_origin",
+                    ErrorCode::CrossOrigin,
                     format!(
                         "requests that change state from {origin:?} are refused: it is neither \
                          this server's origin nor one allowed with --cors-origin"
@@ -101,7 +102,7 @@ impl Guard {
         if declared.is_some_and(|length| length > settings.max_body_bytes as u64) {
             return Err(Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 format!(
                     "the request body is larger than {} bytes",
                     settings.max_body_bytes
@@ -113,7 +114,7 @@ impl Guard {
         if has_body && !is_json(headers) {
             return Err(Failure::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "a request body must be JSON, sent with Content-Type: application/json",
             ));
         }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use runboard_api::EventKind;
+use runboard_sse::encode;
 use tokio::sync::broadcast;
 
 use super::store::EventRow;
@@ -35,29 +37,18 @@ impl Published {
             seq: row.seq,
             run_id: row.run_id.clone(),
             run_seq: row.run_seq,
-            is_stream_end: row.event == "stream_end",
-            is_node_update: row.event == "node_update",
+            is_stream_end: row.event == EventKind::StreamEnd.as_str(),
+            is_node_update: row.event == EventKind::NodeUpdate.as_str(),
             global_frame: encode_frame(row.seq, &row.event, &row.data),
             run_frame: encode_frame(row.run_seq, &row.event, &row.data),
         }
     }
 }
 
-/// One SSE frame. Compact JSON has no line breaks, but any that are there become extra `data:`
-/// lines so the frame stays valid whatever the data holds.
+/// One SSE frame of a stored event.
 pub fn encode_frame(id: i64, event: &str, data: &str) -> Bytes {
-    let mut frame = BytesMut::with_capacity(data.len() + event.len() + 32);
-    frame.put_slice(b"id: ");
-    frame.put_slice(id.to_string().as_bytes());
-    frame.put_slice(b"\nevent: ");
-    frame.put_slice(event.as_bytes());
-    frame.put_slice(b"\n");
-    for line in data.split(['\n', '\r']) {
-        frame.put_slice(b"data: ");
-        frame.put_slice(line.as_bytes());
-        frame.put_slice(b"\n");
-    }
-    frame.put_slice(b"\n");
+    let mut frame = BytesMut::new();
+    encode::write_event(&mut frame, Some(&id.to_string()), event, data);
     frame.freeze()
 }
 

@@ -13,15 +13,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::clock::now_rfc3339;
 use super::hub::{Hub, Published};
 use super::store::{EventRow, RunRow, Store, StoreError};
 use super::store_health::StoreHealth;
-use runboard_api::RunStatus;
+use runboard_api::clock::now_rfc3339;
+use runboard_api::{RunEvent, RunStatus, StatusChange, StreamEnd};
 
 /// Records in flight to the writer; producers wait when it is this far behind.
 const QUEUE_CAPACITY: usize = 8192;
@@ -35,29 +34,23 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 /// The longest wait between attempts while the store cannot be written.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// An event to record: `data` is a JSON object that gets `run_id` added.
+/// An event to record, with its run id filled in.
 #[derive(Debug)]
 pub struct NewEvent {
     /// The run.
     pub run_id: String,
-    /// The event type.
-    pub event: &'static str,
-    /// The JSON object.
-    pub data: Value,
+    /// The event.
+    pub event: RunEvent,
     /// When it happened (RFC 3339).
     pub ts: String,
 }
 
 impl NewEvent {
     /// An event of `run_id`, stamped now.
-    pub fn now(run_id: &str, event: &'static str, mut data: Value) -> Self {
-        if let Value::Object(map) = &mut data {
-            map.insert("run_id".into(), Value::String(run_id.to_owned()));
-        }
+    pub fn now(run_id: &str, event: RunEvent) -> Self {
         Self {
             run_id: run_id.to_owned(),
-            event,
-            data,
+            event: event.with_run_id(run_id),
             ts: now_rfc3339(),
         }
     }
@@ -145,15 +138,9 @@ impl Recorder {
         answer.await.map_err(|_| Refused::Stopped)?
     }
 
-    /// Records an event of a run; `data` must be a JSON object, and gets `run_id` added.
-    pub async fn event(
-        &self,
-        run_id: &str,
-        event: &'static str,
-        data: Value,
-        ts: String,
-    ) -> Result<(), Stopped> {
-        let mut new = NewEvent::now(run_id, event, data);
+    /// Records an event of a run, stamped `ts`.
+    pub async fn event(&self, run_id: &str, event: RunEvent, ts: String) -> Result<(), Stopped> {
+        let mut new = NewEvent::now(run_id, event);
         new.ts = ts;
         self.send(Command::Event(new)).await
     }
@@ -233,14 +220,11 @@ impl Writer {
         for run_id in std::mem::take(&mut self.abandoned) {
             // Its creator was told it failed; it must not wait in the queue forever.
             let message = "its creator stopped waiting before it was stored";
-            for (event, data) in [
-                (
-                    "status",
-                    serde_json::json!({"status": "cancelled", "message": message}),
-                ),
-                ("stream_end", serde_json::json!({"status": "cancelled"})),
+            for event in [
+                RunEvent::status(RunStatus::Cancelled, Some(message)),
+                RunEvent::stream_end(RunStatus::Cancelled),
             ] {
-                let new = NewEvent::now(&run_id, event, data);
+                let new = NewEvent::now(&run_id, event);
                 self.stage_event(new, &mut staged, &mut changed).await;
             }
         }
@@ -252,11 +236,11 @@ impl Writer {
                         continue;
                     }
                     let run_id = run.summary.run_id.clone();
-                    let data = serde_json::to_value(&run.summary).unwrap_or(Value::Null);
+                    let created = RunEvent::RunCreated(run.summary.clone());
                     let ts = run.summary.created_at.clone().unwrap_or_default();
                     self.run_seqs.insert(run_id.clone(), 0);
                     self.runs.insert(run_id.clone(), *run);
-                    let row = self.number(&run_id, "run_created", &data, ts).await;
+                    let row = self.number(&run_id, &created, ts).await;
                     staged.events.push(row);
                     staged.created.push((run_id.clone(), stored));
                     changed.insert(run_id);
@@ -288,10 +272,10 @@ impl Writer {
         staged: &mut Staged,
         changed: &mut HashSet<String>,
     ) {
-        if self.apply(&new.run_id, new.event, &new.data, &new.ts).await {
+        if self.apply(&new.run_id, &new.event, &new.ts).await {
             changed.insert(new.run_id.clone());
         }
-        let row = self.number(&new.run_id, new.event, &new.data, new.ts).await;
+        let row = self.number(&new.run_id, &new.event, new.ts).await;
         staged.events.push(row);
     }
 
@@ -384,7 +368,7 @@ impl Writer {
         self.next_seq = seq;
     }
 
-    async fn number(&mut self, run_id: &str, event: &str, data: &Value, ts: String) -> EventRow {
+    async fn number(&mut self, run_id: &str, event: &RunEvent, ts: String) -> EventRow {
         let run_seq = if let Some(last) = self.run_seqs.get_mut(run_id) {
             *last += 1;
             *last
@@ -400,14 +384,14 @@ impl Writer {
             seq,
             run_id: run_id.to_owned(),
             run_seq,
-            event: event.to_owned(),
-            data: data.to_string(),
+            event: event.name().to_owned(),
+            data: event.to_json().to_string(),
             ts,
         }
     }
 
     /// Updates the run's summary from one of its events; true when it changed.
-    async fn apply(&mut self, run_id: &str, event: &str, data: &Value, ts: &str) -> bool {
+    async fn apply(&mut self, run_id: &str, event: &RunEvent, ts: &str) -> bool {
         if !self.runs.contains_key(run_id) {
             match self.store.run(run_id).await {
                 Ok(Some(run)) => {
@@ -420,12 +404,13 @@ impl Writer {
             return false;
         };
         let summary = &mut run.summary;
-        let text = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
         match event {
-            "status" | "stream_end" => {
-                let Some(status) = text("status").as_deref().and_then(RunStatus::parse) else {
+            RunEvent::Status(StatusChange { status, .. })
+            | RunEvent::StreamEnd(StreamEnd { status, .. }) => {
+                let status = *status;
+                if status == RunStatus::Unknown {
                     return false;
-                };
+                }
                 summary.status = status;
                 if status == RunStatus::Running && summary.started_at.is_none() {
                     summary.started_at = Some(ts.to_owned());
@@ -434,15 +419,15 @@ impl Writer {
                     summary.finished_at = Some(ts.to_owned());
                 }
             }
-            "node_update" => {
-                if let Some(tokens) = data.get("tokens_out").and_then(Value::as_u64) {
+            RunEvent::NodeUpdate(update) => {
+                if let Some(tokens) = update.tokens_out {
                     summary.tokens_out = tokens;
                 }
-                summary.agent = text("agent").or(summary.agent.take());
-                if let Some(iteration) = data.get("iteration").and_then(Value::as_u64) {
-                    summary.iteration = u32::try_from(iteration).ok();
+                summary.agent = update.agent.clone().or(summary.agent.take());
+                if update.iteration.is_some() {
+                    summary.iteration = update.iteration;
                 }
-                summary.snippet = text("snippet").or(summary.snippet.take());
+                summary.snippet = update.snippet.clone().or(summary.snippet.take());
             }
             _ => return false,
         }

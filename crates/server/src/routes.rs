@@ -1,5 +1,6 @@
 //! The runs API over HTTP: routes, request parsing and validation.
 
+use runboard_api::{ErrorCode, Feature};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,16 +47,6 @@ const QUEUE_FULL_RETRY_SECS: u64 = 5;
 /// The most runs one `/api/events?runs=` filter may name.
 pub const MAX_FILTER_RUNS: usize = 1000;
 
-/// Optional endpoints this server offers, for `/api/health`.
-pub const FEATURES: [&str; 7] = [
-    "events",
-    "cancel",
-    "inline",
-    "replay",
-    "models",
-    "benchmarks",
-    "active_requests",
-];
 
 /// The most tasks one benchmark may have.
 pub const MAX_BENCH_TASKS: u64 = 1000;
@@ -145,10 +136,9 @@ pub fn router(
 async fn health(State(state): State<AppState>) -> Json<Health> {
     let head = state.streams.hub.head();
     let store = state.health.current();
-    let features = FEATURES
-        .iter()
-        .filter(|feature| state.events_endpoint || **feature != "events")
-        .map(|feature| (*feature).to_owned())
+    let features = Feature::ALL
+        .into_iter()
+        .filter(|feature| state.events_endpoint || *feature != Feature::Events)
         .collect();
     Json(Health {
         status: if store.writable { "ok" } else { "degraded" }.into(),
@@ -165,7 +155,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 /// Unknown API paths get the JSON 404; anything else is a file of the web console.
 async fn not_found(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
     if is_api_path(uri.path()) {
-        Failure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
+        Failure::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint").into_response()
     } else {
         web_bundle::serve(&state.web, uri.path()).await
     }
@@ -174,7 +164,7 @@ async fn not_found(State(state): State<AppState>, uri: axum::http::Uri) -> Respo
 async fn method_not_allowed() -> Failure {
     Failure::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }
@@ -193,7 +183,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|_| {
             Failure::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
+                ErrorCode::BodyTimeout,
                 format!(
                     "the request body did not arrive within {} s",
                     state.body_timeout.as_secs_f64()
@@ -203,7 +193,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|_| {
             Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 format!("the request body is larger than {limit} bytes"),
             )
         })?;
@@ -211,13 +201,13 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         if error.is_data() {
             Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("the body is not {what}: {error}"),
             )
         } else {
             Failure::new(
                 StatusCode::BAD_REQUEST,
-                "bad_json",
+                ErrorCode::BadJson,
                 format!("the body is not valid JSON: {error}"),
             )
         }
@@ -233,7 +223,7 @@ fn params_object(params: Value) -> Result<Value, Failure> {
         _ => {
             return Err(Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_params",
+                ErrorCode::InvalidParams,
                 "params must be a JSON object",
             ));
         }
@@ -241,7 +231,7 @@ fn params_object(params: Value) -> Result<Value, Failure> {
     generator::check_params(&params).map_err(|error| {
         Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_params",
+            ErrorCode::InvalidParams,
             error.to_string(),
         )
     })?;
@@ -252,7 +242,7 @@ fn params_object(params: Value) -> Result<Value, Failure> {
 /// id that is not UTF-8 once decoded.
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {
     path.map(|Path(id)| id).map_err(|rejection| {
-        Failure::new(StatusCode::BAD_REQUEST, "bad_path", rejection.body_text())
+        Failure::new(StatusCode::BAD_REQUEST, ErrorCode::BadPath, rejection.body_text())
     })
 }
 
@@ -262,7 +252,7 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
     if task.is_empty() {
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_task",
+            ErrorCode::InvalidTask,
             "the task is empty",
         ));
     }
@@ -270,7 +260,7 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
     if task_chars > state.max_task_chars {
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "task_too_long",
+            ErrorCode::TaskTooLong,
             format!(
                 "the task has {task_chars} characters; the limit is {}",
                 state.max_task_chars
@@ -289,7 +279,7 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
                 CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
                 CreateError::QueueFull { .. } => Failure::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "queue_full",
+                    ErrorCode::QueueFull,
                     error.to_string(),
                 )
                 .retry_after(QUEUE_FULL_RETRY_SECS),
@@ -319,7 +309,7 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
     if !finished {
         return Err(Failure::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "inline_timeout",
+            ErrorCode::InlineTimeout,
             format!("run {run_id} did not finish in time; it goes on, follow it by id"),
         ));
     }
@@ -332,7 +322,7 @@ fn query_pairs(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<HashMap<String, String>, Failure> {
     query.map(|Query(pairs)| pairs).map_err(|rejection| {
-        Failure::new(StatusCode::BAD_REQUEST, "bad_query", rejection.body_text())
+        Failure::new(StatusCode::BAD_REQUEST, ErrorCode::BadQuery, rejection.body_text())
     })
 }
 
@@ -346,7 +336,7 @@ async fn list_runs(
         Some(text) => text.parse::<u32>().map_err(|_| {
             Failure::new(
                 StatusCode::BAD_REQUEST,
-                "bad_limit",
+                ErrorCode::BadLimit,
                 format!("limit must be a whole number, not {text:?}"),
             )
         })?,
@@ -357,7 +347,7 @@ async fn list_runs(
         Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
             Failure::new(
                 StatusCode::BAD_REQUEST,
-                "bad_status",
+                ErrorCode::BadStatus,
                 format!(
                     "status must be one of queued, running, completed, failed, cancelled, not {text:?}"
                 ),
@@ -424,7 +414,7 @@ async fn cancel_run(
         }
         CancelOutcome::AlreadyFinished => Err(Failure::new(
             StatusCode::CONFLICT,
-            "already_finished",
+            ErrorCode::AlreadyFinished,
             format!("run {run_id} has already finished"),
         )),
         CancelOutcome::Unknown => Err(Failure::unknown_run(&run_id)),
@@ -490,7 +480,7 @@ async fn all_events(
     {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
-            "too_many_runs",
+            ErrorCode::TooManyRuns,
             format!("runs= may name at most {MAX_FILTER_RUNS} runs"),
         ));
     }
@@ -511,7 +501,7 @@ async fn create_benchmark(
     if !(1..=MAX_BENCH_TASKS).contains(&request.tasks) {
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_tasks",
+            ErrorCode::InvalidTasks,
             format!(
                 "tasks must be 1 to {MAX_BENCH_TASKS}, not {}",
                 request.tasks
@@ -521,8 +511,8 @@ async fn create_benchmark(
     request.params = params_object(request.params)?;
     let started = state.bench_runner.start(&request).map_err(|error| {
         let code = match error {
-            StartError::Busy => "benchmark_running",
-            StartError::WatchingLog => "benchmark_source_is_log",
+            StartError::Busy => ErrorCode::BenchmarkRunning,
+            StartError::WatchingLog => ErrorCode::BenchmarkSourceIsLog,
         };
         Failure::new(StatusCode::CONFLICT, code, error.to_string())
     })?;
@@ -536,7 +526,7 @@ async fn benchmark_stream(
 ) -> Result<Response, Failure> {
     let query = query_pairs(query)?;
     let interval = Interval::parse(query.get("interval").map(String::as_str)).map_err(|error| {
-        Failure::new(StatusCode::BAD_REQUEST, "bad_interval", error.to_string())
+        Failure::new(StatusCode::BAD_REQUEST, ErrorCode::BadInterval, error.to_string())
     })?;
     let resume = Resume::parse(
         headers

@@ -5,17 +5,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::clock::now_rfc3339;
+use runboard_api::clock::now_rfc3339;
 use super::generator::{self, GeneratorConfig, Outcome, RunContext};
 use super::recorder::{NewEvent, Recorder, Refused, Stopped};
 use super::active_requests::RequestTracker;
 use super::store::{RunRow, Store, StoreError};
 use super::store_health::StoreHealth;
-use runboard_api::{MODELS_JOB, RunStatus, RunSummary};
+use runboard_api::{ErrorCode, MODELS_JOB, RunEvent, RunStatus, RunSummary};
 use runboard_sse::rng::SplitMix64;
 
 /// What `cancel` found.
@@ -242,18 +242,15 @@ impl Runs {
             let run_id = &run.summary.run_id;
             events.push(NewEvent::now(
                 run_id,
-                "error",
-                json!({"message": message, "code": "interrupted"}),
+                RunEvent::error(message, ErrorCode::Interrupted),
             ));
             events.push(NewEvent::now(
                 run_id,
-                "status",
-                json!({"status": RunStatus::Failed, "message": message}),
+                RunEvent::status(RunStatus::Failed, Some(message)),
             ));
             events.push(NewEvent::now(
                 run_id,
-                "stream_end",
-                json!({"status": RunStatus::Failed}),
+                RunEvent::stream_end(RunStatus::Failed),
             ));
         }
         // The server must not answer before the recovery is stored.
@@ -320,8 +317,7 @@ impl Runs {
             .recorder
             .event(
                 &run_id,
-                "status",
-                json!({"status": "running", "message": "started"}),
+                RunEvent::status(RunStatus::Running, Some("started")),
                 now_rfc3339(),
             )
             .await?;
@@ -353,8 +349,7 @@ impl Runs {
                     .recorder
                     .event(
                         &run_id,
-                        "error",
-                        json!({"message": message, "code": "generation_failed"}),
+                        RunEvent::error(message.clone(), ErrorCode::GenerationFailed),
                         now_rfc3339(),
                     )
                     .await?;
@@ -371,21 +366,12 @@ impl Runs {
         status: RunStatus,
         message: Option<&str>,
     ) -> Result<(), Stopped> {
-        let mut data = json!({"status": status});
-        if let Some(message) = message {
-            data["message"] = json!(message);
-        }
         let recorder = &self.inner.recorder;
         recorder
-            .event(run_id, "status", data, now_rfc3339())
+            .event(run_id, RunEvent::status(status, message), now_rfc3339())
             .await?;
         recorder
-            .event(
-                run_id,
-                "stream_end",
-                json!({"status": status}),
-                now_rfc3339(),
-            )
+            .event(run_id, RunEvent::stream_end(status), now_rfc3339())
             .await
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use runboard_sse::encode;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -65,8 +66,9 @@ impl SseSink {
 
     /// Sends `retry:`, how long a client waits before it reconnects.
     pub async fn retry(&self, after: Duration) -> Result<(), Gone> {
-        self.send(Bytes::from(format!("retry: {}\n\n", after.as_millis())))
-            .await
+        let mut frame = BytesMut::new();
+        encode::write_retry(&mut frame, after.as_millis());
+        self.send(frame.freeze()).await
     }
 
     /// Sends a keep-alive comment.
@@ -82,19 +84,9 @@ impl SseSink {
         data: &impl Serialize,
     ) -> Result<(), Gone> {
         let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned());
-        let mut frame = String::with_capacity(json.len() + event.len() + 32);
-        if let Some(id) = id {
-            frame.push_str("id: ");
-            frame.push_str(id);
-            frame.push('\n');
-        }
-        frame.push_str("event: ");
-        frame.push_str(event);
-        frame.push_str("\ndata: ");
-        // Compact JSON has no line breaks, so one data line holds it.
-        frame.push_str(&json);
-        frame.push_str("\n\n");
-        self.send(Bytes::from(frame)).await
+        let mut frame = BytesMut::new();
+        encode::write_event(&mut frame, id, event, &json);
+        self.send(frame.freeze()).await
     }
 
     /// Waits until the client is gone or the server stops.

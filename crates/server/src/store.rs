@@ -391,11 +391,8 @@ impl Store {
         retention: Retention,
         now: time::OffsetDateTime,
     ) -> Result<Pruned, StoreError> {
-        let cutoff = retention.days.and_then(|days| {
-            let cutoff = now - time::Duration::days(i64::from(days));
-            cutoff
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok()
+        let cutoff = retention.days.map(|days| {
+            runboard_api::clock::format_rfc3339(now - time::Duration::days(i64::from(days)))
         });
         let keep = retention
             .runs

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::clock::now_rfc3339;
+use runboard_api::clock::now_rfc3339;
 use runboard_api::StoreStatus;
 
 /// The shared state, on a watch channel so any number of streams can wait for a change.

@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, interval_at};
 use tokio_util::sync::CancellationToken;
 
+use runboard_api::{EventKind, Pruned, RunEvent};
 use super::hub::{Hub, Published};
 use super::sse_out::{self, Gone, MAX_CHUNK_BYTES, SseSink};
 use super::store::{Replay, Store, StoreError};
@@ -151,7 +152,7 @@ impl Pump {
         self.sink.retry(self.source.settings.retry).await?;
         let status = self.source.health.current();
         if !status.writable {
-            self.sink.event("store_status", None, &status).await?;
+            self.sink.event(EventKind::StoreStatus.as_str(), None, &status).await?;
         }
         self.tell_about_pruning().await?;
         let result = self.pump(&mut live).await;
@@ -182,7 +183,7 @@ impl Pump {
                         return Ok(());
                     }
                     let status = health.borrow_and_update().clone();
-                    self.sink.event("store_status", None, &status).await?;
+                    self.sink.event(EventKind::StoreStatus.as_str(), None, &status).await?;
                 }
                 received = live.recv() => match received {
                     Ok(event) => {
@@ -228,13 +229,17 @@ impl Pump {
         if self.last_id >= pruned {
             return Ok(());
         }
-        let notice = serde_json::json!({
-            "after": self.last_id,
-            "pruned_through": pruned,
-            "message": "events after your last id were removed by the server's retention; \
-                        the stream goes on from the oldest event it kept",
+        let notice = RunEvent::Pruned(Pruned {
+            after: u64::try_from(self.last_id).unwrap_or(0),
+            pruned_through: u64::try_from(pruned).unwrap_or(0),
+            message: "events after your last id were removed by the server's retention; \
+                      the stream goes on from the oldest event it kept"
+                .to_owned(),
         });
-        Ok(self.sink.event("pruned", None, &notice).await?)
+        Ok(self
+            .sink
+            .event(notice.name(), None, &notice.to_json())
+            .await?)
     }
 
     /// Sends everything the store has after `last_id`. True when a per-run stream reached the

@@ -2,6 +2,7 @@
 //! API and the page: from a directory (`--web-dir`), or from the binary itself when it was built
 //! with the `embed-web` feature.
 
+use runboard_api::ErrorCode;
 use std::path::{Component, Path, PathBuf};
 
 use axum::body::Body;
@@ -146,7 +147,7 @@ fn content_type(name: &str) -> &'static str {
 fn not_found(path: &str) -> Response {
     Failure::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!("no such file: {path}"),
     )
     .into_response()

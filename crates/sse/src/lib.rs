@@ -3,11 +3,13 @@
 //! Nothing here knows about runboard's runs or its UI; it could be a crate of its own.
 //!
 //! - [`Parser`] turns body bytes into [`Frame`]s, incrementally, across any chunking.
+//! - [`encode`] writes frames, for servers.
 //! - [`EventSource`] connects, reads and reconnects, reporting [`Update`]s: events, comments and
 //!   every change of its [`ConnectionState`].
 
 mod backoff;
 mod client;
+pub mod encode;
 mod error;
 mod event;
 mod parser;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use runboard_api::{RunDetail, RunStatus, RunSummary, StoredEvent};
+use runboard_api::{EventKind, RunDetail, RunStatus, RunSummary, StoredEvent};
 
 use super::worker::RunKey;
 
@@ -166,7 +166,7 @@ pub fn summary_snippet(detail: &RunDetail) -> Option<&str> {
             .events
             .iter()
             .rev()
-            .filter(|e| e.event == "node_update")
+            .filter(|e| e.kind() == Some(EventKind::NodeUpdate))
     };
     nodes()
         .filter(|e| {
@@ -185,7 +185,7 @@ pub fn summary_snippet(detail: &RunDetail) -> Option<&str> {
                 .events
                 .iter()
                 .rev()
-                .filter(|e| e.event == "status")
+                .filter(|e| e.kind() == Some(EventKind::Status))
                 .find_map(|e| e.data.get("message").and_then(Value::as_str))
         })
 }
@@ -198,8 +198,8 @@ pub fn chain(detail: &RunDetail) -> Vec<ChainLine> {
         .iter()
         .filter_map(|event| {
             let data = &event.data;
-            Some(match event.event.as_str() {
-                "node_update" => ChainLine::Node {
+            Some(match event.kind()? {
+                EventKind::NodeUpdate => ChainLine::Node {
                     agent: text(data, "agent")
                         .or_else(|| text(data, "node"))
                         .unwrap_or_else(|| "?".into()),
@@ -207,12 +207,12 @@ pub fn chain(detail: &RunDetail) -> Vec<ChainLine> {
                     tokens: data.get("tokens_out").and_then(Value::as_u64),
                     snippet: text(data, "snippet").unwrap_or_default(),
                 },
-                "status" => ChainLine::Status {
+                EventKind::Status => ChainLine::Status {
                     status: text(data, "status").unwrap_or_default(),
                     message: text(data, "message"),
                 },
-                "error" => ChainLine::Error(text(data, "message").unwrap_or_default()),
-                "stream_end" => ChainLine::End(
+                EventKind::Error => ChainLine::Error(text(data, "message").unwrap_or_default()),
+                EventKind::StreamEnd => ChainLine::End(
                     text(data, "status").unwrap_or_else(|| RunStatus::Unknown.to_string()),
                 ),
                 _ => return None,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use runboard_api::clock::parse_rfc3339;
 
 use super::link::Link;
 use runboard_api::{ActiveRequest, ActiveRequests};
@@ -65,7 +65,7 @@ impl Requests {
     /// ones removed; a request id never appears twice.
     pub fn apply(&mut self, snapshot: ActiveRequests, now: f64) {
         self.snapshots += 1;
-        let taken = parse(&snapshot.timestamp);
+        let taken = parse_rfc3339(&snapshot.timestamp);
         let mut fresh: HashMap<String, ActiveRequest> = HashMap::new();
         for request in snapshot.active_requests {
             // A server that lists an id twice: the later entry wins, still one row.
@@ -112,14 +112,10 @@ impl Requests {
     }
 }
 
-fn parse(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &Rfc3339).ok()
-}
-
 /// Seconds between the request's start and the snapshot, both on the server's clock, so the
 /// client's clock (and any skew) never enters.
 fn age(request: &ActiveRequest, taken: Option<OffsetDateTime>) -> Option<f64> {
-    let started = parse(&request.started_at)?;
+    let started = parse_rfc3339(&request.started_at)?;
     Some((taken? - started).as_seconds_f64().max(0.0))
 }
 

@@ -1,6 +1,7 @@
 //! The Benchmark view (seed 002): phase and connection, a progress bar with ETA, the current
 //! task and step, pass rate and mean score, an error banner, and the results table.
 
+use runboard_api::Feature;
 use std::fmt::Write as _;
 
 use egui::{Color32, RichText};
@@ -69,7 +70,7 @@ fn server_bench_ui(
             }
         }
     });
-    if server.health.as_ref().is_some_and(|h| !h.has("benchmarks")) {
+    if server.health.as_ref().is_some_and(|h| !h.has(Feature::Benchmarks)) {
         ui.label(RichText::new("This server has no benchmark stream.").weak());
         return;
     }

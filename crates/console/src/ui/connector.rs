@@ -2,6 +2,7 @@
 //! per-run streams, and the feed poll), plus one-shot tasks for launch, cancel and details. Every
 //! result goes to the UI through the [`Outbox`]; nothing here touches the model.
 
+use runboard_api::Feature;
 use std::time::Duration;
 
 use runboard_api::{ApiClient, CreateBenchmark, CreateRun, MODELS_JOB, RunEvent, RunMode, RunQuery};
@@ -116,7 +117,7 @@ impl Connector {
                     }
                 }
             };
-            let has_events = health.has("events");
+            let has_events = health.has(Feature::Events);
             // Start live at the head: history is the feed's job, not a replay of every event.
             let head = health.events_head.map(|head| head.to_string());
             if !outbox.send(Inbound::Health { server, health }).await {

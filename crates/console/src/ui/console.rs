@@ -1,6 +1,7 @@
 //! The console: an `eframe::App` that drains the inbox into the model in `logic` and draws the
 //! model in `ui`.
 
+use runboard_api::Feature;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -204,7 +205,7 @@ impl Console {
         };
         self.demo_benchmark_pending = false;
         let idle = !self.model.servers[0].bench.running();
-        if health.has("benchmarks") && idle {
+        if health.has(Feature::Benchmarks) && idle {
             let request = CreateBenchmark {
                 tasks: DEMO_BENCHMARK_TASKS,
                 name: Some("demo".into()),
@@ -292,7 +293,7 @@ impl Console {
             .servers
             .get(server)
             .and_then(|s| s.health.as_ref())
-            .is_some_and(|h| !h.has("events"));
+            .is_some_and(|h| !h.has(Feature::Events));
         self.models_asked.insert(server);
         self.connector.list_models(server, follow_job);
     }
@@ -314,15 +315,15 @@ impl Console {
             return;
         }
         let feature = match view {
-            View::Benchmark => "benchmarks",
-            View::Requests => "active_requests",
+            View::Benchmark => Feature::Benchmarks,
+            View::Requests => Feature::ActiveRequests,
             View::Models => {
                 let ask: Vec<usize> = (0..self.model.servers.len())
                     .filter(|i| !self.models_asked.contains(i))
                     .filter(|&i| {
                         let server = &self.model.servers[i];
                         server.models.is_none()
-                            && server.health.as_ref().is_some_and(|h| h.has("models"))
+                            && server.health.as_ref().is_some_and(|h| h.has(Feature::Models))
                     })
                     .collect();
                 for server in ask {
@@ -375,7 +376,7 @@ impl Console {
         let mut marks = Vec::new();
         for worker in self.model.workers() {
             let server = &self.model.servers[worker.key.server];
-            let per_run = server.health.as_ref().is_some_and(|h| !h.has("events"));
+            let per_run = server.health.as_ref().is_some_and(|h| !h.has(Feature::Events));
             if !per_run || worker.status.is_finished() || self.followed.contains(&worker.key) {
                 continue;
             }

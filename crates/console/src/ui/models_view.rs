@@ -1,6 +1,7 @@
 //! The Models view: each server's models, read only from the `model_list` data event of a
 //! models job (seed 001), never from its narration.
 
+use runboard_api::Feature;
 use egui::RichText;
 
 use super::Action;
@@ -23,7 +24,7 @@ pub fn models_ui(ui: &mut egui::Ui, model: &Model, actions: &mut Vec<Action>) {
 fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.heading(format!("Models on {}", server.label));
-        let offered = server.health.as_ref().is_none_or(|h| h.has("models"));
+        let offered = server.health.as_ref().is_none_or(|h| h.has(Feature::Models));
         if server.models_pending {
             ui.spinner();
         } else if offered
@@ -37,7 +38,7 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
     });
     let Some(list) = &server.models else {
         let text = match &server.health {
-            Some(health) if !health.has("models") => "This server does not offer a models job.",
+            Some(health) if !health.has(Feature::Models) => "This server does not offer a models job.",
             _ if server.models_pending => "Asking the server for its models…",
             _ => "Waiting for the server.",
         };

@@ -179,7 +179,7 @@ async fn stream_requests(client: &ApiClient, server: ServerId, outbox: &Outbox) 
                         continue;
                     }
                 };
-                let disabled = event.event == "disabled" || snapshot.disabled;
+                let disabled = event.event == ActiveRequests::DISABLED_EVENT || snapshot.disabled;
                 let sent = outbox
                     .send(Inbound::Requests {
                         server,

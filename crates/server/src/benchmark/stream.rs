@@ -5,12 +5,11 @@
 use std::time::Duration;
 
 use axum::response::Response;
-use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{BenchBoard, BenchState};
-use runboard_api::{BenchProgress, BenchStatus};
+use runboard_api::{BenchError, BenchEvent, BenchProgress, BenchStatus};
 use crate::sse_out::{self, Gone, SseSink};
 use crate::stream::StreamSettings;
 
@@ -160,7 +159,7 @@ impl BenchStream {
             };
             self.sent.results = number + 1;
             let id = self.sent.id();
-            self.sink.event("task_complete", Some(&id), result).await?;
+            self.sink.event(BenchEvent::TASK_COMPLETE, Some(&id), result).await?;
             self.last_write = Instant::now();
         }
         let first_kept = state.errors_total - state.errors.len() as u64;
@@ -172,12 +171,18 @@ impl BenchStream {
             self.sent.errors = number + 1;
             let id = self.sent.id();
             self.sink
-                .event("error", Some(&id), &json!({ "message": message }))
+                .event(
+                    BenchEvent::ERROR,
+                    Some(&id),
+                    &BenchError {
+                        message: message.clone(),
+                    },
+                )
                 .await?;
             self.last_write = Instant::now();
         }
         if self.progress.as_ref() != Some(&state.progress) {
-            self.sink.event("progress", None, &state.progress).await?;
+            self.sink.event(BenchEvent::PROGRESS, None, &state.progress).await?;
             self.progress = Some(state.progress.clone());
             self.last_write = Instant::now();
         }
@@ -186,7 +191,7 @@ impl BenchStream {
 
     async fn send_status(&mut self, state: &BenchState) -> Result<(), Gone> {
         if self.status.as_ref() != Some(&state.status) {
-            self.sink.event("status", None, &state.status).await?;
+            self.sink.event(BenchEvent::STATUS, None, &state.status).await?;
             self.status = Some(state.status.clone());
             self.last_write = Instant::now();
         }

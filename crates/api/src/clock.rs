@@ -1,0 +1,43 @@
+//! Wall-clock time as the API writes it (RFC 3339 in UTC), and the stream timing both ends agree
+//! on. The one place the wire's times are formatted and parsed.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// How often a quiet stream sends a keep-alive comment.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long a client waits on a silent stream before it reconnects: three missed keep-alives.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Now, as RFC 3339 UTC with sub-second digits.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn now_rfc3339() -> String {
+    format_rfc3339(OffsetDateTime::now_utc())
+}
+
+/// A time as the API writes it.
+pub fn format_rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+/// Parses an RFC 3339 time from the wire; `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_reads_back_as_written_and_junk_is_none() {
+        let at = parse_rfc3339("2026-12-01T08:29:01.25Z").unwrap();
+        assert_eq!(format_rfc3339(at), "2026-12-01T08:29:01.25Z");
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert!(IDLE_TIMEOUT >= KEEP_ALIVE_INTERVAL * 3);
+    }
+}
