@@ -12,9 +12,11 @@ use serde_json::Value;
 use super::format::duration;
 use super::output::JsonLines;
 use super::remote::{RemoteArgs, explain};
-use runboard_api::{BenchEvent, CreateBenchmark, TaskComplete, phase};
-use runboard_api::BenchView;
-use runboard_sse::{ConnectionState, Update};
+use runboard_api::clock::{KEEP_ALIVE_INTERVAL, idle_timeout_for};
+use runboard_api::{
+    BenchEvent, BenchView, CreateBenchmark, StreamOptions, StreamUpdate, TaskComplete, phase,
+};
+use runboard_sse::ConnectionState;
 
 /// Cells in the progress bar.
 const BAR_WIDTH: usize = 28;
@@ -110,13 +112,14 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
         Err(message) => return fail(&message),
     };
     let url = client.benchmark_stream_url(args.interval);
-    // The server keeps streams alive every 15 s; a check interval may be up to 60 s.
-    let idle = Duration::from_secs(args.interval.max(15) * 3);
-    let source = client
-        .event_source(&url)
-        .map(|builder| builder.idle_timeout(Some(idle)))
-        .and_then(runboard_sse::EventSourceBuilder::build);
-    let mut source = match source {
+    // A check interval may be longer than the keep-alive, up to 60 s.
+    let options = StreamOptions {
+        idle_timeout: Some(idle_timeout_for(
+            Duration::from_secs(args.interval).max(KEEP_ALIVE_INTERVAL),
+        )),
+        ..StreamOptions::default()
+    };
+    let mut source = match client.stream::<BenchEvent>(&url, options) {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
     };
@@ -131,29 +134,23 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
     // known once both came.
     let mut progress_seen = false;
     while let Some(update) = source.next().await {
-        let event = match update {
-            Update::Event(event) => event,
-            Update::State(ConnectionState::Failed(error)) => {
+        let (decoded, event) = match update {
+            StreamUpdate::Event { decoded, raw } => (decoded, raw),
+            StreamUpdate::Undecodable(error) => {
+                eprintln!("runboard bench: warning: skipped an event: {error}");
+                continue;
+            }
+            StreamUpdate::State(ConnectionState::Failed(error)) => {
                 out.clear_bar();
                 return fail(&error.to_string());
             }
-            Update::State(ConnectionState::Closed) => break,
-            Update::State(state @ ConnectionState::Reconnecting { .. }) => {
+            StreamUpdate::State(ConnectionState::Closed) => break,
+            StreamUpdate::State(state @ ConnectionState::Reconnecting { .. }) => {
                 out.clear_bar();
                 eprintln!("runboard bench: {state}");
                 continue;
             }
-            Update::State(_) | Update::Comment(_) | Update::EventTooLarge { .. } => continue,
-        };
-        let decoded = match BenchEvent::decode(&event.event, &event.data) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                eprintln!(
-                    "runboard bench: warning: skipped a {} event: {error}",
-                    event.event
-                );
-                continue;
-            }
+            StreamUpdate::State(_) | StreamUpdate::TooLarge { .. } => continue,
         };
         if let Output::Json(lines) = &mut out {
             let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);

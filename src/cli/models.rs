@@ -1,19 +1,18 @@
 //! `runboard models`: start a models job and follow it. People get its narration (a table
-//! among it, no JSON); `--json` gets only the `model_list` payload (seed 001's two channels).
+//! among it, no JSON); `--json` gets only the `model_list` payload (the two channels: narration for people, data for programs).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
 
 use super::output::{print_lines, print_pretty};
 use super::remote::{RemoteArgs, explain};
-use runboard_api::{CreateRun, MODEL_LIST_ACTION, MODELS_JOB, RunEvent, RunMode, RunStatus};
-use runboard_sse::{ConnectionState, Update};
-
-/// A models job is short; a silent stream this long is dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+use runboard_api::{
+    CreateRun, MODEL_LIST_ACTION, MODELS_JOB, RunEvent, RunMode, RunStatus, StreamOptions,
+    StreamUpdate,
+};
+use runboard_sse::ConnectionState;
 
 /// Arguments of `runboard models`.
 #[derive(Debug, Args)]
@@ -40,40 +39,39 @@ pub async fn run(args: ModelsArgs) -> ExitCode {
         Ok(detail) => detail.summary.run_id,
         Err(error) => return fail(&explain(&error)),
     };
-    let source = client
-        .event_source(&client.run_stream_url(&run_id))
-        .map(|builder| builder.idle_timeout(Some(IDLE_TIMEOUT)))
-        .and_then(runboard_sse::EventSourceBuilder::build);
-    let mut source = match source {
+    let url = client.run_stream_url(&run_id);
+    let mut source = match client.stream::<RunEvent>(&url, StreamOptions::default()) {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
     };
     let mut payload: Option<Value> = None;
     while let Some(update) = source.next().await {
         match update {
-            Update::Event(event) => match RunEvent::decode(&event.event, &event.data) {
-                Ok(RunEvent::Narration(line)) => {
+            StreamUpdate::Event { decoded, .. } => match decoded {
+                RunEvent::Narration(line) => {
                     if !args.json && !print_lines(&line.formatted) {
                         return ExitCode::SUCCESS;
                     }
                 }
-                Ok(RunEvent::Data(data)) if data.action == MODEL_LIST_ACTION => {
+                RunEvent::Data(data) if data.action == MODEL_LIST_ACTION => {
                     payload = Some(data.payload);
                 }
-                Ok(RunEvent::Error(error)) => return fail(&error.message),
-                Ok(RunEvent::StreamEnd(end)) if end.status != RunStatus::Completed => {
+                RunEvent::Error(error) => return fail(&error.message),
+                RunEvent::StreamEnd(end) if end.status != RunStatus::Completed => {
                     return fail(&format!("the models job {run_id} ended {}", end.status));
                 }
-                // Seed 001 ends a job with `done`; this API ends every run with `stream_end`.
-                Ok(RunEvent::Done { .. } | RunEvent::StreamEnd(_)) => {
+                // Older servers end a job with `done`; this API ends every run with `stream_end`.
+                RunEvent::Done { .. } | RunEvent::StreamEnd(_) => {
                     return finish(payload, args.json);
                 }
-                Ok(_) => {}
-                Err(error) => eprintln!("runboard models: warning: skipped an event: {error}"),
+                _ => {}
             },
-            Update::State(ConnectionState::Closed) => return finish(payload, args.json),
-            Update::State(ConnectionState::Failed(error)) => return fail(&error.to_string()),
-            Update::State(_) | Update::Comment(_) | Update::EventTooLarge { .. } => {}
+            StreamUpdate::Undecodable(error) => {
+                eprintln!("runboard models: warning: skipped an event: {error}");
+            }
+            StreamUpdate::State(ConnectionState::Closed) => return finish(payload, args.json),
+            StreamUpdate::State(ConnectionState::Failed(error)) => return fail(&error.to_string()),
+            StreamUpdate::State(_) | StreamUpdate::TooLarge { .. } => {}
         }
     }
     finish(payload, args.json)

@@ -5,7 +5,6 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
@@ -14,11 +13,8 @@ use serde_json::Value;
 use super::format::{between, duration};
 use super::output::{JsonLines, print_lines};
 use super::remote::RemoteArgs;
-use runboard_api::{ApiClient, RunEvent, RunStatus};
-use runboard_sse::{ConnectionState, SseError, Update};
-
-/// The reference server sends a keep-alive every 15 s; three missed ones mean a dead link.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+use runboard_api::{ApiClient, RunEvent, RunStatus, StreamOptions, StreamUpdate};
+use runboard_sse::{ConnectionState, SseError};
 
 /// Arguments of `runboard tail`.
 #[derive(Debug, Args)]
@@ -47,11 +43,7 @@ pub async fn run(args: TailArgs) -> ExitCode {
         Err(message) => return fail(&message),
     };
     let url = client.run_stream_url(&args.run_id);
-    let source = client
-        .event_source(&url)
-        .map(|builder| builder.idle_timeout(Some(IDLE_TIMEOUT)))
-        .and_then(runboard_sse::EventSourceBuilder::build);
-    let mut source = match source {
+    let mut source = match client.stream::<RunEvent>(&url, StreamOptions::default()) {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
     };
@@ -59,13 +51,13 @@ pub async fn run(args: TailArgs) -> ExitCode {
     let mut reconnected = false;
     while let Some(update) = source.next().await {
         match update {
-            Update::Event(event) => match RunEvent::decode(&event.event, &event.data) {
-                Ok(RunEvent::Narration(line)) => {
+            StreamUpdate::Event { decoded, raw: event } => match decoded {
+                RunEvent::Narration(line) => {
                     if json.is_none() && !print_lines(&line.formatted) {
                         return ExitCode::SUCCESS;
                     }
                 }
-                Ok(decoded) => {
+                decoded => {
                     if let Some(out) = json.as_mut() {
                         let line = JsonEvent {
                             event: &event.event,
@@ -80,23 +72,25 @@ pub async fn run(args: TailArgs) -> ExitCode {
                         return finish(&client, &args.run_id, Some(end.status), args.json).await;
                     }
                 }
-                Err(error) => eprintln!("runboard tail: warning: skipped an event: {error}"),
             },
-            Update::State(ConnectionState::Open) if reconnected => {
+            StreamUpdate::Undecodable(error) => {
+                eprintln!("runboard tail: warning: skipped an event: {error}");
+            }
+            StreamUpdate::State(ConnectionState::Open) if reconnected => {
                 eprintln!(
                     "runboard tail: resumed after event {:?}",
                     source.last_event_id()
                 );
             }
-            Update::State(state @ ConnectionState::Reconnecting { .. }) => {
+            StreamUpdate::State(state @ ConnectionState::Reconnecting { .. }) => {
                 reconnected = true;
                 eprintln!("runboard tail: {state}");
             }
             // 204: the server has nothing more for us; the run is over.
-            Update::State(ConnectionState::Closed) => {
+            StreamUpdate::State(ConnectionState::Closed) => {
                 return finish(&client, &args.run_id, None, args.json).await;
             }
-            Update::State(ConnectionState::Failed(error)) => {
+            StreamUpdate::State(ConnectionState::Failed(error)) => {
                 let hint = match &error {
                     SseError::Status { status: 404, .. } => {
                         " (no such run: `runboard runs` lists them)"
@@ -108,7 +102,7 @@ pub async fn run(args: TailArgs) -> ExitCode {
                 };
                 return fail(&format!("{error}{hint}"));
             }
-            Update::State(_) | Update::Comment(_) | Update::EventTooLarge { .. } => {}
+            StreamUpdate::State(_) | StreamUpdate::TooLarge { .. } => {}
         }
     }
     ExitCode::FAILURE

@@ -10,7 +10,17 @@ use time::format_description::well_known::Rfc3339;
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// How long a client waits on a silent stream before it reconnects: three missed keep-alives.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+pub const IDLE_TIMEOUT: Duration = idle_timeout_for(KEEP_ALIVE_INTERVAL);
+
+/// How often the active-requests stream sends a heartbeat when nothing changes (by default;
+/// the server can be told otherwise).
+pub const REQUESTS_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The idle timeout for a stream that sends something at least every `keep_alive`: three
+/// missed ones mean a dead link.
+pub const fn idle_timeout_for(keep_alive: Duration) -> Duration {
+    keep_alive.saturating_mul(3)
+}
 
 /// Now, as RFC 3339 UTC with sub-second digits.
 #[cfg(not(target_arch = "wasm32"))]

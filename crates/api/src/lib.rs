@@ -9,6 +9,7 @@ pub mod clock;
 mod error_code;
 mod events;
 mod models;
+mod stream;
 mod types;
 pub mod units;
 
@@ -25,6 +26,9 @@ pub use events::{
 };
 pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
 pub use active_requests::{ActiveRequest, ActiveRequests};
+pub use stream::{
+    EventStream, RequestsEvent, StreamEvent, StreamOptions, StreamUpdate, reconnect_policy,
+};
 pub use types::{
     CreateRun, ErrorBody, ErrorDetail, Feature, Health, RunDetail, RunList, RunMode, RunStatus, RunSummary,
     StoreStatus, StoredEvent,

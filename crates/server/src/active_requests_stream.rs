@@ -30,7 +30,7 @@ impl Default for RequestStreamSettings {
         Self {
             enabled: true,
             interval: Duration::from_secs(2),
-            heartbeat: Duration::from_secs(30),
+            heartbeat: runboard_api::clock::REQUESTS_HEARTBEAT,
             retry: Duration::from_secs(2),
         }
     }

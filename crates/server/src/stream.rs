@@ -81,7 +81,7 @@ impl Default for StreamSettings {
     fn default() -> Self {
         Self {
             retry: Duration::from_secs(2),
-            keepalive: Duration::from_secs(15),
+            keepalive: runboard_api::clock::KEEP_ALIVE_INTERVAL,
         }
     }
 }

@@ -5,16 +5,16 @@
 use runboard_api::Feature;
 use std::time::Duration;
 
-use runboard_api::{ApiClient, CreateBenchmark, CreateRun, MODELS_JOB, RunEvent, RunMode, RunQuery};
+use runboard_api::{
+    ApiClient, CreateBenchmark, CreateRun, MODELS_JOB, RunEvent, RunMode, RunQuery, StreamOptions,
+    StreamUpdate, reconnect_policy,
+};
 use crate::board::{Inbound, RunKey, ServerId};
 use runboard_sse::runtime::{Spawner, sleep};
-use runboard_sse::{EventSource, Update};
+use runboard_sse::Backoff;
 
 use super::inbox::Outbox;
 use super::side_streams::{self, TaskGuard};
-
-/// The reference server's keep-alive is 15 s; three missed ones mean a dead link.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// How many runs a feed poll asks for.
 const FEED_PAGE: u32 = 50;
@@ -97,7 +97,7 @@ impl Connector {
         let spawner = self.spawner.clone();
         let feed_poll = self.feed_poll;
         self.spawner.spawn(async move {
-            let mut wait = Duration::from_secs(1);
+            let mut backoff = Backoff::new(reconnect_policy());
             let health = loop {
                 match client.health().await {
                     Ok(health) => break health,
@@ -108,12 +108,13 @@ impl Connector {
                         return;
                     }
                     Err(error) => {
-                        let message = format!("{error}; retrying in {} s", wait.as_secs());
+                        let first = backoff.policy().initial_retry;
+                        let wait = backoff.next_delay(first).unwrap_or(first);
+                        let message = format!("{error}; retrying in {} s", wait.as_secs().max(1));
                         if !outbox.send(Inbound::ServerError { server, message }).await {
                             return;
                         }
                         sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(15));
                     }
                 }
             };
@@ -328,56 +329,44 @@ async fn follow(
     url: String,
     server: ServerId,
     run: Option<String>,
-    start_after: Option<String>,
+    after: Option<String>,
     outbox: Outbox,
 ) {
-    let source = client
-        .event_source(&url)
-        .map(|builder| {
-            let builder = builder.idle_timeout(Some(IDLE_TIMEOUT));
-            match &start_after {
-                Some(id) => builder.last_event_id(id),
-                None => builder,
-            }
-        })
-        .and_then(runboard_sse::EventSourceBuilder::build);
-    let mut source: EventSource = match source {
-        Ok(source) => source,
+    let options = StreamOptions {
+        after,
+        ..StreamOptions::default()
+    };
+    let mut stream = match client.stream::<RunEvent>(&url, options) {
+        Ok(stream) => stream,
         Err(error) => {
             let message = error.to_string();
             outbox.send(Inbound::ServerError { server, message }).await;
             return;
         }
     };
-    while let Some(update) = source.next().await {
+    while let Some(update) = stream.next().await {
         let message = match update {
-            Update::Event(event) => match RunEvent::decode(&event.event, &event.data) {
-                Ok(decoded) => {
-                    let decoded = match &run {
-                        Some(run_id) => decoded.with_run_id(run_id),
-                        None => decoded,
-                    };
-                    Inbound::Event {
-                        server,
-                        event: decoded,
-                    }
-                }
-                // One bad event is reported and skipped; the stream goes on.
-                Err(error) => Inbound::ServerError {
-                    server,
-                    message: error.to_string(),
+            StreamUpdate::Event { decoded: event, .. } => Inbound::Event {
+                server,
+                event: match &run {
+                    Some(run_id) => event.with_run_id(run_id),
+                    None => event,
                 },
             },
-            Update::State(state) => Inbound::Link {
+            // One bad event is reported and skipped; the stream goes on.
+            StreamUpdate::Undecodable(error) => Inbound::ServerError {
+                server,
+                message: error.to_string(),
+            },
+            StreamUpdate::State(state) => Inbound::Link {
                 server,
                 run: run.clone(),
                 state,
             },
-            Update::EventTooLarge { limit_bytes } => Inbound::ServerError {
+            StreamUpdate::TooLarge { limit_bytes } => Inbound::ServerError {
                 server,
                 message: format!("dropped an event larger than {limit_bytes} bytes"),
             },
-            Update::Comment(_) => continue,
         };
         if !outbox.send(message).await {
             return;

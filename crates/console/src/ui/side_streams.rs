@@ -11,19 +11,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
 
 use super::inbox::Outbox;
-use runboard_api::{ActiveRequests, ApiClient, BenchEvent};
 use crate::board::{Inbound, RequestsFeed, ServerId};
+use runboard_api::clock::{REQUESTS_HEARTBEAT, idle_timeout_for};
+use runboard_api::{
+    ApiClient, BenchEvent, EventStream, RequestsEvent, StreamEvent, StreamOptions, StreamUpdate,
+    reconnect_policy,
+};
 use runboard_sse::runtime::{MaybeSend, Spawner, sleep};
-use runboard_sse::{ConnectionState, EventSource, Update};
+use runboard_sse::{Backoff, ConnectionState};
 
 /// The console asks the benchmark stream for a check every second: it is one small stream.
 const BENCH_INTERVAL_SECS: u64 = 1;
 
-/// The benchmark stream is kept alive every 15 s; three missed keep-alives mean a dead link.
-const BENCH_IDLE: Duration = Duration::from_secs(45);
-
-/// The requests stream's heartbeat is 30 s by default.
-const REQUESTS_IDLE: Duration = Duration::from_secs(90);
+/// The requests stream sends a heartbeat rather than the keep-alive of the others.
+const REQUESTS_IDLE: Duration = idle_timeout_for(REQUESTS_HEARTBEAT);
 
 /// How often the snapshot is polled while the stream is unavailable.
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -31,9 +32,6 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 /// How often a server whose request metrics are off is asked again.
 const DISABLED_POLL_EVERY: Duration = Duration::from_secs(10);
 
-/// The first and the longest wait before the stream is tried again.
-const STREAM_RETRY_FIRST: Duration = Duration::from_secs(4);
-const STREAM_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A background task that stops when this is dropped (or [`stop`](Self::stop)ped).
 #[derive(Debug)]
@@ -98,23 +96,20 @@ pub fn watch_bench(
 ) -> TaskGuard {
     spawn_guarded(spawner, async move {
         let url = client.benchmark_stream_url(BENCH_INTERVAL_SECS);
-        let Some(mut source) = open(&client, &url, BENCH_IDLE, server, &outbox).await else {
+        let options = StreamOptions::default();
+        let Some(mut stream) = open::<BenchEvent>(&client, &url, options, server, &outbox).await
+        else {
             return;
         };
-        while let Some(update) = source.next().await {
+        while let Some(update) = stream.next().await {
             let message = match update {
-                Update::Event(event) => match BenchEvent::decode(&event.event, &event.data) {
-                    Ok(event) => Inbound::Bench { server, event },
-                    Err(error) => Inbound::ServerError {
-                        server,
-                        message: format!(
-                            "a benchmark {} event was unreadable: {error}",
-                            event.event
-                        ),
-                    },
+                StreamUpdate::Event { decoded: event, .. } => Inbound::Bench { server, event },
+                StreamUpdate::Undecodable(error) => Inbound::ServerError {
+                    server,
+                    message: format!("a benchmark event was unreadable: {error}"),
                 },
-                Update::State(state) => Inbound::BenchLink { server, state },
-                Update::Comment(_) | Update::EventTooLarge { .. } => continue,
+                StreamUpdate::State(state) => Inbound::BenchLink { server, state },
+                StreamUpdate::TooLarge { .. } => continue,
             };
             if !outbox.send(message).await {
                 return;
@@ -132,17 +127,18 @@ pub fn watch_requests(
     outbox: Outbox,
 ) -> TaskGuard {
     spawn_guarded(spawner, async move {
-        let mut retry = STREAM_RETRY_FIRST;
+        let mut backoff = Backoff::new(reconnect_policy());
         loop {
             let fallback = match stream_requests(&client, server, &outbox).await {
                 StreamOutcome::UiGone => return,
                 StreamOutcome::Disabled => Fallback::Disabled,
                 StreamOutcome::Unavailable(reason) => Fallback::Unavailable(reason),
             };
+            let first = backoff.policy().initial_retry;
+            let retry = backoff.next_delay(first).unwrap_or(first);
             if !poll_requests(&client, server, &outbox, &fallback, retry).await {
                 return;
             }
-            retry = (retry * 2).min(STREAM_RETRY_MAX);
         }
     })
 }
@@ -163,23 +159,26 @@ enum Fallback {
 
 async fn stream_requests(client: &ApiClient, server: ServerId, outbox: &Outbox) -> StreamOutcome {
     let url = client.requests_stream_url();
-    let Some(mut source) = open(client, &url, REQUESTS_IDLE, server, outbox).await else {
+    let options = StreamOptions {
+        idle_timeout: Some(REQUESTS_IDLE),
+        ..StreamOptions::default()
+    };
+    let Some(mut stream) = open::<RequestsEvent>(client, &url, options, server, outbox).await else {
         return StreamOutcome::Unavailable("the stream could not be opened".into());
     };
-    while let Some(update) = source.next().await {
+    while let Some(update) = stream.next().await {
         let message = match update {
-            Update::Event(event) => {
-                let snapshot = match serde_json::from_str::<ActiveRequests>(&event.data) {
-                    Ok(snapshot) => snapshot,
-                    Err(error) => {
-                        let message = format!("an active-requests event was unreadable: {error}");
-                        if !outbox.send(Inbound::ServerError { server, message }).await {
-                            return StreamOutcome::UiGone;
-                        }
-                        continue;
-                    }
-                };
-                let disabled = event.event == ActiveRequests::DISABLED_EVENT || snapshot.disabled;
+            StreamUpdate::Undecodable(error) => {
+                let message = format!("an active-requests event was unreadable: {error}");
+                if !outbox.send(Inbound::ServerError { server, message }).await {
+                    return StreamOutcome::UiGone;
+                }
+                continue;
+            }
+            StreamUpdate::Event {
+                decoded: RequestsEvent { snapshot, disabled },
+                ..
+            } => {
                 let sent = outbox
                     .send(Inbound::Requests {
                         server,
@@ -195,7 +194,7 @@ async fn stream_requests(client: &ApiClient, server: ServerId, outbox: &Outbox) 
                 }
                 continue;
             }
-            Update::State(ConnectionState::Failed(error)) => {
+            StreamUpdate::State(ConnectionState::Failed(error)) => {
                 let reason = error.to_string();
                 let state = ConnectionState::Failed(error);
                 if !outbox.send(Inbound::RequestsLink { server, state }).await {
@@ -203,8 +202,8 @@ async fn stream_requests(client: &ApiClient, server: ServerId, outbox: &Outbox) 
                 }
                 return StreamOutcome::Unavailable(reason);
             }
-            Update::State(state) => Inbound::RequestsLink { server, state },
-            Update::Comment(_) | Update::EventTooLarge { .. } => continue,
+            StreamUpdate::State(state) => Inbound::RequestsLink { server, state },
+            StreamUpdate::TooLarge { .. } => continue,
         };
         if !outbox.send(message).await {
             return StreamOutcome::UiGone;
@@ -258,20 +257,16 @@ async fn poll_requests(
     }
 }
 
-/// Opens an event source, or reports why it cannot be (a bad URL) and gives `None`.
-async fn open(
+/// Opens a typed stream, or reports why it cannot be (a bad URL) and gives `None`.
+async fn open<E: StreamEvent>(
     client: &ApiClient,
     url: &str,
-    idle: Duration,
+    options: StreamOptions,
     server: ServerId,
     outbox: &Outbox,
-) -> Option<EventSource> {
-    let source = client
-        .event_source(url)
-        .map(|builder| builder.idle_timeout(Some(idle)))
-        .and_then(runboard_sse::EventSourceBuilder::build);
-    match source {
-        Ok(source) => Some(source),
+) -> Option<EventStream<E>> {
+    match client.stream(url, options) {
+        Ok(stream) => Some(stream),
         Err(error) => {
             let message = error.to_string();
             outbox.send(Inbound::ServerError { server, message }).await;
