@@ -144,7 +144,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
         let config = embedded_server(demo, speed);
         match spawner.handle().block_on(server::start(config)) {
             Ok(running) => {
-                eprintln!("runboard: embedded server on {}", running.url());
+                tracing::info!("embedded server on {}", running.url());
                 servers.push(running.url());
                 embedded = Some(running);
             }

@@ -7,6 +7,7 @@ mod format;
 mod gui;
 mod inspect;
 mod launch;
+mod logging;
 mod models;
 mod output;
 mod remote;
@@ -23,6 +24,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// How logs are written to stderr: text for people, json for log collectors (one object
+    /// per line); what is logged is set with RUST_LOG
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     /// With no subcommand: the console window
     #[cfg(feature = "gui")]
     #[command(flatten)]
@@ -52,6 +57,7 @@ enum Command {
 /// Parses the command line, runs the subcommand and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     let Some(command) = cli.command else {
         return without_subcommand(cli);
     };

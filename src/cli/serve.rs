@@ -204,16 +204,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let running = match server::start(config).await {
         Ok(running) => running,
         Err(error) => {
-            eprintln!("runboard serve: error: {error}");
+            tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
-        "runboard serve: listening on {} (store: {db}; {auth}; {web}); Ctrl-C stops",
+    tracing::info!(
+        "listening on {} (store: {db}; {auth}; {web}); Ctrl-C stops",
         running.url()
     );
     wait_for_stop_signal().await;
-    eprintln!("runboard serve: stopping");
+    tracing::info!("stopping");
     running.stop().await;
     ExitCode::SUCCESS
 }

@@ -18,6 +18,8 @@ pub struct Failure {
     pub message: String,
     /// Seconds a client should wait before trying again (`Retry-After`), when it helps.
     pub retry_after: Option<u64>,
+    /// The server-side cause, for the log only (the client gets `message`).
+    pub cause: Option<String>,
 }
 
 impl Failure {
@@ -28,6 +30,7 @@ impl Failure {
             code,
             message: message.into(),
             retry_after: None,
+            cause: None,
         }
     }
 
@@ -68,18 +71,24 @@ impl Failure {
 }
 
 impl From<StoreError> for Failure {
+    /// The store's error stays on the server: it is logged when the answer goes out.
     fn from(error: StoreError) -> Self {
-        eprintln!("runboard serve: warning: {error}");
-        Self::new(
+        let mut failure = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::StorageUnavailable,
             "the run store could not be read; try again",
-        )
+        );
+        failure.cause = Some(error.to_string());
+        failure
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
+        // Logged here, once, where the error is handled: by answering the client.
+        if let Some(cause) = &self.cause {
+            tracing::warn!(code = %self.code, %cause, "{}", self.message);
+        }
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,

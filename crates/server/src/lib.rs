@@ -13,6 +13,7 @@ mod guard;
 mod hub;
 pub mod listener;
 mod recorder;
+mod request_span;
 mod routes;
 mod runs;
 mod sse_out;
@@ -416,12 +417,13 @@ fn prune_periodically(
                 .prune(retention, time::OffsetDateTime::now_utc())
                 .await
             {
-                Ok(pruned) if pruned.runs > 0 => eprintln!(
-                    "runboard serve: retention removed {} finished runs ({} events)",
-                    pruned.runs, pruned.events
+                Ok(pruned) if pruned.runs > 0 => tracing::info!(
+                    runs = pruned.runs,
+                    events = pruned.events,
+                    "retention removed finished runs"
                 ),
                 Ok(_) => {}
-                Err(error) => eprintln!("runboard serve: warning: retention: {error}"),
+                Err(error) => tracing::warn!(%error, "retention could not prune"),
             }
         }
     });

@@ -93,7 +93,7 @@ pub async fn serve(
                 Err(error) => {
                     // Out of file descriptors, or a connection reset before it was accepted:
                     // wait a moment rather than spin, and go on.
-                    eprintln!("runboard serve: warning: accepting a connection: {error}");
+                    tracing::warn!(%error, "could not accept a connection");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -124,9 +124,11 @@ pub async fn serve(
 fn refuse(mut stream: TcpStream, peer: SocketAddr, refused: &AtomicU64, cap: usize) {
     let count = refused.fetch_add(1, Ordering::Relaxed) + 1;
     if count % REFUSAL_LOG_EVERY == 1 {
-        eprintln!(
-            "runboard serve: warning: refused a connection from {peer}: {cap} connections are \
-             open (--max-connections); {count} refused so far"
+        tracing::warn!(
+            %peer,
+            open = cap,
+            refused = count,
+            "refused a connection: the most connections are open (--max-connections)"
         );
     }
     tokio::spawn(async move {
@@ -174,12 +176,11 @@ impl StallGuard {
                 // unsent bytes for a client that reads nothing, probing its zero window for
                 // minutes. A reset frees them now; the client resumes with Last-Event-ID.
                 let _ = socket2::SockRef::from(self.inner.inner()).set_linger(Some(Duration::ZERO));
-                eprintln!(
-                    "runboard serve: reset the connection of {}: it read nothing for {} s \
-                     while output waited (--slow-subscriber-secs); a stream resumes with \
-                     Last-Event-ID",
-                    self.peer,
-                    limit.as_secs_f64()
+                tracing::warn!(
+                    peer = %self.peer,
+                    stalled_secs = limit.as_secs_f64(),
+                    "reset a connection that read nothing while output waited \
+                     (--slow-subscriber-secs); a stream resumes with Last-Event-ID"
                 );
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,

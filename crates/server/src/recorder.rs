@@ -289,19 +289,19 @@ impl Writer {
                 Err(error) => {
                     self.refuse_new_runs(&mut staged, &error);
                     if self.health.set_unwritable(&error.reason()) {
-                        eprintln!(
-                            "runboard serve: error: {error}; new runs are refused and running \
-                             runs are held until the store can be written again"
+                        tracing::error!(
+                            %error,
+                            "new runs are refused and running runs are held until the store \
+                             can be written again"
                         );
                     }
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = self.shutdown.cancelled() => {
-                            eprintln!(
-                                "runboard serve: stopping with {} events that could not be \
-                                 stored (never sent to anyone); their runs are failed at the \
-                                 next start",
-                                staged.events.len()
+                            tracing::error!(
+                                events = staged.events.len(),
+                                "stopping with events that could not be stored (never sent to \
+                                 anyone); their runs are failed at the next start"
                             );
                             return false;
                         }
@@ -311,7 +311,7 @@ impl Writer {
             }
         }
         if self.health.set_writable() {
-            eprintln!("runboard serve: the store can be written again; runs continue");
+            tracing::info!("the store can be written again; runs continue");
         }
         for run in &staged.runs {
             if run.summary.status.is_finished() {

@@ -21,6 +21,7 @@ use super::benchmark::{self, BenchBoard, BenchRunner, Interval, Resume, StartErr
 use super::failure::Failure;
 use super::generator;
 use super::guard::{Guard, guard};
+use super::request_span::request_span;
 use super::active_requests::RequestTracker;
 use super::active_requests_stream::{self, RequestStreamSettings};
 use super::runs::{CancelOutcome, CreateError, Runs};
@@ -111,6 +112,7 @@ pub fn router(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(token, require_token))
         .layer(axum::middleware::from_fn_with_state(guard_settings, guard))
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(state);
     if cors_origins.is_empty() {
         return router;

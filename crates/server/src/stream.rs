@@ -20,6 +20,7 @@ use tokio::time::{Instant, interval_at};
 use tokio_util::sync::CancellationToken;
 
 use runboard_api::{EventKind, Pruned, RunEvent};
+use tracing::Instrument as _;
 use super::hub::{Hub, Published};
 use super::sse_out::{self, Gone, MAX_CHUNK_BYTES, SseSink};
 use super::store::{Replay, Store, StoreError};
@@ -106,7 +107,7 @@ pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
     // Subscribe now, before anything is read from the store.
     let live = source.hub.subscribe();
     let (sink, response) = sse_out::channel(source.shutdown.clone());
-    tokio::spawn(async move {
+    let stream = async move {
         let mut pump = Pump {
             source,
             scope,
@@ -114,9 +115,11 @@ pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
             sink,
         };
         if let Err(error) = pump.run(live).await {
-            eprintln!("runboard serve: warning: a stream stopped: {error}");
+            tracing::warn!(%error, "a stream stopped");
         }
-    });
+    };
+    // The stream outlives its request's handler; it keeps the request's span for its logs.
+    tokio::spawn(stream.instrument(tracing::Span::current()));
     response
 }
 
