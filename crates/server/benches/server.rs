@@ -1,8 +1,11 @@
 //! The reference server under load: 256 runs generating at once, 64 subscribers on
 //! `/api/events`, everything over real HTTP on loopback with a real SQLite file.
 //!
-//! Two phases: the generator paced to about 20 000 events/s (the goal), and paced far faster
-//! than the server can go (saturation). Each reports events persisted per second, events per
+//! Three phases: the generator paced to about 20 000 events/s (the goal), paced far faster
+//! than the server can go (saturation), and low load (about 800 events/s to 64 subscribers),
+//! run with the stream flush window off and on, side by side, to show what coalescing each
+//! subscriber's frames into one write saves: the server's CPU time per delivery (its own
+//! threads only, read from `/proc`), and latency p50/p99. Each reports events persisted per second, events per
 //! second delivered to each subscriber (the slowest and the median), and latency from emit (the
 //! `ts` a `node_update` carries) to receipt, sampled on one `node_update` in sixteen.
 //!
@@ -53,7 +56,12 @@ fn latency_us(data: &str) -> Option<u64> {
     u64::try_from((now - emitted).whole_microseconds()).ok()
 }
 
-async fn subscribe(url: String, ready: tokio::sync::mpsc::Sender<()>) -> Subscriber {
+async fn subscribe(
+    url: String,
+    ready: tokio::sync::mpsc::Sender<()>,
+    runs: usize,
+    sample_every: u64,
+) -> Subscriber {
     let mut source = EventSource::builder(&url)
         .unwrap()
         .reconnect(ReconnectPolicy {
@@ -70,7 +78,7 @@ async fn subscribe(url: String, ready: tokio::sync::mpsc::Sender<()>) -> Subscri
     };
     let mut ended = 0;
     let mut node_updates = 0u64;
-    while ended < RUNS {
+    while ended < runs {
         match source.next().await {
             Some(Update::State(ConnectionState::Open)) => {
                 let _ = ready.send(()).await;
@@ -84,7 +92,7 @@ async fn subscribe(url: String, ready: tokio::sync::mpsc::Sender<()>) -> Subscri
                     "stream_end" => ended += 1,
                     "node_update" => {
                         node_updates += 1;
-                        if node_updates.is_multiple_of(16) {
+                        if node_updates.is_multiple_of(sample_every) {
                             me.latencies_us.extend(latency_us(&event.data));
                         }
                     }
@@ -128,7 +136,7 @@ async fn phase(label: &str, speed: f64, iterations: u64) {
     let (ready_tx, mut ready) = tokio::sync::mpsc::channel(SUBSCRIBERS);
     let mut subscribers = tokio::task::JoinSet::new();
     for _ in 0..SUBSCRIBERS {
-        subscribers.spawn(subscribe(url.clone(), ready_tx.clone()));
+        subscribers.spawn(subscribe(url.clone(), ready_tx.clone(), RUNS, 16));
     }
     for _ in 0..SUBSCRIBERS {
         ready.recv().await.unwrap();
@@ -183,6 +191,120 @@ async fn phase(label: &str, speed: f64, iterations: u64) {
     );
 }
 
+/// CPU time (user + system) of this process's threads whose name starts with one of `prefixes`,
+/// from `/proc/self/task/*/stat`, in seconds (the kernel counts in ticks of 10 ms).
+fn threads_cpu_secs(prefixes: &[&str]) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !prefixes.iter().any(|prefix| comm.starts_with(prefix)) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let Some(after) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        for index in [11, 12] {
+            ticks += fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let secs = ticks as f64 / 100.0;
+    secs
+}
+
+/// Runs at low load: 32 runs paced to about 800 events/s in all, 64 subscribers. The server
+/// has its own runtime (threads named `bench-server`), so its CPU time is told apart from the
+/// subscribers'.
+#[allow(clippy::cast_precision_loss)]
+fn low_load(
+    client_runtime: &tokio::runtime::Runtime,
+    flush_window: Duration,
+    speed: f64,
+    subscribers_count: usize,
+) {
+    const LOW_RUNS: usize = 32;
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-server")
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        db: DbLocation::File(dir.path().join("bench.db")),
+        concurrency: LOW_RUNS,
+        generator: GeneratorConfig {
+            seed: Some(1),
+            speed,
+            failure_rate: 0.0,
+        },
+        ..ServerConfig::default()
+    };
+    config.streams.flush_window = flush_window;
+    let running = server_runtime
+        .block_on(runboard_server::start(config))
+        .unwrap();
+    let url = format!("{}/api/events", running.url());
+    let server_threads = ["bench-server", "sqlx-sqlite"];
+    let (wall, cpu, results) = client_runtime.block_on(async {
+        let (ready_tx, mut ready) = tokio::sync::mpsc::channel(subscribers_count);
+        let mut subscribers = tokio::task::JoinSet::new();
+        for _ in 0..subscribers_count {
+            subscribers.spawn(subscribe(url.clone(), ready_tx.clone(), LOW_RUNS, 1));
+        }
+        for _ in 0..subscribers_count {
+            ready.recv().await.unwrap();
+        }
+        let api = ApiClient::new(&running.url(), None).unwrap();
+        let cpu_before = threads_cpu_secs(&server_threads);
+        let started = Instant::now();
+        for _ in 0..LOW_RUNS {
+            api.create_run(&CreateRun {
+                task: "benchmark".into(),
+                mode: RunMode::Queued,
+                params: json!({"iterations": 3}),
+            })
+            .await
+            .unwrap();
+        }
+        let results = subscribers.join_all().await;
+        let wall = started.elapsed();
+        (wall, threads_cpu_secs(&server_threads) - cpu_before, results)
+    });
+    server_runtime.block_on(running.stop());
+    let events = results.iter().map(|s| s.events).max().unwrap_or(0);
+    let deliveries: usize = results.iter().map(|s| s.events).sum();
+    let mut latencies: Vec<u64> = results
+        .iter()
+        .flat_map(|s| s.latencies_us.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    println!(
+        "low load, {subscribers_count} subscribers, flush window {} ms: {events} events in \
+         {:.2} s ({:.0} events/s offered), {deliveries} deliveries",
+        flush_window.as_millis(),
+        wall.as_secs_f64(),
+        events as f64 / wall.as_secs_f64()
+    );
+    println!(
+        "  server CPU {:.2} s: {:.1} µs per delivery; latency over {} samples: p50 {:.1} ms, \
+         p99 {:.1} ms",
+        cpu,
+        cpu * 1e6 / deliveries.max(1) as f64,
+        latencies.len(),
+        percentile(&latencies, 0.5) as f64 / 1000.0,
+        percentile(&latencies, 0.99) as f64 / 1000.0
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -199,8 +321,26 @@ fn main() {
     let speed = env("RUNBOARD_BENCH_SPEED", 32.0);
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let iterations = env("RUNBOARD_BENCH_ITERATIONS", 8.0) as u64;
-    runtime.block_on(async {
-        phase("paced at about 20 000 events/s", speed, iterations).await;
-        phase("saturated", 1000.0, iterations).await;
-    });
+    // `RUNBOARD_BENCH_PHASES=low` runs only the low-load comparison.
+    let phases = std::env::var("RUNBOARD_BENCH_PHASES").unwrap_or_else(|_| "all".into());
+    if phases != "low" {
+        runtime.block_on(async {
+            phase("paced at about 20 000 events/s", speed, iterations).await;
+            phase("saturated", 1000.0, iterations).await;
+        });
+    }
+    // Speed 7.2 paces 32 runs at about 800 events/s. Off and on alternate, twice, so drift in
+    // the machine's load shows as a difference between the rounds rather than between modes.
+    let low_speed = env("RUNBOARD_BENCH_LOW_SPEED", 7.2);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let window = Duration::from_millis(env(
+        "RUNBOARD_BENCH_WINDOW_MS",
+        runboard_server::DEFAULT_FLUSH_WINDOW.as_secs_f64() * 1000.0,
+    ) as u64);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let low_subscribers = env("RUNBOARD_BENCH_LOW_SUBSCRIBERS", 64.0) as usize;
+    for _ in 0..2 {
+        low_load(&runtime, Duration::ZERO, low_speed, low_subscribers);
+        low_load(&runtime, window, low_speed, low_subscribers);
+    }
 }

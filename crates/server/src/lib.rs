@@ -39,7 +39,7 @@ pub use routes::MAX_BENCH_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use runs::RunLimits;
 pub use store::{DbLocation, Retention, StoreError};
-pub use stream::StreamSettings;
+pub use stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
 pub use web_bundle::WebBundle;
 
 use auth::RequiredToken;
@@ -262,6 +262,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         health.clone(),
         sequences.last_seq,
         shutdown.clone(),
+        config.streams.flush_window,
     );
     let requests = RequestTracker::new(config.request_metrics);
     let runs = Runs::new(RunsSetup {

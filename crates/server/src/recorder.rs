@@ -111,6 +111,7 @@ impl Recorder {
         health: StoreHealth,
         last_seq: i64,
         shutdown: CancellationToken,
+        gather_window: Duration,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (commands, inbox) = mpsc::channel(QUEUE_CAPACITY);
         let writer = Writer {
@@ -118,6 +119,7 @@ impl Recorder {
             hub,
             health,
             shutdown,
+            gather_window,
             next_seq: last_seq + 1,
             runs: HashMap::new(),
             run_seqs: HashMap::new(),
@@ -189,6 +191,8 @@ struct Writer {
     hub: Hub,
     health: StoreHealth,
     shutdown: CancellationToken,
+    /// How long a batch waits for more events before it is written (zero: not at all).
+    gather_window: Duration,
     next_seq: i64,
     /// Summaries of runs not yet finished, kept current as their events go by.
     runs: HashMap<String, RunRow>,
@@ -202,10 +206,34 @@ impl Writer {
     async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.gather(&mut inbox, &mut batch).await;
             let staged = self.stage(std::mem::take(&mut batch)).await;
             let closing = staged.close.is_some();
             if !self.write(staged).await || closing {
                 return;
+            }
+        }
+    }
+
+    /// At low load each event would be its own transaction: waits the gather window once and
+    /// takes what came meanwhile into the same batch, so one commit stores several.
+    async fn gather(&self, inbox: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
+        let urgent = |batch: &[Command]| {
+            batch
+                .iter()
+                .any(|command| matches!(command, Command::Close(_) | Command::Together(..)))
+        };
+        if self.gather_window.is_zero() || batch.len() >= MAX_BATCH || urgent(batch) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(self.gather_window) => {}
+            () = self.shutdown.cancelled() => return,
+        }
+        while batch.len() < MAX_BATCH {
+            match inbox.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
             }
         }
     }
