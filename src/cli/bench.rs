@@ -119,7 +119,7 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
         )),
         ..StreamOptions::default()
     };
-    let mut source = match client.stream::<BenchEvent>(&url, options) {
+    let mut source = match client.stream::<BenchEvent>(&url, &options) {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
     };

@@ -22,7 +22,9 @@ pub enum LogFormat {
 pub fn init(format: LogFormat) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|error| {
-            eprintln!("runboard: warning: RUST_LOG={spec:?} is not a filter ({error}); using the default");
+            eprintln!(
+                "runboard: warning: RUST_LOG={spec:?} is not a filter ({error}); using the default"
+            );
             EnvFilter::new(DEFAULT_FILTER)
         }),
         _ => EnvFilter::new(DEFAULT_FILTER),

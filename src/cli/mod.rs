@@ -25,7 +25,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// How logs are written to stderr: text for people, json for log collectors (one object
-    /// per line); what is logged is set with RUST_LOG
+    /// per line); what is logged is set with `RUST_LOG`
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
     log_format: logging::LogFormat,
     /// With no subcommand: the console window

@@ -40,7 +40,7 @@ pub async fn run(args: ModelsArgs) -> ExitCode {
         Err(error) => return fail(&explain(&error)),
     };
     let url = client.run_stream_url(&run_id);
-    let mut source = match client.stream::<RunEvent>(&url, StreamOptions::default()) {
+    let mut source = match client.stream::<RunEvent>(&url, &StreamOptions::default()) {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
     };
@@ -48,10 +48,10 @@ pub async fn run(args: ModelsArgs) -> ExitCode {
     while let Some(update) = source.next().await {
         match update {
             StreamUpdate::Event { decoded, .. } => match decoded {
-                RunEvent::Narration(line) => {
-                    if !args.json && !print_lines(&line.formatted) {
-                        return ExitCode::SUCCESS;
-                    }
+                // People get the narration (printed in the guard); a closed stdout (`| head`)
+                // ends the command.
+                RunEvent::Narration(line) if !args.json && !print_lines(&line.formatted) => {
+                    return ExitCode::SUCCESS;
                 }
                 RunEvent::Data(data) if data.action == MODEL_LIST_ACTION => {
                     payload = Some(data.payload);

@@ -8,9 +8,8 @@ use std::time::Duration;
 use clap::Args;
 
 use runboard_server::{
-    self as server,
-    ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings, Retention,
-    ServerConfig, StreamSettings, WebBundle,
+    self as server, ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings,
+    Retention, ServerConfig, StreamSettings, WebBundle,
 };
 
 /// Arguments of `runboard serve`.

@@ -1,5 +1,5 @@
 //! `runboard tail ID`: follow one run. People get its narration and a final status line
-//! (seed 001: no JSON in this view); `--json` gets every structured event as a JSON line.
+//! (no JSON in this view); `--json` gets every structured event as a JSON line.
 //! Reconnects and resumes after `Last-Event-ID`, so a dropped connection or a server restart
 //! neither loses nor repeats a line.
 
@@ -43,7 +43,7 @@ pub async fn run(args: TailArgs) -> ExitCode {
         Err(message) => return fail(&message),
     };
     let url = client.run_stream_url(&args.run_id);
-    let mut source = match client.stream::<RunEvent>(&url, StreamOptions::default()) {
+    let mut source = match client.stream::<RunEvent>(&url, &StreamOptions::default()) {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
     };
@@ -51,7 +51,10 @@ pub async fn run(args: TailArgs) -> ExitCode {
     let mut reconnected = false;
     while let Some(update) = source.next().await {
         match update {
-            StreamUpdate::Event { decoded, raw: event } => match decoded {
+            StreamUpdate::Event {
+                decoded,
+                raw: event,
+            } => match decoded {
                 RunEvent::Narration(line) => {
                     if json.is_none() && !print_lines(&line.formatted) {
                         return ExitCode::SUCCESS;

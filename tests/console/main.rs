@@ -1,4 +1,4 @@
-//! The console: image snapshots and end-to-end runs of its views through egui_kittest.
+//! The console: image snapshots and end-to-end runs of its views through `egui_kittest`.
 //!
 //! One test binary per crate under test, so each links only what it tests.
 

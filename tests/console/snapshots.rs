@@ -8,8 +8,8 @@ use runboard_api::{
     ActiveRequest, ActiveRequests, BenchEvent, BenchProgress, BenchStatus, DataEvent, NodeUpdate,
     RunDetail, RunEvent, RunStatus, RunSummary, StoredEvent, TaskComplete,
 };
+use runboard_console::board::{Board, Inbound, RequestsFeed, RunKey, Settings};
 use runboard_console::ui::{UiState, View, console_ui};
-use runboard_console::board::{Inbound, Model, RequestsFeed, RunKey, Settings};
 use runboard_sse::ConnectionState;
 use serde_json::json;
 
@@ -17,7 +17,7 @@ use serde_json::json;
 const NOW: f64 = 75.0;
 
 struct Scene {
-    model: Model,
+    model: Board,
     ui: UiState,
 }
 
@@ -89,7 +89,7 @@ fn finished_detail(run_id: &str) -> RunDetail {
 
 /// Six live workers at different paces, a finished run in the feed, and some narration.
 fn busy_scene() -> Scene {
-    let mut model = Model::new(&["http://127.0.0.1:9010".into()], Settings::default());
+    let mut model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
     let agents = [
         "writer",
         "researcher",
@@ -234,7 +234,7 @@ fn an_expanded_chain() {
 
 #[test]
 fn the_empty_state() {
-    let model = Model::new(&["http://127.0.0.1:9010".into()], Settings::default());
+    let model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
     snapshot(
         &Scene {
             model,

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use runboard_api::RunStatus;
-use runboard_console::ui::{Console, ConsoleConfig, LaunchForm, LogLevel, RequestColumn};
 use runboard_console::board::{RequestsFeed, RunKey};
-use runboard_sse::runtime::Spawner;
+use runboard_console::ui::{Console, ConsoleConfig, LaunchForm, LogLevel, RequestColumn};
 use runboard_server::{self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
+use runboard_sse::runtime::Spawner;
 
 struct Setup {
     runtime: tokio::runtime::Runtime,
@@ -359,7 +359,13 @@ fn a_server_added_in_settings_is_watched_and_remembered() {
     );
     let model = harness.state().model();
     assert_eq!(model.servers[1].url, second_url);
-    assert!(!model.servers[1].health.as_ref().unwrap().has(runboard_api::Feature::Events));
+    assert!(
+        !model.servers[1]
+            .health
+            .as_ref()
+            .unwrap()
+            .has(runboard_api::Feature::Events)
+    );
     assert_eq!(harness.state().ui_state().added_servers, vec![second_url]);
 }
 

@@ -57,7 +57,10 @@ async fn health_lists_the_optional_endpoints() {
     let server = start(config(&dir)).await;
     let health = client(&server).health().await.unwrap();
     assert_eq!(health.status, "ok");
-    assert!(health.has(Feature::Events) && health.has(Feature::Cancel), "{health:?}");
+    assert!(
+        health.has(Feature::Events) && health.has(Feature::Cancel),
+        "{health:?}"
+    );
     assert_eq!(health.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
     server.stop().await;
 }

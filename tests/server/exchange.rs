@@ -128,6 +128,27 @@ fn time_at(b: &[u8]) -> Option<usize> {
     }
 }
 
+/// Creates a run and follows its stream to the end; returns its id.
+async fn create_and_follow(
+    client: &reqwest::Client,
+    base: &str,
+    body: &str,
+    log: &mut String,
+) -> String {
+    let created = record(client, base, Call::post("/api/runs", body), log).await;
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let run_id = created["run_id"].as_str().unwrap().to_owned();
+    // The per-run stream replays from the start and closes after `stream_end`.
+    record(
+        client,
+        base,
+        Call::get(format!("/api/runs/{run_id}/stream")),
+        log,
+    )
+    .await;
+    run_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,23 +158,10 @@ async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
     let mut log = String::new();
 
     record(&client, &base, Call::get("/api/health"), &mut log).await;
-    let created = record(
+    let run_id = create_and_follow(
         &client,
         &base,
-        Call::post(
-            "/api/runs",
-            r#"{"task":"Summarise the quarterly report","params":{"iterations":1,"model":"qwen2.5-7b"}}"#,
-        ),
-        &mut log,
-    )
-    .await;
-    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
-    let run_id = created["run_id"].as_str().unwrap().to_owned();
-    // The per-run stream replays from the start and closes after `stream_end`.
-    record(
-        &client,
-        &base,
-        Call::get(format!("/api/runs/{run_id}/stream")),
+        r#"{"task":"Summarise the quarterly report","params":{"iterations":1,"model":"qwen2.5-7b"}}"#,
         &mut log,
     )
     .await;
@@ -164,43 +172,37 @@ async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
         &mut log,
     )
     .await;
-    let job = record(
+    create_and_follow(
         &client,
         &base,
-        Call::post("/api/runs", r#"{"task":"list models","params":{"job":"models"}}"#),
+        r#"{"task":"list models","params":{"job":"models"}}"#,
         &mut log,
     )
     .await;
-    let job: serde_json::Value = serde_json::from_str(&job).unwrap();
-    let job_id = job["run_id"].as_str().unwrap().to_owned();
-    record(
+    create_and_follow(
         &client,
         &base,
-        Call::get(format!("/api/runs/{job_id}/stream")),
-        &mut log,
-    )
-    .await;
-    let failing = record(
-        &client,
-        &base,
-        Call::post("/api/runs", r#"{"task":"fail on purpose","params":{"iterations":1,"fail":true}}"#),
-        &mut log,
-    )
-    .await;
-    let failing: serde_json::Value = serde_json::from_str(&failing).unwrap();
-    let failing_id = failing["run_id"].as_str().unwrap().to_owned();
-    record(
-        &client,
-        &base,
-        Call::get(format!("/api/runs/{failing_id}/stream")),
+        r#"{"task":"fail on purpose","params":{"iterations":1,"fail":true}}"#,
         &mut log,
     )
     .await;
     record(&client, &base, Call::get("/api/runs"), &mut log).await;
-    record(&client, &base, Call::get("/api/runs?status=completed&limit=1"), &mut log).await;
+    record(
+        &client,
+        &base,
+        Call::get("/api/runs?status=completed&limit=1"),
+        &mut log,
+    )
+    .await;
     record(&client, &base, Call::get("/api/runs/run-nope"), &mut log).await;
     record(&client, &base, Call::get("/api/runs?limit=x"), &mut log).await;
-    record(&client, &base, Call::post("/api/runs", "{not json"), &mut log).await;
+    record(
+        &client,
+        &base,
+        Call::post("/api/runs", "{not json"),
+        &mut log,
+    )
+    .await;
     record(
         &client,
         &base,
@@ -243,7 +245,9 @@ async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
 #[test]
 fn times_are_masked_and_nothing_else() {
     assert_eq!(
-        mask_times(r#"{"ts":"2026-12-01T08:29:01.123Z","n":"2026-12-01","at":"2026-12-01T08:29:01+01:00"}"#),
+        mask_times(
+            r#"{"ts":"2026-12-01T08:29:01.123Z","n":"2026-12-01","at":"2026-12-01T08:29:01+01:00"}"#
+        ),
         r#"{"ts":"<time>","n":"2026-12-01","at":"<time>"}"#
     );
 }

@@ -1,4 +1,4 @@
-//! Active requests (seed 003): the snapshot of in-flight generation requests.
+//! Active requests: the snapshot of in-flight generation requests.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! Benchmark progress (seed 002): the events of `/api/benchmark-sse` and the request that starts
+//! Benchmark progress: the events of `/api/benchmark-sse` and the request that starts
 //! a benchmark.
 
 use serde::{Deserialize, Serialize};

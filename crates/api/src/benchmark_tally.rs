@@ -1,4 +1,4 @@
-//! The benchmark as a client sees it (seed 002): built from the stream's events, with the
+//! The benchmark as a client sees it: built from the stream's events, with the
 //! figures people want — pass rate, mean score, ETA. Shared by the console and the CLI.
 
 use crate::{BenchEvent, BenchProgress, BenchStatus, TaskComplete, phase};

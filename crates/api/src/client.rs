@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
-use super::benchmark::{BenchmarkStarted, CreateBenchmark};
 use super::active_requests::ActiveRequests;
+use super::benchmark::{BenchmarkStarted, CreateBenchmark};
 use super::error_code::ErrorCode;
 use super::types::{CreateRun, ErrorBody, Health, RunDetail, RunList, RunStatus, RunSummary};
 use runboard_sse::{EventSource, EventSourceBuilder, SseError};

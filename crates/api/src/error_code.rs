@@ -202,11 +202,17 @@ mod tests {
         for code in ErrorCode::KNOWN {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
-            assert!(!matches!(ErrorCode::parse(code.as_str()), ErrorCode::Other(_)));
+            assert!(!matches!(
+                ErrorCode::parse(code.as_str()),
+                ErrorCode::Other(_)
+            ));
         }
         let other: ErrorCode = serde_json::from_str(r#""gpu_on_fire""#).unwrap();
         assert_eq!(other, ErrorCode::Other("gpu_on_fire".into()));
         assert_eq!(serde_json::to_string(&other).unwrap(), r#""gpu_on_fire""#);
-        assert_eq!(serde_json::from_str::<ErrorCode>("null").unwrap(), ErrorCode::default());
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>("null").unwrap(),
+            ErrorCode::default()
+        );
     }
 }

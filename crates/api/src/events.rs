@@ -360,7 +360,7 @@ impl RunEvent {
     }
 
     /// The event's data as the server writes it: a JSON object whose keys come out sorted
-    /// (serde_json's map), which [`RunEvent::decode`] reads back to an equal event.
+    /// (`serde_json`'s map), which [`RunEvent::decode`] reads back to an equal event.
     pub fn to_json(&self) -> Value {
         let value = match self {
             Self::RunCreated(summary) => serde_json::to_value(summary),

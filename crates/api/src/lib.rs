@@ -13,6 +13,7 @@ mod stream;
 mod types;
 pub mod units;
 
+pub use active_requests::{ActiveRequest, ActiveRequests};
 pub use benchmark::{
     BENCH_STATUS_TYPE, BenchError, BenchEvent, BenchProgress, BenchStatus, BenchmarkStarted,
     CreateBenchmark, LogFileState, TaskComplete, phase,
@@ -21,15 +22,14 @@ pub use benchmark_tally::BenchView;
 pub use client::{ApiClient, ApiError, RunQuery};
 pub use error_code::ErrorCode;
 pub use events::{
-    DataEvent, DecodeError, EventKind, Narration, NodeUpdate, Pruned, RunError, RunEvent, StatusChange,
-    StreamEnd,
+    DataEvent, DecodeError, EventKind, Narration, NodeUpdate, Pruned, RunError, RunEvent,
+    StatusChange, StreamEnd,
 };
 pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
-pub use active_requests::{ActiveRequest, ActiveRequests};
 pub use stream::{
     EventStream, RequestsEvent, StreamEvent, StreamOptions, StreamUpdate, reconnect_policy,
 };
 pub use types::{
-    CreateRun, ErrorBody, ErrorDetail, Feature, Health, RunDetail, RunList, RunMode, RunStatus, RunSummary,
-    StoreStatus, StoredEvent,
+    CreateRun, ErrorBody, ErrorDetail, Feature, Health, RunDetail, RunList, RunMode, RunStatus,
+    RunSummary, StoreStatus, StoredEvent,
 };

@@ -1,4 +1,4 @@
-//! The model list: the data a `models` job returns (seed 001's `model_list` action).
+//! The model list: the data a `models` job returns (its `model_list` action).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ pub struct ModelInfo {
     /// A name for people.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    /// Size of its weights in bytes (seed 001 calls it `size`).
+    /// Size of its weights in bytes (older servers call it `size`).
     #[serde(default, alias = "size")]
     pub size_bytes: Option<u64>,
     /// The longest context it takes, in tokens.

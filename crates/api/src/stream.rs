@@ -55,11 +55,10 @@ pub struct RequestsEvent {
 
 impl StreamEvent for RequestsEvent {
     fn decode_event(event: &str, data: &str) -> Result<Self, DecodeError> {
-        let snapshot: ActiveRequests =
-            serde_json::from_str(data).map_err(|error| DecodeError {
-                event: event.to_owned(),
-                reason: error.to_string(),
-            })?;
+        let snapshot: ActiveRequests = serde_json::from_str(data).map_err(|error| DecodeError {
+            event: event.to_owned(),
+            reason: error.to_string(),
+        })?;
         let disabled = event == ActiveRequests::DISABLED_EVENT || snapshot.disabled;
         Ok(Self { snapshot, disabled })
     }
@@ -141,7 +140,7 @@ impl ApiClient {
     pub fn stream<E: StreamEvent>(
         &self,
         url: &str,
-        options: StreamOptions,
+        options: &StreamOptions,
     ) -> Result<EventStream<E>, SseError> {
         let builder: EventSourceBuilder = self
             .event_source(url)?

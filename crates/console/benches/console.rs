@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use runboard_api::{NodeUpdate, RunEvent, RunStatus, RunSummary};
+use runboard_console::board::{Board, Inbound, Settings};
 use runboard_console::ui::{Inbox, UiState, console_ui};
-use runboard_console::board::{Inbound, Model, Settings};
 
 const WARMUP_FRAMES: usize = 30;
 const FRAMES: usize = 200;
@@ -50,8 +50,8 @@ fn progress(run_id: &str, tokens: u64, frame: usize) -> Inbound {
 }
 
 /// A model with `workers` live cards (each with a full 60 s sparkline) and a 10 000-run feed.
-fn model_with(workers: usize) -> (Model, Vec<String>) {
-    let mut model = Model::new(&["http://127.0.0.1:9010".into()], Settings::default());
+fn model_with(workers: usize) -> (Board, Vec<String>) {
+    let mut model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
     let feed: Vec<RunSummary> = (0..FEED_RUNS)
         .map(|n| summary(format!("run-feed{n:06}"), RunStatus::Completed, n))
         .collect();
@@ -121,7 +121,7 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// `node_update` events through the real inbox (a producer task on tokio) into `Model::apply`.
+/// `node_update` events through the real inbox (a producer task on tokio) into `Board::apply`.
 fn absorb_rate(events: usize) -> f64 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

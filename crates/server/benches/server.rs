@@ -211,7 +211,10 @@ fn threads_cpu_secs(prefixes: &[&str]) -> f64 {
         let fields: Vec<&str> = after.split_whitespace().collect();
         // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
         for index in [11, 12] {
-            ticks += fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+            ticks += fields
+                .get(index)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     #[allow(clippy::cast_precision_loss)]
@@ -277,7 +280,11 @@ fn low_load(
         }
         let results = subscribers.join_all().await;
         let wall = started.elapsed();
-        (wall, threads_cpu_secs(&server_threads) - cpu_before, results)
+        (
+            wall,
+            threads_cpu_secs(&server_threads) - cpu_before,
+            results,
+        )
     });
     server_runtime.block_on(running.stop());
     let events = results.iter().map(|s| s.events).max().unwrap_or(0);

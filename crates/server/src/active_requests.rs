@@ -1,4 +1,4 @@
-//! The tracker of in-flight generation requests (seed 003). Each running agent step is one
+//! The tracker of in-flight generation requests (the active-requests endpoint). Each running agent step is one
 //! request. A version counter on a watch channel tells any number of streams that something
 //! changed, so none of them polls.
 

@@ -57,12 +57,15 @@ async fn pump(
     sink.retry(settings.retry).await?;
     if !tracker.enabled() {
         let (_, snapshot) = tracker.snapshot();
-        return sink.event(ActiveRequests::DISABLED_EVENT, None, &snapshot).await;
+        return sink
+            .event(ActiveRequests::DISABLED_EVENT, None, &snapshot)
+            .await;
     }
     let mut changes = tracker.subscribe();
     changes.mark_unchanged();
     let (_, first) = tracker.snapshot();
-    sink.event(ActiveRequests::UPDATE_EVENT, None, &first).await?;
+    sink.event(ActiveRequests::UPDATE_EVENT, None, &first)
+        .await?;
     let mut sent: Vec<ActiveRequest> = first.active_requests;
     let mut last_update = Instant::now();
     let mut last_write = Instant::now();
@@ -90,7 +93,8 @@ async fn pump(
         changes.mark_unchanged();
         let (_, snapshot) = tracker.snapshot();
         if snapshot.active_requests != sent {
-            sink.event(ActiveRequests::UPDATE_EVENT, None, &snapshot).await?;
+            sink.event(ActiveRequests::UPDATE_EVENT, None, &snapshot)
+                .await?;
             sent = snapshot.active_requests;
             last_update = Instant::now();
             last_write = last_update;

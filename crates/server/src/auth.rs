@@ -1,10 +1,10 @@
 //! Bearer-token auth for every API route (`/api/…`, `/metrics/…`), compared in constant time.
 
-use runboard_api::ErrorCode;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
+use runboard_api::ErrorCode;
 use subtle::ConstantTimeEq as _;
 
 use super::failure::Failure;

@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{self, Pick};
-use runboard_api::clock::now_rfc3339;
-use super::recorder::{Recorder, Stopped};
 use super::active_requests::{NewRequest, RequestTracker};
+use super::catalog::{self, Pick};
+use super::recorder::{Recorder, Stopped};
+use runboard_api::clock::now_rfc3339;
 use runboard_api::{MODEL_LIST_ACTION, ModelList, NodeUpdate, RunEvent};
 use runboard_sse::rng::SplitMix64;
 
@@ -363,7 +363,7 @@ impl Walk<'_> {
 }
 
 /// A models job: narration for people (a table among it), the list as one `data` event for
-/// programs, then seed 001's `done`.
+/// programs, then the `done` marker older clients wait for.
 pub async fn list_models(config: &GeneratorConfig, ctx: &RunContext) -> Outcome {
     let steps = async {
         narrate(

@@ -31,10 +31,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use generator::GeneratorConfig;
-pub use listener::ConnectionLimits;
 pub use active_requests::DISABLED_MESSAGE;
 pub use active_requests_stream::RequestStreamSettings;
+pub use generator::GeneratorConfig;
+pub use listener::ConnectionLimits;
 pub use routes::MAX_BENCH_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use runs::RunLimits;
@@ -42,12 +42,12 @@ pub use store::{DbLocation, Retention, StoreError};
 pub use stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
 pub use web_bundle::WebBundle;
 
+use active_requests::RequestTracker;
 use auth::RequiredToken;
 use benchmark::{BenchBoard, BenchRunner};
 use guard::Guard;
 use hub::Hub;
 use recorder::Recorder;
-use active_requests::RequestTracker;
 use routes::AppState;
 use runs::{Runs, RunsSetup};
 use store::Store;
@@ -105,7 +105,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Task text limit in characters (422 beyond).
     pub max_task_chars: usize,
-    /// Offer `/api/events`. Off, the server behaves like seed 000's: per-run streams only.
+    /// Offer `/api/events`. Off, clients follow each run on its own stream, as
+    /// with servers that have no global stream.
     pub events_endpoint: bool,
     /// Track generation requests for `/metrics/active-requests`.
     pub request_metrics: bool,

@@ -65,7 +65,7 @@ enum Command {
         stored: oneshot::Sender<Result<(), Refused>>,
     },
     /// An event of a known run.
-    Event(NewEvent),
+    Event(Box<NewEvent>),
     /// Events written in one transaction, all or none (restart recovery).
     Together(Vec<NewEvent>, oneshot::Sender<()>),
     /// Answer once everything sent before is persisted and published.
@@ -144,7 +144,7 @@ impl Recorder {
     pub async fn event(&self, run_id: &str, event: RunEvent, ts: String) -> Result<(), Stopped> {
         let mut new = NewEvent::now(run_id, event);
         new.ts = ts;
-        self.send(Command::Event(new)).await
+        self.send(Command::Event(Box::new(new))).await
     }
 
     /// Records events in one transaction and returns once they are stored.
@@ -273,7 +273,7 @@ impl Writer {
                     staged.created.push((run_id.clone(), stored));
                     changed.insert(run_id);
                 }
-                Command::Event(new) => self.stage_event(new, &mut staged, &mut changed).await,
+                Command::Event(new) => self.stage_event(*new, &mut staged, &mut changed).await,
                 Command::Together(events, done) => {
                     for new in events {
                         self.stage_event(new, &mut staged, &mut changed).await;

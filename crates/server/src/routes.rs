@@ -16,14 +16,14 @@ use axum::routing::{get, post};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::active_requests::RequestTracker;
+use super::active_requests_stream::{self, RequestStreamSettings};
 use super::auth::{RequiredToken, require_token};
 use super::benchmark::{self, BenchBoard, BenchRunner, Interval, Resume, StartError};
 use super::failure::Failure;
 use super::generator;
 use super::guard::{Guard, guard};
 use super::request_span::request_span;
-use super::active_requests::RequestTracker;
-use super::active_requests_stream::{self, RequestStreamSettings};
 use super::runs::{CancelOutcome, CreateError, Runs};
 use super::store::Store;
 use super::store_health::StoreHealth;
@@ -47,7 +47,6 @@ const QUEUE_FULL_RETRY_SECS: u64 = 5;
 
 /// The most runs one `/api/events?runs=` filter may name.
 pub const MAX_FILTER_RUNS: usize = 1000;
-
 
 /// The most tasks one benchmark may have.
 pub const MAX_BENCH_TASKS: u64 = 1000;
@@ -157,7 +156,12 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 /// Unknown API paths get the JSON 404; anything else is a file of the web console.
 async fn not_found(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
     if is_api_path(uri.path()) {
-        Failure::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint").into_response()
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such endpoint",
+        )
+        .into_response()
     } else {
         web_bundle::serve(&state.web, uri.path()).await
     }
@@ -244,7 +248,11 @@ fn params_object(params: Value) -> Result<Value, Failure> {
 /// id that is not UTF-8 once decoded.
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure> {
     path.map(|Path(id)| id).map_err(|rejection| {
-        Failure::new(StatusCode::BAD_REQUEST, ErrorCode::BadPath, rejection.body_text())
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadPath,
+            rejection.body_text(),
+        )
     })
 }
 
@@ -324,7 +332,11 @@ fn query_pairs(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<HashMap<String, String>, Failure> {
     query.map(|Query(pairs)| pairs).map_err(|rejection| {
-        Failure::new(StatusCode::BAD_REQUEST, ErrorCode::BadQuery, rejection.body_text())
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadQuery,
+            rejection.body_text(),
+        )
     })
 }
 
@@ -528,7 +540,11 @@ async fn benchmark_stream(
 ) -> Result<Response, Failure> {
     let query = query_pairs(query)?;
     let interval = Interval::parse(query.get("interval").map(String::as_str)).map_err(|error| {
-        Failure::new(StatusCode::BAD_REQUEST, ErrorCode::BadInterval, error.to_string())
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadInterval,
+            error.to_string(),
+        )
     })?;
     let resume = Resume::parse(
         headers

@@ -9,12 +9,12 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use runboard_api::clock::now_rfc3339;
+use super::active_requests::RequestTracker;
 use super::generator::{self, GeneratorConfig, Outcome, RunContext};
 use super::recorder::{NewEvent, Recorder, Refused, Stopped};
-use super::active_requests::RequestTracker;
 use super::store::{RunRow, Store, StoreError};
 use super::store_health::StoreHealth;
+use runboard_api::clock::now_rfc3339;
 use runboard_api::{ErrorCode, MODELS_JOB, RunEvent, RunStatus, RunSummary};
 use runboard_sse::rng::SplitMix64;
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use runboard_api::clock::now_rfc3339;
 use runboard_api::StoreStatus;
+use runboard_api::clock::now_rfc3339;
 
 /// The shared state, on a watch channel so any number of streams can wait for a change.
 #[derive(Debug, Clone)]

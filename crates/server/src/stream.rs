@@ -19,12 +19,12 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, interval_at};
 use tokio_util::sync::CancellationToken;
 
-use runboard_api::{EventKind, Pruned, RunEvent};
-use tracing::Instrument as _;
 use super::hub::{Hub, Published};
 use super::sse_out::{self, Gone, MAX_CHUNK_BYTES, SseSink};
 use super::store::{Replay, Store, StoreError};
 use super::store_health::StoreHealth;
+use runboard_api::{EventKind, Pruned, RunEvent};
+use tracing::Instrument as _;
 
 /// Events read from the store per query while replaying. Small, because a subscriber that
 /// stops reading mid-replay holds its page until it is dropped.
@@ -165,7 +165,9 @@ impl Pump {
         self.sink.retry(self.source.settings.retry).await?;
         let status = self.source.health.current();
         if !status.writable {
-            self.sink.event(EventKind::StoreStatus.as_str(), None, &status).await?;
+            self.sink
+                .event(EventKind::StoreStatus.as_str(), None, &status)
+                .await?;
         }
         self.tell_about_pruning().await?;
         let result = self.pump(&mut live).await;

@@ -53,16 +53,13 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let text = rest?;
-        match text.find(['\r', '\n']) {
-            Some(at) => {
-                let skip = if text[at..].starts_with("\r\n") { 2 } else { 1 };
-                rest = Some(&text[at + skip..]);
-                Some(&text[..at])
-            }
-            None => {
-                rest = None;
-                Some(text)
-            }
+        if let Some(at) = text.find(['\r', '\n']) {
+            let skip = if text[at..].starts_with("\r\n") { 2 } else { 1 };
+            rest = Some(&text[at + skip..]);
+            Some(&text[..at])
+        } else {
+            rest = None;
+            Some(text)
         }
     })
 }
@@ -87,12 +84,25 @@ mod tests {
     fn compact_json_is_one_data_line() {
         let mut out = BytesMut::new();
         write_event(&mut out, Some("7"), "status", r#"{"status":"running"}"#);
-        assert_eq!(&out[..], b"id: 7\nevent: status\ndata: {\"status\":\"running\"}\n\n");
+        assert_eq!(
+            &out[..],
+            b"id: 7\nevent: status\ndata: {\"status\":\"running\"}\n\n"
+        );
     }
 
     #[test]
     fn any_data_reads_back_as_one_event_with_its_lines() {
-        for data in ["", "a", "a\nb", "a\r\nb", "a\rb", "a\n\nb", "\n", "x\r\n", "😊\r\r\n"] {
+        for data in [
+            "",
+            "a",
+            "a\nb",
+            "a\r\nb",
+            "a\rb",
+            "a\n\nb",
+            "\n",
+            "x\r\n",
+            "😊\r\r\n",
+        ] {
             let mut out = BytesMut::new();
             write_event(&mut out, Some("1\n2"), "odd\rname", data);
             write_comment(&mut out, "keep\nalive");

@@ -10,7 +10,7 @@ use runboard_api::{EventKind, RunDetail, RunStatus, RunSummary, StoredEvent};
 
 use super::worker::RunKey;
 
-/// Agents whose text is bookkeeping rather than the run's content (seed 000).
+/// Agents whose text is bookkeeping rather than the run's content.
 const NOT_CONTENT: [&str; 3] = ["supervisor", "system", "finish"];
 
 /// One run in the feed.
@@ -151,7 +151,7 @@ impl Feed {
     }
 }
 
-/// The snippet that sums a run up (seed 000): the last snippet from a content agent, else the
+/// The snippet that sums a run up: the last snippet from a content agent, else the
 /// last snippet from any agent, else the last status message.
 pub fn summary_snippet(detail: &RunDetail) -> Option<&str> {
     fn snippet(event: &StoredEvent) -> Option<&str> {

@@ -1,6 +1,6 @@
 //! All console state, pure: no IO, no async, no drawing.
 //!
-//! [`Model::apply`] is the one way state changes. Time comes in as an argument (seconds on a
+//! [`Board::apply`] is the one way state changes. Time comes in as an argument (seconds on a
 //! monotonic clock), so every rule — the tok/s EMA, stall detection, snippet choice — is tested
 //! with a fake clock.
 
@@ -13,12 +13,12 @@ mod worker;
 
 use std::collections::HashMap;
 
-pub use runboard_api::BenchView;
 pub use feed::{ChainLine, Feed, FeedEntry, chain, summary_snippet};
 pub use link::Link;
 pub use log::{Log, LogLine};
 pub use rate::{RateSettings, TokenRate};
 pub use requests::{RequestRow, Requests, RequestsFeed};
+pub use runboard_api::BenchView;
 pub use worker::{RunKey, ServerId, Worker};
 
 use runboard_api::{
@@ -27,7 +27,7 @@ use runboard_api::{
 };
 use runboard_sse::ConnectionState;
 
-/// Settings the user can change. Seed 000's numbers are the defaults.
+/// Settings the user can change.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -211,7 +211,7 @@ pub enum Inbound {
 
 /// Everything the console shows.
 #[derive(Debug, Clone, Default)]
-pub struct Model {
+pub struct Board {
     /// Settings.
     pub settings: Settings,
     /// The servers watched, in the order given.
@@ -228,7 +228,7 @@ pub struct Model {
     pub finished: HashMap<RunStatus, usize>,
 }
 
-impl Model {
+impl Board {
     /// A model watching these servers.
     pub fn new(server_urls: &[String], settings: Settings) -> Self {
         Self {

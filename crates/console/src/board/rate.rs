@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-/// How the rate is smoothed. Seed 000's numbers are the defaults.
+/// How the rate is smoothed.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct RateSettings {

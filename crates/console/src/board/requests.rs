@@ -1,10 +1,10 @@
-//! Active requests (seed 003) as the console holds them: rows keyed by `request_id`, updated in
+//! Active requests as the console holds them: rows keyed by `request_id`, updated in
 //! place from each snapshot, with durations that tick between snapshots.
 
 use std::collections::HashMap;
 
-use time::OffsetDateTime;
 use runboard_api::clock::parse_rfc3339;
+use time::OffsetDateTime;
 
 use super::link::Link;
 use runboard_api::{ActiveRequest, ActiveRequests};

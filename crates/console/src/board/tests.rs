@@ -1,4 +1,4 @@
-//! Model rules with a fake clock: every `apply` gets the time it happens at.
+//! The board's rules with a fake clock: every `apply` gets the time it happens at.
 
 use std::time::Duration;
 
@@ -26,8 +26,8 @@ fn progress(run: &str, agent: &str, tokens: u64) -> RunEvent {
     )
 }
 
-fn model() -> Model {
-    Model::new(
+fn model() -> Board {
+    Board::new(
         &["http://a:9010".into(), "http://b:9010".into()],
         Settings::default(),
     )
@@ -173,7 +173,7 @@ fn stream_end_counts_once_and_asks_for_the_detail_at_once() {
 #[test]
 fn the_server_link_goes_live_reconnecting_resumed_and_lost() {
     let mut m = model();
-    let change = |m: &mut Model, state: ConnectionState, now: f64| {
+    let change = |m: &mut Board, state: ConnectionState, now: f64| {
         m.apply(link(None, state), now);
     };
     change(&mut m, ConnectionState::Connecting { attempt: 0 }, 0.0);
@@ -367,7 +367,7 @@ fn a_fresh_events_stream_replays_nothing_so_its_first_updates_count() {
 #[test]
 fn after_a_reconnect_the_replayed_updates_do_not_spike_the_rate() {
     let mut m = model();
-    let change = |m: &mut Model, state, now| {
+    let change = |m: &mut Board, state, now| {
         m.apply(link(None, state), now);
     };
     change(&mut m, ConnectionState::Open, 0.0);

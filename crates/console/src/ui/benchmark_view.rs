@@ -1,4 +1,4 @@
-//! The Benchmark view (seed 002): phase and connection, a progress bar with ETA, the current
+//! The Benchmark view: phase and connection, a progress bar with ETA, the current
 //! task and step, pass rate and mean score, an error banner, and the results table.
 
 use runboard_api::Feature;
@@ -9,8 +9,8 @@ use egui::{Color32, RichText};
 use super::Action;
 use super::format::{badge, link_color, seconds};
 use super::state::UiState;
+use crate::board::{BenchView, Board, Server};
 use runboard_api::phase;
-use crate::board::{BenchView, Model, Server};
 
 const GOOD: Color32 = Color32::from_rgb(46, 160, 67);
 const BAD: Color32 = Color32::from_rgb(210, 60, 60);
@@ -21,7 +21,7 @@ const WAITING: Color32 = Color32::from_rgb(210, 130, 30);
 /// Draws every server's benchmark.
 pub fn bench_ui(
     ui: &mut egui::Ui,
-    model: &Model,
+    model: &Board,
     state: &mut UiState,
     now: f64,
     actions: &mut Vec<Action>,
@@ -70,7 +70,11 @@ fn server_bench_ui(
             }
         }
     });
-    if server.health.as_ref().is_some_and(|h| !h.has(Feature::Benchmarks)) {
+    if server
+        .health
+        .as_ref()
+        .is_some_and(|h| !h.has(Feature::Benchmarks))
+    {
         ui.label(RichText::new("This server has no benchmark stream.").weak());
         return;
     }

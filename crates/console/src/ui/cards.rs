@@ -5,7 +5,7 @@ use egui::{Align, Layout, RichText, Vec2};
 use super::Action;
 use super::format::{badge, link_color, rate, seconds, sparkline_ui, status_color, tokens};
 use super::state::UiState;
-use crate::board::{Model, Worker};
+use crate::board::{Board, Worker};
 
 /// A card's size: wide enough for a readable snippet, tall enough for four lines of it.
 const CARD_WIDTH: f32 = 310.0;
@@ -15,7 +15,7 @@ const GAP: f32 = 10.0;
 /// Draws the grid of cards; returns what the user asked for.
 pub fn cards_ui(
     ui: &mut egui::Ui,
-    model: &Model,
+    model: &Board,
     state: &mut UiState,
     now: f64,
     actions: &mut Vec<Action>,
@@ -61,7 +61,7 @@ fn card_ui(
     ui: &mut egui::Ui,
     worker: &Worker,
     server: Option<&str>,
-    model: &Model,
+    model: &Board,
     now: f64,
     width: f32,
     highlight: bool,
@@ -124,7 +124,7 @@ fn snippet_ui(ui: &mut egui::Ui, snippet: &str) {
     ui.painter().galley(rect.min, galley, color);
 }
 
-fn header_ui(ui: &mut egui::Ui, worker: &Worker, server: Option<&str>, model: &Model, now: f64) {
+fn header_ui(ui: &mut egui::Ui, worker: &Worker, server: Option<&str>, model: &Board, now: f64) {
     ui.horizontal(|ui| {
         ui.label(RichText::new(&worker.key.run_id).monospace().strong());
         if let Some(server) = server {
@@ -202,7 +202,7 @@ fn stats_ui(ui: &mut egui::Ui, worker: &Worker, now: f64) {
 fn footer_ui(
     ui: &mut egui::Ui,
     worker: &Worker,
-    model: &Model,
+    model: &Board,
     now: f64,
     actions: &mut Vec<Action>,
 ) {

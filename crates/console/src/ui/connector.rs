@@ -5,13 +5,13 @@
 use runboard_api::Feature;
 use std::time::Duration;
 
+use crate::board::{Inbound, RunKey, ServerId};
 use runboard_api::{
     ApiClient, CreateBenchmark, CreateRun, MODELS_JOB, RunEvent, RunMode, RunQuery, StreamOptions,
     StreamUpdate, reconnect_policy,
 };
-use crate::board::{Inbound, RunKey, ServerId};
-use runboard_sse::runtime::{Spawner, sleep};
 use runboard_sse::Backoff;
+use runboard_sse::runtime::{Spawner, sleep};
 
 use super::inbox::Outbox;
 use super::side_streams::{self, TaskGuard};
@@ -336,7 +336,7 @@ async fn follow(
         after,
         ..StreamOptions::default()
     };
-    let mut stream = match client.stream::<RunEvent>(&url, options) {
+    let mut stream = match client.stream::<RunEvent>(&url, &options) {
         Ok(stream) => stream,
         Err(error) => {
             let message = error.to_string();

@@ -21,8 +21,8 @@ use super::side_streams::{Stopping, TaskGuard};
 use super::state::{FocusTarget, UiState, View};
 use super::summary::summary_ui;
 use super::token_view::token_window_ui;
+use crate::board::{Board, Inbound, RunKey, Settings};
 use runboard_api::{ApiClient, CreateBenchmark};
-use crate::board::{Inbound, Model, RunKey, Settings};
 use runboard_sse::runtime::Spawner;
 
 /// How long `logic` may spend applying messages before it yields a frame.
@@ -52,7 +52,7 @@ pub struct ConsoleConfig {
     pub demo: bool,
     /// How often the feed polls.
     pub feed_poll: Duration,
-    /// Model settings.
+    /// Board settings.
     pub settings: Settings,
     /// Start with this launch form instead of the remembered one.
     pub launch: Option<crate::ui::LaunchForm>,
@@ -81,7 +81,7 @@ impl ConsoleConfig {
 
 /// The console app.
 pub struct Console {
-    model: Model,
+    model: Board,
     inbox: Inbox,
     connector: Connector,
     state: UiState,
@@ -144,7 +144,7 @@ impl Console {
             .and_then(|storage| eframe::get_value(storage, SETTINGS_KEY))
             .unwrap_or(config.settings);
         let mut console = Self {
-            model: Model::new(&config.servers, settings),
+            model: Board::new(&config.servers, settings),
             inbox,
             connector,
             state,
@@ -172,7 +172,7 @@ impl Console {
     }
 
     /// The model, for tests and screenshots.
-    pub fn model(&self) -> &Model {
+    pub fn model(&self) -> &Board {
         &self.model
     }
 
@@ -323,7 +323,10 @@ impl Console {
                     .filter(|&i| {
                         let server = &self.model.servers[i];
                         server.models.is_none()
-                            && server.health.as_ref().is_some_and(|h| h.has(Feature::Models))
+                            && server
+                                .health
+                                .as_ref()
+                                .is_some_and(|h| h.has(Feature::Models))
                     })
                     .collect();
                 for server in ask {
@@ -376,7 +379,10 @@ impl Console {
         let mut marks = Vec::new();
         for worker in self.model.workers() {
             let server = &self.model.servers[worker.key.server];
-            let per_run = server.health.as_ref().is_some_and(|h| !h.has(Feature::Events));
+            let per_run = server
+                .health
+                .as_ref()
+                .is_some_and(|h| !h.has(Feature::Events));
             if !per_run || worker.status.is_finished() || self.followed.contains(&worker.key) {
                 continue;
             }
@@ -509,7 +515,7 @@ impl eframe::App for Console {
 /// settings windows. Pure drawing: what the user asks for comes back as actions.
 pub fn console_ui(
     ui: &mut egui::Ui,
-    model: &mut Model,
+    model: &mut Board,
     state: &mut UiState,
     now: f64,
 ) -> Vec<Action> {

@@ -5,13 +5,13 @@ use egui::RichText;
 
 use super::format::{badge, status_color, tokens};
 use super::state::{FocusTarget, UiState};
+use crate::board::{Board, ChainLine, FeedEntry, RunKey, chain, summary_snippet};
 use runboard_api::RunStatus;
-use crate::board::{ChainLine, FeedEntry, Model, RunKey, chain, summary_snippet};
 
 const ROW_HEIGHT: f32 = 58.0;
 
 /// Whether an entry passes the filter.
-pub fn matches(entry: &FeedEntry, model: &Model, text: &str, status: Option<RunStatus>) -> bool {
+pub fn matches(entry: &FeedEntry, model: &Board, text: &str, status: Option<RunStatus>) -> bool {
     if status.is_some_and(|status| entry.summary.status != status) {
         return false;
     }
@@ -35,7 +35,7 @@ pub fn matches(entry: &FeedEntry, model: &Model, text: &str, status: Option<RunS
 }
 
 /// Draws the feed panel.
-pub fn feed_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState) {
+pub fn feed_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
     ui.horizontal(|ui| {
         ui.heading("Feed");
         ui.label(RichText::new(format!("{} runs", model.feed.len())).weak());
@@ -90,7 +90,7 @@ pub fn feed_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState) {
         });
 }
 
-fn row_ui(ui: &mut egui::Ui, model: &Model, entry: &FeedEntry, state: &mut UiState) {
+fn row_ui(ui: &mut egui::Ui, model: &Board, entry: &FeedEntry, state: &mut UiState) {
     let summary = &entry.summary;
     let detail = model.feed.detail(&entry.key);
     ui.allocate_ui([ui.available_width(), ROW_HEIGHT].into(), |ui| {
@@ -140,7 +140,7 @@ fn row_ui(ui: &mut egui::Ui, model: &Model, entry: &FeedEntry, state: &mut UiSta
 }
 
 /// The chain windows of expanded runs.
-pub fn chain_windows_ui(ctx: &egui::Context, model: &Model, state: &mut UiState) {
+pub fn chain_windows_ui(ctx: &egui::Context, model: &Board, state: &mut UiState) {
     let mut closed: Vec<RunKey> = Vec::new();
     for key in &state.expanded {
         let Some(detail) = model.feed.detail(key) else {

@@ -2,8 +2,8 @@
 
 use egui::Color32;
 
-use runboard_api::RunStatus;
 use crate::board::Link;
+use runboard_api::RunStatus;
 
 /// `42.3`, `512`, `1.2k`: tokens per second, compact.
 pub fn rate(per_sec: f64) -> String {

@@ -5,7 +5,7 @@ use egui::{RichText, Sense};
 
 use super::format::seconds;
 use super::state::{LogLevel, UiState, View};
-use crate::board::{LogLine, Model};
+use crate::board::{Board, LogLine};
 
 const LINE_HEIGHT: f32 = 18.0;
 
@@ -20,7 +20,7 @@ struct Row<'a> {
 }
 
 /// Draws the log's toolbar and lines.
-pub fn log_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState, now: f64) {
+pub fn log_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) {
     toolbar_ui(ui, model, state);
     let panel = &state.log;
     let filter = panel.run_filter.trim().to_owned();
@@ -72,7 +72,7 @@ pub fn log_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState, now: f64) {
     }
 }
 
-fn toolbar_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState) {
+fn toolbar_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
     ui.horizontal(|ui| {
         let label = ui.label("Show");
         egui::ComboBox::from_id_salt("log-level")

@@ -1,5 +1,5 @@
-//! The eframe app: `logic` drains the inbox into the model within a time budget; `ui` only
-//! reads the model and draws. Widgets live one per file; functions that draw take `&mut Ui` and
+//! The eframe app: `logic` drains the inbox into the board within a time budget; `ui` only
+//! reads the board and draws. Widgets live one per file; functions that draw take `&mut Ui` and
 //! end in `_ui`.
 
 mod benchmark_view;
@@ -7,9 +7,9 @@ mod cards;
 mod connector;
 mod console;
 mod feed_view;
+mod format;
 mod inbox;
 mod log_view;
-mod format;
 mod models_view;
 mod requests_view;
 #[cfg(not(target_arch = "wasm32"))]

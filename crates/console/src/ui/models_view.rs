@@ -1,15 +1,15 @@
 //! The Models view: each server's models, read only from the `model_list` data event of a
-//! models job (seed 001), never from its narration.
+//! models job, never from its narration.
 
-use runboard_api::Feature;
 use egui::RichText;
+use runboard_api::Feature;
 
 use super::Action;
-use crate::board::{Model, Server};
+use crate::board::{Board, Server};
 use runboard_api::units::bytes;
 
 /// Draws every server's model list.
-pub fn models_ui(ui: &mut egui::Ui, model: &Model, actions: &mut Vec<Action>) {
+pub fn models_ui(ui: &mut egui::Ui, model: &Board, actions: &mut Vec<Action>) {
     egui::ScrollArea::vertical()
         .id_salt("models")
         .auto_shrink([false, false])
@@ -24,7 +24,10 @@ pub fn models_ui(ui: &mut egui::Ui, model: &Model, actions: &mut Vec<Action>) {
 fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.heading(format!("Models on {}", server.label));
-        let offered = server.health.as_ref().is_none_or(|h| h.has(Feature::Models));
+        let offered = server
+            .health
+            .as_ref()
+            .is_none_or(|h| h.has(Feature::Models));
         if server.models_pending {
             ui.spinner();
         } else if offered
@@ -38,7 +41,9 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
     });
     let Some(list) = &server.models else {
         let text = match &server.health {
-            Some(health) if !health.has(Feature::Models) => "This server does not offer a models job.",
+            Some(health) if !health.has(Feature::Models) => {
+                "This server does not offer a models job."
+            }
             _ if server.models_pending => "Asking the server for its models…",
             _ => "Waiting for the server.",
         };

@@ -1,4 +1,4 @@
-//! The Requests view (seed 003): every server's requests in flight in one sortable table whose
+//! The Requests view: every server's requests in flight in one sortable table whose
 //! durations tick live, with how each server's rows arrive (stream, polling, disabled).
 
 use std::cmp::Ordering;
@@ -7,7 +7,7 @@ use egui::RichText;
 
 use super::format::{badge, link_color, seconds, tokens};
 use super::state::{RequestColumn, RequestSort, UiState};
-use crate::board::{Model, RequestRow, RequestsFeed};
+use crate::board::{Board, RequestRow, RequestsFeed};
 
 const COLUMNS: [(RequestColumn, &str); 7] = [
     (RequestColumn::Duration, "Duration"),
@@ -20,7 +20,7 @@ const COLUMNS: [(RequestColumn, &str); 7] = [
 ];
 
 /// Draws the connection line of each server and the table.
-pub fn requests_ui(ui: &mut egui::Ui, model: &Model, state: &mut UiState, now: f64) {
+pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) {
     for server in &model.servers {
         ui.horizontal(|ui| {
             ui.label(RichText::new(&server.label).strong());

@@ -3,13 +3,13 @@
 
 use super::Action;
 use super::state::UiState;
-use crate::board::{Model, Settings};
+use crate::board::{Board, Settings};
 
 /// Draws the settings window when it is open.
 pub fn settings_window_ui(
     ctx: &egui::Context,
     state: &mut UiState,
-    model: &mut Model,
+    model: &mut Board,
     actions: &mut Vec<Action>,
 ) {
     let mut open = state.settings_open;

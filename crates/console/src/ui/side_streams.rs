@@ -32,7 +32,6 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 /// How often a server whose request metrics are off is asked again.
 const DISABLED_POLL_EVERY: Duration = Duration::from_secs(10);
 
-
 /// A background task that stops when this is dropped (or [`stop`](Self::stop)ped).
 #[derive(Debug)]
 pub struct TaskGuard {
@@ -163,7 +162,8 @@ async fn stream_requests(client: &ApiClient, server: ServerId, outbox: &Outbox) 
         idle_timeout: Some(REQUESTS_IDLE),
         ..StreamOptions::default()
     };
-    let Some(mut stream) = open::<RequestsEvent>(client, &url, options, server, outbox).await else {
+    let Some(mut stream) = open::<RequestsEvent>(client, &url, options, server, outbox).await
+    else {
         return StreamOutcome::Unavailable("the stream could not be opened".into());
     };
     while let Some(update) = stream.next().await {
@@ -265,7 +265,7 @@ async fn open<E: StreamEvent>(
     server: ServerId,
     outbox: &Outbox,
 ) -> Option<EventStream<E>> {
-    match client.stream(url, options) {
+    match client.stream(url, &options) {
         Ok(stream) => Some(stream),
         Err(error) => {
             let message = error.to_string();

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use runboard_api::{RunMode, RunStatus};
 use crate::board::RunKey;
+use runboard_api::{RunMode, RunStatus};
 
 /// The launch form. Persisted between starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

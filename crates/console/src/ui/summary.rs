@@ -6,13 +6,13 @@ use egui::RichText;
 use super::Action;
 use super::format::{badge, link_color, rate, sparkline_ui, tokens};
 use super::state::{FocusTarget, UiState};
+use crate::board::Board;
 use runboard_api::RunStatus;
-use crate::board::Model;
 
 /// Draws the summary bar (and the launch form when open).
 pub fn summary_ui(
     ui: &mut egui::Ui,
-    model: &Model,
+    model: &Board,
     state: &mut UiState,
     now: f64,
     actions: &mut Vec<Action>,
@@ -62,7 +62,7 @@ pub fn summary_ui(
 }
 
 /// Each server with the state of its connection.
-fn servers_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
+fn servers_ui(ui: &mut egui::Ui, model: &Board, now: f64) {
     for server in &model.servers {
         let (text, color) = match (&server.error, &server.link) {
             (Some(_), _) => ("error".to_owned(), egui::Color32::from_rgb(210, 60, 60)),
@@ -98,7 +98,7 @@ fn servers_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
 }
 
 /// Workers live, aggregate tok/s with its sparkline, tokens, and outcomes.
-fn totals_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
+fn totals_ui(ui: &mut egui::Ui, model: &Board, now: f64) {
     stat(
         ui,
         &model.live_workers().to_string(),
@@ -143,7 +143,7 @@ fn stat(ui: &mut egui::Ui, value: &str, unit: &str, explanation: &str) {
 
 fn launch_form_ui(
     ui: &mut egui::Ui,
-    model: &Model,
+    model: &Board,
     state: &mut UiState,
     actions: &mut Vec<Action>,
 ) {

@@ -1,10 +1,10 @@
 //! The window's (or browser tab's) title: the fleet at a glance, so a background tab or a
 //! minimised window still says what is going on.
 
-use crate::board::Model;
+use crate::board::Board;
 
 /// `runboard · 6 live · 212.4 tok/s · 3 finished`, or just `runboard` when nothing happened.
-pub fn title(model: &Model, now: f64) -> String {
+pub fn title(model: &Board, now: f64) -> String {
     let live = model.live_workers();
     let finished = model
         .feed

@@ -4,12 +4,12 @@ use egui::RichText;
 
 use super::Action;
 use super::state::UiState;
-use crate::board::Model;
+use crate::board::Board;
 
 /// Draws the prompt when a server needs a token.
 pub fn token_window_ui(
     ctx: &egui::Context,
-    model: &Model,
+    model: &Board,
     state: &mut UiState,
     actions: &mut Vec<Action>,
 ) {

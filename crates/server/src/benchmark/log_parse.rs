@@ -1,4 +1,4 @@
-//! Reading a benchmark's log (seed 002): progress, the current task and step, task results and
+//! Reading a benchmark's log: progress, the current task and step, task results and
 //! errors, one line at a time. Pure: the file is the watcher's job.
 //!
 //! Recognised lines (anywhere in the line, so timestamps and log levels in front are fine):

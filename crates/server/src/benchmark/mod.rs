@@ -1,4 +1,4 @@
-//! Benchmark progress (seed 002): one board of state, fed either by a benchmark this server runs
+//! Benchmark progress: one board of state, fed either by a benchmark this server runs
 //! (`POST /api/benchmarks`) or by a log file it tails (`--benchmark-log`), and streamed by
 //! `/api/benchmark-sse`.
 

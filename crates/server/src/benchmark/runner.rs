@@ -9,11 +9,11 @@ use tokio_util::sync::CancellationToken;
 use web_time::Instant;
 
 use super::BenchBoard;
-use runboard_api::{BenchmarkStarted, CreateBenchmark, RunStatus, TaskComplete, phase};
-use runboard_sse::rng::SplitMix64;
 use crate::hub::Hub;
 use crate::runs::Runs;
 use crate::store::Store;
+use runboard_api::{BenchmarkStarted, CreateBenchmark, RunStatus, TaskComplete, phase};
+use runboard_sse::rng::SplitMix64;
 
 /// The kinds of task a synthetic benchmark cycles through, for readable task ids.
 const TASK_KINDS: [&str; 8] = [

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{BenchBoard, BenchState};
-use runboard_api::{BenchError, BenchEvent, BenchProgress, BenchStatus};
 use crate::sse_out::{self, Gone, SseSink};
 use crate::stream::StreamSettings;
+use runboard_api::{BenchError, BenchEvent, BenchProgress, BenchStatus};
 
 /// How often the state is checked, from `?interval=`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,7 +159,9 @@ impl BenchStream {
             };
             self.sent.results = number + 1;
             let id = self.sent.id();
-            self.sink.event(BenchEvent::TASK_COMPLETE, Some(&id), result).await?;
+            self.sink
+                .event(BenchEvent::TASK_COMPLETE, Some(&id), result)
+                .await?;
             self.last_write = Instant::now();
         }
         let first_kept = state.errors_total - state.errors.len() as u64;
@@ -182,7 +184,9 @@ impl BenchStream {
             self.last_write = Instant::now();
         }
         if self.progress.as_ref() != Some(&state.progress) {
-            self.sink.event(BenchEvent::PROGRESS, None, &state.progress).await?;
+            self.sink
+                .event(BenchEvent::PROGRESS, None, &state.progress)
+                .await?;
             self.progress = Some(state.progress.clone());
             self.last_write = Instant::now();
         }
@@ -191,7 +195,9 @@ impl BenchStream {
 
     async fn send_status(&mut self, state: &BenchState) -> Result<(), Gone> {
         if self.status.as_ref() != Some(&state.status) {
-            self.sink.event(BenchEvent::STATUS, None, &state.status).await?;
+            self.sink
+                .event(BenchEvent::STATUS, None, &state.status)
+                .await?;
             self.status = Some(state.status.clone());
             self.last_write = Instant::now();
         }
