@@ -196,7 +196,7 @@ fn snapshot(scene: &Scene, name: &str) {
             .wgpu()
             .build_ui_state(
                 |ui, scene: &mut Scene| {
-                    console_ui(ui, &mut scene.model, &mut scene.ui, NOW);
+                    console_ui(ui, &scene.model, &mut scene.ui, NOW);
                 },
                 Scene {
                     model: scene.model.clone(),

@@ -106,7 +106,7 @@ fn frame_times(workers: usize) -> Vec<Duration> {
         };
         let start = Instant::now();
         let output = ctx.run_ui(input, |ui| {
-            black_box(console_ui(ui, &mut model, &mut state, now));
+            black_box(console_ui(ui, &model, &mut state, now));
         });
         black_box(ctx.tessellate(output.shapes, output.pixels_per_point));
         if frame >= WARMUP_FRAMES {

@@ -107,9 +107,14 @@ impl Feed {
         }
     }
 
-    /// The details to fetch, each handed out once.
-    pub fn take_wanted(&mut self) -> Vec<RunKey> {
-        std::mem::take(&mut self.wanted)
+    /// The details to fetch: each is listed until [`Feed::asked`] says it was asked for.
+    pub fn wanted(&self) -> &[RunKey] {
+        &self.wanted
+    }
+
+    /// The wanted details were asked for.
+    pub(crate) fn asked(&mut self) {
+        self.wanted.clear();
     }
 
     /// A fetch failed: the detail may be asked for again.
@@ -227,6 +232,13 @@ mod tests {
 
     use super::*;
 
+    /// What the console does: fetch what is wanted, then say it was asked for.
+    fn take(feed: &mut Feed) -> Vec<RunKey> {
+        let wanted = feed.wanted().to_vec();
+        feed.asked();
+        wanted
+    }
+
     fn summary(id: &str, status: RunStatus, created: &str) -> RunSummary {
         serde_json::from_value(json!({"run_id": id, "status": status, "created_at": created}))
             .unwrap()
@@ -258,7 +270,7 @@ mod tests {
                 summary("b", RunStatus::Running, "2026-01-01T00:00:02Z"),
             ],
         );
-        assert_eq!(feed.take_wanted(), vec![RunKey::new(0, "a")]);
+        assert_eq!(take(&mut feed), vec![RunKey::new(0, "a")]);
         // The next poll sees the same runs, and b has finished.
         feed.merge(
             0,
@@ -267,9 +279,9 @@ mod tests {
                 summary("b", RunStatus::Failed, "2026-01-01T00:00:02Z"),
             ],
         );
-        assert_eq!(feed.take_wanted(), vec![RunKey::new(0, "b")]);
+        assert_eq!(take(&mut feed), vec![RunKey::new(0, "b")]);
         feed.want(&RunKey::new(0, "b")); // a stream_end for b arrives late
-        assert!(feed.take_wanted().is_empty(), "no double fetch");
+        assert!(take(&mut feed).is_empty(), "no double fetch");
         let order: Vec<&str> = feed.entries().map(|e| e.key.run_id.as_str()).collect();
         assert_eq!(order, ["b", "a"], "newest first");
     }
@@ -278,10 +290,10 @@ mod tests {
     fn a_failed_fetch_may_be_asked_again() {
         let mut feed = Feed::default();
         feed.merge(0, vec![summary("a", RunStatus::Completed, "t")]);
-        let key = feed.take_wanted().pop().unwrap();
+        let key = take(&mut feed).pop().unwrap();
         feed.fetch_failed(&key);
         feed.want(&key);
-        assert_eq!(feed.take_wanted(), vec![key]);
+        assert_eq!(take(&mut feed), vec![key]);
     }
 
     #[test]

@@ -207,6 +207,28 @@ pub enum Inbound {
         /// What went wrong, for people.
         message: String,
     },
+    /// Time passed without events: finished cards may clear themselves.
+    Tick,
+    /// The user cleared the finished cards.
+    ClearFinished,
+    /// The user added a server to watch (it gets the next id).
+    ServerAdded {
+        /// Its URL.
+        url: String,
+    },
+    /// The user gave a token: servers that refused for want of one are asked again.
+    TokenGiven,
+    /// A card is followed live (`false`) or only polled for want of a free stream (`true`).
+    Polled {
+        /// The card.
+        key: RunKey,
+        /// Whether it is only polled.
+        polled: bool,
+    },
+    /// The user changed the settings.
+    Settings(Settings),
+    /// The details the feed wanted were asked for.
+    DetailsAsked,
 }
 
 /// Everything the console shows.
@@ -238,10 +260,9 @@ impl Board {
         }
     }
 
-    /// Watches one more server; returns its id.
-    pub fn add_server(&mut self, url: &str) -> ServerId {
+    /// Watches one more server.
+    fn add_server(&mut self, url: &str) {
         self.servers.push(Server::new(url));
-        self.servers.len() - 1
     }
 
     /// The worker cards, in the order they appeared.
@@ -306,34 +327,7 @@ impl Board {
             }
             Inbound::Event { server, event } => self.apply_event(server, event, now),
             Inbound::Link { server, run, state } => self.apply_link(server, run, &state, now),
-            Inbound::Runs { server, runs } => {
-                if let Some(s) = self.servers.get_mut(server) {
-                    s.error = None;
-                }
-                // Runs going on that started before we watched (or elsewhere) get cards now,
-                // not at their next event (which a per-run server would never send us).
-                let before = self.workers.len();
-                for summary in runs.iter().filter(|run| !run.status.is_finished()) {
-                    self.card(RunKey::new(server, summary.run_id.clone()), summary, now);
-                }
-                // Cards without a live stream learn from the poll.
-                let rate_settings = self.settings.rate;
-                for summary in &runs {
-                    let key = RunKey::new(server, summary.run_id.clone());
-                    let finished = self
-                        .worker_mut(&key)
-                        .filter(|worker| worker.polled)
-                        .is_some_and(|worker| worker.absorb(summary, now, &rate_settings));
-                    if finished {
-                        *self.finished.entry(summary.status).or_default() += 1;
-                    }
-                }
-                if self.workers.len() != before {
-                    // Adopted cards bring tokens made before we watched: not a rate.
-                    self.rebase_total(now);
-                }
-                self.feed.merge(server, runs);
-            }
+            Inbound::Runs { server, runs } => self.apply_runs(server, runs, now),
             Inbound::Detail { server, detail } => {
                 let key = RunKey::new(server, detail.summary.run_id.clone());
                 self.feed.store_detail(key, detail);
@@ -384,6 +378,13 @@ impl Board {
                     s.needs_token = Some(message);
                 }
             }
+            Inbound::Tick
+            | Inbound::ClearFinished
+            | Inbound::ServerAdded { .. }
+            | Inbound::TokenGiven
+            | Inbound::Polled { .. }
+            | Inbound::Settings(_)
+            | Inbound::DetailsAsked => self.apply_local(inbound, now),
             Inbound::ModelsAsked { server } => {
                 if let Some(s) = self.servers.get_mut(server) {
                     s.models_pending = true;
@@ -392,15 +393,64 @@ impl Board {
         }
     }
 
+    /// A poll of the run list: cards for runs going on, news for cards without a stream.
+    fn apply_runs(&mut self, server: ServerId, runs: Vec<RunSummary>, now: f64) {
+        if let Some(s) = self.servers.get_mut(server) {
+            s.error = None;
+        }
+        // Runs going on that started before we watched (or elsewhere) get cards now,
+        // not at their next event (which a per-run server would never send us).
+        let before = self.workers.len();
+        for summary in runs.iter().filter(|run| !run.status.is_finished()) {
+            self.card(RunKey::new(server, summary.run_id.clone()), summary, now);
+        }
+        // Cards without a live stream learn from the poll.
+        let rate_settings = self.settings.rate;
+        for summary in &runs {
+            let key = RunKey::new(server, summary.run_id.clone());
+            let finished = self
+                .worker_mut(&key)
+                .filter(|worker| worker.polled)
+                .is_some_and(|worker| worker.absorb(summary, now, &rate_settings));
+            if finished {
+                *self.finished.entry(summary.status).or_default() += 1;
+            }
+        }
+        if self.workers.len() != before {
+            // Adopted cards bring tokens made before we watched: not a rate.
+            self.rebase_total(now);
+        }
+        self.feed.merge(server, runs);
+    }
+
+    /// What the console itself decided: the user's choices and the passing of time.
+    fn apply_local(&mut self, inbound: Inbound, now: f64) {
+        match inbound {
+            Inbound::Tick => self.tick(now),
+            Inbound::ClearFinished => self.clear_finished(now),
+            Inbound::ServerAdded { url } => self.add_server(&url),
+            Inbound::TokenGiven => {
+                for server in &mut self.servers {
+                    server.needs_token = None;
+                }
+            }
+            Inbound::Polled { key, polled } => self.set_polled(&key, polled),
+            Inbound::Settings(settings) => self.settings = settings,
+            Inbound::DetailsAsked => self.feed.asked(),
+            // The network's messages are handled by `apply`, which sends only these here.
+            _ => {}
+        }
+    }
+
     /// Marks a card as followed live or not (polled instead).
-    pub fn set_polled(&mut self, key: &RunKey, polled: bool) {
+    fn set_polled(&mut self, key: &RunKey, polled: bool) {
         if let Some(worker) = self.worker_mut(key) {
             worker.polled = polled;
         }
     }
 
     /// Time passing without events: finished cards may be cleared automatically.
-    pub fn tick(&mut self, now: f64) {
+    fn tick(&mut self, now: f64) {
         if let Some(after) = self.settings.auto_clear_after_secs
             && self.retain_workers(|w| w.finished_at.is_none_or(|at| now - at < after))
         {
@@ -409,7 +459,7 @@ impl Board {
     }
 
     /// Removes every finished card.
-    pub fn clear_finished(&mut self, now: f64) {
+    fn clear_finished(&mut self, now: f64) {
         if self.retain_workers(|w| !w.status.is_finished()) {
             self.rebase_total(now);
         }

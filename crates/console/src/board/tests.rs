@@ -166,8 +166,9 @@ fn stream_end_counts_once_and_asks_for_the_detail_at_once() {
     m.apply(on(0, end.clone()), 1.0);
     m.apply(on(0, end), 1.5); // replayed after a reconnect
     assert_eq!(m.finished_count(RunStatus::Failed), 1);
-    assert_eq!(m.feed.take_wanted(), vec![RunKey::new(0, "r1")]);
-    assert!(m.feed.take_wanted().is_empty());
+    assert_eq!(m.feed.wanted(), [RunKey::new(0, "r1")]);
+    m.apply(Inbound::DetailsAsked, 0.0);
+    assert!(m.feed.wanted().is_empty());
 }
 
 #[test]
@@ -238,12 +239,16 @@ fn finished_cards_stay_until_cleared_by_hand_or_after_the_auto_clear_delay() {
         ),
         1.0,
     );
-    m.tick(1000.0);
+    m.apply(Inbound::Tick, 1000.0);
     assert_eq!(m.workers().len(), 2, "no auto-clear by default");
-    m.settings.auto_clear_after_secs = Some(30.0);
-    m.tick(20.0);
+    let settings = Settings {
+        auto_clear_after_secs: Some(30.0),
+        ..m.settings.clone()
+    };
+    m.apply(Inbound::Settings(settings), 0.0);
+    m.apply(Inbound::Tick, 20.0);
     assert_eq!(m.workers().len(), 2);
-    m.tick(31.5);
+    m.apply(Inbound::Tick, 31.5);
     assert_eq!(m.workers().len(), 1);
     assert!(
         m.worker(&RunKey::new(0, "going")).is_some(),
@@ -259,7 +264,7 @@ fn finished_cards_stay_until_cleared_by_hand_or_after_the_auto_clear_delay() {
         ),
         40.0,
     );
-    m.clear_finished(40.0);
+    m.apply(Inbound::ClearFinished, 40.0);
     assert!(m.workers().is_empty());
 }
 

@@ -1,8 +1,6 @@
 //! The console: an `eframe::App` that drains the inbox into the model in `logic` and draws the
 //! model in `ui`.
 
-use runboard_api::Feature;
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use web_time::Instant;
@@ -19,10 +17,11 @@ use super::requests_view::requests_ui;
 use super::settings_view::settings_window_ui;
 use super::side_streams::{Stopping, TaskGuard};
 use super::state::{FocusTarget, UiState, View};
+use super::stream_plan::{StreamCommand, StreamPlan};
 use super::summary::summary_ui;
 use super::token_view::token_window_ui;
-use crate::board::{Board, Inbound, RunKey, Settings};
-use runboard_api::{ApiClient, CreateBenchmark};
+use crate::board::{Board, Inbound, ServerId, Settings};
+use runboard_api::{ApiClient, CreateBenchmark, Feature};
 use runboard_sse::runtime::Spawner;
 
 /// How long `logic` may spend applying messages before it yields a frame.
@@ -86,23 +85,19 @@ pub struct Console {
     connector: Connector,
     state: UiState,
     started: Instant,
-    /// Runs followed on their own stream (servers without `/api/events`).
-    followed: HashSet<RunKey>,
+    /// Which streams to open and close: the pure policy.
+    plan: StreamPlan,
     /// Why the console cannot work at all (a bad server URL), shown instead of the UI.
     fatal: Option<String>,
     /// The bearer token for every server.
     token: Option<String>,
     /// View streams open now (benchmark or requests, per server): dropped, they close.
-    view_streams: Vec<(View, usize, TaskGuard)>,
+    view_streams: Vec<(View, ServerId, TaskGuard)>,
     /// View streams told to close that have not yet: new ones wait for them, so a browser never
     /// holds the old view's stream and the new one's at once.
     closing: Vec<Stopping>,
-    /// Servers asked for their models automatically (once each).
-    models_asked: HashSet<usize>,
     /// The demo also starts a benchmark, once the first server says it can run one.
     demo_benchmark_pending: bool,
-    /// See [`ConsoleConfig::max_run_streams`].
-    max_run_streams: Option<usize>,
     /// The title last set.
     title: String,
 }
@@ -149,14 +144,12 @@ impl Console {
             connector,
             state,
             started: Instant::now(),
-            followed: HashSet::new(),
+            plan: StreamPlan::new(config.max_run_streams),
             fatal,
             token,
             view_streams: Vec::new(),
             closing: Vec::new(),
-            models_asked: HashSet::new(),
             demo_benchmark_pending: false,
-            max_run_streams: config.max_run_streams,
             title: String::new(),
         };
         // Servers added in an earlier session are watched again.
@@ -255,9 +248,9 @@ impl Console {
                     }
                 }
             }
-            Action::ClearFinished => {
-                let now = self.now();
-                self.model.clear_finished(now);
+            Action::ClearFinished => self.model.apply(Inbound::ClearFinished, self.now()),
+            Action::ChangeSettings(settings) => {
+                self.model.apply(Inbound::Settings(settings), self.now());
             }
             Action::AddServer(url) => {
                 if self.watch(&url) && !self.state.added_servers.contains(&url) {
@@ -270,9 +263,7 @@ impl Console {
                 let refused: Vec<usize> = (0..self.model.servers.len())
                     .filter(|&i| self.model.servers[i].needs_token.is_some())
                     .collect();
-                for &server in &refused {
-                    self.model.servers[server].needs_token = None;
-                }
+                self.model.apply(Inbound::TokenGiven, self.now());
                 self.connector.set_token(&token, &refused);
                 self.token = Some(token);
             }
@@ -294,63 +285,48 @@ impl Console {
             .get(server)
             .and_then(|s| s.health.as_ref())
             .is_some_and(|h| !h.has(Feature::Events));
-        self.models_asked.insert(server);
+        self.plan.models_asked(server);
         self.connector.list_models(server, follow_job);
     }
 
-    /// Opens the streams the shown view needs and closes the others: a browser allows only a
-    /// few connections per server. The Models view asks each server once for its models.
-    fn sync_view_streams(&mut self, ctx: &egui::Context) {
-        let view = self.state.view;
-        let (keep, stop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.view_streams)
-            .into_iter()
-            .partition(|(wanted, _, _)| *wanted == view);
-        self.view_streams = keep;
-        self.closing
-            .extend(stop.into_iter().map(|(_, _, guard)| guard.stop()));
+    /// Asks the stream plan what to open and close, and does it.
+    fn carry_out_plan(&mut self, ctx: &egui::Context) {
         self.closing.retain(|stopping| !stopping.ended());
+        let closing = !self.closing.is_empty();
+        let commands = self.plan.plan(&self.model, self.state.view, closing);
+        for command in commands {
+            match command {
+                StreamCommand::FollowRun(key) => self.connector.follow_run(&key),
+                StreamCommand::MarkPolled { key, polled } => {
+                    self.model
+                        .apply(Inbound::Polled { key, polled }, self.now());
+                }
+                StreamCommand::OpenView { view, server } => {
+                    let guard = match view {
+                        View::Benchmark => self.connector.watch_bench(server),
+                        _ => self.connector.watch_requests(server),
+                    };
+                    match guard {
+                        Some(guard) => self.view_streams.push((view, server, guard)),
+                        None => self.plan.view_not_opened(view, server),
+                    }
+                }
+                StreamCommand::CloseView { view, server } => {
+                    let (stop, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.view_streams)
+                        .into_iter()
+                        .partition(|(v, s, _)| (*v, *s) == (view, server));
+                    self.view_streams = keep;
+                    self.closing
+                        .extend(stop.into_iter().map(|(_, _, guard)| guard.stop()));
+                }
+                StreamCommand::ListModels { server, follow_job } => {
+                    self.connector.list_models(server, follow_job);
+                }
+            }
+        }
         if !self.closing.is_empty() {
             // They end on their next poll; look again in a moment.
             ctx.request_repaint_after(Duration::from_millis(10));
-            return;
-        }
-        let feature = match view {
-            View::Benchmark => Feature::Benchmarks,
-            View::Requests => Feature::ActiveRequests,
-            View::Models => {
-                let ask: Vec<usize> = (0..self.model.servers.len())
-                    .filter(|i| !self.models_asked.contains(i))
-                    .filter(|&i| {
-                        let server = &self.model.servers[i];
-                        server.models.is_none()
-                            && server
-                                .health
-                                .as_ref()
-                                .is_some_and(|h| h.has(Feature::Models))
-                    })
-                    .collect();
-                for server in ask {
-                    self.list_models(server);
-                }
-                return;
-            }
-            View::Workers => return,
-        };
-        for server in 0..self.model.servers.len() {
-            let offered = self.model.servers[server]
-                .health
-                .as_ref()
-                .is_some_and(|h| h.has(feature));
-            let open = self.view_streams.iter().any(|(_, s, _)| *s == server);
-            if offered && !open {
-                let guard = match view {
-                    View::Benchmark => self.connector.watch_bench(server),
-                    _ => self.connector.watch_requests(server),
-                };
-                if let Some(guard) = guard {
-                    self.view_streams.push((view, server, guard));
-                }
-            }
         }
     }
 
@@ -358,50 +334,12 @@ impl Console {
     fn watch(&mut self, url: &str) -> bool {
         match ApiClient::new(url, self.token.as_deref()) {
             Ok(client) => {
-                self.model.add_server(url);
+                let url = url.to_owned();
+                self.model.apply(Inbound::ServerAdded { url }, self.now());
                 self.connector.add_server(client);
                 true
             }
             Err(_) => false,
-        }
-    }
-
-    /// Follows runs on their own stream where the server has no `/api/events`, at most
-    /// `max_run_streams` at once per server; the others are marked and polled until a stream
-    /// is free.
-    fn follow_new_runs(&mut self) {
-        let mut open: HashMap<usize, usize> = HashMap::new();
-        for worker in self.model.workers() {
-            if self.followed.contains(&worker.key) && !worker.status.is_finished() {
-                *open.entry(worker.key.server).or_default() += 1;
-            }
-        }
-        let mut marks = Vec::new();
-        for worker in self.model.workers() {
-            let server = &self.model.servers[worker.key.server];
-            let per_run = server
-                .health
-                .as_ref()
-                .is_some_and(|h| !h.has(Feature::Events));
-            if !per_run || worker.status.is_finished() || self.followed.contains(&worker.key) {
-                continue;
-            }
-            let streams = open.entry(worker.key.server).or_default();
-            if self.max_run_streams.is_some_and(|max| *streams >= max) {
-                if !worker.polled {
-                    marks.push((worker.key.clone(), true));
-                }
-                continue;
-            }
-            *streams += 1;
-            self.followed.insert(worker.key.clone());
-            self.connector.follow_run(&worker.key);
-            if worker.polled {
-                marks.push((worker.key.clone(), false));
-            }
-        }
-        for (key, polled) in marks {
-            self.model.set_polled(&key, polled);
         }
     }
 
@@ -463,7 +401,7 @@ impl eframe::App for Console {
             let appeared = matches!(message, Inbound::Appeared { .. } | Inbound::Runs { .. });
             self.model.apply(message, now);
             if appeared {
-                self.follow_new_runs();
+                self.carry_out_plan(ctx);
             }
             if Instant::now() >= deadline {
                 // More is waiting: draw what we have and come straight back.
@@ -471,13 +409,15 @@ impl eframe::App for Console {
                 break;
             }
         }
-        self.follow_new_runs();
-        self.sync_view_streams(ctx);
+        self.carry_out_plan(ctx);
         self.start_demo_benchmark();
-        for key in self.model.feed.take_wanted() {
-            self.connector.fetch_detail(&key);
+        if !self.model.feed.wanted().is_empty() {
+            for key in self.model.feed.wanted() {
+                self.connector.fetch_detail(key);
+            }
+            self.model.apply(Inbound::DetailsAsked, now);
         }
-        self.model.tick(now);
+        self.model.apply(Inbound::Tick, now);
         if self.something_ticks() {
             ctx.request_repaint_after(TICK);
         }
@@ -499,7 +439,7 @@ impl eframe::App for Console {
             &super::title::title(&self.model, now),
             &mut self.title,
         );
-        let actions = console_ui(ui, &mut self.model, &mut self.state, now);
+        let actions = console_ui(ui, &self.model, &mut self.state, now);
         for action in actions {
             self.act(action);
         }
@@ -513,12 +453,7 @@ impl eframe::App for Console {
 
 /// Draws the whole console for a model: summary bar, log, feed, cards, and the chain and
 /// settings windows. Pure drawing: what the user asks for comes back as actions.
-pub fn console_ui(
-    ui: &mut egui::Ui,
-    model: &mut Board,
-    state: &mut UiState,
-    now: f64,
-) -> Vec<Action> {
+pub fn console_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) -> Vec<Action> {
     let ctx = ui.ctx().clone();
     let mut actions = Vec::new();
     egui::Panel::top("summary").show(ui, |ui| {

@@ -17,6 +17,7 @@ mod screenshot;
 mod settings_view;
 mod side_streams;
 mod state;
+mod stream_plan;
 mod summary;
 mod title;
 mod token_store;
@@ -28,11 +29,12 @@ pub use inbox::{Inbox, Outbox};
 #[cfg(not(target_arch = "wasm32"))]
 pub use screenshot::Screenshot;
 pub use state::{LaunchForm, LogLevel, RequestColumn, RequestSort, UiState, View};
+pub use stream_plan::{StreamCommand, StreamPlan};
 
-use crate::board::RunKey;
+use crate::board::{RunKey, Settings};
 
 /// Something the user asked for, collected while drawing and carried out after.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Launch the batch in the launch form.
     Launch,
@@ -50,6 +52,8 @@ pub enum Action {
     ListModels(usize),
     /// Use this token for every server and try again those that refused.
     SetToken(String),
+    /// Use these settings from now on.
+    ChangeSettings(Settings),
     /// Start a benchmark of this many tasks on a server.
     StartBenchmark {
         /// Which server.

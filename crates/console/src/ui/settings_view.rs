@@ -9,12 +9,14 @@ use crate::board::{Board, Settings};
 pub fn settings_window_ui(
     ctx: &egui::Context,
     state: &mut UiState,
-    model: &mut Board,
+    model: &Board,
     actions: &mut Vec<Action>,
 ) {
     let mut open = state.settings_open;
     let servers: Vec<String> = model.servers.iter().map(|s| s.url.clone()).collect();
-    let settings = &mut model.settings;
+    // Edited on a copy; a change goes to the board as an action, like every other change.
+    let mut edited = model.settings.clone();
+    let settings = &mut edited;
     egui::Window::new("Settings")
         .open(&mut open)
         .resizable(false)
@@ -79,6 +81,9 @@ pub fn settings_window_ui(
             servers_ui(ui, &servers, state, actions);
         });
     state.settings_open = open;
+    if edited != model.settings {
+        actions.push(Action::ChangeSettings(edited));
+    }
 }
 
 /// The servers watched, and a field to add one (remembered for the next start).
