@@ -116,20 +116,26 @@ fn percentile(sorted: &[u64], fraction: f64) -> u64 {
     sorted.get(index).copied().unwrap_or(0)
 }
 
-#[allow(clippy::cast_precision_loss)]
-async fn phase(label: &str, speed: f64, iterations: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig {
+/// A server on a free loopback port with a fresh SQLite file, `runs` at once, seeded runs that
+/// never fail, paced at `speed`.
+fn bench_config(dir: &tempfile::TempDir, runs: usize, speed: f64) -> ServerConfig {
+    ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         db: DbLocation::File(dir.path().join("bench.db")),
-        concurrency: RUNS,
+        concurrency: runs,
         generator: GeneratorConfig {
             seed: Some(1),
             speed,
             failure_rate: 0.0,
         },
         ..ServerConfig::default()
-    };
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+async fn phase(label: &str, speed: f64, iterations: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bench_config(&dir, RUNS, speed);
     config.broadcast_capacity = 16 * 1024;
     let running = runboard_server::start(config).await.unwrap();
     let url = format!("{}/api/events", running.url());
@@ -240,17 +246,7 @@ fn low_load(
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        db: DbLocation::File(dir.path().join("bench.db")),
-        concurrency: LOW_RUNS,
-        generator: GeneratorConfig {
-            seed: Some(1),
-            speed,
-            failure_rate: 0.0,
-        },
-        ..ServerConfig::default()
-    };
+    let mut config = bench_config(&dir, LOW_RUNS, speed);
     config.streams.flush_window = flush_window;
     let running = server_runtime
         .block_on(runboard_server::start(config))
