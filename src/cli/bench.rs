@@ -9,10 +9,10 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::format::duration;
 use super::output::JsonLines;
 use super::remote::{RemoteArgs, explain};
 use runboard_api::clock::{KEEP_ALIVE_INTERVAL, idle_timeout_for};
+use runboard_api::units::duration;
 use runboard_api::{
     BenchEvent, BenchView, CreateBenchmark, StreamOptions, StreamUpdate, TaskComplete, phase,
 };

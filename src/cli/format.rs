@@ -26,20 +26,6 @@ pub fn between(start: Option<&str>, end: Option<&str>) -> Option<Duration> {
     Duration::try_from(end - start).ok()
 }
 
-/// `850 ms`, `12.4 s`, `3 m 05 s`, `2 h 01 m`.
-pub fn duration(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if secs >= 3600 {
-        format!("{} h {:02} m", secs / 3600, secs % 3600 / 60)
-    } else if secs >= 60 {
-        format!("{} m {:02} s", secs / 60, secs % 60)
-    } else if duration >= Duration::from_secs(1) {
-        format!("{:.1} s", duration.as_secs_f64())
-    } else {
-        format!("{} ms", duration.as_millis())
-    }
-}
-
 /// The time of day of an RFC 3339 time, `HH:MM:SS.mmm`, or the text as it is.
 pub fn time_of_day(text: &str) -> String {
     parse_rfc3339(text).map_or_else(
@@ -59,14 +45,6 @@ pub fn time_of_day(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(duration(Duration::from_millis(850)), "850 ms");
-        assert_eq!(duration(Duration::from_millis(12_440)), "12.4 s");
-        assert_eq!(duration(Duration::from_secs(185)), "3 m 05 s");
-        assert_eq!(duration(Duration::from_mins(121)), "2 h 01 m");
-    }
 
     #[test]
     fn one_line_flattens_and_cuts() {

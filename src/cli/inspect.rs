@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::Value;
 
-use super::format::{between, duration, one_line, time_of_day};
+use super::format::{between, one_line, time_of_day};
 use super::output::{print_lines, print_pretty};
 use super::remote::{RemoteArgs, explain};
+use runboard_api::units::duration;
 use runboard_api::{RunDetail, RunQuery, RunStatus, RunSummary, StoredEvent};
 
 /// Arguments of `runboard runs`.

@@ -10,9 +10,10 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::format::{between, duration};
+use super::format::between;
 use super::output::{JsonLines, print_lines};
 use super::remote::RemoteArgs;
+use runboard_api::units::duration;
 use runboard_api::{ApiClient, RunEvent, RunStatus, StreamOptions, StreamUpdate};
 use runboard_sse::{ConnectionState, SseError};
 

@@ -1,7 +1,6 @@
 //! A typed client for the runs API.
 
-use std::fmt::Write as _;
-
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
@@ -309,15 +308,26 @@ impl ApiClient {
     }
 }
 
+/// What a run id keeps as it is in a path segment or a query value: RFC 3986's unreserved
+/// characters. Everything else (`/`, `?`, `,`, `%`, spaces, non-ASCII) is percent-encoded.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes a run id for use as one path segment or query value.
 fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
+    utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_one_path_segment_whatever_they_hold() {
+        assert_eq!(encode("run-0a_b.c~d"), "run-0a_b.c~d");
+        assert_eq!(encode("a b/c?d,é%"), "a%20b%2Fc%3Fd%2C%C3%A9%25");
     }
-    out
 }

@@ -16,6 +16,26 @@ pub fn bytes(count: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// `850 ms`, `12.4 s`, `3 m 05 s`, `2 h 01 m`: a duration for people, in the CLI and the console.
+pub fn duration(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    if secs >= 3600 {
+        format!("{} h {:02} m", secs / 3600, secs % 3600 / 60)
+    } else if secs >= 60 {
+        format!("{} m {:02} s", secs / 60, secs % 60)
+    } else if secs >= 1 {
+        format!("{:.1} s", duration.as_secs_f64())
+    } else {
+        format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
+    }
+}
+
+/// [`duration`] of a number of seconds; a negative or non-finite one counts as zero.
+pub fn seconds(secs: f64) -> String {
+    let secs = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
+    duration(std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX))
+}
+
 /// A text table: a header row, a rule, then the rows, with columns separated by `│` and padded
 /// to their widest cell (counted in characters, so accented names line up).
 pub fn text_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
@@ -46,6 +66,20 @@ pub fn text_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        use std::time::Duration;
+        assert_eq!(duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(duration(Duration::from_millis(12_440)), "12.4 s");
+        assert_eq!(duration(Duration::from_secs(185)), "3 m 05 s");
+        assert_eq!(duration(Duration::from_secs(121 * 60)), "2 h 01 m");
+        assert_eq!(seconds(0.85), "850 ms");
+        assert_eq!(seconds(12.44), "12.4 s");
+        assert_eq!(seconds(185.0), "3 m 05 s");
+        assert_eq!(seconds(-1.0), "0 ms");
+        assert_eq!(seconds(f64::NAN), "0 ms");
+    }
 
     #[test]
     fn sizes_use_binary_units() {

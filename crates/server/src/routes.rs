@@ -1,7 +1,7 @@
 //! The runs API over HTTP: routes, request parsing and validation.
 
 use runboard_api::{ErrorCode, Feature};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -327,11 +328,32 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
     Ok((StatusCode::CREATED, Json(detail)).into_response())
 }
 
-/// The query string as pairs, or our error shape (axum's own rejection is plain text).
-fn query_pairs(
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<HashMap<String, String>, Failure> {
-    query.map(|Query(pairs)| pairs).map_err(|rejection| {
+/// `GET /api/runs`'s query. Values stay text here so each gets its own error message.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    status: Option<String>,
+    before: Option<String>,
+}
+
+/// The query of the event streams.
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    /// For clients that cannot set `Last-Event-ID` (an `EventSource` after a page reload).
+    last_event_id: Option<String>,
+    /// `/api/events` only: the runs to follow, comma-separated.
+    runs: Option<String>,
+}
+
+/// `GET /api/benchmark-sse`'s query.
+#[derive(Debug, Deserialize)]
+struct BenchmarkQuery {
+    interval: Option<String>,
+}
+
+/// The typed query, or our error shape (axum's own rejection is plain text).
+fn typed_query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Failure> {
+    query.map(|Query(query)| query).map_err(|rejection| {
         Failure::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadQuery,
@@ -342,10 +364,10 @@ fn query_pairs(
 
 async fn list_runs(
     State(state): State<AppState>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<RunList>, Failure> {
-    let query = query_pairs(query)?;
-    let limit = match query.get("limit") {
+    let query = typed_query(query)?;
+    let limit = match &query.limit {
         None => DEFAULT_LIST_LIMIT,
         Some(text) => text.parse::<u32>().map_err(|_| {
             Failure::new(
@@ -356,7 +378,7 @@ async fn list_runs(
         })?,
     }
     .clamp(1, MAX_LIST_LIMIT);
-    let status = match query.get("status") {
+    let status = match &query.status {
         None => None,
         Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
             Failure::new(
@@ -368,7 +390,7 @@ async fn list_runs(
             )
         })?),
     };
-    let before_ord = match query.get("before") {
+    let before_ord = match &query.before {
         None => None,
         Some(run_id) => Some(
             state
@@ -437,11 +459,11 @@ async fn cancel_run(
 
 /// The last event id a client has: the `Last-Event-ID` header, else `?last_event_id=` (for
 /// clients that cannot set headers). Ids that are not ours replay from the start.
-fn last_event_id(headers: &HeaderMap, query: &HashMap<String, String>) -> i64 {
+fn last_event_id(headers: &HeaderMap, query: &StreamQuery) -> i64 {
     headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
-        .or_else(|| query.get("last_event_id").map(String::as_str))
+        .or(query.last_event_id.as_deref())
         .and_then(|text| text.trim().parse::<i64>().ok())
         .filter(|id| *id >= 0)
         .unwrap_or(0)
@@ -451,10 +473,10 @@ async fn run_stream(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Response, Failure> {
     let run_id = path_id(path)?;
-    let query = query_pairs(query)?;
+    let query = typed_query(query)?;
     let run = state
         .store
         .run(&run_id)
@@ -475,11 +497,12 @@ async fn run_stream(
 async fn all_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Response, Failure> {
-    let query = query_pairs(query)?;
+    let query = typed_query(query)?;
     let runs = query
-        .get("runs")
+        .runs
+        .as_deref()
         .map(|list| {
             list.split(',')
                 .map(str::trim)
@@ -536,10 +559,10 @@ async fn create_benchmark(
 async fn benchmark_stream(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Result<Query<BenchmarkQuery>, QueryRejection>,
 ) -> Result<Response, Failure> {
-    let query = query_pairs(query)?;
-    let interval = Interval::parse(query.get("interval").map(String::as_str)).map_err(|error| {
+    let query = typed_query(query)?;
+    let interval = Interval::parse(query.interval.as_deref()).map_err(|error| {
         Failure::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadInterval,

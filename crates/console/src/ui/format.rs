@@ -29,18 +29,7 @@ pub fn tokens(count: u64) -> String {
     }
 }
 
-/// `850 ms`, `12.4 s`, `3 m 05 s`.
-pub fn seconds(secs: f64) -> String {
-    if secs < 1.0 {
-        format!("{:.0} ms", secs * 1000.0)
-    } else if secs < 60.0 {
-        format!("{secs:.1} s")
-    } else {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // Display only.
-        let whole = secs as u64;
-        format!("{} m {:02} s", whole / 60, whole % 60)
-    }
-}
+pub use runboard_api::units::seconds;
 
 /// The colour of a status badge, readable on dark and light backgrounds.
 pub fn status_color(status: RunStatus) -> Color32 {
@@ -128,8 +117,5 @@ mod tests {
         assert_eq!(tokens(950), "950");
         assert_eq!(tokens(12_345), "12.3k");
         assert_eq!(tokens(4_560_000), "4.56M");
-        assert_eq!(seconds(0.85), "850 ms");
-        assert_eq!(seconds(12.44), "12.4 s");
-        assert_eq!(seconds(185.0), "3 m 05 s");
     }
 }
