@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runboard::sse::{DEFAULT_MAX_EVENT_BYTES, Frame, Parser};
+use runboard_sse::{DEFAULT_MAX_EVENT_BYTES, Frame, Parser};
 
 fn parse<'a>(cap: usize, chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Frame>, String) {
     let mut parser = Parser::with_max_event_bytes(cap);
