@@ -14,7 +14,8 @@ use super::remote::{RemoteArgs, explain};
 use runboard_api::clock::{KEEP_ALIVE_INTERVAL, idle_timeout_for};
 use runboard_api::units::duration;
 use runboard_api::{
-    BenchEvent, BenchView, CreateBenchmark, StreamOptions, StreamUpdate, TaskComplete, phase,
+    BenchmarkEvent, BenchmarkTally, CreateBenchmark, StreamOptions, StreamUpdate, TaskComplete,
+    phase,
 };
 use runboard_sse::ConnectionState;
 
@@ -119,7 +120,7 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
         )),
         ..StreamOptions::default()
     };
-    let mut source = match client.stream::<BenchEvent>(&url, &options) {
+    let mut source = match client.stream::<BenchmarkEvent>(&url, &options) {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
     };
@@ -128,7 +129,7 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
     } else {
         Output::Text(TextOutput::new(std::io::stderr().is_terminal()))
     };
-    let mut view = BenchView::default();
+    let mut view = BenchmarkTally::default();
     let mut waiting_said = false;
     // A new stream sends the status first and the progress after the results: the end is only
     // known once both came.
@@ -158,10 +159,10 @@ async fn follow(args: &FollowArgs, forever: bool) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
         }
-        progress_seen |= matches!(decoded, BenchEvent::Progress(_));
+        progress_seen |= matches!(decoded, BenchmarkEvent::Progress(_));
         let said = match &decoded {
-            BenchEvent::TaskComplete(result) => Some(result_line(result)),
-            BenchEvent::Error(error) => Some(format!("error: {}", error.message)),
+            BenchmarkEvent::TaskComplete(result) => Some(result_line(result)),
+            BenchmarkEvent::Error(error) => Some(format!("error: {}", error.message)),
             _ => None,
         };
         view.apply(decoded);
@@ -206,7 +207,7 @@ fn result_line(result: &TaskComplete) -> String {
     )
 }
 
-fn summary_line(view: &BenchView) -> String {
+fn summary_line(view: &BenchmarkTally) -> String {
     let name = view
         .status
         .as_ref()
@@ -227,7 +228,7 @@ fn summary_line(view: &BenchView) -> String {
 }
 
 /// The progress bar's one line.
-fn bar_line(view: &BenchView) -> String {
+fn bar_line(view: &BenchmarkTally) -> String {
     let progress = &view.progress;
     let fraction = view.fraction().unwrap_or(0.0);
     #[allow(
@@ -288,7 +289,7 @@ impl TextOutput {
     }
 
     /// Shows a line the event said (if any), a note when nothing runs, and the bar.
-    fn show(&mut self, view: &BenchView, said: Option<&str>, waiting_said: &mut bool) {
+    fn show(&mut self, view: &BenchmarkTally, said: Option<&str>, waiting_said: &mut bool) {
         if let Some(line) = said {
             self.line(line);
         }
@@ -313,7 +314,7 @@ impl TextOutput {
         let _ = stderr.flush();
     }
 
-    fn bar(&mut self, view: &BenchView) {
+    fn bar(&mut self, view: &BenchmarkTally) {
         if view.progress.total_tasks == 0 {
             return;
         }
@@ -350,13 +351,13 @@ fn fail(message: &str) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runboard_api::{BENCH_STATUS_TYPE, BenchProgress, BenchStatus};
+    use runboard_api::{BENCHMARK_STATUS_TYPE, BenchmarkProgress, BenchmarkStatus};
 
     #[test]
     fn the_bar_shows_counts_task_step_and_eta() {
-        let mut view = BenchView::default();
-        view.apply(BenchEvent::Status(BenchStatus {
-            kind: BENCH_STATUS_TYPE.into(),
+        let mut view = BenchmarkTally::default();
+        view.apply(BenchmarkEvent::Status(BenchmarkStatus {
+            kind: BENCHMARK_STATUS_TYPE.into(),
             connected: true,
             phase: phase::RUNNING.into(),
             running: true,
@@ -365,14 +366,14 @@ mod tests {
             benchmark: Some(1),
             log: None,
         }));
-        view.apply(BenchEvent::TaskComplete(TaskComplete {
+        view.apply(BenchmarkEvent::TaskComplete(TaskComplete {
             task_id: "task_001".into(),
             success: true,
             score: 0.9,
             duration_secs: Some(12.0),
             run_id: None,
         }));
-        view.apply(BenchEvent::Progress(BenchProgress {
+        view.apply(BenchmarkEvent::Progress(BenchmarkProgress {
             tasks_completed: 1,
             total_tasks: 4,
             current_task: Some("task_002".into()),

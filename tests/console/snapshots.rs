@@ -5,8 +5,8 @@
 
 use egui_kittest::{Harness, SnapshotOptions, SnapshotResults};
 use runboard_api::{
-    ActiveRequest, ActiveRequests, BenchEvent, BenchProgress, BenchStatus, DataEvent, NodeUpdate,
-    RunDetail, RunEvent, RunStatus, RunSummary, StoredEvent, TaskComplete,
+    ActiveRequest, ActiveRequests, BenchmarkEvent, BenchmarkProgress, BenchmarkStatus, DataEvent,
+    NodeUpdate, RunDetail, RunEvent, RunStatus, RunSummary, StoredEvent, TaskComplete,
 };
 use runboard_console::board::{Board, Inbound, RequestsFeed, RunKey, Settings};
 use runboard_console::ui::{UiState, View, console_ui};
@@ -269,9 +269,9 @@ fn the_models_view() {
 }
 
 fn bench_status(phase: &str, running: bool) -> Inbound {
-    Inbound::Bench {
+    Inbound::Benchmark {
         server: 0,
-        event: BenchEvent::Status(BenchStatus {
+        event: BenchmarkEvent::Status(BenchmarkStatus {
             kind: "benchmark_status".into(),
             connected: true,
             phase: phase.into(),
@@ -289,7 +289,7 @@ fn the_benchmark_view_mid_run_with_an_error() {
     let mut scene = busy_scene();
     let model = &mut scene.model;
     model.apply(
-        Inbound::BenchLink {
+        Inbound::BenchmarkLink {
             server: 0,
             state: ConnectionState::Open,
         },
@@ -310,9 +310,9 @@ fn the_benchmark_view_mid_run_with_an_error() {
         let success = n % 4 != 2;
         let score = if success { 0.6 + 0.05 * step } else { 0.0 };
         model.apply(
-            Inbound::Bench {
+            Inbound::Benchmark {
                 server: 0,
-                event: BenchEvent::TaskComplete(TaskComplete {
+                event: BenchmarkEvent::TaskComplete(TaskComplete {
                     task_id: format!("task_{:03}_{kind}", n + 1),
                     success,
                     score,
@@ -324,18 +324,18 @@ fn the_benchmark_view_mid_run_with_an_error() {
         );
     }
     model.apply(
-        Inbound::Bench {
+        Inbound::Benchmark {
             server: 0,
-            event: BenchEvent::Error(runboard_api::BenchError {
+            event: BenchmarkEvent::Error(runboard_api::BenchmarkError {
                 message: "task_003_extract: the worker lost its GPU and was restarted".into(),
             }),
         },
         NOW - 10.0,
     );
     model.apply(
-        Inbound::Bench {
+        Inbound::Benchmark {
             server: 0,
-            event: BenchEvent::Progress(BenchProgress {
+            event: BenchmarkEvent::Progress(BenchmarkProgress {
                 tasks_completed: 7,
                 total_tasks: 20,
                 current_task: Some("task_008_critique".into()),

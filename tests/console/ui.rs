@@ -417,13 +417,13 @@ fn the_benchmark_view_starts_one_follows_it_and_closes_its_stream_when_hidden() 
         &mut harness,
         Duration::from_secs(10),
         "the idle status",
-        |h| h.state().model().servers[0].bench.status.is_some(),
+        |h| h.state().model().servers[0].benchmark.status.is_some(),
     );
     assert_eq!(harness.state().view_streams_open(), 1);
     harness.step();
     harness.get_by_label("Start benchmark").click();
     wait_for(&mut harness, Duration::from_secs(60), "two results", |h| {
-        let bench = &h.state().model().servers[0].bench;
+        let bench = &h.state().model().servers[0].benchmark;
         bench.ended() && bench.results.len() == 2
     });
     harness.step();

@@ -8,7 +8,9 @@ use crate::support;
 use std::path::Path;
 use std::time::Duration;
 
-use runboard_api::{BenchEvent, BenchProgress, BenchStatus, CreateBenchmark, TaskComplete, phase};
+use runboard_api::{
+    BenchmarkEvent, BenchmarkProgress, BenchmarkStatus, CreateBenchmark, TaskComplete, phase,
+};
 use runboard_server::RunningServer;
 use runboard_sse::{EventSource, Update};
 use serde_json::{Value, json};
@@ -17,14 +19,14 @@ use support::test_server::{config, start};
 /// What one subscriber saw, in order.
 #[derive(Debug, Default)]
 struct Seen {
-    statuses: Vec<BenchStatus>,
-    progress: Vec<BenchProgress>,
+    statuses: Vec<BenchmarkStatus>,
+    progress: Vec<BenchmarkProgress>,
     results: Vec<(String, TaskComplete)>,
     errors: Vec<String>,
 }
 
 impl Seen {
-    fn last_status(&self) -> &BenchStatus {
+    fn last_status(&self) -> &BenchmarkStatus {
         self.statuses.last().expect("no status yet")
     }
 }
@@ -54,12 +56,14 @@ async fn read_until(
             let Update::Event(event) = update else {
                 continue;
             };
-            match BenchEvent::decode(&event.event, &event.data).unwrap() {
-                BenchEvent::Status(status) => seen.statuses.push(status),
-                BenchEvent::Progress(progress) => seen.progress.push(progress),
-                BenchEvent::TaskComplete(result) => seen.results.push((event.id.clone(), result)),
-                BenchEvent::Error(error) => seen.errors.push(error.message),
-                BenchEvent::Unknown(name) => panic!("unexpected event {name}"),
+            match BenchmarkEvent::decode(&event.event, &event.data).unwrap() {
+                BenchmarkEvent::Status(status) => seen.statuses.push(status),
+                BenchmarkEvent::Progress(progress) => seen.progress.push(progress),
+                BenchmarkEvent::TaskComplete(result) => {
+                    seen.results.push((event.id.clone(), result));
+                }
+                BenchmarkEvent::Error(error) => seen.errors.push(error.message),
+                BenchmarkEvent::Unknown(name) => panic!("unexpected event {name}"),
             }
         }
     })

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::types::null_as_default;
 
 /// The `type` a `status` event carries.
-pub const BENCH_STATUS_TYPE: &str = "benchmark_status";
+pub const BENCHMARK_STATUS_TYPE: &str = "benchmark_status";
 
 /// Where a benchmark is. Unknown phases from other servers are kept as text.
 pub mod phase {
@@ -42,8 +42,8 @@ pub struct LogFileState {
 
 /// A `status` event: connection, phase, and whether a benchmark is running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BenchStatus {
-    /// Always [`BENCH_STATUS_TYPE`].
+pub struct BenchmarkStatus {
+    /// Always [`BENCHMARK_STATUS_TYPE`].
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub kind: String,
     /// Whether the server can see the benchmark's source (the log file, or its own runner).
@@ -71,7 +71,7 @@ pub struct BenchStatus {
 
 /// A `progress` event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BenchProgress {
+pub struct BenchmarkProgress {
     /// Tasks with a result.
     #[serde(default)]
     pub tasks_completed: u64,
@@ -108,7 +108,7 @@ pub struct TaskComplete {
 
 /// An `error` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BenchError {
+pub struct BenchmarkError {
     /// What went wrong.
     #[serde(default, deserialize_with = "null_as_default")]
     pub message: String,
@@ -138,27 +138,27 @@ pub struct BenchmarkStarted {
 
 /// Any event of the benchmark stream.
 #[derive(Debug, Clone, PartialEq)]
-pub enum BenchEvent {
+pub enum BenchmarkEvent {
     /// Connection and phase.
-    Status(BenchStatus),
+    Status(BenchmarkStatus),
     /// How far it is.
-    Progress(BenchProgress),
+    Progress(BenchmarkProgress),
     /// One task finished.
     TaskComplete(TaskComplete),
     /// Something went wrong.
-    Error(BenchError),
+    Error(BenchmarkError),
     /// An event type this client does not know.
     Unknown(String),
 }
 
-impl BenchEvent {
-    /// The wire name of [`BenchEvent::Status`].
+impl BenchmarkEvent {
+    /// The wire name of [`BenchmarkEvent::Status`].
     pub const STATUS: &'static str = "status";
-    /// The wire name of [`BenchEvent::Progress`].
+    /// The wire name of [`BenchmarkEvent::Progress`].
     pub const PROGRESS: &'static str = "progress";
-    /// The wire name of [`BenchEvent::TaskComplete`].
+    /// The wire name of [`BenchmarkEvent::TaskComplete`].
     pub const TASK_COMPLETE: &'static str = "task_complete";
-    /// The wire name of [`BenchEvent::Error`].
+    /// The wire name of [`BenchmarkEvent::Error`].
     pub const ERROR: &'static str = "error";
 
     /// Decodes an SSE event of the benchmark stream.
@@ -179,40 +179,45 @@ mod tests {
 
     #[test]
     fn the_seeds_own_examples_decode() {
-        let status = BenchEvent::decode(
+        let status = BenchmarkEvent::decode(
             "status",
             r#"{"type":"vm_status","connected":true,"phase":"ready","waa_ready":true,"probe":{"status":"ready"}}"#,
         )
         .unwrap();
-        assert!(matches!(status, BenchEvent::Status(ref s) if s.connected && s.phase == "ready"));
-        let progress = BenchEvent::decode(
+        assert!(
+            matches!(status, BenchmarkEvent::Status(ref s) if s.connected && s.phase == "ready")
+        );
+        let progress = BenchmarkEvent::decode(
             "progress",
             r#"{"tasks_completed":5,"total_tasks":30,"current_task":"task_001_notepad","current_step":12}"#,
         )
         .unwrap();
         assert_eq!(
             progress,
-            BenchEvent::Progress(BenchProgress {
+            BenchmarkEvent::Progress(BenchmarkProgress {
                 tasks_completed: 5,
                 total_tasks: 30,
                 current_task: Some("task_001_notepad".into()),
                 current_step: Some(12),
             })
         );
-        let done = BenchEvent::decode(
+        let done = BenchmarkEvent::decode(
             "task_complete",
             r#"{"task_id":"task_001_notepad","success":true,"score":1.0}"#,
         )
         .unwrap();
         assert!(
-            matches!(done, BenchEvent::TaskComplete(ref t) if t.success && (t.score - 1.0).abs() < 1e-9)
+            matches!(done, BenchmarkEvent::TaskComplete(ref t) if t.success && (t.score - 1.0).abs() < 1e-9)
         );
-        let error = BenchEvent::decode("error", r#"{"message":"SSH connection failed"}"#).unwrap();
-        assert!(matches!(error, BenchEvent::Error(ref e) if e.message == "SSH connection failed"));
-        assert!(BenchEvent::decode("progress", "{oops").is_err());
+        let error =
+            BenchmarkEvent::decode("error", r#"{"message":"SSH connection failed"}"#).unwrap();
+        assert!(
+            matches!(error, BenchmarkEvent::Error(ref e) if e.message == "SSH connection failed")
+        );
+        assert!(BenchmarkEvent::decode("progress", "{oops").is_err());
         assert_eq!(
-            BenchEvent::decode("heartbeat", "{}").unwrap(),
-            BenchEvent::Unknown("heartbeat".into())
+            BenchmarkEvent::decode("heartbeat", "{}").unwrap(),
+            BenchmarkEvent::Unknown("heartbeat".into())
         );
     }
 }

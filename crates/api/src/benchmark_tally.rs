@@ -1,29 +1,29 @@
 //! The benchmark as a client sees it: built from the stream's events, with the
 //! figures people want — pass rate, mean score, ETA. Shared by the console and the CLI.
 
-use crate::{BenchEvent, BenchProgress, BenchStatus, TaskComplete, phase};
+use crate::{BenchmarkEvent, BenchmarkProgress, BenchmarkStatus, TaskComplete, phase};
 
 /// Errors kept for the banner.
 const ERRORS_KEPT: usize = 20;
 
 /// Everything known about the benchmark a server reports.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct BenchView {
+pub struct BenchmarkTally {
     /// The last `status`.
-    pub status: Option<BenchStatus>,
+    pub status: Option<BenchmarkStatus>,
     /// The last `progress`.
-    pub progress: BenchProgress,
+    pub progress: BenchmarkProgress,
     /// Results, in the order they came.
     pub results: Vec<TaskComplete>,
     /// The latest errors, newest last.
     pub errors: Vec<String>,
 }
 
-impl BenchView {
+impl BenchmarkTally {
     /// Applies one event of the stream.
-    pub fn apply(&mut self, event: BenchEvent) {
+    pub fn apply(&mut self, event: BenchmarkEvent) {
         match event {
-            BenchEvent::Status(status) => {
+            BenchmarkEvent::Status(status) => {
                 // The server numbers its benchmarks; one without numbers is new when it runs
                 // again after it ended.
                 let restarted = self.status.as_ref().is_some_and(|old| {
@@ -38,15 +38,15 @@ impl BenchView {
                 }
                 self.status = Some(status);
             }
-            BenchEvent::Progress(progress) => self.progress = progress,
-            BenchEvent::TaskComplete(result) => self.results.push(result),
-            BenchEvent::Error(error) => {
+            BenchmarkEvent::Progress(progress) => self.progress = progress,
+            BenchmarkEvent::TaskComplete(result) => self.results.push(result),
+            BenchmarkEvent::Error(error) => {
                 if self.errors.len() == ERRORS_KEPT {
                     self.errors.remove(0);
                 }
                 self.errors.push(error.message);
             }
-            BenchEvent::Unknown(_) => {}
+            BenchmarkEvent::Unknown(_) => {}
         }
     }
 
@@ -118,12 +118,12 @@ impl BenchView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BENCH_STATUS_TYPE, BenchError};
+    use crate::{BENCHMARK_STATUS_TYPE, BenchmarkError};
 
-    fn status(phase: &str, running: bool, name: &str) -> BenchEvent {
+    fn status(phase: &str, running: bool, name: &str) -> BenchmarkEvent {
         let benchmark = u64::from(name.as_bytes()[0]);
-        BenchEvent::Status(BenchStatus {
-            kind: BENCH_STATUS_TYPE.into(),
+        BenchmarkEvent::Status(BenchmarkStatus {
+            kind: BENCHMARK_STATUS_TYPE.into(),
             connected: true,
             phase: phase.into(),
             running,
@@ -134,8 +134,8 @@ mod tests {
         })
     }
 
-    fn result(task: &str, success: bool, score: f64, secs: f64) -> BenchEvent {
-        BenchEvent::TaskComplete(TaskComplete {
+    fn result(task: &str, success: bool, score: f64, secs: f64) -> BenchmarkEvent {
+        BenchmarkEvent::TaskComplete(TaskComplete {
             task_id: task.into(),
             success,
             score,
@@ -144,8 +144,8 @@ mod tests {
         })
     }
 
-    fn progress(done: u64, total: u64) -> BenchEvent {
-        BenchEvent::Progress(BenchProgress {
+    fn progress(done: u64, total: u64) -> BenchmarkEvent {
+        BenchmarkEvent::Progress(BenchmarkProgress {
             tasks_completed: done,
             total_tasks: total,
             current_task: Some("t".into()),
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn pass_rate_mean_score_and_eta_from_results() {
-        let mut view = BenchView::default();
+        let mut view = BenchmarkTally::default();
         assert_eq!(view.pass_rate(), None);
         view.apply(status(phase::RUNNING, true, "a"));
         view.apply(result("t1", true, 1.0, 10.0));
@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(view.mean_score(), Some(0.5));
         assert_eq!(view.eta_secs(), Some(60.0));
         assert!((view.fraction().unwrap() - 1.0 / 3.0).abs() < 1e-9);
-        view.apply(BenchEvent::Error(BenchError {
+        view.apply(BenchmarkEvent::Error(BenchmarkError {
             message: "disk full".into(),
         }));
         assert_eq!(view.errors, ["disk full"]);
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_new_benchmark_starts_a_new_tally() {
-        let mut view = BenchView::default();
+        let mut view = BenchmarkTally::default();
         view.apply(status(phase::RUNNING, true, "a"));
         view.apply(result("t1", true, 1.0, 1.0));
         view.apply(status(phase::FINISHED, false, "a"));

@@ -15,10 +15,10 @@ pub mod units;
 
 pub use active_requests::{ActiveRequest, ActiveRequests};
 pub use benchmark::{
-    BENCH_STATUS_TYPE, BenchError, BenchEvent, BenchProgress, BenchStatus, BenchmarkStarted,
-    CreateBenchmark, LogFileState, TaskComplete, phase,
+    BENCHMARK_STATUS_TYPE, BenchmarkError, BenchmarkEvent, BenchmarkProgress, BenchmarkStarted,
+    BenchmarkStatus, CreateBenchmark, LogFileState, TaskComplete, phase,
 };
-pub use benchmark_tally::BenchView;
+pub use benchmark_tally::BenchmarkTally;
 pub use client::{ApiClient, ApiError, RunQuery};
 pub use error_code::ErrorCode;
 pub use events::{

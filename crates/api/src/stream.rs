@@ -13,7 +13,7 @@ use runboard_sse::{
 };
 
 use crate::clock::IDLE_TIMEOUT;
-use crate::{ActiveRequests, ApiClient, BenchEvent, DecodeError, RunEvent};
+use crate::{ActiveRequests, ApiClient, BenchmarkEvent, DecodeError, RunEvent};
 
 /// How every stream of the API reconnects, and how a caller retries anything else it needs
 /// from a server (its health, a poll that failed): the server's `retry:` first, then doubling
@@ -34,7 +34,7 @@ impl StreamEvent for RunEvent {
     }
 }
 
-impl StreamEvent for BenchEvent {
+impl StreamEvent for BenchmarkEvent {
     fn decode_event(event: &str, data: &str) -> Result<Self, DecodeError> {
         Self::decode(event, data).map_err(|error| DecodeError {
             event: event.to_owned(),

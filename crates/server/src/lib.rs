@@ -35,7 +35,7 @@ pub use active_requests::DISABLED_MESSAGE;
 pub use active_requests_stream::RequestStreamSettings;
 pub use generator::GeneratorConfig;
 pub use listener::ConnectionLimits;
-pub use routes::MAX_BENCH_TASKS;
+pub use routes::MAX_BENCHMARK_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use runs::RunLimits;
 pub use store::{DbLocation, Retention, StoreError};
@@ -44,7 +44,7 @@ pub use web_bundle::WebBundle;
 
 use active_requests::RequestTracker;
 use auth::RequiredToken;
-use benchmark::{BenchBoard, BenchRunner};
+use benchmark::{BenchmarkBoard, BenchmarkRunner};
 use guard::Guard;
 use hub::Hub;
 use recorder::Recorder;
@@ -292,7 +292,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let listener = TcpListener::bind(config.addr).await.map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
-    let (bench, bench_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
+    let (benchmark, benchmark_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
     let state = AppState {
         runs,
         store: store.clone(),
@@ -310,8 +310,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         events_endpoint: config.events_endpoint,
         requests,
         request_stream: config.request_stream.clone(),
-        bench,
-        bench_runner,
+        benchmark,
+        benchmark_runner,
         web: config.web.clone(),
     };
     let guard = Guard::new(
@@ -353,14 +353,14 @@ fn benchmarks(
     store: &Store,
     hub: &Hub,
     shutdown: &CancellationToken,
-) -> (BenchBoard, BenchRunner) {
+) -> (BenchmarkBoard, BenchmarkRunner) {
     let board = match &config.benchmark_log {
         Some(path) => {
-            let board = BenchBoard::for_log(path);
+            let board = BenchmarkBoard::for_log(path);
             benchmark::watch_log(board.clone(), path.clone(), shutdown.clone());
             board
         }
-        None => BenchBoard::for_api(),
+        None => BenchmarkBoard::for_api(),
     };
     let seed = config
         .generator
@@ -368,7 +368,7 @@ fn benchmarks(
         .map_or_else(runboard_sse::rng::SplitMix64::from_entropy, |seed| {
             runboard_sse::rng::SplitMix64::new(seed.rotate_left(29))
         });
-    let runner = BenchRunner {
+    let runner = BenchmarkRunner {
         board: board.clone(),
         runs: runs.clone(),
         store: store.clone(),

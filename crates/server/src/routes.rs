@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::active_requests::RequestTracker;
 use super::active_requests_stream::{self, RequestStreamSettings};
 use super::auth::{RequiredToken, require_token};
-use super::benchmark::{self, BenchBoard, BenchRunner, Interval, Resume, StartError};
+use super::benchmark::{self, BenchmarkBoard, BenchmarkRunner, Interval, Resume, StartError};
 use super::failure::Failure;
 use super::generator;
 use super::guard::{Guard, guard};
@@ -50,7 +50,7 @@ const QUEUE_FULL_RETRY_SECS: u64 = 5;
 pub const MAX_FILTER_RUNS: usize = 1000;
 
 /// The most tasks one benchmark may have.
-pub const MAX_BENCH_TASKS: u64 = 1000;
+pub const MAX_BENCHMARK_TASKS: u64 = 1000;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -76,9 +76,9 @@ pub struct AppState {
     /// How the active-requests stream behaves.
     pub request_stream: RequestStreamSettings,
     /// Benchmark progress.
-    pub bench: BenchBoard,
+    pub benchmark: BenchmarkBoard,
     /// Starts benchmarks.
-    pub bench_runner: BenchRunner,
+    pub benchmark_runner: BenchmarkRunner,
     /// The web console served at `/`.
     pub web: WebBundle,
 }
@@ -535,18 +535,18 @@ async fn create_benchmark(
     body: Body,
 ) -> Result<(StatusCode, Json<BenchmarkStarted>), Failure> {
     let mut request: CreateBenchmark = read_json(&state, body, "a benchmark request").await?;
-    if !(1..=MAX_BENCH_TASKS).contains(&request.tasks) {
+    if !(1..=MAX_BENCHMARK_TASKS).contains(&request.tasks) {
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::InvalidTasks,
             format!(
-                "tasks must be 1 to {MAX_BENCH_TASKS}, not {}",
+                "tasks must be 1 to {MAX_BENCHMARK_TASKS}, not {}",
                 request.tasks
             ),
         ));
     }
     request.params = params_object(request.params)?;
-    let started = state.bench_runner.start(&request).map_err(|error| {
+    let started = state.benchmark_runner.start(&request).map_err(|error| {
         let code = match error {
             StartError::Busy => ErrorCode::BenchmarkRunning,
             StartError::WatchingLog => ErrorCode::BenchmarkSourceIsLog,
@@ -575,7 +575,7 @@ async fn benchmark_stream(
             .and_then(|value| value.to_str().ok()),
     );
     let mut response = benchmark::response(
-        state.bench.clone(),
+        state.benchmark.clone(),
         interval,
         resume,
         state.streams.settings.clone(),

@@ -18,11 +18,11 @@ pub use link::Link;
 pub use log::{Log, LogLine};
 pub use rate::{RateSettings, TokenRate};
 pub use requests::{RequestRow, Requests, RequestsFeed};
-pub use runboard_api::BenchView;
+pub use runboard_api::BenchmarkTally;
 pub use worker::{RunKey, ServerId, Worker};
 
 use runboard_api::{
-    ActiveRequests, BenchEvent, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList, RunDetail,
+    ActiveRequests, BenchmarkEvent, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList, RunDetail,
     RunEvent, RunStatus, RunSummary, StoreStatus,
 };
 use runboard_sse::ConnectionState;
@@ -67,9 +67,9 @@ pub struct Server {
     /// A models job was asked for and its data has not come yet.
     pub models_pending: bool,
     /// Its benchmark, from `/api/benchmark-sse`.
-    pub bench: BenchView,
+    pub benchmark: BenchmarkTally,
     /// The benchmark stream's connection.
-    pub bench_link: Option<Link>,
+    pub benchmark_link: Option<Link>,
     /// Its requests in flight.
     pub requests: Requests,
     /// Set when it refused our token (or we had none): why, for the token prompt.
@@ -95,8 +95,8 @@ impl Server {
             error: None,
             models: None,
             models_pending: false,
-            bench: BenchView::default(),
-            bench_link: None,
+            benchmark: BenchmarkTally::default(),
+            benchmark_link: None,
             requests: Requests::default(),
             needs_token: None,
             store: None,
@@ -159,14 +159,14 @@ pub enum Inbound {
         key: RunKey,
     },
     /// An event of a server's benchmark stream.
-    Bench {
+    Benchmark {
         /// Which server.
         server: ServerId,
         /// The event.
-        event: BenchEvent,
+        event: BenchmarkEvent,
     },
     /// The benchmark stream's connection changed.
-    BenchLink {
+    BenchmarkLink {
         /// Which server.
         server: ServerId,
         /// The new state.
@@ -339,14 +339,14 @@ impl Board {
                     s.models_pending = false;
                 }
             }
-            Inbound::Bench { server, event } => {
+            Inbound::Benchmark { server, event } => {
                 if let Some(s) = self.servers.get_mut(server) {
-                    s.bench.apply(event);
+                    s.benchmark.apply(event);
                 }
             }
-            Inbound::BenchLink { server, state } => {
+            Inbound::BenchmarkLink { server, state } => {
                 if let Some(s) = self.servers.get_mut(server) {
-                    s.bench_link = Some(advance_link(s.bench_link.as_ref(), &state, now));
+                    s.benchmark_link = Some(advance_link(s.benchmark_link.as_ref(), &state, now));
                 }
             }
             Inbound::Requests {

@@ -9,7 +9,7 @@ use egui::{Color32, RichText};
 use super::Action;
 use super::format::{badge, link_color, seconds};
 use super::state::UiState;
-use crate::board::{BenchView, Board, Server};
+use crate::board::{BenchmarkTally, Board, Server};
 use runboard_api::phase;
 
 const GOOD: Color32 = Color32::from_rgb(46, 160, 67);
@@ -19,7 +19,7 @@ const BUSY: Color32 = Color32::from_rgb(52, 120, 220);
 const WAITING: Color32 = Color32::from_rgb(210, 130, 30);
 
 /// Draws every server's benchmark.
-pub fn bench_ui(
+pub fn benchmark_ui(
     ui: &mut egui::Ui,
     model: &Board,
     state: &mut UiState,
@@ -45,7 +45,7 @@ fn server_bench_ui(
     now: f64,
     actions: &mut Vec<Action>,
 ) {
-    let view = &server.bench;
+    let view = &server.benchmark;
     ui.horizontal(|ui| {
         let title = view
             .status
@@ -53,7 +53,7 @@ fn server_bench_ui(
             .and_then(|s| s.name.clone())
             .unwrap_or_else(|| "Benchmark".into());
         ui.heading(format!("{title} on {}", server.label));
-        if let Some(link) = &server.bench_link {
+        if let Some(link) = &server.benchmark_link {
             badge(ui, &link.label(now), link_color(link));
         }
         if let Some(status) = &view.status {
@@ -96,7 +96,7 @@ fn server_bench_ui(
     results_ui(ui, index, view);
 }
 
-fn source_ui(ui: &mut egui::Ui, view: &BenchView) {
+fn source_ui(ui: &mut egui::Ui, view: &BenchmarkTally) {
     let Some(log) = view.status.as_ref().and_then(|s| s.log.as_ref()) else {
         return;
     };
@@ -118,7 +118,7 @@ fn source_ui(ui: &mut egui::Ui, view: &BenchView) {
     ui.label(RichText::new(text).color(color));
 }
 
-fn errors_ui(ui: &mut egui::Ui, view: &BenchView) {
+fn errors_ui(ui: &mut egui::Ui, view: &BenchmarkTally) {
     let Some(latest) = view.errors.last() else {
         return;
     };
@@ -158,7 +158,7 @@ fn start_ui(ui: &mut egui::Ui, index: usize, state: &mut UiState, actions: &mut 
     });
 }
 
-fn progress_ui(ui: &mut egui::Ui, view: &BenchView) {
+fn progress_ui(ui: &mut egui::Ui, view: &BenchmarkTally) {
     let progress = &view.progress;
     let fraction = view.fraction().unwrap_or(0.0);
     // The theme's own fill keeps the text on the bar readable in dark and light.
@@ -221,7 +221,7 @@ fn stat_ui(ui: &mut egui::Ui, label: &str, value: &str) {
     ui.add_space(18.0);
 }
 
-fn results_ui(ui: &mut egui::Ui, index: usize, view: &BenchView) {
+fn results_ui(ui: &mut egui::Ui, index: usize, view: &BenchmarkTally) {
     if view.results.is_empty() {
         ui.label(RichText::new("Results appear here as tasks finish.").weak());
         return;

@@ -241,8 +241,8 @@ impl Connector {
     }
 
     /// Follows a server's benchmark stream while the returned guard lives.
-    pub fn watch_bench(&self, server: ServerId) -> Option<TaskGuard> {
-        self.view_stream(server, side_streams::watch_bench)
+    pub fn watch_benchmark(&self, server: ServerId) -> Option<TaskGuard> {
+        self.view_stream(server, side_streams::watch_benchmark)
     }
 
     /// Follows a server's requests in flight while the returned guard lives.

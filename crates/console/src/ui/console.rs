@@ -6,7 +6,7 @@ use std::time::Duration;
 use web_time::Instant;
 
 use super::Action;
-use super::benchmark_view::bench_ui;
+use super::benchmark_view::benchmark_ui;
 use super::cards::cards_ui;
 use super::connector::{Connector, LaunchRequest};
 use super::feed_view::{chain_windows_ui, feed_ui};
@@ -197,7 +197,7 @@ impl Console {
             return;
         };
         self.demo_benchmark_pending = false;
-        let idle = !self.model.servers[0].bench.running();
+        let idle = !self.model.servers[0].benchmark.running();
         if health.has(Feature::Benchmarks) && idle {
             let request = CreateBenchmark {
                 tasks: DEMO_BENCHMARK_TASKS,
@@ -303,7 +303,7 @@ impl Console {
                 }
                 StreamCommand::OpenView { view, server } => {
                     let guard = match view {
-                        View::Benchmark => self.connector.watch_bench(server),
+                        View::Benchmark => self.connector.watch_benchmark(server),
                         _ => self.connector.watch_requests(server),
                     };
                     match guard {
@@ -348,7 +348,7 @@ impl Console {
         let servers = &self.model.servers;
         let view_ticks = match self.state.view {
             View::Requests => servers.iter().any(|s| !s.requests.rows().is_empty()),
-            View::Benchmark => servers.iter().any(|s| s.bench.running()),
+            View::Benchmark => servers.iter().any(|s| s.benchmark.running()),
             View::Workers | View::Models => false,
         };
         view_ticks
@@ -491,7 +491,7 @@ pub fn console_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f6
         View::Workers if model.workers().is_empty() => empty_ui(ui, &mut actions),
         View::Workers => cards_ui(ui, model, state, now, &mut actions),
         View::Models => models_ui(ui, model, &mut actions),
-        View::Benchmark => bench_ui(ui, model, state, now, &mut actions),
+        View::Benchmark => benchmark_ui(ui, model, state, now, &mut actions),
         View::Requests => requests_ui(ui, model, state, now),
     });
     chain_windows_ui(&ctx, model, state);

@@ -14,14 +14,14 @@ use super::inbox::Outbox;
 use crate::board::{Inbound, RequestsFeed, ServerId};
 use runboard_api::clock::{REQUESTS_HEARTBEAT, idle_timeout_for};
 use runboard_api::{
-    ApiClient, BenchEvent, EventStream, RequestsEvent, StreamEvent, StreamOptions, StreamUpdate,
-    reconnect_policy,
+    ApiClient, BenchmarkEvent, EventStream, RequestsEvent, StreamEvent, StreamOptions,
+    StreamUpdate, reconnect_policy,
 };
 use runboard_sse::runtime::{MaybeSend, Spawner, sleep};
 use runboard_sse::{Backoff, ConnectionState};
 
 /// The console asks the benchmark stream for a check every second: it is one small stream.
-const BENCH_INTERVAL_SECS: u64 = 1;
+const BENCHMARK_INTERVAL_SECS: u64 = 1;
 
 /// The requests stream sends a heartbeat rather than the keep-alive of the others.
 const REQUESTS_IDLE: Duration = idle_timeout_for(REQUESTS_HEARTBEAT);
@@ -87,27 +87,28 @@ fn spawn_guarded(
 }
 
 /// Follows a server's benchmark stream until the guard is dropped.
-pub fn watch_bench(
+pub fn watch_benchmark(
     spawner: &Spawner,
     client: ApiClient,
     server: ServerId,
     outbox: Outbox,
 ) -> TaskGuard {
     spawn_guarded(spawner, async move {
-        let url = client.benchmark_stream_url(BENCH_INTERVAL_SECS);
+        let url = client.benchmark_stream_url(BENCHMARK_INTERVAL_SECS);
         let options = StreamOptions::default();
-        let Some(mut stream) = open::<BenchEvent>(&client, &url, options, server, &outbox).await
+        let Some(mut stream) =
+            open::<BenchmarkEvent>(&client, &url, options, server, &outbox).await
         else {
             return;
         };
         while let Some(update) = stream.next().await {
             let message = match update {
-                StreamUpdate::Event { decoded: event, .. } => Inbound::Bench { server, event },
+                StreamUpdate::Event { decoded: event, .. } => Inbound::Benchmark { server, event },
                 StreamUpdate::Undecodable(error) => Inbound::ServerError {
                     server,
                     message: format!("a benchmark event was unreadable: {error}"),
                 },
-                StreamUpdate::State(state) => Inbound::BenchLink { server, state },
+                StreamUpdate::State(state) => Inbound::BenchmarkLink { server, state },
                 StreamUpdate::TooLarge { .. } => continue,
             };
             if !outbox.send(message).await {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use web_time::Instant;
 
-use super::BenchBoard;
+use super::BenchmarkBoard;
 use super::log_parse::{LogLine, parse_line, task_result};
 use runboard_api::phase;
 
@@ -25,7 +25,7 @@ const READ_STEP: u64 = 4 * 1024 * 1024;
 const MAX_LINE: usize = 64 * 1024;
 
 /// Watches `path` until `shutdown`.
-pub fn watch_log(board: BenchBoard, path: PathBuf, shutdown: CancellationToken) {
+pub fn watch_log(board: BenchmarkBoard, path: PathBuf, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut tail = Tail::new(path);
         let mut reader = LogReader::default();
@@ -176,7 +176,7 @@ struct LogReader {
 }
 
 impl LogReader {
-    fn apply(&mut self, board: &BenchBoard, seen: &Seen) {
+    fn apply(&mut self, board: &BenchmarkBoard, seen: &Seen) {
         let parsed: Vec<LogLine> = seen.lines.iter().filter_map(|l| parse_line(l)).collect();
         board.update(|state| {
             if let Some(log) = state.status.log.as_mut() {
@@ -198,7 +198,7 @@ impl LogReader {
         });
     }
 
-    fn line(&mut self, state: &mut super::BenchState, line: LogLine, backlog: bool) {
+    fn line(&mut self, state: &mut super::BenchmarkState, line: LogLine, backlog: bool) {
         match line {
             LogLine::TaskOf { index, total } => {
                 let restarted = index < self.last_index

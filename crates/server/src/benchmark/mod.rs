@@ -14,11 +14,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use log_watch::watch_log;
-pub use runner::{BenchRunner, StartError};
+pub use runner::{BenchmarkRunner, StartError};
 pub use stream::{Interval, IntervalError, Resume, response};
 
 use runboard_api::{
-    BENCH_STATUS_TYPE, BenchProgress, BenchStatus, LogFileState, TaskComplete, phase,
+    BENCHMARK_STATUS_TYPE, BenchmarkProgress, BenchmarkStatus, LogFileState, TaskComplete, phase,
 };
 
 /// Errors kept for streams that connect later; older ones are dropped.
@@ -29,13 +29,13 @@ const RESULTS_KEPT: usize = 10_000;
 
 /// Everything known about the current benchmark.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BenchState {
+pub struct BenchmarkState {
     /// Counts benchmarks; a stream's resume point is only valid within one.
     pub generation: u64,
     /// Connection, phase, running.
-    pub status: BenchStatus,
+    pub status: BenchmarkStatus,
     /// How far it is.
-    pub progress: BenchProgress,
+    pub progress: BenchmarkProgress,
     /// Results so far, in the order tasks finished.
     pub results: Vec<TaskComplete>,
     /// Results dropped from the front to bound memory.
@@ -47,13 +47,13 @@ pub struct BenchState {
     pub errors_total: u64,
 }
 
-impl BenchState {
+impl BenchmarkState {
     fn new(source: &str, log: Option<LogFileState>) -> Self {
         let waiting = log.as_ref().is_some_and(|log| !log.present);
         Self {
             generation: 0,
-            status: BenchStatus {
-                kind: BENCH_STATUS_TYPE.to_owned(),
+            status: BenchmarkStatus {
+                kind: BENCHMARK_STATUS_TYPE.to_owned(),
                 connected: !waiting,
                 phase: if waiting { phase::WAITING } else { phase::IDLE }.to_owned(),
                 running: false,
@@ -62,7 +62,7 @@ impl BenchState {
                 benchmark: None,
                 log,
             },
-            progress: BenchProgress::default(),
+            progress: BenchmarkProgress::default(),
             results: Vec::new(),
             results_dropped: 0,
             errors: VecDeque::new(),
@@ -82,9 +82,9 @@ impl BenchState {
         self.status.benchmark = Some(self.generation);
         phase::RUNNING.clone_into(&mut self.status.phase);
         self.status.running = true;
-        self.progress = BenchProgress {
+        self.progress = BenchmarkProgress {
             total_tasks,
-            ..BenchProgress::default()
+            ..BenchmarkProgress::default()
         };
         self.results.clear();
         self.results_dropped = 0;
@@ -141,14 +141,14 @@ impl BenchState {
 
 /// The shared benchmark state; every change wakes every stream.
 #[derive(Debug, Clone)]
-pub struct BenchBoard {
-    state: Arc<watch::Sender<BenchState>>,
+pub struct BenchmarkBoard {
+    state: Arc<watch::Sender<BenchmarkState>>,
 }
 
-impl BenchBoard {
+impl BenchmarkBoard {
     /// A board for benchmarks this server runs.
     pub fn for_api() -> Self {
-        Self::with(BenchState::new("api", None))
+        Self::with(BenchmarkState::new("api", None))
     }
 
     /// A board for a benchmark that writes the log file at `path`.
@@ -159,10 +159,10 @@ impl BenchBoard {
             rotations: 0,
             problem: None,
         };
-        Self::with(BenchState::new("log", Some(log)))
+        Self::with(BenchmarkState::new("log", Some(log)))
     }
 
-    fn with(state: BenchState) -> Self {
+    fn with(state: BenchmarkState) -> Self {
         Self {
             state: Arc::new(watch::Sender::new(state)),
         }
@@ -174,17 +174,17 @@ impl BenchBoard {
     }
 
     /// Changes the state and wakes the streams.
-    pub fn update(&self, change: impl FnOnce(&mut BenchState)) {
+    pub fn update(&self, change: impl FnOnce(&mut BenchmarkState)) {
         self.state.send_modify(change);
     }
 
     /// A copy of the state now.
-    pub fn snapshot(&self) -> BenchState {
+    pub fn snapshot(&self) -> BenchmarkState {
         self.state.borrow().clone()
     }
 
     /// A receiver that wakes on every change.
-    pub fn subscribe(&self) -> watch::Receiver<BenchState> {
+    pub fn subscribe(&self) -> watch::Receiver<BenchmarkState> {
         self.state.subscribe()
     }
 }
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn the_last_result_finishes_the_benchmark_and_a_new_one_starts_clean() {
-        let mut state = BenchState::new("api", None);
+        let mut state = BenchmarkState::new("api", None);
         assert_eq!(state.status.phase, phase::IDLE);
         state.begin(Some("smoke".into()), 2);
         state.task_started("t1");

@@ -8,7 +8,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use web_time::Instant;
 
-use super::BenchBoard;
+use super::BenchmarkBoard;
 use crate::hub::Hub;
 use crate::runs::Runs;
 use crate::store::Store;
@@ -40,9 +40,9 @@ pub enum StartError {
 
 /// Starts benchmarks on this server's generator.
 #[derive(Debug, Clone)]
-pub struct BenchRunner {
+pub struct BenchmarkRunner {
     /// Where progress goes.
-    pub board: BenchBoard,
+    pub board: BenchmarkBoard,
     /// Runs each task.
     pub runs: Runs,
     /// Reads how a run ended.
@@ -55,7 +55,7 @@ pub struct BenchRunner {
     pub rng: Arc<Mutex<SplitMix64>>,
 }
 
-impl BenchRunner {
+impl BenchmarkRunner {
     /// Starts a benchmark; it runs in the background.
     pub fn start(&self, request: &CreateBenchmark) -> Result<BenchmarkStarted, StartError> {
         if self.board.watches_log() {

@@ -8,10 +8,10 @@ use axum::response::Response;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{BenchBoard, BenchState};
+use super::{BenchmarkBoard, BenchmarkState};
 use crate::sse_out::{self, Gone, SseSink};
 use crate::stream::StreamSettings;
-use runboard_api::{BenchError, BenchEvent, BenchProgress, BenchStatus};
+use runboard_api::{BenchmarkError, BenchmarkEvent, BenchmarkProgress, BenchmarkStatus};
 
 /// How often the state is checked, from `?interval=`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,7 +79,7 @@ impl Resume {
 
 /// The streaming response.
 pub fn response(
-    board: BenchBoard,
+    board: BenchmarkBoard,
     interval: Interval,
     resume: Resume,
     settings: StreamSettings,
@@ -87,7 +87,7 @@ pub fn response(
 ) -> Response {
     let (sink, response) = sse_out::channel(shutdown);
     tokio::spawn(async move {
-        let mut stream = BenchStream {
+        let mut stream = BenchmarkStream {
             sink,
             sent: resume,
             status: None,
@@ -99,19 +99,19 @@ pub fn response(
     response
 }
 
-struct BenchStream {
+struct BenchmarkStream {
     sink: SseSink,
     /// What this client has of the results and errors.
     sent: Resume,
-    status: Option<BenchStatus>,
-    progress: Option<BenchProgress>,
+    status: Option<BenchmarkStatus>,
+    progress: Option<BenchmarkProgress>,
     last_write: Instant,
 }
 
-impl BenchStream {
+impl BenchmarkStream {
     async fn run(
         &mut self,
-        board: &BenchBoard,
+        board: &BenchmarkBoard,
         interval: Duration,
         settings: &StreamSettings,
     ) -> Result<(), Gone> {
@@ -137,7 +137,7 @@ impl BenchStream {
         }
     }
 
-    async fn send_changes(&mut self, state: &BenchState) -> Result<(), Gone> {
+    async fn send_changes(&mut self, state: &BenchmarkState) -> Result<(), Gone> {
         // A new client, or a new benchmark, is told so first; after that, results come before
         // the progress and status they change.
         let new_benchmark = self.sent.generation != state.generation;
@@ -160,7 +160,7 @@ impl BenchStream {
             self.sent.results = number + 1;
             let id = self.sent.id();
             self.sink
-                .event(BenchEvent::TASK_COMPLETE, Some(&id), result)
+                .event(BenchmarkEvent::TASK_COMPLETE, Some(&id), result)
                 .await?;
             self.last_write = Instant::now();
         }
@@ -174,9 +174,9 @@ impl BenchStream {
             let id = self.sent.id();
             self.sink
                 .event(
-                    BenchEvent::ERROR,
+                    BenchmarkEvent::ERROR,
                     Some(&id),
-                    &BenchError {
+                    &BenchmarkError {
                         message: message.clone(),
                     },
                 )
@@ -185,7 +185,7 @@ impl BenchStream {
         }
         if self.progress.as_ref() != Some(&state.progress) {
             self.sink
-                .event(BenchEvent::PROGRESS, None, &state.progress)
+                .event(BenchmarkEvent::PROGRESS, None, &state.progress)
                 .await?;
             self.progress = Some(state.progress.clone());
             self.last_write = Instant::now();
@@ -193,10 +193,10 @@ impl BenchStream {
         self.send_status(state).await
     }
 
-    async fn send_status(&mut self, state: &BenchState) -> Result<(), Gone> {
+    async fn send_status(&mut self, state: &BenchmarkState) -> Result<(), Gone> {
         if self.status.as_ref() != Some(&state.status) {
             self.sink
-                .event(BenchEvent::STATUS, None, &state.status)
+                .event(BenchmarkEvent::STATUS, None, &state.status)
                 .await?;
             self.status = Some(state.status.clone());
             self.last_write = Instant::now();
