@@ -35,7 +35,20 @@ fn summary(run_id: &str, status: RunStatus, minute: u32) -> RunSummary {
 const TEXT: &str = "the keeper climbed the stairs once more, counting the steps as his father had, \
                     and lit the lamp by hand when the storm took the power out over the bay";
 
-fn progress(run_id: &str, agent: &str, tokens: u64) -> Inbound {
+/// The server's clock `secs` after 05:20:00, as it writes times.
+fn server_time(secs: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let millis = (secs * 1000.0).round() as u64;
+    let (minutes, millis) = (millis / 60_000, millis % 60_000);
+    format!(
+        "2026-11-21T05:{:02}:{:02}.{:03}Z",
+        20 + minutes,
+        millis / 1000,
+        millis % 1000
+    )
+}
+
+fn progress(run_id: &str, agent: &str, tokens: u64, secs: f64) -> Inbound {
     Inbound::Event {
         server: 0,
         event: RunEvent::NodeUpdate(NodeUpdate {
@@ -44,7 +57,7 @@ fn progress(run_id: &str, agent: &str, tokens: u64) -> Inbound {
             iteration: Some(2),
             tokens_out: Some(tokens),
             snippet: Some(TEXT.into()),
-            ts: None,
+            ts: Some(server_time(secs)),
         }),
     }
 }
@@ -87,6 +100,30 @@ fn finished_detail(run_id: &str) -> RunDetail {
     }
 }
 
+/// A run created (at `minute` past five) and started at 05:20:00 on the server's clock.
+fn start_run(model: &mut Board, id: &str, minute: u32) {
+    let created = RunEvent::RunCreated(summary(id, RunStatus::Queued, minute));
+    model.apply(
+        Inbound::Event {
+            server: 0,
+            event: created,
+        },
+        0.0,
+    );
+    let mut started = RunEvent::status(RunStatus::Running, Some("started"));
+    if let RunEvent::Status(change) = &mut started {
+        id.clone_into(&mut change.run_id);
+        change.ts = Some(server_time(0.0));
+    }
+    model.apply(
+        Inbound::Event {
+            server: 0,
+            event: started,
+        },
+        10.0,
+    );
+}
+
 /// Six live workers at different paces, a finished run in the feed, and some narration.
 fn busy_scene() -> Scene {
     let mut model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
@@ -102,18 +139,7 @@ fn busy_scene() -> Scene {
         .map(|n| format!("run-{:012x}", 0x00a1_b2c3_d400 + n))
         .collect();
     for (n, id) in ids.iter().enumerate() {
-        let created = RunEvent::RunCreated(summary(
-            id,
-            RunStatus::Queued,
-            10 + u32::try_from(n).unwrap(),
-        ));
-        model.apply(
-            Inbound::Event {
-                server: 0,
-                event: created,
-            },
-            0.0,
-        );
+        start_run(&mut model, id, 10 + u32::try_from(n).unwrap());
     }
     // Every worker advances together, each at its own pace with a slow swell and a stall.
     let mut tokens = vec![0.0f64; ids.len()];
@@ -129,7 +155,9 @@ fn busy_scene() -> Scene {
             }
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let count = tokens[n] as u64;
-            model.apply(progress(id, agents[n], count), t + 10.0);
+            // Each run's first tokens come after its own wait on the server (0.2 s to 1.3 s).
+            let server_secs = t + 0.2 + 0.22 * worker;
+            model.apply(progress(id, agents[n], count, server_secs), t + 10.0);
         }
     }
     // Narration: lines of several runs and levels, and a table that spans rows.

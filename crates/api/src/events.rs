@@ -40,6 +40,9 @@ pub struct StatusChange {
     /// Why, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When the server recorded it (runboard servers), so clients measure on the server's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
 }
 
 /// A line for people (`narration`): the human channel, beside `data` for programs.
@@ -295,7 +298,21 @@ impl RunEvent {
             run_id: String::new(),
             status,
             message: message.map(str::to_owned),
+            ts: None,
         })
+    }
+
+    /// Stamps the events that carry their own time (`status`, `node_update`) with `ts` when they
+    /// have none, so the wire says when the server recorded them.
+    #[must_use]
+    pub fn stamped(mut self, ts: &str) -> Self {
+        let slot = match &mut self {
+            Self::Status(e) => &mut e.ts,
+            Self::NodeUpdate(e) => &mut e.ts,
+            _ => return self,
+        };
+        slot.get_or_insert_with(|| ts.to_owned());
+        self
     }
 
     /// The end of a run's stream.

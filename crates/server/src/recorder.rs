@@ -48,10 +48,15 @@ pub struct NewEvent {
 impl NewEvent {
     /// An event of `run_id`, stamped now.
     pub fn now(run_id: &str, event: RunEvent) -> Self {
+        Self::at(run_id, event, now_rfc3339())
+    }
+
+    /// An event of `run_id` that happened at `ts`; events that carry their own time get it too.
+    pub fn at(run_id: &str, event: RunEvent, ts: String) -> Self {
         Self {
             run_id: run_id.to_owned(),
-            event: event.with_run_id(run_id),
-            ts: now_rfc3339(),
+            event: event.with_run_id(run_id).stamped(&ts),
+            ts,
         }
     }
 }
@@ -142,8 +147,7 @@ impl Recorder {
 
     /// Records an event of a run, stamped `ts`.
     pub async fn event(&self, run_id: &str, event: RunEvent, ts: String) -> Result<(), Stopped> {
-        let mut new = NewEvent::now(run_id, event);
-        new.ts = ts;
+        let new = NewEvent::at(run_id, event, ts);
         self.send(Command::Event(Box::new(new))).await
     }
 

@@ -408,10 +408,13 @@ impl Board {
         let rate_settings = self.settings.rate;
         for summary in &runs {
             let key = RunKey::new(server, summary.run_id.clone());
-            let finished = self
-                .worker_mut(&key)
-                .filter(|worker| worker.polled)
-                .is_some_and(|worker| worker.absorb(summary, now, &rate_settings));
+            let Some(worker) = self.worker_mut(&key) else {
+                continue;
+            };
+            // Every card learns the server's start time, which a stream that began mid-run or a
+            // server without `ts` on its status events never told it.
+            worker.note_start(summary);
+            let finished = worker.polled && worker.absorb(summary, now, &rate_settings);
             if finished {
                 *self.finished.entry(summary.status).or_default() += 1;
             }
@@ -520,9 +523,9 @@ impl Board {
                 self.feed.upsert(key, summary);
             }
             RunEvent::Status(change) => {
-                let finished = self
-                    .worker_mut(&key)
-                    .is_some_and(|worker| worker.set_status(change.status, now));
+                let finished = self.worker_mut(&key).is_some_and(|worker| {
+                    worker.set_status(change.status, now, change.ts.as_deref())
+                });
                 if finished {
                     *self.finished.entry(change.status).or_default() += 1;
                 }
@@ -585,7 +588,7 @@ impl Board {
             RunEvent::StreamEnd(end) => {
                 let counted = self.worker_mut(&key).is_some_and(|worker| {
                     let first_end = worker.finished_at.is_none();
-                    worker.set_status(end.status, now);
+                    worker.set_status(end.status, now, None);
                     first_end
                 });
                 if counted {

@@ -47,7 +47,55 @@ fn link(run: Option<&str>, state: ConnectionState) -> Inbound {
 }
 
 #[test]
-fn cards_follow_progress_with_elapsed_and_time_to_first_token() {
+fn cards_follow_progress_with_elapsed_and_time_to_first_token_on_the_servers_clock() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(
+        on(
+            0,
+            event(
+                "status",
+                &json!({"run_id": "r1", "status": "running", "ts": "2026-11-21T00:00:01Z"}),
+            ),
+        ),
+        1.0,
+    );
+    // The first tokens arrive in the same frame as `running`: arrival times would say 0 ms, the
+    // server's say 750 ms.
+    let first = json!({"run_id": "r1", "agent": "writer", "tokens_out": 40,
+        "ts": "2026-11-21T00:00:01.750Z"});
+    m.apply(on(0, event("node_update", &first)), 1.0);
+    // A server that counts each step from 0: the next step's first tokens are not the run's.
+    m.apply(on(0, progress("r1", "critic", 0)), 2.0);
+    let next = json!({"run_id": "r1", "agent": "critic", "tokens_out": 100,
+        "ts": "2026-11-21T00:00:03Z"});
+    m.apply(on(0, event("node_update", &next)), 3.0);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(card.agent.as_deref(), Some("critic"));
+    assert_eq!(card.tokens_out, 100);
+    assert!((card.time_to_first_token().unwrap() - 0.75).abs() < 1e-6);
+    assert!((card.elapsed(4.0).unwrap() - 3.0).abs() < 1e-9);
+    assert_eq!(m.live_workers(), 1);
+}
+
+#[test]
+fn tok_per_sec_is_an_average_of_the_deltas_between_updates() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(on(0, progress("r1", "writer", 0)), 1.2);
+    m.apply(on(0, progress("r1", "writer", 40)), 2.0);
+    m.apply(on(0, progress("r1", "writer", 100)), 3.0);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    // 50 tok/s from 1.2 → 2.0, then 0.3 × 60 + 0.7 × 50.
+    assert!(
+        (card.rate.per_sec() - 53.0).abs() < 1e-9,
+        "{}",
+        card.rate.per_sec()
+    );
+}
+
+#[test]
+fn a_server_that_sends_no_times_gives_no_time_to_first_token() {
     let mut m = model();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(
@@ -57,21 +105,30 @@ fn cards_follow_progress_with_elapsed_and_time_to_first_token() {
         ),
         1.0,
     );
-    m.apply(on(0, progress("r1", "writer", 0)), 1.2);
-    m.apply(on(0, progress("r1", "writer", 40)), 2.0);
-    m.apply(on(0, progress("r1", "writer", 100)), 3.0);
+    m.apply(on(0, progress("r1", "writer", 40)), 1.5);
     let card = m.worker(&RunKey::new(0, "r1")).unwrap();
-    assert_eq!(card.agent.as_deref(), Some("writer"));
-    assert_eq!(card.tokens_out, 100);
-    assert!((card.time_to_first_token().unwrap() - 1.0).abs() < 1e-9);
-    assert!((card.elapsed(4.0).unwrap() - 3.0).abs() < 1e-9);
-    // 50 tok/s from 1.2 → 2.0, then 0.3 × 60 + 0.7 × 50.
-    assert!(
-        (card.rate.per_sec() - 53.0).abs() < 1e-9,
-        "{}",
-        card.rate.per_sec()
-    );
-    assert_eq!(m.live_workers(), 1);
+    assert_eq!(card.time_to_first_token(), None);
+}
+
+#[test]
+fn a_polled_run_takes_its_start_from_the_summary() {
+    let mut m = model();
+    let runs: Vec<RunSummary> = serde_json::from_value(json!([{"run_id": "r1", "status": "queued",
+        "tokens_out": 0}]))
+    .unwrap();
+    m.apply(Inbound::Runs { server: 0, runs }, 1.0);
+    let runs: Vec<RunSummary> =
+        serde_json::from_value(json!([{"run_id": "r1", "status": "running",
+        "started_at": "2026-11-21T00:00:02Z", "tokens_out": 0}]))
+        .unwrap();
+    m.apply(Inbound::Runs { server: 0, runs }, 2.0);
+    let first = json!({"run_id": "r1", "tokens_out": 12, "ts": "2026-11-21T00:00:02.300Z"});
+    m.apply(on(0, event("node_update", &first)), 3.0);
+    let ttft = m
+        .worker(&RunKey::new(0, "r1"))
+        .unwrap()
+        .time_to_first_token();
+    assert!((ttft.unwrap() - 0.3).abs() < 1e-6, "{ttft:?}");
 }
 
 #[test]
@@ -342,11 +399,13 @@ fn a_replay_burst_after_a_stream_opens_moves_the_baseline_not_the_rate() {
 #[test]
 fn a_run_adopted_mid_way_shows_no_time_to_first_token() {
     let mut m = model();
-    let runs: Vec<RunSummary> =
-        serde_json::from_value(json!([{"run_id": "going", "status": "running", "tokens_out": 40}]))
-            .unwrap();
+    // The server gives times, but the first token came before the console saw the run.
+    let runs: Vec<RunSummary> = serde_json::from_value(json!([{"run_id": "going",
+        "status": "running", "started_at": "2026-11-21T00:00:00Z", "tokens_out": 40}]))
+    .unwrap();
     m.apply(Inbound::Runs { server: 0, runs }, 5.0);
-    m.apply(on(0, progress("going", "writer", 80)), 6.0);
+    let later = json!({"run_id": "going", "tokens_out": 80, "ts": "2026-11-21T00:00:05Z"});
+    m.apply(on(0, event("node_update", &later)), 6.0);
     assert_eq!(
         m.worker(&RunKey::new(0, "going"))
             .unwrap()

@@ -1,5 +1,6 @@
 //! One live worker card: a run as it happens.
 
+use runboard_api::clock::unix_seconds;
 use runboard_api::{NodeUpdate, RunStatus, RunSummary};
 
 use super::link::Link;
@@ -50,8 +51,12 @@ pub struct Worker {
     pub seen_at: f64,
     /// When it started running (as seen here).
     pub started_at: Option<f64>,
-    /// When the first token arrived.
-    pub first_token_at: Option<f64>,
+    /// When it started running on the server's clock (Unix seconds), when the server said.
+    pub started_ts: Option<f64>,
+    /// When the server recorded its first token (Unix seconds), when that was seen with a time.
+    pub first_token_ts: Option<f64>,
+    /// Whether tokens were seen (or the run came with tokens already made).
+    pub first_token_seen: bool,
     /// When it finished.
     pub finished_at: Option<f64>,
     /// When its last event arrived.
@@ -83,8 +88,11 @@ impl Worker {
             rate: TokenRate::default(),
             seen_at: now,
             started_at: (summary.status == RunStatus::Running).then_some(now),
-            // A run first seen mid-way: its first token came before we watched, so no TTFT.
-            first_token_at: (summary.tokens_out > 0).then_some(f64::NAN),
+            started_ts: summary.started_at.as_deref().and_then(unix_seconds),
+            // A run first seen mid-way: its first token came before we watched, so its time is
+            // not known and TTFT shows "—".
+            first_token_ts: None,
+            first_token_seen: summary.tokens_out > 0,
             finished_at: summary.status.is_finished().then_some(now),
             last_event_at: now,
             link: None,
@@ -114,10 +122,13 @@ impl Worker {
             snippet.clone_into(&mut self.snippet);
         }
         if let Some(tokens) = update.tokens_out {
-            self.tokens_out = tokens;
-            if tokens > 0 && self.first_token_at.is_none() {
-                self.first_token_at = Some(now);
+            if tokens > 0 && !self.first_token_seen {
+                // The first tokens of the run: the server's time of this update is the time of
+                // the first token (a later step starting again from 0 is not).
+                self.first_token_seen = true;
+                self.first_token_ts = update.ts.as_deref().and_then(unix_seconds);
             }
+            self.tokens_out = tokens;
             if replayed {
                 self.rate.rebase(tokens, now);
             } else {
@@ -131,12 +142,16 @@ impl Worker {
         self.last_event_at = now;
     }
 
-    /// The run changed status. True when this is the moment it finished.
-    pub fn set_status(&mut self, status: RunStatus, now: f64) -> bool {
+    /// The run changed status (at `ts` on the server's clock, when it said). True when this is
+    /// the moment it finished.
+    pub fn set_status(&mut self, status: RunStatus, now: f64, ts: Option<&str>) -> bool {
         self.status = status;
         self.last_event_at = now;
         if status == RunStatus::Running {
             self.started_at.get_or_insert(now);
+            if self.started_ts.is_none() {
+                self.started_ts = ts.and_then(unix_seconds);
+            }
         }
         if status.is_finished() && self.finished_at.is_none() {
             self.finished_at = Some(now);
@@ -163,8 +178,9 @@ impl Worker {
         if let Some(snippet) = &summary.snippet {
             snippet.clone_into(&mut self.snippet);
         }
+        self.note_start(summary);
         if summary.status != self.status {
-            return self.set_status(summary.status, now);
+            return self.set_status(summary.status, now, summary.started_at.as_deref());
         }
         false
     }
@@ -175,10 +191,18 @@ impl Worker {
         Some(self.finished_at.unwrap_or(now) - started)
     }
 
-    /// Seconds from start to the first token, when both were seen here.
+    /// Takes the server's start time from a summary, when not known yet.
+    pub fn note_start(&mut self, summary: &RunSummary) {
+        if self.started_ts.is_none() {
+            self.started_ts = summary.started_at.as_deref().and_then(unix_seconds);
+        }
+    }
+
+    /// Seconds from start to the first token on the server's clock, when the server gave both
+    /// times (arrival times here would read 0 when both arrive in one frame).
     pub fn time_to_first_token(&self) -> Option<f64> {
-        let ttft = self.first_token_at? - self.started_at?;
-        ttft.is_finite().then_some(ttft)
+        let ttft = self.first_token_ts? - self.started_ts?;
+        (ttft.is_finite() && ttft >= 0.0).then_some(ttft)
     }
 
     /// How long a running worker has been silent, when that is longer than `threshold_secs`.

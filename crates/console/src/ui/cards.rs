@@ -192,9 +192,19 @@ fn stats_ui(ui: &mut egui::Ui, worker: &Worker, now: f64) {
             ui.label(seconds(elapsed))
                 .on_hover_text("Time since the run started");
         }
-        if let Some(ttft) = worker.time_to_first_token() {
-            ui.label(format!("TTFT {}", seconds(ttft)))
-                .on_hover_text("Time to first token: from start to the first token seen");
+        match worker.time_to_first_token() {
+            Some(ttft) => {
+                ui.label(format!("TTFT {}", seconds(ttft))).on_hover_text(
+                    "Time to first token: from the start to the first token, on the server's clock",
+                );
+            }
+            None if worker.tokens_out > 0 => {
+                ui.label("TTFT —").on_hover_text(
+                    "Time to first token: not known (the run was first seen mid-way, or the \
+                     server sends no times)",
+                );
+            }
+            None => {}
         }
     });
 }
