@@ -2,5 +2,14 @@
 //!
 //! One test binary per crate under test, so each links only what it tests.
 
+/// The helpers this binary uses, from `tests/support/`.
+#[path = "../support"]
+mod support {
+    #![allow(dead_code)]
+    pub mod scripted_server;
+    pub mod seed_server;
+}
+
+mod seed_dialect;
 mod snapshots;
 mod ui;

@@ -81,7 +81,7 @@ fn console_polling(setup: &Setup, count: u32, feed_poll: Duration) -> Harness<'s
 }
 
 /// Steps the UI until `done` holds; fails after `limit`.
-fn wait_for(
+pub(crate) fn wait_for(
     harness: &mut Harness<'static, Console>,
     limit: Duration,
     what: &str,
@@ -110,7 +110,7 @@ fn wait_for(
 
 /// Clicks the widget whose label starts with `label` until `done` holds: a frame that egui
 /// lays out twice (a panel that changed size) can drop a click.
-fn click_until(
+pub(crate) fn click_until(
     harness: &mut Harness<'static, Console>,
     label: &str,
     done: impl Fn(&Harness<'static, Console>) -> bool,
@@ -133,7 +133,7 @@ fn click_until(
     panic!("clicking {label} did nothing");
 }
 
-fn launch_from_the_ui(harness: &mut Harness<'static, Console>) {
+pub(crate) fn launch_from_the_ui(harness: &mut Harness<'static, Console>) {
     wait_for(
         harness,
         Duration::from_secs(10),

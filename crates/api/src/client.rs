@@ -7,7 +7,9 @@ use serde::de::DeserializeOwned;
 use super::active_requests::ActiveRequests;
 use super::benchmark::{BenchmarkStarted, CreateBenchmark};
 use super::error_code::ErrorCode;
-use super::types::{CreateRun, ErrorBody, Health, RunDetail, RunList, RunStatus, RunSummary};
+use super::types::{
+    CreateRun, ErrorBody, Health, RunDetail, RunList, RunStatus, RunSummary, fastapi_detail,
+};
 use runboard_sse::{EventSource, EventSourceBuilder, SseError};
 
 /// How long one API call may take natively (streams are not API calls and have no such limit).
@@ -129,9 +131,15 @@ impl ApiClient {
             .map_or_else(|_| format!("{}{path}", self.base), String::from)
     }
 
-    /// `GET /api/health`.
+    /// `GET /api/health`. A server without it (404) or whose answer is not JSON is a server with
+    /// no optional features, as servers in the first design's style are.
     pub async fn health(&self) -> Result<Health, ApiError> {
-        self.call(Method::GET, "api/health", None).await
+        match self.call(Method::GET, "api/health", None).await {
+            Err(ApiError::Status { status: 404, .. } | ApiError::Decode { .. }) => {
+                Ok(Health::without_features())
+            }
+            other => other,
+        }
     }
 
     /// `POST /api/runs`. In `queued` mode the answer has no events; in `inline` mode it is the
@@ -286,7 +294,10 @@ impl ApiClient {
         }
         let (code, message) = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
             |_| {
-                // Not our error shape (a proxy's page, say): show the start of the body.
+                if let Some(detail) = fastapi_detail(&bytes) {
+                    return (ErrorCode::default(), detail);
+                }
+                // Not an error shape we know (a proxy's page, say): show the start of the body.
                 let text = String::from_utf8_lossy(&bytes);
                 let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
                 let text = if text.is_empty() {

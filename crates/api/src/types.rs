@@ -120,18 +120,22 @@ impl RunSummary {
 }
 
 /// One stored event of a run, as `GET /api/runs/{id}` returns it.
+///
+/// Servers in the first design's style name the fields `id`, `event_type`, `payload` (an object,
+/// or the object as a JSON string) and `created_at`; both spellings are read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
     /// The event's position within its run, from 1.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, alias = "id", deserialize_with = "lenient_u64")]
     pub seq: u64,
     /// The event type (`node_update`, `status`, …).
+    #[serde(alias = "event_type")]
     pub event: String,
     /// The event's JSON object.
-    #[serde(default)]
+    #[serde(default, alias = "payload", deserialize_with = "json_or_json_text")]
     pub data: serde_json::Value,
     /// When it was emitted.
-    #[serde(default)]
+    #[serde(default, alias = "created_at")]
     pub ts: Option<String>,
 }
 
@@ -289,6 +293,18 @@ impl StoreStatus {
 }
 
 impl Health {
+    /// What a server without `/api/health` (or with one that is not JSON) is taken to be: serving,
+    /// with no optional features, so clients poll the run list and follow runs one by one.
+    pub fn without_features() -> Self {
+        Self {
+            status: "ok".to_owned(),
+            version: None,
+            features: Vec::new(),
+            events_head: None,
+            store: None,
+        }
+    }
+
     /// Whether the server lists `feature`.
     pub fn has(&self, feature: Feature) -> bool {
         self.features.contains(&feature)
@@ -330,6 +346,115 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// A number, a number in a string, or null (0): ids differ between servers and the position is
+/// only used for order.
+fn lenient_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_u64().unwrap_or_default(),
+        serde_json::Value::String(text) => text.trim().parse().unwrap_or_default(),
+        _ => 0,
+    })
+}
+
+/// A JSON value, where a string that holds a JSON object or array is read as that value: some
+/// servers store event payloads as text.
+fn json_or_json_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<serde_json::Value, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if let serde_json::Value::String(text) = &value {
+        let inner = text.trim_start();
+        if (inner.starts_with('{') || inner.starts_with('['))
+            && let Ok(parsed) = serde_json::from_str(inner)
+        {
+            return Ok(parsed);
+        }
+    }
+    Ok(value)
+}
+
+/// The message of an error body in `FastAPI`'s shape, `{"detail": "..."}` or, for a request that
+/// failed validation, `{"detail": [{"loc": [...], "msg": "..."}, ...]}`.
+pub(crate) fn fastapi_detail(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match value.get("detail")? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|item| {
+                    let message = item
+                        .get("msg")
+                        .and_then(serde_json::Value::as_str)
+                        .map_or_else(|| item.to_string(), str::to_owned);
+                    let place: Vec<String> = item
+                        .get("loc")
+                        .and_then(serde_json::Value::as_array)
+                        .map(|loc| {
+                            loc.iter()
+                                .map(|part| match part {
+                                    serde_json::Value::String(text) => text.clone(),
+                                    other => other.to_string(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if place.is_empty() {
+                        message
+                    } else {
+                        format!("{}: {message}", place.join("."))
+                    }
+                })
+                .collect();
+            (!parts.is_empty()).then(|| parts.join("; "))
+        }
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
 fn null_as_unknown<'de, D: Deserializer<'de>>(deserializer: D) -> Result<RunStatus, D::Error> {
     Ok(Option::<RunStatus>::deserialize(deserializer)?.unwrap_or(RunStatus::Unknown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_events_read_in_the_first_designs_spelling_too() {
+        let ours: StoredEvent = serde_json::from_str(
+            r#"{"seq": 3, "event": "node_update", "data": {"agent": "writer"}, "ts": "2026-11-21T00:00:01Z"}"#,
+        )
+        .unwrap();
+        let theirs: StoredEvent = serde_json::from_str(
+            r#"{"id": 3, "event_type": "node_update", "payload": {"agent": "writer"}, "created_at": "2026-11-21T00:00:01Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(ours, theirs);
+        let as_text: StoredEvent = serde_json::from_str(
+            r#"{"id": "3", "event_type": "node_update", "payload": "{\"agent\": \"writer\"}", "created_at": "2026-11-21T00:00:01Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(as_text, ours);
+        let plain: StoredEvent =
+            serde_json::from_str(r#"{"id": null, "event_type": "status", "payload": "done"}"#)
+                .unwrap();
+        assert_eq!((plain.seq, plain.data), (0, serde_json::json!("done")));
+    }
+
+    #[test]
+    fn fastapi_error_bodies_give_their_detail() {
+        assert_eq!(
+            fastapi_detail(br#"{"detail": "Run not found"}"#).as_deref(),
+            Some("Run not found")
+        );
+        let validation = br#"{"detail": [{"loc": ["body", "task"], "msg": "field required", "type": "value_error.missing"}, {"loc": ["query", "limit"], "msg": "not an integer"}]}"#;
+        assert_eq!(
+            fastapi_detail(validation).as_deref(),
+            Some("body.task: field required; query.limit: not an integer")
+        );
+        assert_eq!(fastapi_detail(b"<html>Not Found</html>"), None);
+        assert_eq!(fastapi_detail(br#"{"error": "x"}"#), None);
+    }
 }

@@ -77,11 +77,13 @@ impl Link {
         }
     }
 
-    /// One line for a badge: `live`, `reconnecting in 3 s`, `resumed (replayed 12)`, `lost: …`.
+    /// One line for a badge: `live`, `reconnecting in 3 s`, `resumed`, `resumed (replayed 12)`,
+    /// `lost: …`.
     pub fn label(&self, now: f64) -> String {
         match self {
             Self::Connecting => "connecting".into(),
             Self::Live => "live".into(),
+            Self::Resumed { replayed: 0, .. } => "resumed".into(),
             Self::Resumed { replayed, .. } => format!("resumed (replayed {replayed})"),
             Self::Reconnecting { retry_at, .. } => {
                 format!("reconnecting in {:.0} s", (retry_at - now).max(0.0).ceil())

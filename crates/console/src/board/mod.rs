@@ -22,8 +22,8 @@ pub use runboard_api::BenchmarkTally;
 pub use worker::{RunKey, ServerId, Worker};
 
 use runboard_api::{
-    ActiveRequests, BenchmarkEvent, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList, RunDetail,
-    RunEvent, RunStatus, RunSummary, StoreStatus,
+    ActiveRequests, BenchmarkEvent, Feature, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList,
+    RunDetail, RunEvent, RunStatus, RunSummary, StoreStatus,
 };
 use runboard_sse::ConnectionState;
 
@@ -207,6 +207,15 @@ pub enum Inbound {
         /// What went wrong, for people.
         message: String,
     },
+    /// Something the user asked for (a launch, a cancel, a models list, a benchmark) was refused
+    /// or failed: shown like a server error and kept in the log, since the next poll clears the
+    /// server's error.
+    ActionFailed {
+        /// Which server.
+        server: ServerId,
+        /// What failed and the server's own words, for people.
+        message: String,
+    },
     /// Time passed without events: finished cards may clear themselves.
     Tick,
     /// The user cleared the finished cards.
@@ -339,6 +348,13 @@ impl Board {
                     s.models_pending = false;
                 }
             }
+            Inbound::ActionFailed { server, message } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.error = Some(message.clone());
+                    s.models_pending = false;
+                }
+                self.server_line(server, "error", message, now);
+            }
             Inbound::Benchmark { server, event } => {
                 if let Some(s) = self.servers.get_mut(server) {
                     s.benchmark.apply(event);
@@ -404,8 +420,9 @@ impl Board {
         for summary in runs.iter().filter(|run| !run.status.is_finished()) {
             self.card(RunKey::new(server, summary.run_id.clone()), summary, now);
         }
-        // Cards without a live stream learn from the poll.
+        // Cards without a live stream learn from the poll; streamed ones only what they missed.
         let rate_settings = self.settings.rate;
+        let mut caught_up = false;
         for summary in &runs {
             let key = RunKey::new(server, summary.run_id.clone());
             let Some(worker) = self.worker_mut(&key) else {
@@ -414,13 +431,21 @@ impl Board {
             // Every card learns the server's start time, which a stream that began mid-run or a
             // server without `ts` on its status events never told it.
             worker.note_start(summary);
-            let finished = worker.polled && worker.absorb(summary, now, &rate_settings);
+            let finished = if worker.polled {
+                worker.absorb(summary, now, &rate_settings)
+            } else {
+                let seen = worker.tokens_out;
+                let finished = worker.catch_up(summary, now);
+                caught_up |= worker.tokens_out != seen;
+                finished
+            };
             if finished {
                 *self.finished.entry(summary.status).or_default() += 1;
             }
         }
-        if self.workers.len() != before {
-            // Adopted cards bring tokens made before we watched: not a rate.
+        if self.workers.len() != before || caught_up {
+            // Adopted cards bring tokens made before we watched, and caught-up cards tokens made
+            // while not watched: not a rate.
             self.rebase_total(now);
         }
         self.feed.merge(server, runs);
@@ -506,14 +531,31 @@ impl Board {
         self.worker_index.get(key).map(|&i| &mut self.workers[i])
     }
 
-    fn apply_event(&mut self, server: ServerId, event: RunEvent, now: f64) {
-        let key = RunKey::new(server, event.run_id());
+    /// Counts an event towards what the streams that carried it replayed after a reconnect.
+    fn count_replayed(&mut self, key: &RunKey, now: f64) {
+        let server = key.server;
         if let Some(link) = self.servers.get_mut(server).and_then(|s| s.link.as_mut()) {
             link.count_replayed(now);
         }
-        if let Some(link) = self.worker_mut(&key).and_then(|w| w.link.as_mut()) {
+        // `/api/events` resumes by id; a run's own stream only on servers that replay, so on
+        // others what follows a reconnect is live, not replayed.
+        let run_streams_replay = self
+            .servers
+            .get(server)
+            .and_then(|s| s.health.as_ref())
+            .is_some_and(|health| health.has(Feature::Replay));
+        if let Some(link) = self
+            .worker_mut(key)
+            .and_then(|w| w.link.as_mut())
+            .filter(|_| run_streams_replay)
+        {
             link.count_replayed(now);
         }
+    }
+
+    fn apply_event(&mut self, server: ServerId, event: RunEvent, now: f64) {
+        let key = RunKey::new(server, event.run_id());
+        self.count_replayed(&key, now);
         let rate_settings = self.settings.rate;
         match event {
             RunEvent::RunCreated(summary) => {

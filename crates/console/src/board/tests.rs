@@ -548,3 +548,90 @@ fn a_health_answer_with_a_failing_store_is_logged_like_the_event() {
     m.apply(on(0, event("store_status", &full)), 2.0);
     assert_eq!(m.log.lines().len(), 1);
 }
+
+#[test]
+fn a_streamed_card_that_missed_the_end_takes_the_final_figures_from_the_poll() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    m.apply(on(0, progress("r1", "writer", 40)), 1.0);
+    m.apply(on(0, progress("r1", "writer", 80)), 2.0);
+    // A running poll that lags behind the stream changes nothing.
+    let lagging: Vec<RunSummary> = serde_json::from_value(json!([{"run_id": "r1",
+        "status": "running", "tokens_out": 40}]))
+    .unwrap();
+    m.apply(
+        Inbound::Runs {
+            server: 0,
+            runs: lagging,
+        },
+        2.5,
+    );
+    assert_eq!(m.worker(&RunKey::new(0, "r1")).unwrap().tokens_out, 80);
+    // The stream was cut and the run ended meanwhile: the poll has the final count.
+    let done: Vec<RunSummary> = serde_json::from_value(json!([{"run_id": "r1",
+        "status": "completed", "tokens_out": 225, "agent": "finish", "snippet": "the end"}]))
+    .unwrap();
+    m.apply(
+        Inbound::Runs {
+            server: 0,
+            runs: done.clone(),
+        },
+        5.0,
+    );
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(
+        (card.tokens_out, card.status, card.snippet.as_str()),
+        (225, RunStatus::Completed, "the end")
+    );
+    assert_eq!(m.finished_count(RunStatus::Completed), 1);
+    // The stream's own end, when it comes back, is not counted twice; nor is the next poll.
+    m.apply(
+        on(
+            0,
+            event("status", &json!({"run_id": "r1", "status": "completed"})),
+        ),
+        6.0,
+    );
+    m.apply(
+        Inbound::Runs {
+            server: 0,
+            runs: done,
+        },
+        7.0,
+    );
+    assert_eq!(m.finished_count(RunStatus::Completed), 1);
+    assert!(
+        m.total_rate.per_sec() < 100.0,
+        "missed tokens are not a burst of tok/s: {}",
+        m.total_rate.per_sec()
+    );
+}
+
+#[test]
+fn a_refused_action_is_kept_in_the_log_after_the_next_poll() {
+    let mut m = model();
+    let message = "launch stopped after 2: POST http://a:9010/api/runs answered HTTP 503: All 3 \
+                   worker slots are busy"
+        .to_owned();
+    m.apply(
+        Inbound::ActionFailed {
+            server: 0,
+            message: message.clone(),
+        },
+        1.0,
+    );
+    assert_eq!(m.servers[0].error.as_deref(), Some(message.as_str()));
+    m.apply(
+        Inbound::Runs {
+            server: 0,
+            runs: Vec::new(),
+        },
+        2.0,
+    );
+    assert_eq!(m.servers[0].error, None, "the next poll clears the badge");
+    let line = m.log.lines().back().unwrap();
+    assert_eq!(
+        (line.level.as_str(), line.text.as_str()),
+        ("error", message.as_str())
+    );
+}

@@ -185,6 +185,24 @@ impl Worker {
         false
     }
 
+    /// Takes a poll's final figures for a card that follows a stream, when the run finished with
+    /// more tokens than the card saw: events were missed while a stream without replay was away
+    /// (a proxy's cut). Not a rate sample. True when this is the moment it finished.
+    pub fn catch_up(&mut self, summary: &RunSummary, now: f64) -> bool {
+        if !summary.status.is_finished() || summary.tokens_out <= self.tokens_out {
+            return false;
+        }
+        self.tokens_out = summary.tokens_out;
+        self.rate.rebase(summary.tokens_out, now);
+        if summary.agent.is_some() {
+            self.agent.clone_from(&summary.agent);
+        }
+        if let Some(snippet) = &summary.snippet {
+            snippet.clone_into(&mut self.snippet);
+        }
+        self.set_status(summary.status, now, None)
+    }
+
     /// Seconds since it started (or until it finished).
     pub fn elapsed(&self, now: f64) -> Option<f64> {
         let started = self.started_at?;

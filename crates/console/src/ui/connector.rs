@@ -178,7 +178,7 @@ impl Connector {
                     },
                     Err(error) => {
                         let _ = outbox
-                            .send(Inbound::ServerError {
+                            .send(Inbound::ActionFailed {
                                 server,
                                 message: format!("launch stopped after {index}: {error}"),
                             })
@@ -220,7 +220,7 @@ impl Connector {
                 }
                 Err(error) => {
                     let message = format!("could not list models: {error}");
-                    outbox.send(Inbound::ServerError { server, message }).await;
+                    outbox.send(Inbound::ActionFailed { server, message }).await;
                 }
             }
         });
@@ -235,7 +235,7 @@ impl Connector {
         self.spawner.spawn(async move {
             if let Err(error) = client.create_benchmark(&request).await {
                 let message = format!("could not start the benchmark: {error}");
-                outbox.send(Inbound::ServerError { server, message }).await;
+                outbox.send(Inbound::ActionFailed { server, message }).await;
             }
         });
     }
@@ -270,7 +270,7 @@ impl Connector {
             if let Err(error) = client.cancel(&key.run_id).await {
                 let message = format!("cancel {}: {error}", key.run_id);
                 outbox
-                    .send(Inbound::ServerError {
+                    .send(Inbound::ActionFailed {
                         server: key.server,
                         message,
                     })
