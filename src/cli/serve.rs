@@ -9,7 +9,7 @@ use clap::Args;
 
 use runboard_server::{
     self as server, ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings,
-    Retention, ServerConfig, StreamSettings, WebBundle,
+    Retention, ScrapeConfig, ServerConfig, StreamSettings, WebBundle,
 };
 
 /// Arguments of `runboard serve`.
@@ -110,6 +110,17 @@ pub struct ServeArgs {
     /// (repeatable)
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
+    /// Read this model server's own Prometheus `/metrics` (and llama.cpp's `/slots`) every 2 s
+    /// and show its load beside the workers, e.g. `http://gpu1:8000` (repeatable)
+    #[arg(long = "scrape", value_name = "URL", value_parser = http_url)]
+    scrape: Vec<String>,
+    /// Seconds between two reads of each `--scrape` server
+    #[arg(long, default_value_t = 2.0, value_name = "SECS", value_parser = positive_f64)]
+    scrape_every_secs: f64,
+}
+
+fn http_url(text: &str) -> Result<String, String> {
+    server::scrape::check_url(text)
 }
 
 fn positive_f64(text: &str) -> Result<f64, String> {
@@ -183,6 +194,11 @@ impl ServeArgs {
                 .clone()
                 .map_or_else(WebBundle::discover, WebBundle::Dir),
             cors_origins: self.cors_origins.clone(),
+            scrape: ScrapeConfig {
+                urls: self.scrape.clone(),
+                every: Duration::from_secs_f64(self.scrape_every_secs),
+                ..ScrapeConfig::default()
+            },
             ..ServerConfig::default()
         }
     }

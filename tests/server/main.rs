@@ -8,6 +8,7 @@ mod support {
     #![allow(dead_code)]
     pub mod cut_proxy;
     pub mod raw_http;
+    pub mod scripted_server;
     pub mod test_server;
     pub mod tmpfs;
 }
@@ -16,8 +17,10 @@ mod api;
 mod benchmark;
 mod exchange;
 mod limits;
+mod llama;
 mod requests;
 mod restart;
 mod store_faults;
 mod streams;
+mod upstreams;
 mod web;

@@ -211,6 +211,16 @@ impl ApiClient {
             .await
     }
 
+    /// `GET /api/upstreams`: the model servers the server reads, as last read.
+    pub async fn upstreams(&self) -> Result<super::Upstreams, ApiError> {
+        self.call(Method::GET, "api/upstreams", None).await
+    }
+
+    /// The URL of the upstreams stream.
+    pub fn upstreams_stream_url(&self) -> String {
+        self.url("api/upstreams/stream")
+    }
+
     /// The URL of the benchmark stream, checked every `interval_secs`.
     pub fn benchmark_stream_url(&self, interval_secs: u64) -> String {
         format!("{}?interval={interval_secs}", self.url("api/benchmark-sse"))

@@ -12,6 +12,7 @@ mod models;
 mod stream;
 mod types;
 pub mod units;
+mod upstreams;
 
 pub use active_requests::{ActiveRequest, ActiveRequests};
 pub use benchmark::{
@@ -33,3 +34,4 @@ pub use types::{
     CreateRun, ErrorBody, ErrorDetail, Feature, Health, RunDetail, RunList, RunMode, RunStatus,
     RunSummary, StoreStatus, StoredEvent,
 };
+pub use upstreams::{Engine, Figures, ModelFigures, ScrapeState, Slot, Upstream, Upstreams};

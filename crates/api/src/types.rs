@@ -249,6 +249,8 @@ pub enum Feature {
     Benchmarks,
     /// `/api/requests` and its stream: generation requests in flight.
     ActiveRequests,
+    /// `/api/upstreams` and its stream: the model servers it reads (`serve --scrape`).
+    Upstreams,
     /// A feature this side does not know (a newer or different server).
     #[serde(other)]
     Unknown,
@@ -256,7 +258,7 @@ pub enum Feature {
 
 impl Feature {
     /// Every feature a runboard server can offer, in the order `/api/health` lists them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Events,
         Self::Cancel,
         Self::Inline,
@@ -264,6 +266,7 @@ impl Feature {
         Self::Models,
         Self::Benchmarks,
         Self::ActiveRequests,
+        Self::Upstreams,
     ];
 }
 

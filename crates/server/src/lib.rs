@@ -16,6 +16,7 @@ mod recorder;
 mod request_span;
 mod routes;
 mod runs;
+pub mod scrape;
 mod sse_out;
 pub mod store;
 mod store_health;
@@ -38,6 +39,7 @@ pub use listener::ConnectionLimits;
 pub use routes::MAX_BENCHMARK_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use runs::RunLimits;
+pub use scrape::ScrapeConfig;
 pub use store::{DbLocation, Retention, StoreError};
 pub use stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
 pub use web_bundle::WebBundle;
@@ -118,6 +120,8 @@ pub struct ServerConfig {
     pub web: WebBundle,
     /// Origins whose pages may call the API (CORS), e.g. `https://dash.example.com`.
     pub cors_origins: Vec<String>,
+    /// Model servers whose own metrics are read (`--scrape`).
+    pub scrape: ScrapeConfig,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +150,7 @@ impl Default for ServerConfig {
             benchmark_log: None,
             web: WebBundle::None,
             cors_origins: Vec::new(),
+            scrape: ScrapeConfig::default(),
         }
     }
 }
@@ -313,6 +318,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         benchmark,
         benchmark_runner,
         web: config.web.clone(),
+        upstreams: scrape::start(&config.scrape, &shutdown),
     };
     let guard = Guard::new(
         config.token.is_some(),

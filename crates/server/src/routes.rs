@@ -1,6 +1,6 @@
 //! The runs API over HTTP: routes, request parsing and validation.
 
-use runboard_api::{ErrorCode, Feature};
+use runboard_api::{ErrorCode, Feature, Upstreams};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ use super::generator;
 use super::guard::{Guard, guard};
 use super::request_span::request_span;
 use super::runs::{CancelOutcome, CreateError, Runs};
+use super::scrape::{self, UpstreamsBoard};
 use super::store::Store;
 use super::store_health::StoreHealth;
 use super::stream::{self, Scope, StreamSource};
@@ -81,6 +82,8 @@ pub struct AppState {
     pub benchmark_runner: BenchmarkRunner,
     /// The web console served at `/`.
     pub web: WebBundle,
+    /// The model servers read with `--scrape`.
+    pub upstreams: UpstreamsBoard,
 }
 
 /// The router: every API route behind the token check, the web console for everything else,
@@ -99,6 +102,8 @@ pub fn router(
         .route("/api/runs/{id}/stream", get(run_stream))
         .route("/api/benchmarks", post(create_benchmark))
         .route("/api/benchmark-sse", get(benchmark_stream))
+        .route("/api/upstreams", get(upstreams))
+        .route("/api/upstreams/stream", get(upstreams_stream))
         .route("/metrics/active-requests", get(active_requests))
         .route(
             "/metrics/active-requests/stream",
@@ -141,6 +146,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
     let features = Feature::ALL
         .into_iter()
         .filter(|feature| state.events_endpoint || *feature != Feature::Events)
+        .filter(|feature| state.upstreams.enabled() || *feature != Feature::Upstreams)
         .collect();
     Json(Health {
         status: if store.writable { "ok" } else { "degraded" }.into(),
@@ -152,6 +158,22 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
             .flatten(),
         store: Some(store),
     })
+}
+
+/// The model servers read, as last read (an empty list without `--scrape`).
+async fn upstreams(State(state): State<AppState>) -> Json<Upstreams> {
+    Json(state.upstreams.snapshot())
+}
+
+/// Every new read of the model servers, as it happens.
+async fn upstreams_stream(State(state): State<AppState>) -> Response {
+    let settings = &state.streams.settings;
+    scrape::stream::response(
+        state.upstreams.clone(),
+        settings.retry,
+        settings.keepalive,
+        state.streams.shutdown.clone(),
+    )
 }
 
 /// Unknown API paths get the JSON 404; anything else is a file of the web console.

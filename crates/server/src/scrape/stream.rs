@@ -1,0 +1,51 @@
+//! `/api/upstreams/stream`: the figures at once as an `update` event, then every new read;
+//! keep-alive comments in between.
+
+use std::time::Duration;
+
+use axum::response::Response;
+use runboard_api::Upstreams;
+use tokio_util::sync::CancellationToken;
+
+use super::UpstreamsBoard;
+use crate::sse_out::{self, Gone, SseSink};
+
+/// The streaming response.
+pub fn response(
+    board: UpstreamsBoard,
+    retry: Duration,
+    keep_alive: Duration,
+    shutdown: CancellationToken,
+) -> Response {
+    let (sink, response) = sse_out::channel(shutdown);
+    tokio::spawn(async move {
+        let _ = pump(&sink, &board, retry, keep_alive).await;
+    });
+    response
+}
+
+async fn pump(
+    sink: &SseSink,
+    board: &UpstreamsBoard,
+    retry: Duration,
+    keep_alive: Duration,
+) -> Result<(), Gone> {
+    sink.retry(retry).await?;
+    let mut reads = board.subscribe();
+    reads.mark_unchanged();
+    sink.event(Upstreams::UPDATE_EVENT, None, &board.snapshot())
+        .await?;
+    loop {
+        tokio::select! {
+            changed = reads.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let snapshot = reads.borrow_and_update().clone();
+                sink.event(Upstreams::UPDATE_EVENT, None, &snapshot).await?;
+            }
+            () = tokio::time::sleep(keep_alive) => sink.keep_alive().await?,
+            () = sink.closed() => return Err(Gone),
+        }
+    }
+}
