@@ -34,6 +34,8 @@ pub enum StartView {
     Benchmark,
     /// Requests in flight
     Requests,
+    /// The model servers' own load
+    Upstreams,
 }
 
 impl From<StartView> for View {
@@ -43,6 +45,7 @@ impl From<StartView> for View {
             StartView::Models => Self::Models,
             StartView::Benchmark => Self::Benchmark,
             StartView::Requests => Self::Requests,
+            StartView::Upstreams => Self::Upstreams,
         }
     }
 }
@@ -80,6 +83,10 @@ pub struct GuiArgs {
     /// Run the embedded server's synthetic clock this many times faster (demos, tests)
     #[arg(long, default_value_t = 1.0, hide = true)]
     speed: f64,
+    /// Have the embedded server read this model server's own metrics, as `serve --scrape`
+    /// (repeatable; not with --api)
+    #[arg(long = "scrape", value_name = "URL", value_parser = runboard_server::scrape::check_url)]
+    scrape: Vec<String>,
 }
 
 fn poll_secs(text: &str) -> Result<f64, String> {
@@ -106,7 +113,7 @@ fn parse_size(text: &str) -> Result<[f32; 2], String> {
 /// The embedded server's settings: a free loopback port, the user's database, or for a demo a
 /// database in memory, so demo runs never land among the user's own runs nor show as
 /// "interrupted" at the next start when the window closes mid-run.
-fn embedded_server(demo: bool, speed: f64) -> ServerConfig {
+fn embedded_server(demo: bool, speed: f64, scrape: Vec<String>) -> ServerConfig {
     let mut config = ServerConfig {
         addr: "127.0.0.1:0"
             .parse()
@@ -114,6 +121,7 @@ fn embedded_server(demo: bool, speed: f64) -> ServerConfig {
         ..ServerConfig::default()
     };
     config.generator.speed = speed;
+    config.scrape.urls = scrape;
     if demo {
         config.db = DbLocation::Memory;
     }
@@ -133,15 +141,21 @@ pub fn run(args: GuiArgs) -> ExitCode {
         feed_poll_secs,
         view,
         speed,
+        scrape,
     } = args;
     let spawner = match Spawner::start_background() {
         Ok(spawner) => spawner,
         Err(error) => return fail(&format!("could not start the async runtime: {error}")),
     };
+    if !apis.is_empty() && !scrape.is_empty() {
+        return fail(
+            "--scrape is for the embedded server; give it to `runboard serve` of the --api server",
+        );
+    }
     let mut servers = apis;
     let mut embedded: Option<RunningServer> = None;
     if servers.is_empty() {
-        let config = embedded_server(demo, speed);
+        let config = embedded_server(demo, speed, scrape);
         match spawner.handle().block_on(server::start(config)) {
             Ok(running) => {
                 tracing::info!("embedded server on {}", running.url());
@@ -207,11 +221,14 @@ mod tests {
 
     #[test]
     fn a_demo_keeps_its_runs_in_memory_and_a_plain_start_uses_the_users_database() {
-        let demo = embedded_server(true, 3.0);
+        let demo = embedded_server(true, 3.0, Vec::new());
         assert_eq!(demo.db, DbLocation::Memory);
         assert!(demo.addr.ip().is_loopback());
         assert_eq!(demo.addr.port(), 0);
         assert!((demo.generator.speed - 3.0).abs() < f64::EPSILON);
-        assert_eq!(embedded_server(false, 1.0).db, DbLocation::default_file());
+        assert_eq!(
+            embedded_server(false, 1.0, Vec::new()).db,
+            DbLocation::default_file()
+        );
     }
 }

@@ -6,7 +6,8 @@
 use egui_kittest::{Harness, SnapshotOptions, SnapshotResults};
 use runboard_api::{
     ActiveRequest, ActiveRequests, BenchmarkEvent, BenchmarkProgress, BenchmarkStatus, DataEvent,
-    NodeUpdate, RunDetail, RunEvent, RunStatus, RunSummary, StoredEvent, TaskComplete,
+    Engine, FigurePoint, Figures, ModelFigures, NodeUpdate, RunDetail, RunEvent, RunStatus,
+    RunSummary, ScrapeState, Slot, StoredEvent, TaskComplete, Upstream, Upstreams,
 };
 use runboard_console::board::{Board, Inbound, RequestsFeed, RunKey, Settings};
 use runboard_console::ui::{UiState, View, console_ui};
@@ -464,4 +465,107 @@ fn the_requests_view_sorted_by_duration() {
     );
     scene.ui.view = View::Requests;
     snapshot(&scene, "requests");
+}
+
+/// What a vLLM server's figures might read `t` seconds into a five-minute swell.
+fn vllm_figures(t: f64, scale: f64) -> Figures {
+    Figures {
+        running: Some((scale * (6.0 + 4.0 * (t / 40.0).sin())).round()),
+        waiting: Some((scale * 3.0 * (t / 25.0).sin()).max(0.0).round()),
+        kv_cache: Some(0.45 + 0.3 * (t / 55.0).sin()),
+        generation_tok_per_sec: Some(scale * (1800.0 + 500.0 * (t / 30.0).sin())),
+        prompt_tok_per_sec: Some(scale * 700.0),
+        preemptions: Some(3.0),
+        preemptions_per_sec: Some(0.0),
+        ttft_p50: Some(0.12 + 0.05 * (t / 20.0).sin()),
+        ttft_p95: Some(0.48 + 0.2 * (t / 20.0).sin()),
+        itl_p50: Some(0.018),
+        itl_p95: Some(0.075),
+    }
+}
+
+fn upstreams_snapshot() -> Upstreams {
+    let read_at = 1_796_083_500.0;
+    let history: Vec<FigurePoint> = (0..=150u32)
+        .map(|n| {
+            let t = f64::from(n) * 2.0;
+            FigurePoint {
+                at: read_at - 300.0 + t,
+                figures: vllm_figures(t, 1.0),
+            }
+        })
+        .collect();
+    let vllm = Upstream {
+        state: ScrapeState::Ok,
+        engine: Some(Engine::Vllm),
+        scraped_at: Some("2026-12-01T00:05:00Z".into()),
+        figures: vllm_figures(300.0, 1.0),
+        models: vec![
+            ModelFigures {
+                model: "meta-llama/Llama-3.1-8B-Instruct".into(),
+                figures: vllm_figures(300.0, 0.6),
+            },
+            ModelFigures {
+                model: "Qwen/Qwen2.5-7B-Instruct".into(),
+                figures: vllm_figures(300.0, 0.4),
+            },
+        ],
+        history,
+        ..Upstream::pending("http://gpu1:8000/v1")
+    };
+    let llama = Upstream {
+        state: ScrapeState::Ok,
+        engine: Some(Engine::Llamacpp),
+        scraped_at: Some("2026-12-01T00:05:00Z".into()),
+        figures: Figures {
+            running: Some(1.0),
+            waiting: Some(0.0),
+            generation_tok_per_sec: Some(61.8),
+            ..Figures::default()
+        },
+        slots: Some(vec![
+            Slot {
+                id: 0,
+                processing: true,
+                decoded: Some(140),
+                n_predict: Some(256),
+            },
+            Slot {
+                id: 1,
+                processing: false,
+                decoded: None,
+                n_predict: None,
+            },
+        ]),
+        ..Upstream::pending("http://gpu2:8080")
+    };
+    let plain = Upstream {
+        state: ScrapeState::NoMetrics,
+        ..Upstream::pending("http://gpu3:8000")
+    };
+    let down = Upstream {
+        state: ScrapeState::Error,
+        error: Some(
+            "could not reach http://gpu4:8000/metrics: tcp connect error: Connection refused"
+                .into(),
+        ),
+        ..Upstream::pending("http://gpu4:8000")
+    };
+    Upstreams {
+        upstreams: vec![vllm, llama, plain, down],
+    }
+}
+
+#[test]
+fn the_upstreams_view_with_five_minutes_of_history() {
+    let mut scene = busy_scene();
+    scene.model.apply(
+        Inbound::Upstreams {
+            server: 0,
+            snapshot: upstreams_snapshot(),
+        },
+        NOW,
+    );
+    scene.ui.view = View::Upstreams;
+    snapshot(&scene, "upstreams");
 }

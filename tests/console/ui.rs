@@ -654,3 +654,49 @@ fn a_server_that_wants_a_token_gets_one_from_the_prompt() {
             .is_none()
     );
 }
+
+#[test]
+fn the_upstreams_view_and_strip_show_what_a_model_server_says_of_itself() {
+    use crate::support::scripted_server::{Reply, ScriptedServer};
+    let setup_runtime = tokio::runtime::Runtime::new().unwrap();
+    let model_server = setup_runtime.block_on(ScriptedServer::start(|n, request| {
+        if request.path == "/metrics" {
+            let page = format!(
+                "vllm:num_requests_running{{model_name=\"org/m\"}} 5\n\
+                 vllm:num_requests_waiting{{model_name=\"org/m\"}} 2\n\
+                 vllm:kv_cache_usage_perc{{model_name=\"org/m\"}} 0.5\n\
+                 vllm:generation_tokens_total{{model_name=\"org/m\"}} {}\n",
+                n * 100
+            );
+            Reply::status(200, "OK", "text/plain", &page)
+        } else {
+            Reply::status(404, "Not Found", "text/plain", "")
+        }
+    }));
+    let base = model_server.url("/v1");
+    let scrape = base.clone();
+    let setup = setup_with(1.0, move |config| {
+        config.scrape.urls = vec![scrape];
+        config.scrape.every = Duration::from_millis(100);
+    });
+    let mut harness = console(&setup, 1);
+    wait_for(
+        &mut harness,
+        Duration::from_secs(15),
+        "the model server's figures",
+        |h| {
+            h.state().model().servers[0]
+                .upstreams
+                .latest
+                .first()
+                .is_some_and(|u| u.figures.generation_tok_per_sec.is_some())
+        },
+    );
+    // The strip in the summary bar, whatever the view.
+    harness.get_by_label_contains("5 run · 2 wait · KV 50 %");
+    click_until(&mut harness, "Upstreams", |h| {
+        h.query_by_label(&base).is_some()
+    });
+    harness.get_by_label("vLLM");
+    harness.get_by_label("KV cache");
+}

@@ -18,6 +18,7 @@ mod benchmark;
 mod exchange;
 mod limits;
 mod llama;
+mod metrics;
 mod requests;
 mod restart;
 mod store_faults;

@@ -244,6 +244,32 @@ async fn the_stream_sends_the_figures_at_once_then_every_read() {
         )
     );
     assert_eq!(last.figures.running, Some(1.0));
+    // Only the first event of a stream (and GET) carries the five-minute history.
+    assert!(
+        updates[1..]
+            .iter()
+            .all(|u| u.upstreams[0].history.is_empty())
+    );
+    let api = client(&server);
+    let now = api.upstreams().await.unwrap();
+    let history = &now.upstreams[0].history;
+    assert!(history.len() >= 3, "{} reads kept", history.len());
+    assert!(history.windows(2).all(|pair| pair[0].at <= pair[1].at));
+    assert_eq!(history.last().unwrap().figures.running, Some(1.0));
+    let mut late = EventSource::builder(&format!("{}/api/upstreams/stream", server.url()))
+        .unwrap()
+        .build()
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(Update::Event(event)) = late.next().await {
+                return serde_json::from_str::<Upstreams>(&event.data).unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(first.upstreams[0].history.len() >= 3);
     server.stop().await;
 }
 

@@ -34,4 +34,6 @@ pub use types::{
     CreateRun, ErrorBody, ErrorDetail, Feature, Health, RunDetail, RunList, RunMode, RunStatus,
     RunSummary, StoreStatus, StoredEvent,
 };
-pub use upstreams::{Engine, Figures, ModelFigures, ScrapeState, Slot, Upstream, Upstreams};
+pub use upstreams::{
+    Engine, FigurePoint, Figures, ModelFigures, ScrapeState, Slot, Upstream, Upstreams,
+};

@@ -94,6 +94,20 @@ pub struct Upstream {
     /// llama.cpp's slots, when it has `/slots`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<Vec<Slot>>,
+    /// The server's figures over the last five minutes, oldest first: in `GET /api/upstreams`
+    /// and the first event of a stream, so a console that just opened draws whole sparklines;
+    /// later events leave it out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<FigurePoint>,
+}
+
+/// The figures of one past read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FigurePoint {
+    /// When it was read (Unix seconds).
+    pub at: f64,
+    /// What it said.
+    pub figures: Figures,
 }
 
 impl Upstream {
@@ -108,6 +122,7 @@ impl Upstream {
             figures: Figures::default(),
             models: Vec::new(),
             slots: None,
+            history: Vec::new(),
         }
     }
 }

@@ -238,6 +238,7 @@ async fn run_steps(config: &GeneratorConfig, ctx: &RunContext) -> Result<Outcome
         .then(|| usize::try_from(rng.range_u64(1, last_step)).unwrap_or(1));
     #[allow(clippy::cast_possible_truncation)] // Any index will do; it wraps.
     let model = catalog::pick(rng.next_u64() as usize, params.model);
+    ctx.recorder.telemetry().run_model(&ctx.run_id, model.alias);
     let base_rate = if params.tokens_per_sec > 0.0 {
         params.tokens_per_sec
     } else {

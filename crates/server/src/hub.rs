@@ -78,7 +78,12 @@ impl Hub {
         self.head.load(Ordering::Acquire)
     }
 
-    /// Starts receiving every event published from now on.
+    /// The event streams following the hub now.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
+    /// A receiver of every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
     }

@@ -21,6 +21,7 @@ mod sse_out;
 pub mod store;
 mod store_health;
 mod stream;
+mod telemetry;
 pub mod web_bundle;
 
 use std::net::SocketAddr;
@@ -55,6 +56,7 @@ use runs::{Runs, RunsSetup};
 use store::Store;
 use store_health::StoreHealth;
 use stream::StreamSource;
+use telemetry::Telemetry;
 
 /// The default address: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9010";
@@ -262,6 +264,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let hub = Hub::new(config.broadcast_capacity, sequences.last_seq);
     let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
+    let telemetry = Telemetry::new();
     let (recorder, writer) = Recorder::start(
         store.clone(),
         hub.clone(),
@@ -269,6 +272,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         sequences.last_seq,
         shutdown.clone(),
         config.streams.flush_window,
+        telemetry.clone(),
     );
     let requests = RequestTracker::new(config.request_metrics);
     let runs = Runs::new(RunsSetup {
@@ -307,6 +311,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             shutdown: shutdown.clone(),
             settings: config.streams.clone(),
             health: health.clone(),
+            telemetry: telemetry.clone(),
         },
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout,
@@ -319,20 +324,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         benchmark_runner,
         web: config.web.clone(),
         upstreams: scrape::start(&config.scrape, &shutdown),
+        telemetry,
     };
-    let guard = Guard::new(
-        config.token.is_some(),
-        cors_origins
-            .iter()
-            .filter_map(|origin| origin.to_str().ok().map(str::to_owned))
-            .collect(),
-        addr,
-        config.max_body_bytes,
-    );
     let app = routes::router(
         state,
         RequiredToken(config.token.clone()),
-        guard,
+        guard_for(&config, &cors_origins, addr),
         &cors_origins,
     );
     let serve = tokio::spawn(listener::serve(
@@ -350,6 +347,23 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         writer,
         store,
     })
+}
+
+/// The cross-site and Host checks for a server listening on `addr`.
+fn guard_for(
+    config: &ServerConfig,
+    cors_origins: &[axum::http::HeaderValue],
+    addr: SocketAddr,
+) -> Guard {
+    Guard::new(
+        config.token.is_some(),
+        cors_origins
+            .iter()
+            .filter_map(|origin| origin.to_str().ok().map(str::to_owned))
+            .collect(),
+        addr,
+        config.max_body_bytes,
+    )
 }
 
 /// The benchmark board: fed by this server's runner, or by the log it follows.

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::hub::{Hub, Published};
 use super::store::{EventRow, RunRow, Store, StoreError};
 use super::store_health::StoreHealth;
+use super::telemetry::Telemetry;
 use runboard_api::clock::now_rfc3339;
 use runboard_api::{RunEvent, RunStatus, StatusChange, StreamEnd};
 
@@ -105,6 +106,7 @@ impl From<Stopped> for Refused {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     commands: mpsc::Sender<Command>,
+    telemetry: Telemetry,
 }
 
 impl Recorder {
@@ -117,6 +119,7 @@ impl Recorder {
         last_seq: i64,
         shutdown: CancellationToken,
         gather_window: Duration,
+        telemetry: Telemetry,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (commands, inbox) = mpsc::channel(QUEUE_CAPACITY);
         let writer = Writer {
@@ -131,7 +134,13 @@ impl Recorder {
             abandoned: Vec::new(),
         };
         let task = tokio::spawn(writer.run(inbox));
-        (Self { commands }, task)
+        (
+            Self {
+                commands,
+                telemetry,
+            },
+            task,
+        )
     }
 
     /// Records a new run and its `run_created` event, and returns once both are stored.
@@ -148,11 +157,20 @@ impl Recorder {
     /// Records an event of a run, stamped `ts`.
     pub async fn event(&self, run_id: &str, event: RunEvent, ts: String) -> Result<(), Stopped> {
         let new = NewEvent::at(run_id, event, ts);
+        self.telemetry.observe(run_id, &new.event);
         self.send(Command::Event(Box::new(new))).await
+    }
+
+    /// Where the server's own metrics are kept.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Records events in one transaction and returns once they are stored.
     pub async fn together(&self, events: Vec<NewEvent>) -> Result<(), Stopped> {
+        for new in &events {
+            self.telemetry.observe(&new.run_id, &new.event);
+        }
         let (done, wait) = oneshot::channel();
         self.send(Command::Together(events, done)).await?;
         wait.await.map_err(|_| Stopped)

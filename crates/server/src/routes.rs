@@ -30,6 +30,7 @@ use super::scrape::{self, UpstreamsBoard};
 use super::store::Store;
 use super::store_health::StoreHealth;
 use super::stream::{self, Scope, StreamSource};
+use super::telemetry::{self, Telemetry};
 use super::web_bundle::{self, WebBundle, is_api_path};
 use runboard_api::{
     BenchmarkStarted, CreateBenchmark, CreateRun, Health, RunDetail, RunList, RunMode, RunStatus,
@@ -84,6 +85,8 @@ pub struct AppState {
     pub web: WebBundle,
     /// The model servers read with `--scrape`.
     pub upstreams: UpstreamsBoard,
+    /// runboard's own metrics.
+    pub telemetry: Telemetry,
 }
 
 /// The router: every API route behind the token check, the web console for everything else,
@@ -104,6 +107,7 @@ pub fn router(
         .route("/api/benchmark-sse", get(benchmark_stream))
         .route("/api/upstreams", get(upstreams))
         .route("/api/upstreams/stream", get(upstreams_stream))
+        .route("/metrics", get(metrics))
         .route("/metrics/active-requests", get(active_requests))
         .route(
             "/metrics/active-requests/stream",
@@ -158,6 +162,24 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
             .flatten(),
         store: Some(store),
     })
+}
+
+/// runboard's own metrics in the `OpenMetrics` text format, for Prometheus.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let runs = match state.store.count_by_status().await {
+        Ok(runs) => runs,
+        Err(error) => return Failure::from(error).into_response(),
+    };
+    let page = state.telemetry.render(
+        &runs,
+        state.streams.hub.head(),
+        state.streams.hub.subscribers(),
+    );
+    (
+        [(axum::http::header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
+        page,
+    )
+        .into_response()
 }
 
 /// The model servers read, as last read (an empty list without `--scrape`).

@@ -509,6 +509,22 @@ impl Store {
         row.as_ref().map(run_from_row).transpose()
     }
 
+    /// How many runs the store holds in each status.
+    pub async fn count_by_status(&self) -> Result<Vec<(RunStatus, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("counting runs"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let status: String = row.try_get("status").ok()?;
+                let count: i64 = row.try_get("n").ok()?;
+                Some((RunStatus::parse(&status)?, count))
+            })
+            .collect())
+    }
+
     /// Runs in these statuses, oldest first (for restart recovery).
     pub async fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(

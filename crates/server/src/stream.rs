@@ -23,6 +23,7 @@ use super::hub::{Hub, Published};
 use super::sse_out::{self, Gone, MAX_CHUNK_BYTES, SseSink};
 use super::store::{Replay, Store, StoreError};
 use super::store_health::StoreHealth;
+use super::telemetry::Telemetry;
 use runboard_api::{EventKind, Pruned, RunEvent};
 use tracing::Instrument as _;
 
@@ -110,6 +111,8 @@ pub struct StreamSource {
     pub settings: StreamSettings,
     /// Whether the store accepts writes, told to subscribers as `store_status` when it changes.
     pub health: StoreHealth,
+    /// Counts the events delivered.
+    pub telemetry: Telemetry,
 }
 
 /// The response for an event stream starting after `last_id`.
@@ -359,6 +362,7 @@ impl Pump {
         }
         self.last_id = id;
         chunk.extend_from_slice(self.scope.frame(event));
+        self.source.telemetry.delivered(1);
         matches!(self.scope, Scope::Run { .. }) && event.is_stream_end
     }
 

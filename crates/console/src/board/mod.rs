@@ -9,6 +9,7 @@ pub(crate) mod link;
 mod log;
 mod rate;
 mod requests;
+mod upstreams;
 mod worker;
 
 use std::collections::HashMap;
@@ -19,11 +20,12 @@ pub use log::{Log, LogLine};
 pub use rate::{RateSettings, TokenRate};
 pub use requests::{RequestRow, Requests, RequestsFeed};
 pub use runboard_api::BenchmarkTally;
+pub use upstreams::{Figure, HISTORY_SECS, UpstreamsState};
 pub use worker::{RunKey, ServerId, Worker};
 
 use runboard_api::{
     ActiveRequests, BenchmarkEvent, Feature, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList,
-    RunDetail, RunEvent, RunStatus, RunSummary, StoreStatus,
+    RunDetail, RunEvent, RunStatus, RunSummary, StoreStatus, Upstreams,
 };
 use runboard_sse::ConnectionState;
 
@@ -76,6 +78,8 @@ pub struct Server {
     pub needs_token: Option<String>,
     /// Whether its store takes writes, from `/api/health` and its streams' `store_status`.
     pub store: Option<StoreStatus>,
+    /// The model servers it reads (`serve --scrape`), from `/api/upstreams/stream`.
+    pub upstreams: UpstreamsState,
 }
 
 impl Server {
@@ -98,6 +102,7 @@ impl Server {
             benchmark: BenchmarkTally::default(),
             benchmark_link: None,
             requests: Requests::default(),
+            upstreams: UpstreamsState::default(),
             needs_token: None,
             store: None,
         }
@@ -171,6 +176,13 @@ pub enum Inbound {
         server: ServerId,
         /// The new state.
         state: ConnectionState,
+    },
+    /// A new read of the model servers a server reads.
+    Upstreams {
+        /// Which server.
+        server: ServerId,
+        /// The figures.
+        snapshot: Upstreams,
     },
     /// A snapshot of a server's requests in flight.
     Requests {
@@ -363,6 +375,11 @@ impl Board {
             Inbound::BenchmarkLink { server, state } => {
                 if let Some(s) = self.servers.get_mut(server) {
                     s.benchmark_link = Some(advance_link(s.benchmark_link.as_ref(), &state, now));
+                }
+            }
+            Inbound::Upstreams { server, snapshot } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.upstreams.apply(snapshot, now);
                 }
             }
             Inbound::Requests {

@@ -14,7 +14,7 @@ use runboard_sse::Backoff;
 use runboard_sse::runtime::{Spawner, sleep};
 
 use super::inbox::Outbox;
-use super::side_streams::{self, TaskGuard};
+use super::side_streams::{self, TaskGuard, follow_upstreams};
 
 /// How many runs a feed poll asks for.
 const FEED_PAGE: u32 = 50;
@@ -119,6 +119,10 @@ impl Connector {
                 }
             };
             let has_events = health.has(Feature::Events);
+            if health.has(Feature::Upstreams) {
+                let upstreams = follow_upstreams(client.clone(), server, outbox.clone());
+                spawner.spawn(upstreams);
+            }
             // Start live at the head: history is the feed's job, not a replay of every event.
             let head = health.events_head.map(|head| head.to_string());
             if !outbox.send(Inbound::Health { server, health }).await {

@@ -20,6 +20,7 @@ use super::state::{FocusTarget, UiState, View};
 use super::stream_plan::{StreamCommand, StreamPlan};
 use super::summary::summary_ui;
 use super::token_view::token_window_ui;
+use super::upstreams_view::upstreams_ui;
 use crate::board::{Board, Inbound, ServerId, Settings};
 use runboard_api::{ApiClient, CreateBenchmark, Feature};
 use runboard_sse::runtime::Spawner;
@@ -349,7 +350,7 @@ impl Console {
         let view_ticks = match self.state.view {
             View::Requests => servers.iter().any(|s| !s.requests.rows().is_empty()),
             View::Benchmark => servers.iter().any(|s| s.benchmark.running()),
-            View::Workers | View::Models => false,
+            View::Workers | View::Models | View::Upstreams => false,
         };
         view_ticks
             || self.model.live_workers() > 0
@@ -493,6 +494,7 @@ pub fn console_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f6
         View::Models => models_ui(ui, model, &mut actions),
         View::Benchmark => benchmark_ui(ui, model, state, now, &mut actions),
         View::Requests => requests_ui(ui, model, state, now),
+        View::Upstreams => upstreams_ui(ui, model, now),
     });
     chain_windows_ui(&ctx, model, state);
     if state.settings_open {

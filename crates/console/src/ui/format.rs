@@ -62,6 +62,28 @@ pub fn sparkline_ui(
     size: [f32; 2],
 ) -> egui::Response {
     let points: Vec<[f64; 2]> = history.iter().copied().collect();
+    sparkline_plot(id, size)
+        .show(ui, |plot| plot.line(sparkline_line(points)))
+        .response
+}
+
+/// A sparkline over a fixed window of `window_secs` up to now (x is seconds before now), so a
+/// short history sits at the right and gaps show as gaps in time.
+pub fn window_sparkline_ui(
+    ui: &mut egui::Ui,
+    id: impl egui::AsIdSalt,
+    points: Vec<[f64; 2]>,
+    window_secs: f64,
+    size: [f32; 2],
+) -> egui::Response {
+    sparkline_plot(id, size)
+        .include_x(-window_secs)
+        .include_x(0.0)
+        .show(ui, |plot| plot.line(sparkline_line(points)))
+        .response
+}
+
+fn sparkline_plot(id: impl egui::AsIdSalt, size: [f32; 2]) -> egui_plot::Plot<'static> {
     egui_plot::Plot::new(id)
         .width(size[0])
         .height(size[1])
@@ -76,16 +98,14 @@ pub fn sparkline_ui(
         .allow_boxed_zoom(false)
         .allow_double_click_reset(false)
         .include_y(0.0)
-        .show(ui, |plot| {
-            plot.line(
-                egui_plot::Line::new("tok/s", egui_plot::PlotPoints::from(points))
-                    .color(Color32::from_rgb(52, 120, 220))
-                    .width(1.5)
-                    .fill(0.0)
-                    .fill_alpha(0.15),
-            );
-        })
-        .response
+}
+
+fn sparkline_line(points: Vec<[f64; 2]>) -> egui_plot::Line<'static> {
+    egui_plot::Line::new("value", egui_plot::PlotPoints::from(points))
+        .color(Color32::from_rgb(52, 120, 220))
+        .width(1.5)
+        .fill(0.0)
+        .fill_alpha(0.15)
 }
 
 /// A small filled badge with white text.

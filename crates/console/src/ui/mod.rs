@@ -22,6 +22,7 @@ mod summary;
 mod title;
 mod token_store;
 mod token_view;
+mod upstreams_view;
 
 pub use connector::{Connector, LaunchRequest};
 pub use console::{Console, ConsoleConfig, console_ui};

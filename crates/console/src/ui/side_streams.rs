@@ -15,7 +15,7 @@ use crate::board::{Inbound, RequestsFeed, ServerId};
 use runboard_api::clock::{REQUESTS_HEARTBEAT, idle_timeout_for};
 use runboard_api::{
     ApiClient, BenchmarkEvent, EventStream, RequestsEvent, StreamEvent, StreamOptions,
-    StreamUpdate, reconnect_policy,
+    StreamUpdate, Upstreams, reconnect_policy,
 };
 use runboard_sse::runtime::{MaybeSend, Spawner, sleep};
 use runboard_sse::{Backoff, ConnectionState};
@@ -116,6 +116,32 @@ pub fn watch_benchmark(
             }
         }
     })
+}
+
+/// Follows the model servers a server reads (`serve --scrape`) for as long as the console
+/// runs: the summary bar shows them whatever the view.
+pub async fn follow_upstreams(client: ApiClient, server: ServerId, outbox: Outbox) {
+    let url = client.upstreams_stream_url();
+    let Some(mut stream) =
+        open::<Upstreams>(&client, &url, StreamOptions::default(), server, &outbox).await
+    else {
+        return;
+    };
+    while let Some(update) = stream.next().await {
+        let message = match update {
+            StreamUpdate::Event {
+                decoded: snapshot, ..
+            } => Inbound::Upstreams { server, snapshot },
+            StreamUpdate::Undecodable(error) => Inbound::ServerError {
+                server,
+                message: format!("an upstreams event was unreadable: {error}"),
+            },
+            StreamUpdate::State(_) | StreamUpdate::TooLarge { .. } => continue,
+        };
+        if !outbox.send(message).await {
+            return;
+        }
+    }
 }
 
 /// Follows a server's requests in flight until the guard is dropped: the stream when it can,

@@ -109,11 +109,19 @@ pub enum View {
     Benchmark,
     /// Requests in flight.
     Requests,
+    /// The model servers' own load (`serve --scrape`).
+    Upstreams,
 }
 
 impl View {
     /// Every view, in tab order.
-    pub const ALL: [Self; 4] = [Self::Workers, Self::Models, Self::Benchmark, Self::Requests];
+    pub const ALL: [Self; 5] = [
+        Self::Workers,
+        Self::Models,
+        Self::Benchmark,
+        Self::Requests,
+        Self::Upstreams,
+    ];
 
     /// The tab's label.
     pub fn label(self) -> &'static str {
@@ -122,6 +130,7 @@ impl View {
             Self::Models => "Models",
             Self::Benchmark => "Benchmark",
             Self::Requests => "Requests",
+            Self::Upstreams => "Upstreams",
         }
     }
 }

@@ -181,7 +181,8 @@ impl StreamPlan {
                 }
                 return;
             }
-            View::Workers => return,
+            // The upstreams stream is always open: the summary bar shows it in every view.
+            View::Workers | View::Upstreams => return,
         };
         for server in 0..board.servers.len() {
             let open = self.open_views.iter().any(|(_, s)| *s == server);

@@ -6,6 +6,7 @@ use egui::RichText;
 use super::Action;
 use super::format::{badge, link_color, rate, sparkline_ui, tokens};
 use super::state::{FocusTarget, UiState};
+use super::upstreams_view::upstreams_strip_ui;
 use crate::board::Board;
 use runboard_api::RunStatus;
 
@@ -55,6 +56,17 @@ pub fn summary_ui(
             }
         });
     });
+    if model
+        .servers
+        .iter()
+        .any(|server| !server.upstreams.is_empty())
+    {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("model servers").small().weak())
+                .on_hover_text("What the model servers say about their own load (Upstreams view)");
+            upstreams_strip_ui(ui, model);
+        });
+    }
     if state.launch_open {
         launch_form_ui(ui, model, state, actions);
     }

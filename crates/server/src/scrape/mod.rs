@@ -8,10 +8,10 @@ mod slots;
 pub mod stream;
 mod window;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use runboard_api::{Engine, ModelFigures, ScrapeState, Upstream, Upstreams};
+use runboard_api::{Engine, FigurePoint, ModelFigures, ScrapeState, Upstream, Upstreams};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -81,18 +81,24 @@ pub fn start(config: &ScrapeConfig, shutdown: &CancellationToken) -> UpstreamsBo
             http: http.clone(),
             total: FigureWindow::default(),
             models: HashMap::new(),
+            history: VecDeque::new(),
         };
         tokio::spawn(reader.run(index, sender.clone(), config.every, shutdown.clone()));
     }
     UpstreamsBoard { latest }
 }
 
-/// Reads one server over and over, keeping what rates and quantiles need.
+/// How much history a snapshot carries for the sparklines.
+pub const HISTORY: Duration = Duration::from_secs(300);
+
+/// Reads one server over and over, keeping what rates and quantiles need, and the figures of
+/// the last [`HISTORY`].
 struct Reader {
     url: String,
     http: reqwest::Client,
     total: FigureWindow,
     models: HashMap<String, FigureWindow>,
+    history: VecDeque<FigurePoint>,
 }
 
 impl Reader {
@@ -110,16 +116,35 @@ impl Reader {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let upstream = tokio::select! {
+            let mut upstream = tokio::select! {
                 () = shutdown.cancelled() => return,
                 upstream = self.read() => upstream,
             };
+            self.remember(&mut upstream);
             sender.send_modify(|all| {
                 if let Some(slot) = all.upstreams.get_mut(index) {
                     *slot = upstream;
                 }
             });
         }
+    }
+
+    /// Adds a read to the history (an unread server's empty figures too: a gap is a gap) and
+    /// gives the snapshot the history.
+    fn remember(&mut self, upstream: &mut Upstream) {
+        let at = unix_now();
+        self.history.push_back(FigurePoint {
+            at,
+            figures: upstream.figures.clone(),
+        });
+        while self
+            .history
+            .front()
+            .is_some_and(|point| at - point.at > HISTORY.as_secs_f64())
+        {
+            self.history.pop_front();
+        }
+        upstream.history = self.history.iter().cloned().collect();
     }
 
     /// One read of `/metrics` (and `/slots`).
@@ -203,6 +228,12 @@ impl Reader {
             )
         })
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// A model server's base URL as given on the command line, checked: http(s) with a host.

@@ -1,5 +1,5 @@
-//! `/api/upstreams/stream`: the figures at once as an `update` event, then every new read;
-//! keep-alive comments in between.
+//! `/api/upstreams/stream`: the figures with their five-minute history at once as an `update`
+//! event, then every new read (without the history); keep-alive comments in between.
 
 use std::time::Duration;
 
@@ -41,7 +41,11 @@ async fn pump(
                 if changed.is_err() {
                     return Ok(());
                 }
-                let snapshot = reads.borrow_and_update().clone();
+                let mut snapshot = reads.borrow_and_update().clone();
+                // The history went with the first event; the rest carry only the new read.
+                for upstream in &mut snapshot.upstreams {
+                    upstream.history.clear();
+                }
                 sink.event(Upstreams::UPDATE_EVENT, None, &snapshot).await?;
             }
             () = tokio::time::sleep(keep_alive) => sink.keep_alive().await?,
