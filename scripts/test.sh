@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: cargo's, then the web console in a real browser. The console's image snapshots render with wgpu on Mesa's software Vulkan
+# Runs every test: cargo's (with the real llama.cpp server, built once), then the web console in
+# a real browser. The console's image snapshots render with wgpu on Mesa's software Vulkan
 # (lavapipe), and the benchmark-stream tests run the seed's Python client and curl, so Mesa,
 # python3 and curl are installed first when missing (Debian/Ubuntu, as root).
 set -euo pipefail
@@ -42,6 +43,28 @@ if [ -z "${RUNBOARD_SKIP_MOUNT_TESTS:-}" ]; then
     export RUNBOARD_SKIP_MOUNT_TESTS=1
   fi
   rmdir "$probe"
+fi
+
+# The real llama.cpp server (tests/server/llama.rs): built once into target/llama/ from the
+# source on PyPI, with a tiny model the tests write. python3 needs venv; a C++ compiler builds it.
+if [ -z "${RUNBOARD_LLAMA_SERVER:-}" ]; then
+  llama_missing=()
+  python3 -c "import venv, ensurepip" 2> /dev/null || llama_missing+=(python3-venv)
+  command -v g++ > /dev/null || llama_missing+=(g++ make)
+  if [ "${#llama_missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing ${llama_missing[*]} to build llama-server"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${llama_missing[@]}" > /dev/null
+  fi
+  if llama_env="$(scripts/llama-server.sh)"; then
+    eval "$llama_env"
+  elif [ -n "${RUNBOARD_REQUIRE_LLAMA:-}" ]; then
+    echo "error: llama-server could not be built, and RUNBOARD_REQUIRE_LLAMA is set" >&2
+    exit 1
+  else
+    echo "note: llama-server could not be built; the test against it says so and is skipped" >&2
+  fi
 fi
 
 # winit and wgpu complain without a runtime dir; the tests need no display.

@@ -384,6 +384,7 @@ impl Console {
                 egui::Key::Num2,
                 egui::Key::Num3,
                 egui::Key::Num4,
+                egui::Key::Num5,
             ];
             for (key, view) in digits.into_iter().zip(View::ALL) {
                 if input.key_pressed(key) {
