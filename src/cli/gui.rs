@@ -87,6 +87,15 @@ pub struct GuiArgs {
     /// (repeatable; not with --api)
     #[arg(long = "scrape", value_name = "URL", value_parser = runboard_server::scrape::check_url)]
     scrape: Vec<String>,
+    /// Have the embedded server generate runs on this OpenAI-compatible model server, as
+    /// `serve --upstream` (repeatable; not with --api)
+    #[arg(long = "upstream", value_name = "[NAME=]URL",
+          value_parser = runboard_server::upstream::spec::check_upstream)]
+    upstreams: Vec<String>,
+    /// Let the embedded server's runs name MODEL as ALIAS, as `serve --model-alias`
+    #[arg(long = "model-alias", value_name = "ALIAS=MODEL",
+          value_parser = runboard_server::upstream::spec::parse_alias)]
+    model_aliases: Vec<(String, String)>,
 }
 
 fn poll_secs(text: &str) -> Result<f64, String> {
@@ -113,7 +122,12 @@ fn parse_size(text: &str) -> Result<[f32; 2], String> {
 /// The embedded server's settings: a free loopback port, the user's database, or for a demo a
 /// database in memory, so demo runs never land among the user's own runs nor show as
 /// "interrupted" at the next start when the window closes mid-run.
-fn embedded_server(demo: bool, speed: f64, scrape: Vec<String>) -> ServerConfig {
+fn embedded_server(
+    demo: bool,
+    speed: f64,
+    scrape: Vec<String>,
+    upstreams: runboard_server::UpstreamConfig,
+) -> ServerConfig {
     let mut config = ServerConfig {
         addr: "127.0.0.1:0"
             .parse()
@@ -122,6 +136,7 @@ fn embedded_server(demo: bool, speed: f64, scrape: Vec<String>) -> ServerConfig 
     };
     config.generator.speed = speed;
     config.scrape.urls = scrape;
+    config.upstreams = upstreams;
     if demo {
         config.db = DbLocation::Memory;
     }
@@ -142,20 +157,27 @@ pub fn run(args: GuiArgs) -> ExitCode {
         view,
         speed,
         scrape,
+        upstreams,
+        model_aliases,
     } = args;
     let spawner = match Spawner::start_background() {
         Ok(spawner) => spawner,
         Err(error) => return fail(&format!("could not start the async runtime: {error}")),
     };
-    if !apis.is_empty() && !scrape.is_empty() {
+    if !apis.is_empty() && !(scrape.is_empty() && upstreams.is_empty()) {
         return fail(
-            "--scrape is for the embedded server; give it to `runboard serve` of the --api server",
+            "--scrape and --upstream are for the embedded server; give them to `runboard serve` \
+             of the --api server",
         );
     }
+    let upstreams = match super::serve::upstream_config(&upstreams, &model_aliases) {
+        Ok(upstreams) => upstreams,
+        Err(error) => return fail(&error),
+    };
     let mut servers = apis;
     let mut embedded: Option<RunningServer> = None;
     if servers.is_empty() {
-        let config = embedded_server(demo, speed, scrape);
+        let config = embedded_server(demo, speed, scrape, upstreams);
         match spawner.handle().block_on(server::start(config)) {
             Ok(running) => {
                 tracing::info!("embedded server on {}", running.url());

@@ -9,7 +9,7 @@ use clap::Args;
 
 use runboard_server::{
     self as server, ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings,
-    Retention, ScrapeConfig, ServerConfig, StreamSettings, WebBundle,
+    Retention, ScrapeConfig, ServerConfig, StreamSettings, UpstreamConfig, UpstreamSpec, WebBundle,
 };
 
 /// Arguments of `runboard serve`.
@@ -117,6 +117,46 @@ pub struct ServeArgs {
     /// Seconds between two reads of each `--scrape` server
     #[arg(long, default_value_t = 2.0, value_name = "SECS", value_parser = positive_f64)]
     scrape_every_secs: f64,
+    /// Generate runs on this OpenAI-compatible model server, e.g. `gpu1=http://gpu1:8000/v1`
+    /// (repeatable; a run's params.model picks the one that serves it). Its key comes from
+    /// RUNBOARD_UPSTREAM_<NAME>_KEY or RUNBOARD_UPSTREAM_KEY, never from the command line
+    #[arg(long = "upstream", value_name = "[NAME=]URL", value_parser = upstream_arg)]
+    upstreams: Vec<String>,
+    /// Let runs name MODEL as ALIAS (repeatable), e.g. `fast=Qwen/Qwen2.5-7B-Instruct`
+    #[arg(long = "model-alias", value_name = "ALIAS=MODEL", value_parser = server::upstream::spec::parse_alias)]
+    model_aliases: Vec<(String, String)>,
+    /// Requests in flight per upstream at most, so a small model server is not flooded
+    /// (default: only --concurrency limits them)
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    upstream_concurrency: Option<usize>,
+    /// Seconds an upstream may stay silent (before answering, or mid-stream) before the try
+    /// is given up and retried
+    #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_f64)]
+    upstream_idle_secs: f64,
+}
+
+fn upstream_arg(text: &str) -> Result<String, String> {
+    server::upstream::spec::check_upstream(text)
+}
+
+/// The upstreams of `--upstream`, keys from the environment, names unique.
+pub fn upstream_config(
+    upstreams: &[String],
+    aliases: &[(String, String)],
+) -> Result<UpstreamConfig, String> {
+    let mut config = UpstreamConfig::none();
+    for text in upstreams {
+        let spec = UpstreamSpec::parse(text, |name| std::env::var(name).ok())?;
+        if config.upstreams.iter().any(|known| known.name == spec.name) {
+            return Err(format!(
+                "two upstreams are named {:?}; name them: --upstream NAME=URL",
+                spec.name
+            ));
+        }
+        config.upstreams.push(spec);
+    }
+    config.aliases = aliases.to_vec();
+    Ok(config)
 }
 
 fn http_url(text: &str) -> Result<String, String> {
@@ -147,8 +187,11 @@ fn probability(text: &str) -> Result<f64, String> {
 }
 
 impl ServeArgs {
-    fn config(&self) -> ServerConfig {
-        ServerConfig {
+    fn config(&self) -> Result<ServerConfig, String> {
+        let mut upstreams = upstream_config(&self.upstreams, &self.model_aliases)?;
+        upstreams.concurrency = self.upstream_concurrency;
+        upstreams.idle_timeout = Duration::from_secs_f64(self.upstream_idle_secs);
+        Ok(ServerConfig {
             addr: self.addr,
             db: self
                 .db
@@ -199,14 +242,21 @@ impl ServeArgs {
                 every: Duration::from_secs_f64(self.scrape_every_secs),
                 ..ScrapeConfig::default()
             },
+            upstreams,
             ..ServerConfig::default()
-        }
+        })
     }
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> ExitCode {
-    let config = args.config();
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("runboard serve: error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let WebBundle::Dir(dir) = &config.web
         && !dir.join("index.html").is_file()
     {
@@ -218,6 +268,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     }
     let db = config.db.to_string();
     let web = config.web.describe();
+    let generation = describe_generation(&config.upstreams);
     let auth = if config.token.is_some() {
         "token required"
     } else {
@@ -231,13 +282,30 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     };
     tracing::info!(
-        "listening on {} (store: {db}; {auth}; {web}); Ctrl-C stops",
+        "listening on {} (store: {db}; {auth}; {web}; {generation}); Ctrl-C stops",
         running.url()
     );
     wait_for_stop_signal().await;
     tracing::info!("stopping");
     running.stop().await;
     ExitCode::SUCCESS
+}
+
+/// Where runs are generated, for the start-up line: names and URLs, and whether a key was
+/// found (never the key).
+pub fn describe_generation(config: &UpstreamConfig) -> String {
+    if config.upstreams.is_empty() {
+        return "runs on the synthetic generator".into();
+    }
+    let upstreams: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|spec| {
+            let key = if spec.key.is_some() { ", key set" } else { "" };
+            format!("{} at {}{key}", spec.name, spec.display_url())
+        })
+        .collect();
+    format!("runs on {}", upstreams.join(", "))
 }
 
 async fn wait_for_stop_signal() {

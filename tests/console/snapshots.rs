@@ -59,6 +59,7 @@ fn progress(run_id: &str, agent: &str, tokens: u64, secs: f64) -> Inbound {
             tokens_out: Some(tokens),
             snippet: Some(TEXT.into()),
             ts: Some(server_time(secs)),
+            ..NodeUpdate::default()
         }),
     }
 }
@@ -395,6 +396,7 @@ fn request(
         started_at: started.into(),
         run_id: Some("run-00a1b2c3d400".into()),
         agent: Some("writer".into()),
+        ..ActiveRequest::default()
     }
 }
 

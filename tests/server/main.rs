@@ -7,6 +7,7 @@
 mod support {
     #![allow(dead_code)]
     pub mod cut_proxy;
+    pub mod openai_upstream;
     pub mod raw_http;
     pub mod scripted_server;
     pub mod test_server;
@@ -19,6 +20,7 @@ mod exchange;
 mod limits;
 mod llama;
 mod metrics;
+mod real_models;
 mod requests;
 mod restart;
 mod store_faults;

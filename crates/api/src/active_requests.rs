@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::types::null_as_default;
 
 /// One generation request in flight.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActiveRequest {
     /// Unique while it lives; rows are keyed by it.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -34,10 +34,48 @@ pub struct ActiveRequest {
     /// The agent it serves, when the server says.
     #[serde(default)]
     pub agent: Option<String>,
+    /// Where the request stands, when the server follows its stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RequestPhase>,
+    /// Its decode rate so far in tokens per second, once two tokens have arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tok_per_sec: Option<f64>,
+    /// Its time to first token in milliseconds, once the first token arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// The model server it was sent to (its `--upstream` name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Which try of the step this is (1 for the first), when the server retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// Where a streaming request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestPhase {
+    /// Sent; no token yet (queued on the model server, or reading the prompt).
+    WaitingForFirstToken,
+    /// Tokens are arriving.
+    Decoding,
+    /// Waiting before another try (after a 429, a 5xx or a refused connection).
+    Retrying,
+}
+
+impl RequestPhase {
+    /// Its wire name, for people too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WaitingForFirstToken => "waiting_for_first_token",
+            Self::Decoding => "decoding",
+            Self::Retrying => "retrying",
+        }
+    }
 }
 
 /// `GET /metrics/active-requests`, and the data of the stream's `update` and `disabled` events.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActiveRequests {
     /// True when the server does not track requests.
     #[serde(default)]

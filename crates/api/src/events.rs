@@ -7,7 +7,7 @@ use super::error_code::ErrorCode;
 use super::types::{RunStatus, RunSummary, StoreStatus, null_as_default};
 
 /// Progress of the current agent (`node_update`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeUpdate {
     /// The run it belongs to.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -27,6 +27,14 @@ pub struct NodeUpdate {
     /// When the server emitted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
+    /// The tail of the current step's reasoning text (kept apart from the answer), at most 200
+    /// characters; absent when the model does not reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// True while `tokens_out` is counted from stream chunks, before the model server's own
+    /// usage figure corrects it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<bool>,
 }
 
 /// A lifecycle change (`status`).
@@ -434,6 +442,8 @@ mod tests {
                 tokens_out: Some(120),
                 snippet: Some("line one\nline two → 😊".into()),
                 ts: Some("2026-12-01T08:00:01Z".into()),
+                reasoning: Some("first, the user wants…".into()),
+                estimated: Some(true),
             }),
             EventKind::Narration => RunEvent::narration("info", "agent_start", "a\ttable\n| x |"),
             EventKind::Data => RunEvent::data(

@@ -14,7 +14,7 @@ mod types;
 pub mod units;
 mod upstreams;
 
-pub use active_requests::{ActiveRequest, ActiveRequests};
+pub use active_requests::{ActiveRequest, ActiveRequests, RequestPhase};
 pub use benchmark::{
     BENCHMARK_STATUS_TYPE, BenchmarkError, BenchmarkEvent, BenchmarkProgress, BenchmarkStarted,
     BenchmarkStatus, CreateBenchmark, LogFileState, TaskComplete, phase,
@@ -26,7 +26,7 @@ pub use events::{
     DataEvent, DecodeError, EventKind, Narration, NodeUpdate, Pruned, RunError, RunEvent,
     StatusChange, StreamEnd,
 };
-pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList};
+pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList, UpstreamModels};
 pub use stream::{
     EventStream, RequestsEvent, StreamEvent, StreamOptions, StreamUpdate, reconnect_policy,
 };

@@ -28,6 +28,36 @@ pub struct ModelInfo {
     /// Tokens per second it typically generates per request.
     #[serde(default)]
     pub tok_per_sec: Option<f64>,
+    /// The model server that serves it (its `--upstream` name), when the server generates on
+    /// real models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Who publishes it, as the model server's `GET /models` says (`owned_by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned_by: Option<String>,
+}
+
+/// One model server a runs server generates on, as its last `GET /models` found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamModels {
+    /// Its name (`--upstream NAME=URL`, or the URL's host and port).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    /// Its `OpenAI` base URL, without credentials.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub url: String,
+    /// Whether the last read answered with a model list.
+    #[serde(default)]
+    pub reachable: bool,
+    /// Why it is not reachable, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How many models it serves.
+    #[serde(default)]
+    pub models: u64,
+    /// When it was last read, RFC 3339; absent before the first read ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
 }
 
 /// The payload of a `model_list` data event.
@@ -36,6 +66,13 @@ pub struct ModelList {
     /// The models, in the server's order.
     #[serde(default, deserialize_with = "null_as_default")]
     pub models: Vec<ModelInfo>,
+    /// The model servers behind the list, reachable or not (empty for the synthetic generator).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub upstreams: Vec<UpstreamModels>,
 }
 
 impl ModelList {

@@ -45,7 +45,7 @@ impl StreamEvent for BenchmarkEvent {
 
 /// An event of the active-requests stream: a snapshot, and whether the server said tracking is
 /// off (`disabled`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestsEvent {
     /// The snapshot.
     pub snapshot: ActiveRequests,

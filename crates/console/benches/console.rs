@@ -45,6 +45,7 @@ fn progress(run_id: &str, tokens: u64, frame: usize) -> Inbound {
                  and the ships in the bay saw the beam sweep once, twice, and hold steady through the night"
             )),
             ts: None,
+            ..NodeUpdate::default()
         }),
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{ActiveRequest, ActiveRequests};
+use runboard_api::{ActiveRequest, ActiveRequests, RequestPhase};
 
 /// What a disabled tracker tells clients.
 pub const DISABLED_MESSAGE: &str = "request metrics are off; start the server with \
@@ -45,6 +45,8 @@ pub struct NewRequest<'a> {
     pub streaming: bool,
     /// Prompt tokens.
     pub input_tokens: u64,
+    /// The model server it goes to, when it is a real request.
+    pub upstream: Option<&'a str>,
 }
 
 /// One request in flight; it ends when this is dropped (finished, cancelled or interrupted).
@@ -91,6 +93,10 @@ impl RequestTracker {
             started_at: now_rfc3339(),
             run_id: Some(request.run_id.to_owned()),
             agent: Some(request.agent.to_owned()),
+            upstream: request.upstream.map(str::to_owned),
+            phase: request.upstream.map(|_| RequestPhase::WaitingForFirstToken),
+            attempt: request.upstream.map(|_| 1),
+            ..ActiveRequest::default()
         };
         self.change(|active_map| {
             active_map.insert(key, active);
@@ -145,14 +151,50 @@ impl RequestTracker {
 impl RequestGuard {
     /// Records the tokens generated so far.
     pub fn set_output_tokens(&self, tokens: u64) {
+        self.edit(|request| request.output_tokens = tokens);
+    }
+
+    /// Records where a real request stands: its phase, which try it is, and, once known, its
+    /// prompt tokens, time to first token and decode rate.
+    pub fn set_live(&self, live: &LiveFigures) {
+        self.edit(|request| {
+            request.phase = Some(live.phase);
+            request.attempt = Some(live.attempt);
+            request.output_tokens = live.output_tokens;
+            request.ttft_ms = live.ttft_ms;
+            request.tok_per_sec = live.tok_per_sec;
+            if let Some(prompt) = live.input_tokens {
+                request.input_tokens = prompt;
+            }
+        });
+    }
+
+    fn edit(&self, change: impl FnOnce(&mut ActiveRequest)) {
         if let Some(key) = self.key {
             self.tracker.change(|active| {
                 if let Some(request) = active.get_mut(&key) {
-                    request.output_tokens = tokens;
+                    change(request);
                 }
             });
         }
     }
+}
+
+/// What a real request's stream has shown so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveFigures {
+    /// Where it stands.
+    pub phase: RequestPhase,
+    /// Which try (1 for the first).
+    pub attempt: u32,
+    /// Output tokens so far.
+    pub output_tokens: u64,
+    /// Prompt tokens, once the model server said.
+    pub input_tokens: Option<u64>,
+    /// Time to first token, once it came.
+    pub ttft_ms: Option<f64>,
+    /// Decode rate, once two tokens came.
+    pub tok_per_sec: Option<f64>,
 }
 
 impl Drop for RequestGuard {
@@ -177,6 +219,7 @@ mod tests {
             resolved_model: "synth-8b-instruct-q4",
             streaming: true,
             input_tokens: 300,
+            upstream: None,
         }
     }
 

@@ -73,6 +73,8 @@ fn info(entry: &Entry) -> ModelInfo {
         size_bytes: Some(size_bytes),
         context_length: Some(entry.context_length),
         tok_per_sec: Some(entry.tok_per_sec),
+        upstream: None,
+        owned_by: None,
     }
 }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::active_requests::{NewRequest, RequestTracker};
 use super::catalog::{self, Pick};
 use super::recorder::{Recorder, Stopped};
+use super::upstream::UpstreamPool;
 use runboard_api::clock::now_rfc3339;
 use runboard_api::{MODEL_LIST_ACTION, ModelList, NodeUpdate, RunEvent};
 use runboard_sse::rng::SplitMix64;
@@ -95,6 +96,28 @@ pub fn check_params(params: &Value) -> Result<(), ParamError> {
             ),
         },
         "fail" if !value.is_boolean() => bad("fail", format!("must be true or false, not {value}")),
+        "max_tokens" => match value.as_u64() {
+            Some(1..=MAX_STEP_TOKENS) => Ok(()),
+            _ => bad(
+                "max_tokens",
+                format!("must be a whole number from 1 to {MAX_STEP_TOKENS}, not {value}"),
+            ),
+        },
+        "temperature" => match value.as_f64() {
+            Some(t) if (0.0..=2.0).contains(&t) => Ok(()),
+            _ => bad(
+                "temperature",
+                format!("must be a number from 0 to 2, not {value}"),
+            ),
+        },
+        "messages" => check_messages(value).map_err(|problem| ParamError {
+            name: "messages",
+            problem,
+        }),
+        "extra_body" if !value.is_object() => bad(
+            "extra_body",
+            format!("must be an object of request fields, not {value}"),
+        ),
         "model" | "job" => {
             let name = if key == "model" { "model" } else { "job" };
             match value.as_str() {
@@ -107,6 +130,32 @@ pub fn check_params(params: &Value) -> Result<(), ParamError> {
         }
         _ => Ok(()),
     })
+}
+
+/// The most output tokens a run may ask for per step.
+pub const MAX_STEP_TOKENS: u64 = 131_072;
+
+/// The most messages a single-step run may give.
+pub const MAX_MESSAGES: usize = 256;
+
+/// A `messages` list as chat completions take it: objects, each with a string `role`.
+fn check_messages(value: &Value) -> Result<(), String> {
+    let Some(list) = value.as_array().filter(|list| !list.is_empty()) else {
+        return Err("must be a non-empty list of {\"role\", \"content\"} messages".into());
+    };
+    if list.len() > MAX_MESSAGES {
+        return Err(format!(
+            "may hold at most {MAX_MESSAGES} messages, not {}",
+            list.len()
+        ));
+    }
+    match list
+        .iter()
+        .position(|m| m.get("role").and_then(Value::as_str).is_none())
+    {
+        Some(index) => Err(format!("[{index}] needs a string \"role\"")),
+        None => Ok(()),
+    }
 }
 
 /// Per-run knobs a client may pass in `params` (all optional).
@@ -301,6 +350,7 @@ impl Walk<'_> {
             resolved_model: self.model.id,
             streaming: agent != "finish",
             input_tokens: 180 + task_tokens + self.tokens_out,
+            upstream: None,
         });
         let turn_start = self.tokens_out;
         let mut text = String::new();
@@ -343,6 +393,7 @@ impl Walk<'_> {
                 tokens_out: Some(self.tokens_out),
                 snippet: Some(tail(&text, SNIPPET_CHARS).to_owned()),
                 ts: Some(ts.clone()),
+                ..NodeUpdate::default()
             });
             ctx.recorder.event(&ctx.run_id, update, ts).await?;
         }
@@ -364,22 +415,54 @@ impl Walk<'_> {
 }
 
 /// A models job: narration for people (a table among it), the list as one `data` event for
-/// programs, then the `done` marker older clients wait for.
-pub async fn list_models(config: &GeneratorConfig, ctx: &RunContext) -> Outcome {
+/// programs, then the `done` marker older clients wait for. With upstreams, their model lists
+/// are read again first and each unreachable one is reported with its error.
+pub async fn list_models(
+    config: &GeneratorConfig,
+    ctx: &RunContext,
+    upstreams: Option<&UpstreamPool>,
+) -> Outcome {
     let steps = async {
-        narrate(
-            ctx,
-            "info",
-            "model_list_start",
-            "Listing models on the synthetic generator",
-        )
-        .await?;
-        pause(config, ctx, 0.2).await?;
-        let models = catalog::models();
-        let found = format!("Found {} model(s)", models.len());
+        let list = match upstreams {
+            None => {
+                let start = "Listing models on the synthetic generator";
+                narrate(ctx, "info", "model_list_start", start).await?;
+                pause(config, ctx, 0.2).await?;
+                ModelList {
+                    models: catalog::models(),
+                    upstreams: Vec::new(),
+                }
+            }
+            Some(pool) => {
+                let start = "Reading the model lists of the upstreams";
+                narrate(ctx, "info", "model_list_start", start).await?;
+                tokio::select! {
+                    () = pool.refresh() => {}
+                    () = ctx.cancel.cancelled() => return Err(Stop::Cancelled),
+                    () = ctx.shutdown.cancelled() => return Err(Stop::Interrupted),
+                }
+                let (models, upstreams) = pool.models();
+                for upstream in &upstreams {
+                    if let Some(error) = &upstream.error {
+                        let text = format!(
+                            "upstream {} ({}) is unreachable: {error}",
+                            upstream.name, upstream.url
+                        );
+                        narrate(ctx, "error", "model_list_unreachable", &text).await?;
+                    }
+                }
+                ModelList { models, upstreams }
+            }
+        };
+        let found = format!("Found {} model(s)", list.models.len());
         narrate(ctx, "info", "model_list_found", &found).await?;
-        narrate(ctx, "info", "model_list_table", &catalog::table(&models)).await?;
-        let payload = serde_json::to_value(ModelList { models }).unwrap_or(Value::Null);
+        let table = if upstreams.is_some() {
+            crate::upstream::models_table(&list.models)
+        } else {
+            catalog::table(&list.models)
+        };
+        narrate(ctx, "info", "model_list_table", &table).await?;
+        let payload = serde_json::to_value(list).unwrap_or(Value::Null);
         ctx.recorder
             .event(
                 &ctx.run_id,
@@ -457,6 +540,8 @@ mod tests {
             json!({}),
             json!({"iterations": 1, "tokens_per_sec": 5000, "fail": false, "model": "x"}),
             json!({"iterations": 10, "tokens_per_sec": 0.5, "job": "models", "other": [1e300]}),
+            json!({"max_tokens": 64, "temperature": 0, "extra_body": {"seed": 1},
+                   "messages": [{"role": "user", "content": "hi"}]}),
         ] {
             assert_eq!(check_params(&good), Ok(()), "{good}");
         }
@@ -473,6 +558,11 @@ mod tests {
             (json!({"model": ""}), "model"),
             (json!({"model": "m".repeat(257)}), "model"),
             (json!({"job": 3}), "job"),
+            (json!({"max_tokens": 0}), "max_tokens"),
+            (json!({"temperature": 3}), "temperature"),
+            (json!({"messages": []}), "messages"),
+            (json!({"messages": [{"content": "hi"}]}), "messages"),
+            (json!({"extra_body": [1]}), "extra_body"),
         ] {
             let error = check_params(&bad).expect_err(&bad.to_string());
             assert_eq!(error.name, name);

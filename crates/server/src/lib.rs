@@ -22,6 +22,7 @@ pub mod store;
 mod store_health;
 mod stream;
 mod telemetry;
+pub mod upstream;
 pub mod web_bundle;
 
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ pub use runs::RunLimits;
 pub use scrape::ScrapeConfig;
 pub use store::{DbLocation, Retention, StoreError};
 pub use stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
+pub use upstream::{UpstreamConfig, UpstreamSpec};
 pub use web_bundle::WebBundle;
 
 use active_requests::RequestTracker;
@@ -124,6 +126,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Model servers whose own metrics are read (`--scrape`).
     pub scrape: ScrapeConfig,
+    /// Model servers runs are generated on (`--upstream`); none runs the synthetic generator.
+    pub upstreams: UpstreamConfig,
 }
 
 impl Default for ServerConfig {
@@ -153,6 +157,7 @@ impl Default for ServerConfig {
             web: WebBundle::None,
             cors_origins: Vec::new(),
             scrape: ScrapeConfig::default(),
+            upstreams: UpstreamConfig::none(),
         }
     }
 }
@@ -275,6 +280,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         telemetry.clone(),
     );
     let requests = RequestTracker::new(config.request_metrics);
+    let upstreams = upstream::UpstreamPool::start(&config.upstreams, &shutdown).await;
     let runs = Runs::new(RunsSetup {
         recorder: recorder.clone(),
         store: store.clone(),
@@ -287,6 +293,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         shutdown: shutdown.clone(),
         requests: requests.clone(),
         health: health.clone(),
+        upstreams,
     });
     runs.recover().await?;
     prune_periodically(
@@ -323,7 +330,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         benchmark,
         benchmark_runner,
         web: config.web.clone(),
-        upstreams: scrape::start(&config.scrape, &shutdown),
+        upstreams: scrape::start(&scrape_config(&config), &shutdown),
         telemetry,
     };
     let app = routes::router(
@@ -347,6 +354,23 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         writer,
         store,
     })
+}
+
+/// `--scrape`'s model servers and every `--upstream`, each once: an upstream's own state is
+/// read as a scraped server's is, with no extra flag.
+fn scrape_config(config: &ServerConfig) -> ScrapeConfig {
+    let mut scrape = config.scrape.clone();
+    for url in upstream::UpstreamPool::urls(&config.upstreams) {
+        let root = scrape::server_root(url);
+        if !scrape
+            .urls
+            .iter()
+            .any(|known| scrape::server_root(known) == root)
+        {
+            scrape.urls.push(url.to_owned());
+        }
+    }
+    scrape
 }
 
 /// The cross-site and Host checks for a server listening on `addr`.

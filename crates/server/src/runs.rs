@@ -14,6 +14,7 @@ use super::generator::{self, GeneratorConfig, Outcome, RunContext};
 use super::recorder::{NewEvent, Recorder, Refused, Stopped};
 use super::store::{RunRow, Store, StoreError};
 use super::store_health::StoreHealth;
+use super::upstream::{self, UpstreamPool};
 use runboard_api::clock::now_rfc3339;
 use runboard_api::{ErrorCode, MODELS_JOB, RunEvent, RunStatus, RunSummary};
 use runboard_sse::rng::SplitMix64;
@@ -60,6 +61,8 @@ pub struct RunsSetup {
     pub requests: RequestTracker,
     /// Whether the store accepts writes.
     pub health: StoreHealth,
+    /// The model servers runs are generated on; `None` runs the synthetic generator.
+    pub upstreams: Option<UpstreamPool>,
 }
 
 /// Why a run was not created.
@@ -103,6 +106,7 @@ struct Inner {
     ids: Mutex<SplitMix64>,
     shutdown: CancellationToken,
     requests: RequestTracker,
+    upstreams: Option<UpstreamPool>,
 }
 
 impl Runs {
@@ -117,6 +121,7 @@ impl Runs {
             shutdown,
             requests,
             health,
+            upstreams,
         } = setup;
         let ids = generator
             .seed
@@ -138,6 +143,7 @@ impl Runs {
                 ids: Mutex::new(ids),
                 shutdown,
                 requests,
+                upstreams,
             }),
         }
     }
@@ -332,10 +338,11 @@ impl Runs {
             requests: self.inner.requests.clone(),
         };
         let job = context.params.get("job").and_then(Value::as_str);
-        let outcome = if job == Some(MODELS_JOB) {
-            generator::list_models(&self.inner.generator, &context).await
-        } else {
-            generator::run(&self.inner.generator, &context).await
+        let upstreams = self.inner.upstreams.as_ref();
+        let outcome = match (job == Some(MODELS_JOB), upstreams) {
+            (true, _) => generator::list_models(&self.inner.generator, &context, upstreams).await,
+            (false, Some(pool)) => upstream::run(pool, &context).await,
+            (false, None) => generator::run(&self.inner.generator, &context).await,
         };
         drop(slot);
         match outcome {

@@ -333,6 +333,7 @@ mod tests {
             tokens_out: Some(tokens),
             snippet: None,
             ts: None,
+            ..NodeUpdate::default()
         })
     }
 

@@ -6,6 +6,8 @@
 //! - [`encode`] writes frames, for servers.
 //! - [`EventSource`] connects, reads and reconnects, reporting [`Update`]s: events, comments and
 //!   every change of its [`ConnectionState`].
+//! - [`ResponseEvents`] reads one response as frames, with no reconnect (for `POST` streams such
+//!   as chat completions), natively.
 
 mod backoff;
 mod client;
@@ -13,6 +15,8 @@ pub mod encode;
 mod error;
 mod event;
 mod parser;
+#[cfg(not(target_arch = "wasm32"))]
+mod response;
 pub mod rng;
 pub mod runtime;
 mod state;
@@ -23,4 +27,6 @@ pub use error::SseError;
 pub use error::with_causes as error_with_causes;
 pub use event::{Event, Frame};
 pub use parser::{DEFAULT_MAX_EVENT_BYTES, Parser};
+#[cfg(not(target_arch = "wasm32"))]
+pub use response::ResponseEvents;
 pub use state::ConnectionState;

@@ -134,6 +134,7 @@ mod tests {
             started_at: started.into(),
             run_id: None,
             agent: None,
+            ..ActiveRequest::default()
         }
     }
 

@@ -250,7 +250,7 @@ pub fn check_url(text: &str) -> Result<String, String> {
 
 /// Where a server's `/metrics` and `/slots` are: its root, also when given as an `OpenAI` base
 /// (`…/v1`).
-fn server_root(url: &str) -> &str {
+pub fn server_root(url: &str) -> &str {
     let url = url.trim_end_matches('/');
     url.strip_suffix("/v1").unwrap_or(url)
 }

@@ -1,0 +1,307 @@
+//! A run on a real model: the same agent chain as the synthetic generator (supervisor →
+//! (researcher → writer → critic) × iterations → finish), each step one streaming chat
+//! completion with the agent's system prompt, the task and the previous steps' outputs; or a
+//! single step with the `messages` a run gives. Each step's figures go out as a `step` data
+//! event, each tool call as a `tool_call` one, and the run's sums as `run_metrics`.
+
+use serde_json::{Map, Value, json};
+
+use super::UpstreamPool;
+use super::step::{RunState, StepPlan, StepResult, StepStop};
+use crate::generator::{Outcome, RunContext};
+use runboard_api::RunEvent;
+use runboard_api::clock::now_rfc3339;
+
+/// Output tokens per step when a run does not say.
+pub const DEFAULT_MAX_TOKENS: u64 = 256;
+
+/// How many earlier steps' outputs a step sees, and how much of each (the end, which is where
+/// an answer's conclusion is): enough to be a real pipeline, small enough for small contexts.
+const CONTEXT_STEPS: usize = 3;
+const CONTEXT_CHARS: usize = 1200;
+
+/// What each agent is told.
+fn system_prompt(agent: &str) -> &'static str {
+    match agent {
+        "supervisor" => {
+            "You are the supervisor of a small writing team. Read the task and write a short \
+             plan: what to find out, what the answer must contain, and how to judge it."
+        }
+        "researcher" => {
+            "You are the researcher. From the task and the notes so far, list the facts, \
+             figures and considerations the writer needs. Be concise."
+        }
+        "writer" => {
+            "You are the writer. Using the plan and the research notes, write the answer to \
+             the task. If there is a critique, revise the last draft to address it."
+        }
+        "critic" => {
+            "You are the critic. Read the latest draft and say, in a few bullet points, what \
+             is wrong, missing or unclear."
+        }
+        _ => {
+            "You are the editor. Give the final answer to the task, based on the last draft \
+             and critique, and nothing else."
+        }
+    }
+}
+
+/// Runs one run on the upstream its model resolves to.
+pub async fn run(pool: &UpstreamPool, ctx: &RunContext) -> Outcome {
+    let params = &ctx.params;
+    let asked = params.get("model").and_then(Value::as_str);
+    let target = match pool.resolve(asked).await {
+        Ok(target) => target,
+        Err(message) => {
+            let _ = narrate(ctx, "error", "upstream_unavailable", &message).await;
+            return Outcome::Failed(message);
+        }
+    };
+    ctx.recorder
+        .telemetry()
+        .run_model(&ctx.run_id, &target.asked);
+    let mut state = RunState {
+        ctx,
+        pool,
+        target: &target,
+        tokens_out: 0,
+    };
+    match walk(&mut state).await {
+        Ok(()) => Outcome::Completed,
+        Err(StepStop::Failed(message)) => {
+            let _ = narrate(ctx, "error", "agent_failed", &message).await;
+            Outcome::Failed(message)
+        }
+        Err(StepStop::Cancelled) => Outcome::Cancelled,
+        Err(StepStop::Interrupted) => Outcome::Interrupted,
+    }
+}
+
+async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
+    let ctx = state.ctx;
+    let params = &ctx.params;
+    let target = state.target;
+    let spec = &target.upstream.spec;
+    let shown_model = if target.asked == target.model {
+        target.model.clone()
+    } else {
+        format!("{} → {}", target.asked, target.model)
+    };
+    let start = format!(
+        "Starting on {shown_model} at {} ({}): {}",
+        spec.name,
+        spec.display_url(),
+        ctx.task
+    );
+    state.narrate("info", "run_start", &start).await?;
+    let mut sampling = Map::new();
+    sampling.insert(
+        "max_tokens".into(),
+        json!(
+            params
+                .get("max_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(DEFAULT_MAX_TOKENS)
+        ),
+    );
+    if let Some(temperature) = params.get("temperature") {
+        sampling.insert("temperature".into(), temperature.clone());
+    }
+    if let Some(Value::Object(extra)) = params.get("extra_body") {
+        for (key, value) in extra {
+            if !matches!(
+                key.as_str(),
+                "model" | "messages" | "stream" | "stream_options"
+            ) {
+                sampling.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let mut totals = Totals::default();
+    if let Some(messages) = params.get("messages") {
+        let mut body = sampling.clone();
+        body.insert("messages".into(), messages.clone());
+        let plan = StepPlan {
+            agent: "chat",
+            iteration: 1,
+            body: Value::Object(body),
+        };
+        let result = run_step(state, &plan, &mut totals).await?;
+        drop(result);
+    } else {
+        let iterations = params
+            .get("iterations")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let mut plan = vec![("supervisor", 1)];
+        for iteration in 1..=iterations {
+            for agent in ["researcher", "writer", "critic"] {
+                plan.push((agent, iteration));
+            }
+        }
+        plan.push(("finish", iterations));
+        let mut outputs: Vec<(String, u64, String)> = Vec::new();
+        for (agent, iteration) in plan {
+            let mut body = sampling.clone();
+            body.insert("messages".into(), messages_for(agent, &ctx.task, &outputs));
+            let step = StepPlan {
+                agent,
+                iteration,
+                body: Value::Object(body),
+            };
+            let result = run_step(state, &step, &mut totals).await?;
+            outputs.push((agent.to_owned(), iteration, result.text));
+        }
+    }
+    let figures = totals.figures(state.tokens_out);
+    let done = format!(
+        "Done: {} tokens in {} steps{}",
+        state.tokens_out,
+        totals.steps,
+        figures
+            .get("tok_per_sec")
+            .and_then(Value::as_f64)
+            .map(|rate| format!(", {rate:.1} tok/s while decoding"))
+            .unwrap_or_default()
+    );
+    data(ctx, "run_metrics", figures).await?;
+    state.narrate("info", "run_done", &done).await
+}
+
+/// One step with its narration and its figures.
+async fn run_step(
+    state: &mut RunState<'_>,
+    plan: &StepPlan<'_>,
+    totals: &mut Totals,
+) -> Result<StepResult, StepStop> {
+    let ctx = state.ctx;
+    let intro = format!("{} takes over (iteration {})", plan.agent, plan.iteration);
+    state.narrate("info", "agent_start", &intro).await?;
+    let result = state.step(plan).await?;
+    for call in &result.tool_calls {
+        let payload = json!({
+            "agent": plan.agent,
+            "iteration": plan.iteration,
+            "index": call.index,
+            "id": call.id,
+            "name": call.name,
+            "arguments": call.arguments,
+        });
+        data(ctx, "tool_call", payload).await?;
+    }
+    let mut payload = serde_json::to_value(&result.figures).unwrap_or_else(|_| json!({}));
+    if let Some(object) = payload.as_object_mut() {
+        object.insert("agent".into(), json!(plan.agent));
+        object.insert("iteration".into(), json!(plan.iteration));
+        object.insert("model".into(), json!(state.target.asked));
+        object.insert("resolved_model".into(), json!(state.target.model));
+        object.insert("upstream".into(), json!(state.target.upstream.spec.name));
+        object.insert("tries".into(), json!(result.tries));
+        object.insert("finish_reason".into(), json!(result.finish_reason));
+        object.insert("tokens_out".into(), json!(state.tokens_out));
+    }
+    data(ctx, "step", payload).await?;
+    totals.add(&result);
+    Ok(result)
+}
+
+/// The messages of one agent step: its system prompt, then the task with the latest outputs.
+fn messages_for(agent: &str, task: &str, outputs: &[(String, u64, String)]) -> Value {
+    let mut user = format!("Task: {task}");
+    let start = outputs.len().saturating_sub(CONTEXT_STEPS);
+    for (earlier, iteration, text) in &outputs[start..] {
+        let text = crate::generator::tail(text, CONTEXT_CHARS);
+        user.push_str(&format!("\n\n## {earlier} (iteration {iteration})\n{text}"));
+    }
+    json!([
+        {"role": "system", "content": system_prompt(agent)},
+        {"role": "user", "content": user},
+    ])
+}
+
+/// The run's sums over its steps.
+#[derive(Debug, Default)]
+struct Totals {
+    steps: u64,
+    estimated: bool,
+    prompt_tokens: u64,
+    first_ttft_ms: Option<f64>,
+    ttft_ms_sum: f64,
+    with_ttft: u64,
+    decode_ms: f64,
+    decode_tokens: u64,
+    duration_ms: f64,
+}
+
+impl Totals {
+    fn add(&mut self, result: &StepResult) {
+        let figures = &result.figures;
+        self.steps += 1;
+        self.estimated |= figures.estimated;
+        self.prompt_tokens += figures.prompt_tokens.unwrap_or(0);
+        if let Some(ttft) = figures.ttft_ms {
+            self.first_ttft_ms.get_or_insert(ttft);
+            self.ttft_ms_sum += ttft;
+            self.with_ttft += 1;
+        }
+        if let (Some(tpot), true) = (figures.tpot_ms, figures.output_tokens > 1) {
+            #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
+            let span = tpot * (figures.output_tokens - 1) as f64;
+            self.decode_ms += span;
+            self.decode_tokens += figures.output_tokens - 1;
+        }
+        self.duration_ms += figures.duration_ms;
+    }
+
+    #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+    fn figures(&self, tokens_out: u64) -> Value {
+        json!({
+            "steps": self.steps,
+            "output_tokens": tokens_out,
+            "estimated": self.estimated,
+            "prompt_tokens": self.prompt_tokens,
+            "ttft_ms": self.first_ttft_ms,
+            "mean_ttft_ms": (self.with_ttft > 0).then(|| self.ttft_ms_sum / self.with_ttft as f64),
+            "tok_per_sec": (self.decode_ms > 0.0)
+                .then(|| self.decode_tokens as f64 / (self.decode_ms / 1000.0)),
+            "duration_ms": self.duration_ms,
+        })
+    }
+}
+
+async fn narrate(ctx: &RunContext, level: &str, action: &str, text: &str) -> Result<(), StepStop> {
+    ctx.recorder
+        .event(
+            &ctx.run_id,
+            RunEvent::narration(level, action, text),
+            now_rfc3339(),
+        )
+        .await
+        .map_err(|_| StepStop::Interrupted)
+}
+
+async fn data(ctx: &RunContext, action: &str, payload: Value) -> Result<(), StepStop> {
+    ctx.recorder
+        .event(&ctx.run_id, RunEvent::data(action, payload), now_rfc3339())
+        .await
+        .map_err(|_| StepStop::Interrupted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_sees_its_prompt_the_task_and_the_last_outputs_ends() {
+        let outputs: Vec<(String, u64, String)> = (1..=5)
+            .map(|i| (format!("a{i}"), 1, format!("{}END{i}", "x".repeat(2000))))
+            .collect();
+        let messages = messages_for("critic", "the task", &outputs);
+        assert_eq!(messages[0]["role"], "system");
+        assert!(messages[0]["content"].as_str().unwrap().contains("critic"));
+        let user = messages[1]["content"].as_str().unwrap();
+        assert!(user.starts_with("Task: the task"));
+        assert!(!user.contains("## a2 ") && user.contains("## a3 (iteration 1)"));
+        assert!(user.contains("END5") && user.len() < 3 * CONTEXT_CHARS + 200);
+    }
+}

@@ -1,0 +1,254 @@
+//! What one step's stream measures, the way benchmark tools measure a request: time to first
+//! token, time to first answer token, inter-token latency, output tokens and decode rate.
+//!
+//! Times are instants on the server's own clock, taken as each chunk is read. A chunk carries
+//! about one token on every engine runboard knows; without a usage figure the count is the
+//! number of chunks with text, marked estimated until the server's figure replaces it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::chunk::{Chunk, Usage};
+
+/// A step's measurements while its stream is read.
+#[derive(Debug, Clone)]
+pub struct StepMeter {
+    sent_at: Instant,
+    first_token: Option<Instant>,
+    first_answer: Option<Instant>,
+    last_token: Option<Instant>,
+    saw_reasoning: bool,
+    chunks_with_tokens: u64,
+    usage: Option<Usage>,
+    /// Gaps between chunks with tokens, for the latency quantiles.
+    gaps: Vec<Duration>,
+}
+
+/// A step's figures when it ended, as the `step` data event carries them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StepFigures {
+    /// Output tokens (reasoning included): the server's usage figure, else counted.
+    pub output_tokens: u64,
+    /// Whether `output_tokens` was counted from chunks (no usage figure came).
+    pub estimated: bool,
+    /// Prompt tokens, when the server said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    /// Reasoning tokens, when the server said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    /// From sending the request to the first content or reasoning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// From sending the request to the first answer text, when the model reasoned first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfat_ms: Option<f64>,
+    /// Mean time per output token after the first: (last − first) / (tokens − 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    /// Median gap between two chunks with tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub itl_p50_ms: Option<f64>,
+    /// 99th percentile of those gaps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub itl_p99_ms: Option<f64>,
+    /// Decode rate: tokens after the first over the time they took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tok_per_sec: Option<f64>,
+    /// From sending the request to the end of the stream.
+    pub duration_ms: f64,
+}
+
+impl StepMeter {
+    /// A meter for a request sent at `sent_at`.
+    pub fn new(sent_at: Instant) -> Self {
+        Self {
+            sent_at,
+            first_token: None,
+            first_answer: None,
+            last_token: None,
+            saw_reasoning: false,
+            chunks_with_tokens: 0,
+            usage: None,
+            gaps: Vec::new(),
+        }
+    }
+
+    /// Takes in one chunk read at `at`; returns whether it carried tokens.
+    pub fn chunk(&mut self, chunk: &Chunk, at: Instant) -> bool {
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        let answer = !chunk.content.is_empty();
+        let reasoning = !chunk.reasoning.is_empty();
+        let tool = chunk
+            .tool_calls
+            .iter()
+            .any(|call| !call.arguments.is_empty() || call.name.is_some());
+        if !(answer || reasoning || tool) {
+            return false;
+        }
+        self.saw_reasoning |= reasoning;
+        self.first_token.get_or_insert(at);
+        if answer || tool {
+            self.first_answer.get_or_insert(at);
+        }
+        if let Some(last) = self.last_token {
+            self.gaps.push(at.saturating_duration_since(last));
+        }
+        self.last_token = Some(at);
+        self.chunks_with_tokens += 1;
+        true
+    }
+
+    /// Output tokens so far, and whether the count is an estimate.
+    pub fn output_tokens(&self) -> (u64, bool) {
+        match self.usage {
+            // A usage figure below what was counted is a server that reports only the answer
+            // part; the count stays an estimate then.
+            Some(usage) if usage.completion_tokens >= self.chunks_with_tokens => {
+                (usage.completion_tokens, false)
+            }
+            _ => (self.chunks_with_tokens, true),
+        }
+    }
+
+    /// Prompt tokens, once the server said.
+    pub fn prompt_tokens(&self) -> Option<u64> {
+        self.usage.and_then(|usage| usage.prompt_tokens)
+    }
+
+    /// Time to first token, once it came.
+    pub fn ttft(&self) -> Option<Duration> {
+        self.first_token
+            .map(|at| at.saturating_duration_since(self.sent_at))
+    }
+
+    /// Whether a token has come.
+    pub fn started(&self) -> bool {
+        self.first_token.is_some()
+    }
+
+    /// The decode rate so far, once two tokens came.
+    pub fn tok_per_sec(&self) -> Option<f64> {
+        let (tokens, _) = self.output_tokens();
+        let span = self
+            .last_token?
+            .saturating_duration_since(self.first_token?)
+            .as_secs_f64();
+        #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
+        (tokens > 1 && span > 0.0).then(|| (tokens - 1) as f64 / span)
+    }
+
+    /// The figures of the step, its stream having ended at `end`.
+    pub fn finish(&self, end: Instant) -> StepFigures {
+        let millis = |d: Duration| d.as_secs_f64() * 1000.0;
+        let (output_tokens, estimated) = self.output_tokens();
+        let tpot_ms = match (self.first_token, self.last_token) {
+            #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
+            (Some(first), Some(last)) if output_tokens > 1 => {
+                Some(millis(last.saturating_duration_since(first)) / (output_tokens - 1) as f64)
+            }
+            _ => None,
+        };
+        let mut gaps = self.gaps.clone();
+        gaps.sort_unstable();
+        let quantile = |q: f64| -> Option<f64> {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )] // A rank within a short list.
+            let rank = ((gaps.len() as f64 * q).ceil() as usize).clamp(1, gaps.len().max(1)) - 1;
+            gaps.get(rank).map(|gap| millis(*gap))
+        };
+        StepFigures {
+            output_tokens,
+            estimated,
+            prompt_tokens: self.prompt_tokens(),
+            reasoning_tokens: self.usage.and_then(|usage| usage.reasoning_tokens),
+            ttft_ms: self.ttft().map(millis),
+            ttfat_ms: self
+                .first_answer
+                .filter(|_| self.saw_reasoning)
+                .map(|at| millis(at.saturating_duration_since(self.sent_at))),
+            tpot_ms,
+            itl_p50_ms: quantile(0.5),
+            itl_p99_ms: quantile(0.99),
+            tok_per_sec: self.tok_per_sec(),
+            duration_ms: millis(end.saturating_duration_since(self.sent_at)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(content: &str, reasoning: &str) -> Chunk {
+        Chunk {
+            content: content.into(),
+            reasoning: reasoning.into(),
+            ..Chunk::default()
+        }
+    }
+
+    #[test]
+    fn reasoning_then_answer_gives_both_first_token_times_and_a_decode_rate() {
+        let sent = Instant::now();
+        let ms = |n: u64| sent + Duration::from_millis(n);
+        let mut meter = StepMeter::new(sent);
+        assert!(
+            !meter.chunk(&text("", ""), ms(50)),
+            "a role-only chunk has no token"
+        );
+        assert!(meter.chunk(&text("", "think"), ms(200)));
+        assert!(meter.chunk(&text("", "more"), ms(210)));
+        assert!(meter.chunk(&text("Hi", ""), ms(230)));
+        assert!(meter.chunk(&text(" there", ""), ms(260)));
+        assert_eq!(meter.output_tokens(), (4, true));
+        let figures = meter.finish(ms(300));
+        assert_eq!(figures.ttft_ms, Some(200.0));
+        assert_eq!(figures.ttfat_ms, Some(230.0));
+        assert_eq!(figures.tpot_ms, Some(20.0));
+        assert_eq!(figures.itl_p50_ms, Some(20.0));
+        assert_eq!(figures.itl_p99_ms, Some(30.0));
+        assert!((figures.tok_per_sec.unwrap() - 50.0).abs() < 1e-9);
+        assert_eq!(figures.duration_ms, 300.0);
+        assert!(figures.estimated);
+    }
+
+    #[test]
+    fn a_usage_figure_replaces_the_count_and_no_reasoning_means_no_answer_time() {
+        let sent = Instant::now();
+        let mut meter = StepMeter::new(sent);
+        meter.chunk(&text("a", ""), sent + Duration::from_millis(10));
+        meter.chunk(&text("b", ""), sent + Duration::from_millis(20));
+        let usage = Chunk {
+            usage: Some(Usage {
+                prompt_tokens: Some(7),
+                completion_tokens: 3,
+                reasoning_tokens: None,
+            }),
+            ..Chunk::default()
+        };
+        assert!(!meter.chunk(&usage, sent + Duration::from_millis(21)));
+        assert_eq!(meter.output_tokens(), (3, false));
+        let figures = meter.finish(sent + Duration::from_millis(22));
+        assert_eq!(figures.prompt_tokens, Some(7));
+        assert_eq!(figures.ttfat_ms, None);
+        assert!(!figures.estimated);
+    }
+
+    #[test]
+    fn a_stream_without_tokens_has_no_times() {
+        let sent = Instant::now();
+        let figures = StepMeter::new(sent).finish(sent + Duration::from_millis(5));
+        assert_eq!(figures.output_tokens, 0);
+        assert_eq!(figures.ttft_ms, None);
+        assert_eq!(figures.tok_per_sec, None);
+        assert_eq!(figures.itl_p50_ms, None);
+    }
+}
