@@ -16,20 +16,26 @@ use runboard_api::{ApiClient, Engine, ScrapeState, Upstream};
 use runboard_server::ScrapeConfig;
 use support::test_server::{client, config, start};
 
-/// The binary and model, when this machine has them.
+/// The binary and the tiny model, when this machine has them.
 fn llama_setup() -> Option<(PathBuf, PathBuf)> {
+    llama_with("RUNBOARD_TINY_GGUF")
+}
+
+/// The binary and the model named by `model_var`, when this machine has them.
+pub(crate) fn llama_with(model_var: &str) -> Option<(PathBuf, PathBuf)> {
     let binary = std::env::var_os("RUNBOARD_LLAMA_SERVER").map(PathBuf::from);
-    let model = std::env::var_os("RUNBOARD_TINY_GGUF").map(PathBuf::from);
+    let model = std::env::var_os(model_var).map(PathBuf::from);
     match (binary, model) {
         (Some(binary), Some(model)) if binary.is_file() && model.is_file() => Some((binary, model)),
         _ => {
             assert!(
                 std::env::var_os("RUNBOARD_REQUIRE_LLAMA").is_none(),
-                "RUNBOARD_REQUIRE_LLAMA is set but RUNBOARD_LLAMA_SERVER / RUNBOARD_TINY_GGUF \
+                "RUNBOARD_REQUIRE_LLAMA is set but RUNBOARD_LLAMA_SERVER / {model_var} \
                  do not name a llama-server binary and a model"
             );
             eprintln!(
-                "skipped: set RUNBOARD_LLAMA_SERVER and RUNBOARD_TINY_GGUF to run against llama.cpp"
+                "skipped: set RUNBOARD_LLAMA_SERVER and {model_var} to run against llama.cpp \
+                 (eval \"$(scripts/llama-server.sh)\")"
             );
             None
         }
@@ -37,10 +43,20 @@ fn llama_setup() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// A running `llama-server`, killed when dropped.
-struct Llama(Child);
+pub(crate) struct Llama(Child);
 
 impl Llama {
     async fn start(binary: &PathBuf, model: &PathBuf, port: u16) -> Self {
+        Self::start_as(binary, model, port, "tiny").await
+    }
+
+    /// Serves `model` as `alias` with two slots on one thread, metrics and slots on.
+    pub(crate) async fn start_as(
+        binary: &PathBuf,
+        model: &PathBuf,
+        port: u16,
+        alias: &str,
+    ) -> Self {
         let child = Command::new(binary)
             .args(["-m"])
             .arg(model)
@@ -53,7 +69,7 @@ impl Llama {
                 "-np",
                 "2",
                 "--alias",
-                "tiny",
+                alias,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -85,7 +101,7 @@ impl Drop for Llama {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

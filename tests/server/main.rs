@@ -19,6 +19,7 @@ mod benchmark;
 mod exchange;
 mod limits;
 mod llama;
+mod llama_runs;
 mod metrics;
 mod real_models;
 mod requests;

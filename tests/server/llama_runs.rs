@@ -1,0 +1,166 @@
+//! `serve --upstream` against the real llama.cpp server (`llama-server`) serving the slower
+//! random model the tests write (about 110 tokens a second per stream on one core): eight runs
+//! launched at once all complete, every step's token count is the upstream's own and the sum
+//! equals what llama.cpp says it generated, times and rates are recorded, and a cancel
+//! mid-step stops the upstream's generation.
+//!
+//! Needs `RUNBOARD_LLAMA_SERVER` and `RUNBOARD_SMALL_GGUF` (`eval "$(scripts/llama-server.sh)"`);
+//! skipped with a message without them, unless `RUNBOARD_REQUIRE_LLAMA` is set.
+
+use crate::llama::{Llama, free_port, llama_with};
+use crate::support;
+
+use std::time::Duration;
+
+use runboard_api::{CreateRun, RunMode, RunStatus};
+use runboard_server::UpstreamSpec;
+use serde_json::{Value, json};
+use support::test_server::{client, config, start, wait_finished};
+
+const STEP_TOKENS: u64 = 16;
+
+/// `llamacpp:tokens_predicted_total`, the tokens llama.cpp generated since it started.
+async fn tokens_predicted(root: &str) -> f64 {
+    let page = reqwest::get(format!("{root}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.lines()
+        .find_map(|line| line.strip_prefix("llamacpp:tokens_predicted_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("llama-server reports tokens_predicted_total")
+}
+
+/// Whether any slot is generating, and the most tokens a slot decoded in its last task.
+async fn slots(root: &str) -> (bool, u64) {
+    let body = reqwest::get(format!("{root}/slots"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let slots: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    let busy = slots.iter().any(|s| s["is_processing"] == true);
+    let decoded = slots
+        .iter()
+        .filter_map(|s| {
+            s["next_token"][0]["n_decoded"]
+                .as_u64()
+                .or_else(|| s["next_token"]["n_decoded"].as_u64())
+        })
+        .max()
+        .unwrap_or(0);
+    (busy, decoded)
+}
+
+#[tokio::test]
+async fn eight_runs_on_the_real_llama_cpp_server_complete_measured_and_a_cancel_stops_it() {
+    let Some((binary, model)) = llama_with("RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let port = free_port();
+    let _llama = Llama::start_as(&binary, &model, port, "runboard-small").await;
+    let root = format!("http://127.0.0.1:{port}");
+    let before = tokens_predicted(&root).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("llama={root}/v1"), |_| None).unwrap());
+    config.upstreams.aliases = vec![("fast".into(), "runboard-small".into())];
+    let server = start(config).await;
+    let api = client(&server);
+
+    // Eight runs at once; the eos token is kept out so every step makes exactly its tokens.
+    let params = json!({"model": "fast", "iterations": 1, "max_tokens": STEP_TOKENS,
+                        "temperature": 0, "extra_body": {"logit_bias": {"2": -100}}});
+    let mut runs = Vec::new();
+    for n in 0..8 {
+        let created = api
+            .create_run(&CreateRun {
+                task: format!("Describe lighthouse number {n}"),
+                mode: RunMode::Queued,
+                params: params.clone(),
+            })
+            .await
+            .unwrap();
+        runs.push(created.summary.run_id);
+    }
+    let mut total = 0;
+    for run_id in &runs {
+        let detail = wait_finished(&api, run_id, Duration::from_secs(120)).await;
+        assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+        let steps: Vec<&Value> = detail
+            .events
+            .iter()
+            .filter(|e| e.event == "data" && e.data["action"] == "step")
+            .map(|e| &e.data["payload"])
+            .collect();
+        assert_eq!(steps.len(), 5);
+        for step in &steps {
+            assert_eq!(step["output_tokens"], STEP_TOKENS, "{step}");
+            assert_eq!(step["estimated"], false, "llama.cpp sends usage: {step}");
+            assert_eq!(step["resolved_model"], "runboard-small");
+            assert!(step["prompt_tokens"].as_u64().unwrap() > 10);
+            assert!(step["ttft_ms"].as_f64().unwrap() > 0.0);
+            assert!(step["tok_per_sec"].as_f64().unwrap() > 0.0);
+            assert!(step["itl_p50_ms"].as_f64().unwrap() > 0.0);
+        }
+        assert_eq!(detail.summary.tokens_out, 5 * STEP_TOKENS);
+        let last_update = detail
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.event == "node_update")
+            .unwrap();
+        assert_eq!(last_update.data["tokens_out"], 5 * STEP_TOKENS);
+        assert!(last_update.data.get("estimated").is_none());
+        total += detail.summary.tokens_out;
+    }
+    #[allow(clippy::cast_precision_loss)] // A few hundred tokens.
+    let produced = tokens_predicted(&root).await - before;
+    assert_eq!(produced, total as f64, "runboard's counts are llama.cpp's");
+
+    // A long step, cancelled once it streams: llama.cpp stops generating at once.
+    let long = json!({"model": "fast", "max_tokens": 1500, "temperature": 0,
+                      "messages": [{"role": "user", "content": "Tell a long story"}],
+                      "extra_body": {"logit_bias": {"2": -100}}});
+    let run_id = api
+        .create_run(&CreateRun {
+            task: "A long story".into(),
+            mode: RunMode::Queued,
+            params: long,
+        })
+        .await
+        .unwrap()
+        .summary
+        .run_id;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while api.run(&run_id).await.unwrap().summary.tokens_out < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the long step streams");
+    assert!(slots(&root).await.0, "llama.cpp is generating");
+    api.cancel(&run_id).await.unwrap();
+    let detail = wait_finished(&api, &run_id, Duration::from_secs(10)).await;
+    assert_eq!(detail.summary.status, RunStatus::Cancelled);
+    let idle = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (busy, decoded) = slots(&root).await;
+            if !busy {
+                return decoded;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("llama.cpp stops generating after the cancel");
+    assert!(idle < 1500, "stopped after {idle} of 1500 tokens");
+    server.stop().await;
+}
