@@ -243,13 +243,24 @@ mod tests {
 
     #[test]
     fn a_demo_keeps_its_runs_in_memory_and_a_plain_start_uses_the_users_database() {
-        let demo = embedded_server(true, 3.0, Vec::new());
+        let demo = embedded_server(
+            true,
+            3.0,
+            Vec::new(),
+            runboard_server::UpstreamConfig::none(),
+        );
         assert_eq!(demo.db, DbLocation::Memory);
         assert!(demo.addr.ip().is_loopback());
         assert_eq!(demo.addr.port(), 0);
         assert!((demo.generator.speed - 3.0).abs() < f64::EPSILON);
         assert_eq!(
-            embedded_server(false, 1.0, Vec::new()).db,
+            embedded_server(
+                false,
+                1.0,
+                Vec::new(),
+                runboard_server::UpstreamConfig::none()
+            )
+            .db,
             DbLocation::default_file()
         );
     }

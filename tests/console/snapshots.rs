@@ -6,8 +6,8 @@
 use egui_kittest::{Harness, SnapshotOptions, SnapshotResults};
 use runboard_api::{
     ActiveRequest, ActiveRequests, BenchmarkEvent, BenchmarkProgress, BenchmarkStatus, DataEvent,
-    Engine, FigurePoint, Figures, ModelFigures, NodeUpdate, RunDetail, RunEvent, RunStatus,
-    RunSummary, ScrapeState, Slot, StoredEvent, TaskComplete, Upstream, Upstreams,
+    Engine, FigurePoint, Figures, ModelFigures, NodeUpdate, RequestPhase, RunDetail, RunEvent,
+    RunStatus, RunSummary, ScrapeState, Slot, StoredEvent, TaskComplete, Upstream, Upstreams,
 };
 use runboard_console::board::{Board, Inbound, RequestsFeed, RunKey, Settings};
 use runboard_console::ui::{UiState, View, console_ui};
@@ -64,6 +64,23 @@ fn progress(run_id: &str, agent: &str, tokens: u64, secs: f64) -> Inbound {
     }
 }
 
+/// A `node_update` from a run on a real model: reasoning kept apart, a count not yet confirmed.
+fn real_progress(run_id: &str, tokens: u64, secs: f64, reasoning: &str, answer: &str) -> Inbound {
+    Inbound::Event {
+        server: 0,
+        event: RunEvent::NodeUpdate(NodeUpdate {
+            run_id: run_id.into(),
+            agent: Some("supervisor".into()),
+            iteration: Some(1),
+            tokens_out: Some(tokens),
+            snippet: Some(answer.into()),
+            ts: Some(server_time(secs)),
+            reasoning: Some(reasoning.into()),
+            estimated: Some(true),
+        }),
+    }
+}
+
 fn finished_detail(run_id: &str) -> RunDetail {
     let event = |seq, name: &str, data| StoredEvent {
         seq,
@@ -96,8 +113,33 @@ fn finished_detail(run_id: &str) -> RunDetail {
                 "node_update",
                 json!({"agent": "critic", "iteration": 1, "tokens_out": 1240, "snippet": "tighten the ending; the storm arrives too late"}),
             ),
-            event(5, "status", json!({"status": "completed"})),
-            event(6, "stream_end", json!({"status": "completed"})),
+            event(
+                5,
+                "data",
+                json!({"action": "tool_call", "payload": {"agent": "critic", "iteration": 1,
+                       "name": "search_logs", "arguments": "{\"year\": 1887, \"bay\": \"north\"}"}}),
+            ),
+            event(
+                6,
+                "data",
+                json!({"action": "step", "payload": {"agent": "critic", "iteration": 1,
+                       "output_tokens": 360, "estimated": false, "ttft_ms": 412.0,
+                       "ttfat_ms": 1630.0, "itl_p50_ms": 21.4, "tok_per_sec": 46.2,
+                       "tries": 2, "finish_reason": "stop"}}),
+            ),
+            event(
+                7,
+                "narration",
+                json!({"level": "warn", "formatted": "critic: upstream gpu1 answered HTTP 429: Rate limit reached; try 2 of 3 in 1.0 s"}),
+            ),
+            event(
+                8,
+                "node_update",
+                json!({"agent": "finish", "iteration": 1, "tokens_out": 1240, "snippet": "The keeper lit the lamp by hand.",
+                       "reasoning": "keep it to one line"}),
+            ),
+            event(9, "status", json!({"status": "completed"})),
+            event(10, "stream_end", json!({"status": "completed"})),
         ],
     }
 }
@@ -159,7 +201,23 @@ fn busy_scene() -> Scene {
             let count = tokens[n] as u64;
             // Each run's first tokens come after its own wait on the server (0.2 s to 1.3 s).
             let server_secs = t + 0.2 + 0.22 * worker;
-            model.apply(progress(id, agents[n], count, server_secs), t + 10.0);
+            let update = if n == 1 {
+                real_progress(
+                    id,
+                    count,
+                    server_secs,
+                    "The user wants a short story. I should plan the scenes first: the keeper, \
+                     the storm, the lamp that fails, and who comes to help",
+                    if t > 50.0 {
+                        "Plan: 1. the keeper's routine; 2. the storm"
+                    } else {
+                        ""
+                    },
+                )
+            } else {
+                progress(id, agents[n], count, server_secs)
+            };
+            model.apply(update, t + 10.0);
         }
     }
     // Narration: lines of several runs and levels, and a table that spans rows.
@@ -296,6 +354,37 @@ fn the_models_view() {
     );
     scene.ui.view = View::Models;
     snapshot(&scene, "models");
+}
+
+#[test]
+fn the_models_view_of_real_upstreams() {
+    let mut scene = busy_scene();
+    let payload = json!({
+        "models": [
+            {"id": "Qwen/Qwen2.5-7B-Instruct", "name": "Qwen/Qwen2.5-7B-Instruct", "context_length": 32768, "upstream": "gpu1", "owned_by": "vllm"},
+            {"id": "meta-llama/Llama-3.1-8B-Instruct", "name": "meta-llama/Llama-3.1-8B-Instruct", "context_length": 131_072, "upstream": "gpu1", "owned_by": "vllm"},
+            {"id": "tiny", "name": "tiny", "context_length": 4096, "size_bytes": 171_917_440u64, "upstream": "laptop", "owned_by": "llamacpp"}
+        ],
+        "upstreams": [
+            {"name": "gpu1", "url": "http://gpu1:8000/v1", "reachable": true, "models": 2},
+            {"name": "laptop", "url": "http://127.0.0.1:8080/v1", "reachable": true, "models": 1},
+            {"name": "gpu2", "url": "http://gpu2:8000/v1", "reachable": false, "models": 0,
+             "error": "could not reach it: error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)"}
+        ]
+    });
+    scene.model.apply(
+        Inbound::Event {
+            server: 0,
+            event: RunEvent::Data(DataEvent {
+                run_id: "job-2".into(),
+                action: "model_list".into(),
+                payload,
+            }),
+        },
+        NOW,
+    );
+    scene.ui.view = View::Models;
+    snapshot(&scene, "models_upstreams");
 }
 
 fn bench_status(phase: &str, running: bool) -> Inbound {
@@ -457,6 +546,23 @@ fn the_requests_view_sorted_by_duration() {
         timestamp: "2026-11-21T05:10:12.250Z".into(),
         message: None,
     };
+    let mut snapshot_body = snapshot_body;
+    let live = [
+        (Some(RequestPhase::Decoding), Some(380.0), Some(44.7), 1),
+        (Some(RequestPhase::Decoding), Some(1240.0), Some(31.2), 1),
+        (Some(RequestPhase::WaitingForFirstToken), None, None, 1),
+        (Some(RequestPhase::Decoding), Some(2950.0), Some(18.9), 2),
+        (None, None, None, 1),
+    ];
+    for (request, (phase, ttft, rate, attempt)) in
+        snapshot_body.active_requests.iter_mut().zip(live)
+    {
+        request.phase = phase;
+        request.ttft_ms = ttft;
+        request.tok_per_sec = rate;
+        request.attempt = phase.map(|_| attempt);
+        request.upstream = phase.map(|_| "gpu1".to_owned());
+    }
     scene.model.apply(
         Inbound::Requests {
             server: 0,

@@ -449,6 +449,12 @@ pub async fn list_models(
                             upstream.name, upstream.url
                         );
                         narrate(ctx, "error", "model_list_unreachable", &text).await?;
+                    } else {
+                        let text = format!(
+                            "upstream {} ({}) is reachable: {} model(s)",
+                            upstream.name, upstream.url, upstream.models
+                        );
+                        narrate(ctx, "info", "model_list_upstream", &text).await?;
                     }
                 }
                 ModelList { models, upstreams }

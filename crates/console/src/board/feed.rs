@@ -35,6 +35,28 @@ pub enum ChainLine {
         tokens: Option<u64>,
         /// The snippet.
         snippet: String,
+        /// The step's reasoning so far, when the model reasons (shown dimmed).
+        reasoning: Option<String>,
+        /// Whether the count is an estimate (no usage figure yet).
+        estimated: bool,
+    },
+    /// A finished step's figures, as a server generating on a real model reports them.
+    Step(StepLine),
+    /// A tool call the model made, its pieces merged.
+    ToolCall {
+        /// The agent that called it.
+        agent: String,
+        /// The function.
+        name: String,
+        /// Its arguments (JSON text).
+        arguments: String,
+    },
+    /// A warning or error the server narrated (a retry, an unreachable upstream).
+    Note {
+        /// `warn` or `error`.
+        level: String,
+        /// What it said.
+        text: String,
     },
     /// A status change, set apart.
     Status {
@@ -47,6 +69,31 @@ pub enum ChainLine {
     Error(String),
     /// The end of the run.
     End(String),
+}
+
+/// One step's figures (`data` event `step`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepLine {
+    /// The agent.
+    pub agent: String,
+    /// Its iteration.
+    pub iteration: Option<u64>,
+    /// Output tokens of the step.
+    pub tokens: u64,
+    /// Counted from the stream, not the server's usage figure.
+    pub estimated: bool,
+    /// Time to first token, ms.
+    pub ttft_ms: Option<f64>,
+    /// Time to first answer token after reasoning, ms.
+    pub ttfat_ms: Option<f64>,
+    /// Median inter-token latency, ms.
+    pub itl_p50_ms: Option<f64>,
+    /// Decode rate.
+    pub tok_per_sec: Option<f64>,
+    /// Which try produced it.
+    pub tries: u64,
+    /// Why generation stopped.
+    pub finish_reason: Option<String>,
 }
 
 /// The feed's runs and the details fetched for them.
@@ -211,7 +258,22 @@ pub fn chain(detail: &RunDetail) -> Vec<ChainLine> {
                     iteration: data.get("iteration").and_then(Value::as_u64),
                     tokens: data.get("tokens_out").and_then(Value::as_u64),
                     snippet: text(data, "snippet").unwrap_or_default(),
+                    reasoning: text(data, "reasoning").filter(|r| !r.is_empty()),
+                    estimated: data.get("estimated").and_then(Value::as_bool) == Some(true),
                 },
+                EventKind::Data => data_line(data)?,
+                EventKind::Narration => {
+                    let level = text(data, "level").unwrap_or_default();
+                    if !matches!(level.as_str(), "warn" | "warning" | "error") {
+                        return None;
+                    }
+                    ChainLine::Note {
+                        level,
+                        text: text(data, "formatted")
+                            .or_else(|| text(data, "message"))
+                            .unwrap_or_default(),
+                    }
+                }
                 EventKind::Status => ChainLine::Status {
                     status: text(data, "status").unwrap_or_default(),
                     message: text(data, "message"),
@@ -224,6 +286,36 @@ pub fn chain(detail: &RunDetail) -> Vec<ChainLine> {
             })
         })
         .collect()
+}
+
+/// A `step` or `tool_call` data event as a chain line; other data is not shown.
+fn data_line(data: &Value) -> Option<ChainLine> {
+    let payload = data.get("payload")?;
+    let text = |key: &str| payload.get(key).and_then(Value::as_str).map(str::to_owned);
+    let number = |key: &str| payload.get(key).and_then(Value::as_f64);
+    match data.get("action").and_then(Value::as_str)? {
+        "step" => Some(ChainLine::Step(StepLine {
+            agent: text("agent").unwrap_or_else(|| "?".into()),
+            iteration: payload.get("iteration").and_then(Value::as_u64),
+            tokens: payload
+                .get("output_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            estimated: payload.get("estimated").and_then(Value::as_bool) == Some(true),
+            ttft_ms: number("ttft_ms"),
+            ttfat_ms: number("ttfat_ms"),
+            itl_p50_ms: number("itl_p50_ms"),
+            tok_per_sec: number("tok_per_sec"),
+            tries: payload.get("tries").and_then(Value::as_u64).unwrap_or(1),
+            finish_reason: text("finish_reason"),
+        })),
+        "tool_call" => Some(ChainLine::ToolCall {
+            agent: text("agent").unwrap_or_else(|| "?".into()),
+            name: text("name").unwrap_or_default(),
+            arguments: text("arguments").unwrap_or_default(),
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -353,7 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn the_chain_keeps_order_and_sets_status_and_errors_apart() {
+    fn the_chain_keeps_order_and_sets_status_errors_steps_tool_calls_and_warnings_apart() {
         let run = detail(vec![
             event(1, "run_created", json!({})),
             event(
@@ -367,8 +459,33 @@ mod tests {
                 json!({"agent": "writer", "iteration": 1, "tokens_out": 5, "snippet": "a"}),
             ),
             event(4, "narration", json!({"formatted": "x"})),
-            event(5, "error", json!({"message": "boom"})),
-            event(6, "stream_end", json!({"status": "failed"})),
+            event(
+                5,
+                "node_update",
+                json!({"agent": "critic", "tokens_out": 9, "snippet": "b",
+                       "reasoning": "hmm", "estimated": true}),
+            ),
+            event(
+                6,
+                "data",
+                json!({"action": "tool_call", "payload": {"agent": "critic", "name": "search",
+                       "arguments": "{\"q\":1}"}}),
+            ),
+            event(
+                7,
+                "data",
+                json!({"action": "step", "payload": {"agent": "critic", "iteration": 1,
+                       "output_tokens": 9, "estimated": false, "ttft_ms": 120.0,
+                       "tok_per_sec": 40.0, "tries": 2, "finish_reason": "stop"}}),
+            ),
+            event(8, "data", json!({"action": "agent_metrics", "payload": {}})),
+            event(
+                9,
+                "narration",
+                json!({"level": "warn", "formatted": "critic: HTTP 429; try 2 of 3"}),
+            ),
+            event(10, "error", json!({"message": "boom"})),
+            event(11, "stream_end", json!({"status": "failed"})),
         ]);
         assert_eq!(
             chain(&run),
@@ -381,7 +498,38 @@ mod tests {
                     agent: "writer".into(),
                     iteration: Some(1),
                     tokens: Some(5),
-                    snippet: "a".into()
+                    snippet: "a".into(),
+                    reasoning: None,
+                    estimated: false,
+                },
+                ChainLine::Node {
+                    agent: "critic".into(),
+                    iteration: None,
+                    tokens: Some(9),
+                    snippet: "b".into(),
+                    reasoning: Some("hmm".into()),
+                    estimated: true,
+                },
+                ChainLine::ToolCall {
+                    agent: "critic".into(),
+                    name: "search".into(),
+                    arguments: "{\"q\":1}".into(),
+                },
+                ChainLine::Step(StepLine {
+                    agent: "critic".into(),
+                    iteration: Some(1),
+                    tokens: 9,
+                    estimated: false,
+                    ttft_ms: Some(120.0),
+                    ttfat_ms: None,
+                    itl_p50_ms: None,
+                    tok_per_sec: Some(40.0),
+                    tries: 2,
+                    finish_reason: Some("stop".into()),
+                }),
+                ChainLine::Note {
+                    level: "warn".into(),
+                    text: "critic: HTTP 429; try 2 of 3".into(),
                 },
                 ChainLine::Error("boom".into()),
                 ChainLine::End("failed".into()),

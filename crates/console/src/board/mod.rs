@@ -14,7 +14,7 @@ mod worker;
 
 use std::collections::HashMap;
 
-pub use feed::{ChainLine, Feed, FeedEntry, chain, summary_snippet};
+pub use feed::{ChainLine, Feed, FeedEntry, StepLine, chain, summary_snippet};
 pub use link::Link;
 pub use log::{Log, LogLine};
 pub use rate::{RateSettings, TokenRate};

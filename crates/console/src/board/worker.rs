@@ -45,6 +45,12 @@ pub struct Worker {
     pub tokens_out: u64,
     /// The tail of the latest text.
     pub snippet: String,
+    /// The tail of the current step's reasoning, kept apart from the answer (empty when the
+    /// model does not reason).
+    pub reasoning: String,
+    /// Whether `tokens_out` is counted from the stream, before the model server's usage
+    /// figure corrects it.
+    pub estimated: bool,
     /// Tokens per second and the sparkline.
     pub rate: TokenRate,
     /// When the card appeared.
@@ -85,6 +91,8 @@ impl Worker {
             iteration: summary.iteration,
             tokens_out: summary.tokens_out,
             snippet: summary.snippet.clone().unwrap_or_default(),
+            reasoning: String::new(),
+            estimated: false,
             rate: TokenRate::default(),
             seen_at: now,
             started_at: (summary.status == RunStatus::Running).then_some(now),
@@ -120,6 +128,15 @@ impl Worker {
         }
         if let Some(snippet) = &update.snippet {
             snippet.clone_into(&mut self.snippet);
+            // A step's updates carry its reasoning each time; one without it is a step that
+            // does not reason.
+            self.reasoning.clear();
+        }
+        if let Some(reasoning) = &update.reasoning {
+            reasoning.clone_into(&mut self.reasoning);
+        }
+        if update.tokens_out.is_some() {
+            self.estimated = update.estimated == Some(true);
         }
         if let Some(tokens) = update.tokens_out {
             if tokens > 0 && !self.first_token_seen {

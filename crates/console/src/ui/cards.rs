@@ -87,7 +87,7 @@ fn card_ui(
             rate_ui(ui, worker, stalled);
             stats_ui(ui, worker, now);
             ui.add_space(2.0);
-            snippet_ui(ui, &worker.snippet);
+            snippet_ui(ui, &worker.reasoning, &worker.snippet);
             footer_ui(ui, worker, model, now, actions);
         });
     })
@@ -95,25 +95,60 @@ fn card_ui(
     .on_hover_text(&worker.task);
 }
 
-/// The live text, wrapped to at most four lines, in a fixed-height box so cards line up.
-fn snippet_ui(ui: &mut egui::Ui, snippet: &str) {
+/// How much reasoning a card shows above an answer that has begun: the answer is what counts.
+const REASONING_BESIDE_ANSWER: usize = 70;
+
+/// The live text, wrapped to at most four lines, in a fixed-height box so cards line up. A
+/// model's reasoning is shown dimmed and in italics before the answer, and shrinks to its last
+/// words once the answer begins.
+fn snippet_ui(ui: &mut egui::Ui, reasoning: &str, snippet: &str) {
     let width = ui.available_width();
-    let (rect, _) = ui.allocate_exact_size(Vec2::new(width, 62.0), egui::Sense::hover());
+    let (rect, response) = ui.allocate_exact_size(Vec2::new(width, 62.0), egui::Sense::hover());
     let visuals = ui.visuals();
-    let (text, color, italics) = if snippet.is_empty() {
-        ("waiting for text…", visuals.weak_text_color(), true)
-    } else {
-        (snippet, visuals.text_color(), false)
+    let font_id = egui::TextStyle::Small.resolve(ui.style());
+    let format = |color, italics| egui::TextFormat {
+        font_id: font_id.clone(),
+        color,
+        italics,
+        ..egui::TextFormat::default()
     };
-    let mut job = egui::text::LayoutJob::single_section(
-        text.to_owned(),
-        egui::TextFormat {
-            font_id: egui::TextStyle::Small.resolve(ui.style()),
-            color,
-            italics,
-            ..egui::TextFormat::default()
-        },
-    );
+    let mut job = egui::text::LayoutJob::default();
+    if !reasoning.is_empty() {
+        let shown = if snippet.is_empty() {
+            reasoning.trim_start()
+        } else {
+            // Cut at a word, so the dimmed line does not start mid-word.
+            let tail = tail_chars(reasoning, REASONING_BESIDE_ANSWER);
+            match tail.split_once(' ') {
+                Some((_, rest)) if tail.len() < reasoning.len() && !rest.is_empty() => rest,
+                _ => tail,
+            }
+        };
+        let ellipsis = if shown.len() < reasoning.trim_start().len() {
+            "…"
+        } else {
+            ""
+        };
+        job.append(
+            &format!("reasoning: {ellipsis}{shown}"),
+            0.0,
+            format(visuals.weak_text_color(), true),
+        );
+        if !snippet.is_empty() {
+            job.append("\n", 0.0, format(visuals.weak_text_color(), true));
+        }
+        response.on_hover_text("Dimmed: the model's reasoning, kept apart from its answer");
+    }
+    if !snippet.is_empty() {
+        job.append(snippet, 0.0, format(visuals.text_color(), false));
+    } else if reasoning.is_empty() {
+        job.append(
+            "waiting for text…",
+            0.0,
+            format(visuals.weak_text_color(), true),
+        );
+    }
+    let color = visuals.text_color();
     job.wrap = egui::text::TextWrapping {
         max_width: width,
         max_rows: 4,
@@ -122,6 +157,14 @@ fn snippet_ui(ui: &mut egui::Ui, snippet: &str) {
     };
     let galley = ui.fonts_mut(|fonts| fonts.layout_job(job));
     ui.painter().galley(rect.min, galley, color);
+}
+
+/// The last `max_chars` characters of `text`.
+fn tail_chars(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().rev().nth(max_chars.saturating_sub(1)) {
+        Some((start, _)) => &text[start..],
+        None => text,
+    }
 }
 
 fn header_ui(ui: &mut egui::Ui, worker: &Worker, server: Option<&str>, model: &Board, now: f64) {
@@ -186,8 +229,16 @@ fn stats_ui(ui: &mut egui::Ui, worker: &Worker, now: f64) {
             ui.label(format!("it {iteration}"))
                 .on_hover_text("Iteration of the agent loop");
         }
-        ui.label(format!("{} tok", tokens(worker.tokens_out)))
-            .on_hover_text("Tokens generated so far");
+        if worker.estimated {
+            ui.label(format!("~{} tok", tokens(worker.tokens_out)))
+                .on_hover_text(
+                    "Tokens generated so far, counted from the stream: the model server has not \
+                 sent its own usage figure yet",
+                );
+        } else {
+            ui.label(format!("{} tok", tokens(worker.tokens_out)))
+                .on_hover_text("Tokens generated so far");
+        }
         if let Some(elapsed) = worker.elapsed(now) {
             ui.label(seconds(elapsed))
                 .on_hover_text("Time since the run started");

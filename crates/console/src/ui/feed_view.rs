@@ -3,9 +3,9 @@
 
 use egui::RichText;
 
-use super::format::{badge, status_color, tokens};
+use super::format::{self, badge, seconds, status_color, tokens};
 use super::state::{FocusTarget, UiState};
-use crate::board::{Board, ChainLine, FeedEntry, RunKey, chain, summary_snippet};
+use crate::board::{Board, ChainLine, FeedEntry, RunKey, StepLine, chain, summary_snippet};
 use runboard_api::RunStatus;
 
 const ROW_HEIGHT: f32 = 58.0;
@@ -171,6 +171,51 @@ pub fn chain_windows_ui(ctx: &egui::Context, model: &Board, state: &mut UiState)
     }
 }
 
+fn agent_label(agent: &str, iteration: Option<u64>) -> String {
+    match iteration {
+        Some(i) => format!("{agent} · it {i}"),
+        None => agent.to_owned(),
+    }
+}
+
+/// A finished step: its tokens, first-token times, latency and rate, set apart as a summary.
+fn step_line_ui(ui: &mut egui::Ui, step: &StepLine) {
+    ui.horizontal_wrapped(|ui| {
+        badge(ui, "step", egui::Color32::from_rgb(60, 130, 170));
+        ui.label(
+            RichText::new(agent_label(&step.agent, step.iteration))
+                .strong()
+                .monospace(),
+        );
+        let approx = if step.estimated { "~" } else { "" };
+        let mut parts = vec![format!("{approx}{} tok", tokens(step.tokens))];
+        if let Some(rate) = step.tok_per_sec {
+            parts.push(format!("{} tok/s", format::rate(rate)));
+        }
+        if let Some(ttft) = step.ttft_ms {
+            parts.push(format!("TTFT {}", seconds(ttft / 1000.0)));
+        }
+        if let Some(ttfat) = step.ttfat_ms {
+            parts.push(format!("answer after {}", seconds(ttfat / 1000.0)));
+        }
+        if let Some(itl) = step.itl_p50_ms {
+            parts.push(format!("ITL p50 {itl:.1} ms"));
+        }
+        if step.tries > 1 {
+            parts.push(format!("{} tries", step.tries));
+        }
+        if let Some(reason) = &step.finish_reason {
+            parts.push(format!("stop: {reason}"));
+        }
+        ui.label(RichText::new(parts.join(" · ")).monospace().small())
+            .on_hover_text(
+                "Measured by the server from the model server's stream: time to first token, \
+                 to the first answer token after reasoning, median gap between tokens, and \
+                 decode rate",
+            );
+    });
+}
+
 fn chain_line_ui(ui: &mut egui::Ui, line: &ChainLine) {
     match line {
         ChainLine::Node {
@@ -178,17 +223,51 @@ fn chain_line_ui(ui: &mut egui::Ui, line: &ChainLine) {
             iteration,
             tokens: count,
             snippet,
+            reasoning,
+            estimated,
         } => {
             ui.horizontal_wrapped(|ui| {
-                let label = match iteration {
-                    Some(i) => format!("{agent} · it {i}"),
-                    None => agent.clone(),
-                };
-                ui.label(RichText::new(label).strong().monospace());
+                ui.label(
+                    RichText::new(agent_label(agent, *iteration))
+                        .strong()
+                        .monospace(),
+                );
                 if let Some(count) = count {
-                    ui.label(RichText::new(format!("{} tok", tokens(*count))).weak());
+                    let approx = if *estimated { "~" } else { "" };
+                    ui.label(RichText::new(format!("{approx}{} tok", tokens(*count))).weak());
+                }
+                if let Some(reasoning) = reasoning {
+                    ui.label(
+                        RichText::new(format!("reasoning: {reasoning}"))
+                            .italics()
+                            .weak(),
+                    )
+                    .on_hover_text("The model's reasoning, kept apart from its answer");
                 }
                 ui.label(snippet);
+            });
+        }
+        ChainLine::Step(step) => step_line_ui(ui, step),
+        ChainLine::ToolCall {
+            agent,
+            name,
+            arguments,
+        } => {
+            ui.horizontal_wrapped(|ui| {
+                badge(ui, "tool call", egui::Color32::from_rgb(110, 110, 200));
+                ui.label(RichText::new(agent).weak());
+                ui.label(RichText::new(format!("{name}({arguments})")).monospace());
+            });
+        }
+        ChainLine::Note { level, text } => {
+            ui.horizontal_wrapped(|ui| {
+                let color = if level == "error" {
+                    status_color(RunStatus::Failed)
+                } else {
+                    egui::Color32::from_rgb(210, 130, 30)
+                };
+                badge(ui, level, color);
+                ui.label(RichText::new(text).color(color));
             });
         }
         ChainLine::Status { status, message } => {

@@ -5,8 +5,10 @@ use egui::RichText;
 use runboard_api::Feature;
 
 use super::Action;
+use super::format::{badge, status_color};
 use crate::board::{Board, Server};
 use runboard_api::units::bytes;
+use runboard_api::{RunStatus, UpstreamModels};
 
 /// Draws every server's model list.
 pub fn models_ui(ui: &mut egui::Ui, model: &Board, actions: &mut Vec<Action>) {
@@ -50,10 +52,12 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
         ui.label(RichText::new(text).weak());
         return;
     };
+    upstreams_ui(ui, index, &list.upstreams);
     if list.models.is_empty() {
         ui.label(RichText::new("The server reports no models.").weak());
         return;
     }
+    let by_upstream = list.models.iter().any(|m| m.upstream.is_some());
     let fastest = list
         .models
         .iter()
@@ -61,14 +65,20 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
         .fold(0.0_f64, f64::max);
     egui::Grid::new(("models-grid", index))
         .striped(true)
-        .num_columns(5)
+        .num_columns(5 + usize::from(by_upstream))
         .spacing([18.0, 6.0])
         .show(ui, |ui| {
+            if by_upstream {
+                ui.label(RichText::new("Upstream").strong());
+            }
             for header in ["Model", "Id", "Size", "Context", "Typical tok/s"] {
                 ui.label(RichText::new(header).strong());
             }
             ui.end_row();
             for info in &list.models {
+                if by_upstream {
+                    ui.label(RichText::new(info.upstream.as_deref().unwrap_or("—")).strong());
+                }
                 let name = if info.name.is_empty() {
                     &info.id
                 } else {
@@ -77,10 +87,7 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
                 ui.label(name);
                 ui.label(RichText::new(&info.id).monospace().weak());
                 ui.label(info.size_bytes.map_or_else(|| "—".into(), bytes));
-                ui.label(
-                    info.context_length
-                        .map_or_else(|| "—".into(), |c| format!("{}k tokens", c / 1024)),
-                );
+                ui.label(info.context_length.map_or_else(|| "—".into(), context));
                 match info.tok_per_sec {
                     Some(rate) => {
                         #[allow(clippy::cast_possible_truncation)] // A fraction for a bar.
@@ -96,10 +103,50 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
                         );
                     }
                     None => {
-                        ui.label("—");
+                        ui.label("—").on_hover_text(
+                            "Real models are measured as they run: see the cards, the chain's \
+                             step lines and the Upstreams view",
+                        );
                     }
                 }
                 ui.end_row();
             }
         });
+}
+
+/// A context length for people: whole thousands as `32k`, anything else exactly.
+fn context(tokens: u64) -> String {
+    if tokens >= 1024 && tokens % 1024 == 0 {
+        format!("{}k tokens", tokens / 1024)
+    } else {
+        format!("{tokens} tokens")
+    }
+}
+
+/// The model servers a server generates on: reachable with their model count, or the error.
+fn upstreams_ui(ui: &mut egui::Ui, index: usize, upstreams: &[UpstreamModels]) {
+    if upstreams.is_empty() {
+        return;
+    }
+    egui::Grid::new(("models-upstreams", index))
+        .num_columns(4)
+        .spacing([14.0, 4.0])
+        .show(ui, |ui| {
+            for upstream in upstreams {
+                ui.label(RichText::new(&upstream.name).strong());
+                ui.label(RichText::new(&upstream.url).monospace().weak());
+                if upstream.reachable {
+                    badge(ui, "reachable", egui::Color32::from_rgb(60, 160, 90));
+                    ui.label(format!("{} model(s)", upstream.models));
+                } else {
+                    let color = status_color(RunStatus::Failed);
+                    badge(ui, "unreachable", color);
+                    let error = upstream.error.as_deref().unwrap_or("not read yet");
+                    ui.label(RichText::new(error).color(color))
+                        .on_hover_text(error);
+                }
+                ui.end_row();
+            }
+        });
+    ui.add_space(6.0);
 }

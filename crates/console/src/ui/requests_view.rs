@@ -5,12 +5,17 @@ use std::cmp::Ordering;
 
 use egui::RichText;
 
-use super::format::{badge, link_color, seconds, tokens};
+use runboard_api::RequestPhase;
+
+use super::format::{badge, link_color, rate, seconds, tokens};
 use super::state::{RequestColumn, RequestSort, UiState};
 use crate::board::{Board, RequestRow, RequestsFeed};
 
-const COLUMNS: [(RequestColumn, &str); 7] = [
+const COLUMNS: [(RequestColumn, &str); 10] = [
     (RequestColumn::Duration, "Duration"),
+    (RequestColumn::Phase, "Phase"),
+    (RequestColumn::Ttft, "TTFT"),
+    (RequestColumn::Rate, "tok/s"),
     (RequestColumn::Model, "Model"),
     (RequestColumn::Resolved, "Resolved model"),
     (RequestColumn::Streaming, "Streaming"),
@@ -134,7 +139,11 @@ fn header_ui(ui: &mut egui::Ui, sort: &mut RequestSort, column: RequestColumn, t
                 // Big numbers first for durations and tokens, A to Z for names.
                 ascending: !matches!(
                     column,
-                    RequestColumn::Duration | RequestColumn::Input | RequestColumn::Output
+                    RequestColumn::Duration
+                        | RequestColumn::Input
+                        | RequestColumn::Output
+                        | RequestColumn::Ttft
+                        | RequestColumn::Rate
                 ),
             };
         }
@@ -169,12 +178,25 @@ fn sort_arrow_ui(ui: &mut egui::Ui, ascending: bool) {
 fn row_ui(ui: &mut egui::Ui, row: &RequestRow, now: f64) {
     let request = &row.request;
     ui.label(RichText::new(row.duration(now).map_or_else(|| "—".into(), seconds)).monospace());
-    ui.label(&request.model);
+    phase_ui(ui, request);
     ui.label(
-        RichText::new(request.resolved_model.as_deref().unwrap_or("—"))
-            .monospace()
-            .weak(),
-    );
+        RichText::new(
+            request
+                .ttft_ms
+                .map_or_else(|| "—".into(), |ms| seconds(ms / 1000.0)),
+        )
+        .monospace(),
+    )
+    .on_hover_text("Time to first token: from sending the request to its first token");
+    ui.label(RichText::new(request.tok_per_sec.map_or_else(|| "—".into(), rate)).monospace())
+        .on_hover_text("Decode rate so far: tokens after the first over the time they took");
+    ui.label(&request.model);
+    let resolved = request.resolved_model.as_deref().unwrap_or("—");
+    let resolved = match &request.upstream {
+        Some(upstream) => format!("{resolved} @ {upstream}"),
+        None => resolved.to_owned(),
+    };
+    ui.label(RichText::new(resolved).monospace().weak());
     ui.label(if request.streaming { "yes" } else { "no" });
     ui.label(RichText::new(tokens(request.input_tokens)).monospace());
     ui.label(RichText::new(tokens(request.output_tokens)).monospace());
@@ -184,6 +206,36 @@ fn row_ui(ui: &mut egui::Ui, row: &RequestRow, now: f64) {
     }
 }
 
+/// Where a real request stands, as a coloured word; "—" for servers that do not say.
+fn phase_ui(ui: &mut egui::Ui, request: &runboard_api::ActiveRequest) {
+    let Some(phase) = request.phase else {
+        ui.label(RichText::new("—").weak());
+        return;
+    };
+    let (word, color, hover) = match phase {
+        RequestPhase::WaitingForFirstToken => (
+            "waiting",
+            egui::Color32::from_rgb(128, 128, 140),
+            "Sent; no token yet (queued on the model server, or reading the prompt)",
+        ),
+        RequestPhase::Decoding => (
+            "decoding",
+            egui::Color32::from_rgb(60, 160, 90),
+            "Tokens are arriving",
+        ),
+        RequestPhase::Retrying => (
+            "retrying",
+            egui::Color32::from_rgb(210, 130, 30),
+            "Waiting before another try",
+        ),
+    };
+    let label = match request.attempt {
+        Some(attempt) if attempt > 1 => format!("{word} · try {attempt}"),
+        _ => word.to_owned(),
+    };
+    badge(ui, &label, color).on_hover_text(hover);
+}
+
 fn compare(a: &RequestRow, b: &RequestRow, sort: RequestSort, now: f64) -> Ordering {
     let (x, y) = (&a.request, &b.request);
     let order = match sort.column {
@@ -191,6 +243,18 @@ fn compare(a: &RequestRow, b: &RequestRow, sort: RequestSort, now: f64) -> Order
             .duration(now)
             .unwrap_or(0.0)
             .total_cmp(&b.duration(now).unwrap_or(0.0)),
+        RequestColumn::Phase => x
+            .phase
+            .map(RequestPhase::as_str)
+            .cmp(&y.phase.map(RequestPhase::as_str)),
+        RequestColumn::Ttft => x
+            .ttft_ms
+            .unwrap_or(-1.0)
+            .total_cmp(&y.ttft_ms.unwrap_or(-1.0)),
+        RequestColumn::Rate => x
+            .tok_per_sec
+            .unwrap_or(-1.0)
+            .total_cmp(&y.tok_per_sec.unwrap_or(-1.0)),
         RequestColumn::Model => x.model.cmp(&y.model),
         RequestColumn::Resolved => x.resolved_model.cmp(&y.resolved_model),
         RequestColumn::Streaming => x.streaming.cmp(&y.streaming),

@@ -191,6 +191,12 @@ pub enum RequestColumn {
     /// How long it has run.
     #[default]
     Duration,
+    /// Waiting for its first token, decoding, or retrying.
+    Phase,
+    /// Its time to first token.
+    Ttft,
+    /// Its decode rate.
+    Rate,
     /// The model asked for.
     Model,
     /// The model serving it.
