@@ -6,6 +6,7 @@
 #[path = "../support"]
 mod support {
     #![allow(dead_code)]
+    pub mod openai_upstream;
     pub mod scripted_server;
     pub mod test_server;
 }
@@ -14,3 +15,4 @@ mod bench;
 mod events;
 mod models;
 mod runs;
+mod upstream;
