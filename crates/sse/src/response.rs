@@ -3,17 +3,16 @@
 //! generate again). [`EventSource`](super::EventSource) is for `GET` streams that resume.
 
 use std::collections::VecDeque;
-use std::pin::pin;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::{Either, select};
 use futures_util::{Stream, StreamExt};
+use tokio::time::{Instant, Sleep};
 
 use super::error::{SseError, with_causes};
 use super::event::Frame;
 use super::parser::Parser;
-use super::runtime;
 
 /// Reads the frames of one HTTP response body, in order, across any chunking.
 ///
@@ -27,6 +26,9 @@ pub struct ResponseEvents {
     parser: Parser,
     pending: VecDeque<Frame>,
     idle_timeout: Option<Duration>,
+    /// One timer for the whole stream, moved on at each read rather than made anew: a chunk
+    /// per token makes this the hot path.
+    idle: Pin<Box<Sleep>>,
     ended: bool,
 }
 
@@ -49,6 +51,7 @@ impl ResponseEvents {
             parser: Parser::new(),
             pending: VecDeque::new(),
             idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout.unwrap_or(Duration::ZERO))),
             ended: false,
         }
     }
@@ -82,18 +85,20 @@ impl ResponseEvents {
     }
 
     async fn read(&mut self) -> Result<Option<Bytes>, SseError> {
-        let next = self.body.next();
         let chunk = match self.idle_timeout {
-            None => next.await,
-            Some(after) => match select(pin!(next), pin!(runtime::sleep(after))).await {
-                Either::Left((chunk, _)) => chunk,
-                Either::Right(((), _)) => {
-                    return Err(SseError::IdleTimeout {
-                        url: self.url.clone(),
-                        after,
-                    });
+            None => self.body.next().await,
+            Some(after) => {
+                self.idle.as_mut().reset(Instant::now() + after);
+                tokio::select! {
+                    chunk = self.body.next() => chunk,
+                    () = self.idle.as_mut() => {
+                        return Err(SseError::IdleTimeout {
+                            url: self.url.clone(),
+                            after,
+                        });
+                    }
                 }
-            },
+            }
         };
         match chunk {
             None => Ok(None),

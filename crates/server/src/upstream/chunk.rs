@@ -3,7 +3,7 @@
 //! differ, and the error frames some of them put inside a 200 stream.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// What one chunk says; empty strings where it says nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,17 +46,21 @@ pub struct Usage {
 
 /// Reads one `data:` payload (not `[DONE]`). An error frame is `Err` with the server's message.
 pub fn decode(data: &str) -> Result<Chunk, ChunkError> {
-    let value: Value = serde_json::from_str(data).map_err(|error| ChunkError::Malformed {
+    // One pass into the typed shape (error frames included): this runs for every token.
+    let wire: WireChunk = serde_json::from_str(data).map_err(|error| ChunkError::Malformed {
         reason: error.to_string(),
         start: data.chars().take(120).collect(),
     })?;
-    if let Some(message) = error_message(&value) {
+    let frame_error = match (wire.error, wire.object.as_deref()) {
+        (Some(error), _) => error_message(&json!({ "error": error })),
+        (None, Some("error")) => {
+            error_message(&json!({"object": "error", "message": wire.message}))
+        }
+        (None, _) => None,
+    };
+    if let Some(message) = frame_error {
         return Err(ChunkError::Upstream(message));
     }
-    let wire: WireChunk = serde_json::from_value(value).map_err(|error| ChunkError::Malformed {
-        reason: error.to_string(),
-        start: data.chars().take(120).collect(),
-    })?;
     let mut chunk = Chunk {
         usage: wire.usage.map(|usage| Usage {
             prompt_tokens: usage.prompt_tokens,
@@ -133,6 +137,15 @@ struct WireChunk {
     choices: Vec<WireChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// An error frame's error (object or text).
+    #[serde(default)]
+    error: Option<Value>,
+    /// `chat.completion.chunk`, or SGLang's `error`.
+    #[serde(default)]
+    object: Option<String>,
+    /// SGLang's error message.
+    #[serde(default)]
+    message: Option<Value>,
 }
 
 #[derive(Deserialize)]

@@ -224,12 +224,20 @@ impl RunState<'_> {
         let update_every = self.pool.config().update_every;
         let mut last_update: Option<Instant> = None;
         let mut dirty = false;
+        // One timer, moved when an update is held back, not made anew for every chunk.
+        let flush = tokio::time::sleep(update_every);
+        tokio::pin!(flush);
+        let stopped = async {
+            tokio::select! {
+                () = ctx.cancel.cancelled() => StepStop::Cancelled,
+                () = ctx.shutdown.cancelled() => StepStop::Interrupted,
+            }
+        };
+        tokio::pin!(stopped);
         loop {
-            let flush_at = last_update.map_or_else(Instant::now, |at| at + update_every);
             let frame = tokio::select! {
-                () = ctx.cancel.cancelled() => return Err(StepStop::Cancelled.into()),
-                () = ctx.shutdown.cancelled() => return Err(StepStop::Interrupted.into()),
-                () = tokio::time::sleep_until(flush_at), if dirty => {
+                stop = &mut stopped => return Err(stop.into()),
+                () = &mut flush, if dirty => {
                     self.update(plan, &reading, &mut live).await?;
                     last_update = Some(Instant::now());
                     dirty = false;
@@ -255,13 +263,18 @@ impl RunState<'_> {
                 Ok(chunk) => {
                     if reading.take(&chunk, Instant::now()) {
                         self.tokens_out = reading.base + reading.meter.output_tokens().0;
-                        let due = last_update.is_none_or(|at| at.elapsed() >= update_every);
-                        if due {
-                            self.update(plan, &reading, &mut live).await?;
-                            last_update = Some(Instant::now());
-                            dirty = false;
-                        } else {
-                            dirty = true;
+                        match last_update {
+                            Some(at) if at.elapsed() < update_every => {
+                                if !dirty {
+                                    flush.as_mut().reset(at + update_every);
+                                    dirty = true;
+                                }
+                            }
+                            _ => {
+                                self.update(plan, &reading, &mut live).await?;
+                                last_update = Some(Instant::now());
+                                dirty = false;
+                            }
                         }
                     }
                 }
