@@ -36,3 +36,38 @@ fi
 echo "server on $url"
 node web-e2e/e2e.mjs "$url/" target/web-e2e.png
 echo "screenshots: target/web-e2e-live.png, target/web-e2e.png"
+
+# Again with runs generated on the real llama.cpp server (serve --upstream), when
+# scripts/llama-server.sh has built it: real tok/s on the page.
+if [ -x "${RUNBOARD_LLAMA_SERVER:-}" ] && [ -f "${RUNBOARD_SMALL_GGUF:-}" ]; then
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  llama_log=$(mktemp)
+  "$RUNBOARD_LLAMA_SERVER" -m "$RUNBOARD_SMALL_GGUF" --host 127.0.0.1 --port "$port" \
+    --metrics --slots -t 1 -np 4 --alias runboard-small > "$llama_log" 2>&1 &
+  llama=$!
+  trap 'kill "$server" "$llama" 2> /dev/null || true; rm -f "$log" "$llama_log"' EXIT
+  for _ in $(seq 1 600); do
+    curl -fs "http://127.0.0.1:$port/health" > /dev/null 2>&1 && break
+    sleep 0.1
+  done
+  kill "$server" 2> /dev/null || true
+  : > "$log"
+  target/debug/runboard serve --addr 127.0.0.1:0 --db :memory: --web-dir dist \
+    --upstream "llama=http://127.0.0.1:$port/v1" --upstream-max-tokens 24 2> "$log" &
+  server=$!
+  url=""
+  for _ in $(seq 1 100); do
+    url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -1 || true)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "error: the server did not start:" >&2; cat "$log" >&2; exit 1; }
+  echo "server on $url, generating on llama-server at port $port"
+  E2E_MAX_STREAMS=3 node web-e2e/e2e.mjs "$url/" target/web-e2e-real.png
+  echo "screenshots: target/web-e2e-real-live.png, target/web-e2e-real.png"
+elif [ -n "${RUNBOARD_REQUIRE_LLAMA:-}" ]; then
+  echo "error: RUNBOARD_REQUIRE_LLAMA is set but no llama-server and model for the real pass" >&2
+  exit 1
+else
+  echo "note: no llama-server (scripts/llama-server.sh); the page's pass on a real model is skipped"
+fi

@@ -91,9 +91,12 @@ try {
     await page.screenshot({ path: screenshot.replace(/\.png$/, `-${name}.png`) });
     console.log(`the ${name} view asked the server and drew`);
   }
+  // Two: /api/events and one view's stream; a server that reads model servers adds the
+  // upstreams stream the summary bar follows in every view (E2E_MAX_STREAMS=3).
+  const budget = Number(process.env.E2E_MAX_STREAMS || 2);
   console.log(`most event streams open at once: ${mostStreams}`);
-  if (mostStreams > 2) {
-    console.error(`the page held ${mostStreams} streams to one server; the budget is 2`);
+  if (mostStreams > budget) {
+    console.error(`the page held ${mostStreams} streams to one server; the budget is ${budget}`);
     failed = true;
   }
   if (mostStreams < 1) {

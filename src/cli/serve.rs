@@ -133,6 +133,10 @@ pub struct ServeArgs {
     /// is given up and retried
     #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_f64)]
     upstream_idle_secs: f64,
+    /// Output tokens per agent step when a run's params.max_tokens does not say
+    #[arg(long, default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=131_072))]
+    upstream_max_tokens: u64,
 }
 
 fn upstream_arg(text: &str) -> Result<String, String> {
@@ -191,6 +195,7 @@ impl ServeArgs {
         let mut upstreams = upstream_config(&self.upstreams, &self.model_aliases)?;
         upstreams.concurrency = self.upstream_concurrency;
         upstreams.idle_timeout = Duration::from_secs_f64(self.upstream_idle_secs);
+        upstreams.max_tokens = self.upstream_max_tokens;
         Ok(ServerConfig {
             addr: self.addr,
             db: self

@@ -3,7 +3,9 @@
 use egui::{Align, Layout, RichText, Vec2};
 
 use super::Action;
-use super::format::{badge, link_color, rate, seconds, sparkline_ui, status_color, tokens};
+use super::format::{
+    badge, link_color, printable, rate, seconds, sparkline_ui, status_color, tokens,
+};
 use super::state::UiState;
 use crate::board::{Board, Worker};
 
@@ -102,6 +104,8 @@ const REASONING_BESIDE_ANSWER: usize = 70;
 /// model's reasoning is shown dimmed and in italics before the answer, and shrinks to its last
 /// words once the answer begins.
 fn snippet_ui(ui: &mut egui::Ui, reasoning: &str, snippet: &str) {
+    let (reasoning, snippet) = (printable(reasoning), printable(snippet));
+    let (reasoning, snippet) = (reasoning.as_ref(), snippet.as_ref());
     let width = ui.available_width();
     let (rect, response) = ui.allocate_exact_size(Vec2::new(width, 62.0), egui::Sense::hover());
     let visuals = ui.visuals();

@@ -131,8 +131,9 @@ fn row_ui(ui: &mut egui::Ui, model: &Board, entry: &FeedEntry, state: &mut UiSta
                     ui.label(RichText::new(format!("@{server}")).small().weak())
                         .on_hover_text("The server this run belongs to");
                 }
-                ui.add(egui::Label::new(RichText::new(text).small()).truncate())
-                    .on_hover_text(text);
+                let text = format::printable(text);
+                ui.add(egui::Label::new(RichText::new(text.as_ref()).small()).truncate())
+                    .on_hover_text(text.as_ref());
             });
         });
     });

@@ -5,6 +5,28 @@ use egui::Color32;
 use crate::board::Link;
 use runboard_api::RunStatus;
 
+/// Model text as it may be drawn: control characters (a model can emit any byte) become
+/// spaces, so they never show as boxes or move the layout; line breaks and tabs stay.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        text.chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
 /// `42.3`, `512`, `1.2k`: tokens per second, compact.
 pub fn rate(per_sec: f64) -> String {
     if per_sec >= 1000.0 {
@@ -137,5 +159,14 @@ mod tests {
         assert_eq!(tokens(950), "950");
         assert_eq!(tokens(12_345), "12.3k");
         assert_eq!(tokens(4_560_000), "4.56M");
+    }
+
+    #[test]
+    fn control_characters_in_model_text_become_spaces() {
+        assert_eq!(printable("a\u{11}b\u{7f}c\nd\te"), "a b c\nd\te");
+        assert!(matches!(
+            printable("plain é 😊"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -12,7 +12,7 @@ use crate::generator::{Outcome, RunContext};
 use runboard_api::RunEvent;
 use runboard_api::clock::now_rfc3339;
 
-/// Output tokens per step when a run does not say.
+/// Output tokens per step when neither the run nor `--upstream-max-tokens` says.
 pub const DEFAULT_MAX_TOKENS: u64 = 256;
 
 /// How many earlier steps' outputs a step sees, and how much of each (the end, which is where
@@ -79,6 +79,7 @@ pub async fn run(pool: &UpstreamPool, ctx: &RunContext) -> Outcome {
 
 async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
     let ctx = state.ctx;
+    let pool = state.pool;
     let params = &ctx.params;
     let target = state.target;
     let spec = &target.upstream.spec;
@@ -101,7 +102,7 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
             params
                 .get("max_tokens")
                 .and_then(Value::as_u64)
-                .unwrap_or(DEFAULT_MAX_TOKENS)
+                .unwrap_or(pool.config().max_tokens)
         ),
     );
     if let Some(temperature) = params.get("temperature") {

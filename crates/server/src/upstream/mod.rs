@@ -52,6 +52,8 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// The shortest time between two `node_update`s of one run (20 per second at most).
     pub update_every: Duration,
+    /// Output tokens per step when a run does not say (`--upstream-max-tokens`).
+    pub max_tokens: u64,
 }
 
 impl UpstreamConfig {
@@ -63,6 +65,7 @@ impl UpstreamConfig {
             concurrency: None,
             idle_timeout: Duration::from_secs(120),
             update_every: Duration::from_millis(50),
+            max_tokens: chain::DEFAULT_MAX_TOKENS,
         }
     }
 }
