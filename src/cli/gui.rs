@@ -164,7 +164,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
         Ok(spawner) => spawner,
         Err(error) => return fail(&format!("could not start the async runtime: {error}")),
     };
-    if !apis.is_empty() && !(scrape.is_empty() && upstreams.is_empty()) {
+    if !apis.is_empty() && (!scrape.is_empty() || !upstreams.is_empty()) {
         return fail(
             "--scrape and --upstream are for the embedded server; give them to `runboard serve` \
              of the --api server",

@@ -119,7 +119,7 @@ pub struct ServeArgs {
     scrape_every_secs: f64,
     /// Generate runs on this OpenAI-compatible model server, e.g. `gpu1=http://gpu1:8000/v1`
     /// (repeatable; a run's params.model picks the one that serves it). Its key comes from
-    /// RUNBOARD_UPSTREAM_<NAME>_KEY or RUNBOARD_UPSTREAM_KEY, never from the command line
+    /// `RUNBOARD_UPSTREAM_<NAME>_KEY` or `RUNBOARD_UPSTREAM_KEY`, never from the command line
     #[arg(long = "upstream", value_name = "[NAME=]URL", value_parser = upstream_arg)]
     upstreams: Vec<String>,
     /// Let runs name MODEL as ALIAS (repeatable), e.g. `fast=Qwen/Qwen2.5-7B-Instruct`
@@ -133,7 +133,7 @@ pub struct ServeArgs {
     /// is given up and retried
     #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_f64)]
     upstream_idle_secs: f64,
-    /// Output tokens per agent step when a run's params.max_tokens does not say
+    /// Output tokens per agent step when a run's `params.max_tokens` does not say
     #[arg(long, default_value_t = 256, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=131_072))]
     upstream_max_tokens: u64,

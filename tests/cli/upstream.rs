@@ -15,6 +15,47 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 
 const SECRET: &str = "sk-proj-verysecret-4242";
 
+type Stderr = BufReader<tokio::process::ChildStderr>;
+
+/// `runboard serve` on two upstreams, the first one's key in the environment, debug logs on;
+/// checks the key is not among its arguments and the start-up line says a key was found.
+async fn serve(live: &str, dead: &str) -> (tokio::process::Child, Stderr, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runboard"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--db", ":memory:"])
+        .arg("--upstream")
+        .arg(format!("gpu={live}"))
+        .arg("--upstream")
+        .arg(format!("spare={dead}"))
+        .env("RUNBOARD_UPSTREAM_GPU_KEY", SECRET)
+        .env("RUST_LOG", "debug")
+        .env_remove("RUNBOARD_TOKEN")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id().unwrap())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET));
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut started = String::new();
+    loop {
+        started.clear();
+        stderr.read_line(&mut started).await.unwrap();
+        assert!(!started.is_empty(), "the server exited");
+        if started.contains("listening on") {
+            break;
+        }
+    }
+    assert!(started.contains("runs on gpu at http://"), "{started}");
+    assert!(started.contains("key set"), "{started}");
+    let url = started
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    (child, stderr, url)
+}
+
 #[tokio::test]
 async fn the_key_stays_secret_and_models_show_upstreams_with_their_reachability() {
     // The upstream refuses the key and quotes it back, as hosted APIs do.
@@ -29,39 +70,7 @@ async fn the_key_stays_secret_and_models_show_upstreams_with_their_reachability(
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}/v1", closed.local_addr().unwrap());
     drop(closed);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runboard"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--db", ":memory:"])
-        .arg("--upstream")
-        .arg(format!("gpu=http://{}/v1", upstream.addr))
-        .arg("--upstream")
-        .arg(format!("spare={dead}"))
-        .env("RUNBOARD_UPSTREAM_GPU_KEY", SECRET)
-        .env("RUST_LOG", "debug")
-        .env_remove("RUNBOARD_TOKEN")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id().unwrap())).unwrap();
-    assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET));
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    let url = loop {
-        first.clear();
-        stderr.read_line(&mut first).await.unwrap();
-        assert!(!first.is_empty(), "the server exited");
-        if first.contains("listening on") {
-            break first
-                .split_whitespace()
-                .find(|word| word.starts_with("http://"))
-                .unwrap()
-                .to_owned();
-        }
-    };
-    assert!(first.contains("runs on gpu at http://"), "{first}");
-    assert!(first.contains("key set"), "{first}");
-
+    let (mut child, mut stderr, url) = serve(&upstream.base(), &dead).await;
     // A run fails with the upstream's own message, the key blotted out.
     let api = ApiClient::new(&url, None).unwrap();
     let run_id = api

@@ -80,7 +80,7 @@ fn chain_script(index: usize, body: &Value) -> Vec<Step> {
     let mut tokens = 0;
     let is = |agent: &str| system.starts_with(&format!("You are the {agent}"));
     if is("supervisor") || is("writer") {
-        let field = if index % 2 == 0 {
+        let field = if index.is_multiple_of(2) {
             "reasoning_content"
         } else {
             "reasoning"
@@ -117,22 +117,11 @@ fn chain_script(index: usize, body: &Value) -> Vec<Step> {
     steps
 }
 
-#[tokio::test]
-async fn a_run_walks_the_chain_on_the_upstream_with_usage_reasoning_and_tool_calls() {
-    let upstream = FakeUpstream::start(&["org/tiny-chat", "org/other"], chain_script).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = upstream_config(&dir, &[("gpu1", upstream.base())]);
-    config.upstreams.aliases = vec![("fast".into(), "org/tiny-chat".into())];
-    let server = start(config).await;
-    let params = json!({"model": "fast", "iterations": 1, "max_tokens": 64, "temperature": 0.2,
-                        "extra_body": {"seed": 5, "stream": false}});
-    let detail = finished(&server, params).await;
-    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
-
-    // What the upstream was asked: five streaming steps of the resolved model, usage asked.
-    let chats = upstream.chats();
+/// What the upstream was asked: five streaming steps of the resolved model, usage asked, the
+/// run's sampling and extra fields, the key, and the task with the earlier steps' outputs.
+fn asked_as_configured(chats: &[support::openai_upstream::Seen]) {
     assert_eq!(chats.len(), 5);
-    for seen in &chats {
+    for seen in chats {
         assert_eq!(seen.body["model"], "org/tiny-chat");
         assert_eq!(
             seen.body["stream"], true,
@@ -155,6 +144,21 @@ async fn a_run_walks_the_chain_on_the_upstream_with_usage_reasoning_and_tool_cal
             .unwrap()
             .contains("## critic (iteration 1)")
     );
+}
+
+#[tokio::test]
+async fn a_run_walks_the_chain_on_the_upstream_with_usage_reasoning_and_tool_calls() {
+    let upstream = FakeUpstream::start(&["org/tiny-chat", "org/other"], chain_script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = upstream_config(&dir, &[("gpu1", upstream.base())]);
+    config.upstreams.aliases = vec![("fast".into(), "org/tiny-chat".into())];
+    let server = start(config).await;
+    let params = json!({"model": "fast", "iterations": 1, "max_tokens": 64, "temperature": 0.2,
+                        "extra_body": {"seed": 5, "stream": false}});
+    let detail = finished(&server, params).await;
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+
+    asked_as_configured(&upstream.chats());
 
     // Each step's figures: the server's count, not the chunks; times from the stream.
     let steps = data_payloads(&detail, "step");

@@ -30,6 +30,7 @@ impl RunKey {
 
 /// A worker card's state. Times are the model's clock (seconds).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::struct_excessive_bools)] // Independent facts about a card, not a state machine.
 pub struct Worker {
     /// Which run.
     pub key: RunKey,

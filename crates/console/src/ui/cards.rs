@@ -122,10 +122,10 @@ fn snippet_ui(ui: &mut egui::Ui, reasoning: &str, snippet: &str) {
             reasoning.trim_start()
         } else {
             // Cut at a word, so the dimmed line does not start mid-word.
-            let tail = tail_chars(reasoning, REASONING_BESIDE_ANSWER);
-            match tail.split_once(' ') {
-                Some((_, rest)) if tail.len() < reasoning.len() && !rest.is_empty() => rest,
-                _ => tail,
+            let end = tail_chars(reasoning, REASONING_BESIDE_ANSWER);
+            match end.split_once(' ') {
+                Some((_, words)) if end.len() < reasoning.len() && !words.is_empty() => words,
+                _ => end,
             }
         };
         let ellipsis = if shown.len() < reasoning.trim_start().len() {

@@ -116,7 +116,7 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
 
 /// A context length for people: whole thousands as `32k`, anything else exactly.
 fn context(tokens: u64) -> String {
-    if tokens >= 1024 && tokens % 1024 == 0 {
+    if tokens >= 1024 && tokens.is_multiple_of(1024) {
         format!("{}k tokens", tokens / 1024)
     } else {
         format!("{tokens} tokens")

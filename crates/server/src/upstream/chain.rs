@@ -4,6 +4,8 @@
 //! single step with the `messages` a run gives. Each step's figures go out as a `step` data
 //! event, each tool call as a `tool_call` one, and the run's sums as `run_metrics`.
 
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value, json};
 
 use super::UpstreamPool;
@@ -212,7 +214,7 @@ fn messages_for(agent: &str, task: &str, outputs: &[(String, u64, String)]) -> V
     let start = outputs.len().saturating_sub(CONTEXT_STEPS);
     for (earlier, iteration, text) in &outputs[start..] {
         let text = crate::generator::tail(text, CONTEXT_CHARS);
-        user.push_str(&format!("\n\n## {earlier} (iteration {iteration})\n{text}"));
+        let _ = write!(user, "\n\n## {earlier} (iteration {iteration})\n{text}");
     }
     json!([
         {"role": "system", "content": system_prompt(agent)},

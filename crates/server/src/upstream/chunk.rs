@@ -1,5 +1,5 @@
 //! One `chat.completion.chunk` of a streaming answer, read leniently: the fields real servers
-//! send (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs), in either spelling where they
+//! send (vLLM, `SGLang`, llama.cpp, Ollama, TGI, hosted APIs), in either spelling where they
 //! differ, and the error frames some of them put inside a 200 stream.
 
 use serde::Deserialize;
@@ -34,6 +34,7 @@ pub struct ToolCallDelta {
 }
 
 /// Token counts as the model server gives them.
+#[allow(clippy::struct_field_names)] // The wire's own names, so they read the same on both sides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     /// Prompt tokens.
@@ -112,7 +113,7 @@ pub enum ChunkError {
     },
 }
 
-/// The message of an error frame: `{"error": {"message": …}}`, `{"error": "…"}`, or SGLang's
+/// The message of an error frame: `{"error": {"message": …}}`, `{"error": "…"}`, or `SGLang`'s
 /// `{"object": "error", "message": …}`.
 pub fn error_message(value: &Value) -> Option<String> {
     let text = |v: &Value| v.as_str().map(str::to_owned);
@@ -140,10 +141,10 @@ struct WireChunk {
     /// An error frame's error (object or text).
     #[serde(default)]
     error: Option<Value>,
-    /// `chat.completion.chunk`, or SGLang's `error`.
+    /// `chat.completion.chunk`, or `SGLang`'s `error`.
     #[serde(default)]
     object: Option<String>,
-    /// SGLang's error message.
+    /// `SGLang`'s error message.
     #[serde(default)]
     message: Option<Value>,
 }

@@ -174,39 +174,8 @@ impl RunState<'_> {
             },
         };
         live.request.set_live(&live.figures);
-        let idle = self.pool.config().idle_timeout;
-        let mut http = self
-            .pool
-            .http()
-            .post(format!("{}/chat/completions", spec.base_url))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .body(body.to_string());
-        if let Some(key) = &spec.key {
-            http = http.header(reqwest::header::AUTHORIZATION, key.bearer());
-        }
         let sent_at = Instant::now();
-        let answer = self
-            .until_stopped(tokio::time::timeout(idle, http.send()))
-            .await?;
-        let response = match answer {
-            Err(_) => {
-                return Err(transient(format!(
-                    "upstream {} sent no answer within {} s",
-                    spec.name,
-                    idle.as_secs_f64()
-                )));
-            }
-            Ok(Err(error)) => {
-                return Err(transient(format!(
-                    "could not reach upstream {} ({}): {}",
-                    spec.name,
-                    spec.display_url(),
-                    runboard_sse::error_with_causes(&error)
-                )));
-            }
-            Ok(Ok(response)) => response,
-        };
+        let response = self.send(&body).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(self.refused(response).await);
@@ -219,6 +188,55 @@ impl RunState<'_> {
         if !is_stream {
             return self.whole_answer(response, sent_at, attempt).await;
         }
+        self.read_stream(plan, response, sent_at, attempt, &mut live)
+            .await
+    }
+
+    /// Sends the request; a transport failure or silence is worth another try.
+    async fn send(&self, body: &Value) -> Result<reqwest::Response, TryEnd> {
+        let spec = &self.target.upstream.spec;
+        let idle = self.pool.config().idle_timeout;
+        let mut http = self
+            .pool
+            .http()
+            .post(format!("{}/chat/completions", spec.base_url))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .body(body.to_string());
+        if let Some(key) = &spec.key {
+            http = http.header(reqwest::header::AUTHORIZATION, key.bearer());
+        }
+        match self
+            .until_stopped(tokio::time::timeout(idle, http.send()))
+            .await?
+        {
+            Err(_) => Err(transient(format!(
+                "upstream {} sent no answer within {} s",
+                spec.name,
+                idle.as_secs_f64()
+            ))),
+            Ok(Err(error)) => Err(transient(format!(
+                "could not reach upstream {} ({}): {}",
+                spec.name,
+                spec.display_url(),
+                runboard_sse::error_with_causes(&error)
+            ))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Reads the event stream of one try to its end, reporting as it goes.
+    async fn read_stream(
+        &mut self,
+        plan: &StepPlan<'_>,
+        response: reqwest::Response,
+        sent_at: Instant,
+        attempt: u32,
+        live: &mut Live,
+    ) -> Result<StepResult, TryEnd> {
+        let ctx = self.ctx;
+        let spec = &self.target.upstream.spec;
+        let idle = self.pool.config().idle_timeout;
         let mut reading = Reading::new(sent_at, self.tokens_out);
         let mut events = ResponseEvents::new(response, Some(idle));
         let update_every = self.pool.config().update_every;
@@ -238,7 +256,7 @@ impl RunState<'_> {
             let frame = tokio::select! {
                 stop = &mut stopped => return Err(stop.into()),
                 () = &mut flush, if dirty => {
-                    self.update(plan, &reading, &mut live).await?;
+                    self.update(plan, &reading, live).await?;
                     last_update = Some(Instant::now());
                     dirty = false;
                     continue;
@@ -251,7 +269,7 @@ impl RunState<'_> {
                 Some(Ok(_)) => continue,
                 Some(Err(error)) => {
                     if dirty {
-                        self.update(plan, &reading, &mut live).await?;
+                        self.update(plan, &reading, live).await?;
                     }
                     return Err(self.broken(&error, &reading));
                 }
@@ -271,7 +289,7 @@ impl RunState<'_> {
                                 }
                             }
                             _ => {
-                                self.update(plan, &reading, &mut live).await?;
+                                self.update(plan, &reading, live).await?;
                                 last_update = Some(Instant::now());
                                 dirty = false;
                             }
@@ -296,7 +314,7 @@ impl RunState<'_> {
         }
         self.tokens_out = reading.base + reading.meter.output_tokens().0;
         // The latest text and counts always reach the clients, whatever the rate limit held.
-        self.update(plan, &reading, &mut live).await?;
+        self.update(plan, &reading, live).await?;
         Ok(reading.result(Instant::now(), attempt))
     }
 
