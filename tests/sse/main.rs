@@ -11,3 +11,4 @@ mod support {
 
 mod client;
 mod fixtures;
+mod response;

@@ -635,3 +635,42 @@ fn a_refused_action_is_kept_in_the_log_after_the_next_poll() {
         ("error", message.as_str())
     );
 }
+
+#[test]
+fn reasoning_is_kept_apart_and_an_estimated_count_is_marked_until_the_server_confirms_it() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 0.0);
+    let update = |data: serde_json::Value| on(0, event("node_update", &data));
+    m.apply(
+        update(
+            json!({"run_id": "r1", "agent": "writer", "tokens_out": 12, "snippet": "",
+                      "reasoning": "the user wants", "estimated": true}),
+        ),
+        1.0,
+    );
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(card.reasoning, "the user wants");
+    assert!(card.snippet.is_empty());
+    assert!(card.estimated);
+    m.apply(
+        update(
+            json!({"run_id": "r1", "agent": "writer", "tokens_out": 30, "snippet": "Salt wind",
+                      "reasoning": "the user wants a haiku"}),
+        ),
+        2.0,
+    );
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(card.reasoning, "the user wants a haiku");
+    assert_eq!(card.snippet, "Salt wind");
+    assert!(!card.estimated, "the usage figure came");
+    // The next step does not reason: its updates carry no reasoning, and the old one goes.
+    m.apply(
+        update(
+            json!({"run_id": "r1", "agent": "critic", "tokens_out": 34, "snippet": "Too short"}),
+        ),
+        3.0,
+    );
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert!(card.reasoning.is_empty());
+    assert_eq!(card.agent.as_deref(), Some("critic"));
+}
