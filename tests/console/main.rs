@@ -6,10 +6,12 @@
 #[path = "../support"]
 mod support {
     #![allow(dead_code)]
+    pub mod openai_upstream;
     pub mod scripted_server;
     pub mod seed_server;
 }
 
+mod real_models;
 mod seed_dialect;
 mod snapshots;
 mod ui;

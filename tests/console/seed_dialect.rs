@@ -33,6 +33,7 @@ fn console(seed: &SeedServer, runtime: &tokio::runtime::Runtime) -> Harness<'sta
         stagger_ms: 0,
         inline: false,
         server: 0,
+        model: String::new(),
     });
     let spawner = Spawner::new(runtime.handle().clone());
     Harness::builder()

@@ -356,8 +356,8 @@ fn the_models_view() {
     snapshot(&scene, "models");
 }
 
-#[test]
-fn the_models_view_of_real_upstreams() {
+/// The busy scene with a model list from three upstreams, one unreachable.
+fn real_models_scene() -> Scene {
     let mut scene = busy_scene();
     let payload = json!({
         "models": [
@@ -383,8 +383,22 @@ fn the_models_view_of_real_upstreams() {
         },
         NOW,
     );
+    scene
+}
+
+#[test]
+fn the_models_view_of_real_upstreams() {
+    let mut scene = real_models_scene();
     scene.ui.view = View::Models;
     snapshot(&scene, "models_upstreams");
+}
+
+#[test]
+fn the_launch_form_with_a_model_picked() {
+    let mut scene = real_models_scene();
+    scene.ui.launch_open = true;
+    scene.ui.launch.model = "meta-llama/Llama-3.1-8B-Instruct".into();
+    snapshot(&scene, "launch_model");
 }
 
 fn bench_status(phase: &str, running: bool) -> Inbound {

@@ -12,7 +12,7 @@ use runboard_console::ui::{Console, ConsoleConfig, LaunchForm, LogLevel, Request
 use runboard_server::{self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
 use runboard_sse::runtime::Spawner;
 
-struct Setup {
+pub(crate) struct Setup {
     runtime: tokio::runtime::Runtime,
     server: Option<RunningServer>,
     _dir: tempfile::TempDir,
@@ -30,7 +30,7 @@ fn setup(speed: f64, events_endpoint: bool) -> Setup {
     setup_with(speed, |config| config.events_endpoint = events_endpoint)
 }
 
-fn setup_with(speed: f64, adjust: impl FnOnce(&mut ServerConfig)) -> Setup {
+pub(crate) fn setup_with(speed: f64, adjust: impl FnOnce(&mut ServerConfig)) -> Setup {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -57,7 +57,7 @@ fn setup_with(speed: f64, adjust: impl FnOnce(&mut ServerConfig)) -> Setup {
     }
 }
 
-fn console(setup: &Setup, count: u32) -> Harness<'static, Console> {
+pub(crate) fn console(setup: &Setup, count: u32) -> Harness<'static, Console> {
     console_polling(setup, count, Duration::from_millis(300))
 }
 
@@ -70,6 +70,7 @@ fn console_polling(setup: &Setup, count: u32, feed_poll: Duration) -> Harness<'s
         stagger_ms: 0,
         inline: false,
         server: 0,
+        model: String::new(),
     });
     let spawner = Spawner::new(setup.runtime.handle().clone());
     Harness::builder()
@@ -581,6 +582,7 @@ fn with_a_stream_budget_the_runs_beyond_it_are_polled_and_still_finish() {
         stagger_ms: 0,
         inline: false,
         server: 0,
+        model: String::new(),
     });
     let spawner = Spawner::new(setup.runtime.handle().clone());
     let mut harness = Harness::builder()

@@ -582,6 +582,50 @@ async fn models_unreachable_upstreams_and_limits_per_upstream() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_model_server_started_after_runboard_is_found_by_the_next_run() {
+    let spare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = spare.local_addr().unwrap();
+    drop(spare);
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(upstream_config(
+        &dir,
+        &[("late", format!("http://{addr}/v1"))],
+    ))
+    .await;
+    let single = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let refused = finished(&server, single.clone()).await;
+    assert_eq!(refused.summary.status, RunStatus::Failed);
+    let message = of_kind(&refused, "error")[0].data["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("upstream late") && message.contains("unreachable"),
+        "{message}"
+    );
+    assert!(
+        upstream_was_not_asked(&refused),
+        "a run needing an unreachable upstream fails before any step"
+    );
+
+    let upstream = FakeUpstream::start_on(addr, &["m"], |_, _| {
+        answer(&["back"], Duration::from_millis(5), 3)
+    })
+    .await;
+    // The failed read is older than the re-read guard (3 s) by the time the next run needs it.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let detail = finished(&server, single).await;
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    assert_eq!(upstream.chats().len(), 1);
+    assert!(upstream.models_reads() >= 1);
+    server.stop().await;
+}
+
+fn upstream_was_not_asked(detail: &RunDetail) -> bool {
+    of_kind(detail, "data").is_empty() && narration(detail, "agent_start").is_empty()
+}
+
 async fn wait_for<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

@@ -58,7 +58,16 @@ impl FakeUpstream {
         models: &[&str],
         script: impl Fn(usize, &Value) -> Vec<Step> + Send + Sync + 'static,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), models, script).await
+    }
+
+    /// The same on a given address, as a model server started late would be.
+    pub async fn start_on(
+        addr: SocketAddr,
+        models: &[&str],
+        script: impl Fn(usize, &Value) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let models: Vec<String> = models.iter().map(|m| (*m).to_owned()).collect();
         let chats = Arc::new(Mutex::new(Vec::new()));

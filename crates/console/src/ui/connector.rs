@@ -30,6 +30,8 @@ pub struct LaunchRequest {
     pub stagger_ms: u64,
     /// Queued or inline.
     pub mode: RunMode,
+    /// The runs' `params` (an object; empty for the server's defaults).
+    pub params: serde_json::Value,
 }
 
 /// Starts network work for the UI.
@@ -169,7 +171,7 @@ impl Connector {
             let body = CreateRun {
                 task: request.task,
                 mode: request.mode,
-                params: serde_json::Value::Object(serde_json::Map::new()),
+                params: request.params,
             };
             for index in 0..request.count {
                 if index > 0 && request.stagger_ms > 0 {

@@ -213,6 +213,7 @@ impl Console {
         self.demo_benchmark_pending = true;
         let form = crate::ui::state::LaunchForm::default();
         let mode = form.mode();
+        let params = form.params();
         self.connector.launch(
             0,
             LaunchRequest {
@@ -220,6 +221,7 @@ impl Console {
                 count: form.count,
                 stagger_ms: form.stagger_ms,
                 mode,
+                params,
             },
         );
     }
@@ -236,6 +238,7 @@ impl Console {
                         count: form.count.clamp(1, 256),
                         stagger_ms: form.stagger_ms,
                         mode: form.mode(),
+                        params: form.params(),
                     },
                 );
                 self.state.launch_open = false;

@@ -21,6 +21,8 @@ pub struct LaunchForm {
     pub inline: bool,
     /// Which server gets the batch.
     pub server: usize,
+    /// The model every run asks for (`params.model`); empty leaves it to the server.
+    pub model: String,
 }
 
 impl Default for LaunchForm {
@@ -31,11 +33,22 @@ impl Default for LaunchForm {
             stagger_ms: 300,
             inline: false,
             server: 0,
+            model: String::new(),
         }
     }
 }
 
 impl LaunchForm {
+    /// The runs' `params`: the chosen model, if any.
+    pub fn params(&self) -> serde_json::Value {
+        let model = self.model.trim();
+        if model.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({ "model": model })
+        }
+    }
+
     /// The run mode the form asks for.
     pub fn mode(&self) -> RunMode {
         if self.inline {

@@ -153,6 +153,61 @@ fn stat(ui: &mut egui::Ui, value: &str, unit: &str, explanation: &str) {
     ui.label(RichText::new(unit).weak());
 }
 
+/// The model the batch asks for, from the server's model list (real models carry their
+/// upstream); "server's choice" leaves it out. Without a list yet, a button asks for one.
+fn model_choice_ui(
+    ui: &mut egui::Ui,
+    model: &Board,
+    form: &mut crate::ui::state::LaunchForm,
+    actions: &mut Vec<Action>,
+) {
+    let Some(server) = model.servers.get(form.server) else {
+        return;
+    };
+    match &server.models {
+        Some(list) if !list.models.is_empty() => {
+            let shown = if form.model.is_empty() {
+                "server's choice"
+            } else {
+                form.model.as_str()
+            };
+            let label = ui.label("Model");
+            egui::ComboBox::from_id_salt("launch-model")
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut form.model, String::new(), "server's choice");
+                    for info in &list.models {
+                        let label = match &info.upstream {
+                            Some(upstream) => format!("{} @ {upstream}", info.id),
+                            None => info.id.clone(),
+                        };
+                        ui.selectable_value(&mut form.model, info.id.clone(), label);
+                    }
+                })
+                .response
+                .labelled_by(label.id)
+                .on_hover_text("The model every run of the batch asks for (params.model)");
+        }
+        _ if server.models_pending => {
+            ui.spinner();
+        }
+        _ => {
+            let offered = server
+                .health
+                .as_ref()
+                .is_none_or(|h| h.has(runboard_api::Feature::Models));
+            if offered
+                && ui
+                    .small_button("Models…")
+                    .on_hover_text("Ask the server for its models, to pick one for the batch")
+                    .clicked()
+            {
+                actions.push(Action::ListModels(form.server));
+            }
+        }
+    }
+}
+
 fn launch_form_ui(
     ui: &mut egui::Ui,
     model: &Board,
@@ -200,6 +255,7 @@ fn launch_form_ui(
                     }
                 });
         }
+        model_choice_ui(ui, model, form, actions);
         let ready = !form.task.trim().is_empty();
         let submit = task.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if ui.add_enabled(ready, egui::Button::new("Launch")).clicked() || (ready && submit) {
