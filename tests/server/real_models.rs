@@ -622,6 +622,40 @@ async fn a_model_server_started_after_runboard_is_found_by_the_next_run() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_model_server_that_goes_away_after_listing_its_models_is_retried_then_named() {
+    let upstream = FakeUpstream::start(&["m"], |_, _| answer(&["x"], Duration::ZERO, 1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(upstream_config(&dir, &[("gone", upstream.base())])).await;
+    // Its models were read at start; now it stops listening: connections are refused.
+    drop(upstream);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let detail = finished(
+        &server,
+        json!({"messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(detail.summary.status, RunStatus::Failed);
+    let retries = narration(&detail, "upstream_retry");
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    assert!(
+        retries
+            .iter()
+            .all(|r| r.contains("could not reach upstream gone")),
+        "{retries:?}"
+    );
+    let message = of_kind(&detail, "error")[0].data["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("could not reach upstream gone")
+            && message.contains("gave up after 3 tries"),
+        "{message}"
+    );
+    server.stop().await;
+}
+
 fn upstream_was_not_asked(detail: &RunDetail) -> bool {
     of_kind(detail, "data").is_empty() && narration(detail, "agent_start").is_empty()
 }

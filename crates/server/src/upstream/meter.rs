@@ -243,6 +243,37 @@ mod tests {
     }
 
     #[test]
+    fn usage_on_every_chunk_keeps_the_count_exact_throughout() {
+        // vLLM's `continuous_usage_stats`: each chunk carries the running totals.
+        let sent = Instant::now();
+        let mut meter = StepMeter::new(sent);
+        for n in 1..=4u64 {
+            let chunk = Chunk {
+                content: "ab".into(),
+                usage: Some(Usage {
+                    prompt_tokens: Some(5),
+                    completion_tokens: 2 * n,
+                    reasoning_tokens: None,
+                }),
+                ..Chunk::default()
+            };
+            meter.chunk(&chunk, sent + Duration::from_millis(10 * n));
+            assert_eq!(meter.output_tokens(), (2 * n, false));
+        }
+        // A figure below the chunks counted is a server counting only part: still estimated.
+        let low = Chunk {
+            usage: Some(Usage {
+                prompt_tokens: None,
+                completion_tokens: 1,
+                reasoning_tokens: None,
+            }),
+            ..Chunk::default()
+        };
+        meter.chunk(&low, sent + Duration::from_millis(60));
+        assert_eq!(meter.output_tokens(), (4, true));
+    }
+
+    #[test]
     fn a_stream_without_tokens_has_no_times() {
         let sent = Instant::now();
         let figures = StepMeter::new(sent).finish(sent + Duration::from_millis(5));
