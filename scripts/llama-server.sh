@@ -77,6 +77,20 @@ if [ ! -f "$small" ]; then
     --embd 768 --blocks 6 --ff 2048 >&2
 fi
 
+# llama-cpp-python's own OpenAI-compatible server (python -m llama_cpp.server), built by pip
+# from the same source (about 5 minutes the first time; pip keeps the wheel). It behaves unlike
+# llama-server: no usage chunk in streams. Its test is skipped when this cannot be built.
+if ! "$dir/venv/bin/python" -c "import llama_cpp.server" 2> /dev/null; then
+  log "building llama-cpp-python $VERSION with its server (a few minutes)"
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+    "$dir/venv/bin/pip" install -q "llama-cpp-python[server]==$VERSION" >&2 \
+    || log "could not build llama-cpp-python; the test against its server will say so"
+fi
+if "$dir/venv/bin/python" -c "import llama_cpp.server" 2> /dev/null; then
+  echo "export RUNBOARD_LLAMA_PYTHON='$dir/venv/bin/python'"
+fi
+
 echo "export RUNBOARD_LLAMA_SERVER='$binary'"
 echo "export RUNBOARD_TINY_GGUF='$model'"
 echo "export RUNBOARD_SMALL_GGUF='$small'"

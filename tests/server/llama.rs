@@ -23,18 +23,24 @@ fn llama_setup() -> Option<(PathBuf, PathBuf)> {
 
 /// The binary and the model named by `model_var`, when this machine has them.
 pub(crate) fn llama_with(model_var: &str) -> Option<(PathBuf, PathBuf)> {
-    let binary = std::env::var_os("RUNBOARD_LLAMA_SERVER").map(PathBuf::from);
+    server_with("RUNBOARD_LLAMA_SERVER", model_var)
+}
+
+/// The program named by `program_var` and the model named by `model_var`, when this machine
+/// has both; without them the test says so and passes, unless `RUNBOARD_REQUIRE_LLAMA` is set.
+pub(crate) fn server_with(program_var: &str, model_var: &str) -> Option<(PathBuf, PathBuf)> {
+    let binary = std::env::var_os(program_var).map(PathBuf::from);
     let model = std::env::var_os(model_var).map(PathBuf::from);
     match (binary, model) {
         (Some(binary), Some(model)) if binary.is_file() && model.is_file() => Some((binary, model)),
         _ => {
             assert!(
                 std::env::var_os("RUNBOARD_REQUIRE_LLAMA").is_none(),
-                "RUNBOARD_REQUIRE_LLAMA is set but RUNBOARD_LLAMA_SERVER / {model_var} \
-                 do not name a llama-server binary and a model"
+                "RUNBOARD_REQUIRE_LLAMA is set but {program_var} / {model_var} do not name \
+                 a model server and a model"
             );
             eprintln!(
-                "skipped: set RUNBOARD_LLAMA_SERVER and {model_var} to run against llama.cpp \
+                "skipped: set {program_var} and {model_var} to run against a real model server \
                  (eval \"$(scripts/llama-server.sh)\")"
             );
             None
@@ -76,11 +82,48 @@ impl Llama {
             .spawn()
             .expect("llama-server starts");
         let llama = Self(child);
-        let health = format!("http://127.0.0.1:{port}/health");
+        llama
+            .wait_until_it_answers(&format!("http://127.0.0.1:{port}/health"))
+            .await;
+        llama
+    }
+
+    /// llama-cpp-python's server (`python -m llama_cpp.server`) serving `model` as `alias` on one
+    /// thread.
+    pub(crate) async fn start_python(
+        python: &PathBuf,
+        model: &PathBuf,
+        port: u16,
+        alias: &str,
+    ) -> Self {
+        let child = Command::new(python)
+            .args(["-m", "llama_cpp.server", "--model"])
+            .arg(model)
+            .args([
+                "--model_alias",
+                alias,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--n_threads", "1", "--n_ctx", "4096"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("llama-cpp-python's server starts");
+        let llama = Self(child);
+        llama
+            .wait_until_it_answers(&format!("http://127.0.0.1:{port}/v1/models"))
+            .await;
+        llama
+    }
+
+    async fn wait_until_it_answers(&self, url: &str) {
         let http = reqwest::Client::new();
         tokio::time::timeout(Duration::from_secs(60), async {
             loop {
-                if let Ok(response) = http.get(&health).send().await
+                if let Ok(response) = http.get(url).send().await
                     && response.status().is_success()
                 {
                     return;
@@ -89,8 +132,7 @@ impl Llama {
             }
         })
         .await
-        .expect("llama-server answers /health within a minute");
-        llama
+        .unwrap_or_else(|_| panic!("{url} did not answer within a minute"));
     }
 }
 

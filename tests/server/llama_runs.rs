@@ -7,7 +7,7 @@
 //! Needs `RUNBOARD_LLAMA_SERVER` and `RUNBOARD_SMALL_GGUF` (`eval "$(scripts/llama-server.sh)"`);
 //! skipped with a message without them, unless `RUNBOARD_REQUIRE_LLAMA` is set.
 
-use crate::llama::{Llama, free_port, llama_with};
+use crate::llama::{Llama, free_port, llama_with, server_with};
 use crate::support;
 
 use std::time::Duration;
@@ -167,4 +167,79 @@ async fn cancel_mid_step(api: &runboard_api::ApiClient, root: &str) {
     .await
     .expect("llama.cpp stops generating after the cancel");
     assert!(idle < 1500, "stopped after {idle} of 1500 tokens");
+}
+
+/// llama-cpp-python's server sends no usage chunk: runboard counts the stream's chunks, says so
+/// (`estimated`) to the end, and the count never exceeds what the server made (the same request
+/// answered whole carries the exact figure; a chunk can hold more than one token, never less).
+#[tokio::test]
+async fn runs_on_llama_cpp_pythons_server_without_usage_are_counted_from_the_stream() {
+    let Some((python, model)) = server_with("RUNBOARD_LLAMA_PYTHON", "RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let port = free_port();
+    let _server = Llama::start_python(&python, &model, port, "runboard-small").await;
+    let root = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("py={root}/v1"), |_| None).unwrap());
+    let server = start(config).await;
+    let api = client(&server);
+    let messages = json!([{"role": "user", "content": "Describe a lighthouse"}]);
+    let detail = api
+        .create_run(&CreateRun {
+            task: "one step".into(),
+            mode: RunMode::Inline,
+            params: json!({"messages": messages, "max_tokens": STEP_TOKENS, "temperature": 0,
+                           "extra_body": {"logit_bias": {"2": -100}}}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    let step = detail
+        .events
+        .iter()
+        .find(|e| e.event == "data" && e.data["action"] == "step")
+        .map(|e| e.data["payload"].clone())
+        .unwrap();
+    assert_eq!(step["estimated"], true, "no usage chunk came: {step}");
+    assert_eq!(step["finish_reason"], "length");
+    assert!(step["ttft_ms"].as_f64().unwrap() > 0.0);
+    let counted = step["output_tokens"].as_u64().unwrap();
+    let last = detail
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.event == "node_update")
+        .unwrap();
+    assert_eq!(last.data["estimated"], true);
+    assert_eq!(last.data["tokens_out"], counted);
+
+    // The same request answered whole says how many tokens the server made.
+    let whole = reqwest::Client::new()
+        .post(format!("{root}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(
+            json!({"model": "runboard-small", "messages": messages, "max_tokens": STEP_TOKENS,
+                   "temperature": 0, "logit_bias": {"2": -100}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let whole: Value = serde_json::from_slice(&whole).unwrap();
+    let made = whole["usage"]["completion_tokens"].as_u64().unwrap();
+    assert_eq!(made, STEP_TOKENS);
+    eprintln!("llama-cpp-python's server: {counted} chunks with text for {made} tokens");
+    assert!(
+        counted >= 1 && counted <= made,
+        "counted {counted} of {made}"
+    );
+    server.stop().await;
 }
