@@ -656,6 +656,39 @@ async fn a_model_server_that_goes_away_after_listing_its_models_is_retried_then_
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_server_that_ignores_stream_and_answers_whole_is_read_too() {
+    let upstream = FakeUpstream::start(&["m"], |_, _| {
+        let body = json!({"object": "chat.completion", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": "Whole answer.",
+                        "reasoning_content": "brief"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 6}})
+        .to_string();
+        vec![Step::Write(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        ))]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(upstream_config(&dir, &[("u", upstream.base())])).await;
+    let detail = finished(
+        &server,
+        json!({"messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    assert_eq!(detail.summary.tokens_out, 6);
+    let step = &data_payloads(&detail, "step")[0];
+    assert_eq!(step["estimated"], false);
+    assert_eq!(step["finish_reason"], "stop");
+    let last = of_kind(&detail, "node_update").pop().unwrap();
+    assert_eq!(last.data["snippet"], "Whole answer.");
+    assert_eq!(last.data["reasoning"], "brief");
+    server.stop().await;
+}
+
 fn upstream_was_not_asked(detail: &RunDetail) -> bool {
     of_kind(detail, "data").is_empty() && narration(detail, "agent_start").is_empty()
 }

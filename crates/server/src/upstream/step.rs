@@ -112,7 +112,9 @@ impl RunState<'_> {
                 Err(TryEnd::Failed(failure)) => failure,
             };
             let (message, retry_after) = match failure {
-                TryFailure::Final(message) => return Err(StepStop::Failed(message)),
+                TryFailure::Final(message) => {
+                    return Err(StepStop::Failed(upstream.redact(&message)));
+                }
                 TryFailure::Transient {
                     message,
                     retry_after,
@@ -186,7 +188,9 @@ impl RunState<'_> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_stream {
-            return self.whole_answer(response, sent_at, attempt).await;
+            return self
+                .whole_answer(plan, response, sent_at, attempt, &mut live)
+                .await;
         }
         self.read_stream(plan, response, sent_at, attempt, &mut live)
             .await
@@ -364,9 +368,11 @@ impl RunState<'_> {
     /// A 200 that is not a stream: a server that ignored `stream: true` and answered whole.
     async fn whole_answer(
         &mut self,
+        plan: &StepPlan<'_>,
         response: reqwest::Response,
         sent_at: Instant,
         attempt: u32,
+        live: &mut Live,
     ) -> Result<StepResult, TryEnd> {
         let spec = &self.target.upstream.spec;
         let body = self
@@ -397,6 +403,8 @@ impl RunState<'_> {
         let mut reading = Reading::new(sent_at, self.tokens_out);
         reading.take(&chunk, Instant::now());
         self.tokens_out = reading.base + reading.meter.output_tokens().0;
+        // One update with the whole text and count, as a stream's last one would be.
+        self.update(plan, &reading, live).await?;
         Ok(reading.result(Instant::now(), attempt))
     }
 
