@@ -34,7 +34,7 @@ if [ -z "$url" ]; then
   exit 1
 fi
 echo "server on $url"
-node web-e2e/e2e.mjs "$url/" target/web-e2e.png
+node web-e2e/e2e.mjs "$url/" target/web-e2e.png || { echo "the server's log (last 60 lines):" >&2; tail -n 60 "$log" >&2; exit 1; }
 echo "screenshots: target/web-e2e-live.png, target/web-e2e.png"
 
 # Again with runs generated on the real llama.cpp server (serve --upstream), when
@@ -46,10 +46,17 @@ if [ -x "${RUNBOARD_LLAMA_SERVER:-}" ] && [ -f "${RUNBOARD_SMALL_GGUF:-}" ]; the
     --metrics --slots -t 1 -np 4 --alias runboard-small > "$llama_log" 2>&1 &
   llama=$!
   trap 'kill "$server" "$llama" 2> /dev/null || true; rm -f "$log" "$llama_log"' EXIT
+  healthy=""
   for _ in $(seq 1 600); do
-    curl -fs "http://127.0.0.1:$port/health" > /dev/null 2>&1 && break
+    if curl -fs "http://127.0.0.1:$port/health" > /dev/null 2>&1; then healthy=1; break; fi
+    kill -0 "$llama" 2> /dev/null || break
     sleep 0.1
   done
+  if [ -z "$healthy" ]; then
+    echo "error: llama-server did not become healthy on port $port:" >&2
+    tail -n 40 "$llama_log" >&2
+    exit 1
+  fi
   kill "$server" 2> /dev/null || true
   : > "$log"
   target/debug/runboard serve --addr 127.0.0.1:0 --db :memory: --web-dir dist \
@@ -63,7 +70,15 @@ if [ -x "${RUNBOARD_LLAMA_SERVER:-}" ] && [ -f "${RUNBOARD_SMALL_GGUF:-}" ]; the
   done
   [ -n "$url" ] || { echo "error: the server did not start:" >&2; cat "$log" >&2; exit 1; }
   echo "server on $url, generating on llama-server at port $port"
-  E2E_MAX_STREAMS=3 node web-e2e/e2e.mjs "$url/" target/web-e2e-real.png
+  # What the server reads off the upstream before the page launches anything on it.
+  target/debug/runboard models --api "$url" || { cat "$log" >&2; exit 1; }
+  if ! E2E_MAX_STREAMS=3 E2E_LIVE_TIMEOUT_MS=120000 node web-e2e/e2e.mjs "$url/" target/web-e2e-real.png; then
+    echo "the server's log (last 60 lines):" >&2
+    tail -n 60 "$log" >&2
+    echo "llama-server's log (last 40 lines):" >&2
+    tail -n 40 "$llama_log" >&2
+    exit 1
+  fi
   echo "screenshots: target/web-e2e-real-live.png, target/web-e2e-real.png"
 elif [ -n "${RUNBOARD_REQUIRE_LLAMA:-}" ]; then
   echo "error: RUNBOARD_REQUIRE_LLAMA is set but no llama-server and model for the real pass" >&2

@@ -13,13 +13,58 @@ if (!url || !screenshot) {
   process.exit(2);
 }
 
+// What the page and the server showed when a step timed out, so a failure on a machine
+// nobody can log into says why: the title, a screenshot, and every run's state and error.
+let page;
+async function explainFailure() {
+  try {
+    console.error(`the page's title: "${await page.title()}"`);
+    const failedShot = screenshot.replace(/\.png$/, "-failed.png");
+    await page.screenshot({ path: failedShot });
+    console.error(`screenshot of the failure: ${failedShot}`);
+  } catch (error) {
+    console.error(`no screenshot of the failure: ${error.message}`);
+  }
+  try {
+    const response = await fetch(new URL("api/runs", url));
+    const body = await response.json();
+    const runs = Array.isArray(body) ? body : body.runs || [];
+    console.error(`the server's runs (${response.status}): ${runs.length}`);
+    for (const run of runs.slice(0, 20)) {
+      const { run_id, status, tokens_out, agent, snippet } = run;
+      console.error(`  ${JSON.stringify({ run_id, status, tokens_out, agent, snippet })}`);
+    }
+  } catch (error) {
+    console.error(`could not list the server's runs: ${error.message}`);
+  }
+}
+
+// Waits until the page's title (the summary bar's figures) satisfies `ok`, saying the title
+// every 15 s so a slow machine's log shows how far it got.
+const liveTimeout = Number(process.env.E2E_LIVE_TIMEOUT_MS || 60_000);
+async function untilTitle(what, ok, timeout) {
+  const start = Date.now();
+  let said = start;
+  for (;;) {
+    const title = await page.title();
+    if (ok(title)) return;
+    const now = Date.now();
+    if (now - start > timeout) throw new Error(`no ${what} within ${timeout / 1000} s`);
+    if (now - said >= 15_000) {
+      console.log(`waiting for ${what} (${Math.round((now - start) / 1000)} s): "${title}"`);
+      said = now;
+    }
+    await page.waitForTimeout(200);
+  }
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
 });
 let failed = false;
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on("pageerror", (error) => console.log(`page error: ${error.message}`));
   page.on("console", (message) => {
     if (message.type() === "error") console.log(`page console: ${message.text()}`);
@@ -55,23 +100,23 @@ try {
   await page.waitForTimeout(500);
   await page.keyboard.press("Enter");
 
-  await page.waitForFunction(
-    () => {
-      const m = document.title.match(/(\d+) live · ([\d.]+) tok\/s · (\d+) finished/);
+  await untilTitle(
+    "live runs with tok/s > 0",
+    (title) => {
+      const m = title.match(/(\d+) live · ([\d.]+) tok\/s · (\d+) finished/);
       return m && Number(m[1]) > 0 && Number(m[2]) > 0;
     },
-    null,
-    { timeout: 60_000 },
+    liveTimeout,
   );
   console.log(`live with tok/s > 0: "${await page.title()}"`);
   await page.screenshot({ path: screenshot.replace(/\.png$/, "-live.png") });
-  await page.waitForFunction(
-    () => {
-      const m = document.title.match(/(\d+) finished/);
+  await untilTitle(
+    "a finished run",
+    (title) => {
+      const m = title.match(/(\d+) finished/);
       return m && Number(m[1]) >= 1;
     },
-    null,
-    { timeout: 120_000 },
+    120_000,
   );
   console.log(`a finished run reached the feed: "${await page.title()}"`);
   await page.waitForTimeout(1000);
@@ -106,6 +151,7 @@ try {
 } catch (error) {
   console.error(`web e2e failed: ${error.message}`);
   failed = true;
+  await explainFailure();
 } finally {
   await browser.close();
 }
