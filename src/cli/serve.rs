@@ -9,7 +9,8 @@ use clap::Args;
 
 use runboard_server::{
     self as server, ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings,
-    Retention, ScrapeConfig, ServerConfig, StreamSettings, UpstreamConfig, UpstreamSpec, WebBundle,
+    ProxyConfig, Retention, ScrapeConfig, ServerConfig, StreamSettings, UpstreamConfig, UpstreamSpec,
+    WebBundle,
 };
 
 /// Arguments of `runboard serve`.
@@ -137,6 +138,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=131_072))]
     upstream_max_tokens: u64,
+    /// Seconds without a call after which a run made of proxied calls sharing one
+    /// `X-Runboard-Run` header ends (the OpenAI API under /v1, offered with --upstream)
+    #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = positive_f64)]
+    proxy_run_idle_secs: f64,
 }
 
 fn upstream_arg(text: &str) -> Result<String, String> {
@@ -248,6 +253,10 @@ impl ServeArgs {
                 ..ScrapeConfig::default()
             },
             upstreams,
+            proxy: ProxyConfig {
+                run_idle: Duration::from_secs_f64(self.proxy_run_idle_secs),
+                ..ProxyConfig::default()
+            },
             ..ServerConfig::default()
         })
     }
@@ -310,7 +319,10 @@ pub fn describe_generation(config: &UpstreamConfig) -> String {
             format!("{} at {}{key}", spec.name, spec.display_url())
         })
         .collect();
-    format!("runs on {}", upstreams.join(", "))
+    format!(
+        "runs on {}; the OpenAI API is passed on under /v1",
+        upstreams.join(", ")
+    )
 }
 
 async fn wait_for_stop_signal() {

@@ -55,21 +55,28 @@ pub struct ActiveRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestPhase {
+    /// Held by runboard until the model server has a free slot (`--upstream-concurrency`).
+    Queued,
     /// Sent; no token yet (queued on the model server, or reading the prompt).
     WaitingForFirstToken,
     /// Tokens are arriving.
     Decoding,
     /// Waiting before another try (after a 429, a 5xx or a refused connection).
     Retrying,
+    /// A phase a newer server names that this build does not know.
+    #[serde(other)]
+    Other,
 }
 
 impl RequestPhase {
     /// Its wire name, for people too.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::WaitingForFirstToken => "waiting_for_first_token",
             Self::Decoding => "decoding",
             Self::Retrying => "retrying",
+            Self::Other => "other",
         }
     }
 }

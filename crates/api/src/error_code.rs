@@ -68,13 +68,17 @@ pub enum ErrorCode {
     Interrupted,
     /// A run's generation failed (an `error` event).
     GenerationFailed,
+    /// No model server configured with `--upstream` serves the model a proxied request asks for.
+    ModelNotFound,
+    /// The model server a proxied request needs could not be reached.
+    UpstreamUnavailable,
     /// A code this side does not know, as it came.
     Other(String),
 }
 
 impl ErrorCode {
     /// Every code this side knows.
-    pub const KNOWN: [Self; 31] = [
+    pub const KNOWN: [Self; 33] = [
         Self::NotFound,
         Self::Unauthorized,
         Self::BadJson,
@@ -106,6 +110,8 @@ impl ErrorCode {
         Self::BenchmarkSourceIsLog,
         Self::Interrupted,
         Self::GenerationFailed,
+        Self::ModelNotFound,
+        Self::UpstreamUnavailable,
     ];
 
     /// The wire name.
@@ -142,6 +148,8 @@ impl ErrorCode {
             Self::BenchmarkSourceIsLog => "benchmark_source_is_log",
             Self::Interrupted => "interrupted",
             Self::GenerationFailed => "generation_failed",
+            Self::ModelNotFound => "model_not_found",
+            Self::UpstreamUnavailable => "upstream_unavailable",
             Self::Other(code) => code,
         }
     }

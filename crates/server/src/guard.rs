@@ -34,6 +34,8 @@ struct GuardSettings {
     bound: SocketAddr,
     /// Request bodies larger than this are refused.
     max_body_bytes: usize,
+    /// The same for the OpenAI-compatible proxy under `/v1` (prompts can be long).
+    proxy_max_body_bytes: usize,
 }
 
 impl Guard {
@@ -43,6 +45,7 @@ impl Guard {
         cors_origins: Vec<String>,
         bound: SocketAddr,
         max_body_bytes: usize,
+        proxy_max_body_bytes: usize,
     ) -> Self {
         Self {
             inner: Arc::new(GuardSettings {
@@ -50,11 +53,12 @@ impl Guard {
                 cors_origins,
                 bound,
                 max_body_bytes,
+                proxy_max_body_bytes,
             }),
         }
     }
 
-    fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Failure> {
+    fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Failure> {
         let settings = &self.inner;
         let host = headers
             .get(header::HOST)
@@ -99,14 +103,16 @@ impl Guard {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|text| text.trim().parse::<u64>().ok());
-        if declared.is_some_and(|length| length > settings.max_body_bytes as u64) {
+        let limit = if is_proxy_path(path) {
+            settings.proxy_max_body_bytes
+        } else {
+            settings.max_body_bytes
+        };
+        if declared.is_some_and(|length| length > limit as u64) {
             return Err(Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::BodyTooLarge,
-                format!(
-                    "the request body is larger than {} bytes",
-                    settings.max_body_bytes
-                ),
+                format!("the request body is larger than {limit} bytes"),
             ));
         }
         let has_body = declared.is_some_and(|length| length > 0)
@@ -124,10 +130,15 @@ impl Guard {
 
 /// The middleware: runs [`Guard`]'s checks on every request.
 pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    match guard.check(request.method(), request.headers()) {
+    match guard.check(request.method(), request.uri().path(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(failure) => failure.into_response(),
     }
+}
+
+/// The OpenAI-compatible proxy's paths.
+pub fn is_proxy_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
 }
 
 /// `application/json`, with parameters (`; charset=utf-8`) allowed.

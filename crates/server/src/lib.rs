@@ -12,6 +12,7 @@ pub mod generator;
 mod guard;
 mod hub;
 pub mod listener;
+pub mod proxy;
 mod recorder;
 mod request_span;
 mod routes;
@@ -44,6 +45,7 @@ pub use runs::RunLimits;
 pub use scrape::ScrapeConfig;
 pub use store::{DbLocation, Retention, StoreError};
 pub use stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
+pub use proxy::ProxyConfig;
 pub use upstream::{UpstreamConfig, UpstreamSpec};
 pub use web_bundle::WebBundle;
 
@@ -128,6 +130,8 @@ pub struct ServerConfig {
     pub scrape: ScrapeConfig,
     /// Model servers runs are generated on (`--upstream`); none runs the synthetic generator.
     pub upstreams: UpstreamConfig,
+    /// The OpenAI-compatible proxy under `/v1`, offered with any `--upstream`.
+    pub proxy: ProxyConfig,
 }
 
 impl Default for ServerConfig {
@@ -158,6 +162,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             scrape: ScrapeConfig::default(),
             upstreams: UpstreamConfig::none(),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -293,7 +298,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         shutdown: shutdown.clone(),
         requests: requests.clone(),
         health: health.clone(),
-        upstreams,
+        upstreams: upstreams.clone(),
+    });
+    let proxy = upstreams.map(|pool| {
+        proxy::Proxy::start(pool, runs.clone(), config.proxy.clone(), shutdown.clone())
     });
     runs.recover().await?;
     prune_periodically(
@@ -332,6 +340,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         web: config.web.clone(),
         upstreams: scrape::start(&scrape_config(&config), &shutdown),
         telemetry,
+        proxy,
     };
     let app = routes::router(
         state,
@@ -387,6 +396,7 @@ fn guard_for(
             .collect(),
         addr,
         config.max_body_bytes,
+        config.proxy.max_body_bytes,
     )
 }
 

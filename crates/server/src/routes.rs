@@ -24,6 +24,7 @@ use super::benchmark::{self, BenchmarkBoard, BenchmarkRunner, Interval, Resume, 
 use super::failure::Failure;
 use super::generator;
 use super::guard::{Guard, guard};
+use super::proxy::{Endpoint, Proxy};
 use super::request_span::request_span;
 use super::runs::{CancelOutcome, CreateError, Runs};
 use super::scrape::{self, UpstreamsBoard};
@@ -87,6 +88,8 @@ pub struct AppState {
     pub upstreams: UpstreamsBoard,
     /// runboard's own metrics.
     pub telemetry: Telemetry,
+    /// The OpenAI-compatible proxy under `/v1`, with `--upstream`.
+    pub proxy: Option<Proxy>,
 }
 
 /// The router: every API route behind the token check, the web console for everything else,
@@ -112,7 +115,10 @@ pub fn router(
         .route(
             "/metrics/active-requests/stream",
             get(active_requests_stream),
-        );
+        )
+        .route("/v1/chat/completions", post(proxy_chat))
+        .route("/v1/completions", post(proxy_completions))
+        .route("/v1/models", get(proxy_models));
     if state.events_endpoint {
         router = router.route("/api/events", get(all_events));
     }
@@ -227,9 +233,28 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     body: Body,
     what: &str,
 ) -> Result<T, Failure> {
-    let limit = state.max_body_bytes;
-    let read = tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit));
-    let bytes = read
+    let bytes = read_body(state, body, state.max_body_bytes).await?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        if error.is_data() {
+            Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidBody,
+                format!("the body is not {what}: {error}"),
+            )
+        } else {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadJson,
+                format!("the body is not valid JSON: {error}"),
+            )
+        }
+    })
+}
+
+/// Reads a body of at most `limit` bytes within `body_timeout` (413 beyond the size, 408
+/// beyond the time).
+async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<bytes::Bytes, Failure> {
+    tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| {
             Failure::new(
@@ -247,22 +272,46 @@ async fn read_json<T: serde::de::DeserializeOwned>(
                 ErrorCode::BodyTooLarge,
                 format!("the request body is larger than {limit} bytes"),
             )
-        })?;
-    serde_json::from_slice(&bytes).map_err(|error| {
-        if error.is_data() {
-            Failure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::InvalidBody,
-                format!("the body is not {what}: {error}"),
-            )
-        } else {
-            Failure::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadJson,
-                format!("the body is not valid JSON: {error}"),
-            )
-        }
+        })
+}
+
+/// The proxy, or why there is none.
+fn proxy(state: &AppState) -> Result<&Proxy, Failure> {
+    state.proxy.as_ref().ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "this server passes the OpenAI API on only to model servers given with --upstream; \
+             it has none",
+        )
     })
+}
+
+/// `POST /v1/chat/completions`, passed on to the upstream serving the model.
+async fn proxy_chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let proxy = proxy(&state)?;
+    let bytes = read_body(&state, body, proxy.max_body_bytes()).await?;
+    Ok(proxy.call(Endpoint::Chat, &headers, bytes).await)
+}
+
+/// `POST /v1/completions`, passed on to the upstream serving the model.
+async fn proxy_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let proxy = proxy(&state)?;
+    let bytes = read_body(&state, body, proxy.max_body_bytes()).await?;
+    Ok(proxy.call(Endpoint::Completions, &headers, bytes).await)
+}
+
+/// `GET /v1/models`: the upstreams' models and the aliases.
+async fn proxy_models(State(state): State<AppState>) -> Result<Response, Failure> {
+    Ok(Json(proxy(&state)?.models()).into_response())
 }
 
 /// `params` as an object within the generator's bounds: null becomes `{}`, anything else but

@@ -209,6 +209,62 @@ impl Runs {
         }
     }
 
+    /// Starts a run whose work happens elsewhere (a proxied client's requests): stored as
+    /// `running` at once, outside the queue and `--concurrency` (the client decides when to
+    /// generate). It can be cancelled like any run; [`Runs::release`] records its end.
+    pub async fn adopt(&self, task: String, params: Value) -> Result<RunContext, CreateError> {
+        let status = self.inner.health.current();
+        if !status.writable {
+            return Err(CreateError::Unwritable(status.error.unwrap_or_default()));
+        }
+        let (row, seed) = self.store_new_run(task, params.clone()).await?;
+        let run_id = row.summary.run_id.clone();
+        let cancel = CancellationToken::new();
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id.clone(), cancel.clone());
+        let started = self
+            .inner
+            .recorder
+            .event(
+                &run_id,
+                RunEvent::status(RunStatus::Running, Some("started")),
+                now_rfc3339(),
+            )
+            .await;
+        if started.is_err() {
+            self.forget(&run_id);
+            return Err(CreateError::Stopped);
+        }
+        Ok(RunContext {
+            run_id,
+            task: row.summary.task,
+            params,
+            recorder: self.inner.recorder.clone(),
+            cancel,
+            shutdown: self.inner.shutdown.clone(),
+            seed,
+            requests: self.inner.requests.clone(),
+        })
+    }
+
+    /// Records how an adopted run ended; an interrupted one is left `running` for the next
+    /// start to fail, as generated runs are.
+    pub async fn release(&self, run_id: &str, outcome: Outcome) {
+        self.forget(run_id);
+        let _ = self.finish(run_id, outcome).await;
+    }
+
+    fn forget(&self, run_id: &str) {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(run_id);
+    }
+
     /// Runs waiting for a slot now.
     pub fn queued(&self) -> usize {
         self.inner.queued.load(Ordering::SeqCst)
@@ -345,22 +401,27 @@ impl Runs {
             (false, None) => generator::run(&self.inner.generator, &context).await,
         };
         drop(slot);
+        self.finish(&run_id, outcome).await
+    }
+
+    /// Records how a run ended: its final status (with the error first, for a failure).
+    async fn finish(&self, run_id: &str, outcome: Outcome) -> Result<(), Stopped> {
         match outcome {
-            Outcome::Completed => self.end(&run_id, RunStatus::Completed, None).await,
+            Outcome::Completed => self.end(run_id, RunStatus::Completed, None).await,
             Outcome::Cancelled => {
-                self.end(&run_id, RunStatus::Cancelled, Some("cancelled by request"))
+                self.end(run_id, RunStatus::Cancelled, Some("cancelled by request"))
                     .await
             }
             Outcome::Failed(message) => {
                 self.inner
                     .recorder
                     .event(
-                        &run_id,
+                        run_id,
                         RunEvent::error(message.clone(), ErrorCode::GenerationFailed),
                         now_rfc3339(),
                     )
                     .await?;
-                self.end(&run_id, RunStatus::Failed, Some(&message)).await
+                self.end(run_id, RunStatus::Failed, Some(&message)).await
             }
             Outcome::Interrupted => Err(Stopped),
         }

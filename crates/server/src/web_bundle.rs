@@ -60,7 +60,7 @@ impl WebBundle {
 
 /// Whether a path belongs to the API (and so gets JSON errors and needs the token).
 pub fn is_api_path(path: &str) -> bool {
-    ["/api", "/metrics"]
+    ["/api", "/metrics", "/v1"]
         .iter()
         .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
 }

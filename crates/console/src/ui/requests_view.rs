@@ -213,6 +213,11 @@ fn phase_ui(ui: &mut egui::Ui, request: &runboard_api::ActiveRequest) {
         return;
     };
     let (word, color, hover) = match phase {
+        RequestPhase::Queued => (
+            "queued",
+            egui::Color32::from_rgb(150, 110, 190),
+            "Held by runboard until the model server has a free slot",
+        ),
         RequestPhase::WaitingForFirstToken => (
             "waiting",
             egui::Color32::from_rgb(128, 128, 140),
@@ -227,6 +232,11 @@ fn phase_ui(ui: &mut egui::Ui, request: &runboard_api::ActiveRequest) {
             "retrying",
             egui::Color32::from_rgb(210, 130, 30),
             "Waiting before another try",
+        ),
+        RequestPhase::Other => (
+            "?",
+            egui::Color32::from_rgb(128, 128, 140),
+            "A phase this console does not know (a newer server)",
         ),
     };
     let label = match request.attempt {

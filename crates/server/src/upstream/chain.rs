@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value, json};
 
 use super::UpstreamPool;
+use super::meter::RunTotals;
 use super::step::{RunState, StepPlan, StepResult, StepStop};
 use crate::generator::{Outcome, RunContext};
 use runboard_api::RunEvent;
@@ -120,7 +121,7 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
             }
         }
     }
-    let mut totals = Totals::default();
+    let mut totals = RunTotals::default();
     if let Some(messages) = params.get("messages") {
         let mut body = sampling.clone();
         body.insert("messages".into(), messages.clone());
@@ -175,7 +176,7 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
 async fn run_step(
     state: &mut RunState<'_>,
     plan: &StepPlan<'_>,
-    totals: &mut Totals,
+    totals: &mut RunTotals,
 ) -> Result<StepResult, StepStop> {
     let ctx = state.ctx;
     let intro = format!("{} takes over (iteration {})", plan.agent, plan.iteration);
@@ -204,7 +205,7 @@ async fn run_step(
         object.insert("tokens_out".into(), json!(state.tokens_out));
     }
     data(ctx, "step", payload).await?;
-    totals.add(&result);
+    totals.add(&result.figures);
     Ok(result)
 }
 
@@ -220,56 +221,6 @@ fn messages_for(agent: &str, task: &str, outputs: &[(String, u64, String)]) -> V
         {"role": "system", "content": system_prompt(agent)},
         {"role": "user", "content": user},
     ])
-}
-
-/// The run's sums over its steps.
-#[derive(Debug, Default)]
-struct Totals {
-    steps: u64,
-    estimated: bool,
-    prompt_tokens: u64,
-    first_ttft_ms: Option<f64>,
-    ttft_ms_sum: f64,
-    with_ttft: u64,
-    decode_ms: f64,
-    decode_tokens: u64,
-    duration_ms: f64,
-}
-
-impl Totals {
-    fn add(&mut self, result: &StepResult) {
-        let figures = &result.figures;
-        self.steps += 1;
-        self.estimated |= figures.estimated;
-        self.prompt_tokens += figures.prompt_tokens.unwrap_or(0);
-        if let Some(ttft) = figures.ttft_ms {
-            self.first_ttft_ms.get_or_insert(ttft);
-            self.ttft_ms_sum += ttft;
-            self.with_ttft += 1;
-        }
-        if let (Some(tpot), true) = (figures.tpot_ms, figures.output_tokens > 1) {
-            #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
-            let span = tpot * (figures.output_tokens - 1) as f64;
-            self.decode_ms += span;
-            self.decode_tokens += figures.output_tokens - 1;
-        }
-        self.duration_ms += figures.duration_ms;
-    }
-
-    #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
-    fn figures(&self, tokens_out: u64) -> Value {
-        json!({
-            "steps": self.steps,
-            "output_tokens": tokens_out,
-            "estimated": self.estimated,
-            "prompt_tokens": self.prompt_tokens,
-            "ttft_ms": self.first_ttft_ms,
-            "mean_ttft_ms": (self.with_ttft > 0).then(|| self.ttft_ms_sum / self.with_ttft as f64),
-            "tok_per_sec": (self.decode_ms > 0.0)
-                .then(|| self.decode_tokens as f64 / (self.decode_ms / 1000.0)),
-            "duration_ms": self.duration_ms,
-        })
-    }
 }
 
 async fn narrate(ctx: &RunContext, level: &str, action: &str, text: &str) -> Result<(), StepStop> {

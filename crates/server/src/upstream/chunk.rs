@@ -75,8 +75,13 @@ pub fn decode(data: &str) -> Result<Chunk, ChunkError> {
     // runboard asks for one choice; any others are ignored.
     if let Some(choice) = wire.choices.into_iter().find(|c| c.index.unwrap_or(0) == 0) {
         chunk.finish_reason = choice.finish_reason;
-        if let Some(delta) = choice.delta {
-            chunk.content = delta.content.unwrap_or_default();
+        if let Some(text) = choice.text {
+            chunk.content = text;
+        }
+        if let Some(delta) = choice.delta.or(choice.message) {
+            if let Some(content) = delta.content {
+                chunk.content = content;
+            }
             chunk.reasoning = delta
                 .reasoning_content
                 .or(delta.reasoning)
@@ -155,6 +160,12 @@ struct WireChoice {
     index: Option<u64>,
     #[serde(default)]
     delta: Option<WireDelta>,
+    /// A whole (non-streamed) chat completion's message: read as one big delta.
+    #[serde(default)]
+    message: Option<WireDelta>,
+    /// `/completions`' text, streamed or whole.
+    #[serde(default)]
+    text: Option<String>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
@@ -239,6 +250,26 @@ mod tests {
             decode(r#"{"choices":[{"delta":{},"finish_reason":"length"}],"usage":null}"#).unwrap();
         assert_eq!(last.finish_reason.as_deref(), Some("length"));
         assert_eq!(last.usage, None);
+    }
+
+    #[test]
+    fn whole_completions_and_legacy_text_are_read_as_one_chunk() {
+        let whole = decode(
+            r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hi there",
+                "reasoning_content":"think","tool_calls":[{"id":"c1","type":"function",
+                "function":{"name":"f","arguments":"{}"}}]},"finish_reason":"stop"}],
+                "usage":{"prompt_tokens":5,"completion_tokens":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(whole.content, "Hi there");
+        assert_eq!(whole.reasoning, "think");
+        assert_eq!(whole.tool_calls[0].name.as_deref(), Some("f"));
+        assert_eq!(whole.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(whole.usage.unwrap().completion_tokens, 3);
+        let legacy = decode(r#"{"object":"text_completion","choices":[{"index":0,"text":" world",
+            "finish_reason":null}]}"#)
+        .unwrap();
+        assert_eq!(legacy.content, " world");
     }
 
     #[test]

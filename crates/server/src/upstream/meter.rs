@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::chunk::{Chunk, Usage};
@@ -180,6 +181,58 @@ impl StepMeter {
             tok_per_sec: self.tok_per_sec(),
             duration_ms: millis(end.saturating_duration_since(self.sent_at)),
         }
+    }
+}
+
+/// The run's sums over its steps.
+#[derive(Debug, Default)]
+pub struct RunTotals {
+    /// Steps taken.
+    pub steps: u64,
+    estimated: bool,
+    prompt_tokens: u64,
+    first_ttft_ms: Option<f64>,
+    ttft_ms_sum: f64,
+    with_ttft: u64,
+    decode_ms: f64,
+    decode_tokens: u64,
+    duration_ms: f64,
+}
+
+impl RunTotals {
+    /// Adds a step's figures.
+    pub fn add(&mut self, figures: &StepFigures) {
+        self.steps += 1;
+        self.estimated |= figures.estimated;
+        self.prompt_tokens += figures.prompt_tokens.unwrap_or(0);
+        if let Some(ttft) = figures.ttft_ms {
+            self.first_ttft_ms.get_or_insert(ttft);
+            self.ttft_ms_sum += ttft;
+            self.with_ttft += 1;
+        }
+        if let (Some(tpot), true) = (figures.tpot_ms, figures.output_tokens > 1) {
+            #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
+            let span = tpot * (figures.output_tokens - 1) as f64;
+            self.decode_ms += span;
+            self.decode_tokens += figures.output_tokens - 1;
+        }
+        self.duration_ms += figures.duration_ms;
+    }
+
+    #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+    /// The sums as the `run_metrics` data event carries them, for a run of `tokens_out`.
+    pub fn figures(&self, tokens_out: u64) -> Value {
+        json!({
+            "steps": self.steps,
+            "output_tokens": tokens_out,
+            "estimated": self.estimated,
+            "prompt_tokens": self.prompt_tokens,
+            "ttft_ms": self.first_ttft_ms,
+            "mean_ttft_ms": (self.with_ttft > 0).then(|| self.ttft_ms_sum / self.with_ttft as f64),
+            "tok_per_sec": (self.decode_ms > 0.0)
+                .then(|| self.decode_tokens as f64 / (self.decode_ms / 1000.0)),
+            "duration_ms": self.duration_ms,
+        })
     }
 }
 

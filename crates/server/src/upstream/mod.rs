@@ -7,11 +7,13 @@
 //! tried again.
 
 mod chain;
-mod chunk;
-mod meter;
+pub(crate) mod chunk;
+pub(crate) mod meter;
+pub(crate) mod pace;
+pub(crate) mod reading;
 mod retry;
 pub mod spec;
-mod step;
+pub(crate) mod step;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

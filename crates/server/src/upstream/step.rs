@@ -3,25 +3,22 @@
 //! `update_every`, and tried again (up to three times) when the upstream is overloaded,
 //! failing, unreachable, cut or silent.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::chunk::{self, ChunkError};
-use super::meter::{StepFigures, StepMeter};
+use super::meter::StepFigures;
+use super::pace::{Pace, Paced};
+use super::reading::Reading;
 use super::retry::{self, MAX_TRIES, TryFailure};
 use super::{Target, UpstreamPool};
 use crate::active_requests::{LiveFigures, NewRequest, RequestGuard};
-use crate::generator::{RunContext, SNIPPET_CHARS, tail};
+use crate::generator::RunContext;
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{NodeUpdate, RequestPhase, RunEvent};
+use runboard_api::{RequestPhase, RunEvent};
 use runboard_sse::{Frame, ResponseEvents, SseError};
-
-/// The most text kept of one step's answer (and of its reasoning); tokens past it are still
-/// counted. `max_tokens` keeps real steps far below it.
-const MAX_STEP_TEXT: usize = 512 * 1024;
 
 /// How much of an error answer's body is read for its message.
 const MAX_ERROR_BODY: usize = 4096;
@@ -244,8 +241,7 @@ impl RunState<'_> {
         let mut reading = Reading::new(sent_at, self.tokens_out);
         let mut events = ResponseEvents::new(response, Some(idle));
         let update_every = self.pool.config().update_every;
-        let mut last_update: Option<Instant> = None;
-        let mut dirty = false;
+        let mut pace = Pace::new(update_every);
         // One timer, moved when an update is held back, not made anew for every chunk.
         let flush = tokio::time::sleep(update_every);
         tokio::pin!(flush);
@@ -259,10 +255,9 @@ impl RunState<'_> {
         loop {
             let frame = tokio::select! {
                 stop = &mut stopped => return Err(stop.into()),
-                () = &mut flush, if dirty => {
+                () = &mut flush, if pace.held() => {
                     self.update(plan, &reading, live).await?;
-                    last_update = Some(Instant::now());
-                    dirty = false;
+                    pace.sent(Instant::now());
                     continue;
                 }
                 frame = events.next() => frame,
@@ -272,7 +267,7 @@ impl RunState<'_> {
                 Some(Ok(Frame::Event(event))) => event.data,
                 Some(Ok(_)) => continue,
                 Some(Err(error)) => {
-                    if dirty {
+                    if pace.held() {
                         self.update(plan, &reading, live).await?;
                     }
                     return Err(self.broken(&error, &reading));
@@ -284,19 +279,14 @@ impl RunState<'_> {
             match chunk::decode(&data) {
                 Ok(chunk) => {
                     if reading.take(&chunk, Instant::now()) {
-                        self.tokens_out = reading.base + reading.meter.output_tokens().0;
-                        match last_update {
-                            Some(at) if at.elapsed() < update_every => {
-                                if !dirty {
-                                    flush.as_mut().reset(at + update_every);
-                                    dirty = true;
-                                }
-                            }
-                            _ => {
+                        self.tokens_out = reading.run_tokens();
+                        match pace.tokens(Instant::now()) {
+                            Paced::Now => {
                                 self.update(plan, &reading, live).await?;
-                                last_update = Some(Instant::now());
-                                dirty = false;
+                                pace.sent(Instant::now());
                             }
+                            Paced::HoldUntil(at) => flush.as_mut().reset(at),
+                            Paced::AlreadyHeld => {}
                         }
                     }
                 }
@@ -316,7 +306,7 @@ impl RunState<'_> {
                 }
             }
         }
-        self.tokens_out = reading.base + reading.meter.output_tokens().0;
+        self.tokens_out = reading.run_tokens();
         // The latest text and counts always reach the clients, whatever the rate limit held.
         self.update(plan, &reading, live).await?;
         Ok(reading.result(Instant::now(), attempt))
@@ -402,7 +392,7 @@ impl RunState<'_> {
         .map_err(|error| TryEnd::Failed(TryFailure::Final(error.to_string())))?;
         let mut reading = Reading::new(sent_at, self.tokens_out);
         reading.take(&chunk, Instant::now());
-        self.tokens_out = reading.base + reading.meter.output_tokens().0;
+        self.tokens_out = reading.run_tokens();
         // One update with the whole text and count, as a stream's last one would be.
         self.update(plan, &reading, live).await?;
         Ok(reading.result(Instant::now(), attempt))
@@ -416,33 +406,14 @@ impl RunState<'_> {
         reading: &Reading,
         live: &mut Live,
     ) -> Result<(), StepStop> {
-        let (step_tokens, estimated) = reading.meter.output_tokens();
         let ts = now_rfc3339();
-        let update = RunEvent::NodeUpdate(NodeUpdate {
-            agent: Some(plan.agent.to_owned()),
-            iteration: u32::try_from(plan.iteration).ok(),
-            tokens_out: Some(reading.base + step_tokens),
-            snippet: Some(tail(&reading.text, SNIPPET_CHARS).to_owned()),
-            ts: Some(ts.clone()),
-            reasoning: (!reading.reasoning.is_empty())
-                .then(|| tail(&reading.reasoning, SNIPPET_CHARS).to_owned()),
-            estimated: estimated.then_some(true),
-            ..NodeUpdate::default()
-        });
+        let update = RunEvent::NodeUpdate(reading.node_update(plan.agent, plan.iteration, &ts));
         self.ctx
             .recorder
             .event(&self.ctx.run_id, update, ts)
             .await
             .map_err(|_| StepStop::Interrupted)?;
-        live.figures.phase = if reading.meter.started() {
-            RequestPhase::Decoding
-        } else {
-            RequestPhase::WaitingForFirstToken
-        };
-        live.figures.output_tokens = step_tokens;
-        live.figures.input_tokens = reading.meter.prompt_tokens();
-        live.figures.ttft_ms = reading.meter.ttft().map(|d| d.as_secs_f64() * 1000.0);
-        live.figures.tok_per_sec = reading.meter.tok_per_sec();
+        reading.live_figures(&mut live.figures);
         live.request.set_live(&live.figures);
         Ok(())
     }
@@ -476,76 +447,6 @@ impl RunState<'_> {
 struct Live {
     request: RequestGuard,
     figures: LiveFigures,
-}
-
-/// What one try's stream has given so far.
-struct Reading {
-    meter: StepMeter,
-    /// The run's tokens before this try.
-    base: u64,
-    text: String,
-    reasoning: String,
-    tool_calls: BTreeMap<u64, ToolCall>,
-    finish_reason: Option<String>,
-    warned: bool,
-}
-
-impl Reading {
-    fn new(sent_at: Instant, base: u64) -> Self {
-        Self {
-            meter: StepMeter::new(sent_at),
-            base,
-            text: String::new(),
-            reasoning: String::new(),
-            tool_calls: BTreeMap::new(),
-            finish_reason: None,
-            warned: false,
-        }
-    }
-
-    /// Takes in a chunk; whether it carried tokens.
-    fn take(&mut self, chunk: &chunk::Chunk, at: Instant) -> bool {
-        if chunk.finish_reason.is_some() {
-            self.finish_reason.clone_from(&chunk.finish_reason);
-        }
-        if self.text.len() < MAX_STEP_TEXT {
-            self.text.push_str(&chunk.content);
-        }
-        if self.reasoning.len() < MAX_STEP_TEXT {
-            self.reasoning.push_str(&chunk.reasoning);
-        }
-        for piece in &chunk.tool_calls {
-            let call = self
-                .tool_calls
-                .entry(piece.index)
-                .or_insert_with(|| ToolCall {
-                    index: piece.index,
-                    ..ToolCall::default()
-                });
-            if piece.id.is_some() {
-                call.id.clone_from(&piece.id);
-            }
-            if let Some(name) = &piece.name {
-                call.name.push_str(name);
-            }
-            if call.arguments.len() < MAX_STEP_TEXT {
-                call.arguments.push_str(&piece.arguments);
-            }
-        }
-        let had_usage = chunk.usage.is_some();
-        let tokens = self.meter.chunk(chunk, at);
-        tokens || had_usage
-    }
-
-    fn result(self, end: Instant, tries: u32) -> StepResult {
-        StepResult {
-            figures: self.meter.finish(end),
-            text: self.text,
-            tool_calls: self.tool_calls.into_values().collect(),
-            finish_reason: self.finish_reason,
-            tries,
-        }
-    }
 }
 
 fn transient(message: String) -> TryEnd {

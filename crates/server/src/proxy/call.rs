@@ -1,0 +1,182 @@
+//! What a client's OpenAI request says about itself: the model it wants, whether it streams,
+//! the task a person would recognise it by, and who is calling (the run and agent headers).
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+/// How much of the last user message names the run.
+pub const TASK_CHARS: usize = 200;
+
+/// Groups a client's calls into one run.
+pub const RUN_HEADER: &str = "x-runboard-run";
+/// Ends that run once this call is answered.
+pub const RUN_END_HEADER: &str = "x-runboard-run-end";
+/// Names the agent a call is made for.
+pub const AGENT_HEADER: &str = "x-runboard-agent";
+
+/// The OpenAI endpoints runboard passes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/completions`.
+    Completions,
+}
+
+impl Endpoint {
+    /// The path below the upstream's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Chat => "/chat/completions",
+            Self::Completions => "/completions",
+        }
+    }
+}
+
+/// One client call, read from its body and headers.
+#[derive(Debug, Clone)]
+pub struct ClientCall {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// `model`, when given.
+    pub model: Option<String>,
+    /// `stream: true`.
+    pub stream: bool,
+    /// The last user message (or the prompt), cut to [`TASK_CHARS`].
+    pub task: String,
+    /// `X-Runboard-Agent`, else the body's `user`, else `client`.
+    pub agent: String,
+    /// `X-Runboard-Run`, when the call is a step of a longer run.
+    pub run_key: Option<String>,
+    /// `X-Runboard-Run-End: true`.
+    pub ends_run: bool,
+    /// The prompt's size in characters (a rough token figure until the server says).
+    pub prompt_chars: usize,
+}
+
+impl ClientCall {
+    /// Reads a call from its JSON body and headers.
+    pub fn read(endpoint: Endpoint, body: &Value, headers: &HeaderMap) -> Self {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        let agent = header(AGENT_HEADER)
+            .or_else(|| {
+                body.get("user")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|user| !user.is_empty())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "client".to_owned());
+        let prompt = match endpoint {
+            Endpoint::Chat => body.get("messages"),
+            Endpoint::Completions => body.get("prompt"),
+        };
+        let task = match endpoint {
+            Endpoint::Chat => prompt.and_then(last_user_text),
+            Endpoint::Completions => prompt.and_then(prompt_text),
+        }
+        .map(|text| first_chars(text.trim(), TASK_CHARS))
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| "(no user message)".to_owned());
+        Self {
+            endpoint,
+            model: body.get("model").and_then(Value::as_str).map(str::to_owned),
+            stream: body.get("stream").and_then(Value::as_bool) == Some(true),
+            task,
+            agent: first_chars(&agent, 64),
+            run_key: header(RUN_HEADER).map(|key| first_chars(&key, 200)),
+            ends_run: header(RUN_END_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            prompt_chars: prompt.map_or(0, |p| p.to_string().len()),
+        }
+    }
+}
+
+/// The text of the last `user` message: a string, or the text parts of a list of parts.
+fn last_user_text(messages: &Value) -> Option<String> {
+    let message = messages
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+    match message.get("content")? {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => None,
+    }
+}
+
+/// A completion's prompt: a string, or the first of a list.
+fn prompt_text(prompt: &Value) -> Option<String> {
+    match prompt {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(items) => items.first().and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// The first `max` characters, on a character boundary, with control characters as spaces.
+fn first_chars(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn task_agent_and_run_come_from_the_body_and_headers() {
+        let body = json!({
+            "model": "m", "stream": true, "user": "labeler-7",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "first question"},
+                {"role": "assistant", "content": "an answer"},
+                {"role": "user", "content": [{"type": "text", "text": "second"},
+                                             {"type": "image_url", "image_url": {"url": "x"}},
+                                             {"type": "text", "text": "question\nnow"}]},
+            ],
+        });
+        let mut headers = HeaderMap::new();
+        let call = ClientCall::read(Endpoint::Chat, &body, &headers);
+        assert_eq!(call.task, "second question now");
+        assert_eq!(call.agent, "labeler-7");
+        assert!(call.stream && call.run_key.is_none() && !call.ends_run);
+        headers.insert(AGENT_HEADER, "critic".parse().unwrap());
+        headers.insert(RUN_HEADER, "pipeline-1".parse().unwrap());
+        headers.insert(RUN_END_HEADER, "TRUE".parse().unwrap());
+        let call = ClientCall::read(Endpoint::Chat, &body, &headers);
+        assert_eq!(call.agent, "critic");
+        assert_eq!(call.run_key.as_deref(), Some("pipeline-1"));
+        assert!(call.ends_run);
+    }
+
+    #[test]
+    fn completions_take_the_prompt_and_long_tasks_are_cut() {
+        let long = "é".repeat(500);
+        let body = json!({"model": "m", "prompt": [long.clone()]});
+        let call = ClientCall::read(Endpoint::Completions, &body, &HeaderMap::new());
+        assert_eq!(call.task.chars().count(), TASK_CHARS);
+        assert_eq!(call.agent, "client");
+        assert!(!call.stream);
+        let empty = ClientCall::read(Endpoint::Chat, &json!({"messages": []}), &HeaderMap::new());
+        assert_eq!(empty.task, "(no user message)");
+        assert!(empty.model.is_none());
+    }
+}

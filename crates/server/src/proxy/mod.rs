@@ -1,0 +1,197 @@
+//! The OpenAI API under `/v1`, passed on to the `--upstream` model servers: clients change one
+//! base URL and every call they make shows up live as a run. Answers reach the client byte for
+//! byte as the upstream sends them; runboard reads a copy (`exchange`). Calls are grouped into
+//! runs by `session`; `call` reads what a call says about itself.
+
+mod call;
+mod exchange;
+mod session;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::failure::Failure;
+use crate::runs::{CreateError, Runs};
+use crate::upstream::UpstreamPool;
+use runboard_api::ErrorCode;
+
+pub use call::{AGENT_HEADER, Endpoint, RUN_END_HEADER, RUN_HEADER};
+pub use exchange::RUN_ID_HEADER;
+
+/// The proxy's settings.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// A run made of calls sharing `X-Runboard-Run` ends after this long without a call
+    /// (`--proxy-run-idle-secs`).
+    pub run_idle: Duration,
+    /// The largest request body a client may send (prompts can be long).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            run_idle: Duration::from_secs(60),
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// The proxy: the upstreams, and the runs its calls become. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pool: UpstreamPool,
+    sessions: session::Sessions,
+    config: ProxyConfig,
+}
+
+impl Proxy {
+    /// A proxy to `pool`'s upstreams whose calls become runs of `runs`.
+    pub fn start(
+        pool: UpstreamPool,
+        runs: Runs,
+        config: ProxyConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            sessions: session::Sessions::start(runs, config.run_idle, shutdown),
+            pool,
+            config,
+        }
+    }
+
+    /// The largest body a client may send.
+    pub fn max_body_bytes(&self) -> usize {
+        self.config.max_body_bytes
+    }
+
+    /// `GET /v1/models`: every upstream's models and the aliases, as `OpenAI` lists models.
+    pub fn models(&self) -> Value {
+        let (models, _) = self.pool.models();
+        let mut data: Vec<Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for model in &models {
+            if seen.insert(model.id.clone()) {
+                data.push(json!({
+                    "id": model.id,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": model.owned_by.clone().or_else(|| model.upstream.clone()),
+                }));
+            }
+        }
+        for (alias, target) in &self.pool.config().aliases {
+            if seen.insert(alias.clone()) {
+                data.push(json!({
+                    "id": alias,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": format!("alias of {target}"),
+                }));
+            }
+        }
+        json!({"object": "list", "data": data})
+    }
+
+    /// A completion call: routed by its model, passed on, and answered with the upstream's
+    /// own status, headers and bytes.
+    pub async fn call(&self, endpoint: Endpoint, headers: &HeaderMap, body: Bytes) -> Response {
+        match self.prepare(endpoint, headers, body).await {
+            Ok(exchange) => {
+                let (head_tx, head_rx) = oneshot::channel();
+                tokio::spawn(exchange.run(head_tx));
+                match head_rx.await {
+                    Ok(Ok(head)) => answer(head),
+                    Ok(Err(failure)) => failure.into_response(),
+                    Err(_) => Failure::shutting_down().into_response(),
+                }
+            }
+            Err(failure) => failure.into_response(),
+        }
+    }
+
+    async fn prepare(
+        &self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<exchange::Exchange, Failure> {
+        let mut value: Value = serde_json::from_slice(&body).map_err(|error| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadJson,
+                format!("the request body is not JSON: {error}"),
+            )
+        })?;
+        if !value.is_object() {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidBody,
+                "the request body must be a JSON object",
+            ));
+        }
+        let call = call::ClientCall::read(endpoint, &value, headers);
+        let target = self
+            .pool
+            .resolve(call.model.as_deref())
+            .await
+            .map_err(|message| {
+                // Every upstream answered and none serves it; otherwise one that might is down.
+                let (status, code) = if message.starts_with("no upstream serves") {
+                    (StatusCode::NOT_FOUND, ErrorCode::ModelNotFound)
+                } else {
+                    (StatusCode::BAD_GATEWAY, ErrorCode::UpstreamUnavailable)
+                };
+                Failure::new(status, code, message)
+            })?;
+        // The body goes on as the client wrote it, unless an alias (or no model) has to be
+        // replaced by the model the upstream knows.
+        let body = if call.model.as_deref() == Some(target.model.as_str()) {
+            body
+        } else {
+            value["model"] = json!(target.model);
+            Bytes::from(value.to_string())
+        };
+        let params = session::run_params(
+            &target.asked,
+            &format!("/v1{}", endpoint.path()),
+            call.run_key.as_deref(),
+            &call.agent,
+        );
+        let (run, number) = self
+            .sessions
+            .begin(call.run_key.as_deref(), &call.task, params)
+            .await
+            .map_err(|error| match error {
+                CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
+                CreateError::QueueFull { .. } | CreateError::Stopped => Failure::shutting_down(),
+            })?;
+        Ok(exchange::Exchange {
+            call,
+            run,
+            number,
+            target,
+            body,
+            accept: headers.get(header::ACCEPT).cloned(),
+            pool: self.pool.clone(),
+            sessions: self.sessions.clone(),
+        })
+    }
+}
+
+/// The client's response: the upstream's status and headers, and its body as it comes.
+fn answer(head: exchange::Head) -> Response {
+    let mut pieces = head.body;
+    let stream = futures_util::stream::poll_fn(move |cx| pieces.poll_recv(cx));
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
+}
