@@ -21,6 +21,7 @@ mod limits;
 mod llama;
 mod llama_runs;
 mod metrics;
+mod proxy;
 mod real_models;
 mod requests;
 mod restart;

@@ -152,7 +152,8 @@ impl Shared {
             let _ = stream.shutdown().await;
             return;
         }
-        if !request.path.ends_with("/chat/completions") {
+        // `/chat/completions` and the legacy `/completions` are answered alike by the script.
+        if !request.path.ends_with("/completions") {
             let _ = stream
                 .write_all(json_reply(404, r#"{"error":{"message":"no such route"}}"#).as_bytes())
                 .await;
@@ -221,6 +222,19 @@ fn json_reply(code: u16, body: &str) -> String {
          Connection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+/// The body bytes a script writes after its head (the first step), as a client reads them
+/// from a stream that ends when the connection closes.
+pub fn body_of(steps: &[Step]) -> String {
+    steps
+        .iter()
+        .skip(1)
+        .filter_map(|step| match step {
+            Step::Write(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The head of a 200 event stream that ends when the connection closes.
@@ -333,4 +347,23 @@ pub fn answer(words: &[&str], gap: Duration, prompt_tokens: u64) -> Vec<Step> {
     steps.push(Step::Write(usage(prompt_tokens, words.len() as u64)));
     steps.push(Step::Write(done()));
     steps
+}
+
+/// A whole (non-streamed) chat completion answering `text`, with its usage.
+pub fn whole_reply(text: &str, prompt: u64, completion: u64) -> Vec<Step> {
+    let body = json!({"id": "chatcmpl-1", "object": "chat.completion", "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                  "total_tokens": prompt + completion}})
+    .to_string();
+    vec![Step::Write(json_reply(200, &body))]
+}
+
+/// The JSON body of a [`whole_reply`] or [`error_reply`] script.
+pub fn json_body_of(steps: &[Step]) -> String {
+    match &steps[0] {
+        Step::Write(text) => text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default(),
+        _ => String::new(),
+    }
 }

@@ -105,13 +105,19 @@ impl Proxy {
     pub async fn call(&self, endpoint: Endpoint, headers: &HeaderMap, body: Bytes) -> Response {
         match self.prepare(endpoint, headers, body).await {
             Ok(exchange) => {
+                let run_id = exchange.run.ctx.run_id.clone();
                 let (head_tx, head_rx) = oneshot::channel();
                 tokio::spawn(exchange.run(head_tx));
-                match head_rx.await {
-                    Ok(Ok(head)) => answer(head),
+                let mut response = match head_rx.await {
+                    Ok(Ok(head)) => return answer(head),
                     Ok(Err(failure)) => failure.into_response(),
                     Err(_) => Failure::shutting_down().into_response(),
+                };
+                // runboard's own error for a call that became a run still names the run.
+                if let Ok(value) = axum::http::HeaderValue::from_str(&run_id) {
+                    response.headers_mut().insert(RUN_ID_HEADER, value);
                 }
+                response
             }
             Err(failure) => failure.into_response(),
         }
