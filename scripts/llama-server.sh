@@ -87,6 +87,17 @@ if ! "$dir/venv/bin/python" -c "import llama_cpp.server" 2> /dev/null; then
     "$dir/venv/bin/pip" install -q "llama-cpp-python[server]==$VERSION" >&2 \
     || log "could not build llama-cpp-python; the test against its server will say so"
 fi
+# The official `openai` package, a worker's client for the proxy's tests (tests/server/
+# llama_proxy.rs): pure Python, seconds to install.
+if ! "$dir/venv/bin/python" -c "import openai" 2> /dev/null; then
+  log "installing the openai package"
+  "$dir/venv/bin/pip" install -q "openai==3.57.0" >&2 \
+    || log "could not install the openai package; the proxy's test with it will say so"
+fi
+if "$dir/venv/bin/python" -c "import openai" 2> /dev/null; then
+  echo "export RUNBOARD_OPENAI_PYTHON='$dir/venv/bin/python'"
+fi
+
 if "$dir/venv/bin/python" -c "import llama_cpp.server" 2> /dev/null; then
   echo "export RUNBOARD_LLAMA_PYTHON='$dir/venv/bin/python'"
 fi

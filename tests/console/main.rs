@@ -6,11 +6,13 @@
 #[path = "../support"]
 mod support {
     #![allow(dead_code)]
+    pub mod llama_server;
     pub mod openai_upstream;
     pub mod scripted_server;
     pub mod seed_server;
 }
 
+mod proxy;
 mod real_models;
 mod seed_dialect;
 mod snapshots;

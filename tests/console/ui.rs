@@ -18,6 +18,13 @@ pub(crate) struct Setup {
     _dir: tempfile::TempDir,
 }
 
+impl Setup {
+    /// The server's base URL.
+    pub(crate) fn url(&self) -> String {
+        self.server.as_ref().unwrap().url()
+    }
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {

@@ -7,6 +7,7 @@
 mod support {
     #![allow(dead_code)]
     pub mod cut_proxy;
+    pub mod llama_server;
     pub mod openai_upstream;
     pub mod raw_http;
     pub mod scripted_server;
@@ -19,6 +20,7 @@ mod benchmark;
 mod exchange;
 mod limits;
 mod llama;
+mod llama_proxy;
 mod llama_runs;
 mod metrics;
 mod proxy;

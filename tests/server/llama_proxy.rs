@@ -1,0 +1,127 @@
+//! The proxy against the real llama.cpp server, with the official `openai` Python package as
+//! the worker: the answers it gets through runboard equal those it gets from the model server
+//! directly (temperature 0, a fixed seed), and each call is a run in `/api/runs` that
+//! `runboard tail` can follow.
+//!
+//! Needs `RUNBOARD_LLAMA_SERVER`, `RUNBOARD_SMALL_GGUF` and `RUNBOARD_OPENAI_PYTHON`
+//! (`eval "$(scripts/llama-server.sh)"`); skipped with a message without them, unless
+//! `RUNBOARD_REQUIRE_LLAMA` is set.
+
+use crate::support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use runboard_api::{ApiClient, RunQuery, RunStatus};
+use runboard_server::UpstreamSpec;
+use serde_json::Value;
+use support::llama_server::{Llama, free_port, llama_with, server_with};
+use support::test_server::{config, start, wait_finished};
+
+const TOKEN: &str = "proxy-test-token";
+
+/// Runs the `openai` package's worker against `base` and returns what it received.
+async fn worker(python: &Path, base: &str, key: &str, agent: Option<&str>) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openai_client.py");
+    let mut command = tokio::process::Command::new(python);
+    command.arg(script).args([base, key, "runboard-small"]);
+    if let Some(agent) = agent {
+        command.arg(agent);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the worker did not finish within two minutes")
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "the worker failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the worker prints one JSON line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_package_gets_the_same_answers_through_runboard_and_each_call_is_a_run() {
+    let Some((binary, model)) = llama_with("RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let Some((python, _)) = server_with("RUNBOARD_OPENAI_PYTHON", "RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let port = free_port();
+    let _llama = Llama::start_as(&binary, &model, port, "runboard-small").await;
+    let root = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("llama={root}/v1"), |_| None).unwrap());
+    config.token = Some(TOKEN.into());
+    let server = start(config).await;
+
+    let direct = worker(&python, &format!("{root}/v1"), "no-key", None).await;
+    let proxied = worker(
+        &python,
+        &format!("{}/v1", server.url()),
+        TOKEN,
+        Some("py-worker"),
+    )
+    .await;
+    assert_eq!(proxied["stream"], direct["stream"]);
+    assert_eq!(proxied["whole"], direct["whole"]);
+    assert_eq!(proxied["chunks"], direct["chunks"]);
+    assert_eq!(proxied["whole_tokens"], 24);
+    let streamed = proxied["stream"].as_str().unwrap();
+    assert!(!streamed.is_empty());
+
+    let api = ApiClient::new(&server.url(), Some(TOKEN.into())).unwrap();
+    let runs = api.list_runs(&RunQuery::default()).await.unwrap().runs;
+    assert_eq!(runs.len(), 2, "one run per call: {runs:#?}");
+    // Newest first: the whole answer, then the stream.
+    let whole = wait_finished(&api, &runs[0].run_id, Duration::from_secs(10)).await;
+    let stream = wait_finished(&api, &runs[1].run_id, Duration::from_secs(10)).await;
+    for detail in [&whole, &stream] {
+        assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+        assert_eq!(detail.summary.agent.as_deref(), Some("py-worker"));
+        assert_eq!(
+            detail.summary.task,
+            "Describe the lighthouse at the end of the pier."
+        );
+    }
+    assert_eq!(whole.summary.tokens_out, 24, "llama.cpp's usage figure");
+    let step = stream
+        .events
+        .iter()
+        .find(|e| e.event == "data" && e.data["action"] == "step")
+        .map(|e| &e.data["payload"])
+        .expect("the streamed call's step");
+    assert!(step["ttft_ms"].as_f64().unwrap() > 0.0, "{step}");
+    assert!(step["tok_per_sec"].as_f64().unwrap() > 0.0, "{step}");
+    let counted = step["output_tokens"].as_u64().unwrap();
+    assert!((1..=24).contains(&counted), "{step}");
+    let snippet = stream
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.event == "node_update")
+        .and_then(|e| e.data["snippet"].as_str())
+        .unwrap();
+    assert_eq!(snippet, streamed, "the card shows the text the worker got");
+
+    let tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_runboard"))
+        .args(["tail", &stream.summary.run_id, "--api", &server.url()])
+        .args(["--token", TOKEN])
+        .output();
+    let tail = tokio::time::timeout(Duration::from_secs(20), tail)
+        .await
+        .expect("runboard tail ends with the run")
+        .unwrap();
+    let printed = String::from_utf8_lossy(&tail.stdout);
+    assert!(
+        printed.contains("py-worker calls runboard-small at llama (call 1)"),
+        "{printed}"
+    );
+    assert!(printed.contains("completed"), "{printed}");
+    server.stop().await;
+}
