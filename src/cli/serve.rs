@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::Args;
 
 use runboard_server::{
-    self as server, ConnectionLimits, DbLocation, GeneratorConfig, RequestStreamSettings,
-    ProxyConfig, Retention, ScrapeConfig, ServerConfig, StreamSettings, UpstreamConfig, UpstreamSpec,
-    WebBundle,
+    self as server, ConnectionLimits, DbLocation, GeneratorConfig, ProxyConfig,
+    RequestStreamSettings, Retention, ScrapeConfig, ServerConfig, StreamSettings, UpstreamConfig,
+    UpstreamSpec, WebBundle,
 };
 
 /// Arguments of `runboard serve`.
@@ -139,7 +139,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=131_072))]
     upstream_max_tokens: u64,
     /// Seconds without a call after which a run made of proxied calls sharing one
-    /// `X-Runboard-Run` header ends (the OpenAI API under /v1, offered with --upstream)
+    /// `X-Runboard-Run` header ends (the proxy under /v1, offered with --upstream)
     #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = positive_f64)]
     proxy_run_idle_secs: f64,
 }

@@ -36,14 +36,25 @@ fn a_worker_calling_through_the_proxy_shows_up_as_cards_with_its_text() {
     });
     let base = format!("{}/v1", setup.url());
     let mut harness = console(&setup, 1);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openai_client.py");
-    let worker = std::thread::spawn(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .args([base.as_str(), "no-token-needed", "runboard-small", "py-worker"])
-            .output()
-            .expect("python runs")
-    });
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openai_client.py"
+    );
+    let worker = std::thread::Builder::new()
+        .name("openai-worker".into())
+        .spawn(move || {
+            std::process::Command::new(python)
+                .arg(script)
+                .args([
+                    base.as_str(),
+                    "no-token-needed",
+                    "runboard-small",
+                    "py-worker",
+                ])
+                .output()
+                .expect("python runs")
+        })
+        .unwrap();
     wait_for(
         &mut harness,
         Duration::from_secs(90),

@@ -22,7 +22,10 @@ const TOKEN: &str = "proxy-test-token";
 
 /// Runs the `openai` package's worker against `base` and returns what it received.
 async fn worker(python: &Path, base: &str, key: &str, agent: Option<&str>) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openai_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openai_client.py"
+    );
     let mut command = tokio::process::Command::new(python);
     command.arg(script).args([base, key, "runboard-small"]);
     if let Some(agent) = agent {
@@ -75,7 +78,7 @@ async fn the_openai_package_gets_the_same_answers_through_runboard_and_each_call
     let streamed = proxied["stream"].as_str().unwrap();
     assert!(!streamed.is_empty());
 
-    let api = ApiClient::new(&server.url(), Some(TOKEN.into())).unwrap();
+    let api = ApiClient::new(&server.url(), Some(TOKEN)).unwrap();
     let runs = api.list_runs(&RunQuery::default()).await.unwrap().runs;
     assert_eq!(runs.len(), 2, "one run per call: {runs:#?}");
     // Newest first: the whole answer, then the stream.

@@ -7,8 +7,8 @@
 //! Needs `RUNBOARD_LLAMA_SERVER` and `RUNBOARD_SMALL_GGUF` (`eval "$(scripts/llama-server.sh)"`);
 //! skipped with a message without them, unless `RUNBOARD_REQUIRE_LLAMA` is set.
 
-use support::llama_server::{Llama, free_port, llama_with, server_with};
 use crate::support;
+use support::llama_server::{Llama, free_port, llama_with, server_with};
 
 use std::time::Duration;
 

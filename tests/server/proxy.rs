@@ -38,7 +38,7 @@ fn proxy_config(dir: &tempfile::TempDir, upstream: &FakeUpstream) -> ServerConfi
 }
 
 fn api(server: &RunningServer) -> ApiClient {
-    ApiClient::new(&server.url(), Some(TOKEN.into())).unwrap()
+    ApiClient::new(&server.url(), Some(TOKEN)).unwrap()
 }
 
 /// A call as a worker makes it: JSON, runboard's token, and any extra headers.
@@ -123,7 +123,9 @@ async fn curl_through_the_proxy_gets_the_upstreams_bytes_and_the_call_becomes_a_
         .expect("curl must be installed (.ci/run installs it)");
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(String::from_utf8(output.stdout).unwrap(), expected);
-    let head = std::fs::read_to_string(&headers_file).unwrap().to_lowercase();
+    let head = std::fs::read_to_string(&headers_file)
+        .unwrap()
+        .to_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-type: text/event-stream"), "{head}");
     let run_id = head
@@ -136,8 +138,14 @@ async fn curl_through_the_proxy_gets_the_upstreams_bytes_and_the_call_becomes_a_
     // The upstream got the client's body byte for byte, with runboard's key, not its token.
     let seen = upstream.chats();
     assert_eq!(seen.len(), 1);
-    assert_eq!(String::from_utf8(seen[0].request.body.clone()).unwrap(), request);
-    assert_eq!(seen[0].request.header("authorization"), Some(&*format!("Bearer {KEY}")));
+    assert_eq!(
+        String::from_utf8(seen[0].request.body.clone()).unwrap(),
+        request
+    );
+    assert_eq!(
+        seen[0].request.header("authorization"),
+        Some(&*format!("Bearer {KEY}"))
+    );
     assert!(seen[0].request.path.ends_with("/v1/chat/completions"));
     assert!(
         seen[0]
@@ -190,7 +198,10 @@ async fn three_calls_with_one_run_header_are_one_run_with_three_steps() {
         ("writer", false, false),
         ("critic", true, true),
     ] {
-        let mut headers = vec![("x-runboard-run", "pipeline-7"), ("x-runboard-agent", agent)];
+        let mut headers = vec![
+            ("x-runboard-run", "pipeline-7"),
+            ("x-runboard-agent", agent),
+        ];
         if last {
             headers.push(("x-runboard-run-end", "true"));
         }
@@ -220,11 +231,17 @@ async fn three_calls_with_one_run_header_are_one_run_with_three_steps() {
     let steps = data_payloads(&detail, "step");
     let agents: Vec<&str> = steps.iter().map(|s| s["agent"].as_str().unwrap()).collect();
     assert_eq!(agents, ["planner", "writer", "critic"]);
-    let numbers: Vec<u64> = steps.iter().map(|s| s["iteration"].as_u64().unwrap()).collect();
+    let numbers: Vec<u64> = steps
+        .iter()
+        .map(|s| s["iteration"].as_u64().unwrap())
+        .collect();
     assert_eq!(numbers, [1, 2, 3]);
     assert_eq!(steps[1]["stream"], false);
     assert_eq!(steps[1]["output_tokens"], 4);
-    assert_eq!(steps[2]["tokens_out"], 10, "the run's count goes on across calls");
+    assert_eq!(
+        steps[2]["tokens_out"], 10,
+        "the run's count goes on across calls"
+    );
     let metrics = data_payloads(&detail, "run_metrics");
     assert_eq!(metrics[0]["steps"], 3);
     assert_eq!(metrics[0]["output_tokens"], 10);
@@ -241,7 +258,10 @@ async fn three_calls_with_one_run_header_are_one_run_with_three_steps() {
     .await;
     let lone = run_id_of(&response);
     response.text().await.unwrap();
-    assert_eq!(api.run(&lone).await.unwrap().summary.status, RunStatus::Running);
+    assert_eq!(
+        api.run(&lone).await.unwrap().summary.status,
+        RunStatus::Running
+    );
     let detail = wait_finished(&api, &lone, Duration::from_secs(5)).await;
     assert_eq!(detail.summary.status, RunStatus::Completed);
     assert!(narration_text(&detail).contains("Done: 3 tokens in 1 call(s)"));
@@ -284,7 +304,9 @@ async fn a_client_that_leaves_mid_stream_closes_the_upstream_request_at_once() {
         let mut body = response.bytes_stream();
         let mut text = String::new();
         while text.matches("\"content\"").count() < 4 {
-            text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+            text.push_str(&String::from_utf8_lossy(
+                &body.next().await.unwrap().unwrap(),
+            ));
         }
         let left_at = Instant::now();
         drop(body);
@@ -301,7 +323,10 @@ async fn a_client_that_leaves_mid_stream_closes_the_upstream_request_at_once() {
         assert!(upstream.chats()[index].closed_by_client);
         let after = ended_at.saturating_duration_since(left_at);
         eprintln!("call {index}: the upstream saw the close {after:?} after the client left");
-        assert!(after < Duration::from_millis(100), "upstream closed after {after:?}");
+        assert!(
+            after < Duration::from_millis(100),
+            "upstream closed after {after:?}"
+        );
         let detail = wait_finished(&api, &run_id, Duration::from_secs(5)).await;
         assert_eq!(detail.summary.status, RunStatus::Cancelled);
         assert!(
@@ -324,7 +349,7 @@ async fn upstream_errors_reach_the_client_as_sent_and_fail_the_run() {
         Step::Write(done()),
     ];
     let refusal = error_reply(429, "Rate limit reached for requests", "Retry-After: 2\r\n");
-    let scripts = vec![
+    let scripts = [
         refusal.clone(),
         mid_stream.clone(),
         vec![
@@ -353,7 +378,10 @@ async fn upstream_errors_reach_the_client_as_sent_and_fail_the_run() {
     assert_eq!(detail.summary.status, RunStatus::Failed);
     let error = &events(&detail, "error")[0].data["message"];
     assert!(
-        error.as_str().unwrap().contains("answered HTTP 429: Rate limit reached"),
+        error
+            .as_str()
+            .unwrap()
+            .contains("answered HTTP 429: Rate limit reached"),
         "{error}"
     );
 
@@ -363,8 +391,14 @@ async fn upstream_errors_reach_the_client_as_sent_and_fail_the_run() {
     assert_eq!(response.text().await.unwrap(), body_of(&mid_stream));
     let detail = wait_finished(&api, &run_id, Duration::from_secs(5)).await;
     assert_eq!(detail.summary.status, RunStatus::Failed);
-    let error = events(&detail, "error")[0].data["message"].as_str().unwrap().to_owned();
-    assert!(error.contains("error mid-stream: CUDA out of memory"), "{error}");
+    let error = events(&detail, "error")[0].data["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("error mid-stream: CUDA out of memory"),
+        "{error}"
+    );
 
     // A cut stream: the client's is cut too, after what came before the cut.
     let response = call(&server, "/v1/chat/completions", &body, &[]).await;
@@ -373,19 +407,24 @@ async fn upstream_errors_reach_the_client_as_sent_and_fail_the_run() {
     let mut got = String::new();
     let mut broke = false;
     while let Some(piece) = stream.next().await {
-        match piece {
-            Ok(bytes) => got.push_str(&String::from_utf8_lossy(&bytes)),
-            Err(_) => {
-                broke = true;
-                break;
-            }
+        if let Ok(bytes) = piece {
+            got.push_str(&String::from_utf8_lossy(&bytes));
+        } else {
+            broke = true;
+            break;
         }
     }
-    assert!(broke, "the client's stream must break as the upstream's did: {got}");
+    assert!(
+        broke,
+        "the client's stream must break as the upstream's did: {got}"
+    );
     assert_eq!(got, role() + &content("cut"));
     let detail = wait_finished(&api, &run_id, Duration::from_secs(5)).await;
     assert_eq!(detail.summary.status, RunStatus::Failed);
-    let error = events(&detail, "error")[0].data["message"].as_str().unwrap().to_owned();
+    let error = events(&detail, "error")[0].data["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(error.contains("was cut after 1 tokens"), "{error}");
     assert_eq!(upstream.chats().len(), 3, "nothing was tried twice");
 
@@ -411,10 +450,8 @@ async fn upstream_errors_reach_the_client_as_sent_and_fail_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_refused_before_the_upstream_get_clear_errors_and_make_no_run() {
-    let upstream = FakeUpstream::start(&["org/chat"], |_, _| {
-        answer(&["x"], Duration::ZERO, 1)
-    })
-    .await;
+    let upstream =
+        FakeUpstream::start(&["org/chat"], |_, _| answer(&["x"], Duration::ZERO, 1)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = proxy_config(&dir, &upstream);
     config.proxy.max_body_bytes = 4096;
@@ -473,10 +510,17 @@ async fn calls_refused_before_the_upstream_get_clear_errors_and_make_no_run() {
     // A server without --upstream says why it has no /v1.
     let plain_dir = tempfile::tempdir().unwrap();
     let plain = start(config_without_upstream(&plain_dir)).await;
-    let response = reqwest::get(format!("{}/v1/models", plain.url())).await.unwrap();
+    let response = reqwest::get(format!("{}/v1/models", plain.url()))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-    assert!(answer["error"]["message"].as_str().unwrap().contains("--upstream"));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--upstream")
+    );
     plain.stop().await;
 }
 
@@ -498,7 +542,11 @@ async fn models_aliases_whole_answers_and_legacy_completions_pass_through() {
     ];
     let legacy_body = body_of(&legacy);
     let upstream = FakeUpstream::start(&["org/chat", "org/base"], move |index, _| {
-        if index == 0 { whole.clone() } else { legacy.clone() }
+        if index == 0 {
+            whole.clone()
+        } else {
+            legacy.clone()
+        }
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -543,8 +591,14 @@ async fn models_aliases_whole_answers_and_legacy_completions_pass_through() {
     assert_eq!(detail.summary.agent.as_deref(), Some("ingest-worker"));
     assert_eq!(detail.summary.tokens_out, 5);
     let step = &data_payloads(&detail, "step")[0];
-    assert_eq!((step["model"].as_str(), step["resolved_model"].as_str()), (Some("fast"), Some("org/chat")));
-    assert_eq!(events(&detail, "node_update").last().unwrap().data["snippet"], "Tides follow the moon.");
+    assert_eq!(
+        (step["model"].as_str(), step["resolved_model"].as_str()),
+        (Some("fast"), Some("org/chat"))
+    );
+    assert_eq!(
+        events(&detail, "node_update").last().unwrap().data["snippet"],
+        "Tides follow the moon."
+    );
 
     let response = call(
         &server,
@@ -555,12 +609,20 @@ async fn models_aliases_whole_answers_and_legacy_completions_pass_through() {
     .await;
     let run_id = run_id_of(&response);
     assert_eq!(response.text().await.unwrap(), legacy_body);
-    assert!(upstream.chats()[1].request.path.ends_with("/v1/completions"));
+    assert!(
+        upstream.chats()[1]
+            .request
+            .path
+            .ends_with("/v1/completions")
+    );
     let detail = wait_finished(&api, &run_id, Duration::from_secs(5)).await;
     assert_eq!(detail.summary.task, "Once");
     let step = &data_payloads(&detail, "step")[0];
     assert_eq!(step["output_tokens"], 2);
-    assert_eq!(step["estimated"], true, "no usage came: counted from the chunks");
+    assert_eq!(
+        step["estimated"], true,
+        "no usage came: counted from the chunks"
+    );
     assert_eq!(step["endpoint"], "/v1/completions");
     server.stop().await;
 }
@@ -568,7 +630,12 @@ async fn models_aliases_whole_answers_and_legacy_completions_pass_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_held_by_the_upstream_limit_show_as_queued_and_a_cancel_cuts_the_client() {
     let upstream = FakeUpstream::start(&["org/chat"], |_, _| {
-        vec![stream_head(), Step::Write(role()), Step::Write(content("x")), Step::Hang]
+        vec![
+            stream_head(),
+            Step::Write(role()),
+            Step::Write(content("x")),
+            Step::Hang,
+        ]
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -578,7 +645,13 @@ async fn calls_held_by_the_upstream_limit_show_as_queued_and_a_cancel_cuts_the_c
     let api = api(&server);
     let body = chat("org/chat", true, "hold on");
 
-    let first = call(&server, "/v1/chat/completions", &body, &[("x-runboard-agent", "first")]).await;
+    let first = call(
+        &server,
+        "/v1/chat/completions",
+        &body,
+        &[("x-runboard-agent", "first")],
+    )
+    .await;
     let first_run = run_id_of(&first);
     let second = {
         let server_url = server.url();
@@ -611,7 +684,11 @@ async fn calls_held_by_the_upstream_limit_show_as_queued_and_a_cancel_cuts_the_c
     .expect("the held call shows among the active requests");
     assert_eq!(queued.phase, Some(RequestPhase::Queued));
     assert_eq!(queued.upstream.as_deref(), Some("gpu"));
-    assert_eq!(upstream.chats().len(), 1, "the second waits for the first's slot");
+    assert_eq!(
+        upstream.chats().len(),
+        1,
+        "the second waits for the first's slot"
+    );
 
     // Cancelling the first from the board cuts its client and frees the slot.
     api.cancel(&first_run).await.unwrap();

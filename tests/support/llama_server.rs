@@ -42,12 +42,7 @@ impl Llama {
     }
 
     /// Serves `model` as `alias` with two slots on one thread, metrics and slots on.
-    pub async fn start_as(
-        binary: &PathBuf,
-        model: &PathBuf,
-        port: u16,
-        alias: &str,
-    ) -> Self {
+    pub async fn start_as(binary: &PathBuf, model: &PathBuf, port: u16, alias: &str) -> Self {
         let child = Command::new(binary)
             .args(["-m"])
             .arg(model)
@@ -75,12 +70,7 @@ impl Llama {
 
     /// llama-cpp-python's server (`python -m llama_cpp.server`) serving `model` as `alias` on one
     /// thread.
-    pub async fn start_python(
-        python: &PathBuf,
-        model: &PathBuf,
-        port: u16,
-        alias: &str,
-    ) -> Self {
+    pub async fn start_python(python: &PathBuf, model: &PathBuf, port: u16, alias: &str) -> Self {
         let child = Command::new(python)
             .args(["-m", "llama_cpp.server", "--model"])
             .arg(model)
@@ -135,4 +125,3 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
-

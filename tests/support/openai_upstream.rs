@@ -363,7 +363,10 @@ pub fn whole_reply(text: &str, prompt: u64, completion: u64) -> Vec<Step> {
 /// The JSON body of a [`whole_reply`] or [`error_reply`] script.
 pub fn json_body_of(steps: &[Step]) -> String {
     match &steps[0] {
-        Step::Write(text) => text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default(),
+        Step::Write(text) => text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }

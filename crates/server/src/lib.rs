@@ -39,13 +39,13 @@ pub use active_requests::DISABLED_MESSAGE;
 pub use active_requests_stream::RequestStreamSettings;
 pub use generator::GeneratorConfig;
 pub use listener::ConnectionLimits;
+pub use proxy::ProxyConfig;
 pub use routes::MAX_BENCHMARK_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use runs::RunLimits;
 pub use scrape::ScrapeConfig;
 pub use store::{DbLocation, Retention, StoreError};
 pub use stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
-pub use proxy::ProxyConfig;
 pub use upstream::{UpstreamConfig, UpstreamSpec};
 pub use web_bundle::WebBundle;
 

@@ -145,13 +145,27 @@ impl Recorder {
 
     /// Records a new run and its `run_created` event, and returns once both are stored.
     pub async fn created(&self, run: RunRow) -> Result<(), Refused> {
+        self.create(run)
+            .await?
+            .await
+            .map_err(|_| Refused::Stopped)?
+    }
+
+    /// Hands a new run to the writer and returns at once with what will say whether it was
+    /// stored. The run's later events queue behind it, so they can be recorded right away;
+    /// the answer must be awaited (or kept) until it comes, as a dropped one marks the run
+    /// abandoned.
+    pub async fn create(
+        &self,
+        run: RunRow,
+    ) -> Result<oneshot::Receiver<Result<(), Refused>>, Stopped> {
         let (stored, answer) = oneshot::channel();
         self.send(Command::Created {
             run: Box::new(run),
             stored,
         })
         .await?;
-        answer.await.map_err(|_| Refused::Stopped)?
+        Ok(answer)
     }
 
     /// Records an event of a run, stamped `ts`.

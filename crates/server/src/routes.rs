@@ -28,7 +28,7 @@ use super::proxy::{Endpoint, Proxy};
 use super::request_span::request_span;
 use super::runs::{CancelOutcome, CreateError, Runs};
 use super::scrape::{self, UpstreamsBoard};
-use super::store::Store;
+use super::store::{RunRow, Store};
 use super::store_health::StoreHealth;
 use super::stream::{self, Scope, StreamSource};
 use super::telemetry::{self, Telemetry};
@@ -524,7 +524,26 @@ async fn get_run(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RunDetail>, Failure> {
     let run_id = path_id(path)?;
+    stored_run(&state, &run_id).await?;
     run_detail(&state.store, &run_id).await.map(Json)
+}
+
+/// The run as stored. A proxied call's run is answered for before its commit, so a client
+/// that read its id from the answer's headers may ask before it is written: such a run is
+/// looked up again once the writer has caught up.
+async fn stored_run(state: &AppState, run_id: &str) -> Result<RunRow, Failure> {
+    if let Some(run) = state.store.run(run_id).await? {
+        return Ok(run);
+    }
+    // Read again either way: one confirmed between the two looks is stored by now.
+    if state.runs.is_unconfirmed(run_id) {
+        state.runs.settle().await;
+    }
+    state
+        .store
+        .run(run_id)
+        .await?
+        .ok_or_else(|| Failure::unknown_run(run_id))
 }
 
 async fn cancel_run(
@@ -534,11 +553,7 @@ async fn cancel_run(
     let run_id = path_id(path)?;
     match state.runs.cancel(&run_id).await? {
         CancelOutcome::Cancelling => {
-            let run = state
-                .store
-                .run(&run_id)
-                .await?
-                .ok_or_else(|| Failure::unknown_run(&run_id))?;
+            let run = stored_run(&state, &run_id).await?;
             Ok((StatusCode::ACCEPTED, Json(run.summary)).into_response())
         }
         CancelOutcome::AlreadyFinished => Err(Failure::new(
@@ -570,11 +585,7 @@ async fn run_stream(
 ) -> Result<Response, Failure> {
     let run_id = path_id(path)?;
     let query = typed_query(query)?;
-    let run = state
-        .store
-        .run(&run_id)
-        .await?
-        .ok_or_else(|| Failure::unknown_run(&run_id))?;
+    let run = stored_run(&state, &run_id).await?;
     let last_id = last_event_id(&headers, &query);
     if run.summary.status.is_finished() && last_id >= state.store.last_run_seq(&run_id).await? {
         // Everything was delivered and nothing more will come: tell the client to stop.

@@ -1,7 +1,7 @@
 //! The life of runs: creation, the queue under the concurrency limit, cancel, and what a restart
 //! finds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -102,6 +102,8 @@ struct Inner {
     health: StoreHealth,
     /// Runs not finished yet, with the token that cancels each.
     live: Mutex<HashMap<String, CancellationToken>>,
+    /// Adopted runs the writer has not confirmed yet.
+    unconfirmed: Mutex<HashSet<String>>,
     next_ord: AtomicI64,
     ids: Mutex<SplitMix64>,
     shutdown: CancellationToken,
@@ -139,6 +141,7 @@ impl Runs {
                 queued: AtomicUsize::new(0),
                 health,
                 live: Mutex::new(HashMap::new()),
+                unconfirmed: Mutex::new(HashSet::new()),
                 next_ord: AtomicI64::new(last_ord + 1),
                 ids: Mutex::new(ids),
                 shutdown,
@@ -173,11 +176,8 @@ impl Runs {
         Ok(summary)
     }
 
-    async fn store_new_run(
-        &self,
-        task: String,
-        params: Value,
-    ) -> Result<(RunRow, u64), CreateError> {
+    /// A new queued run's row, with its id and seed.
+    fn new_row(&self, task: String, params: &Value) -> (RunRow, u64) {
         let ord = self.inner.next_ord.fetch_add(1, Ordering::SeqCst);
         let (run_id, seed) = {
             let mut ids = self
@@ -189,13 +189,22 @@ impl Runs {
         };
         let summary = RunSummary {
             created_at: Some(now_rfc3339()),
-            ..RunSummary::new(run_id.clone(), task, RunStatus::Queued)
+            ..RunSummary::new(run_id, task, RunStatus::Queued)
         };
         let row = RunRow {
             summary,
             ord,
             params: params.to_string(),
         };
+        (row, seed)
+    }
+
+    async fn store_new_run(
+        &self,
+        task: String,
+        params: Value,
+    ) -> Result<(RunRow, u64), CreateError> {
+        let (row, seed) = self.new_row(task, &params);
         // Answer only once the run is stored, so a GET right after the POST finds it; a store
         // that stops answering gets a 503, and the writer then drops the run.
         match tokio::time::timeout(CREATE_WAIT, self.inner.recorder.created(row.clone())).await {
@@ -209,16 +218,34 @@ impl Runs {
         }
     }
 
-    /// Starts a run whose work happens elsewhere (a proxied client's requests): stored as
-    /// `running` at once, outside the queue and `--concurrency` (the client decides when to
-    /// generate). It can be cancelled like any run; [`Runs::release`] records its end.
+    /// Starts a run whose work happens elsewhere (a proxied client's requests): `running` at
+    /// once, outside the queue and `--concurrency` (the client decides when to generate). It
+    /// is handed to the writer without waiting for its commit, which would delay the client's
+    /// first byte by a transaction; its events queue behind it. It can be cancelled like any
+    /// run; [`Runs::release`] records its end.
     pub async fn adopt(&self, task: String, params: Value) -> Result<RunContext, CreateError> {
         let status = self.inner.health.current();
         if !status.writable {
             return Err(CreateError::Unwritable(status.error.unwrap_or_default()));
         }
-        let (row, seed) = self.store_new_run(task, params.clone()).await?;
+        let (row, seed) = self.new_row(task, &params);
         let run_id = row.summary.run_id.clone();
+        self.unconfirmed().insert(run_id.clone());
+        let Ok(stored) = self.inner.recorder.create(row.clone()).await else {
+            self.unconfirmed().remove(&run_id);
+            return Err(CreateError::Stopped);
+        };
+        // The writer's answer is awaited on the side: the client's bytes do not wait for a
+        // commit; reads of the run wait instead (`is_unconfirmed`, `settle`).
+        let runs = self.clone();
+        let confirmed = run_id.clone();
+        tokio::spawn(async move {
+            if !matches!(stored.await, Ok(Ok(()))) {
+                tracing::warn!(run = %confirmed, "a proxied call's run could not be stored");
+            }
+            runs.unconfirmed().remove(&confirmed);
+        });
+
         let cancel = CancellationToken::new();
         self.inner
             .live
@@ -238,7 +265,7 @@ impl Runs {
             self.forget(&run_id);
             return Err(CreateError::Stopped);
         }
-        Ok(RunContext {
+        let context = RunContext {
             run_id,
             task: row.summary.task,
             params,
@@ -247,7 +274,8 @@ impl Runs {
             shutdown: self.inner.shutdown.clone(),
             seed,
             requests: self.inner.requests.clone(),
-        })
+        };
+        Ok(context)
     }
 
     /// Records how an adopted run ended; an interrupted one is left `running` for the next
@@ -255,6 +283,25 @@ impl Runs {
     pub async fn release(&self, run_id: &str, outcome: Outcome) {
         self.forget(run_id);
         let _ = self.finish(run_id, outcome).await;
+    }
+
+    /// Whether the run was adopted and handed to the writer, which has not said yet that it
+    /// is stored.
+    pub fn is_unconfirmed(&self, run_id: &str) -> bool {
+        self.unconfirmed().contains(run_id)
+    }
+
+    fn unconfirmed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
+            .unconfirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until everything handed to the writer so far is stored: an adopted run is
+    /// answered for before its commit, so a read of it may need this first.
+    pub async fn settle(&self) {
+        let _ = self.inner.recorder.flush().await;
     }
 
     fn forget(&self, run_id: &str) {

@@ -1,4 +1,4 @@
-//! What a client's OpenAI request says about itself: the model it wants, whether it streams,
+//! What a client's `OpenAI` request says about itself: the model it wants, whether it streams,
 //! the task a person would recognise it by, and who is calling (the run and agent headers).
 
 use axum::http::HeaderMap;
@@ -14,7 +14,7 @@ pub const RUN_END_HEADER: &str = "x-runboard-run-end";
 /// Names the agent a call is made for.
 pub const AGENT_HEADER: &str = "x-runboard-agent";
 
-/// The OpenAI endpoints runboard passes on.
+/// The `OpenAI` endpoints runboard passes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// `POST /v1/chat/completions`.

@@ -73,6 +73,7 @@ pub struct Exchange {
 }
 
 /// Why a call stopped before its answer ended.
+#[derive(Clone, Copy)]
 enum Stop {
     ClientGone,
     Cancelled,
@@ -132,8 +133,11 @@ impl Exchange {
         let response = match self.until(head, self.send()).await {
             Ok(Ok(response)) => response,
             Ok(Err(message)) => {
-                let failure =
-                    Failure::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamUnavailable, &message);
+                let failure = Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorCode::UpstreamUnavailable,
+                    &message,
+                );
                 let _ = std::mem::replace(head, oneshot::channel().0).send(Err(failure));
                 return self.failed(message).await;
             }
@@ -299,7 +303,11 @@ struct BodyReader<'a> {
 }
 
 impl BodyReader<'_> {
-    async fn read(&mut self, mut response: reqwest::Response, client: &mpsc::Sender<BodyPiece>) -> CallEnd {
+    async fn read(
+        &mut self,
+        mut response: reqwest::Response,
+        client: &mpsc::Sender<BodyPiece>,
+    ) -> CallEnd {
         let exchange = self.exchange;
         let ctx = &exchange.run.ctx;
         let spec = &exchange.target.upstream.spec;
@@ -406,7 +414,10 @@ impl BodyReader<'_> {
         match chunk::decode(data) {
             Ok(chunk) => self.reading.take(&chunk, Instant::now()),
             Err(ChunkError::Upstream(message)) => {
-                let message = format!("upstream {} reported an error mid-stream: {message}", spec.name);
+                let message = format!(
+                    "upstream {} reported an error mid-stream: {message}",
+                    spec.name
+                );
                 self.failure.get_or_insert(spec.redact(&message));
                 false
             }
@@ -444,7 +455,8 @@ impl BodyReader<'_> {
                         self.reading.take(&chunk, Instant::now());
                     }
                     Err(ChunkError::Upstream(message)) => {
-                        let message = format!("upstream {} answered an error: {message}", spec.name);
+                        let message =
+                            format!("upstream {} answered an error: {message}", spec.name);
                         self.failure.get_or_insert(spec.redact(&message));
                     }
                     Err(ChunkError::Malformed { .. }) => {}
@@ -470,7 +482,11 @@ impl BodyReader<'_> {
             });
             let _ = ctx
                 .recorder
-                .event(&ctx.run_id, RunEvent::data("tool_call", payload), now_rfc3339())
+                .event(
+                    &ctx.run_id,
+                    RunEvent::data("tool_call", payload),
+                    now_rfc3339(),
+                )
                 .await;
         }
         let mut payload = serde_json::to_value(&result.figures).unwrap_or_else(|_| json!({}));
@@ -486,7 +502,10 @@ impl BodyReader<'_> {
                 "tokens_out".into(),
                 json!(exchange.run.tokens_done() + result.figures.output_tokens),
             );
-            object.insert("endpoint".into(), json!(format!("/v1{}", exchange.call.endpoint.path())));
+            object.insert(
+                "endpoint".into(),
+                json!(format!("/v1{}", exchange.call.endpoint.path())),
+            );
             object.insert("stream".into(), json!(exchange.call.stream));
         }
         let _ = ctx

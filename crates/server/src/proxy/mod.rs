@@ -1,4 +1,4 @@
-//! The OpenAI API under `/v1`, passed on to the `--upstream` model servers: clients change one
+//! The `OpenAI` API under `/v1`, passed on to the `--upstream` model servers: clients change one
 //! base URL and every call they make shows up live as a run. Answers reach the client byte for
 //! byte as the upstream sends them; runboard reads a copy (`exchange`). Calls are grouped into
 //! runs by `session`; `call` reads what a call says about itself.

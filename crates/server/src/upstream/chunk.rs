@@ -266,8 +266,10 @@ mod tests {
         assert_eq!(whole.tool_calls[0].name.as_deref(), Some("f"));
         assert_eq!(whole.finish_reason.as_deref(), Some("stop"));
         assert_eq!(whole.usage.unwrap().completion_tokens, 3);
-        let legacy = decode(r#"{"object":"text_completion","choices":[{"index":0,"text":" world",
-            "finish_reason":null}]}"#)
+        let legacy = decode(
+            r#"{"object":"text_completion","choices":[{"index":0,"text":" world",
+            "finish_reason":null}]}"#,
+        )
         .unwrap();
         assert_eq!(legacy.content, " world");
     }
