@@ -593,9 +593,14 @@ impl Board {
             }
             RunEvent::NodeUpdate(update) => {
                 if self.worker(&key).is_none() {
-                    // A run launched elsewhere before we were watching: make its card now.
+                    // A run launched elsewhere before we were watching: make its card now. Its
+                    // start went by unseen, so this update need not hold its first tokens: the
+                    // time to first token is not known ("—"), not this update's time.
                     let summary = RunSummary::new(key.run_id.clone(), "", RunStatus::Running);
                     self.card(key.clone(), &summary, now);
+                    if let Some(worker) = self.worker_mut(&key) {
+                        worker.first_token_seen = true;
+                    }
                 }
                 // Replays come after a reconnect, or when a run first seen mid-way gets its own
                 // stream; a fresh `/api/events` starts at the head and replays nothing.

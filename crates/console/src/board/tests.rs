@@ -415,6 +415,22 @@ fn a_run_adopted_mid_way_shows_no_time_to_first_token() {
 }
 
 #[test]
+fn a_run_first_seen_through_an_update_shows_no_time_to_first_token() {
+    let mut m = model();
+    // The update comes before the first poll of the run list: the run's start went unseen.
+    let later = json!({"run_id": "going", "agent": "writer", "tokens_out": 80,
+                       "ts": "2026-11-21T00:00:05Z"});
+    m.apply(on(0, event("node_update", &later)), 6.0);
+    let runs: Vec<RunSummary> = serde_json::from_value(json!([{"run_id": "going",
+        "status": "running", "started_at": "2026-11-21T00:00:00Z", "tokens_out": 80}]))
+    .unwrap();
+    m.apply(Inbound::Runs { server: 0, runs }, 6.5);
+    let card = m.worker(&RunKey::new(0, "going")).unwrap();
+    assert_eq!(card.tokens_out, 80);
+    assert_eq!(card.time_to_first_token(), None, "not 5 s: that was a later update");
+}
+
+#[test]
 fn a_fresh_events_stream_replays_nothing_so_its_first_updates_count() {
     let mut m = model();
     m.apply(link(None, ConnectionState::Open), 10.0);
