@@ -427,7 +427,11 @@ fn a_run_first_seen_through_an_update_shows_no_time_to_first_token() {
     m.apply(Inbound::Runs { server: 0, runs }, 6.5);
     let card = m.worker(&RunKey::new(0, "going")).unwrap();
     assert_eq!(card.tokens_out, 80);
-    assert_eq!(card.time_to_first_token(), None, "not 5 s: that was a later update");
+    assert_eq!(
+        card.time_to_first_token(),
+        None,
+        "not 5 s: that was a later update"
+    );
 }
 
 #[test]
