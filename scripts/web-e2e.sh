@@ -70,8 +70,9 @@ if [ -x "${RUNBOARD_LLAMA_SERVER:-}" ] && [ -f "${RUNBOARD_SMALL_GGUF:-}" ]; the
   done
   [ -n "$url" ] || { echo "error: the server did not start:" >&2; cat "$log" >&2; exit 1; }
   echo "server on $url, generating on llama-server at port $port"
-  # What the server reads off the upstream before the page launches anything on it.
-  target/debug/runboard models --api "$url" || { cat "$log" >&2; exit 1; }
+  # What the server read off the upstream, through its OpenAI-compatible /v1 (no run made).
+  echo "models through runboard's /v1: $(curl -fsS "$url/v1/models")" \
+    || { cat "$log" >&2; exit 1; }
   if ! E2E_MAX_STREAMS=3 E2E_LIVE_TIMEOUT_MS=120000 node web-e2e/e2e.mjs "$url/" target/web-e2e-real.png; then
     echo "the server's log (last 60 lines):" >&2
     tail -n 60 "$log" >&2

@@ -94,11 +94,25 @@ try {
   await page.waitForSelector("#runboard_loading", { state: "detached", timeout: 60_000 });
   console.log("the console started");
 
-  // Focus the canvas on an empty spot, then L opens the launch form and Enter launches.
-  await page.mouse.click(8, 400);
-  await page.keyboard.press("l");
-  await page.waitForTimeout(500);
-  await page.keyboard.press("Enter");
+  // Focus the canvas on an empty spot, then L opens the launch form and Enter launches. A
+  // slow machine may not have drawn the form (and focused its task) by the time Enter comes:
+  // the launch request is waited for, and the keys pressed again, more slowly, when none came.
+  let launched = false;
+  for (let attempt = 1; attempt <= 4 && !launched; attempt++) {
+    const request = page
+      .waitForRequest((r) => r.method() === "POST" && r.url().endsWith("/api/runs"), {
+        timeout: 10_000,
+      })
+      .then(() => true, () => false);
+    await page.mouse.click(8, 400);
+    await page.keyboard.press("l");
+    await page.waitForTimeout(500 * attempt);
+    await page.keyboard.press("Enter");
+    launched = await request;
+    if (!launched) console.log(`no launch request after try ${attempt}: "${await page.title()}"`);
+  }
+  if (!launched) throw new Error("the page never sent a launch request");
+  console.log("the page launched a batch");
 
   await untilTitle(
     "live runs with tok/s > 0",
