@@ -567,6 +567,19 @@ async fn models_unreachable_upstreams_and_limits_per_upstream() {
             .await,
         );
     }
+    // The ones waiting for the slot show as queued among the active requests.
+    let queued = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let active = api.active_requests().await.unwrap().active_requests;
+            if active.iter().any(|r| r.phase == Some(RequestPhase::Queued)) {
+                return active;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("a request held for the upstream's slot shows as queued");
+    assert!(queued.iter().all(|r| r.upstream.as_deref() == Some("live")));
     for run_id in &runs {
         let detail = wait_finished(&api, run_id, Duration::from_secs(10)).await;
         assert_eq!(detail.summary.status, RunStatus::Completed);

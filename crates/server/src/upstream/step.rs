@@ -144,7 +144,6 @@ impl RunState<'_> {
         let ctx = self.ctx;
         let target = self.target;
         let spec = &target.upstream.spec;
-        let _slot = self.until_stopped(target.upstream.slot()).await?;
         let mut body = plan.body.clone();
         if let Some(object) = body.as_object_mut() {
             object.insert("model".into(), json!(target.model));
@@ -161,10 +160,11 @@ impl RunState<'_> {
             input_tokens: u64::try_from(prompt_chars / 4).unwrap_or(u64::MAX),
             upstream: Some(&spec.name),
         });
+        // Shown from the start: `queued` while the upstream's slots are all taken.
         let mut live = Live {
             request,
             figures: LiveFigures {
-                phase: RequestPhase::WaitingForFirstToken,
+                phase: RequestPhase::Queued,
                 attempt,
                 output_tokens: 0,
                 input_tokens: None,
@@ -172,6 +172,9 @@ impl RunState<'_> {
                 tok_per_sec: None,
             },
         };
+        live.request.set_live(&live.figures);
+        let _slot = self.until_stopped(target.upstream.slot()).await?;
+        live.figures.phase = RequestPhase::WaitingForFirstToken;
         live.request.set_live(&live.figures);
         let sent_at = Instant::now();
         let response = self.send(&body).await?;
