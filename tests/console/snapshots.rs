@@ -563,7 +563,7 @@ fn the_requests_view_sorted_by_duration() {
     let mut snapshot_body = snapshot_body;
     let live = [
         (Some(RequestPhase::Decoding), Some(380.0), Some(44.7), 1),
-        (Some(RequestPhase::Decoding), Some(1240.0), Some(31.2), 1),
+        (Some(RequestPhase::Queued), None, None, 1),
         (Some(RequestPhase::WaitingForFirstToken), None, None, 1),
         (Some(RequestPhase::Decoding), Some(2950.0), Some(18.9), 2),
         (None, None, None, 1),

@@ -27,6 +27,7 @@ mod proxy;
 mod real_models;
 mod requests;
 mod restart;
+mod schema;
 mod store_faults;
 mod streams;
 mod upstreams;

@@ -172,7 +172,9 @@ pub struct Store {
     in_memory: bool,
 }
 
-const SCHEMA: [&str; 6] = [
+/// Version 1 of the schema: the tables as they were before versions were kept (a database
+/// without a version that has them is at version 1).
+const SCHEMA_V1: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS runs (
         run_id TEXT PRIMARY KEY,
         ord BIGINT NOT NULL,
@@ -204,6 +206,15 @@ const SCHEMA: [&str; 6] = [
     )",
     "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, ord)",
 ];
+
+/// The schema's migrations, in order: a database at version N gets N+1 and later applied at
+/// start, each in its own transaction with the version it reaches. Append; never edit one that
+/// shipped.
+const MIGRATIONS: [&[&str]; 1] = [&SCHEMA_V1];
+
+/// The schema version this build writes: the number of migrations.
+#[allow(clippy::cast_possible_wrap)] // A handful of migrations.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// How long start-up may take to open and check the database before it is refused.
 pub const OPEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -284,7 +295,7 @@ impl Store {
                 .map_err(failed("opening the database"))?;
             check_integrity(&mut probe, location).await?;
         }
-        create_schema(&mut probe).await?;
+        migrate(&mut probe, location).await?;
         // Prove it can be written now, not at the first run: a read-only file or filesystem,
         // or a full disk, is refused at start.
         sqlx::query(
@@ -314,7 +325,7 @@ impl Store {
             .acquire()
             .await
             .map_err(failed("opening the database"))?;
-        create_schema(&mut first).await?;
+        migrate(&mut first, location).await?;
         drop(first);
         Ok(Self {
             pool,
@@ -628,14 +639,81 @@ async fn sqlite_setup(connection: &mut AnyConnection) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-async fn create_schema(connection: &mut AnyConnection) -> Result<(), StoreError> {
-    for statement in SCHEMA {
-        connection
-            .execute(statement)
+/// Brings the schema to [`SCHEMA_VERSION`]; a database written by a newer runboard (a higher
+/// version) is refused before anything in it is touched.
+async fn migrate(connection: &mut AnyConnection, location: &DbLocation) -> Result<(), StoreError> {
+    let (version, recorded) = schema_version(connection).await?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Unusable {
+            location: location.to_string(),
+            problem: format!(
+                "its schema is version {version}, newer than this runboard knows (version \
+                 {SCHEMA_VERSION}): a newer runboard wrote it. Run that one, or give --db \
+                 another database"
+            ),
+        });
+    }
+    if !recorded && version > 0 {
+        record_version(&mut *connection, version).await?;
+    }
+    let from = usize::try_from(version).unwrap_or(0);
+    for (index, statements) in MIGRATIONS.iter().enumerate().skip(from) {
+        let mut transaction = connection
+            .begin()
             .await
-            .map_err(failed("creating the schema"))?;
+            .map_err(failed("migrating the schema"))?;
+        for statement in *statements {
+            transaction
+                .execute(*statement)
+                .await
+                .map_err(failed("migrating the schema"))?;
+        }
+        record_version(
+            &mut transaction,
+            i64::try_from(index + 1).unwrap_or(i64::MAX),
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(failed("migrating the schema"))?;
     }
     Ok(())
+}
+
+async fn record_version(connection: &mut AnyConnection, version: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', $1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(version)
+    .execute(connection)
+    .await
+    .map_err(failed("recording the schema version"))?;
+    Ok(())
+}
+
+/// The schema version, and whether it is recorded: 0 for a new database, 1 (unrecorded) for
+/// one from before versions were kept, whose tables are version 1's.
+async fn schema_version(connection: &mut AnyConnection) -> Result<(i64, bool), StoreError> {
+    let has_meta = sqlx::query("SELECT COUNT(*) FROM meta")
+        .execute(&mut *connection)
+        .await;
+    if has_meta.is_ok() {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+                .fetch_optional(&mut *connection)
+                .await
+                .map_err(failed("reading the schema version"))?;
+        if let Some(version) = stored {
+            return Ok((version, true));
+        }
+    }
+    let has_runs = sqlx::query("SELECT COUNT(*) FROM runs")
+        .execute(&mut *connection)
+        .await
+        .is_ok();
+    Ok((i64::from(has_runs), false))
 }
 
 /// `PRAGMA quick_check`: damaged pages are refused at start, not found by a later query.

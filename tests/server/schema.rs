@@ -1,0 +1,90 @@
+//! Schema versions: a new database is written at this build's version, one from before
+//! versions were kept is taken as version 1 and keeps its runs, and one written by a newer
+//! runboard is refused at start with a message that says so. The database file is read and
+//! changed with Python's own `sqlite3`, as a person with another tool would.
+
+use crate::support;
+
+use std::time::Duration;
+
+use runboard_api::{CreateRun, RunMode, RunStatus};
+use runboard_server::store::SCHEMA_VERSION;
+use serde_json::json;
+use support::test_server::{client, config, db_path, wait_finished};
+
+/// Runs `sql` on the database file with Python's `sqlite3`; prints the first row's first column.
+async fn sqlite(path: &std::path::Path, sql: &str) -> String {
+    let script = "import sqlite3, sys\n\
+                  db = sqlite3.connect(sys.argv[1])\n\
+                  row = db.execute(sys.argv[2]).fetchone()\n\
+                  db.commit()\n\
+                  print('' if row is None else row[0])";
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(sql)
+        .output()
+        .await
+        .expect("python3 must be installed (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn versions_are_kept_migrated_and_a_newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let server = runboard_server::start(config(&dir)).await.unwrap();
+    let api = client(&server);
+    let created = api
+        .create_run(&CreateRun {
+            task: "kept across versions".into(),
+            mode: RunMode::Queued,
+            params: json!({}),
+        })
+        .await
+        .unwrap();
+    let run_id = created.summary.run_id;
+    wait_finished(&api, &run_id, Duration::from_secs(20)).await;
+    server.stop().await;
+    let version = sqlite(&path, "SELECT value FROM meta WHERE key = 'schema_version'").await;
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+
+    // A database from before versions were kept: its tables are version 1's.
+    sqlite(&path, "DELETE FROM meta WHERE key = 'schema_version'").await;
+    let server = runboard_server::start(config(&dir)).await.unwrap();
+    let kept = client(&server).run(&run_id).await.unwrap();
+    assert_eq!(kept.summary.task, "kept across versions");
+    assert_eq!(kept.summary.status, RunStatus::Completed);
+    server.stop().await;
+    let version = sqlite(&path, "SELECT value FROM meta WHERE key = 'schema_version'").await;
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+
+    // A newer runboard's database is refused, and left as it was.
+    let newer = SCHEMA_VERSION + 7;
+    sqlite(
+        &path,
+        &format!("UPDATE meta SET value = {newer} WHERE key = 'schema_version'"),
+    )
+    .await;
+    let Err(refused) = runboard_server::start(config(&dir)).await else {
+        panic!("a newer schema must be refused");
+    };
+    let refused = refused.to_string();
+    assert!(
+        refused.contains(&format!("schema is version {newer}"))
+            && refused.contains(&format!(
+                "newer than this runboard knows (version {SCHEMA_VERSION})"
+            ))
+            && refused.contains(&path.display().to_string()),
+        "{refused}"
+    );
+    let version = sqlite(&path, "SELECT value FROM meta WHERE key = 'schema_version'").await;
+    assert_eq!(version, newer.to_string());
+    let runs = sqlite(&path, "SELECT COUNT(*) FROM runs").await;
+    assert_eq!(runs, "1");
+}
