@@ -719,3 +719,69 @@ async fn calls_held_by_the_upstream_limit_show_as_queued_and_a_cancel_cuts_the_c
     assert_eq!(detail.summary.status, RunStatus::Cancelled);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_calls_in_parallel_ends_when_its_last_call_does() {
+    // The first call streams for about 400 ms; the second is left by its client mid-stream.
+    let upstream = FakeUpstream::start(&["org/chat"], |index, _| {
+        let mut steps = vec![stream_head(), Step::Write(role())];
+        if index == 0 {
+            for _ in 0..20 {
+                steps.push(Step::Pause(Duration::from_millis(20)));
+                steps.push(Step::Write(content("w")));
+            }
+            steps.push(Step::Write(done()));
+        } else {
+            steps.push(Step::Write(content("x")));
+            steps.push(Step::Hang);
+        }
+        steps
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(proxy_config(&dir, &upstream)).await;
+    let api = api(&server);
+    let body = chat("org/chat", true, "two at once");
+
+    let first = call(
+        &server,
+        "/v1/chat/completions",
+        &body,
+        &[("x-runboard-run", "par"), ("x-runboard-agent", "a")],
+    )
+    .await;
+    let run_id = run_id_of(&first);
+    let second = call(
+        &server,
+        "/v1/chat/completions",
+        &body,
+        &[("x-runboard-run", "par"), ("x-runboard-agent", "b")],
+    )
+    .await;
+    assert_eq!(run_id_of(&second), run_id, "one run");
+    let mut leaving = second.bytes_stream();
+    leaving.next().await.unwrap().unwrap();
+    drop(leaving);
+    // The first call's client still gets its whole answer, and the run is not over meanwhile.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        api.run(&run_id).await.unwrap().summary.status,
+        RunStatus::Running
+    );
+    let answer = first.text().await.unwrap();
+    assert_eq!(answer.matches("\"content\":\"w\"").count(), 20);
+    assert!(answer.ends_with("data: [DONE]\n\n"));
+    let detail = wait_finished(&api, &run_id, Duration::from_secs(5)).await;
+    assert_eq!(detail.summary.status, RunStatus::Cancelled);
+    let steps = data_payloads(&detail, "step");
+    assert_eq!(steps.len(), 1, "the answered call's step is recorded");
+    assert_eq!(steps[0]["agent"], "a");
+    assert_eq!(steps[0]["output_tokens"], 20);
+    assert!(
+        narration_text(&detail).contains("the client closed the connection during call 2 of b"),
+        "{}",
+        narration_text(&detail)
+    );
+    assert!(upstream.chats()[1].closed_by_client);
+    server.stop().await;
+}

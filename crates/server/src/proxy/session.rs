@@ -48,6 +48,10 @@ struct Tally {
     tokens_done: u64,
     totals: RunTotals,
     last_failure: Option<String>,
+    /// Why a call of the run was cancelled (its client left, or a cancel), when one was.
+    cancelled: Option<String>,
+    /// A call said `X-Runboard-Run-End: true`.
+    end_asked: bool,
     ended: bool,
 }
 
@@ -144,6 +148,8 @@ impl Sessions {
                 tokens_done: 0,
                 totals: RunTotals::default(),
                 last_failure: None,
+                cancelled: None,
+                end_asked: false,
                 ended: false,
             }),
         }))
@@ -163,19 +169,27 @@ impl Sessions {
                     tally.last_failure = None;
                 }
                 CallEnd::Failed(message) => tally.last_failure = Some(message.clone()),
-                CallEnd::Cancelled(_) | CallEnd::Interrupted => {}
+                CallEnd::Cancelled(reason) => {
+                    tally.cancelled.get_or_insert_with(|| reason.clone());
+                }
+                CallEnd::Interrupted => {}
             }
-            // A failed step of a longer run is not its end: pipelines retry and go on.
+            tally.end_asked |= ends_run;
+            // A failed step of a longer run is not its end: pipelines retry and go on. A
+            // cancelled one is, and so is the call that says it is the last, once the run's
+            // other calls in flight (parallel steps) are answered: their clients still get
+            // their answers, recorded in the run.
+            let closing = tally.end_asked || tally.cancelled.is_some();
             let due = run.key.is_none()
-                || ends_run
-                || matches!(end, CallEnd::Cancelled(_) | CallEnd::Interrupted);
+                || (closing && tally.in_flight == 0)
+                || matches!(end, CallEnd::Interrupted);
             if !due || tally.ended {
                 return;
             }
             tally.ended = true;
-            match end {
-                CallEnd::Interrupted => None,
-                CallEnd::Cancelled(reason) => Some(Err(reason)),
+            match (end, tally.cancelled.clone()) {
+                (CallEnd::Interrupted, _) => None,
+                (_, Some(reason)) => Some(Err(reason)),
                 _ => Some(Ok(tally.last_failure.clone())),
             }
         };
