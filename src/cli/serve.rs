@@ -20,8 +20,15 @@ pub struct ServeArgs {
     /// Where to listen
     #[arg(long, default_value = server::DEFAULT_ADDR, value_name = "IP:PORT")]
     addr: SocketAddr,
-    /// The `SQLite` file (default: runboard/runboard.db in your data directory), or `:memory:`
-    #[arg(long, value_name = "PATH")]
+    /// The `SQLite` file (default: runboard/runboard.db in your data directory), `:memory:`, or
+    /// a `PostgreSQL` URL (`postgres://user:password@host:5432/runboard`) that several servers
+    /// share as one board
+    #[arg(
+        long,
+        env = "RUNBOARD_DB",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     db: Option<String>,
     /// Require `Authorization: Bearer TOKEN` on every API route
     #[arg(long, env = "RUNBOARD_TOKEN", hide_env_values = true)]
@@ -142,6 +149,14 @@ pub struct ServeArgs {
     /// `X-Runboard-Run` header ends (the proxy under /v1, offered with --upstream)
     #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = positive_f64)]
     proxy_run_idle_secs: f64,
+    /// Seconds other servers sharing the `PostgreSQL` store wait without this one's heartbeat
+    /// before they fail its running runs and take its queued ones
+    #[arg(long, default_value_t = server::DEFAULT_LEASE.as_secs_f64(), value_name = "SECS",
+          value_parser = positive_f64)]
+    lease_secs: f64,
+    /// This server's name on /api/health and in errors about it (default: host:port)
+    #[arg(long, value_name = "NAME")]
+    instance_name: Option<String>,
 }
 
 fn upstream_arg(text: &str) -> Result<String, String> {
@@ -257,6 +272,8 @@ impl ServeArgs {
                 run_idle: Duration::from_secs_f64(self.proxy_run_idle_secs),
                 ..ProxyConfig::default()
             },
+            lease: Duration::from_secs_f64(self.lease_secs),
+            instance_name: self.instance_name.clone(),
             ..ServerConfig::default()
         })
     }

@@ -15,4 +15,5 @@ mod bench;
 mod events;
 mod models;
 mod runs;
+mod shared_store;
 mod upstream;

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::test_server::{config, start};
+use crate::support::test_server::{sqlite_config, start};
 
 /// One request: method, path, body.
 struct Call<'a> {
@@ -75,6 +75,27 @@ async fn record(client: &reqwest::Client, base: &str, call: Call<'_>, log: &mut 
     log.push_str(&body);
     log.push_str("\n<end>\n\n");
     body
+}
+
+/// Replaces each server instance id (`"i-` and ten hex digits, new at every start) with
+/// `<instance>`.
+fn mask_instance_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\"i-") {
+        let id = &rest[at + 3..];
+        let hex = id.bytes().take_while(u8::is_ascii_hexdigit).count();
+        out.push_str(&rest[..at + 1]);
+        if hex == 10 && id.as_bytes().get(10) == Some(&b'"') {
+            out.push_str("<instance>");
+            rest = &id[10..];
+        } else {
+            out.push_str("i-");
+            rest = id;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Replaces every RFC 3339 time (`2026-12-01T08:29:01.123456Z`, offsets too) with `<time>`.
@@ -152,7 +173,10 @@ async fn create_and_follow(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(&dir)).await;
+    // The recording is SQLite's (`/api/health` names the backend), whatever the tests run on.
+    let mut config = sqlite_config(&dir);
+    config.instance_name = Some("exchange".into());
+    let server = start(config).await;
     let base = server.url();
     let client = reqwest::Client::new();
     let mut log = String::new();
@@ -220,7 +244,7 @@ async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
     record(&client, &base, Call::get("/api/nothing-here"), &mut log).await;
     server.stop().await;
 
-    let seen = mask_times(&log);
+    let seen = mask_instance_ids(&mask_times(&log));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exchange.txt");
     if std::env::var_os("RUNBOARD_RECORD_EXCHANGE").is_some() {
         std::fs::write(&path, &seen).unwrap();

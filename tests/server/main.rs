@@ -28,6 +28,7 @@ mod real_models;
 mod requests;
 mod restart;
 mod schema;
+mod shared_store;
 mod store_faults;
 mod streams;
 mod upstreams;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use runboard_api::{CreateRun, RunMode, RunStatus};
 use runboard_server::store::SCHEMA_VERSION;
 use serde_json::json;
-use support::test_server::{client, config, db_path, wait_finished};
+use support::test_server::{client, db_path, sqlite_config as config, wait_finished};
 
 /// Runs `sql` on the database file with Python's `sqlite3`; prints the first row's first column.
 async fn sqlite(path: &std::path::Path, sql: &str) -> String {
@@ -54,13 +54,48 @@ async fn versions_are_kept_migrated_and_a_newer_database_is_refused() {
     let version = sqlite(&path, "SELECT value FROM meta WHERE key = 'schema_version'").await;
     assert_eq!(version, SCHEMA_VERSION.to_string());
 
-    // A database from before versions were kept: its tables are version 1's.
-    sqlite(&path, "DELETE FROM meta WHERE key = 'schema_version'").await;
+    // A database from before versions were kept: its tables are version 1's (no owners, no
+    // instances, no `last_seq` mark row).
+    for statement in [
+        "DELETE FROM meta WHERE key IN ('schema_version', 'last_seq')",
+        "DROP INDEX runs_by_owner",
+        "ALTER TABLE runs DROP COLUMN owner",
+        "DROP TABLE instances",
+    ] {
+        sqlite(&path, statement).await;
+    }
     let server = runboard_server::start(config(&dir)).await.unwrap();
     let kept = client(&server).run(&run_id).await.unwrap();
     assert_eq!(kept.summary.task, "kept across versions");
     assert_eq!(kept.summary.status, RunStatus::Completed);
+    // Migrated to version 2: new runs number on from the old events, and have an owner.
+    let later = client(&server)
+        .create_run(&CreateRun {
+            task: "after the migration".into(),
+            mode: RunMode::Queued,
+            params: json!({}),
+        })
+        .await
+        .unwrap();
+    wait_finished(
+        &client(&server),
+        &later.summary.run_id,
+        Duration::from_secs(20),
+    )
+    .await;
     server.stop().await;
+    let owner = sqlite(
+        &path,
+        &format!(
+            "SELECT owner FROM runs WHERE run_id = '{}'",
+            later.summary.run_id
+        ),
+    )
+    .await;
+    assert!(owner.starts_with("i-"), "{owner}");
+    let newest = sqlite(&path, "SELECT MAX(seq) FROM events").await;
+    let mark = sqlite(&path, "SELECT value FROM meta WHERE key = 'last_seq'").await;
+    assert_eq!(newest, mark);
     let version = sqlite(&path, "SELECT value FROM meta WHERE key = 'schema_version'").await;
     assert_eq!(version, SCHEMA_VERSION.to_string());
 
@@ -86,5 +121,5 @@ async fn versions_are_kept_migrated_and_a_newer_database_is_refused() {
     let version = sqlite(&path, "SELECT value FROM meta WHERE key = 'schema_version'").await;
     assert_eq!(version, newer.to_string());
     let runs = sqlite(&path, "SELECT COUNT(*) FROM runs").await;
-    assert_eq!(runs, "1");
+    assert_eq!(runs, "2");
 }

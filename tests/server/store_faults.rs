@@ -12,7 +12,8 @@ use runboard_api::{ApiClient, CreateRun, Health, RunMode, RunStatus};
 use runboard_server::{self as server, DbLocation, Retention, RunningServer, ServerError};
 use runboard_sse::{EventSource, ReconnectPolicy, Update};
 use serde_json::{Value, json};
-use support::test_server::{client, config, db_path, start, wait_finished};
+// SQLite files are what these tests break; PostgreSQL's outage is tests/cli/shared_store.rs's.
+use support::test_server::{client, db_path, sqlite_config as config, start, wait_finished};
 use support::tmpfs::Tmpfs;
 use tokio::sync::mpsc;
 

@@ -229,6 +229,38 @@ pub struct Health {
     /// `status` is `degraded`, new runs are refused and running runs are held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStatus>,
+    /// The database engine behind the server (runboard servers): `sqlite` or `postgresql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// The server instances sharing the store (runboard servers): this one, and on PostgreSQL
+    /// every other, alive first, each with its last heartbeat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// One server instance on `/api/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// Its id, new at every start.
+    pub id: String,
+    /// The name people know it by (`serve --instance-name`, by default host:port).
+    pub name: String,
+    /// Whether it is the instance that answered.
+    #[serde(default)]
+    pub this: bool,
+    /// `alive`, `stopped` (shut down cleanly) or `expired` (silent past its lease; its runs
+    /// were taken over).
+    pub state: String,
+    /// When it started (RFC 3339, its own clock).
+    pub started_at: String,
+    /// Its last heartbeat (RFC 3339, its own clock).
+    pub heartbeat_at: String,
+    /// How long the others wait without a heartbeat before taking its runs over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_secs: Option<u64>,
+    /// How it ended, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// An optional part of the API a server may offer, listed by `/api/health`.
@@ -305,6 +337,8 @@ impl Health {
             features: Vec::new(),
             events_head: None,
             store: None,
+            backend: None,
+            instances: Vec::new(),
         }
     }
 

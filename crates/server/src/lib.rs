@@ -8,10 +8,13 @@ mod auth;
 pub mod benchmark;
 pub mod catalog;
 mod failure;
+mod feed;
 pub mod generator;
 mod guard;
 mod hub;
 pub mod listener;
+mod membership;
+mod notifications;
 pub mod proxy;
 mod recorder;
 mod request_span;
@@ -39,12 +42,13 @@ pub use active_requests::DISABLED_MESSAGE;
 pub use active_requests_stream::RequestStreamSettings;
 pub use generator::GeneratorConfig;
 pub use listener::ConnectionLimits;
+pub use membership::DEFAULT_LEASE;
 pub use proxy::ProxyConfig;
 pub use routes::MAX_BENCHMARK_TASKS;
 pub use routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use runs::RunLimits;
 pub use scrape::ScrapeConfig;
-pub use store::{DbLocation, Retention, StoreError};
+pub use store::{Backend, DbLocation, Retention, StoreError};
 pub use stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
 pub use upstream::{UpstreamConfig, UpstreamSpec};
 pub use web_bundle::WebBundle;
@@ -52,9 +56,11 @@ pub use web_bundle::WebBundle;
 use active_requests::RequestTracker;
 use auth::RequiredToken;
 use benchmark::{BenchmarkBoard, BenchmarkRunner};
+use feed::Feed;
 use guard::Guard;
 use hub::Hub;
-use recorder::Recorder;
+use membership::Identity;
+use recorder::{Recorder, WriterSetup};
 use routes::AppState;
 use runs::{Runs, RunsSetup};
 use store::Store;
@@ -132,6 +138,12 @@ pub struct ServerConfig {
     pub upstreams: UpstreamConfig,
     /// The OpenAI-compatible proxy under `/v1`, offered with any `--upstream`.
     pub proxy: ProxyConfig,
+    /// How long other instances sharing the store wait without this one's heartbeat before
+    /// they fail its running runs (`--lease-secs`).
+    pub lease: Duration,
+    /// The name this instance goes by on `/api/health` and in errors about it; by default
+    /// the host name and the port.
+    pub instance_name: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -163,6 +175,8 @@ impl Default for ServerConfig {
             scrape: ScrapeConfig::default(),
             upstreams: UpstreamConfig::none(),
             proxy: ProxyConfig::default(),
+            lease: DEFAULT_LEASE,
+            instance_name: None,
         }
     }
 }
@@ -228,6 +242,7 @@ pub struct RunningServer {
     recorder: Recorder,
     writer: JoinHandle<()>,
     store: Store,
+    identity: Identity,
 }
 
 impl RunningServer {
@@ -261,6 +276,7 @@ impl RunningServer {
         {
             writer.abort();
         }
+        membership::leave(&self.store, &self.identity).await;
         self.store.close().await;
     }
 }
@@ -275,13 +291,30 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
     let telemetry = Telemetry::new();
-    let (recorder, writer) = Recorder::start(
-        store.clone(),
+    let feed = Feed::new(
         hub.clone(),
-        health.clone(),
+        store.clone(),
         sequences.last_seq,
         shutdown.clone(),
-        config.streams.flush_window,
+    );
+    let identity = Identity::new(
+        config
+            .instance_name
+            .clone()
+            .unwrap_or_else(|| default_instance_name(config.addr)),
+        config.lease,
+    );
+    let (lost_sender, mut lost) = tokio::sync::mpsc::unbounded_channel();
+    let (recorder, writer) = Recorder::start(
+        WriterSetup {
+            store: store.clone(),
+            feed: feed.clone(),
+            health: health.clone(),
+            gather_window: config.streams.flush_window,
+            instance: identity.id.clone(),
+            lost: lost_sender,
+        },
+        shutdown.clone(),
         telemetry.clone(),
     );
     let requests = RequestTracker::new(config.request_metrics);
@@ -299,11 +332,28 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         requests: requests.clone(),
         health: health.clone(),
         upstreams: upstreams.clone(),
+        instance: identity.id.clone(),
     });
     let proxy = upstreams.map(|pool| {
         proxy::Proxy::start(pool, runs.clone(), config.proxy.clone(), shutdown.clone())
     });
+    let roster = membership::join(&store, &identity).await?;
     runs.recover().await?;
+    membership::keep(
+        store.clone(),
+        identity.clone(),
+        runs.clone(),
+        roster.clone(),
+        health.clone(),
+        shutdown.clone(),
+    );
+    notifications::listen(&store, feed, runs.clone(), health.clone(), shutdown.clone());
+    let losing = runs.clone();
+    tokio::spawn(async move {
+        while let Some(run_id) = lost.recv().await {
+            losing.lose(&run_id);
+        }
+    });
     prune_periodically(
         store.clone(),
         config.retention,
@@ -341,6 +391,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         upstreams: scrape::start(&scrape_config(&config), &shutdown),
         telemetry,
         proxy,
+        roster,
     };
     let app = routes::router(
         state,
@@ -362,7 +413,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         recorder,
         writer,
         store,
+        identity,
     })
+}
+
+/// `host:port`: what tells instances apart on a board that several machines share.
+fn default_instance_name(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", addr.port())
 }
 
 /// `--scrape`'s model servers and every `--upstream`, each once: an upstream's own state is

@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hub, Published};
-use super::store::{EventRow, RunRow, Store, StoreError};
+use super::feed::Feed;
+use super::store::{EventRow, RunRow, Store, StoreError, Written};
 use super::store_health::StoreHealth;
 use super::telemetry::Telemetry;
 use runboard_api::clock::now_rfc3339;
@@ -102,6 +102,23 @@ impl From<Stopped> for Refused {
     }
 }
 
+/// What the writer is made of.
+#[derive(Debug)]
+pub struct WriterSetup {
+    /// Where events are stored.
+    pub store: Store,
+    /// Where committed events are published.
+    pub feed: Feed,
+    /// Whether the store accepts writes.
+    pub health: StoreHealth,
+    /// How long a batch waits for more events before it is written.
+    pub gather_window: Duration,
+    /// This server instance (the owner of the runs it creates).
+    pub instance: Arc<str>,
+    /// Told the runs another instance took over.
+    pub lost: mpsc::UnboundedSender<String>,
+}
+
 /// A handle for sending records to the writer.
 #[derive(Debug, Clone)]
 pub struct Recorder {
@@ -110,25 +127,31 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer task. `last_seq` is where the global sequence stands in the store;
-    /// on `shutdown` a writer that is holding an unwritable batch gives up on it.
+    /// Starts the writer task; what it commits goes out through `feed`. On a shared store it
+    /// writes as `instance`, and names on `lost` the runs another instance took over from it.
+    /// On `shutdown` a writer that is holding an unwritable batch gives up on it.
     pub fn start(
-        store: Store,
-        hub: Hub,
-        health: StoreHealth,
-        last_seq: i64,
+        setup: WriterSetup,
         shutdown: CancellationToken,
-        gather_window: Duration,
         telemetry: Telemetry,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (commands, inbox) = mpsc::channel(QUEUE_CAPACITY);
+        let WriterSetup {
+            store,
+            feed,
+            health,
+            gather_window,
+            instance,
+            lost,
+        } = setup;
         let writer = Writer {
             store,
-            hub,
+            feed,
             health,
             shutdown,
             gather_window,
-            next_seq: last_seq + 1,
+            instance,
+            lost,
             runs: HashMap::new(),
             run_seqs: HashMap::new(),
             abandoned: Vec::new(),
@@ -209,11 +232,9 @@ impl Recorder {
     }
 }
 
-/// A batch ready to write: numbered rows and who to answer.
+/// A batch ready to write: rows (numbered by the store as they are written) and who to answer.
 #[derive(Default)]
 struct Staged {
-    /// The global sequence of the batch's first event.
-    first_seq: i64,
     events: Vec<EventRow>,
     runs: Vec<RunRow>,
     /// New runs in this batch and their creators.
@@ -224,12 +245,13 @@ struct Staged {
 
 struct Writer {
     store: Store,
-    hub: Hub,
+    feed: Feed,
     health: StoreHealth,
     shutdown: CancellationToken,
     /// How long a batch waits for more events before it is written (zero: not at all).
     gather_window: Duration,
-    next_seq: i64,
+    instance: Arc<str>,
+    lost: mpsc::UnboundedSender<String>,
     /// Summaries of runs not yet finished, kept current as their events go by.
     runs: HashMap<String, RunRow>,
     /// The last run sequence of runs seen since start.
@@ -276,10 +298,7 @@ impl Writer {
 
     /// Numbers the commands' events and gathers the runs they change.
     async fn stage(&mut self, commands: Vec<Command>) -> Staged {
-        let mut staged = Staged {
-            first_seq: self.next_seq,
-            ..Staged::default()
-        };
+        let mut staged = Staged::default();
         let mut changed = HashSet::new();
         for run_id in std::mem::take(&mut self.abandoned) {
             // Its creator was told it failed; it must not wait in the queue forever.
@@ -347,10 +366,28 @@ impl Writer {
     /// False when the server stopped before the batch could be stored.
     async fn write(&mut self, mut staged: Staged) -> bool {
         let mut delay = FIRST_RETRY_DELAY;
-        loop {
-            match self.store.write_batch(&staged.events, &staged.runs).await {
-                Ok(()) => break,
+        let mut failed_before = false;
+        let written = loop {
+            // A failed try may have committed all the same (the connection was lost after
+            // its COMMIT was sent): then it must not be written twice.
+            if failed_before
+                && matches!(
+                    self.store
+                        .was_stored(&mut staged.events, &mut staged.runs)
+                        .await,
+                    Ok(true)
+                )
+            {
+                break Written::default();
+            }
+            let attempt = self
+                .store
+                .write_batch(&mut staged.events, &mut staged.runs, &self.instance)
+                .await;
+            match attempt {
+                Ok(written) => break written,
                 Err(error) => {
+                    failed_before = true;
                     self.refuse_new_runs(&mut staged, &error);
                     if self.health.set_unwritable(&error.reason()) {
                         tracing::error!(
@@ -373,19 +410,29 @@ impl Writer {
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
             }
-        }
+        };
         if self.health.set_writable() {
             tracing::info!("the store can be written again; runs continue");
+        }
+        for run_id in written.lost {
+            tracing::warn!(
+                run = %run_id,
+                "another instance took this run over (this one's lease had expired); it stops here"
+            );
+            self.runs.remove(&run_id);
+            self.run_seqs.remove(&run_id);
+            let _ = self.lost.send(run_id);
         }
         for run in &staged.runs {
             if run.summary.status.is_finished() {
                 self.runs.remove(&run.summary.run_id);
                 self.run_seqs.remove(&run.summary.run_id);
+            } else if let Some(cached) = self.runs.get_mut(&run.summary.run_id) {
+                // Its order is given by the store when it is first written.
+                cached.ord = run.ord;
             }
         }
-        for event in &staged.events {
-            self.hub.publish(Arc::new(Published::from_row(event)));
-        }
+        self.feed.committed(&staged.events).await;
         for (run_id, stored) in staged.created {
             if stored.send(Ok(())).is_err() {
                 self.abandoned.push(run_id);
@@ -401,8 +448,7 @@ impl Writer {
     }
 
     /// Takes the new runs out of a batch that failed and tells their creators, so a request is
-    /// never answered 201 for a run that is not stored. The rest of the batch is renumbered so
-    /// the global sequence stays gap-free.
+    /// never answered 201 for a run that is not stored.
     fn refuse_new_runs(&mut self, staged: &mut Staged, error: &StoreError) {
         if staged.created.is_empty() {
             return;
@@ -423,13 +469,6 @@ impl Writer {
         staged
             .runs
             .retain(|run| !refused.contains(&run.summary.run_id));
-        // Nothing staged was published: renumber from the batch's first id, without the gap.
-        let mut seq = staged.first_seq;
-        for event in &mut staged.events {
-            event.seq = seq;
-            seq += 1;
-        }
-        self.next_seq = seq;
     }
 
     async fn number(&mut self, run_id: &str, event: &RunEvent, ts: String) -> EventRow {
@@ -442,10 +481,9 @@ impl Writer {
             self.run_seqs.insert(run_id.to_owned(), last);
             last
         };
-        let seq = self.next_seq;
-        self.next_seq += 1;
         EventRow {
-            seq,
+            // Given by the store in the write transaction.
+            seq: 0,
             run_id: run_id.to_owned(),
             run_seq,
             event: event.name().to_owned(),

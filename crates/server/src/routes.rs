@@ -24,6 +24,7 @@ use super::benchmark::{self, BenchmarkBoard, BenchmarkRunner, Interval, Resume, 
 use super::failure::Failure;
 use super::generator;
 use super::guard::{Guard, guard};
+use super::membership::Roster;
 use super::proxy::{Endpoint, Proxy};
 use super::request_span::request_span;
 use super::runs::{CancelOutcome, CreateError, Runs};
@@ -90,6 +91,8 @@ pub struct AppState {
     pub telemetry: Telemetry,
     /// The OpenAI-compatible proxy under `/v1`, with `--upstream`.
     pub proxy: Option<Proxy>,
+    /// The instances sharing the store, as last read.
+    pub roster: Roster,
 }
 
 /// The router: every API route behind the token check, the web console for everything else,
@@ -167,6 +170,8 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
             .then(|| u64::try_from(head).ok())
             .flatten(),
         store: Some(store),
+        backend: Some(state.store.backend().name().to_owned()),
+        instances: state.roster.snapshot(),
     })
 }
 

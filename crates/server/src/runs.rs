@@ -2,7 +2,7 @@
 //! finds.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
@@ -53,7 +53,7 @@ pub struct RunsSetup {
     pub generator: GeneratorConfig,
     /// How many runs generate and wait.
     pub limits: RunLimits,
-    /// Where the run order stands in the store.
+    /// Where the run order stands in the store (seeds run ids under `--seed`).
     pub last_ord: i64,
     /// Ends every run's work when cancelled.
     pub shutdown: CancellationToken,
@@ -63,6 +63,8 @@ pub struct RunsSetup {
     pub health: StoreHealth,
     /// The model servers runs are generated on; `None` runs the synthetic generator.
     pub upstreams: Option<UpstreamPool>,
+    /// This server instance: the owner of the runs it creates.
+    pub instance: Arc<str>,
 }
 
 /// Why a run was not created.
@@ -104,11 +106,14 @@ struct Inner {
     live: Mutex<HashMap<String, CancellationToken>>,
     /// Adopted runs the writer has not confirmed yet.
     unconfirmed: Mutex<HashSet<String>>,
-    next_ord: AtomicI64,
     ids: Mutex<SplitMix64>,
     shutdown: CancellationToken,
     requests: RequestTracker,
     upstreams: Option<UpstreamPool>,
+    instance: Arc<str>,
+    /// Runs another instance took over from this one: their work stops and nothing more of
+    /// them is written from here.
+    lost: Mutex<HashSet<String>>,
 }
 
 impl Runs {
@@ -124,12 +129,25 @@ impl Runs {
             requests,
             health,
             upstreams,
+            instance,
         } = setup;
+        // Instances sharing a store with the same `--seed` must not make the same ids.
+        let shared_salt = if store.is_shared() {
+            instance
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                    (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+                })
+        } else {
+            0
+        };
         let ids = generator
             .seed
             .map_or_else(SplitMix64::from_entropy, |seed| {
                 // Run ids continue from the stored count, so a restart does not repeat them.
-                SplitMix64::new(seed ^ u64::try_from(last_ord).unwrap_or(0).rotate_left(17))
+                SplitMix64::new(
+                    seed ^ u64::try_from(last_ord).unwrap_or(0).rotate_left(17) ^ shared_salt,
+                )
             });
         Self {
             inner: Arc::new(Inner {
@@ -142,13 +160,19 @@ impl Runs {
                 health,
                 live: Mutex::new(HashMap::new()),
                 unconfirmed: Mutex::new(HashSet::new()),
-                next_ord: AtomicI64::new(last_ord + 1),
                 ids: Mutex::new(ids),
                 shutdown,
                 requests,
                 upstreams,
+                instance,
+                lost: Mutex::new(HashSet::new()),
             }),
         }
+    }
+
+    /// This server instance's id.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     /// Creates a queued run, stores it and schedules it. Returns its summary once it is stored;
@@ -178,7 +202,6 @@ impl Runs {
 
     /// A new queued run's row, with its id and seed.
     fn new_row(&self, task: String, params: &Value) -> (RunRow, u64) {
-        let ord = self.inner.next_ord.fetch_add(1, Ordering::SeqCst);
         let (run_id, seed) = {
             let mut ids = self
                 .inner
@@ -193,8 +216,10 @@ impl Runs {
         };
         let row = RunRow {
             summary,
-            ord,
+            // Given by the store when the run is written.
+            ord: 0,
             params: params.to_string(),
+            owner: Some(self.inner.instance.to_string()),
         };
         (row, seed)
     }
@@ -317,8 +342,30 @@ impl Runs {
         self.inner.queued.load(Ordering::SeqCst)
     }
 
-    /// Cancels a queued or running run.
+    /// Cancels a queued or running run: here, or through the store at the instance that
+    /// runs it.
     pub async fn cancel(&self, run_id: &str) -> Result<CancelOutcome, StoreError> {
+        if self.cancel_here(run_id) {
+            return Ok(CancelOutcome::Cancelling);
+        }
+        let Some(run) = self.inner.store.run(run_id).await? else {
+            return Ok(CancelOutcome::Unknown);
+        };
+        if run.summary.status.is_finished() {
+            return Ok(CancelOutcome::AlreadyFinished);
+        }
+        match run.owner.as_deref() {
+            Some(owner) if owner != &*self.inner.instance && self.inner.store.is_shared() => {
+                self.inner.store.send_cancel(owner, run_id).await?;
+                Ok(CancelOutcome::Cancelling)
+            }
+            // Ours but not live here: it is ending, or a take-over is about to fail it.
+            _ => Ok(CancelOutcome::AlreadyFinished),
+        }
+    }
+
+    /// Cancels a run if it is live on this instance; false when it is not.
+    pub fn cancel_here(&self, run_id: &str) -> bool {
         let token = self
             .inner
             .live
@@ -326,28 +373,89 @@ impl Runs {
             .unwrap_or_else(PoisonError::into_inner)
             .get(run_id)
             .cloned();
-        if let Some(token) = token {
+        token.is_some_and(|token| {
             token.cancel();
-            return Ok(CancelOutcome::Cancelling);
-        }
-        Ok(match self.inner.store.run(run_id).await? {
-            Some(_) => CancelOutcome::AlreadyFinished,
-            None => CancelOutcome::Unknown,
+            true
         })
     }
 
-    /// After a restart: runs that were running are failed (their work is lost), and queued runs
-    /// are queued again in their original order. The failures are written in one transaction,
-    /// so a stop during recovery leaves either all of them or none.
+    /// Another instance took this run over: its work here stops and its end is not written.
+    pub fn lose(&self, run_id: &str) {
+        self.inner
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id.to_owned());
+        self.cancel_here(run_id);
+    }
+
+    /// Every run live here was taken over (this instance was silent past its lease).
+    pub fn lose_all(&self) {
+        let live: Vec<String> = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for run_id in live {
+            self.lose(&run_id);
+        }
+    }
+
+    fn is_lost(&self, run_id: &str) -> bool {
+        self.inner
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(run_id)
+    }
+
+    /// At start: takes over the runs left by servers that are gone. On SQLite that is every
+    /// unfinished run (one server per file: the last one stopped); on a shared store, the runs
+    /// of instances that stopped or expired, and runs stored before owners were kept. Alive
+    /// instances are watched by their leases instead.
     pub async fn recover(&self) -> Result<(), StoreError> {
-        let message = "interrupted by server restart";
-        let mut events = Vec::new();
-        for run in self
+        let store = &self.inner.store;
+        let me = self.inner.instance.clone();
+        let restart = "interrupted by server restart";
+        self.take_over(None, restart).await?;
+        if !store.is_shared() {
+            for instance in store.instances().await? {
+                if *instance.id != *me {
+                    self.take_over(Some((&instance.id, instance.beats)), restart)
+                        .await?;
+                }
+            }
+        }
+        // A server starting on a stopped one's runs: that is a restart, whatever the backend.
+        for (owner, _) in store.orphaned_owners().await? {
+            self.take_over(Some((&owner, i64::MIN)), restart).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes over the unfinished runs of `dead` (an instance id and the heartbeat count it was
+    /// last seen at; `None`: runs without an owner): the running ones are failed with
+    /// `message` (their work was lost with their server), the queued ones run here. The
+    /// failures are written in one transaction, so a stop during it leaves all or none. False
+    /// when the instance turned out to be alive after all.
+    pub async fn take_over(
+        &self,
+        dead: Option<(&str, i64)>,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(taken) = self
             .inner
             .store
-            .runs_with_status(RunStatus::Running)
+            .take_over(dead, &self.inner.instance, message)
             .await?
-        {
+        else {
+            return Ok(false);
+        };
+        let mut events = Vec::new();
+        for run in &taken.running {
             let run_id = &run.summary.run_id;
             events.push(NewEvent::now(
                 run_id,
@@ -364,20 +472,20 @@ impl Runs {
         }
         // The server must not answer before the recovery is stored.
         if !events.is_empty() && self.inner.recorder.together(events).await.is_err() {
-            return Ok(());
+            return Ok(true);
         }
-        for run in self.inner.store.runs_with_status(RunStatus::Queued).await? {
+        for run in taken.queued {
             let seed = self
                 .inner
                 .ids
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .next_u64();
-            // Queued before the restart: it keeps its place even past the limit.
+            // Queued before: it keeps its place even past the limit.
             self.inner.queued.fetch_add(1, Ordering::SeqCst);
             self.schedule(run, seed);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Starts the run's task; the run already holds a place in the queue count.
@@ -453,6 +561,10 @@ impl Runs {
 
     /// Records how a run ended: its final status (with the error first, for a failure).
     async fn finish(&self, run_id: &str, outcome: Outcome) -> Result<(), Stopped> {
+        if self.is_lost(run_id) {
+            // Its end is the instance's that took it over.
+            return Ok(());
+        }
         match outcome {
             Outcome::Completed => self.end(run_id, RunStatus::Completed, None).await,
             Outcome::Cancelled => {
@@ -481,6 +593,9 @@ impl Runs {
         status: RunStatus,
         message: Option<&str>,
     ) -> Result<(), Stopped> {
+        if self.is_lost(run_id) {
+            return Ok(());
+        }
         let recorder = &self.inner.recorder;
         recorder
             .event(run_id, RunEvent::status(status, message), now_rfc3339())

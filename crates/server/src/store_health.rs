@@ -1,7 +1,8 @@
-//! Whether the store accepts writes. The writer finds out; the routes refuse new runs while it
-//! does not; `/api/health` and every event stream tell their clients.
+//! Whether the store accepts writes. The writer finds out (and the heartbeat, when the
+//! database cannot be reached at all); the routes refuse new runs while it does not;
+//! `/api/health` and every event stream tell their clients.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
@@ -12,6 +13,8 @@ use runboard_api::clock::now_rfc3339;
 #[derive(Debug, Clone)]
 pub struct StoreHealth {
     state: Arc<watch::Sender<StoreStatus>>,
+    /// Why the heartbeat cannot reach the database, apart from the writer's own finding.
+    link: Arc<Mutex<Option<String>>>,
 }
 
 impl Default for StoreHealth {
@@ -25,6 +28,27 @@ impl StoreHealth {
     pub fn new() -> Self {
         Self {
             state: Arc::new(watch::Sender::new(StoreStatus::writable())),
+            link: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// What the heartbeat found: `Some(reason)` while the database cannot be reached, `None`
+    /// once it can. The store is unwritable meanwhile even when nothing is being written;
+    /// the writer's next success (or this, when it set the state) clears it.
+    pub fn set_link(&self, problem: Option<&str>) {
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        match problem {
+            Some(reason) => {
+                *link = Some(reason.to_owned());
+                self.set_unwritable(reason);
+            }
+            None => {
+                let was = link.take();
+                let current = self.current();
+                if was.is_some() && current.error == was {
+                    self.set_writable();
+                }
+            }
         }
     }
 

@@ -207,8 +207,7 @@ mod tests {
             status: "ok".into(),
             version: None,
             features: features.to_vec(),
-            events_head: None,
-            store: None,
+            ..Health::without_features()
         };
         board.apply(Inbound::Health { server: 0, health }, 0.0);
         board

@@ -1,17 +1,26 @@
 //! Runs and events in SQL. One code path through sqlx's `Any` driver: SQLite (a file, or memory
-//! for tests) today, PostgreSQL by URL later. Queries use only portable SQL: `$n` placeholders,
-//! `INSERT … ON CONFLICT … DO UPDATE`, and no engine-specific types.
+//! for tests), or PostgreSQL by URL, which several servers can share. Queries use only portable
+//! SQL: `$n` placeholders, `INSERT … ON CONFLICT … DO UPDATE`, `RETURNING`, and no
+//! engine-specific types; the few PostgreSQL-only statements (notifications) are marked.
+//!
+//! Global sequence numbers are handed out inside the write transaction, under the row lock of
+//! the `last_seq` mark, so write transactions commit in sequence order on every engine and
+//! with any number of writers (see ARCHITECTURE.md, "Order without loss").
+
+mod instances;
+mod sql;
+
+pub use instances::{InstanceRow, InstanceState, TakenOver};
 
 use std::path::PathBuf;
 use std::sync::Once;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 // The only dynamic SQL is built from this file's column-list constants; values are bound.
-use sqlx::{
-    AnyConnection, AnyPool, AssertSqlSafe, Connection as _, Executor as _, QueryBuilder, Row as _,
-};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection as _, Executor as _, Row as _};
 
 use runboard_api::{RunStatus, RunSummary, StoredEvent};
+use sql::Sql;
 
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +29,36 @@ pub enum DbLocation {
     File(PathBuf),
     /// A private in-memory SQLite database that lives as long as the server.
     Memory,
-    /// Any database URL sqlx understands (`sqlite:…`, later `postgres://…`).
+    /// Any database URL sqlx understands (`sqlite:…`, `postgres://…`).
     Url(String),
+}
+
+/// The engine behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite: one server per database.
+    Sqlite,
+    /// PostgreSQL: any number of servers share the database and act as one board.
+    Postgres,
+}
+
+impl Backend {
+    /// The engine a URL names.
+    fn of(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+
+    /// Its name for people and `/api/health`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
 }
 
 impl DbLocation {
@@ -48,8 +85,23 @@ impl std::fmt::Display for DbLocation {
         match self {
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Memory => write!(f, ":memory:"),
-            Self::Url(url) => write!(f, "{url}"),
+            Self::Url(url) => write!(f, "{}", without_password(url)),
         }
+    }
+}
+
+/// The URL with any password replaced by `***`: locations are printed and logged.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -111,10 +163,13 @@ pub struct EventRow {
 pub struct RunRow {
     /// The summary fields.
     pub summary: RunSummary,
-    /// Creation order, for newest-first paging.
+    /// Creation order, for newest-first paging: the global sequence of its `run_created`
+    /// event, given by the store when the run is first written (0 until then).
     pub ord: i64,
     /// Generator parameters as JSON.
     pub params: String,
+    /// The server instance that runs it (`None` for runs stored before instances were kept).
+    pub owner: Option<String>,
 }
 
 /// What the store knew at startup: where the sequences stand.
@@ -164,12 +219,23 @@ pub enum Replay<'a> {
     },
 }
 
+/// What a write did besides storing the batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Runs whose events and rows were left out because another instance owns them now (it
+    /// took them over when this one's lease expired): this instance must stop them.
+    pub lost: Vec<String>,
+}
+
 /// The database behind the reference server.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     /// A memory database lives in its one connection, which must never be closed.
     in_memory: bool,
+    backend: Backend,
+    /// The URL it was opened with (notifications need a connection of their own).
+    url: String,
 }
 
 /// Version 1 of the schema: the tables as they were before versions were kept (a database
@@ -207,10 +273,37 @@ const SCHEMA_V1: [&str; 6] = [
     "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, ord)",
 ];
 
+/// Version 2: servers sharing one database. Each run has an owner (the instance that runs
+/// it), instances keep a heartbeat, and the `last_seq` mark always exists, as writers take
+/// their sequence numbers from it.
+const SCHEMA_V2: [&str; 4] = [
+    "ALTER TABLE runs ADD COLUMN owner TEXT",
+    "CREATE TABLE IF NOT EXISTS instances (
+        instance_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        beats BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        lease_ms BIGINT NOT NULL,
+        note TEXT
+    )",
+    "INSERT INTO meta (key, value) SELECT 'last_seq', COALESCE(MAX(seq), 0) FROM events \
+     WHERE 1 = 1 ON CONFLICT (key) DO NOTHING",
+    "CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, status)",
+];
+
 /// The schema's migrations, in order: a database at version N gets N+1 and later applied at
 /// start, each in its own transaction with the version it reaches. Append; never edit one that
 /// shipped.
-const MIGRATIONS: [&[&str]; 1] = [&SCHEMA_V1];
+const MIGRATIONS: [&[&str]; 2] = [&SCHEMA_V1, &SCHEMA_V2];
+
+/// The channel that wakes other instances when events are committed (payload: the last
+/// sequence of the write).
+pub const EVENTS_CHANNEL: &str = "runboard_events";
+
+/// The channel that asks the instance running a run to cancel it (payload: `owner run_id`).
+pub const CANCEL_CHANNEL: &str = "runboard_cancel";
 
 /// The schema version this build writes: the number of migrations.
 #[allow(clippy::cast_possible_wrap)] // A handful of migrations.
@@ -230,7 +323,7 @@ const INSERT_CHUNK: usize = 500;
 
 const EVENT_COLUMNS: &str = "seq, run_id, run_seq, event, data, ts";
 const RUN_COLUMNS: &str = "run_id, ord, task, params, status, created_at, started_at, \
-                           finished_at, tokens_out, agent, iteration, snippet";
+                           finished_at, tokens_out, agent, iteration, snippet, owner";
 
 impl Store {
     /// Opens (creating if needed) the database and its schema, checks it (`quick_check`) and
@@ -281,9 +374,20 @@ impl Store {
                     AnyPoolOptions::new().max_connections(4),
                 )
             }
-            DbLocation::Url(url) => (url.clone(), AnyPoolOptions::new().max_connections(4)),
+            DbLocation::Url(url) => {
+                // A PostgreSQL server answers many readers at once; SQLite has one file.
+                let connections = match Backend::of(url) {
+                    Backend::Postgres => 10,
+                    Backend::Sqlite => 4,
+                };
+                (
+                    url.clone(),
+                    AnyPoolOptions::new().max_connections(connections),
+                )
+            }
         };
-        let is_sqlite = url.starts_with("sqlite:");
+        let backend = Backend::of(&url);
+        let is_sqlite = backend == Backend::Sqlite;
         // Checked on a connection of its own first: the pool would retry a failing connection
         // until its timeout and report only "pool timed out", hiding the real problem.
         let mut probe = AnyConnection::connect(&url)
@@ -294,6 +398,12 @@ impl Store {
                 .await
                 .map_err(failed("opening the database"))?;
             check_integrity(&mut probe, location).await?;
+        } else {
+            // Servers starting together on a new database must not migrate it twice at once.
+            sqlx::query("SELECT pg_advisory_lock(7201)") // PostgreSQL only
+                .execute(&mut probe)
+                .await
+                .map_err(failed("locking the schema"))?;
         }
         migrate(&mut probe, location).await?;
         // Prove it can be written now, not at the first run: a read-only file or filesystem,
@@ -330,7 +440,24 @@ impl Store {
         Ok(Self {
             pool,
             in_memory: matches!(location, DbLocation::Memory),
+            backend,
+            url,
         })
+    }
+
+    /// The engine.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether other servers may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// The URL it was opened with.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Where the sequences stand, to continue them after a restart.
@@ -374,18 +501,23 @@ impl Store {
         row.try_get(0).map_err(failed("reading a run's sequence"))
     }
 
-    /// Writes a batch in one transaction: new events, then the changed runs.
+    /// Writes a batch in one transaction: new events numbered by the store (their `seq`, and the
+    /// `ord` of new runs, are set here), then the changed runs. `owner` is this instance: on a
+    /// shared store, events and rows of runs another instance took over are left out and
+    /// returned in [`Written::lost`]; other instances are woken by a notification.
     pub async fn write_batch(
         &self,
-        events: &[EventRow],
-        runs: &[RunRow],
-    ) -> Result<(), StoreError> {
+        events: &mut Vec<EventRow>,
+        runs: &mut Vec<RunRow>,
+        owner: &str,
+    ) -> Result<Written, StoreError> {
         let mut connection = self
             .pool
             .acquire()
             .await
             .map_err(failed("starting a write"))?;
-        let written = write_rows(&mut connection, events, runs).await;
+        let shared = self.is_shared().then_some(owner);
+        let written = write_rows(&mut connection, events, runs, shared).await;
         if written.is_err() && !self.in_memory {
             // A COMMIT that fails (a full disk) can leave SQLite's transaction open on this
             // connection; back in the pool it would hold the write lock and take later writes
@@ -393,6 +525,32 @@ impl Store {
             let _ = connection.detach().close().await;
         }
         written
+    }
+
+    /// After a write failed: whether the batch was committed all the same (the connection
+    /// was lost after the COMMIT was sent). If so, its events get the sequence numbers they
+    /// were stored with, and the new runs their order, and it must not be written again.
+    pub async fn was_stored(
+        &self,
+        events: &mut [EventRow],
+        runs: &mut [RunRow],
+    ) -> Result<bool, StoreError> {
+        let Some(first) = events.first() else {
+            return Ok(false);
+        };
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM events WHERE run_id = $1 AND run_seq = $2")
+                .bind(first.run_id.clone())
+                .bind(first.run_seq)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("checking a write"))?;
+        let Some(first_seq) = found else {
+            return Ok(false);
+        };
+        // A batch is numbered in order from its first event.
+        number_rows(events, runs, first_seq);
+        Ok(true)
     }
 
     /// Removes finished runs beyond the retention limits, with their events, in small
@@ -418,7 +576,7 @@ impl Store {
                 .begin()
                 .await
                 .map_err(failed("starting to prune"))?;
-            let mut select = QueryBuilder::new(format!(
+            let mut select = Sql::new(format!(
                 "SELECT run_id FROM runs WHERE status IN {FINISHED_SQL} AND (1 = 0"
             ));
             if let Some(cutoff) = &cutoff {
@@ -445,7 +603,7 @@ impl Store {
             if victims.is_empty() {
                 return Ok(total);
             }
-            let in_list = |query: &mut QueryBuilder<sqlx::Any>| {
+            let in_list = |query: &mut Sql| {
                 query.push(" WHERE run_id IN (");
                 let mut list = query.separated(", ");
                 for run_id in &victims {
@@ -453,7 +611,7 @@ impl Store {
                 }
                 query.push(")");
             };
-            let mut highest = QueryBuilder::new("SELECT COALESCE(MAX(seq), 0) FROM events");
+            let mut highest = Sql::new("SELECT COALESCE(MAX(seq), 0) FROM events");
             in_list(&mut highest);
             let highest: i64 = highest
                 .build()
@@ -464,14 +622,14 @@ impl Store {
             raise_mark(&mut tx, "pruned_seq", highest)
                 .await
                 .map_err(failed("pruning"))?;
-            let mut events = QueryBuilder::new("DELETE FROM events");
+            let mut events = Sql::new("DELETE FROM events");
             in_list(&mut events);
             let removed = events
                 .build()
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("pruning events"))?;
-            let mut runs = QueryBuilder::new("DELETE FROM runs");
+            let mut runs = Sql::new("DELETE FROM runs");
             in_list(&mut runs);
             runs.build()
                 .execute(&mut *tx)
@@ -490,12 +648,14 @@ impl Store {
         before_ord: Option<i64>,
         status: Option<RunStatus>,
     ) -> Result<Vec<RunRow>, StoreError> {
-        let mut query = QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"));
+        let mut query = Sql::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"));
         if let Some(before) = before_ord {
             query.push(" AND ord < ").push_bind(before);
         }
         if let Some(status) = status {
-            query.push(" AND status = ").push_bind(status.as_str());
+            query
+                .push(" AND status = ")
+                .push_bind(status.as_str().to_owned());
         }
         query
             .push(" ORDER BY ord DESC LIMIT ")
@@ -576,7 +736,7 @@ impl Store {
         replay: &Replay<'_>,
         limit: u32,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let mut query = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
+        let mut query = Sql::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
         match replay {
             Replay::All { after_seq, runs } => {
                 query.push("seq > ").push_bind(*after_seq);
@@ -744,18 +904,38 @@ async fn check_integrity(
     })
 }
 
-/// Writes a batch in one transaction: new events, then the changed runs, then the marks.
+/// Writes a batch in one transaction: the `last_seq` mark locked first (every writer queues
+/// there, so transactions commit in sequence order), runs taken over by another instance
+/// left out (`shared`: this instance's id), sequence numbers given, new events, the changed
+/// runs, the marks, and on a shared store a notification sent at commit.
 async fn write_rows(
     connection: &mut AnyConnection,
-    events: &[EventRow],
-    runs: &[RunRow],
-) -> Result<(), StoreError> {
+    events: &mut Vec<EventRow>,
+    runs: &mut Vec<RunRow>,
+    shared: Option<&str>,
+) -> Result<Written, StoreError> {
     let mut tx = connection
         .begin()
         .await
         .map_err(failed("starting a write"))?;
+    // An UPDATE, not a SELECT: it takes the row lock on PostgreSQL and SQLite's write lock,
+    // held until this transaction ends, before anything is read.
+    let last_seq: i64 =
+        sqlx::query_scalar("UPDATE meta SET value = value WHERE key = 'last_seq' RETURNING value")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed("taking the sequence"))?;
+    let mut written = Written::default();
+    if let Some(me) = shared {
+        written.lost = foreign_runs(&mut tx, events, me).await?;
+        if !written.lost.is_empty() {
+            events.retain(|event| !written.lost.contains(&event.run_id));
+            runs.retain(|run| !written.lost.contains(&run.summary.run_id));
+        }
+    }
+    number_rows(events, runs, last_seq + 1);
     for chunk in events.chunks(INSERT_CHUNK) {
-        let mut insert = QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+        let mut insert = Sql::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
         insert.push_values(chunk, |mut row, event| {
             row.push_bind(event.seq)
                 .push_bind(event.run_id.clone())
@@ -771,22 +951,24 @@ async fn write_rows(
             .map_err(failed("writing events"))?;
     }
     for chunk in runs.chunks(INSERT_CHUNK / 2) {
-        let mut upsert = QueryBuilder::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
+        let mut upsert = Sql::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
         upsert.push_values(chunk, |mut row, run| {
             let s = &run.summary;
             row.push_bind(s.run_id.clone())
                 .push_bind(run.ord)
                 .push_bind(s.task.clone())
                 .push_bind(run.params.clone())
-                .push_bind(s.status.as_str())
+                .push_bind(s.status.as_str().to_owned())
                 .push_bind(s.created_at.clone().unwrap_or_default())
                 .push_bind(s.started_at.clone())
                 .push_bind(s.finished_at.clone())
                 .push_bind(i64::try_from(s.tokens_out).unwrap_or(i64::MAX))
                 .push_bind(s.agent.clone())
                 .push_bind(s.iteration.map(i64::from))
-                .push_bind(s.snippet.clone());
+                .push_bind(s.snippet.clone())
+                .push_bind(run.owner.clone());
         });
+        // The owner changes only by a take-over, never by a write of the run's events.
         upsert.push(
             " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, \
              started_at = excluded.started_at, finished_at = excluded.finished_at, \
@@ -799,17 +981,74 @@ async fn write_rows(
             .await
             .map_err(failed("writing runs"))?;
     }
-    let marks = [
-        ("last_seq", events.iter().map(|event| event.seq).max()),
-        ("last_ord", runs.iter().map(|run| run.ord).max()),
-    ];
-    for (key, value) in marks {
-        let Some(value) = value else { continue };
-        raise_mark(&mut tx, key, value)
+    if let Some(last) = events.last() {
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'last_seq'")
+            .bind(last.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing the sequence marks"))?;
+        if shared.is_some() {
+            // Delivered to every listening instance when (and only if) this commits.
+            sqlx::query("SELECT pg_notify($1, $2)") // PostgreSQL only
+                .bind(EVENTS_CHANNEL)
+                .bind(last.seq.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("notifying the other instances"))?;
+        }
+    }
+    if let Some(ord) = runs.iter().map(|run| run.ord).max() {
+        raise_mark(&mut tx, "last_ord", ord)
             .await
             .map_err(failed("writing the sequence marks"))?;
     }
-    tx.commit().await.map_err(failed("committing a write"))
+    tx.commit().await.map_err(failed("committing a write"))?;
+    Ok(written)
+}
+
+/// Numbers a batch's events from `first_seq` in order, and gives each new run (`ord` 0) the
+/// sequence of its `run_created` event as its order.
+fn number_rows(events: &mut [EventRow], runs: &mut [RunRow], first_seq: i64) {
+    let mut seq = first_seq;
+    for event in events.iter_mut() {
+        event.seq = seq;
+        seq += 1;
+    }
+    for run in runs.iter_mut().filter(|run| run.ord == 0) {
+        if let Some(created) = events.iter().find(|event| {
+            event.run_id == run.summary.run_id
+                && event.event == runboard_api::EventKind::RunCreated.as_str()
+        }) {
+            run.ord = created.seq;
+        }
+    }
+}
+
+/// The runs of this batch that another instance owns now.
+async fn foreign_runs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[EventRow],
+    me: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids: Vec<&str> = events.iter().map(|event| event.run_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = Sql::new("SELECT run_id FROM runs WHERE (owner IS NULL OR owner <> ");
+    query.push_bind(me.to_owned()).push(") AND run_id IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id.to_owned());
+    }
+    query.push(")");
+    query
+        .build()
+        .fetch_all(&mut **tx)
+        .await
+        .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
+        .map_err(failed("checking which runs are this instance's"))
 }
 
 /// Raises a high-water mark in `meta` to `value` (never lowers it).
@@ -907,6 +1146,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
             },
             ord: row.try_get("ord")?,
             params: row.try_get("params")?,
+            owner: row.try_get("owner")?,
         })
     };
     read().map_err(failed("reading a run"))

@@ -1,0 +1,106 @@
+//! Statements built piece by piece with bound values, numbered `$1`, `$2`, … .
+//!
+//! sqlx's `QueryBuilder` writes `?` for every value when the database is `Any`: SQLite reads
+//! that, PostgreSQL does not. Numbered placeholders are read by both, so the store builds its
+//! dynamic statements here (the rest use fixed `$n` text).
+
+use std::fmt::Write as _;
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Arguments as _, AssertSqlSafe, Encode, Type};
+
+/// A statement being built: text, and the values its placeholders stand for.
+pub(super) struct Sql {
+    text: String,
+    arguments: AnyArguments,
+    count: usize,
+}
+
+impl Sql {
+    /// A statement starting with `text` (fixed text, never a value).
+    pub(super) fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            arguments: AnyArguments::default(),
+            count: 0,
+        }
+    }
+
+    /// Appends fixed text.
+    pub(super) fn push(&mut self, text: impl std::fmt::Display) -> &mut Self {
+        let _ = write!(self.text, "{text}");
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    pub(super) fn push_bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: for<'q> Encode<'q, Any> + Type<Any>,
+    {
+        // A value the driver cannot encode fails the statement when it is sent; the `Any`
+        // buffer itself never refuses one.
+        let _ = self.arguments.add(value);
+        self.count += 1;
+        let _ = write!(self.text, "${}", self.count);
+        self
+    }
+
+    /// Appends values separated by `separator`.
+    pub(super) fn separated(&mut self, separator: &'static str) -> Separated<'_> {
+        Separated {
+            sql: self,
+            separator,
+            first: true,
+        }
+    }
+
+    /// Appends ` VALUES (…), (…)`, one group per item, filled by `row`.
+    pub(super) fn push_values<I, F>(&mut self, items: I, mut row: F) -> &mut Self
+    where
+        I: IntoIterator,
+        F: FnMut(Separated<'_>, I::Item),
+    {
+        self.push(" VALUES ");
+        for (index, item) in items.into_iter().enumerate() {
+            if index > 0 {
+                self.push(", ");
+            }
+            self.push("(");
+            row(self.separated(", "), item);
+            self.push(")");
+        }
+        self
+    }
+
+    /// The statement, ready to run (the builder is left empty).
+    pub(super) fn build(&mut self) -> Query<'static, Any, AnyArguments> {
+        let text = std::mem::take(&mut self.text);
+        let arguments = std::mem::take(&mut self.arguments);
+        self.count = 0;
+        // Only fixed text is ever pushed; every value is bound.
+        sqlx::query_with(AssertSqlSafe(text), arguments)
+    }
+}
+
+/// Values appended with a separator between them.
+pub(super) struct Separated<'a> {
+    sql: &'a mut Sql,
+    separator: &'static str,
+    first: bool,
+}
+
+impl Separated<'_> {
+    /// Appends a placeholder for `value`, after the separator unless it is the first.
+    pub(super) fn push_bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: for<'q> Encode<'q, Any> + Type<Any>,
+    {
+        if !self.first {
+            self.sql.push(self.separator);
+        }
+        self.first = false;
+        self.sql.push_bind(value);
+        self
+    }
+}
