@@ -70,7 +70,37 @@ fi
 # winit and wgpu complain without a runtime dir; the tests need no display.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
-cargo test "$@"
+# A throwaway PostgreSQL 15 (scripts/postgres.sh: installed as root when missing, run by an
+# unprivileged user on a free loopback port, removed at the end) for the shared-store tests.
+pg_dir=""
+if [ -z "${RUNBOARD_TEST_POSTGRES:-}" ]; then
+  if pg_env="$(scripts/postgres.sh start)"; then
+    eval "$pg_env"
+    pg_dir="$RUNBOARD_TEST_PG_DIR"
+    trap 'scripts/postgres.sh stop "$pg_dir"' EXIT
+  elif [ -n "${RUNBOARD_REQUIRE_POSTGRES:-}" ]; then
+    echo "error: PostgreSQL could not be started, and RUNBOARD_REQUIRE_POSTGRES is set" >&2
+    exit 1
+  else
+    echo "note: PostgreSQL could not be started; the shared-store tests say so and are skipped" >&2
+  fi
+fi
+postgres_url="${RUNBOARD_TEST_POSTGRES:-}"
+
+# Every test, the server's on SQLite files.
+RUNBOARD_TEST_POSTGRES="" RUNBOARD_REQUIRE_POSTGRES="" cargo test "$@"
+
+# The server's tests again, each on a database of its own in PostgreSQL, and the shared-store
+# tests of several `runboard serve` processes on one database.
+if [ -n "$postgres_url" ]; then
+  echo "== the server's tests on PostgreSQL ($postgres_url)"
+  # Not again: the tests of SQLite files themselves (faults, schema by sqlite3, the recorded
+  # exchange), which run on SQLite whatever the backend.
+  RUNBOARD_TEST_POSTGRES="$postgres_url" RUNBOARD_REQUIRE_POSTGRES=1 \
+    cargo test "$@" --test server -- --skip store_faults:: --skip schema:: --skip exchange::
+  RUNBOARD_TEST_POSTGRES="$postgres_url" RUNBOARD_REQUIRE_POSTGRES=1 \
+    cargo test "$@" --test cli -- shared_store::
+fi
 
 # The web console end to end in headless Chromium (builds the bundle first; installs trunk,
 # wasm-bindgen-cli, wasm-opt and chromium when missing).

@@ -41,7 +41,9 @@ fn fresh_database(base: Option<String>, label: &str) -> Option<String> {
 fn postgres_or_skip(base: Option<String>, label: &str) -> Option<String> {
     let Some(base) = base else {
         assert!(
-            std::env::var_os("RUNBOARD_REQUIRE_POSTGRES").is_none(),
+            std::env::var("RUNBOARD_REQUIRE_POSTGRES")
+                .unwrap_or_default()
+                .is_empty(),
             "RUNBOARD_REQUIRE_POSTGRES is set but RUNBOARD_TEST_POSTGRES is not"
         );
         eprintln!(

@@ -20,7 +20,9 @@ use support::test_server::{client, create_database, postgres_base, psql, sqlite_
 pub fn fresh_database(label: &str) -> Option<String> {
     let Some(base) = postgres_base() else {
         assert!(
-            std::env::var_os("RUNBOARD_REQUIRE_POSTGRES").is_none(),
+            std::env::var("RUNBOARD_REQUIRE_POSTGRES")
+                .unwrap_or_default()
+                .is_empty(),
             "RUNBOARD_REQUIRE_POSTGRES is set but RUNBOARD_TEST_POSTGRES is not"
         );
         eprintln!(

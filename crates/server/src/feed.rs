@@ -123,3 +123,61 @@ impl Feed {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Feed;
+    use crate::hub::Hub;
+    use crate::store::{DbLocation, EventRow, Store};
+    use tokio_util::sync::CancellationToken;
+
+    fn rows(run: &str, count: usize) -> Vec<EventRow> {
+        (1..=count)
+            .map(|run_seq| EventRow {
+                seq: 0,
+                run_id: run.to_owned(),
+                run_seq: i64::try_from(run_seq).unwrap(),
+                event: "log".to_owned(),
+                data: "{}".to_owned(),
+                ts: "2026-12-02T00:00:00Z".to_owned(),
+            })
+            .collect()
+    }
+
+    /// Another writer commits 1..=3, this one 4..=5: its own rows are published after the gap
+    /// is read from the store, and a late notification for 3 publishes nothing twice.
+    #[tokio::test]
+    async fn events_go_out_in_sequence_order_whoever_wrote_them() {
+        let store = Store::open(&DbLocation::Memory).await.unwrap();
+        let hub = Hub::new(64, 0);
+        let mut live = hub.subscribe();
+        let feed = Feed::new(hub, store.clone(), 0, CancellationToken::new());
+        let mut theirs = rows("run-b", 3);
+        store
+            .write_batch(&mut theirs, &mut Vec::new(), "other")
+            .await
+            .unwrap();
+        let mut ours = rows("run-a", 2);
+        store
+            .write_batch(&mut ours, &mut Vec::new(), "this")
+            .await
+            .unwrap();
+        assert_eq!(ours[0].seq, 4);
+        feed.committed(&ours).await;
+        feed.caught_up_to(3).await;
+        let mut seen = Vec::new();
+        while let Ok(event) = live.try_recv() {
+            seen.push((event.seq, event.run_id.clone()));
+        }
+        assert_eq!(
+            seen,
+            [
+                (1, "run-b".to_owned()),
+                (2, "run-b".to_owned()),
+                (3, "run-b".to_owned()),
+                (4, "run-a".to_owned()),
+                (5, "run-a".to_owned()),
+            ]
+        );
+    }
+}

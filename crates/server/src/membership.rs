@@ -67,9 +67,12 @@ impl Roster {
             .clone()
     }
 
-    fn set(&self, rows: &[InstanceRow], me: &str) {
+    /// Keeps `rows` as the list; on SQLite only this instance (earlier ones were this same
+    /// server before a restart, not others sharing the store).
+    fn set(&self, rows: &[InstanceRow], me: &str, shared: bool) {
         let list = rows
             .iter()
+            .filter(|row| shared || *row.id == *me)
             .map(|row| InstanceStatus {
                 id: row.id.clone(),
                 name: row.name.clone(),
@@ -97,7 +100,7 @@ pub async fn join(store: &Store, identity: &Identity) -> Result<Roster, super::s
         .await?;
     let roster = Roster::default();
     if let Ok(rows) = store.instances().await {
-        roster.set(&rows, &identity.id);
+        roster.set(&rows, &identity.id, store.is_shared());
     }
     Ok(roster)
 }
@@ -185,7 +188,8 @@ impl Watch {
         let Ok(rows) = self.store.instances().await else {
             return;
         };
-        self.roster.set(&rows, &self.identity.id);
+        self.roster
+            .set(&rows, &self.identity.id, self.store.is_shared());
         if self.store.is_shared() {
             self.expire_silent(&rows).await;
             self.take_orphans().await;

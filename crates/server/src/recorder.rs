@@ -1,10 +1,12 @@
-//! The one writer: it numbers events, persists them in batches, then fans them out.
+//! This server's one writer: it numbers events within their run, persists them in batches (the
+//! store gives their global sequence in the transaction), then hands them to the feed.
 //!
 //! Every event goes through here, so an event is only ever published after its transaction
 //! committed: a stream that replays from the store and then follows the hub can neither miss nor
 //! repeat one, and an id a subscriber has seen is never handed out again after a restart.
 //!
-//! When the store cannot be written (a full disk, a read-only file), the failed batch is held
+//! When the store cannot be written (a full disk, a read-only file, a database that went away),
+//! the failed batch is held
 //! and written again with backoff until it goes through: nothing of it is published meanwhile,
 //! new runs are refused, and producers wait once the queue is full (running runs are held).
 //! [`StoreHealth`] says so to the routes and the streams.

@@ -1151,3 +1151,26 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
     };
     read().map_err(failed("reading a run"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Backend, DbLocation, without_password};
+
+    #[test]
+    fn urls_are_shown_without_their_password_and_name_their_engine() {
+        assert_eq!(
+            without_password("postgres://runboard:s3cr:et@db.internal:5432/runboard"),
+            "postgres://runboard:***@db.internal:5432/runboard"
+        );
+        assert_eq!(
+            without_password("postgres://runboard@db/x"),
+            "postgres://runboard@db/x"
+        );
+        assert_eq!(
+            DbLocation::parse("postgresql://u:p@h/db").to_string(),
+            "postgresql://u:***@h/db"
+        );
+        assert_eq!(Backend::of("postgresql://h/db"), Backend::Postgres);
+        assert_eq!(Backend::of("sqlite://runs.db?mode=rwc"), Backend::Sqlite);
+    }
+}

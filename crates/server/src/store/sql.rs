@@ -104,3 +104,33 @@ impl Separated<'_> {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Sql;
+
+    #[test]
+    fn placeholders_are_numbered_in_order_for_every_engine() {
+        let mut sql = Sql::new("SELECT x FROM t WHERE a = ");
+        sql.push_bind(1_i64).push(" AND b IN (");
+        let mut list = sql.separated(", ");
+        for value in ["p", "q", "r"] {
+            list.push_bind(value.to_owned());
+        }
+        sql.push(")");
+        assert_eq!(
+            sql.text,
+            "SELECT x FROM t WHERE a = $1 AND b IN ($2, $3, $4)"
+        );
+
+        let mut insert = Sql::new("INSERT INTO t (a, b)");
+        insert.push_values([(1_i64, "x"), (2, "y")], |mut row, (a, b)| {
+            row.push_bind(a).push_bind(b.to_owned());
+        });
+        assert_eq!(
+            insert.text,
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(insert.count, 4);
+    }
+}
