@@ -258,6 +258,56 @@ async fn an_instance_frozen_past_its_lease_does_not_finish_its_runs_again() {
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 }
 
+/// Reads a stream that lived through the outage until every run ended: the ids it carried,
+/// after checking it was told the store went away and came back (`store_status`).
+async fn follow_through_the_outage(follower: &mut EventSource, runs: &HashSet<String>) -> Vec<u64> {
+    let mut ended = HashSet::new();
+    let mut ids = Vec::new();
+    let mut store_states = Vec::new();
+    tokio::time::timeout(Duration::from_secs(90), async {
+        while !runs.is_subset(&ended) {
+            if let Some(Update::Event(event)) = follower.next().await {
+                let data: Value = serde_json::from_str(&event.data).unwrap();
+                match event.event.as_str() {
+                    // Told to every subscriber, without an id, as the store comes and goes.
+                    "store_status" => {
+                        store_states.push(data["writable"].as_bool().unwrap());
+                        continue;
+                    }
+                    "stream_end" => {
+                        ended.insert(data["run_id"].as_str().unwrap().to_owned());
+                    }
+                    _ => {}
+                }
+                ids.push(event.id.parse::<u64>().unwrap());
+            }
+        }
+    })
+    .await
+    .expect("not every run ended after PostgreSQL came back");
+    // The held events are published as soon as they are stored; the stream's word that the
+    // store is writable again may follow them by a moment.
+    if store_states.last() != Some(&true) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while store_states.last() != Some(&true) {
+                if let Some(Update::Event(event)) = follower.next().await
+                    && event.event == "store_status"
+                {
+                    let data: Value = serde_json::from_str(&event.data).unwrap();
+                    store_states.push(data["writable"].as_bool().unwrap());
+                }
+            }
+        })
+        .await
+        .expect("the stream never said the store was writable again");
+    }
+    assert!(
+        store_states.first() == Some(&false) && store_states.last() == Some(&true),
+        "{store_states:?}"
+    );
+    ids
+}
+
 /// Reads until the stream is open.
 pub async fn wait_open(source: &mut EventSource) {
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -387,51 +437,7 @@ async fn postgresql_restarted_mid_run_loses_nothing_and_health_says_so() {
 
     let mut seen = Vec::new();
     for follower in &mut followers {
-        let mut ended = HashSet::new();
-        let mut ids = Vec::new();
-        let mut store_states = Vec::new();
-        tokio::time::timeout(Duration::from_secs(90), async {
-            while !runs.is_subset(&ended) {
-                if let Some(Update::Event(event)) = follower.next().await {
-                    let data: Value = serde_json::from_str(&event.data).unwrap();
-                    match event.event.as_str() {
-                        // Told to every subscriber, without an id, as the store comes and goes.
-                        "store_status" => {
-                            store_states.push(data["writable"].as_bool().unwrap());
-                            continue;
-                        }
-                        "stream_end" => {
-                            ended.insert(data["run_id"].as_str().unwrap().to_owned());
-                        }
-                        _ => {}
-                    }
-                    ids.push(event.id.parse::<u64>().unwrap());
-                }
-            }
-        })
-        .await
-        .expect("not every run ended after PostgreSQL came back");
-        // The held events are published as soon as they are stored; the stream's word that the
-        // store is writable again may follow them by a moment.
-        if store_states.last() != Some(&true) {
-            tokio::time::timeout(Duration::from_secs(10), async {
-                while store_states.last() != Some(&true) {
-                    if let Some(Update::Event(event)) = follower.next().await
-                        && event.event == "store_status"
-                    {
-                        let data: Value = serde_json::from_str(&event.data).unwrap();
-                        store_states.push(data["writable"].as_bool().unwrap());
-                    }
-                }
-            })
-            .await
-            .expect("the stream never said the store was writable again");
-        }
-        assert!(
-            store_states.first() == Some(&false) && store_states.last() == Some(&true),
-            "{store_states:?}"
-        );
-        seen.push(ids);
+        seen.push(follow_through_the_outage(follower, &runs).await);
     }
     let mut total = 0;
     for run in &runs {

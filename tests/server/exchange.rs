@@ -85,7 +85,7 @@ fn mask_instance_ids(text: &str) -> String {
     while let Some(at) = rest.find("\"i-") {
         let id = &rest[at + 3..];
         let hex = id.bytes().take_while(u8::is_ascii_hexdigit).count();
-        out.push_str(&rest[..at + 1]);
+        out.push_str(&rest[..=at]);
         if hex == 10 && id.as_bytes().get(10) == Some(&b'"') {
             out.push_str("<instance>");
             rest = &id[10..];

@@ -110,6 +110,76 @@ async fn stored_count(api: &ApiClient, runs: &HashSet<String>) -> usize {
     total
 }
 
+/// Every instance lists every run newest first (one global order), and answers for a run of
+/// another instance with its detail and its own stream.
+async fn any_instance_answers_for_any_run(
+    servers: &[RunningServer],
+    apis: &[ApiClient],
+    runs: &HashSet<String>,
+    made_by: &[(String, usize)],
+) {
+    // Any instance answers for any run: list, detail and the run's own stream.
+    for api in apis {
+        let list = api
+            .list_runs(&runboard_api::RunQuery::default())
+            .await
+            .unwrap();
+        let listed: HashSet<String> = list.runs.into_iter().map(|run| run.run_id).collect();
+        assert_eq!(&listed, runs);
+    }
+    for (run_id, index) in made_by.iter().take(3) {
+        let other = (index + 1) % 3;
+        let detail = apis[other].run(run_id).await.unwrap();
+        assert_eq!(detail.summary.status, RunStatus::Completed);
+        let mut own = stream(
+            &format!("{}/api/runs/{run_id}/stream", servers[other].url()),
+            None,
+        );
+        let one: HashSet<String> = [run_id.clone()].into();
+        let events = read_until_ended(&mut own, &one).await;
+        assert_eq!(events.len(), detail.events.len());
+        assert_eq!(ids(&events), (1..=events.len() as u64).collect::<Vec<_>>());
+    }
+    // Run orders are global: newest first across instances, no two alike.
+    let list = apis[0]
+        .list_runs(&runboard_api::RunQuery::default())
+        .await
+        .unwrap();
+    let newest_first: Vec<String> = list.runs.iter().map(|run| run.run_id.clone()).collect();
+    let made: Vec<String> = made_by.iter().rev().map(|(id, _)| id.clone()).collect();
+    assert_eq!(newest_first, made);
+}
+
+/// `/api/health` on the second instance lists all three alive, and marks itself.
+async fn all_instances_are_listed(api: &ApiClient) {
+    let health = api.health().await.unwrap();
+    assert_eq!(health.backend.as_deref(), Some("postgresql"));
+    let alive: Vec<&str> = health
+        .instances
+        .iter()
+        .filter(|instance| instance.state == "alive")
+        .map(|instance| instance.name.as_str())
+        .collect();
+    for name in ["box-a", "box-b", "box-c"] {
+        assert!(alive.contains(&name), "{alive:?}");
+    }
+    assert_eq!(
+        health
+            .instances
+            .iter()
+            .filter(|instance| instance.this)
+            .map(|instance| instance.name.as_str())
+            .collect::<Vec<_>>(),
+        ["box-b"]
+    );
+    assert!(
+        health
+            .instances
+            .iter()
+            .all(|instance| !instance.heartbeat_at.is_empty())
+    );
+}
+
 #[tokio::test]
 async fn three_instances_are_one_board_in_one_order_and_resume_anywhere() {
     let Some(url) = fresh_database("three") else {
@@ -196,63 +266,8 @@ async fn three_instances_are_one_board_in_one_order_and_resume_anywhere() {
     joined.extend(frames(&rest));
     assert_eq!(joined, frames(&seen[0]));
 
-    // Any instance answers for any run: list, detail and the run's own stream.
-    for api in &apis {
-        let list = api
-            .list_runs(&runboard_api::RunQuery::default())
-            .await
-            .unwrap();
-        let listed: HashSet<String> = list.runs.into_iter().map(|run| run.run_id).collect();
-        assert_eq!(listed, runs);
-    }
-    for (run_id, index) in made_by.iter().take(3) {
-        let other = (index + 1) % 3;
-        let detail = apis[other].run(run_id).await.unwrap();
-        assert_eq!(detail.summary.status, RunStatus::Completed);
-        let mut own = stream(
-            &format!("{}/api/runs/{run_id}/stream", servers[other].url()),
-            None,
-        );
-        let one: HashSet<String> = [run_id.clone()].into();
-        let events = read_until_ended(&mut own, &one).await;
-        assert_eq!(events.len(), detail.events.len());
-        assert_eq!(ids(&events), (1..=events.len() as u64).collect::<Vec<_>>());
-    }
-    // Run orders are global: newest first across instances, no two alike.
-    let list = apis[0]
-        .list_runs(&runboard_api::RunQuery::default())
-        .await
-        .unwrap();
-    let newest_first: Vec<String> = list.runs.iter().map(|run| run.run_id.clone()).collect();
-    let made: Vec<String> = made_by.iter().rev().map(|(id, _)| id.clone()).collect();
-    assert_eq!(newest_first, made);
-
-    let health = apis[1].health().await.unwrap();
-    assert_eq!(health.backend.as_deref(), Some("postgresql"));
-    let alive: Vec<&str> = health
-        .instances
-        .iter()
-        .filter(|instance| instance.state == "alive")
-        .map(|instance| instance.name.as_str())
-        .collect();
-    for name in ["box-a", "box-b", "box-c"] {
-        assert!(alive.contains(&name), "{alive:?}");
-    }
-    assert_eq!(
-        health
-            .instances
-            .iter()
-            .filter(|instance| instance.this)
-            .map(|instance| instance.name.as_str())
-            .collect::<Vec<_>>(),
-        ["box-b"]
-    );
-    assert!(
-        health
-            .instances
-            .iter()
-            .all(|instance| !instance.heartbeat_at.is_empty())
-    );
+    any_instance_answers_for_any_run(&servers, &apis, &runs, &made_by).await;
+    all_instances_are_listed(&apis[1]).await;
     for server in servers {
         server.stop().await;
     }

@@ -291,31 +291,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
     let telemetry = Telemetry::new();
+    let identity = identity_for(&config);
     let feed = Feed::new(
         hub.clone(),
         store.clone(),
         sequences.last_seq,
         shutdown.clone(),
     );
-    let identity = Identity::new(
-        config
-            .instance_name
-            .clone()
-            .unwrap_or_else(|| default_instance_name(config.addr)),
-        config.lease,
-    );
-    let (lost_sender, mut lost) = tokio::sync::mpsc::unbounded_channel();
-    let (recorder, writer) = Recorder::start(
-        WriterSetup {
-            store: store.clone(),
-            feed: feed.clone(),
-            health: health.clone(),
-            gather_window: config.streams.flush_window,
-            instance: identity.id.clone(),
-            lost: lost_sender,
-        },
-        shutdown.clone(),
-        telemetry.clone(),
+    let (recorder, writer, lost) = start_writer(
+        &config, &store, &feed, &health, &identity, &shutdown, &telemetry,
     );
     let requests = RequestTracker::new(config.request_metrics);
     let upstreams = upstream::UpstreamPool::start(&config.upstreams, &shutdown).await;
@@ -337,35 +321,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let proxy = upstreams.map(|pool| {
         proxy::Proxy::start(pool, runs.clone(), config.proxy.clone(), shutdown.clone())
     });
-    let roster = membership::join(&store, &identity).await?;
-    runs.recover().await?;
-    membership::keep(
-        store.clone(),
-        identity.clone(),
-        runs.clone(),
-        roster.clone(),
-        health.clone(),
-        shutdown.clone(),
-    );
-    notifications::listen(&store, feed, runs.clone(), health.clone(), shutdown.clone());
-    let losing = runs.clone();
-    tokio::spawn(async move {
-        while let Some(run_id) = lost.recv().await {
-            losing.lose(&run_id);
-        }
-    });
+    let roster = join_the_board(&store, &identity, &runs, (feed, lost), &health, &shutdown).await?;
     prune_periodically(
         store.clone(),
         config.retention,
         config.retention_every,
         shutdown.clone(),
     );
-    let bind_error = |source| ServerError::Bind {
-        addr: config.addr,
-        source,
-    };
-    let listener = TcpListener::bind(config.addr).await.map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
+    let (listener, addr) = bind(config.addr).await?;
     let (benchmark, benchmark_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
     let state = AppState {
         runs,
@@ -415,6 +378,83 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         store,
         identity,
     })
+}
+
+/// The listening socket and its address (the real port when asked for port 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+/// The writer, and what tells the runs another instance took from this one.
+fn start_writer(
+    config: &ServerConfig,
+    store: &Store,
+    feed: &Feed,
+    health: &StoreHealth,
+    identity: &Identity,
+    shutdown: &CancellationToken,
+    telemetry: &Telemetry,
+) -> (
+    Recorder,
+    JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (lost_sender, lost) = tokio::sync::mpsc::unbounded_channel();
+    let (recorder, writer) = Recorder::start(
+        WriterSetup {
+            store: store.clone(),
+            feed: feed.clone(),
+            health: health.clone(),
+            gather_window: config.streams.flush_window,
+            instance: identity.id.clone(),
+            lost: lost_sender,
+        },
+        shutdown.clone(),
+        telemetry.clone(),
+    );
+    (recorder, writer, lost)
+}
+
+/// Registers this instance, takes over what stopped servers left, and keeps it a member: the
+/// heartbeat and lease watch, notifications from the others, and runs they took from it.
+async fn join_the_board(
+    store: &Store,
+    identity: &Identity,
+    runs: &Runs,
+    (feed, mut lost): (Feed, tokio::sync::mpsc::UnboundedReceiver<String>),
+    health: &StoreHealth,
+    shutdown: &CancellationToken,
+) -> Result<membership::Roster, StoreError> {
+    let roster = membership::join(store, identity).await?;
+    runs.recover().await?;
+    membership::keep(
+        store.clone(),
+        identity.clone(),
+        runs.clone(),
+        roster.clone(),
+        health.clone(),
+        shutdown.clone(),
+    );
+    notifications::listen(store, feed, runs.clone(), health.clone(), shutdown.clone());
+    let losing = runs.clone();
+    tokio::spawn(async move {
+        while let Some(run_id) = lost.recv().await {
+            losing.lose(&run_id);
+        }
+    });
+    Ok(roster)
+}
+
+/// This instance: named by `--instance-name`, else host:port.
+fn identity_for(config: &ServerConfig) -> Identity {
+    let name = config
+        .instance_name
+        .clone()
+        .unwrap_or_else(|| default_instance_name(config.addr));
+    Identity::new(name, config.lease)
 }
 
 /// `host:port`: what tells instances apart on a board that several machines share.

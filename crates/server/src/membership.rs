@@ -265,7 +265,7 @@ impl Watch {
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "could not take over a silent instance's runs")
+                    tracing::warn!(%error, "could not take over a silent instance's runs");
                 }
             }
         }

@@ -37,17 +37,13 @@ impl StoreHealth {
     /// the writer's next success (or this, when it set the state) clears it.
     pub fn set_link(&self, problem: Option<&str>) {
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
-        match problem {
-            Some(reason) => {
-                *link = Some(reason.to_owned());
-                self.set_unwritable(reason);
-            }
-            None => {
-                let was = link.take();
-                let current = self.current();
-                if was.is_some() && current.error == was {
-                    self.set_writable();
-                }
+        if let Some(reason) = problem {
+            *link = Some(reason.to_owned());
+            self.set_unwritable(reason);
+        } else {
+            let was = link.take();
+            if was.is_some() && self.current().error == was {
+                self.set_writable();
             }
         }
     }

@@ -1009,10 +1009,8 @@ async fn write_rows(
 /// Numbers a batch's events from `first_seq` in order, and gives each new run (`ord` 0) the
 /// sequence of its `run_created` event as its order.
 fn number_rows(events: &mut [EventRow], runs: &mut [RunRow], first_seq: i64) {
-    let mut seq = first_seq;
-    for event in events.iter_mut() {
+    for (seq, event) in (first_seq..).zip(events.iter_mut()) {
         event.seq = seq;
-        seq += 1;
     }
     for run in runs.iter_mut().filter(|run| run.ord == 0) {
         if let Some(created) = events.iter().find(|event| {
