@@ -1,6 +1,6 @@
 //! Image snapshots of the console from deterministic state (a synthetic model and a fixed
-//! clock), rendered by wgpu on Mesa's software adapter, in dark and light: the cards, an
-//! expanded chain, and the empty state. `UPDATE_SNAPSHOTS=1 cargo test --test
+//! clock), rendered by wgpu on Mesa's software adapter, in dark and light: the cards (live and
+//! finished), an expanded chain, the empty state and the other views. `UPDATE_SNAPSHOTS=1 cargo test --test
 //! console_snapshots` writes new references into `tests/snapshots/`.
 
 use egui_kittest::{Harness, SnapshotOptions, SnapshotResults};
@@ -313,6 +313,23 @@ fn cards_feed_and_log() {
     snapshot(&busy_scene(), "cards");
 }
 
+/// Two runs finished a few seconds ago: their sparklines end where generation ended, with no
+/// drop to zero (nor a filled wedge) at the right edge.
+#[test]
+fn finished_runs_keep_their_sparklines_as_they_ended() {
+    let mut scene = busy_scene();
+    for (n, status) in [(0u64, RunStatus::Completed), (3, RunStatus::Failed)] {
+        let id = format!("run-{:012x}", 0x00a1_b2c3_d400 + n);
+        for event in [RunEvent::status(status, None), RunEvent::stream_end(status)] {
+            let event = event.with_run_id(&id);
+            scene
+                .model
+                .apply(Inbound::Event { server: 0, event }, NOW - 4.0);
+        }
+    }
+    snapshot(&scene, "finished");
+}
+
 #[test]
 fn an_expanded_chain() {
     let mut scene = busy_scene();
@@ -576,6 +593,21 @@ fn the_requests_view_sorted_by_duration() {
         request.tok_per_sec = rate;
         request.attempt = phase.map(|_| attempt);
         request.upstream = phase.map(|_| "gpu1".to_owned());
+    }
+    // Four minutes of history before it: the plot above the table steps with the load.
+    for step in 0..40u32 {
+        let count =
+            [1, 2, 2, 3, 4, 4, 3, 5, 5, 4, 2, 1, 0, 0, 1, 3, 5, 5, 4, 4][step as usize % 20];
+        let mut earlier = snapshot_body.clone();
+        earlier.active_requests.truncate(count);
+        scene.model.apply(
+            Inbound::Requests {
+                server: 0,
+                snapshot: earlier,
+                feed: RequestsFeed::Streaming,
+            },
+            NOW - 242.0 + 6.0 * f64::from(step),
+        );
     }
     scene.model.apply(
         Inbound::Requests {

@@ -92,6 +92,24 @@ impl BenchmarkTally {
         })
     }
 
+    /// The pass rate and the mean score after each result in turn: how they went as the
+    /// benchmark ran (the last pair is [`Self::pass_rate`] and [`Self::mean_score`]).
+    pub fn running_totals(&self) -> Vec<RunningTotal> {
+        let (mut passed, mut score) = (0u32, 0.0);
+        self.results
+            .iter()
+            .zip(1u32..)
+            .map(|(result, count)| {
+                passed += u32::from(result.success);
+                score += result.score;
+                RunningTotal {
+                    pass_rate: f64::from(passed) / f64::from(count),
+                    mean_score: score / f64::from(count),
+                }
+            })
+            .collect()
+    }
+
     /// Seconds left: the mean task duration times the tasks still to run. `None` until a
     /// duration is known or when nothing is left.
     pub fn eta_secs(&self) -> Option<f64> {
@@ -113,6 +131,15 @@ impl BenchmarkTally {
         #[allow(clippy::cast_precision_loss)]
         Some(mean * remaining as f64)
     }
+}
+
+/// The pass rate and mean score over the results so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunningTotal {
+    /// Passed results over results, 0..=1.
+    pub pass_rate: f64,
+    /// The mean of the scores.
+    pub mean_score: f64,
 }
 
 #[cfg(test)]
@@ -151,6 +178,21 @@ mod tests {
             current_task: Some("t".into()),
             current_step: Some(3),
         })
+    }
+
+    #[test]
+    fn running_totals_follow_the_results_in_order() {
+        let mut view = BenchmarkTally::default();
+        assert!(view.running_totals().is_empty());
+        view.apply(status(phase::RUNNING, true, "a"));
+        view.apply(result("t1", true, 1.0, 10.0));
+        view.apply(result("t2", false, 0.0, 20.0));
+        view.apply(result("t3", true, 0.5, 5.0));
+        let totals = view.running_totals();
+        let pairs: Vec<(f64, f64)> = totals.iter().map(|t| (t.pass_rate, t.mean_score)).collect();
+        assert_eq!(pairs, [(1.0, 1.0), (0.5, 0.5), (2.0 / 3.0, 0.5)]);
+        assert_eq!(Some(pairs[2].0), view.pass_rate());
+        assert_eq!(Some(pairs[2].1), view.mean_score());
     }
 
     #[test]

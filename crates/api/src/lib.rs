@@ -19,7 +19,7 @@ pub use benchmark::{
     BENCHMARK_STATUS_TYPE, BenchmarkError, BenchmarkEvent, BenchmarkProgress, BenchmarkStarted,
     BenchmarkStatus, CreateBenchmark, LogFileState, TaskComplete, phase,
 };
-pub use benchmark_tally::BenchmarkTally;
+pub use benchmark_tally::{BenchmarkTally, RunningTotal};
 pub use client::{ApiClient, ApiError, RunQuery};
 pub use error_code::ErrorCode;
 pub use events::{

@@ -18,7 +18,7 @@ pub use feed::{ChainLine, Feed, FeedEntry, StepLine, chain, summary_snippet};
 pub use link::Link;
 pub use log::{Log, LogLine};
 pub use rate::{RateSettings, TokenRate};
-pub use requests::{RequestRow, Requests, RequestsFeed};
+pub use requests::{IN_FLIGHT_WINDOW_SECS, RequestRow, Requests, RequestsFeed};
 pub use runboard_api::BenchmarkTally;
 pub use upstreams::{Figure, HISTORY_SECS, UpstreamsState};
 pub use worker::{RunKey, ServerId, Worker};

@@ -83,10 +83,11 @@ impl TokenRate {
         self.last = Some((now, tokens));
     }
 
-    /// The worker stopped: its rate is zero from now on (the history stays).
-    pub fn stop(&mut self, now: f64) {
+    /// The worker stopped: its rate reads zero from now on. The history ends at the last
+    /// measurement, so a finished run's sparkline ends where generation ended rather than
+    /// plunging to zero at its right edge (which reads as a collapse that never happened).
+    pub fn stop(&mut self) {
         self.ema = 0.0;
-        self.history.push_back([now, 0.0]);
     }
 }
 
@@ -146,5 +147,16 @@ mod tests {
     fn a_counter_that_goes_backwards_reads_as_zero_not_negative() {
         let rate = observe_all(&[(0.0, 100), (1.0, 40)]);
         assert!(rate.per_sec().abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn a_stopped_rate_reads_zero_and_its_sparkline_ends_where_it_ended() {
+        let mut rate = observe_all(&[(0.0, 0), (1.0, 50), (2.0, 100)]);
+        let before: Vec<[f64; 2]> = rate.history().iter().copied().collect();
+        rate.stop();
+        assert!(rate.per_sec().abs() < f64::EPSILON);
+        let after: Vec<[f64; 2]> = rate.history().iter().copied().collect();
+        assert_eq!(after, before, "no drop to zero is appended");
+        assert!((after.last().unwrap()[1] - 50.0).abs() < 1e-9);
     }
 }

@@ -1,13 +1,16 @@
 //! Active requests as the console holds them: rows keyed by `request_id`, updated in
 //! place from each snapshot, with durations that tick between snapshots.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use runboard_api::clock::parse_rfc3339;
 use time::OffsetDateTime;
 
 use super::link::Link;
 use runboard_api::{ActiveRequest, ActiveRequests};
+
+/// How long the in-flight history reaches back: the Requests view plots the last minutes.
+pub const IN_FLIGHT_WINDOW_SECS: f64 = 300.0;
 
 /// How the rows are coming in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,6 +56,9 @@ pub struct Requests {
     pub link: Option<Link>,
     /// Snapshots applied.
     pub snapshots: u64,
+    /// `(time, requests in flight)` at each change (model clock), oldest first, within
+    /// [`IN_FLIGHT_WINDOW_SECS`]; a count holds until the next change.
+    in_flight: VecDeque<(f64, usize)>,
 }
 
 impl Requests {
@@ -98,6 +104,42 @@ impl Requests {
             .enumerate()
             .map(|(i, row)| (row.request.request_id.clone(), i))
             .collect();
+        self.sample(now);
+    }
+
+    /// The number of requests in flight over the last minutes as a step line: `[time, count]`
+    /// oldest first, starting at the window's edge and reaching `now` (a count holds until a
+    /// snapshot changes it).
+    pub fn in_flight_steps(&self, now: f64) -> Vec<[f64; 2]> {
+        let since = now - IN_FLIGHT_WINDOW_SECS;
+        let mut steps: Vec<[f64; 2]> = Vec::with_capacity(self.in_flight.len() * 2 + 1);
+        for &(at, count) in &self.in_flight {
+            let at = at.max(since);
+            #[allow(clippy::cast_precision_loss)] // Far fewer than 2^52 requests.
+            let count = count as f64;
+            if let Some(&[_, before]) = steps.last() {
+                steps.push([at, before]);
+            }
+            steps.push([at, count]);
+        }
+        if let Some(&[at, count]) = steps.last()
+            && now > at
+        {
+            steps.push([now, count]);
+        }
+        steps
+    }
+
+    /// Notes a change in the number in flight at `now`, and lets changes older than the window
+    /// go but the last of them (the count that held as the window begins).
+    fn sample(&mut self, now: f64) {
+        let count = self.rows.len();
+        if self.in_flight.back().is_none_or(|&(_, last)| last != count) {
+            self.in_flight.push_back((now, count));
+        }
+        while self.in_flight.len() > 1 && now - self.in_flight[1].0 > IN_FLIGHT_WINDOW_SECS {
+            self.in_flight.pop_front();
+        }
     }
 
     /// One row by request id.
@@ -105,10 +147,11 @@ impl Requests {
         self.index.get(request_id).map(|&i| &self.rows[i])
     }
 
-    /// Forgets every row (the server turned tracking off).
+    /// Forgets every row (the server turned tracking off) and the history with them.
     pub fn clear(&mut self) {
         self.rows.clear();
         self.index.clear();
+        self.in_flight.clear();
     }
 }
 
@@ -202,5 +245,46 @@ mod tests {
         assert_eq!(row.duration(7.5), Some(32.5));
         requests.apply(snapshot("bad time", vec![request("z", "also bad", 0)]), 8.0);
         assert_eq!(requests.row("z").unwrap().duration(9.0), None);
+    }
+
+    #[test]
+    fn the_in_flight_history_is_a_step_line_reaching_now_within_the_window() {
+        let mut requests = Requests::default();
+        let at = |t: u32| format!("2026-01-01T00:{:02}:{:02}Z", t / 60, t % 60);
+        requests.apply(snapshot(&at(0), vec![request("a", &at(0), 0)]), 10.0);
+        requests.apply(snapshot(&at(1), vec![request("a", &at(0), 1)]), 11.0);
+        requests.apply(snapshot(&at(2), vec![request("a", &at(0), 2)]), 12.0);
+        requests.apply(
+            snapshot(
+                &at(3),
+                vec![request("a", &at(0), 3), request("b", &at(3), 0)],
+            ),
+            13.0,
+        );
+        requests.apply(snapshot(&at(5), vec![]), 15.0);
+        assert_eq!(
+            requests.in_flight_steps(20.0),
+            [
+                [10.0, 1.0],
+                [13.0, 1.0],
+                [13.0, 2.0],
+                [15.0, 2.0],
+                [15.0, 0.0],
+                [20.0, 0.0]
+            ],
+            "a count holds until the next change, and the last one reaches now"
+        );
+        // Minutes later only the window is kept, starting with the count that held then.
+        requests.apply(
+            snapshot(&at(9), vec![]),
+            15.0 + IN_FLIGHT_WINDOW_SECS + 10.0,
+        );
+        let steps = requests.in_flight_steps(15.0 + IN_FLIGHT_WINDOW_SECS + 10.0);
+        assert_eq!(
+            steps,
+            [[25.0, 0.0], [15.0 + IN_FLIGHT_WINDOW_SECS + 10.0, 0.0]]
+        );
+        requests.clear();
+        assert!(requests.in_flight_steps(1000.0).is_empty());
     }
 }

@@ -173,7 +173,7 @@ impl Worker {
         }
         if status.is_finished() && self.finished_at.is_none() {
             self.finished_at = Some(now);
-            self.rate.stop(now);
+            self.rate.stop();
             return true;
         }
         false

@@ -1,5 +1,6 @@
 //! The Benchmark view: phase and connection, a progress bar with ETA, the current
-//! task and step, pass rate and mean score, an error banner, and the results table.
+//! task and step, pass rate and mean score, an error banner, the results as charts
+//! (`benchmark_chart`) and as a table.
 
 use runboard_api::Feature;
 use std::fmt::Write as _;
@@ -7,6 +8,7 @@ use std::fmt::Write as _;
 use egui::{Color32, RichText};
 
 use super::Action;
+use super::benchmark_chart::results_chart_ui;
 use super::format::{badge, link_color, seconds};
 use super::state::UiState;
 use crate::board::{BenchmarkTally, Board, Server};
@@ -92,6 +94,8 @@ fn server_bench_ui(
         return;
     }
     progress_ui(ui, view);
+    ui.add_space(6.0);
+    results_chart_ui(ui, index, view);
     ui.add_space(6.0);
     results_ui(ui, index, view);
 }

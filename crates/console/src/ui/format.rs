@@ -123,11 +123,43 @@ fn sparkline_plot(id: impl egui::AsIdSalt, size: [f32; 2]) -> egui_plot::Plot<'s
 }
 
 fn sparkline_line(points: Vec<[f64; 2]>) -> egui_plot::Line<'static> {
+    // egui_plot merges points that fall on one pixel column into a solid vertical band (meant
+    // for dense series); on a sparkline that reads as a filled wedge wherever two points are
+    // close in time, such as a last measurement just before a run ends.
     egui_plot::Line::new("value", egui_plot::PlotPoints::from(points))
+        .allow_band(false)
         .color(Color32::from_rgb(52, 120, 220))
         .width(1.5)
         .fill(0.0)
         .fill_alpha(0.15)
+}
+
+/// Grid steps for a small plot: about four labelled lines over the visible `bounds`, at a round
+/// step (1, 2, 2.5 or 5 times a power of ten; 1, 2 or 5 for `whole` counts, never below 1),
+/// with finer lines between. `egui_plot`'s default labels only powers of ten, which leaves a plot
+/// 90 points high with a single label.
+pub fn few_grid_marks(bounds: (f64, f64), whole: bool) -> [f64; 3] {
+    let span = (bounds.1 - bounds.0).abs().max(f64::MIN_POSITIVE);
+    let step = round_step(span / 4.0, whole);
+    [step / 5.0, step, step * 5.0]
+}
+
+/// The smallest round step that is at least `at_least`.
+fn round_step(at_least: f64, whole: bool) -> f64 {
+    if whole && at_least <= 1.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(at_least.log10().floor());
+    let multiples: &[f64] = if whole {
+        &[1.0, 2.0, 5.0, 10.0]
+    } else {
+        &[1.0, 2.0, 2.5, 5.0, 10.0]
+    };
+    multiples
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|step| *step >= at_least * (1.0 - 1e-9))
+        .unwrap_or(10.0 * magnitude)
 }
 
 /// A small filled badge with white text.
@@ -150,6 +182,20 @@ pub fn badge(ui: &mut egui::Ui, text: &str, color: Color32) -> egui::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grid_steps_are_round_numbers_and_whole_for_counts() {
+        let steps: Vec<f64> = [0.3, 1.0, 4.0, 10.5, 0.07]
+            .into_iter()
+            .map(|x| round_step(x, false))
+            .collect();
+        assert_eq!(steps, [0.5, 1.0, 5.0, 20.0, 0.1]);
+        let counts: Vec<f64> = [0.3, 1.25, 2.2, 30.0]
+            .into_iter()
+            .map(|x| round_step(x, true))
+            .collect();
+        assert_eq!(counts, [1.0, 2.0, 5.0, 50.0]);
+    }
 
     #[test]
     fn numbers_carry_their_units_compactly() {

@@ -2,6 +2,7 @@
 //! reads the board and draws. Widgets live one per file; functions that draw take `&mut Ui` and
 //! end in `_ui`.
 
+mod benchmark_chart;
 mod benchmark_view;
 mod cards;
 mod connector;

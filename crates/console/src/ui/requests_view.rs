@@ -7,9 +7,9 @@ use egui::RichText;
 
 use runboard_api::RequestPhase;
 
-use super::format::{badge, link_color, rate, seconds, tokens};
+use super::format::{badge, few_grid_marks, link_color, rate, seconds, tokens};
 use super::state::{RequestColumn, RequestSort, UiState};
-use crate::board::{Board, RequestRow, RequestsFeed};
+use crate::board::{Board, IN_FLIGHT_WINDOW_SECS, RequestRow, RequestsFeed};
 
 const COLUMNS: [(RequestColumn, &str); 10] = [
     (RequestColumn::Duration, "Duration"),
@@ -71,6 +71,8 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f
         });
     }
     ui.separator();
+    in_flight_plot_ui(ui, model, now);
+    ui.add_space(4.0);
     let multi_server = model.servers.len() > 1;
     let mut rows: Vec<(&str, &RequestRow)> = model
         .servers
@@ -114,6 +116,100 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f
                     }
                 });
         });
+}
+
+/// Requests in flight over the last minutes, a step line per server, across the full width.
+/// The x axis is time before now, so the newest count is always at the right edge.
+fn in_flight_plot_ui(ui: &mut egui::Ui, model: &Board, now: f64) {
+    let multi_server = model.servers.len() > 1;
+    let lines: Vec<(&str, Vec<[f64; 2]>)> = model
+        .servers
+        .iter()
+        .map(|server| {
+            let points = server
+                .requests
+                .in_flight_steps(now)
+                .into_iter()
+                .map(|[at, count]| [at - now, count])
+                .collect();
+            (server.label.as_str(), points)
+        })
+        .collect();
+    ui.label(RichText::new("In flight, last 5 minutes").small().weak());
+    let mut plot = egui_plot::Plot::new("requests-in-flight")
+        .height(110.0)
+        .include_x(-IN_FLIGHT_WINDOW_SECS)
+        .include_x(0.0)
+        .include_y(0.0)
+        .include_y(1.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .allow_double_click_reset(false)
+        .show_grid([false, true])
+        .y_axis_min_width(24.0)
+        .y_grid_spacer(egui_plot::uniform_grid_spacer(|input| {
+            few_grid_marks(input.bounds, true)
+        }))
+        .x_axis_formatter(|mark, _| ago(mark.value))
+        .y_axis_formatter(|mark, _| whole(mark.value))
+        .label_formatter(|hover| {
+            let (name, position) = match hover {
+                egui_plot::HoverPosition::NearDataPoint {
+                    plot_name,
+                    position,
+                    ..
+                } => (*plot_name, position),
+                egui_plot::HoverPosition::Elsewhere { .. } => return None,
+            };
+            let text = format!("{} in flight · {}", whole(position.y), ago(position.x));
+            Some(if name.is_empty() {
+                text
+            } else {
+                format!("{name}: {text}")
+            })
+        });
+    if multi_server {
+        plot = plot.legend(egui_plot::Legend::default().position(egui_plot::Corner::LeftTop));
+    }
+    plot.show(ui, |plot| {
+        for (label, points) in lines {
+            let name = if multi_server { label } else { "" };
+            // Steps have two points at one x; egui_plot would merge those into a solid band.
+            let mut line = egui_plot::Line::new(name, egui_plot::PlotPoints::from(points))
+                .width(1.5)
+                .allow_band(false);
+            if !multi_server {
+                line = line
+                    .color(egui::Color32::from_rgb(52, 120, 220))
+                    .fill(0.0)
+                    .fill_alpha(0.15);
+            }
+            plot.line(line);
+        }
+    });
+}
+
+/// A time before now on the plot's axis: `now`, `30 s ago`, `2 min ago`.
+fn ago(offset: f64) -> String {
+    let secs = -offset;
+    if secs.abs() < 0.5 {
+        "now".to_owned()
+    } else if secs < 60.0 || secs % 60.0 != 0.0 {
+        format!("{secs:.0} s ago")
+    } else {
+        format!("{:.0} min ago", secs / 60.0)
+    }
+}
+
+/// A count on the y axis: whole numbers only (no "0.5 requests").
+fn whole(value: f64) -> String {
+    if value.fract().abs() < 1e-9 && value >= 0.0 {
+        format!("{value:.0}")
+    } else {
+        String::new()
+    }
 }
 
 fn header_ui(ui: &mut egui::Ui, sort: &mut RequestSort, column: RequestColumn, title: &str) {
