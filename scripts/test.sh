@@ -32,6 +32,18 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json > /dev/null 2>&1; then
     echo "      (sudo apt-get install mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri)" >&2
   fi
 fi
+# Model text in other scripts (tests/console/snapshots.rs) is drawn from the system's fonts, as
+# the native console does: a CJK font and an emoji font.
+if ! fc-list :lang=zh 2> /dev/null | grep -q . || ! fc-list :lang=ko 2> /dev/null | grep -q .; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing CJK and emoji fonts for the script snapshots"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends fontconfig fonts-noto-cjk fonts-noto-color-emoji > /dev/null
+  else
+    echo "note: no CJK font (sudo apt-get install fonts-noto-cjk fonts-noto-color-emoji); its snapshot is skipped" >&2
+  fi
+fi
 # The store-fault tests mount a small tmpfs for a real full disk and a read-only filesystem.
 # That needs root with mount rights; elsewhere they are skipped, and this says so.
 if [ -z "${RUNBOARD_SKIP_MOUNT_TESTS:-}" ]; then

@@ -3,6 +3,7 @@
 //! finished), an expanded chain, the empty state and the other views. `UPDATE_SNAPSHOTS=1 cargo test --test
 //! console_snapshots` writes new references into `tests/snapshots/`.
 
+use egui_kittest::kittest::Queryable as _;
 use egui_kittest::{Harness, SnapshotOptions, SnapshotResults};
 use runboard_api::{
     ActiveRequest, ActiveRequests, BenchmarkEvent, BenchmarkProgress, BenchmarkStatus, DataEvent,
@@ -275,12 +276,19 @@ fn busy_scene() -> Scene {
 }
 
 fn snapshot(scene: &Scene, name: &str) {
+    snapshot_with(scene, name, |_| {});
+}
+
+/// A snapshot with the fonts the context is given first (the console's own fallbacks, or the
+/// system's as eframe installs them natively).
+fn snapshot_with(scene: &Scene, name: &str, fonts: impl Fn(&egui::Context) + Copy + 'static) {
     // Both themes are checked (and updated) together, then any mismatch fails the test.
     let mut results = SnapshotResults::new();
     for theme in [egui::Theme::Dark, egui::Theme::Light] {
         let mut harness = Harness::builder()
             .with_size([1400.0, 860.0])
             .with_theme(theme)
+            .with_context_setup(fonts)
             .wgpu()
             .build_ui_state(
                 |ui, scene: &mut Scene| {
@@ -328,6 +336,77 @@ fn finished_runs_keep_their_sparklines_as_they_ended() {
         }
     }
     snapshot(&scene, "finished");
+}
+
+/// Whether fontconfig knows a font for `lang` (the script tests need one installed).
+fn has_font_for(lang: &str) -> bool {
+    std::process::Command::new("fc-list")
+        .arg(format!(":lang={lang}"))
+        .output()
+        .is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
+}
+
+/// Model text in other scripts on a card, in the feed and in the log: CJK and Korean from the
+/// system's fonts (as eframe finds them natively), emoji from the system or the console's
+/// bundled emoji font. Needs a CJK font (Debian: fonts-noto-cjk; `scripts/test.sh` installs it).
+#[test]
+fn cards_show_cjk_and_emoji_from_the_fonts_installed() {
+    if !has_font_for("zh") || !has_font_for("ko") {
+        eprintln!("note: no CJK font installed (apt-get install fonts-noto-cjk); skipped");
+        assert!(
+            std::env::var_os("RUNBOARD_REQUIRE_FONTS").is_none(),
+            "RUNBOARD_REQUIRE_FONTS is set but no CJK font is installed"
+        );
+        return;
+    }
+    let mut scene = busy_scene();
+    let text = "灯台守は嵐の夜に灯をともした 😊 등대지기는 폭풍 속에서 🚀 灯塔看守人点亮了灯 ✨";
+    let id = format!("run-{:012x}", 0x00a1_b2c3_d400_u64);
+    scene.model.apply(
+        Inbound::Event {
+            server: 0,
+            event: RunEvent::NodeUpdate(NodeUpdate {
+                run_id: id.clone(),
+                snippet: Some(text.into()),
+                ..NodeUpdate::default()
+            }),
+        },
+        NOW - 1.0,
+    );
+    scene.model.apply(
+        Inbound::Event {
+            server: 0,
+            event: RunEvent::Narration(runboard_api::Narration {
+                run_id: id,
+                formatted: format!("writer: {text}"),
+                level: Some("info".into()),
+                action: None,
+            }),
+        },
+        NOW - 1.0,
+    );
+    snapshot_with(&scene, "scripts", |ctx| {
+        ctx.add_font_provider(std::sync::Arc::new(
+            egui_system_font_provider::SystemFontProvider::new().with_locale(Some("en")),
+        ));
+        runboard_console::ui::install_fonts(ctx);
+    });
+}
+
+/// Where no system font has emoji (the browser, a bare workstation), the console's bundled font
+/// draws them: the harness refuses to draw a character no font has, and these draw. Without
+/// `install_fonts` the same label fails with "No glyph for 😊".
+#[test]
+fn emoji_draw_without_any_system_font() {
+    let mut harness = Harness::builder()
+        .with_size([400.0, 60.0])
+        .with_context_setup(runboard_console::ui::install_fonts)
+        .build_ui(|ui| {
+            ui.label("the keeper 😊 🚀 ❤ 👍 done");
+            ui.label(egui::RichText::new("log 😊 🚀").monospace());
+        });
+    harness.run_steps(2);
+    harness.get_by_label("the keeper 😊 🚀 ❤ 👍 done");
 }
 
 #[test]

@@ -111,6 +111,7 @@ impl Console {
         config: ConsoleConfig,
         spawner: Spawner,
     ) -> Self {
+        super::install_fonts(ctx);
         let mut state: UiState = storage
             .and_then(|storage| eframe::get_value(storage, STORAGE_KEY))
             .unwrap_or_default();

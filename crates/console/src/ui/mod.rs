@@ -8,6 +8,7 @@ mod cards;
 mod connector;
 mod console;
 mod feed_view;
+mod fonts;
 mod format;
 mod inbox;
 mod log_view;
@@ -27,6 +28,7 @@ mod upstreams_view;
 
 pub use connector::{Connector, LaunchRequest};
 pub use console::{Console, ConsoleConfig, console_ui};
+pub use fonts::install_fonts;
 pub use inbox::{Inbox, Outbox};
 #[cfg(not(target_arch = "wasm32"))]
 pub use screenshot::Screenshot;
