@@ -65,9 +65,17 @@ pub struct GuiArgs {
     /// Render the window, save it as a PNG after --after seconds, and exit
     #[arg(long, value_name = "PATH")]
     screenshot: Option<PathBuf>,
-    /// Seconds to wait before --screenshot
+    /// Seconds to wait before --screenshot; with --replay, the recording's second to show
+    /// (the same picture every time)
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     after: f64,
+    /// Open the console on this recording (`runboard record`): the embedded server replays its
+    /// runs, details and events at their recorded pace (not with --api)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["apis", "demo"])]
+    replay: Option<PathBuf>,
+    /// With --replay: start again after the end
+    #[arg(long = "loop", requires = "replay")]
+    looping: bool,
     /// Window size, `WIDTHxHEIGHT`
     #[arg(long, value_name = "WxH", default_value = "1440x900", value_parser = parse_size)]
     size: [f32; 2],
@@ -80,8 +88,8 @@ pub struct GuiArgs {
     /// The view to open on
     #[arg(long, value_enum, default_value_t = StartView::Workers)]
     view: StartView,
-    /// Run the embedded server's synthetic clock this many times faster (demos, tests)
-    #[arg(long, default_value_t = 1.0, hide = true)]
+    /// Run the embedded server's synthetic clock, or the --replay, this many times faster
+    #[arg(long, default_value_t = 1.0, value_parser = positive_speed)]
     speed: f64,
     /// Have the embedded server read this model server's own metrics, as `serve --scrape`
     /// (repeatable; not with --api)
@@ -96,6 +104,15 @@ pub struct GuiArgs {
     #[arg(long = "model-alias", value_name = "ALIAS=MODEL",
           value_parser = runboard_server::upstream::spec::parse_alias)]
     model_aliases: Vec<(String, String)>,
+}
+
+fn positive_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 && speed <= 1000.0 => Ok(speed),
+        _ => Err(format!(
+            "expected a speed above 0 and at most 1000, not {text:?}"
+        )),
+    }
 }
 
 fn poll_secs(text: &str) -> Result<f64, String> {
@@ -159,6 +176,8 @@ pub fn run(args: GuiArgs) -> ExitCode {
         scrape,
         upstreams,
         model_aliases,
+        replay,
+        looping,
     } = args;
     let spawner = match Spawner::start_background() {
         Ok(spawner) => spawner,
@@ -170,6 +189,35 @@ pub fn run(args: GuiArgs) -> ExitCode {
              of the --api server",
         );
     }
+    if replay.is_some() && (!scrape.is_empty() || !upstreams.is_empty()) {
+        return fail("a --replay plays a recording; it takes no --scrape or --upstream");
+    }
+    // A screenshot of a replay steps the recording's clock itself, so it shows the same
+    // second the same way every time; otherwise the recording plays in real time (× --speed).
+    let replay_view = replay
+        .as_deref()
+        .map(|path| runboard_console::ui::ReplayView {
+            clock: if screenshot.is_some() {
+                runboard_api::ReplayClock::stepped()
+            } else {
+                runboard_api::ReplayClock::real_time(speed)
+            },
+            stop_at: if screenshot.is_some() {
+                after.max(0.0)
+            } else {
+                f64::INFINITY
+            },
+            label: format!("replay of {}", file_name(path)),
+        });
+    let replay_config = match (&replay, &replay_view) {
+        (Some(path), Some(view)) => {
+            match super::replay::config(path, view.clock.clone(), looping) {
+                Ok(config) => Some(config),
+                Err(error) => return fail(&error),
+            }
+        }
+        _ => None,
+    };
     let upstreams = match super::serve::upstream_config(&upstreams, &model_aliases) {
         Ok(upstreams) => upstreams,
         Err(error) => return fail(&error),
@@ -177,7 +225,8 @@ pub fn run(args: GuiArgs) -> ExitCode {
     let mut servers = apis;
     let mut embedded: Option<RunningServer> = None;
     if servers.is_empty() {
-        let config = embedded_server(demo, speed, scrape, upstreams);
+        let mut config = embedded_server(demo || replay_config.is_some(), speed, scrape, upstreams);
+        config.replay = replay_config;
         match spawner.handle().block_on(server::start(config)) {
             Ok(running) => {
                 tracing::info!("embedded server on {}", running.url());
@@ -192,6 +241,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
     config.demo = demo;
     config.feed_poll = Duration::from_secs_f64(feed_poll_secs);
     config.view = Some(view.into());
+    config.replay = replay_view;
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("runboard")
@@ -229,6 +279,14 @@ pub fn run(args: GuiArgs) -> ExitCode {
              under Xvfb)"
         )),
     }
+}
+
+/// A file's name without its directories, for people.
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -10,7 +10,9 @@ mod launch;
 mod logging;
 mod models;
 mod output;
+mod record;
 mod remote;
+mod replay;
 mod serve;
 mod tail;
 
@@ -54,6 +56,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Start a benchmark or follow one, with a progress bar
     Bench(bench::BenchArgs),
+    /// Record a server's runs into a file that `--replay` plays back
+    Record(record::RecordArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns its exit code.
@@ -84,6 +88,7 @@ pub fn main() -> ExitCode {
             Command::Events(args) => events::run(args).await,
             Command::Models(args) => models::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Record(args) => record::run(args).await,
         }
     });
     // Do not wait for background tasks (open streams, idle connections) on the way out.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use runboard_api::ReplayClock;
 use runboard_server::{
     self as server, ConnectionLimits, DbLocation, GeneratorConfig, ProxyConfig,
     RequestStreamSettings, Retention, ScrapeConfig, ServerConfig, StreamSettings, UpstreamConfig,
@@ -69,9 +70,17 @@ pub struct ServeArgs {
     /// Seed for reproducible synthetic runs
     #[arg(long)]
     seed: Option<u64>,
-    /// Run the synthetic generator's clock this many times faster than real time
+    /// Run the synthetic generator's clock (or the --replay) this many times faster than real
+    /// time
     #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
     speed: f64,
+    /// Serve this recording (`runboard record`) instead of running anything: its runs, details
+    /// and events at their recorded pace, times --speed; kept in memory, launches refused
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["db", "upstreams", "benchmark_log"])]
+    replay: Option<PathBuf>,
+    /// With --replay: start again after the end (the runs renamed ID~2, ID~3, …)
+    #[arg(long = "loop", requires = "replay")]
+    looping: bool,
     /// The probability that a synthetic run fails part-way (0 to 1)
     #[arg(long, default_value_t = 0.05, value_parser = probability)]
     failure_rate: f64,
@@ -216,12 +225,23 @@ impl ServeArgs {
         upstreams.concurrency = self.upstream_concurrency;
         upstreams.idle_timeout = Duration::from_secs_f64(self.upstream_idle_secs);
         upstreams.max_tokens = self.upstream_max_tokens;
+        let replay = self
+            .replay
+            .as_deref()
+            .map(|path| {
+                super::replay::config(path, ReplayClock::real_time(self.speed), self.looping)
+            })
+            .transpose()?;
         Ok(ServerConfig {
             addr: self.addr,
-            db: self
-                .db
-                .as_deref()
-                .map_or_else(DbLocation::default_file, DbLocation::parse),
+            // A replay's runs are the recording's: never mixed into a database.
+            db: if replay.is_some() {
+                DbLocation::Memory
+            } else {
+                self.db
+                    .as_deref()
+                    .map_or_else(DbLocation::default_file, DbLocation::parse)
+            },
             // A blank token is refused at start (ServerError::BadToken), not dropped silently.
             token: self.token.clone(),
             insecure: self.insecure,
@@ -274,6 +294,7 @@ impl ServeArgs {
             },
             lease: Duration::from_secs_f64(self.lease_secs),
             instance_name: self.instance_name.clone(),
+            replay,
             ..ServerConfig::default()
         })
     }
@@ -299,7 +320,13 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     }
     let db = config.db.to_string();
     let web = config.web.describe();
-    let generation = describe_generation(&config.upstreams);
+    let generation = match &config.replay {
+        Some(replay) => format!(
+            "replaying a recording of {}",
+            replay.recording.header.source
+        ),
+        None => describe_generation(&config.upstreams),
+    };
     let auth = if config.token.is_some() {
         "token required"
     } else {

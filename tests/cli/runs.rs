@@ -10,9 +10,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_runboard");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_runboard");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -21,7 +21,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts `runboard serve` and waits until it answers.
-async fn serve(port: u16, db: &Path, extra: &[&str]) -> Child {
+pub(crate) async fn serve(port: u16, db: &Path, extra: &[&str]) -> Child {
     let child = Command::new(BIN)
         .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--db"])
         .arg(db)
@@ -33,6 +33,12 @@ async fn serve(port: u16, db: &Path, extra: &[&str]) -> Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    wait_until_up(port).await;
+    child
+}
+
+/// Waits until a server on `port` answers.
+pub(crate) async fn wait_until_up(port: u16) {
     let health = format!("http://127.0.0.1:{port}/api/health");
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -47,10 +53,9 @@ async fn serve(port: u16, db: &Path, extra: &[&str]) -> Child {
     })
     .await
     .expect("runboard serve did not come up");
-    child
 }
 
-async fn runboard(args: &[&str]) -> Output {
+pub(crate) async fn runboard(args: &[&str]) -> Output {
     let output = Command::new(BIN)
         .args(args)
         .env_remove("RUNBOARD_TOKEN")
@@ -67,7 +72,7 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
 }
 

@@ -72,13 +72,15 @@ pub enum ErrorCode {
     ModelNotFound,
     /// The model server a proxied request needs could not be reached.
     UpstreamUnavailable,
+    /// The server replays a recording (`--replay`): it starts and cancels no runs.
+    Replaying,
     /// A code this side does not know, as it came.
     Other(String),
 }
 
 impl ErrorCode {
     /// Every code this side knows.
-    pub const KNOWN: [Self; 33] = [
+    pub const KNOWN: [Self; 34] = [
         Self::NotFound,
         Self::Unauthorized,
         Self::BadJson,
@@ -112,6 +114,7 @@ impl ErrorCode {
         Self::GenerationFailed,
         Self::ModelNotFound,
         Self::UpstreamUnavailable,
+        Self::Replaying,
     ];
 
     /// The wire name.
@@ -150,6 +153,7 @@ impl ErrorCode {
             Self::GenerationFailed => "generation_failed",
             Self::ModelNotFound => "model_not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::Replaying => "replaying",
             Self::Other(code) => code,
         }
     }

@@ -9,6 +9,8 @@ pub mod clock;
 mod error_code;
 mod events;
 mod models;
+mod recording;
+mod replay_clock;
 mod stream;
 mod types;
 pub mod units;
@@ -27,6 +29,10 @@ pub use events::{
     StatusChange, StreamEnd,
 };
 pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList, UpstreamModels};
+pub use recording::{
+    RECORDING_FORMAT, RECORDING_VERSION, RecordedEvent, Recording, RecordingError, RecordingHeader,
+};
+pub use replay_clock::{ReplayClock, Served};
 pub use stream::{
     EventStream, RequestsEvent, StreamEvent, StreamOptions, StreamUpdate, reconnect_policy,
 };

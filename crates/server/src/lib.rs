@@ -17,6 +17,7 @@ mod membership;
 mod notifications;
 pub mod proxy;
 mod recorder;
+pub mod replay;
 mod request_span;
 mod routes;
 mod runs;
@@ -144,6 +145,9 @@ pub struct ServerConfig {
     /// The name this instance goes by on `/api/health` and in errors about it; by default
     /// the host name and the port.
     pub instance_name: Option<String>,
+    /// Replay this recording instead of running anything (`--replay`); runs are not
+    /// started, cancelled or generated.
+    pub replay: Option<replay::ReplayConfig>,
 }
 
 impl Default for ServerConfig {
@@ -177,6 +181,7 @@ impl Default for ServerConfig {
             proxy: ProxyConfig::default(),
             lease: DEFAULT_LEASE,
             instance_name: None,
+            replay: None,
         }
     }
 }
@@ -328,6 +333,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         config.retention_every,
         shutdown.clone(),
     );
+    if let Some(replay) = config.replay.clone() {
+        tokio::spawn(replay::play(
+            replay,
+            recorder.clone(),
+            hub.clone(),
+            identity.id.clone(),
+            shutdown.clone(),
+        ));
+    }
     let (listener, addr) = bind(config.addr).await?;
     let (benchmark, benchmark_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
     let state = AppState {
@@ -355,6 +369,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         telemetry,
         proxy,
         roster,
+        replaying: config.replay.is_some(),
     };
     let app = routes::router(
         state,

@@ -93,6 +93,8 @@ pub struct AppState {
     pub proxy: Option<Proxy>,
     /// The instances sharing the store, as last read.
     pub roster: Roster,
+    /// Set when the server replays a recording: it starts and cancels nothing.
+    pub replaying: bool,
 }
 
 /// The router: every API route behind the token check, the web console for everything else,
@@ -355,7 +357,20 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, Failure>
     })
 }
 
+/// A replaying server only plays what was recorded: writes are refused with 409, saying why.
+fn refuse_when_replaying(state: &AppState, what: &str) -> Result<(), Failure> {
+    if state.replaying {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Replaying,
+            format!("this server replays a recording (--replay) and {what}"),
+        ));
+    }
+    Ok(())
+}
+
 async fn create_run(State(state): State<AppState>, body: Body) -> Result<Response, Failure> {
+    refuse_when_replaying(&state, "starts no runs")?;
     let request: CreateRun = read_json(&state, body, "a run request").await?;
     let task = request.task.trim();
     if task.is_empty() {
@@ -556,6 +571,7 @@ async fn cancel_run(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Failure> {
     let run_id = path_id(path)?;
+    refuse_when_replaying(&state, "cancels no runs")?;
     match state.runs.cancel(&run_id).await? {
         CancelOutcome::Cancelling => {
             let run = stored_run(&state, &run_id).await?;
@@ -643,6 +659,7 @@ async fn create_benchmark(
     State(state): State<AppState>,
     body: Body,
 ) -> Result<(StatusCode, Json<BenchmarkStarted>), Failure> {
+    refuse_when_replaying(&state, "runs no benchmarks")?;
     let mut request: CreateBenchmark = read_json(&state, body, "a benchmark request").await?;
     if !(1..=MAX_BENCHMARK_TASKS).contains(&request.tasks) {
         return Err(Failure::new(

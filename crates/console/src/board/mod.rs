@@ -237,6 +237,14 @@ pub enum Inbound {
         /// Its URL.
         url: String,
     },
+    /// The console names a server for people (a replay is named after its recording, not
+    /// its embedded server's port).
+    ServerNamed {
+        /// Which server.
+        server: ServerId,
+        /// Its name on tags and the summary bar.
+        label: String,
+    },
     /// The user gave a token: servers that refused for want of one are asked again.
     TokenGiven,
     /// A card is followed live (`false`) or only polled for want of a free stream (`true`).
@@ -414,6 +422,7 @@ impl Board {
             Inbound::Tick
             | Inbound::ClearFinished
             | Inbound::ServerAdded { .. }
+            | Inbound::ServerNamed { .. }
             | Inbound::TokenGiven
             | Inbound::Polled { .. }
             | Inbound::Settings(_)
@@ -474,6 +483,11 @@ impl Board {
             Inbound::Tick => self.tick(now),
             Inbound::ClearFinished => self.clear_finished(now),
             Inbound::ServerAdded { url } => self.add_server(&url),
+            Inbound::ServerNamed { server, label } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.label = label;
+                }
+            }
             Inbound::TokenGiven => {
                 for server in &mut self.servers {
                     server.needs_token = None;

@@ -3,6 +3,8 @@
 //! result goes to the UI through the [`Outbox`]; nothing here touches the model.
 
 use runboard_api::Feature;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::board::{Inbound, RunKey, ServerId};
@@ -41,6 +43,13 @@ pub struct Connector {
     outbox: Outbox,
     clients: Vec<ApiClient>,
     feed_poll: Duration,
+    /// Set for a stepped replay: the console polls the feed on the replay's clock
+    /// ([`Connector::poll_runs`]) instead of a timer here.
+    polls_on_demand: bool,
+    /// One-shot requests whose answer is not in the inbox yet.
+    pending: Arc<AtomicUsize>,
+    /// The id of the last `/api/events` event put in the inbox.
+    last_event_id: Arc<AtomicU64>,
 }
 
 impl Connector {
@@ -56,7 +65,39 @@ impl Connector {
             outbox,
             clients,
             feed_poll,
+            polls_on_demand: false,
+            pending: Arc::new(AtomicUsize::new(0)),
+            last_event_id: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The feed is polled only when [`Connector::poll_runs`] is called (a stepped replay polls
+    /// on the recording's clock, so what a poll sees does not depend on the wall's).
+    pub fn poll_on_demand(&mut self) {
+        self.polls_on_demand = true;
+    }
+
+    /// One-shot requests (feed polls, details) whose answers have not reached the inbox.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// The id of the last `/api/events` event handed to the inbox (0: none yet).
+    pub fn last_event_id(&self) -> u64 {
+        self.last_event_id.load(Ordering::SeqCst)
+    }
+
+    /// Polls a server's run list once, for the feed.
+    pub fn poll_runs(&self, server: ServerId) {
+        let Some(client) = self.client(server) else {
+            return;
+        };
+        let outbox = self.outbox.clone();
+        let pending = Pending::start(&self.pending);
+        self.spawner.spawn(async move {
+            outbox.send(list_runs(&client, server).await).await;
+            drop(pending);
+        });
     }
 
     fn client(&self, server: ServerId) -> Option<ApiClient> {
@@ -97,7 +138,8 @@ impl Connector {
         };
         let outbox = self.outbox.clone();
         let spawner = self.spawner.clone();
-        let feed_poll = self.feed_poll;
+        let feed_poll = (!self.polls_on_demand).then_some(self.feed_poll);
+        let last_event_id = Arc::clone(&self.last_event_id);
         self.spawner.spawn(async move {
             let mut backoff = Backoff::new(reconnect_policy());
             let health = loop {
@@ -136,12 +178,14 @@ impl Connector {
                     client.clone(),
                     url,
                     server,
-                    None,
+                    (None, Some(last_event_id)),
                     head,
                     outbox.clone(),
                 ));
             }
-            poll_feed(client, server, outbox, feed_poll).await;
+            if let Some(every) = feed_poll {
+                poll_feed(client, server, outbox, every).await;
+            }
         });
     }
 
@@ -155,7 +199,7 @@ impl Connector {
             client,
             url,
             key.server,
-            Some(key.run_id.clone()),
+            (Some(key.run_id.clone()), None),
             None,
             self.outbox.clone(),
         ));
@@ -221,7 +265,14 @@ impl Connector {
                     if follow_job {
                         let run_id = detail.summary.run_id;
                         let url = client.run_stream_url(&run_id);
-                        spawner.spawn(follow(client, url, server, Some(run_id), None, outbox));
+                        spawner.spawn(follow(
+                            client,
+                            url,
+                            server,
+                            (Some(run_id), None),
+                            None,
+                            outbox,
+                        ));
                     }
                 }
                 Err(error) => {
@@ -292,6 +343,7 @@ impl Connector {
         };
         let outbox = self.outbox.clone();
         let key = key.clone();
+        let pending = Pending::start(&self.pending);
         self.spawner.spawn(async move {
             let message = match client.run(&key.run_id).await {
                 Ok(detail) => Inbound::Detail {
@@ -301,40 +353,64 @@ impl Connector {
                 Err(_) => Inbound::DetailFailed { key },
             };
             outbox.send(message).await;
+            drop(pending);
         });
     }
 }
 
 /// Polls the run list every `every`, for the feed.
 async fn poll_feed(client: ApiClient, server: ServerId, outbox: Outbox, every: Duration) {
-    let query = RunQuery {
-        limit: Some(FEED_PAGE),
-        ..RunQuery::default()
-    };
     loop {
-        let message = match client.list_runs(&query).await {
-            Ok(list) => Inbound::Runs {
-                server,
-                runs: list.runs,
-            },
-            Err(error) => Inbound::ServerError {
-                server,
-                message: error.to_string(),
-            },
-        };
-        if !outbox.send(message).await {
+        if !outbox.send(list_runs(&client, server).await).await {
             return;
         }
         sleep(every).await;
     }
 }
 
-/// Follows an event stream until it ends, reporting its events and connection states.
+/// One page of the run list, newest first, as the feed takes it.
+async fn list_runs(client: &ApiClient, server: ServerId) -> Inbound {
+    let query = RunQuery {
+        limit: Some(FEED_PAGE),
+        ..RunQuery::default()
+    };
+    match client.list_runs(&query).await {
+        Ok(list) => Inbound::Runs {
+            server,
+            runs: list.runs,
+        },
+        Err(error) => Inbound::ServerError {
+            server,
+            message: error.to_string(),
+        },
+    }
+}
+
+/// Counts a one-shot request from its start until it is dropped (after its answer is in the
+/// inbox).
+struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Follows an event stream until it ends, reporting its events and connection states. `run`
+/// names the run of a per-run stream; `last_id`, when given, is told each event's id once the
+/// event is in the inbox.
 async fn follow(
     client: ApiClient,
     url: String,
     server: ServerId,
-    run: Option<String>,
+    (run, last_id): (Option<String>, Option<Arc<AtomicU64>>),
     after: Option<String>,
     outbox: Outbox,
 ) {
@@ -351,14 +427,21 @@ async fn follow(
         }
     };
     while let Some(update) = stream.next().await {
+        let mut id = None;
         let message = match update {
-            StreamUpdate::Event { decoded: event, .. } => Inbound::Event {
-                server,
-                event: match &run {
-                    Some(run_id) => event.with_run_id(run_id),
-                    None => event,
-                },
-            },
+            StreamUpdate::Event {
+                decoded: event,
+                raw,
+            } => {
+                id = raw.id.parse::<u64>().ok();
+                Inbound::Event {
+                    server,
+                    event: match &run {
+                        Some(run_id) => event.with_run_id(run_id),
+                        None => event,
+                    },
+                }
+            }
             // One bad event is reported and skipped; the stream goes on.
             StreamUpdate::Undecodable(error) => Inbound::ServerError {
                 server,
@@ -376,6 +459,9 @@ async fn follow(
         };
         if !outbox.send(message).await {
             return;
+        }
+        if let (Some(last_id), Some(id)) = (&last_id, id) {
+            last_id.fetch_max(id, Ordering::SeqCst);
         }
     }
 }

@@ -13,6 +13,7 @@ use super::feed_view::{chain_windows_ui, feed_ui};
 use super::inbox::Inbox;
 use super::log_view::log_ui;
 use super::models_view::models_ui;
+use super::replay_pace::{Progress, ReplayPace, ReplayView};
 use super::requests_view::requests_ui;
 use super::settings_view::settings_window_ui;
 use super::side_streams::{Stopping, TaskGuard};
@@ -27,6 +28,9 @@ use runboard_sse::runtime::Spawner;
 
 /// How long `logic` may spend applying messages before it yields a frame.
 const DRAIN_BUDGET: Duration = Duration::from_millis(10);
+
+/// How long a stepped replay may step before it draws a frame.
+const STEPPING_BUDGET: Duration = Duration::from_millis(100);
 
 /// While something shows a ticking time (elapsed, stall age, reconnect countdown), repaint this
 /// often; otherwise only when data arrives.
@@ -61,6 +65,8 @@ pub struct ConsoleConfig {
     /// The most per-run streams followed at once per server (for servers without
     /// `/api/events`); the rest are polled. A browser allows six connections per host.
     pub max_run_streams: Option<usize>,
+    /// Watch a replay on its clock (the embedded server replays a recording).
+    pub replay: Option<ReplayView>,
 }
 
 impl ConsoleConfig {
@@ -75,6 +81,7 @@ impl ConsoleConfig {
             launch: None,
             view: None,
             max_run_streams: None,
+            replay: None,
         }
     }
 }
@@ -101,6 +108,8 @@ pub struct Console {
     demo_benchmark_pending: bool,
     /// The title last set.
     title: String,
+    /// On a replay: the recording's clock, and the stepping of a stepped one.
+    replay: Option<ReplayPace>,
 }
 
 impl Console {
@@ -135,7 +144,14 @@ impl Console {
             Ok(clients) => (clients, None),
             Err(error) => (Vec::new(), Some(error)),
         };
-        let connector = Connector::new(spawner, outbox, clients, config.feed_poll);
+        let replay = config
+            .replay
+            .clone()
+            .map(|view| ReplayPace::new(view, config.feed_poll.as_secs_f64()));
+        let mut connector = Connector::new(spawner, outbox, clients, config.feed_poll);
+        if replay.as_ref().is_some_and(ReplayPace::is_stepped) {
+            connector.poll_on_demand();
+        }
         connector.watch_all();
         let settings = storage
             .and_then(|storage| eframe::get_value(storage, SETTINGS_KEY))
@@ -153,7 +169,15 @@ impl Console {
             closing: Vec::new(),
             demo_benchmark_pending: false,
             title: String::new(),
+            replay,
         };
+        if let Some(view) = &config.replay {
+            let label = view.label.clone();
+            let now = console.now();
+            console
+                .model
+                .apply(Inbound::ServerNamed { server: 0, label }, now);
+        }
         // Servers added in an earlier session are watched again.
         for url in console.state.added_servers.clone() {
             if !console.model.servers.iter().any(|s| s.url == url) {
@@ -187,7 +211,19 @@ impl Console {
     }
 
     fn now(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+        match &self.replay {
+            Some(replay) => replay.now(),
+            None => self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// On a stepped replay: whether it has reached its stop with everything in (the moment
+    /// for a screenshot); `None` otherwise.
+    pub fn replay_is_still(&self) -> Option<bool> {
+        self.replay
+            .as_ref()
+            .filter(|replay| replay.is_stepped())
+            .map(ReplayPace::is_still)
     }
 
     /// Starts the demo benchmark once the first server has said it runs benchmarks.
@@ -399,9 +435,11 @@ impl Console {
     }
 }
 
-impl eframe::App for Console {
-    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        let now = self.now();
+impl Console {
+    /// Applies what came in (within a time budget) and asks for what the board now wants:
+    /// streams, details, the demo's benchmark. True when the inbox was emptied.
+    fn take_in(&mut self, ctx: &egui::Context, now: f64) -> bool {
+        let mut drained = true;
         let deadline = Instant::now() + DRAIN_BUDGET;
         while let Some(message) = self.inbox.try_next() {
             let appeared = matches!(message, Inbound::Appeared { .. } | Inbound::Runs { .. });
@@ -412,6 +450,7 @@ impl eframe::App for Console {
             if Instant::now() >= deadline {
                 // More is waiting: draw what we have and come straight back.
                 ctx.request_repaint();
+                drained = false;
                 break;
             }
         }
@@ -423,6 +462,44 @@ impl eframe::App for Console {
             }
             self.model.apply(Inbound::DetailsAsked, now);
         }
+        drained
+    }
+
+    /// A stepped replay: takes in what came and moves the clock a step whenever everything
+    /// served up to now is in, as many steps as fit in a frame's budget. It waits for the
+    /// server here, not across frames, so a step costs the server's latency, not a frame.
+    fn step_replay(&mut self, ctx: &egui::Context) {
+        let deadline = Instant::now() + STEPPING_BUDGET;
+        loop {
+            // Read before taking in: every event up to it is then in the inbox, and applied.
+            let seen_id = self.connector.last_event_id();
+            let now = self.now();
+            let drained = self.take_in(ctx, now);
+            let Some(replay) = self.replay.as_mut() else {
+                return;
+            };
+            ctx.request_repaint();
+            match replay.frame(&self.model, &self.connector, seen_id, drained) {
+                Progress::AtStop => return,
+                Progress::Stepped => {}
+                Progress::Waiting => std::thread::sleep(Duration::from_millis(1)),
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
+}
+
+impl eframe::App for Console {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        if self.replay.as_ref().is_some_and(ReplayPace::is_stepped) {
+            self.step_replay(ctx);
+        } else {
+            let now = self.now();
+            self.take_in(ctx, now);
+        }
+        let now = self.now();
         self.model.apply(Inbound::Tick, now);
         if self.something_ticks() {
             ctx.request_repaint_after(TICK);

@@ -13,6 +13,7 @@ mod format;
 mod inbox;
 mod log_view;
 mod models_view;
+mod replay_pace;
 mod requests_view;
 #[cfg(not(target_arch = "wasm32"))]
 mod screenshot;
@@ -31,6 +32,7 @@ pub use console::{Console, ConsoleConfig, console_ui};
 pub use fonts::install_fonts;
 pub use inbox::{Inbox, Outbox};
 #[cfg(not(target_arch = "wasm32"))]
+pub use replay_pace::{REPLAY_STEP_SECS, ReplayView};
 pub use screenshot::Screenshot;
 pub use state::{LaunchForm, LogLevel, RequestColumn, RequestSort, UiState, View};
 pub use stream_plan::{StreamCommand, StreamPlan};

@@ -63,7 +63,13 @@ impl eframe::App for Screenshot {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             return;
         }
-        if !self.requested && self.started.elapsed() >= self.after {
+        // A stepped replay is photographed when it has reached its second, however long that
+        // took; anything else after the time asked for.
+        let due = self
+            .console
+            .replay_is_still()
+            .unwrap_or_else(|| self.started.elapsed() >= self.after);
+        if !self.requested && due {
             self.requested = true;
             let path = self.path.clone();
             let outcome = Arc::clone(&self.outcome);
@@ -76,6 +82,20 @@ impl eframe::App for Screenshot {
         }
         // Keep frames coming until the picture is taken.
         ctx.request_repaint_after(Duration::from_millis(100));
+    }
+
+    /// A picture shows the console, not where the mouse happens to rest: no hover, no
+    /// tooltip, the same picture wherever the pointer is.
+    fn raw_input_hook(&mut self, _ctx: &egui::Context, raw_input: &mut egui::RawInput) {
+        raw_input.events.retain(|event| {
+            !matches!(
+                event,
+                egui::Event::PointerMoved(_)
+                    | egui::Event::MouseMoved(_)
+                    | egui::Event::PointerButton { .. }
+                    | egui::Event::PointerGone
+            )
+        });
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
