@@ -44,6 +44,18 @@ if ! fc-list :lang=zh 2> /dev/null | grep -q . || ! fc-list :lang=ko 2> /dev/nul
     echo "note: no CJK font (sudo apt-get install fonts-noto-cjk fonts-noto-color-emoji); its snapshot is skipped" >&2
   fi
 fi
+# Two screenshots of a replay in a real window (tests/cli/record.rs) need an X server: the test
+# starts its own Xvfb when DISPLAY is not set.
+if [ -z "${DISPLAY:-}" ] && ! command -v Xvfb > /dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing Xvfb for the replay screenshot test"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends xvfb > /dev/null
+  else
+    echo "note: no DISPLAY and no Xvfb (sudo apt-get install xvfb); the replay screenshot test is skipped" >&2
+  fi
+fi
 # The store-fault tests mount a small tmpfs for a real full disk and a read-only filesystem.
 # That needs root with mount rights; elsewhere they are skipped, and this says so.
 if [ -z "${RUNBOARD_SKIP_MOUNT_TESTS:-}" ]; then

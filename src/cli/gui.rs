@@ -192,31 +192,15 @@ pub fn run(args: GuiArgs) -> ExitCode {
     if replay.is_some() && (!scrape.is_empty() || !upstreams.is_empty()) {
         return fail("a --replay plays a recording; it takes no --scrape or --upstream");
     }
-    // A screenshot of a replay steps the recording's clock itself, so it shows the same
-    // second the same way every time; otherwise the recording plays in real time (× --speed).
-    let replay_view = replay
-        .as_deref()
-        .map(|path| runboard_console::ui::ReplayView {
-            clock: if screenshot.is_some() {
-                runboard_api::ReplayClock::stepped()
-            } else {
-                runboard_api::ReplayClock::real_time(speed)
-            },
-            stop_at: if screenshot.is_some() {
-                after.max(0.0)
-            } else {
-                f64::INFINITY
-            },
-            label: format!("replay of {}", file_name(path)),
-        });
-    let replay_config = match (&replay, &replay_view) {
-        (Some(path), Some(view)) => {
-            match super::replay::config(path, view.clock.clone(), looping) {
-                Ok(config) => Some(config),
-                Err(error) => return fail(&error),
-            }
-        }
-        _ => None,
+    let (replay_view, replay_config) = match replay_setup(
+        replay.as_deref(),
+        screenshot.is_some(),
+        after,
+        speed,
+        looping,
+    ) {
+        Ok(setup) => setup,
+        Err(error) => return fail(&error),
     };
     let upstreams = match super::serve::upstream_config(&upstreams, &model_aliases) {
         Ok(upstreams) => upstreams,
@@ -242,15 +226,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
     config.feed_poll = Duration::from_secs_f64(feed_poll_secs);
     config.view = Some(view.into());
     config.replay = replay_view;
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("runboard")
-            .with_inner_size(size)
-            .with_min_inner_size([640.0, 420.0]),
-        // A screenshot must show the requested size, not a remembered one.
-        persist_window: screenshot.is_none(),
-        ..eframe::NativeOptions::default()
-    };
+    let options = native_options(size, screenshot.is_some());
     let after = Duration::from_secs_f64(after.max(0.0));
     let app_spawner = spawner.clone();
     let result = eframe::run_native(
@@ -262,7 +238,12 @@ pub fn run(args: GuiArgs) -> ExitCode {
                 Theme::Dark => egui::ThemePreference::Dark,
                 Theme::Light => egui::ThemePreference::Light,
             });
-            let console = Console::new(&cc.egui_ctx, cc.storage, config, app_spawner);
+            let storage = if screenshot.is_some() {
+                None
+            } else {
+                cc.storage
+            };
+            let console = Console::new(&cc.egui_ctx, storage, config, app_spawner);
             Ok(match screenshot {
                 Some(path) => Box::new(runboard_console::ui::Screenshot::new(console, path, after)),
                 None => Box::new(console),
@@ -279,6 +260,62 @@ pub fn run(args: GuiArgs) -> ExitCode {
              under Xvfb)"
         )),
     }
+}
+
+/// The window: its size and title; for a screenshot, nothing remembered from earlier starts.
+fn native_options(size: [f32; 2], screenshot: bool) -> eframe::NativeOptions {
+    eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("runboard")
+            .with_inner_size(size)
+            .with_min_inner_size([640.0, 420.0]),
+        // A screenshot must show the requested size, not a remembered one.
+        persist_window: !screenshot,
+        // Nor anything else remembered (panel sizes, the log's state): it starts from a store
+        // that does not exist, so two screenshots start alike on any machine.
+        persistence_path: screenshot.then(|| {
+            std::env::temp_dir()
+                .join(format!("runboard-screenshot-{}", std::process::id()))
+                .join("nothing-remembered.ron")
+        }),
+        ..eframe::NativeOptions::default()
+    }
+}
+
+/// With `--replay`: the console's view of the replay and the embedded server's settings. A
+/// screenshot of a replay steps the recording's clock itself, so it shows the same second the
+/// same way every time; otherwise the recording plays in real time (× `--speed`).
+fn replay_setup(
+    replay: Option<&std::path::Path>,
+    screenshot: bool,
+    after: f64,
+    speed: f64,
+    looping: bool,
+) -> Result<
+    (
+        Option<runboard_console::ui::ReplayView>,
+        Option<runboard_server::replay::ReplayConfig>,
+    ),
+    String,
+> {
+    let Some(path) = replay else {
+        return Ok((None, None));
+    };
+    let view = runboard_console::ui::ReplayView {
+        clock: if screenshot {
+            runboard_api::ReplayClock::stepped()
+        } else {
+            runboard_api::ReplayClock::real_time(speed)
+        },
+        stop_at: if screenshot {
+            after.max(0.0)
+        } else {
+            f64::INFINITY
+        },
+        label: format!("replay of {}", file_name(path)),
+    };
+    let config = super::replay::config(path, view.clock.clone(), looping)?;
+    Ok((Some(view), Some(config)))
 }
 
 /// A file's name without its directories, for people.

@@ -91,53 +91,7 @@ async fn record(args: RecordArgs) -> Result<(), String> {
     );
     out.line(&serde_json::to_string(&header).unwrap_or_default())?;
 
-    let (sender, mut received) = mpsc::channel::<Received>(4096);
-    let (open_sender, open) = tokio::sync::oneshot::channel();
-    let head = health.events_head.map(|head| head.to_string());
-    tokio::spawn(follow(
-        client.clone(),
-        client.events_url(&[]),
-        head,
-        None,
-        sender.clone(),
-        Some(open_sender),
-    ));
-    // Listen first, then look: a run that starts in between is in both, and its own stream
-    // (below) is the one kept.
-    tokio::time::timeout(Duration::from_secs(30), open)
-        .await
-        .map_err(|_| "the event stream did not open within 30 s".to_owned())?
-        .map_err(|_| "the event stream ended before it opened".to_owned())?;
-    // Runs already going, oldest first: their chains so far, as their details give them,
-    // then each on its own stream from the next position.
-    let going = going_runs(&client).await?;
-    for run in &going {
-        let detail = client.run(&run.run_id).await.map_err(|e| explain(&e))?;
-        let mut last = 0;
-        for stored in detail.events {
-            last = stored.seq;
-            let received = Received {
-                at: Instant::now(),
-                own_stream: Some((run.run_id.clone(), stored.seq)),
-                event: stored.event,
-                data: stored.data,
-            };
-            if sender.send(received).await.is_err() {
-                return Err("the recording stopped".into());
-            }
-        }
-        let url = client.run_stream_url(&run.run_id);
-        tokio::spawn(follow(
-            client.clone(),
-            url,
-            Some(last.to_string()),
-            Some(run.run_id.clone()),
-            sender.clone(),
-            None,
-        ));
-    }
-    let going: HashSet<String> = going.into_iter().map(|run| run.run_id).collect();
-    drop(sender);
+    let (going, mut received) = start_following(&client, health.events_head).await?;
     eprintln!(
         "runboard record: recording {} into {} ({} runs already going); {}",
         args.remote.api,
@@ -214,6 +168,62 @@ async fn record(args: RecordArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Follows `/api/events` from `events_head`, then the runs already going (their chains so far,
+/// then their own streams); returns those runs' ids and where everything arrives.
+async fn start_following(
+    client: &ApiClient,
+    events_head: Option<u64>,
+) -> Result<(HashSet<String>, mpsc::UnboundedReceiver<Received>), String> {
+    // Unbounded: the chains of runs already going are queued here before anything is written.
+    let (sender, received) = mpsc::unbounded_channel::<Received>();
+    let (open_sender, open) = tokio::sync::oneshot::channel();
+    let head = events_head.map(|head| head.to_string());
+    tokio::spawn(follow(
+        client.clone(),
+        client.events_url(&[]),
+        head,
+        None,
+        sender.clone(),
+        Some(open_sender),
+    ));
+    // Listen first, then look: a run that starts in between is in both, and its own stream
+    // (below) is the one kept.
+    tokio::time::timeout(Duration::from_secs(30), open)
+        .await
+        .map_err(|_| "the event stream did not open within 30 s".to_owned())?
+        .map_err(|_| "the event stream ended before it opened".to_owned())?;
+    // Runs already going, oldest first: their chains so far, as their details give them,
+    // then each on its own stream from the next position.
+    let going = going_runs(client).await?;
+    for run in &going {
+        let detail = client.run(&run.run_id).await.map_err(|e| explain(&e))?;
+        let mut last = 0;
+        for stored in detail.events {
+            last = stored.seq;
+            let received = Received {
+                at: Instant::now(),
+                own_stream: Some((run.run_id.clone(), stored.seq)),
+                event: stored.event,
+                data: stored.data,
+            };
+            if sender.send(received).is_err() {
+                return Err("the recording stopped".into());
+            }
+        }
+        let url = client.run_stream_url(&run.run_id);
+        tokio::spawn(follow(
+            client.clone(),
+            url,
+            Some(last.to_string()),
+            Some(run.run_id.clone()),
+            sender.clone(),
+            None,
+        ));
+    }
+    let going: HashSet<String> = going.into_iter().map(|run| run.run_id).collect();
+    Ok((going, received))
+}
+
 /// The runs queued or running now, oldest first.
 async fn going_runs(client: &ApiClient) -> Result<Vec<RunSummary>, String> {
     let mut going = Vec::new();
@@ -238,7 +248,7 @@ async fn follow(
     url: String,
     after: Option<String>,
     run: Option<String>,
-    sender: mpsc::Sender<Received>,
+    sender: mpsc::UnboundedSender<Received>,
     mut opened: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
     let options = StreamOptions {
@@ -269,7 +279,7 @@ async fn follow(
                     event: decoded.name().to_owned(),
                     data,
                 };
-                if sender.send(received).await.is_err() {
+                if sender.send(received).is_err() {
                     return;
                 }
             }

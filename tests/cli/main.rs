@@ -14,6 +14,7 @@ mod support {
 mod bench;
 mod events;
 mod models;
+mod record;
 mod runs;
 mod shared_store;
 mod upstream;

@@ -333,15 +333,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         config.retention_every,
         shutdown.clone(),
     );
-    if let Some(replay) = config.replay.clone() {
-        tokio::spawn(replay::play(
-            replay,
-            recorder.clone(),
-            hub.clone(),
-            identity.id.clone(),
-            shutdown.clone(),
-        ));
-    }
+    play_any_recording(&config, &recorder, &hub, &identity, &shutdown);
     let (listener, addr) = bind(config.addr).await?;
     let (benchmark, benchmark_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
     let state = AppState {
@@ -393,6 +385,25 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         store,
         identity,
     })
+}
+
+/// With `--replay`: the player, the only producer of a replaying server.
+fn play_any_recording(
+    config: &ServerConfig,
+    recorder: &Recorder,
+    hub: &Hub,
+    identity: &Identity,
+    shutdown: &CancellationToken,
+) {
+    if let Some(replay) = config.replay.clone() {
+        tokio::spawn(replay::play(
+            replay,
+            recorder.clone(),
+            hub.clone(),
+            identity.id.clone(),
+            shutdown.clone(),
+        ));
+    }
 }
 
 /// The listening socket and its address (the real port when asked for port 0).

@@ -84,6 +84,11 @@ impl eframe::App for Screenshot {
         ctx.request_repaint_after(Duration::from_millis(100));
     }
 
+    /// Nothing of a screenshot's session is kept for the next start.
+    fn persist_egui_memory(&self) -> bool {
+        false
+    }
+
     /// A picture shows the console, not where the mouse happens to rest: no hover, no
     /// tooltip, the same picture wherever the pointer is.
     fn raw_input_hook(&mut self, _ctx: &egui::Context, raw_input: &mut egui::RawInput) {
