@@ -78,16 +78,18 @@ async fn all_events(api: &str, count: usize) -> Vec<(String, Value)> {
         .send()
         .await
         .unwrap();
-    let mut text = String::new();
+    // Bytes until a block is whole: a chunk may end inside a multi-byte character.
+    let mut bytes: Vec<u8> = Vec::new();
     let mut events = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), async {
         while events.len() < count {
             let Some(chunk) = response.chunk().await.unwrap() else {
                 break;
             };
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = text.find("\n\n") {
-                let block: String = text.drain(..end + 2).collect();
+            bytes.extend_from_slice(&chunk);
+            while let Some(end) = bytes.windows(2).position(|pair| pair == b"\n\n") {
+                let block: Vec<u8> = bytes.drain(..end + 2).collect();
+                let block = String::from_utf8(block).expect("an event is UTF-8");
                 let field = |name: &str| {
                     block
                         .lines()
