@@ -31,8 +31,8 @@ pub use connector::{Connector, LaunchRequest};
 pub use console::{Console, ConsoleConfig, console_ui};
 pub use fonts::install_fonts;
 pub use inbox::{Inbox, Outbox};
-#[cfg(not(target_arch = "wasm32"))]
 pub use replay_pace::{REPLAY_STEP_SECS, ReplayView};
+#[cfg(not(target_arch = "wasm32"))]
 pub use screenshot::Screenshot;
 pub use state::{LaunchForm, LogLevel, RequestColumn, RequestSort, UiState, View};
 pub use stream_plan::{StreamCommand, StreamPlan};
