@@ -128,3 +128,70 @@ async fn the_openai_package_gets_the_same_answers_through_runboard_and_each_call
     assert!(printed.contains("completed"), "{printed}");
     server.stop().await;
 }
+
+/// A hundred pipelines of three streamed calls each, written with the `openai` package (which
+/// closes its connection as soon as it has read `[DONE]`, before llama.cpp's body has ended),
+/// through runboard to the real llama.cpp server: a hundred runs, each with its three steps,
+/// none cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_openai_pipelines_are_a_hundred_whole_runs() {
+    let Some((binary, model)) = llama_with("RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let Some((python, _)) = server_with("RUNBOARD_OPENAI_PYTHON", "RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let port = free_port();
+    let _llama = Llama::start_as(&binary, &model, port, "runboard-small").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("llama=http://127.0.0.1:{port}/v1"), |_| None).unwrap());
+    config.token = Some(TOKEN.into());
+    let server = start(config).await;
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openai_pipelines.py"
+    );
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .args([&format!("{}/v1", server.url()), TOKEN, "runboard-small"])
+        .args(["100", "4"])
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(300), output)
+        .await
+        .expect("the pipelines did not finish within five minutes")
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "the pipelines failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["pipelines"], 100);
+
+    let api = ApiClient::new(&server.url(), Some(TOKEN)).unwrap();
+    let runs = api
+        .list_runs(&RunQuery {
+            limit: Some(500),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap()
+        .runs;
+    assert_eq!(runs.len(), 100, "one run per pipeline");
+    for run in &runs {
+        let detail = wait_finished(&api, &run.run_id, Duration::from_secs(10)).await;
+        assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+        let steps = detail
+            .events
+            .iter()
+            .filter(|e| e.event == "data" && e.data["action"] == "step")
+            .count();
+        assert_eq!(steps, 3, "{detail:#?}");
+    }
+    server.stop().await;
+}

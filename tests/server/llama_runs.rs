@@ -243,3 +243,83 @@ async fn runs_on_llama_cpp_pythons_server_without_usage_are_counted_from_the_str
     );
     server.stop().await;
 }
+
+/// Three runs at once on llama-cpp-python's server with its default settings, which interrupt
+/// the request being generated when a newer one arrives (its stream then ends with `[DONE]`
+/// and no finish reason): no run ends `completed` with nothing made, and every interrupted
+/// step is named in its run.
+#[tokio::test]
+async fn interrupted_answers_on_llama_cpp_pythons_server_are_named_not_counted_as_successes() {
+    let Some((python, model)) = server_with("RUNBOARD_LLAMA_PYTHON", "RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let port = free_port();
+    let _server = Llama::start_python(&python, &model, port, "runboard-small").await;
+    let root = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("py={root}/v1"), |_| None).unwrap());
+    let server = start(config).await;
+    let api = client(&server);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let created = api
+            .create_run(&CreateRun {
+                task: format!("survey the coast, part {n}"),
+                mode: RunMode::Queued,
+                params: json!({"max_tokens": 12, "temperature": 0,
+                               "extra_body": {"logit_bias": {"2": -100}}}),
+            })
+            .await
+            .unwrap();
+        ids.push(created.summary.run_id);
+    }
+    let mut interrupted_steps = 0;
+    for run_id in &ids {
+        let detail = wait_finished(&api, run_id, Duration::from_secs(180)).await;
+        let steps: Vec<&Value> = detail
+            .events
+            .iter()
+            .filter(|e| e.event == "data" && e.data["action"] == "step")
+            .map(|e| &e.data["payload"])
+            .collect();
+        let named = detail
+            .events
+            .iter()
+            .filter(|e| e.event == "narration" && e.data["action"] == "step_interrupted")
+            .count();
+        let interrupted = steps.iter().filter(|s| s["interrupted"] == true).count();
+        assert_eq!(
+            named, interrupted,
+            "every interrupted step is named: {detail:#?}"
+        );
+        for step in &steps {
+            assert!(
+                step["finish_reason"].is_string() || step["interrupted"] == true,
+                "a step without a finish reason is marked interrupted: {step}"
+            );
+        }
+        interrupted_steps += interrupted;
+        assert!(
+            !(detail.summary.status == RunStatus::Completed && detail.summary.tokens_out == 0),
+            "a run completed with nothing made: {detail:#?}"
+        );
+        eprintln!(
+            "{run_id}: {} with {} tokens, {interrupted} of {} steps interrupted",
+            detail.summary.status,
+            detail.summary.tokens_out,
+            steps.len()
+        );
+    }
+    eprintln!("{interrupted_steps} steps interrupted in all");
+    // Three runs at once on this server always interrupt one another; a test that saw none
+    // would not have tested anything.
+    assert!(
+        interrupted_steps > 0,
+        "llama-cpp-python interrupted no step"
+    );
+    server.stop().await;
+}

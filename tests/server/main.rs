@@ -24,6 +24,7 @@ mod llama_proxy;
 mod llama_runs;
 mod metrics;
 mod proxy;
+mod proxy_record;
 mod real_models;
 mod requests;
 mod restart;

@@ -58,6 +58,9 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// The server is shutting down.
     ShuttingDown,
+    /// The store is too far behind to record another call now; try again after
+    /// `Retry-After`.
+    RecorderBehind,
     /// The server has too many open connections.
     TooManyConnections,
     /// A benchmark is already running.
@@ -80,7 +83,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this side knows.
-    pub const KNOWN: [Self; 34] = [
+    pub const KNOWN: [Self; 35] = [
         Self::NotFound,
         Self::Unauthorized,
         Self::BadJson,
@@ -107,6 +110,7 @@ impl ErrorCode {
         Self::StoreUnwritable,
         Self::StorageUnavailable,
         Self::ShuttingDown,
+        Self::RecorderBehind,
         Self::TooManyConnections,
         Self::BenchmarkRunning,
         Self::BenchmarkSourceIsLog,
@@ -146,6 +150,7 @@ impl ErrorCode {
             Self::StoreUnwritable => "store_unwritable",
             Self::StorageUnavailable => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
+            Self::RecorderBehind => "recorder_behind",
             Self::TooManyConnections => "too_many_connections",
             Self::BenchmarkRunning => "benchmark_running",
             Self::BenchmarkSourceIsLog => "benchmark_source_is_log",

@@ -53,6 +53,10 @@ pub struct StatusChange {
     pub ts: Option<String>,
 }
 
+/// The `action` of the warning narrated when a model server ends a step's answer (`[DONE]`)
+/// without a finish reason: the step was interrupted, not finished.
+pub const STEP_INTERRUPTED_ACTION: &str = "step_interrupted";
+
 /// A line for people (`narration`): the human channel, beside `data` for programs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Narration {

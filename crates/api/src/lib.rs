@@ -26,7 +26,7 @@ pub use client::{ApiClient, ApiError, RunQuery};
 pub use error_code::ErrorCode;
 pub use events::{
     DataEvent, DecodeError, EventKind, Narration, NodeUpdate, Pruned, RunError, RunEvent,
-    StatusChange, StreamEnd,
+    STEP_INTERRUPTED_ACTION, StatusChange, StreamEnd,
 };
 pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList, UpstreamModels};
 pub use recording::{

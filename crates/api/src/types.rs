@@ -236,6 +236,11 @@ pub struct Health {
     /// every other, alive first, each with its last heartbeat.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<InstanceStatus>,
+    /// Events handed to this server's writer and not yet stored (runboard servers): how far
+    /// the store is behind. Past a threshold proxied calls are refused with 503
+    /// `recorder_behind` and mid-answer updates are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder_backlog: Option<u64>,
 }
 
 /// One server instance on `/api/health`.
@@ -339,6 +344,7 @@ impl Health {
             store: None,
             backend: None,
             instances: Vec::new(),
+            recorder_backlog: None,
         }
     }
 

@@ -28,6 +28,13 @@ use runboard_api::{RunEvent, RunStatus, StatusChange, StreamEnd};
 /// Records in flight to the writer; producers wait when it is this far behind.
 const QUEUE_CAPACITY: usize = 8192;
 
+/// Backlog past which mid-answer updates are left out (the next one carries their figures).
+const SKIP_UPDATES_AT: usize = QUEUE_CAPACITY / 4;
+
+/// Backlog past which new proxied calls are refused at once (503, `Retry-After`) rather than
+/// slowing every call down: starts and ends of calls already taken always have room.
+const REFUSE_CALLS_AT: usize = QUEUE_CAPACITY / 2;
+
 /// Most records written in one transaction.
 const MAX_BATCH: usize = 2000;
 
@@ -198,6 +205,36 @@ impl Recorder {
         let new = NewEvent::at(run_id, event, ts);
         self.telemetry.observe(run_id, &new.event);
         self.send(Command::Event(Box::new(new))).await
+    }
+
+    /// Records an event that a later one replaces (a `node_update` mid-answer) unless the
+    /// writer is behind, so that a producer never waits for the store on its account: its
+    /// client's bytes go on at full speed, and the next update carries the latest figures.
+    /// False when it was left out.
+    pub fn update_or_skip(&self, run_id: &str, event: RunEvent, ts: String) -> bool {
+        let new = NewEvent::at(run_id, event, ts);
+        self.telemetry.observe(run_id, &new.event);
+        if self.backlog() >= SKIP_UPDATES_AT {
+            self.telemetry.update_skipped();
+            return false;
+        }
+        match self.commands.try_send(Command::Event(Box::new(new))) {
+            Ok(()) => true,
+            Err(_) => {
+                self.telemetry.update_skipped();
+                false
+            }
+        }
+    }
+
+    /// Records handed to the writer that it has not taken yet: how far the store is behind.
+    pub fn backlog(&self) -> usize {
+        self.commands.max_capacity() - self.commands.capacity()
+    }
+
+    /// Whether the writer is too far behind to take another proxied call now.
+    pub fn is_behind(&self) -> bool {
+        self.backlog() >= REFUSE_CALLS_AT
     }
 
     /// Where the server's own metrics are kept.

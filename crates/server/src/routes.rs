@@ -174,6 +174,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         store: Some(store),
         backend: Some(state.store.backend().name().to_owned()),
         instances: state.roster.snapshot(),
+        recorder_backlog: Some(state.runs.recorder().backlog() as u64),
     })
 }
 
@@ -183,6 +184,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(runs) => runs,
         Err(error) => return Failure::from(error).into_response(),
     };
+    state
+        .telemetry
+        .set_recorder_backlog(state.runs.recorder().backlog());
     let page = state.telemetry.render(
         &runs,
         state.streams.hub.head(),

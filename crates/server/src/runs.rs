@@ -170,6 +170,11 @@ impl Runs {
         }
     }
 
+    /// The writer that records every run's events.
+    pub fn recorder(&self) -> &Recorder {
+        &self.inner.recorder
+    }
+
     /// This server instance's id.
     pub fn instance(&self) -> &str {
         &self.inner.instance
@@ -454,16 +459,34 @@ impl Runs {
         else {
             return Ok(false);
         };
+        // A proxied call is its client's: sending it again would be a call nobody made (and
+        // paid for), so one found unfinished is failed, started or not. Only runs runboard
+        // generates itself are run here, and only those that never started.
+        let (proxied, queued): (Vec<RunRow>, Vec<RunRow>) =
+            taken.queued.into_iter().partition(is_proxied);
+        let proxied_message = format!("{PROXY_STOPPED} ({message})");
         let mut events = Vec::new();
-        for run in &taken.running {
+        let failed = taken
+            .running
+            .iter()
+            .map(|run| {
+                let why = if is_proxied(run) {
+                    proxied_message.as_str()
+                } else {
+                    message
+                };
+                (run, why)
+            })
+            .chain(proxied.iter().map(|run| (run, proxied_message.as_str())));
+        for (run, why) in failed {
             let run_id = &run.summary.run_id;
             events.push(NewEvent::now(
                 run_id,
-                RunEvent::error(message, ErrorCode::Interrupted),
+                RunEvent::error(why, ErrorCode::Interrupted),
             ));
             events.push(NewEvent::now(
                 run_id,
-                RunEvent::status(RunStatus::Failed, Some(message)),
+                RunEvent::status(RunStatus::Failed, Some(why)),
             ));
             events.push(NewEvent::now(
                 run_id,
@@ -474,7 +497,7 @@ impl Runs {
         if !events.is_empty() && self.inner.recorder.together(events).await.is_err() {
             return Ok(true);
         }
-        for run in taken.queued {
+        for run in queued {
             let seed = self
                 .inner
                 .ids
@@ -604,6 +627,22 @@ impl Runs {
             .event(run_id, RunEvent::stream_end(status), now_rfc3339())
             .await
     }
+}
+
+/// Why a proxied run found unfinished at start or by a take-over failed.
+pub const PROXY_STOPPED: &str = "runboard stopped during the call";
+
+/// Whether a run is a client's proxied call (its parameters say `"source": "proxy"`).
+fn is_proxied(run: &RunRow) -> bool {
+    serde_json::from_str::<Value>(&run.params)
+        .ok()
+        .and_then(|params| {
+            params
+                .get("source")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .is_some_and(|source| source == "proxy")
 }
 
 /// A run's place in the queue count, given up once when it gets a slot or ends.

@@ -46,6 +46,9 @@ struct Inner {
     stored_head: AtomicI64,
     events_delivered: Counter,
     subscribers: Gauge,
+    recorder_backlog: Gauge,
+    updates_skipped: Counter,
+    calls_refused: Counter,
     tokens: Family<Labels, Counter>,
     time_to_first_token: Family<Labels, Histogram, fn() -> Histogram>,
     time_per_output_token: Family<Labels, Histogram, fn() -> Histogram>,
@@ -120,6 +123,26 @@ impl Telemetry {
             "Event streams open now",
             subscribers.clone(),
         );
+        let recorder_backlog = Gauge::default();
+        registry.register(
+            "runboard_recorder_backlog",
+            "Events handed to the writer and not yet taken into a transaction: how far the \
+             store is behind",
+            recorder_backlog.clone(),
+        );
+        let updates_skipped = Counter::default();
+        registry.register(
+            "runboard_updates_skipped",
+            "Mid-answer node updates left out while the store was behind (the next update \
+             carries their figures)",
+            updates_skipped.clone(),
+        );
+        let calls_refused = Counter::default();
+        registry.register(
+            "runboard_proxy_calls_refused",
+            "Proxied calls refused with 503 while the store was too far behind to record them",
+            calls_refused.clone(),
+        );
         let tokens = Family::<Labels, Counter>::default();
         registry.register(
             "runboard_tokens",
@@ -165,6 +188,9 @@ impl Telemetry {
                 stored_head: AtomicI64::new(0),
                 events_delivered,
                 subscribers,
+                recorder_backlog,
+                updates_skipped,
+                calls_refused,
                 tokens,
                 time_to_first_token,
                 time_per_output_token,
@@ -257,6 +283,23 @@ impl Telemetry {
                     .observe(tokens / seconds);
             }
         }
+    }
+
+    /// A mid-answer update was left out because the store was behind.
+    pub fn update_skipped(&self) {
+        self.inner.updates_skipped.inc();
+    }
+
+    /// A proxied call was refused because the store was too far behind.
+    pub fn call_refused(&self) {
+        self.inner.calls_refused.inc();
+    }
+
+    /// How many events wait for the writer now (set when the page is rendered).
+    pub fn set_recorder_backlog(&self, backlog: usize) {
+        self.inner
+            .recorder_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
     }
 
     /// An event was written to a subscriber.

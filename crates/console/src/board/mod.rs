@@ -25,7 +25,7 @@ pub use worker::{RunKey, ServerId, Worker};
 
 use runboard_api::{
     ActiveRequests, BenchmarkEvent, Feature, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList,
-    RunDetail, RunEvent, RunStatus, RunSummary, StoreStatus, Upstreams,
+    RunDetail, RunEvent, RunStatus, RunSummary, STEP_INTERRUPTED_ACTION, StoreStatus, Upstreams,
 };
 use runboard_sse::ConnectionState;
 
@@ -651,13 +651,20 @@ impl Board {
                     self.total_rate.observe(total, now, &rate_settings);
                 }
             }
-            RunEvent::Narration(line) => self.log.push(LogLine {
-                run: key,
-                at: now,
-                level: line.level.unwrap_or_else(|| "info".into()),
-                text: line.formatted,
-                number: 0,
-            }),
+            RunEvent::Narration(line) => {
+                if line.action.as_deref() == Some(STEP_INTERRUPTED_ACTION)
+                    && let Some(worker) = self.worker_mut(&key)
+                {
+                    worker.warning = Some(line.formatted.clone());
+                }
+                self.log.push(LogLine {
+                    run: key,
+                    at: now,
+                    level: line.level.unwrap_or_else(|| "info".into()),
+                    text: line.formatted,
+                    number: 0,
+                });
+            }
             RunEvent::Error(error) => {
                 if let Some(worker) = self.worker_mut(&key) {
                     worker.error = Some(error.message);

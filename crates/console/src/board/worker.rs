@@ -77,6 +77,8 @@ pub struct Worker {
     pub adopted: bool,
     /// The error that ended it, if any.
     pub error: Option<String>,
+    /// The latest step the model server interrupted (ended without a finish reason).
+    pub warning: Option<String>,
     /// Not followed live (a browser's connection budget was spent): updated from polls.
     pub polled: bool,
 }
@@ -108,6 +110,7 @@ impl Worker {
             link_opened_at: None,
             adopted: summary.tokens_out > 0 || summary.status == RunStatus::Running,
             error: None,
+            warning: None,
             polled: false,
         }
     }

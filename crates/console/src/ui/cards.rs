@@ -301,6 +301,9 @@ fn footer_ui(
                         .color(status_color(worker.status)),
                 )
                 .on_hover_text(error);
+            } else if let Some(warning) = &worker.warning {
+                badge(ui, "interrupted", egui::Color32::from_rgb(210, 130, 30))
+                    .on_hover_text(warning);
             }
         });
     });

@@ -4,8 +4,10 @@
 //! leaving closes the upstream request at once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -15,13 +17,14 @@ use super::call::ClientCall;
 use super::session::{CallEnd, ProxyRun, Sessions};
 use crate::active_requests::{LiveFigures, NewRequest};
 use crate::failure::Failure;
+use crate::upstream::chain::interrupted_text;
 use crate::upstream::chunk::{self, ChunkError};
 use crate::upstream::pace::{Pace, Paced};
 use crate::upstream::reading::Reading;
 use crate::upstream::step::error_detail;
 use crate::upstream::{Target, UpstreamPool};
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{ErrorCode, RequestPhase, RunEvent};
+use runboard_api::{ErrorCode, RequestPhase, RunEvent, STEP_INTERRUPTED_ACTION};
 use runboard_sse::{Frame, Parser};
 
 /// The most of a whole (non-streamed) answer kept to read its figures; the client gets all of
@@ -50,6 +53,8 @@ pub struct Head {
     pub headers: HeaderMap,
     /// The body, piece by piece as the upstream sends it.
     pub body: mpsc::Receiver<BodyPiece>,
+    /// Bytes of the body handed to the client's connection so far.
+    pub delivered: Arc<AtomicU64>,
 }
 
 /// Everything one call needs.
@@ -91,13 +96,13 @@ enum Kind {
 impl Exchange {
     /// Runs the call: answers `head` once the upstream does (or with runboard's own error when
     /// it cannot be reached), relays the body, and reports the call's end to its run.
-    pub async fn run(self, mut head: oneshot::Sender<Result<Head, Failure>>) {
+    pub async fn run(self, mut head: oneshot::Sender<Result<Head, Response>>) {
         let end = self.relay(&mut head).await;
         let ends_run = self.call.ends_run;
         self.sessions.end_call(&self.run, end, ends_run).await;
     }
 
-    async fn relay(&self, head: &mut oneshot::Sender<Result<Head, Failure>>) -> CallEnd {
+    async fn relay(&self, head: &mut oneshot::Sender<Result<Head, Response>>) -> CallEnd {
         let ctx = &self.run.ctx;
         let spec = &self.target.upstream.spec;
         let intro = format!(
@@ -138,7 +143,14 @@ impl Exchange {
                     ErrorCode::UpstreamUnavailable,
                     &message,
                 );
-                let _ = std::mem::replace(head, oneshot::channel().0).send(Err(failure));
+                // runboard's own error for a call that became a run still names the run.
+                let mut refusal = failure.into_response();
+                if let Ok(run_id) = HeaderValue::from_str(&self.run.ctx.run_id) {
+                    refusal
+                        .headers_mut()
+                        .insert(HeaderName::from_static(RUN_ID_HEADER), run_id);
+                }
+                let _ = std::mem::replace(head, oneshot::channel().0).send(Err(refusal));
                 return self.failed(message).await;
             }
             Err(stop) => return self.stopped(stop, 0),
@@ -155,10 +167,15 @@ impl Exchange {
             (true, false) => Kind::Whole,
         };
         let (body_tx, body_rx) = mpsc::channel(CLIENT_BUFFER);
+        let delivered = Arc::new(AtomicU64::new(0));
+        let content_length = (kind != Kind::Stream)
+            .then(|| response.content_length())
+            .flatten();
         let answer = Head {
             status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-            headers: self.passed_headers(response.headers()),
+            headers: self.passed_headers(response.headers(), content_length),
             body: body_rx,
+            delivered: Arc::clone(&delivered),
         };
         if std::mem::replace(head, oneshot::channel().0)
             .send(Ok(answer))
@@ -177,6 +194,10 @@ impl Exchange {
             warned: false,
             request,
             figures,
+            sent: 0,
+            complete_at: None,
+            content_length,
+            delivered,
         };
         reader.read(response, &body_tx).await
     }
@@ -215,8 +236,13 @@ impl Exchange {
     }
 
     /// The upstream's headers for the client, without the ones that describe one connection
-    /// (the client's has its own framing), and with the run's id.
-    fn passed_headers(&self, upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+    /// (the client's has its own framing), and with the run's id. A whole answer keeps its
+    /// `Content-Length` (its bytes pass unchanged), so the client's framing is the upstream's.
+    fn passed_headers(
+        &self,
+        upstream: &reqwest::header::HeaderMap,
+        content_length: Option<u64>,
+    ) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in upstream {
             let hop = matches!(
@@ -241,6 +267,9 @@ impl Exchange {
                 headers.append(name, value);
             }
         }
+        if let Some(length) = content_length {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
         if let Ok(run_id) = HeaderValue::from_str(&self.run.ctx.run_id) {
             headers.insert(HeaderName::from_static(RUN_ID_HEADER), run_id);
         }
@@ -250,7 +279,7 @@ impl Exchange {
     /// Waits for `work` unless the client leaves, the run is cancelled or the server stops.
     async fn until<T>(
         &self,
-        head: &mut oneshot::Sender<Result<Head, Failure>>,
+        head: &mut oneshot::Sender<Result<Head, Response>>,
         work: impl Future<Output = T>,
     ) -> Result<T, Stop> {
         let ctx = &self.run.ctx;
@@ -300,6 +329,15 @@ struct BodyReader<'a> {
     warned: bool,
     request: crate::active_requests::RequestGuard,
     figures: LiveFigures,
+    /// Bytes passed to the client's channel.
+    sent: u64,
+    /// Where the answer was complete (the end of the piece with `[DONE]`, or the whole
+    /// body's length), once it was.
+    complete_at: Option<u64>,
+    /// A whole answer's `Content-Length`.
+    content_length: Option<u64>,
+    /// Bytes the client's connection took from the channel.
+    delivered: Arc<AtomicU64>,
 }
 
 impl BodyReader<'_> {
@@ -318,6 +356,12 @@ impl BodyReader<'_> {
         loop {
             let next = tokio::select! {
                 () = client.closed() => {
+                    // A client may close as soon as it has read `[DONE]` (the `openai`
+                    // package does), before the upstream's body has ended: that is a whole
+                    // answer, not a client that left.
+                    if self.answer_delivered() {
+                        break;
+                    }
                     return exchange.stopped(Stop::ClientGone, self.reading.meter.output_tokens().0);
                 }
                 () = ctx.cancel.cancelled() => {
@@ -329,7 +373,7 @@ impl BodyReader<'_> {
                     return exchange.stopped(Stop::Shutdown, 0);
                 }
                 () = &mut flush, if pace.held() => {
-                    self.update().await;
+                    self.update_mid_answer();
                     pace.sent(Instant::now());
                     continue;
                 }
@@ -363,12 +407,19 @@ impl BodyReader<'_> {
             };
             // The client first: what runboard makes of the bytes never delays them.
             if client.send(Ok(bytes.clone())).await.is_err() {
+                if self.answer_delivered() {
+                    break;
+                }
                 return exchange.stopped(Stop::ClientGone, self.reading.meter.output_tokens().0);
+            }
+            self.sent += bytes.len() as u64;
+            if self.kind == Kind::Whole && self.content_length == Some(self.sent) {
+                self.complete_at = Some(self.sent);
             }
             if self.take(&bytes).await {
                 match pace.tokens(Instant::now()) {
                     Paced::Now => {
-                        self.update().await;
+                        self.update_mid_answer();
                         pace.sent(Instant::now());
                     }
                     Paced::HoldUntil(at) => flush.as_mut().reset(at),
@@ -406,8 +457,26 @@ impl BodyReader<'_> {
         }
     }
 
+    /// Whether the client's connection took the whole answer before it closed.
+    fn answer_delivered(&self) -> bool {
+        let delivered = self.delivered.load(Ordering::Acquire);
+        match self.complete_at {
+            Some(at) => delivered >= at,
+            // A whole answer without a length: complete when all of it went and it reads as
+            // one JSON document.
+            None => {
+                self.kind == Kind::Whole
+                    && delivered >= self.sent
+                    && self.sent > 0
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(&self.copy).is_ok()
+            }
+        }
+    }
+
     async fn take_event(&mut self, data: &str) -> bool {
         if data.trim() == "[DONE]" {
+            self.reading.saw_done();
+            self.complete_at = Some(self.sent);
             return false;
         }
         let spec = &self.exchange.target.upstream.spec;
@@ -470,6 +539,7 @@ impl BodyReader<'_> {
         }
         let reading = std::mem::replace(&mut self.reading, Reading::new(Instant::now(), 0));
         let result = reading.result(Instant::now(), 1);
+        let interrupted = result.interrupted;
         let ctx = &exchange.run.ctx;
         for call in &result.tool_calls {
             let payload = json!({
@@ -507,12 +577,44 @@ impl BodyReader<'_> {
                 json!(format!("/v1{}", exchange.call.endpoint.path())),
             );
             object.insert("stream".into(), json!(exchange.call.stream));
+            if interrupted {
+                object.insert("interrupted".into(), json!(true));
+            }
         }
         let _ = ctx
             .recorder
             .event(&ctx.run_id, RunEvent::data("step", payload), now_rfc3339())
             .await;
-        CallEnd::Answered(result.figures)
+        if interrupted {
+            let text = interrupted_text(
+                &exchange.call.agent,
+                &format!("call {}", exchange.number),
+                &spec.name,
+                result.figures.output_tokens,
+            );
+            exchange
+                .narrate("warn", STEP_INTERRUPTED_ACTION, &text)
+                .await;
+        }
+        CallEnd::Answered {
+            figures: result.figures,
+            interrupted,
+        }
+    }
+
+    /// A `node_update` while the answer streams: left out when the store is behind (the
+    /// relay never waits for the record; the next update, and the last one, carry it all).
+    fn update_mid_answer(&mut self) {
+        let exchange = self.exchange;
+        let ctx = &exchange.run.ctx;
+        let ts = now_rfc3339();
+        let update = self
+            .reading
+            .node_update(&exchange.call.agent, exchange.number, &ts);
+        ctx.recorder
+            .update_or_skip(&ctx.run_id, RunEvent::NodeUpdate(update), ts);
+        self.reading.live_figures(&mut self.figures);
+        self.request.set_live(&self.figures);
     }
 
     /// Records a `node_update` with the call's latest text and counts, and its live figures.

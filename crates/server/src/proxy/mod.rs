@@ -102,24 +102,26 @@ impl Proxy {
 
     /// A completion call: routed by its model, passed on, and answered with the upstream's
     /// own status, headers and bytes.
+    ///
+    /// Everything after the body is read happens on a task of its own: a client that leaves
+    /// drops this future, and must not leave a run half made (created but never started, or
+    /// started but never ended). The task sees the client leave through the answer's channel.
     pub async fn call(&self, endpoint: Endpoint, headers: &HeaderMap, body: Bytes) -> Response {
-        match self.prepare(endpoint, headers, body).await {
-            Ok(exchange) => {
-                let run_id = exchange.run.ctx.run_id.clone();
-                let (head_tx, head_rx) = oneshot::channel();
-                tokio::spawn(exchange.run(head_tx));
-                let mut response = match head_rx.await {
-                    Ok(Ok(head)) => return answer(head),
-                    Ok(Err(failure)) => failure.into_response(),
-                    Err(_) => Failure::shutting_down().into_response(),
-                };
-                // runboard's own error for a call that became a run still names the run.
-                if let Ok(value) = axum::http::HeaderValue::from_str(&run_id) {
-                    response.headers_mut().insert(RUN_ID_HEADER, value);
+        let (head_tx, head_rx) = oneshot::channel();
+        let proxy = self.clone();
+        let headers = headers.clone();
+        tokio::spawn(async move {
+            match proxy.prepare(endpoint, &headers, body).await {
+                Ok(exchange) => exchange.run(head_tx).await,
+                Err(failure) => {
+                    let _ = head_tx.send(Err(failure.into_response()));
                 }
-                response
             }
-            Err(failure) => failure.into_response(),
+        });
+        match head_rx.await {
+            Ok(Ok(head)) => answer(head),
+            Ok(Err(refusal)) => refusal,
+            Err(_) => Failure::shutting_down().into_response(),
         }
     }
 
@@ -129,6 +131,22 @@ impl Proxy {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<exchange::Exchange, Failure> {
+        // Past what the store can keep up with, a call is refused at once rather than every
+        // call being slowed down: the client retries when it says, and what was taken is
+        // recorded whole.
+        let recorder = self.sessions.runs().recorder();
+        if recorder.is_behind() {
+            recorder.telemetry().call_refused();
+            return Err(Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::RecorderBehind,
+                format!(
+                    "runboard's store is {} events behind; try again shortly",
+                    recorder.backlog()
+                ),
+            )
+            .retry_after(1));
+        }
         let mut value: Value = serde_json::from_slice(&body).map_err(|error| {
             Failure::new(
                 StatusCode::BAD_REQUEST,
@@ -179,6 +197,11 @@ impl Proxy {
                 CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
                 CreateError::QueueFull { .. } | CreateError::Stopped => Failure::shutting_down(),
             })?;
+        // Its tokens are counted under the model it asked for, as a generated run's are.
+        run.ctx
+            .recorder
+            .telemetry()
+            .run_model(&run.ctx.run_id, &target.asked);
         Ok(exchange::Exchange {
             call,
             run,
@@ -195,7 +218,16 @@ impl Proxy {
 /// The client's response: the upstream's status and headers, and its body as it comes.
 fn answer(head: exchange::Head) -> Response {
     let mut pieces = head.body;
-    let stream = futures_util::stream::poll_fn(move |cx| pieces.poll_recv(cx));
+    let delivered = head.delivered;
+    // Counts what the connection took, so the exchange can tell a client that left after
+    // reading the whole answer from one that left in the middle.
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        let piece = pieces.poll_recv(cx);
+        if let std::task::Poll::Ready(Some(Ok(bytes))) = &piece {
+            delivered.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Release);
+        }
+        piece
+    });
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;

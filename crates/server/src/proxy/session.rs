@@ -20,8 +20,13 @@ use runboard_api::clock::now_rfc3339;
 /// How a call ended, for its run.
 #[derive(Debug, Clone)]
 pub enum CallEnd {
-    /// Answered; its figures.
-    Answered(StepFigures),
+    /// Answered; its figures, and whether the upstream ended it without a finish reason.
+    Answered {
+        /// The call's measurements.
+        figures: StepFigures,
+        /// `[DONE]` came without a finish reason.
+        interrupted: bool,
+    },
     /// The upstream failed it (the client got the upstream's own answer); the message.
     Failed(String),
     /// The client went away, or the run was cancelled.
@@ -53,6 +58,16 @@ struct Tally {
     /// A call said `X-Runboard-Run-End: true`.
     end_asked: bool,
     ended: bool,
+}
+
+impl Tally {
+    /// Why the run fails: its last call failed, or its calls were interrupted and produced
+    /// nothing. `None` completes it.
+    fn final_failure(&self) -> Option<String> {
+        self.last_failure
+            .clone()
+            .or_else(|| self.totals.empty_failure(self.tokens_done))
+    }
 }
 
 impl ProxyRun {
@@ -102,6 +117,11 @@ impl Sessions {
             }
         });
         sessions
+    }
+
+    /// The runs the calls become.
+    pub fn runs(&self) -> &Runs {
+        &self.inner.runs
     }
 
     /// The run a call belongs to, made when it is the first; and the call's number in it.
@@ -163,9 +183,12 @@ impl Sessions {
             tally.in_flight = tally.in_flight.saturating_sub(1);
             tally.idle_since = Instant::now();
             match &end {
-                CallEnd::Answered(figures) => {
+                CallEnd::Answered {
+                    figures,
+                    interrupted,
+                } => {
                     tally.tokens_done += figures.output_tokens;
-                    tally.totals.add(figures);
+                    tally.totals.add(figures, *interrupted);
                     tally.last_failure = None;
                 }
                 CallEnd::Failed(message) => tally.last_failure = Some(message.clone()),
@@ -190,7 +213,7 @@ impl Sessions {
             match (end, tally.cancelled.clone()) {
                 (CallEnd::Interrupted, _) => None,
                 (_, Some(reason)) => Some(Err(reason)),
-                _ => Some(Ok(tally.last_failure.clone())),
+                _ => Some(Ok(tally.final_failure())),
             }
         };
         self.close(run, outcome).await;
@@ -221,7 +244,7 @@ impl Sessions {
             let outcome = if run.ctx.cancel.is_cancelled() {
                 Err("cancelled by request".to_owned())
             } else {
-                Ok(run.tally().last_failure.clone())
+                Ok(run.tally().final_failure())
             };
             self.close(&run, Some(outcome)).await;
         }
@@ -245,12 +268,13 @@ impl Sessions {
                 .await;
             return;
         };
-        let (figures, calls, tokens) = {
+        let (figures, calls, tokens, interrupted) = {
             let tally = run.tally();
             (
                 tally.totals.figures(tally.tokens_done),
                 tally.calls,
                 tally.tokens_done,
+                tally.totals.interrupted_note(),
             )
         };
         let record = |event: RunEvent| ctx.recorder.event(&ctx.run_id, event, now_rfc3339());
@@ -263,7 +287,7 @@ impl Sessions {
             }
             Ok(Some(message)) => Outcome::Failed(message),
             Ok(None) => {
-                let text = format!("Done: {tokens} tokens in {calls} call(s)");
+                let text = format!("Done: {tokens} tokens in {calls} call(s){interrupted}");
                 let _ = record(RunEvent::narration("info", "run_done", text)).await;
                 Outcome::Completed
             }

@@ -12,8 +12,8 @@ use super::UpstreamPool;
 use super::meter::RunTotals;
 use super::step::{RunState, StepPlan, StepResult, StepStop};
 use crate::generator::{Outcome, RunContext};
-use runboard_api::RunEvent;
 use runboard_api::clock::now_rfc3339;
+use runboard_api::{RunEvent, STEP_INTERRUPTED_ACTION};
 
 /// Output tokens per step when neither the run nor `--upstream-max-tokens` says.
 pub const DEFAULT_MAX_TOKENS: u64 = 256;
@@ -158,17 +158,25 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
         }
     }
     let figures = totals.figures(state.tokens_out);
+    data(ctx, "run_metrics", figures.clone()).await?;
+    if let Some(failure) = totals.empty_failure(state.tokens_out) {
+        return Err(StepStop::Failed(failure));
+    }
+    if state.tokens_out == 0 {
+        let empty = "The model produced no tokens in any step (each ended at once)";
+        state.narrate("warn", "run_empty", empty).await?;
+    }
     let done = format!(
-        "Done: {} tokens in {} steps{}",
+        "Done: {} tokens in {} steps{}{}",
         state.tokens_out,
         totals.steps,
+        totals.interrupted_note(),
         figures
             .get("tok_per_sec")
             .and_then(Value::as_f64)
             .map(|rate| format!(", {rate:.1} tok/s while decoding"))
             .unwrap_or_default()
     );
-    data(ctx, "run_metrics", figures).await?;
     state.narrate("info", "run_done", &done).await
 }
 
@@ -203,10 +211,32 @@ async fn run_step(
         object.insert("tries".into(), json!(result.tries));
         object.insert("finish_reason".into(), json!(result.finish_reason));
         object.insert("tokens_out".into(), json!(state.tokens_out));
+        if result.interrupted {
+            object.insert("interrupted".into(), json!(true));
+        }
     }
     data(ctx, "step", payload).await?;
-    totals.add(&result.figures);
+    if result.interrupted {
+        let text = interrupted_text(
+            plan.agent,
+            &format!("iteration {}", plan.iteration),
+            &state.target.upstream.spec.name,
+            result.figures.output_tokens,
+        );
+        state
+            .narrate("warn", STEP_INTERRUPTED_ACTION, &text)
+            .await?;
+    }
+    totals.add(&result.figures, result.interrupted);
     Ok(result)
+}
+
+/// The warning for a step the model server ended without a finish reason.
+pub fn interrupted_text(agent: &str, which: &str, upstream: &str, tokens: u64) -> String {
+    format!(
+        "{agent} ({which}) was interrupted: upstream {upstream} ended the answer without a \
+         finish reason after {tokens} tokens"
+    )
 }
 
 /// The messages of one agent step: its system prompt, then the task with the latest outputs.

@@ -189,6 +189,8 @@ impl StepMeter {
 pub struct RunTotals {
     /// Steps taken.
     pub steps: u64,
+    /// Steps the model server ended without a finish reason.
+    pub interrupted: u64,
     estimated: bool,
     prompt_tokens: u64,
     first_ttft_ms: Option<f64>,
@@ -200,9 +202,10 @@ pub struct RunTotals {
 }
 
 impl RunTotals {
-    /// Adds a step's figures.
-    pub fn add(&mut self, figures: &StepFigures) {
+    /// Adds a step's figures; `interrupted` when the server ended it without a finish reason.
+    pub fn add(&mut self, figures: &StepFigures, interrupted: bool) {
         self.steps += 1;
+        self.interrupted += u64::from(interrupted);
         self.estimated |= figures.estimated;
         self.prompt_tokens += figures.prompt_tokens.unwrap_or(0);
         if let Some(ttft) = figures.ttft_ms {
@@ -219,9 +222,39 @@ impl RunTotals {
         self.duration_ms += figures.duration_ms;
     }
 
+    /// Why a run of `tokens_out` tokens must not end as a success: its steps were
+    /// interrupted and produced nothing. `None` when it may.
+    pub fn empty_failure(&self, tokens_out: u64) -> Option<String> {
+        (tokens_out == 0 && self.interrupted > 0).then(|| {
+            format!(
+                "the model server interrupted {} of {} step(s) (their answers ended with [DONE] \
+                 but no finish reason) and they produced no tokens",
+                self.interrupted, self.steps
+            )
+        })
+    }
+
+    /// How the run's end describes its interrupted steps: empty when there were none.
+    pub fn interrupted_note(&self) -> String {
+        if self.interrupted == 0 {
+            String::new()
+        } else {
+            format!(", {} interrupted", self.interrupted)
+        }
+    }
+
     #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
     /// The sums as the `run_metrics` data event carries them, for a run of `tokens_out`.
     pub fn figures(&self, tokens_out: u64) -> Value {
+        let mut figures = self.core_figures(tokens_out);
+        if self.interrupted > 0 {
+            figures["interrupted_steps"] = json!(self.interrupted);
+        }
+        figures
+    }
+
+    #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+    fn core_figures(&self, tokens_out: u64) -> Value {
         json!({
             "steps": self.steps,
             "output_tokens": tokens_out,

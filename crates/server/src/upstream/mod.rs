@@ -6,7 +6,7 @@
 //! one-response reader; `chunk` reads the chunks, `meter` measures them, `retry` decides what is
 //! tried again.
 
-mod chain;
+pub(crate) mod chain;
 pub(crate) mod chunk;
 pub(crate) mod meter;
 pub(crate) mod pace;

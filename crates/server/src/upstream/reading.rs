@@ -28,6 +28,8 @@ pub struct Reading {
     pub reasoning: String,
     tool_calls: BTreeMap<u64, ToolCall>,
     finish_reason: Option<String>,
+    /// Whether the stream said `[DONE]`.
+    done: bool,
     /// Whether a malformed chunk was narrated already (once per try is enough).
     pub warned: bool,
 }
@@ -42,8 +44,21 @@ impl Reading {
             reasoning: String::new(),
             tool_calls: BTreeMap::new(),
             finish_reason: None,
+            done: false,
             warned: false,
         }
+    }
+
+    /// The stream said `[DONE]`: the server ended the answer itself (not a cut connection).
+    pub fn saw_done(&mut self) {
+        self.done = true;
+    }
+
+    /// Whether the server ended the answer (`[DONE]`) without saying why generation stopped:
+    /// it was interrupted (llama-cpp-python's server does that to a request when a newer one
+    /// arrives), not finished.
+    pub fn interrupted(&self) -> bool {
+        self.done && self.finish_reason.is_none()
     }
 
     /// Takes in a chunk; whether it carried tokens (or a usage figure).
@@ -83,6 +98,7 @@ impl Reading {
     /// What the step produced, ended at `end` on its `tries`th try.
     pub fn result(self, end: Instant, tries: u32) -> StepResult {
         StepResult {
+            interrupted: self.interrupted(),
             figures: self.meter.finish(end),
             text: self.text,
             tool_calls: self.tool_calls.into_values().collect(),

@@ -59,6 +59,8 @@ pub struct StepResult {
     pub figures: StepFigures,
     /// Why generation stopped, when the server said.
     pub finish_reason: Option<String>,
+    /// The server ended the answer (`[DONE]`) without a finish reason: interrupted.
+    pub interrupted: bool,
     /// Which try produced it.
     pub tries: u32,
 }
@@ -277,6 +279,7 @@ impl RunState<'_> {
                 }
             };
             if data.trim() == "[DONE]" {
+                reading.saw_done();
                 break;
             }
             match chunk::decode(&data) {

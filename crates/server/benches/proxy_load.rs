@@ -1,0 +1,484 @@
+//! The proxy at fleet rates: closed-loop clients on keep-alive connections (64, 256 and 1,024
+//! of them) making short calls as fast as answers come, to a fast scripted upstream, directly
+//! and through runboard side by side in one run (direct, then proxied, per point). Whole
+//! answers and streamed ones (20 chunks each). Every proxied call is recorded in a SQLite file.
+//!
+//! Prints per point: calls/s, p50/p99 latency (request written → answer read whole), calls
+//! refused (503 with `Retry-After` when runboard's store is too far behind), runboard's CPU per
+//! answered call (its runtime's threads and SQLite's) and events stored per answered call.
+//!
+//! `ulimit -n 8192; cargo bench --bench proxy_load` (1,024 connections need about 3,000 open
+//! files in this one process). `RUNBOARD_BENCH_SECS` sets each point's length (default 4 s).
+//! Everything shares this machine's cores: the upstream and the clients have one runtime
+//! thread each, runboard two.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use runboard_server::{DbLocation, ServerConfig, UpstreamSpec};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const CONNECTIONS: [usize; 3] = [64, 256, 1024];
+const STREAM_CHUNKS: usize = 20;
+
+/// The shapes of call measured.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Whole,
+    Streamed,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Whole => "whole answers",
+            Self::Streamed => "streamed answers (20 chunks)",
+        }
+    }
+
+    fn body(self) -> String {
+        format!(
+            "{{\"model\":\"bench-model\",\"stream\":{},\"max_tokens\":20,\
+             \"messages\":[{{\"role\":\"user\",\"content\":\"count to twenty\"}}]}}",
+            self == Self::Streamed
+        )
+    }
+}
+
+/// Reads one request (head and `Content-Length` body) from `buffer` + `stream`: its request
+/// line and whether its body asks for a stream; `None` when the connection ended.
+async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<(String, bool)> {
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = find(buffer, b"\r\n\r\n") {
+            break at + 4;
+        }
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buffer.len() < head_end + length {
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+    let streamed = find(&buffer[head_end..head_end + length], b"\"stream\":true").is_some();
+    buffer.drain(..head_end + length);
+    Some((head.lines().next()?.to_owned(), streamed))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The whole answer the upstream gives.
+fn whole_answer() -> String {
+    let body = "{\"id\":\"c\",\"object\":\"chat.completion\",\"model\":\"bench-model\",\
+                \"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\
+                \"one two three four five six seven eight nine ten\"},\"finish_reason\":\"stop\"}],\
+                \"usage\":{\"prompt_tokens\":9,\"completion_tokens\":20,\"total_tokens\":29}}";
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The streamed answer the upstream gives: 20 content chunks, a finish, usage and `[DONE]`,
+/// in chunked encoding, written at once.
+fn streamed_answer() -> String {
+    let mut body = String::new();
+    let mut piece = |text: String| {
+        body.push_str(&format!("{:x}\r\n{text}\r\n", text.len()));
+    };
+    for n in 0..STREAM_CHUNKS {
+        piece(format!(
+            "data: {{\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\
+             \"delta\":{{\"content\":\"w{n} \"}},\"finish_reason\":null}}]}}\n\n"
+        ));
+    }
+    piece(
+        "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\
+         \"finish_reason\":\"stop\"}]}\n\n"
+            .into(),
+    );
+    piece(format!(
+        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":{STREAM_CHUNKS}}}}}\n\ndata: [DONE]\n\n"
+    ));
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {body}0\r\n\r\n"
+    )
+}
+
+/// One keep-alive connection of the upstream.
+async fn serve_upstream(mut stream: TcpStream, whole: Arc<String>, streamed: Arc<String>) {
+    let _ = stream.set_nodelay(true);
+    let mut buffer = Vec::new();
+    let models = {
+        let body = r#"{"object":"list","data":[{"id":"bench-model","object":"model"}]}"#;
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    while let Some((line, wants_stream)) = read_request(&mut stream, &mut buffer).await {
+        let reply: &str = if line.starts_with("get") {
+            &models
+        } else if wants_stream {
+            &streamed
+        } else {
+            &whole
+        };
+        if stream.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one response from `stream`: its status, once its body is whole (by `Content-Length`
+/// or the chunked end).
+async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<u16> {
+    let mut chunk = [0u8; 16384];
+    let head_end = loop {
+        if let Some(at) = find(buffer, b"\r\n\r\n") {
+            break at + 4;
+        }
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    let length: Option<usize> = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok());
+    buffer.drain(..head_end);
+    match length {
+        Some(length) => {
+            while buffer.len() < length {
+                let read = stream.read(&mut chunk).await.ok()?;
+                if read == 0 {
+                    return None;
+                }
+                buffer.extend_from_slice(&chunk[..read]);
+            }
+            buffer.drain(..length);
+        }
+        None => loop {
+            if let Some(at) = find(buffer, b"\r\n0\r\n\r\n").or_else(|| {
+                buffer
+                    .starts_with(b"0\r\n\r\n")
+                    .then_some(0)
+                    .map(|_| usize::MAX)
+            }) {
+                let end = if at == usize::MAX { 5 } else { at + 7 };
+                buffer.drain(..end);
+                break;
+            }
+            let read = stream.read(&mut chunk).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+        },
+    }
+    Some(status)
+}
+
+/// What the clients of one point measured.
+#[derive(Default)]
+struct Point {
+    latencies_us: Vec<u64>,
+    refused: u64,
+    errors: u64,
+    seconds: f64,
+    runboard_cpu: f64,
+    events: i64,
+}
+
+impl Point {
+    #[allow(clippy::cast_precision_loss)]
+    fn calls_per_sec(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.seconds
+    }
+}
+
+/// One closed-loop client: a call, its whole answer, the next call, until `stop`.
+async fn client(addr: String, request: Arc<String>, stop: Arc<AtomicBool>) -> (Vec<u64>, u64, u64) {
+    let mut latencies = Vec::new();
+    let (mut refused, mut errors) = (0, 0);
+    let Ok(mut stream) = TcpStream::connect(&addr).await else {
+        return (latencies, refused, 1);
+    };
+    let _ = stream.set_nodelay(true);
+    let mut buffer = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            errors += 1;
+            break;
+        }
+        match read_response(&mut stream, &mut buffer).await {
+            Some(200) => {
+                latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX))
+            }
+            Some(503) => {
+                refused += 1;
+                // As a client told `Retry-After` would, a little later.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Some(_) => errors += 1,
+            None => {
+                errors += 1;
+                break;
+            }
+        }
+    }
+    (latencies, refused, errors)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    client_rt: &tokio::runtime::Runtime,
+    addr: &str,
+    path: &str,
+    shape: Shape,
+    connections: usize,
+    seconds: f64,
+    runboard: Option<&str>,
+) -> Point {
+    let body = shape.body();
+    let request = Arc::new(format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    client_rt.block_on(async {
+        let events_before = match runboard {
+            Some(url) => events_head(url).await,
+            None => 0,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            clients.spawn(client(
+                addr.to_owned(),
+                Arc::clone(&request),
+                Arc::clone(&stop),
+            ));
+        }
+        // The first second warms up (connections, the upstream pool); then the measurement.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let cpu_before = threads_cpu_secs(&["bench-server", "sqlx-sqlite"]);
+        let started = Instant::now();
+        let mut counted: Vec<(Vec<u64>, u64, u64)> = Vec::new();
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = threads_cpu_secs(&["bench-server", "sqlx-sqlite"]) - cpu_before;
+        stop.store(true, Ordering::Relaxed);
+        while let Some(done) = clients.join_next().await {
+            if let Ok(done) = done {
+                counted.push(done);
+            }
+        }
+        let mut point = Point {
+            seconds: elapsed + 1.0,
+            runboard_cpu: cpu,
+            ..Point::default()
+        };
+        for (latencies, refused, errors) in counted {
+            point.latencies_us.extend(latencies);
+            point.refused += refused;
+            point.errors += errors;
+        }
+        if let Some(url) = runboard {
+            // Let the writer store what it was handed, then count.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            point.events = events_head(url).await - events_before;
+        }
+        // Calls over the warm-up second and the measured ones; CPU over the measured ones
+        // only, so it is scaled to the same span below.
+        point.runboard_cpu *= point.seconds / elapsed;
+        point.latencies_us.sort_unstable();
+        point
+    })
+}
+
+/// The newest event id of the server at `url`.
+async fn events_head(url: &str) -> i64 {
+    let Ok(response) = reqwest::get(format!("{url}/api/health")).await else {
+        return 0;
+    };
+    let health: serde_json::Value = response.json().await.unwrap_or_default();
+    health["events_head"].as_i64().unwrap_or(0)
+}
+
+/// CPU seconds (user + system) of this process's threads whose name starts with a prefix.
+fn threads_cpu_secs(prefixes: &[&str]) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !prefixes.iter().any(|prefix| comm.starts_with(prefix)) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some(after) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        for index in [11, 12] {
+            ticks += fields
+                .get(index)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let secs = ticks as f64 / 100.0;
+    secs
+}
+
+fn percentile_ms(sorted: &[u64], fraction: f64) -> f64 {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let index = ((sorted.len().saturating_sub(1)) as f64 * fraction).round() as usize;
+    #[allow(clippy::cast_precision_loss)]
+    let ms = sorted.get(index).copied().unwrap_or(0) as f64 / 1000.0;
+    ms
+}
+
+fn runtime(name: &str, threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The soft limit on open files, from `/proc/self/limits`.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn main() {
+    let needed = 3 * CONNECTIONS.iter().max().copied().unwrap_or(0) as u64 + 200;
+    if let Some(limit) = open_files_limit()
+        && limit < needed
+    {
+        eprintln!(
+            "proxy_load needs about {needed} open files and this shell allows {limit}: run \
+             `ulimit -n 8192` first"
+        );
+        std::process::exit(2);
+    }
+    let seconds: f64 = std::env::var("RUNBOARD_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4.0);
+    let upstream_rt = runtime("bench-upstream", 1);
+    let server_rt = runtime("bench-server", 2);
+    let client_rt = runtime("bench-client", 1);
+
+    let listener = upstream_rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let whole = Arc::new(whole_answer());
+    let streamed = Arc::new(streamed_answer());
+    upstream_rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_upstream(
+                stream,
+                Arc::clone(&whole),
+                Arc::clone(&streamed),
+            ));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        db: DbLocation::File(dir.path().join("bench.db")),
+        ..ServerConfig::default()
+    };
+    config.upstreams.concurrency = Some(4096);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("bench=http://{upstream}/v1"), |_| None).unwrap());
+    let running = server_rt.block_on(runboard_server::start(config)).unwrap();
+    let runboard_url = running.url();
+    let runboard_addr = runboard_url.trim_start_matches("http://").to_owned();
+
+    println!(
+        "closed loop, {seconds} s a point after 1 s of warm-up; latency = request written → \
+         answer read whole; CPU = runboard's threads (runtime and SQLite) per answered call"
+    );
+    for shape in [Shape::Whole, Shape::Streamed] {
+        println!("{}:", shape.name());
+        for connections in CONNECTIONS {
+            let direct = measure(
+                &client_rt,
+                &upstream.to_string(),
+                "/v1/chat/completions",
+                shape,
+                connections,
+                seconds,
+                None,
+            );
+            let proxied = measure(
+                &client_rt,
+                &runboard_addr,
+                "/v1/chat/completions",
+                shape,
+                connections,
+                seconds,
+                Some(&runboard_url),
+            );
+            let calls = proxied.latencies_us.len().max(1) as f64;
+            println!(
+                "  {connections:>5} connections: direct {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} \
+                 ms) | proxied {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} ms), {} refused, {} \
+                 errors, CPU {:.3} ms per call, {:.1} events stored per call",
+                direct.calls_per_sec(),
+                percentile_ms(&direct.latencies_us, 0.5),
+                percentile_ms(&direct.latencies_us, 0.99),
+                proxied.calls_per_sec(),
+                percentile_ms(&proxied.latencies_us, 0.5),
+                percentile_ms(&proxied.latencies_us, 0.99),
+                proxied.refused,
+                proxied.errors,
+                proxied.runboard_cpu * 1000.0 / calls,
+                proxied.events as f64 / calls,
+            );
+        }
+    }
+    server_rt.block_on(running.stop());
+}

@@ -1,0 +1,543 @@
+//! What the proxy records can be trusted: a call is ended exactly once whatever the client
+//! does, a client that closes once it has the whole answer completes its call, an answer the
+//! model server ended without a finish reason is named interrupted, a restart never sends a
+//! call no client made, and proxied calls carry their model into `/metrics`. Scripted upstream
+//! here (exact timing, many clients); the real servers are in `llama_proxy.rs` and
+//! `llama_runs.rs`.
+
+use crate::support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use runboard_api::{ApiClient, CreateRun, RunDetail, RunMode, RunQuery, RunStatus};
+use runboard_server::{RunningServer, ServerConfig, UpstreamSpec};
+use serde_json::{Value, json};
+use support::openai_upstream::{
+    FakeUpstream, Step, chunked, chunked_head, content, done, finish, role, stream_head,
+    whole_reply,
+};
+use support::test_server::{config, db_path, sqlite_config, start, wait_finished};
+use tokio::io::AsyncWriteExt as _;
+
+const TOKEN: &str = "record-token";
+
+fn with_upstream(mut config: ServerConfig, upstream: &FakeUpstream) -> ServerConfig {
+    let spec = UpstreamSpec::parse(&format!("gpu={}", upstream.base()), |_| None).unwrap();
+    config.upstreams.upstreams.push(spec);
+    config.upstreams.idle_timeout = Duration::from_secs(5);
+    config.token = Some(TOKEN.into());
+    config
+}
+
+fn api_of(server: &RunningServer) -> ApiClient {
+    ApiClient::new(&server.url(), Some(TOKEN)).unwrap()
+}
+
+fn chat(stream: bool, question: &str) -> String {
+    json!({"model": "org/chat", "stream": stream,
+           "messages": [{"role": "user", "content": question}]})
+    .to_string()
+}
+
+fn request(
+    server: &RunningServer,
+    body: String,
+    headers: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+}
+
+/// Reads a streamed answer until `[DONE]` and closes the connection there, as the `openai`
+/// package does, before the upstream's body has ended. Returns the run's id.
+async fn read_to_done_and_leave(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 200);
+    let run_id = response.headers()["x-runboard-run-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = response.bytes_stream();
+    let mut seen = Vec::new();
+    while let Some(piece) = body.next().await {
+        seen.extend_from_slice(&piece.unwrap());
+        if String::from_utf8_lossy(&seen).contains("data: [DONE]") {
+            return run_id;
+        }
+    }
+    panic!("no [DONE] in {}", String::from_utf8_lossy(&seen));
+}
+
+fn payloads(detail: &RunDetail, action: &str) -> Vec<Value> {
+    detail
+        .events
+        .iter()
+        .filter(|e| e.event == "data" && e.data["action"] == action)
+        .map(|e| e.data["payload"].clone())
+        .collect()
+}
+
+fn narrations(detail: &RunDetail, action: &str) -> Vec<String> {
+    detail
+        .events
+        .iter()
+        .filter(|e| e.event == "narration" && e.data["action"] == action)
+        .map(|e| e.data["formatted"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// How many times the run was ended: its final statuses and its `stream_end`s.
+fn endings(detail: &RunDetail) -> (usize, usize) {
+    let finals = detail
+        .events
+        .iter()
+        .filter(|e| {
+            e.event == "status"
+                && e.data["status"]
+                    .as_str()
+                    .is_some_and(|s| matches!(s, "completed" | "failed" | "cancelled"))
+        })
+        .count();
+    let ends = detail
+        .events
+        .iter()
+        .filter(|e| e.event == "stream_end")
+        .count();
+    (finals, ends)
+}
+
+/// A stream that says `[DONE]` and then holds its body open for `hold` before ending it.
+fn done_then_hold(words: &[&str], hold: Duration) -> Vec<Step> {
+    let mut steps = vec![chunked_head(), chunked(&role())];
+    for word in words {
+        steps.push(chunked(&content(word)));
+    }
+    steps.push(chunked(&finish("stop")));
+    steps.push(chunked(&done()));
+    steps.push(Step::Pause(hold));
+    steps.push(Step::Write("0\r\n\r\n".into()));
+    steps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_at_done_completes_its_call_and_keeps_its_pipeline_whole() {
+    let upstream = FakeUpstream::start(&["org/chat"], |_, _| {
+        done_then_hold(&["tide", " pools"], Duration::from_millis(800))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_upstream(config(&dir), &upstream)).await;
+    let api = api_of(&server);
+
+    // Three calls of one pipeline, each left at `[DONE]`, the last one ending the run.
+    let mut runs = Vec::new();
+    for (agent, last) in [("plan", false), ("write", false), ("check", true)] {
+        let mut headers = vec![("x-runboard-run", "pipe-1"), ("x-runboard-agent", agent)];
+        if last {
+            headers.push(("x-runboard-run-end", "true"));
+        }
+        let response = request(&server, chat(true, agent), &headers)
+            .send()
+            .await
+            .unwrap();
+        runs.push(read_to_done_and_leave(response).await);
+    }
+    assert!(runs.iter().all(|run| *run == runs[0]), "{runs:?}");
+    let detail = wait_finished(&api, &runs[0], Duration::from_secs(10)).await;
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    assert_eq!(payloads(&detail, "step").len(), 3);
+    assert_eq!(detail.summary.tokens_out, 6);
+    assert_eq!(endings(&detail), (1, 1));
+    let listed = api.list_runs(&RunQuery::default()).await.unwrap().runs;
+    assert_eq!(listed.len(), 1, "one run for the pipeline: {listed:#?}");
+
+    // A call of its own, left at `[DONE]`: completed too.
+    let response = request(&server, chat(true, "alone"), &[])
+        .send()
+        .await
+        .unwrap();
+    let alone = read_to_done_and_leave(response).await;
+    let detail = wait_finished(&api, &alone, Duration::from_secs(10)).await;
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    assert_eq!(endings(&detail), (1, 1));
+
+    server.stop().await;
+
+    // A client that leaves before `[DONE]` still cancels its call.
+    let upstream_slow = FakeUpstream::start(&["org/chat"], |_, _| {
+        vec![
+            stream_head(),
+            Step::Write(role()),
+            Step::Write(content("half")),
+            Step::Hang,
+        ]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_upstream(config(&dir), &upstream_slow)).await;
+    let api = api_of(&server);
+    let response = request(&server, chat(true, "leave early"), &[])
+        .send()
+        .await
+        .unwrap();
+    let run_id = response.headers()["x-runboard-run-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = response.bytes_stream();
+    let _ = body.next().await;
+    drop(body);
+    let detail = wait_finished(&api, &run_id, Duration::from_secs(10)).await;
+    assert_eq!(detail.summary.status, RunStatus::Cancelled);
+    assert_eq!(endings(&detail), (1, 1));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_ended_without_a_finish_reason_are_named_interrupted_never_silent_successes() {
+    // The n-th call: nothing then `[DONE]` (interrupted at once); some text then `[DONE]`
+    // (interrupted mid-way); text and a clean close without `[DONE]` (not interrupted).
+    let upstream = FakeUpstream::start(&["org/chat"], |index, body| {
+        let question = body["messages"][1]["content"]
+            .as_str()
+            .or_else(|| body["messages"][0]["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut steps = vec![stream_head(), Step::Write(role())];
+        if question.contains("empty") || question.starts_with("Task:") {
+            steps.push(Step::Write(done()));
+        } else if question.contains("half") {
+            steps.push(Step::Write(content("half an")));
+            steps.push(Step::Write(done()));
+        } else {
+            let _ = index;
+            steps.push(Step::Write(content("whole")));
+            steps.push(Step::Write(finish("length")));
+        }
+        steps
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_upstream(config(&dir), &upstream)).await;
+    let api = api_of(&server);
+    let mut ids = Vec::new();
+    for question in ["empty answer", "half answer", "cut answer"] {
+        let response = request(&server, chat(true, question), &[])
+            .send()
+            .await
+            .unwrap();
+        let run_id = response.headers()["x-runboard-run-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        response.bytes().await.unwrap();
+        ids.push(run_id);
+    }
+    let empty = wait_finished(&api, &ids[0], Duration::from_secs(10)).await;
+    assert_eq!(empty.summary.status, RunStatus::Failed, "{empty:#?}");
+    let error = empty.events.iter().find(|e| e.event == "error").unwrap();
+    assert!(
+        error.data["message"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted 1 of 1 step"),
+        "{error:?}"
+    );
+    assert_eq!(payloads(&empty, "step")[0]["interrupted"], true);
+    assert_eq!(narrations(&empty, "step_interrupted").len(), 1);
+
+    let half = wait_finished(&api, &ids[1], Duration::from_secs(10)).await;
+    assert_eq!(half.summary.status, RunStatus::Completed, "{half:#?}");
+    let step = &payloads(&half, "step")[0];
+    assert_eq!(step["interrupted"], true);
+    assert!(step["finish_reason"].is_null());
+    let warning = &narrations(&half, "step_interrupted")[0];
+    assert!(
+        warning.contains("interrupted") && warning.contains("after 1 tokens"),
+        "{warning}"
+    );
+    assert!(
+        narrations(&half, "run_done")[0].contains("1 interrupted"),
+        "{half:#?}"
+    );
+
+    let cut = wait_finished(&api, &ids[2], Duration::from_secs(10)).await;
+    assert_eq!(cut.summary.status, RunStatus::Completed);
+    assert!(payloads(&cut, "step")[0].get("interrupted").is_none());
+    assert!(narrations(&cut, "step_interrupted").is_empty());
+
+    // A generated run whose every step is interrupted with nothing fails, naming it.
+    let created = api
+        .create_run(&CreateRun {
+            task: "write about tides".into(),
+            mode: RunMode::Queued,
+            params: json!({"model": "org/chat"}),
+        })
+        .await
+        .unwrap();
+    let generated = wait_finished(&api, &created.summary.run_id, Duration::from_secs(20)).await;
+    assert_eq!(
+        generated.summary.status,
+        RunStatus::Failed,
+        "{generated:#?}"
+    );
+    assert_eq!(generated.summary.tokens_out, 0);
+    let interrupted = narrations(&generated, "step_interrupted");
+    assert_eq!(interrupted.len(), 5, "every step named: {interrupted:?}");
+    assert!(interrupted[0].starts_with("supervisor (iteration 1) was interrupted"));
+    let error = generated
+        .events
+        .iter()
+        .find(|e| e.event == "error")
+        .unwrap();
+    assert!(
+        error.data["message"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted 5 of 5 step(s)"),
+        "{error:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_calls_are_counted_under_their_model_and_whole_answers_keep_their_length() {
+    let upstream = FakeUpstream::start(&["org/chat"], |index, _| {
+        if index == 0 {
+            whole_reply("A whole answer of a few words.", 9, 7)
+        } else {
+            done_then_hold(&["a", " b", " c"], Duration::ZERO)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_upstream(config(&dir), &upstream)).await;
+    let api = api_of(&server);
+    let response = request(&server, chat(false, "whole"), &[])
+        .send()
+        .await
+        .unwrap();
+    let length = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse::<usize>()
+        .unwrap();
+    assert!(response.headers().get("transfer-encoding").is_none());
+    let whole_run = response.headers()["x-runboard-run-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len(), length);
+    let response = request(&server, chat(true, "streamed"), &[])
+        .send()
+        .await
+        .unwrap();
+    let streamed_run = read_to_done_and_leave(response).await;
+    wait_finished(&api, &whole_run, Duration::from_secs(10)).await;
+    wait_finished(&api, &streamed_run, Duration::from_secs(10)).await;
+
+    let page = reqwest::Client::new()
+        .get(format!("{}/metrics", server.url()))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.lines()
+            .any(|l| l == "runboard_tokens_total{gen_ai_request_model=\"org/chat\"} 10"),
+        "{page}"
+    );
+    assert!(!page.contains("gen_ai_request_model=\"unknown\""), "{page}");
+    server.stop().await;
+}
+
+/// One client of the load: a whole-answer call on a raw connection, dropped after `leave_after`
+/// (maybe before the answer, maybe after).
+async fn impatient_client(addr: String, body: String, leave_after: Duration) {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(&addr).await else {
+        return;
+    };
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).await.is_err()
+        || stream.write_all(body.as_bytes()).await.is_err()
+    {
+        return;
+    }
+    tokio::time::sleep(leave_after).await;
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_leaving_at_random_then_a_restart_end_every_run_once_and_send_no_call_twice() {
+    // Short answers after a short think; some clients stay for theirs, most leave first.
+    let upstream = FakeUpstream::start(&["org/chat"], |index, _| {
+        let think = Duration::from_millis(5 + (index as u64 * 7) % 40);
+        let mut steps = whole_reply("ok", 3, 1);
+        steps.insert(0, Step::Pause(think));
+        steps
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(with_upstream(sqlite_config(&dir), &upstream)).await;
+    let addr = first.url().trim_start_matches("http://").to_owned();
+    let clients = 512usize;
+    let mut tasks = Vec::new();
+    for n in 0..clients {
+        // A spread of leaving times from 0 to 60 ms, in a scrambled order.
+        let leave_after = Duration::from_micros(((n * 7919) % 600) as u64 * 100);
+        let body = chat(false, &format!("question {n}"));
+        tasks.push(tokio::spawn(impatient_client(
+            addr.clone(),
+            body,
+            leave_after,
+        )));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let api1 = api_of(&first);
+    // Every run that was made ends, none stays queued or running.
+    let settled = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let runs = all_runs(&api1).await;
+            if runs.iter().all(|run| run.status.is_finished()) {
+                return runs;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every proxied run ends once its client has gone");
+    let made = settled.len();
+    assert!(
+        made > 0 && made <= clients,
+        "{made} runs for {clients} clients"
+    );
+    let sent_before = upstream.chats().len();
+    assert!(
+        sent_before <= made,
+        "{sent_before} calls upstream, {made} runs"
+    );
+
+    // A call still in flight when the server stops, and (as an older runboard could leave
+    // one) a proxied run found `queued` in the file: neither is ever sent again.
+    let hanging = FakeUpstream::start(&["org/chat"], |_, _| {
+        vec![stream_head(), Step::Write(role()), Step::Hang]
+    })
+    .await;
+    first.stop().await;
+    let second = start(with_upstream(sqlite_config(&dir), &hanging)).await;
+    let response = request(&second, chat(true, "in flight at the stop"), &[])
+        .send()
+        .await
+        .unwrap();
+    let in_flight = response.headers()["x-runboard-run-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = response.bytes_stream();
+    let _ = body.next().await;
+    second.stop().await;
+    drop(body);
+    let requeued = settled[0].run_id.clone();
+    sqlite(
+        &db_path(&dir),
+        &format!(
+            "UPDATE runs SET status = 'queued', started_at = NULL, finished_at = NULL \
+             WHERE run_id = '{requeued}'"
+        ),
+    )
+    .await;
+    sqlite(
+        &db_path(&dir),
+        &format!("DELETE FROM events WHERE run_id = '{requeued}' AND event <> 'run_created'"),
+    )
+    .await;
+
+    let third = start(with_upstream(sqlite_config(&dir), &upstream)).await;
+    let api3 = api_of(&third);
+    for run_id in [&in_flight, &requeued] {
+        let detail = wait_finished(&api3, run_id, Duration::from_secs(10)).await;
+        assert_eq!(detail.summary.status, RunStatus::Failed, "{detail:#?}");
+        let error = detail.events.iter().find(|e| e.event == "error").unwrap();
+        assert!(
+            error.data["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("runboard stopped during the call"),
+            "{error:?}"
+        );
+        assert_eq!(endings(&detail), (1, 1), "{detail:#?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        upstream.chats().len(),
+        sent_before,
+        "the restart sent calls that no client made"
+    );
+    assert_eq!(hanging.chats().len(), 1);
+    let runs = all_runs(&api3).await;
+    assert_eq!(runs.len(), made + 1);
+    assert!(runs.iter().all(|run| run.status.is_finished()));
+    // Each run ended exactly once.
+    for run in runs.iter().step_by(17) {
+        let detail = api3.run(&run.run_id).await.unwrap();
+        assert_eq!(endings(&detail), (1, 1), "{detail:#?}");
+    }
+    third.stop().await;
+}
+
+/// Every run, page by page, newest first.
+async fn all_runs(api: &ApiClient) -> Vec<runboard_api::RunSummary> {
+    let mut runs: Vec<runboard_api::RunSummary> = Vec::new();
+    loop {
+        let page = api
+            .list_runs(&RunQuery {
+                limit: Some(500),
+                before: runs.last().map(|run| run.run_id.clone()),
+                ..RunQuery::default()
+            })
+            .await
+            .unwrap()
+            .runs;
+        if page.is_empty() {
+            return runs;
+        }
+        runs.extend(page);
+    }
+}
+
+/// Runs one statement on the SQLite file with Python's `sqlite3`, as another tool would.
+async fn sqlite(path: &std::path::Path, sql: &str) {
+    let script = "import sqlite3, sys\n\
+                  db = sqlite3.connect(sys.argv[1])\n\
+                  db.execute(sys.argv[2])\n\
+                  db.commit()";
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(sql)
+        .output()
+        .await
+        .expect("python3 must be installed (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
