@@ -251,6 +251,21 @@ fn busy_scene() -> Scene {
             NOW - 3.0,
         );
     }
+    // A step the model server cut short without a finish reason: a badge on its card.
+    model.apply(
+        Inbound::Event {
+            server: 0,
+            event: RunEvent::Narration(runboard_api::Narration {
+                run_id: ids[3].clone(),
+                formatted: "writer (iteration 2) was interrupted: upstream gpu1 ended the \
+                            answer without a finish reason after 212 tokens"
+                    .into(),
+                level: Some("warn".into()),
+                action: Some(runboard_api::STEP_INTERRUPTED_ACTION.into()),
+            }),
+        },
+        NOW - 2.0,
+    );
     let done = finished_detail("run-0000f1n15h3d");
     model.apply(
         Inbound::Runs {

@@ -8,7 +8,8 @@
 //! answered call (its runtime's threads and SQLite's) and events stored per answered call.
 //!
 //! `ulimit -n 8192; cargo bench --bench proxy_load` (1,024 connections need about 3,000 open
-//! files in this one process). `RUNBOARD_BENCH_SECS` sets each point's length (default 4 s).
+//! files in this one process). `RUNBOARD_BENCH_SECS` sets each point's length (default 4 s);
+//! `RUNBOARD_BENCH_POINTS=whole:64,streamed:1024` measures only those points.
 //! Everything shares this machine's cores: the upstream and the clients have one runtime
 //! thread each, runboard two.
 
@@ -25,6 +26,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CONNECTIONS: [usize; 3] = [64, 256, 1024];
 const STREAM_CHUNKS: usize = 20;
+
+/// runboard's threads: its runtime's, its writer's and SQLite's.
+const RUNBOARD_THREADS: &[&str] = &["bench-server", "runboard-writer", "sqlx-sqlite"];
 
 /// The shapes of call measured.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -287,12 +291,12 @@ fn measure(
         }
         // The first second warms up (connections, the upstream pool); then the measurement.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let cpu_before = threads_cpu_secs(&["bench-server", "sqlx-sqlite"]);
+        let cpu_before = threads_cpu_secs(RUNBOARD_THREADS);
         let started = Instant::now();
         let mut counted: Vec<(Vec<u64>, u64, u64)> = Vec::new();
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         let elapsed = started.elapsed().as_secs_f64();
-        let cpu = threads_cpu_secs(&["bench-server", "sqlx-sqlite"]) - cpu_before;
+        let cpu = threads_cpu_secs(RUNBOARD_THREADS) - cpu_before;
         stop.store(true, Ordering::Relaxed);
         while let Some(done) = clients.join_next().await {
             if let Ok(done) = done {
@@ -327,7 +331,8 @@ async fn events_head(url: &str) -> i64 {
     let Ok(response) = reqwest::get(format!("{url}/api/health")).await else {
         return 0;
     };
-    let health: serde_json::Value = response.json().await.unwrap_or_default();
+    let bytes = response.bytes().await.unwrap_or_default();
+    let health: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     health["events_head"].as_i64().unwrap_or(0)
 }
 
@@ -441,9 +446,21 @@ fn main() {
         "closed loop, {seconds} s a point after 1 s of warm-up; latency = request written → \
          answer read whole; CPU = runboard's threads (runtime and SQLite) per answered call"
     );
+    // `RUNBOARD_BENCH_POINTS=whole:64,streamed:256` measures only those points (profiling).
+    let only = std::env::var("RUNBOARD_BENCH_POINTS").unwrap_or_default();
+    let wanted = |shape: Shape, connections: usize| {
+        let key = match shape {
+            Shape::Whole => format!("whole:{connections}"),
+            Shape::Streamed => format!("streamed:{connections}"),
+        };
+        only.is_empty() || only.split(',').any(|point| point.trim() == key)
+    };
     for shape in [Shape::Whole, Shape::Streamed] {
         println!("{}:", shape.name());
         for connections in CONNECTIONS {
+            if !wanted(shape, connections) {
+                continue;
+            }
             let direct = measure(
                 &client_rt,
                 &upstream.to_string(),

@@ -33,16 +33,30 @@ pub struct Published {
 impl Published {
     /// Encodes a stored event.
     pub fn from_row(row: &EventRow) -> Self {
+        let mut body = BytesMut::new();
+        encode::write_event(&mut body, None, &row.event, &row.data);
         Self {
             seq: row.seq,
             run_id: row.run_id.clone(),
             run_seq: row.run_seq,
             is_stream_end: row.event == EventKind::StreamEnd.as_str(),
             is_node_update: row.event == EventKind::NodeUpdate.as_str(),
-            global_frame: encode_frame(row.seq, &row.event, &row.data),
-            run_frame: encode_frame(row.run_seq, &row.event, &row.data),
+            global_frame: frame_with_id(row.seq, &body),
+            run_frame: frame_with_id(row.run_seq, &body),
         }
     }
+}
+
+/// `id: <id>` and then an encoded frame without an id: the event and its data are encoded
+/// once for both of a stored event's frames (the data is scanned for line breaks once).
+fn frame_with_id(id: i64, body: &[u8]) -> Bytes {
+    let id = id.to_string();
+    let mut frame = BytesMut::with_capacity(body.len() + id.len() + 5);
+    frame.extend_from_slice(b"id: ");
+    frame.extend_from_slice(id.as_bytes());
+    frame.extend_from_slice(b"\n");
+    frame.extend_from_slice(body);
+    frame.freeze()
 }
 
 /// One SSE frame of a stored event.
@@ -92,5 +106,29 @@ impl Hub {
     pub fn publish(&self, event: Arc<Published>) {
         self.head.fetch_max(event.seq, Ordering::AcqRel);
         let _ = self.sender.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_frames_equal_a_frame_encoded_whole() {
+        let row = EventRow {
+            seq: 4021,
+            run_id: "run-1".into(),
+            run_seq: 7,
+            event: "node_update".into(),
+            data: "{\"snippet\":\"two\\nlines\"}\nraw second line".into(),
+            ts: String::new(),
+        };
+        let published = Published::from_row(&row);
+        assert_eq!(
+            published.global_frame,
+            encode_frame(4021, &row.event, &row.data)
+        );
+        assert_eq!(published.run_frame, encode_frame(7, &row.event, &row.data));
+        assert!(published.is_node_update && !published.is_stream_end);
     }
 }

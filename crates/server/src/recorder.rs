@@ -165,7 +165,7 @@ impl Recorder {
             run_seqs: HashMap::new(),
             abandoned: Vec::new(),
         };
-        let task = tokio::spawn(writer.run(inbox));
+        let task = spawn_writer(writer, inbox);
         (
             Self {
                 commands,
@@ -269,6 +269,33 @@ impl Recorder {
     async fn send(&self, command: Command) -> Result<(), Stopped> {
         self.commands.send(command).await.map_err(|_| Stopped)
     }
+}
+
+/// Runs the writer on a thread of its own (with a runtime of its own), so that under load it
+/// is never queued behind the many tasks of calls and streams on the server's runtime: each of
+/// its transactions is a series of round trips to the database, and on a busy shared runtime
+/// every one waited its turn, which capped what the whole server could record. The handle
+/// ends when the writer does.
+fn spawn_writer(writer: Writer, inbox: mpsc::Receiver<Command>) -> tokio::task::JoinHandle<()> {
+    let (done, finished) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("runboard-writer".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(writer.run(inbox)),
+                Err(error) => tracing::error!(%error, "the writer's runtime could not start"),
+            }
+            drop(done);
+        });
+    if let Err(error) = thread {
+        tracing::error!(%error, "the writer's thread could not start");
+    }
+    tokio::spawn(async move {
+        let _ = finished.await;
+    })
 }
 
 /// A batch ready to write: rows (numbered by the store as they are written) and who to answer.

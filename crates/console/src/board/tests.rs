@@ -694,3 +694,22 @@ fn reasoning_is_kept_apart_and_an_estimated_count_is_marked_until_the_server_con
     assert!(card.reasoning.is_empty());
     assert_eq!(card.agent.as_deref(), Some("critic"));
 }
+
+#[test]
+fn an_interrupted_step_puts_its_warning_on_the_card_and_other_warnings_do_not() {
+    let mut m = model();
+    m.apply(on(0, created("r1")), 1.0);
+    m.apply(on(0, progress("r1", "writer", 3)), 1.5);
+    let retry = json!({"run_id": "r1", "formatted": "writer: HTTP 429; try 2 of 3",
+                       "level": "warn", "action": "upstream_retry"});
+    m.apply(on(0, event("narration", &retry)), 2.0);
+    assert!(m.worker(&RunKey::new(0, "r1")).unwrap().warning.is_none());
+    let text = "writer (call 1) was interrupted: upstream gpu ended the answer without a finish \
+                reason after 3 tokens";
+    let interrupted = json!({"run_id": "r1", "formatted": text, "level": "warn",
+                             "action": "step_interrupted"});
+    m.apply(on(0, event("narration", &interrupted)), 2.5);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    assert_eq!(card.warning.as_deref(), Some(text));
+    assert_eq!(m.log.lines().back().unwrap().level, "warn");
+}

@@ -934,8 +934,16 @@ async fn write_rows(
         }
     }
     number_rows(events, runs, last_seq + 1);
+    // One server writes a SQLite file (`shared` is PostgreSQL's), where `?` binds fastest.
+    let statement = |text: String| {
+        if shared.is_some() {
+            Sql::new(text)
+        } else {
+            Sql::anonymous(text)
+        }
+    };
     for chunk in events.chunks(INSERT_CHUNK) {
-        let mut insert = Sql::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+        let mut insert = statement(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
         insert.push_values(chunk, |mut row, event| {
             row.push_bind(event.seq)
                 .push_bind(event.run_id.clone())
@@ -951,7 +959,7 @@ async fn write_rows(
             .map_err(failed("writing events"))?;
     }
     for chunk in runs.chunks(INSERT_CHUNK / 2) {
-        let mut upsert = Sql::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
+        let mut upsert = statement(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
         upsert.push_values(chunk, |mut row, run| {
             let s = &run.summary;
             row.push_bind(s.run_id.clone())
@@ -1012,12 +1020,19 @@ fn number_rows(events: &mut [EventRow], runs: &mut [RunRow], first_seq: i64) {
     for (seq, event) in (first_seq..).zip(events.iter_mut()) {
         event.seq = seq;
     }
+    if runs.iter().all(|run| run.ord != 0) {
+        return;
+    }
+    // One pass over the batch: a batch at fleet rates holds hundreds of new runs among
+    // thousands of events, and a search per run was quadratic.
+    let created: std::collections::HashMap<&str, i64> = events
+        .iter()
+        .filter(|event| event.event == runboard_api::EventKind::RunCreated.as_str())
+        .map(|event| (event.run_id.as_str(), event.seq))
+        .collect();
     for run in runs.iter_mut().filter(|run| run.ord == 0) {
-        if let Some(created) = events.iter().find(|event| {
-            event.run_id == run.summary.run_id
-                && event.event == runboard_api::EventKind::RunCreated.as_str()
-        }) {
-            run.ord = created.seq;
+        if let Some(seq) = created.get(run.summary.run_id.as_str()) {
+            run.ord = *seq;
         }
     }
 }
