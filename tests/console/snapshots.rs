@@ -170,6 +170,24 @@ fn start_run(model: &mut Board, id: &str, minute: u32) {
 }
 
 /// Six live workers at different paces, a finished run in the feed, and some narration.
+/// A step the model server cut short without a finish reason: a badge on the run's card.
+fn mark_interrupted(model: &mut Board, run_id: &str) {
+    model.apply(
+        Inbound::Event {
+            server: 0,
+            event: RunEvent::Narration(runboard_api::Narration {
+                run_id: run_id.to_owned(),
+                formatted: "writer (iteration 2) was interrupted: upstream gpu1 ended the \
+                            answer without a finish reason after 212 tokens"
+                    .into(),
+                level: Some("warn".into()),
+                action: Some(runboard_api::STEP_INTERRUPTED_ACTION.into()),
+            }),
+        },
+        NOW - 2.0,
+    );
+}
+
 fn busy_scene() -> Scene {
     let mut model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
     let agents = [
@@ -251,21 +269,7 @@ fn busy_scene() -> Scene {
             NOW - 3.0,
         );
     }
-    // A step the model server cut short without a finish reason: a badge on its card.
-    model.apply(
-        Inbound::Event {
-            server: 0,
-            event: RunEvent::Narration(runboard_api::Narration {
-                run_id: ids[3].clone(),
-                formatted: "writer (iteration 2) was interrupted: upstream gpu1 ended the \
-                            answer without a finish reason after 212 tokens"
-                    .into(),
-                level: Some("warn".into()),
-                action: Some(runboard_api::STEP_INTERRUPTED_ACTION.into()),
-            }),
-        },
-        NOW - 2.0,
-    );
+    mark_interrupted(&mut model, &ids[3]);
     let done = finished_detail("run-0000f1n15h3d");
     model.apply(
         Inbound::Runs {

@@ -436,38 +436,14 @@ async fn clients_leaving_at_random_then_a_restart_end_every_run_once_and_send_no
 
     // A call still in flight when the server stops, and (as an older runboard could leave
     // one) a proxied run found `queued` in the file: neither is ever sent again.
+    first.stop().await;
     let hanging = FakeUpstream::start(&["org/chat"], |_, _| {
         vec![stream_head(), Step::Write(role()), Step::Hang]
     })
     .await;
-    first.stop().await;
-    let second = start(with_upstream(sqlite_config(&dir), &hanging)).await;
-    let response = request(&second, chat(true, "in flight at the stop"), &[])
-        .send()
-        .await
-        .unwrap();
-    let in_flight = response.headers()["x-runboard-run-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let mut body = response.bytes_stream();
-    let _ = body.next().await;
-    second.stop().await;
-    drop(body);
+    let in_flight = a_call_in_flight_at_a_stop(&dir, &hanging).await;
     let requeued = settled[0].run_id.clone();
-    sqlite(
-        &db_path(&dir),
-        &format!(
-            "UPDATE runs SET status = 'queued', started_at = NULL, finished_at = NULL \
-             WHERE run_id = '{requeued}'"
-        ),
-    )
-    .await;
-    sqlite(
-        &db_path(&dir),
-        &format!("DELETE FROM events WHERE run_id = '{requeued}' AND event <> 'run_created'"),
-    )
-    .await;
+    mark_queued_as_an_older_runboard_could(&dir, &requeued).await;
 
     let third = start(with_upstream(sqlite_config(&dir), &upstream)).await;
     let api3 = api_of(&third);
@@ -500,6 +476,43 @@ async fn clients_leaving_at_random_then_a_restart_end_every_run_once_and_send_no
         assert_eq!(endings(&detail), (1, 1), "{detail:#?}");
     }
     third.stop().await;
+}
+
+/// Starts a server on `dir`'s file, makes a call that `upstream` leaves hanging, and stops
+/// the server with the call in flight; the call's run id.
+async fn a_call_in_flight_at_a_stop(dir: &tempfile::TempDir, upstream: &FakeUpstream) -> String {
+    let server = start(with_upstream(sqlite_config(dir), upstream)).await;
+    let response = request(&server, chat(true, "in flight at the stop"), &[])
+        .send()
+        .await
+        .unwrap();
+    let run_id = response.headers()["x-runboard-run-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = response.bytes_stream();
+    let _ = body.next().await;
+    server.stop().await;
+    drop(body);
+    run_id
+}
+
+/// Leaves a finished run `queued` with only its `run_created`, as a proxied call interrupted
+/// between its creation and its start was left by an older runboard.
+async fn mark_queued_as_an_older_runboard_could(dir: &tempfile::TempDir, run_id: &str) {
+    sqlite(
+        &db_path(dir),
+        &format!(
+            "UPDATE runs SET status = 'queued', started_at = NULL, finished_at = NULL \
+             WHERE run_id = '{run_id}'"
+        ),
+    )
+    .await;
+    sqlite(
+        &db_path(dir),
+        &format!("DELETE FROM events WHERE run_id = '{run_id}' AND event <> 'run_created'"),
+    )
+    .await;
 }
 
 /// Every run, page by page, newest first.

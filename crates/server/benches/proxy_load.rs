@@ -4,8 +4,9 @@
 //! answers and streamed ones (20 chunks each). Every proxied call is recorded in a SQLite file.
 //!
 //! Prints per point: calls/s, p50/p99 latency (request written → answer read whole), calls
-//! refused (503 with `Retry-After` when runboard's store is too far behind), runboard's CPU per
-//! answered call (its runtime's threads and SQLite's) and events stored per answered call.
+//! refused (503 with `Retry-After: 1` when runboard's store stayed too far behind for 2 s; the
+//! client waits the second, as the `openai` package does), runboard's CPU per answered call
+//! (its runtime's threads, its writer's and SQLite's) and events stored per answered call.
 //!
 //! `ulimit -n 8192; cargo bench --bench proxy_load` (1,024 connections need about 3,000 open
 //! files in this one process). `RUNBOARD_BENCH_SECS` sets each point's length (default 4 s);
@@ -13,6 +14,7 @@
 //! Everything shares this machine's cores: the upstream and the clients have one runtime
 //! thread each, runboard two.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -57,7 +59,7 @@ impl Shape {
 /// Reads one request (head and `Content-Length` body) from `buffer` + `stream`: its request
 /// line and whether its body asks for a stream; `None` when the connection ended.
 async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<(String, bool)> {
-    let mut chunk = [0u8; 8192];
+    let mut chunk = vec![0u8; 8192];
     let head_end = loop {
         if let Some(at) = find(buffer, b"\r\n\r\n") {
             break at + 4;
@@ -107,7 +109,7 @@ fn whole_answer() -> String {
 fn streamed_answer() -> String {
     let mut body = String::new();
     let mut piece = |text: String| {
-        body.push_str(&format!("{:x}\r\n{text}\r\n", text.len()));
+        let _ = write!(body, "{:x}\r\n{text}\r\n", text.len());
     };
     for n in 0..STREAM_CHUNKS {
         piece(format!(
@@ -157,7 +159,7 @@ async fn serve_upstream(mut stream: TcpStream, whole: Arc<String>, streamed: Arc
 /// Reads one response from `stream`: its status, once its body is whole (by `Content-Length`
 /// or the chunked end).
 async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<u16> {
-    let mut chunk = [0u8; 16384];
+    let mut chunk = vec![0u8; 16384];
     let head_end = loop {
         if let Some(at) = find(buffer, b"\r\n\r\n") {
             break at + 4;
@@ -242,12 +244,12 @@ async fn client(addr: String, request: Arc<String>, stop: Arc<AtomicBool>) -> (V
         }
         match read_response(&mut stream, &mut buffer).await {
             Some(200) => {
-                latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX))
+                latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
             }
             Some(503) => {
                 refused += 1;
-                // As a client told `Retry-After` would, a little later.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // As a client told `Retry-After: 1` does.
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Some(_) => errors += 1,
             None => {
@@ -385,6 +387,42 @@ fn runtime(name: &str, threads: usize) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The scripted upstream on its runtime, and runboard proxying to it (recording in a SQLite
+/// file in `dir`) on its own.
+fn start_both(
+    upstream_rt: &tokio::runtime::Runtime,
+    server_rt: &tokio::runtime::Runtime,
+    dir: &tempfile::TempDir,
+) -> (std::net::SocketAddr, runboard_server::RunningServer) {
+    let listener = upstream_rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let whole = Arc::new(whole_answer());
+    let streamed = Arc::new(streamed_answer());
+    upstream_rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_upstream(
+                stream,
+                Arc::clone(&whole),
+                Arc::clone(&streamed),
+            ));
+        }
+    });
+    let mut config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        db: DbLocation::File(dir.path().join("bench.db")),
+        ..ServerConfig::default()
+    };
+    config.upstreams.concurrency = Some(4096);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("bench=http://{upstream}/v1"), |_| None).unwrap());
+    let running = server_rt.block_on(runboard_server::start(config)).unwrap();
+    (upstream, running)
+}
+
 /// The soft limit on open files, from `/proc/self/limits`.
 fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -411,34 +449,8 @@ fn main() {
     let upstream_rt = runtime("bench-upstream", 1);
     let server_rt = runtime("bench-server", 2);
     let client_rt = runtime("bench-client", 1);
-
-    let listener = upstream_rt
-        .block_on(TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let upstream = listener.local_addr().unwrap();
-    let whole = Arc::new(whole_answer());
-    let streamed = Arc::new(streamed_answer());
-    upstream_rt.spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_upstream(
-                stream,
-                Arc::clone(&whole),
-                Arc::clone(&streamed),
-            ));
-        }
-    });
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        db: DbLocation::File(dir.path().join("bench.db")),
-        ..ServerConfig::default()
-    };
-    config.upstreams.concurrency = Some(4096);
-    config
-        .upstreams
-        .upstreams
-        .push(UpstreamSpec::parse(&format!("bench=http://{upstream}/v1"), |_| None).unwrap());
-    let running = server_rt.block_on(runboard_server::start(config)).unwrap();
+    let (upstream, running) = start_both(&upstream_rt, &server_rt, &dir);
     let runboard_url = running.url();
     let runboard_addr = runboard_url.trim_start_matches("http://").to_owned();
 

@@ -59,13 +59,6 @@ fn frame_with_id(id: i64, body: &[u8]) -> Bytes {
     frame.freeze()
 }
 
-/// One SSE frame of a stored event.
-pub fn encode_frame(id: i64, event: &str, data: &str) -> Bytes {
-    let mut frame = BytesMut::new();
-    encode::write_event(&mut frame, Some(&id.to_string()), event, data);
-    frame.freeze()
-}
-
 /// The broadcast of persisted events. A subscriber that falls more than the capacity behind is
 /// told so (`Lagged`) and catches up from the store.
 #[derive(Debug, Clone)]
@@ -112,6 +105,13 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One SSE frame of a stored event, encoded whole.
+    fn encode_frame(id: i64, event: &str, data: &str) -> Bytes {
+        let mut frame = BytesMut::new();
+        encode::write_event(&mut frame, Some(&id.to_string()), event, data);
+        frame.freeze()
+    }
 
     #[test]
     fn both_frames_equal_a_frame_encoded_whole() {

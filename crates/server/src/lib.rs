@@ -333,6 +333,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         config.retention_every,
         shutdown.clone(),
     );
+    checkpoint_periodically(store.clone(), shutdown.clone());
     play_any_recording(&config, &recorder, &hub, &identity, &shutdown);
     let (listener, addr) = bind(config.addr).await?;
     let (benchmark, benchmark_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
@@ -578,6 +579,24 @@ fn parse_cors_origins(origins: &[String]) -> Result<Vec<axum::http::HeaderValue>
                 .ok_or_else(|| ServerError::BadOrigin(origin.clone()))
         })
         .collect()
+}
+
+/// Checkpoints a SQLite file's write-ahead log every second until shutdown, beside the writer
+/// (see `store::sqlite_setup`). A failure is logged at debug level: the next turn, or the
+/// automatic checkpoint, does it.
+fn checkpoint_periodically(store: Store, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            if let Err(error) = store.checkpoint().await {
+                tracing::debug!(%error, "a checkpoint of the write-ahead log did not run");
+            }
+        }
+    });
 }
 
 /// Applies retention now and then every `every` until shutdown. A failure is logged and tried

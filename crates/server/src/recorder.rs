@@ -25,8 +25,10 @@ use super::telemetry::Telemetry;
 use runboard_api::clock::now_rfc3339;
 use runboard_api::{RunEvent, RunStatus, StatusChange, StreamEnd};
 
-/// Records in flight to the writer; producers wait when it is this far behind.
-const QUEUE_CAPACITY: usize = 8192;
+/// Records in flight to the writer; producers wait when it is this far behind. Large enough
+/// to ride out a slow commit at fleet rates (tens of thousands of events a second) without
+/// refusing calls; a record is a few hundred bytes.
+const QUEUE_CAPACITY: usize = 32_768;
 
 /// Backlog past which mid-answer updates are left out (the next one carries their figures).
 const SKIP_UPDATES_AT: usize = QUEUE_CAPACITY / 4;
@@ -133,6 +135,8 @@ pub struct WriterSetup {
 pub struct Recorder {
     commands: mpsc::Sender<Command>,
     telemetry: Telemetry,
+    /// Told after every batch the writer takes: there may be room again.
+    room: Arc<tokio::sync::Notify>,
 }
 
 impl Recorder {
@@ -153,7 +157,9 @@ impl Recorder {
             instance,
             lost,
         } = setup;
+        let room = Arc::new(tokio::sync::Notify::new());
         let writer = Writer {
+            room: Arc::clone(&room),
             store,
             feed,
             health,
@@ -170,6 +176,7 @@ impl Recorder {
             Self {
                 commands,
                 telemetry,
+                room,
             },
             task,
         )
@@ -218,13 +225,14 @@ impl Recorder {
             self.telemetry.update_skipped();
             return false;
         }
-        match self.commands.try_send(Command::Event(Box::new(new))) {
-            Ok(()) => true,
-            Err(_) => {
-                self.telemetry.update_skipped();
-                false
-            }
+        let sent = self
+            .commands
+            .try_send(Command::Event(Box::new(new)))
+            .is_ok();
+        if !sent {
+            self.telemetry.update_skipped();
         }
+        sent
     }
 
     /// Records handed to the writer that it has not taken yet: how far the store is behind.
@@ -235,6 +243,30 @@ impl Recorder {
     /// Whether the writer is too far behind to take another proxied call now.
     pub fn is_behind(&self) -> bool {
         self.backlog() >= REFUSE_CALLS_AT
+    }
+
+    /// Waits up to `limit` for the writer to be less than [`Recorder::is_behind`]: a call
+    /// past what the store keeps up with queues here (its latency grows by the wait) rather
+    /// than slowing every call down. False when it is still behind after `limit`.
+    ///
+    /// Waiters are woken one at a time, in turn: the writer wakes the first after each batch,
+    /// and each one let in wakes the next, so a thousand waiting calls are not all woken to
+    /// find the queue full again.
+    pub async fn room_within(&self, limit: Duration) -> bool {
+        if !self.is_behind() {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let woken = tokio::time::timeout_at(deadline, self.room.notified()).await;
+            if !self.is_behind() {
+                self.room.notify_one();
+                return true;
+            }
+            if woken.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Where the server's own metrics are kept.
@@ -310,6 +342,7 @@ struct Staged {
 }
 
 struct Writer {
+    room: Arc<tokio::sync::Notify>,
     store: Store,
     feed: Feed,
     health: StoreHealth,
@@ -332,6 +365,8 @@ impl Writer {
         while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
             self.gather(&mut inbox, &mut batch).await;
             let staged = self.stage(std::mem::take(&mut batch)).await;
+            // Taken off the queue: the first caller waiting for room looks again.
+            self.room.notify_one();
             let closing = staged.close.is_some();
             if !self.write(staged).await || closing {
                 return;

@@ -46,9 +46,7 @@ struct Inner {
     stored_head: AtomicI64,
     events_delivered: Counter,
     subscribers: Gauge,
-    recorder_backlog: Gauge,
-    updates_skipped: Counter,
-    calls_refused: Counter,
+    lag: StoreLag,
     tokens: Family<Labels, Counter>,
     time_to_first_token: Family<Labels, Histogram, fn() -> Histogram>,
     time_per_output_token: Family<Labels, Histogram, fn() -> Histogram>,
@@ -93,61 +91,91 @@ impl Default for Telemetry {
     }
 }
 
+/// How far the store is behind, and what that cost: the writer's backlog, the mid-answer
+/// updates left out and the proxied calls refused meanwhile.
+struct StoreLag {
+    backlog: Gauge,
+    updates_skipped: Counter,
+    calls_refused: Counter,
+}
+
+impl StoreLag {
+    fn register(registry: &mut Registry) -> Self {
+        let backlog = register(
+            registry,
+            "runboard_recorder_backlog",
+            "Events handed to the writer and not yet taken into a transaction: how far the \
+                 store is behind",
+            Gauge::default(),
+        );
+        let updates_skipped = register(
+            registry,
+            "runboard_updates_skipped",
+            "Mid-answer node updates left out while the store was behind (the next update \
+                 carries their figures)",
+            Counter::default(),
+        );
+        let calls_refused = register(
+            registry,
+            "runboard_proxy_calls_refused",
+            "Proxied calls refused with 503 while the store was too far behind to record them",
+            Counter::default(),
+        );
+        Self {
+            backlog,
+            updates_skipped,
+            calls_refused,
+        }
+    }
+}
+
+/// Registers `metric` under `name` and gives it back, to keep for updating.
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Telemetry {
     /// A fresh registry with every metric registered.
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let runs = Family::<Labels, Gauge>::default();
         registry.register("runboard_runs", "Runs in the store by status", runs.clone());
-        let generating = Gauge::default();
-        registry.register(
+        let generating = register(
+            &mut registry,
             "runboard_runs_generating",
             "Runs generating now",
-            generating.clone(),
+            Gauge::default(),
         );
-        let events_stored = Counter::default();
-        registry.register(
+        let events_stored = register(
+            &mut registry,
             "runboard_events_stored",
             "Events stored (the newest event id)",
-            events_stored.clone(),
+            Counter::default(),
         );
-        let events_delivered = Counter::default();
-        registry.register(
+        let events_delivered = register(
+            &mut registry,
             "runboard_events_delivered",
             "Events written to subscribers of the event streams",
-            events_delivered.clone(),
+            Counter::default(),
         );
-        let subscribers = Gauge::default();
-        registry.register(
+        let subscribers = register(
+            &mut registry,
             "runboard_subscribers",
             "Event streams open now",
-            subscribers.clone(),
+            Gauge::default(),
         );
-        let recorder_backlog = Gauge::default();
-        registry.register(
-            "runboard_recorder_backlog",
-            "Events handed to the writer and not yet taken into a transaction: how far the \
-             store is behind",
-            recorder_backlog.clone(),
-        );
-        let updates_skipped = Counter::default();
-        registry.register(
-            "runboard_updates_skipped",
-            "Mid-answer node updates left out while the store was behind (the next update \
-             carries their figures)",
-            updates_skipped.clone(),
-        );
-        let calls_refused = Counter::default();
-        registry.register(
-            "runboard_proxy_calls_refused",
-            "Proxied calls refused with 503 while the store was too far behind to record them",
-            calls_refused.clone(),
-        );
-        let tokens = Family::<Labels, Counter>::default();
-        registry.register(
+        let lag = StoreLag::register(&mut registry);
+        let tokens = register(
+            &mut registry,
             "runboard_tokens",
             "Output tokens generated, per model",
-            tokens.clone(),
+            Family::<Labels, Counter>::default(),
         );
         let time_to_first_token: Family<Labels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(first_token_buckets);
@@ -188,9 +216,7 @@ impl Telemetry {
                 stored_head: AtomicI64::new(0),
                 events_delivered,
                 subscribers,
-                recorder_backlog,
-                updates_skipped,
-                calls_refused,
+                lag,
                 tokens,
                 time_to_first_token,
                 time_per_output_token,
@@ -287,18 +313,19 @@ impl Telemetry {
 
     /// A mid-answer update was left out because the store was behind.
     pub fn update_skipped(&self) {
-        self.inner.updates_skipped.inc();
+        self.inner.lag.updates_skipped.inc();
     }
 
     /// A proxied call was refused because the store was too far behind.
     pub fn call_refused(&self) {
-        self.inner.calls_refused.inc();
+        self.inner.lag.calls_refused.inc();
     }
 
     /// How many events wait for the writer now (set when the page is rendered).
     pub fn set_recorder_backlog(&self, backlog: usize) {
         self.inner
-            .recorder_backlog
+            .lag
+            .backlog
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
     }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -33,6 +33,9 @@ const MAX_WHOLE_COPY: usize = 16 * 1024 * 1024;
 
 /// The most of an error answer kept for its message.
 const MAX_ERROR_COPY: usize = 4096;
+
+/// The most bytes joined into one piece for the client from pieces already read.
+const MAX_JOINED: usize = 64 * 1024;
 
 /// Chunks waiting for a slow client before the upstream is read further.
 const CLIENT_BUFFER: usize = 64;
@@ -198,6 +201,7 @@ impl Exchange {
             complete_at: None,
             content_length,
             delivered,
+            held: None,
         };
         reader.read(response, &body_tx).await
     }
@@ -338,6 +342,8 @@ struct BodyReader<'a> {
     content_length: Option<u64>,
     /// Bytes the client's connection took from the channel.
     delivered: Arc<AtomicU64>,
+    /// The upstream's next read, met while joining pieces that were already there.
+    held: Option<Result<Option<Bytes>, reqwest::Error>>,
 }
 
 impl BodyReader<'_> {
@@ -377,7 +383,11 @@ impl BodyReader<'_> {
                     pace.sent(Instant::now());
                     continue;
                 }
-                next = tokio::time::timeout(idle, response.chunk()) => next,
+                next = tokio::time::timeout(idle, response.chunk()), if self.held.is_none() => next,
+                // What the last turn met while joining pieces (the end, or an error).
+                held = std::future::ready(self.held.take()), if self.held.is_some() => {
+                    held.map_or_else(|| Ok(Ok(None)), Ok)
+                }
             };
             let bytes = match next {
                 Ok(Ok(Some(bytes))) => bytes,
@@ -405,6 +415,7 @@ impl BodyReader<'_> {
                     return exchange.failed(message).await;
                 }
             };
+            let bytes = self.join_ready(&mut response, bytes);
             // The client first: what runboard makes of the bytes never delays them.
             if client.send(Ok(bytes.clone())).await.is_err() {
                 if self.answer_delivered() {
@@ -455,6 +466,27 @@ impl BodyReader<'_> {
                 false
             }
         }
+    }
+
+    /// Joins to `first` the pieces the upstream has already sent, so a burst written at once
+    /// reaches the client in one write rather than one per chunk (the same bytes, no later).
+    /// An end or error met on the way is held for the next turn.
+    fn join_ready(&mut self, response: &mut reqwest::Response, first: Bytes) -> Bytes {
+        use futures_util::FutureExt as _;
+        let mut joined: Option<BytesMut> = None;
+        while joined.as_ref().map_or(first.len(), BytesMut::len) < MAX_JOINED {
+            match response.chunk().now_or_never() {
+                None => break,
+                Some(Ok(Some(more))) => joined
+                    .get_or_insert_with(|| BytesMut::from(&first[..]))
+                    .extend_from_slice(&more),
+                Some(other) => {
+                    self.held = Some(other);
+                    break;
+                }
+            }
+        }
+        joined.map_or(first, BytesMut::freeze)
     }
 
     /// Whether the client's connection took the whole answer before it closed.

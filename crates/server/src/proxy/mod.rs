@@ -1,8 +1,10 @@
 //! The `OpenAI` API under `/v1`, passed on to the `--upstream` model servers: clients change one
 //! base URL and every call they make shows up live as a run. Answers reach the client byte for
-//! byte as the upstream sends them; runboard reads a copy (`exchange`). Calls are grouped into
-//! runs by `session`; `call` reads what a call says about itself.
+//! byte as the upstream sends them; runboard reads a copy (`exchange`), and `body` is what the
+//! client's connection reads. Calls are grouped into runs by `session`; `call` reads what a
+//! call says about itself.
 
+mod body;
 mod call;
 mod exchange;
 mod session;
@@ -24,6 +26,9 @@ use runboard_api::ErrorCode;
 
 pub use call::{AGENT_HEADER, Endpoint, RUN_END_HEADER, RUN_HEADER};
 pub use exchange::RUN_ID_HEADER;
+
+/// How long a call waits for the store to catch up before it is refused (503).
+const ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
 /// The proxy's settings.
 #[derive(Debug, Clone)]
@@ -131,11 +136,11 @@ impl Proxy {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<exchange::Exchange, Failure> {
-        // Past what the store can keep up with, a call is refused at once rather than every
-        // call being slowed down: the client retries when it says, and what was taken is
-        // recorded whole.
+        // Past what the store can keep up with, a call waits its turn a moment, then is
+        // refused rather than every call being slowed down: the client retries when it says,
+        // and what was taken is recorded whole.
         let recorder = self.sessions.runs().recorder();
-        if recorder.is_behind() {
+        if !recorder.room_within(ADMISSION_WAIT).await {
             recorder.telemetry().call_refused();
             return Err(Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -217,18 +222,8 @@ impl Proxy {
 
 /// The client's response: the upstream's status and headers, and its body as it comes.
 fn answer(head: exchange::Head) -> Response {
-    let mut pieces = head.body;
-    let delivered = head.delivered;
-    // Counts what the connection took, so the exchange can tell a client that left after
-    // reading the whole answer from one that left in the middle.
-    let stream = futures_util::stream::poll_fn(move |cx| {
-        let piece = pieces.poll_recv(cx);
-        if let std::task::Poll::Ready(Some(Ok(bytes))) = &piece {
-            delivered.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Release);
-        }
-        piece
-    });
-    let mut response = Response::new(Body::from_stream(stream));
+    let body = body::ClientBody::new(head.body, head.delivered);
+    let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
     response
