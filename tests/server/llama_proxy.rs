@@ -43,25 +43,48 @@ async fn worker(python: &Path, base: &str, key: &str, agent: Option<&str>) -> Va
     serde_json::from_slice(&output.stdout).expect("the worker prints one JSON line")
 }
 
+/// The real llama.cpp server on the small model, a board proxying to it behind [`TOKEN`], and
+/// the Python that has the `openai` package; the model server is killed when this is dropped.
+struct LlamaBoard {
+    python: std::path::PathBuf,
+    root: String,
+    server: runboard_server::RunningServer,
+    _llama: Llama,
+    _dir: tempfile::TempDir,
+}
+
+impl LlamaBoard {
+    /// `None` (the test says so and passes) when this machine has no llama.cpp or `openai`.
+    async fn start() -> Option<Self> {
+        let (binary, model) = llama_with("RUNBOARD_SMALL_GGUF")?;
+        let (python, _) = server_with("RUNBOARD_OPENAI_PYTHON", "RUNBOARD_SMALL_GGUF")?;
+        let port = free_port();
+        let llama = Llama::start_as(&binary, &model, port, "runboard-small").await;
+        let root = format!("http://127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(&dir);
+        config
+            .upstreams
+            .upstreams
+            .push(UpstreamSpec::parse(&format!("llama={root}/v1"), |_| None).unwrap());
+        config.token = Some(TOKEN.into());
+        let server = start(config).await;
+        Some(Self {
+            python,
+            root,
+            server,
+            _llama: llama,
+            _dir: dir,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_package_gets_the_same_answers_through_runboard_and_each_call_is_a_run() {
-    let Some((binary, model)) = llama_with("RUNBOARD_SMALL_GGUF") else {
+    let Some(board) = LlamaBoard::start().await else {
         return;
     };
-    let Some((python, _)) = server_with("RUNBOARD_OPENAI_PYTHON", "RUNBOARD_SMALL_GGUF") else {
-        return;
-    };
-    let port = free_port();
-    let _llama = Llama::start_as(&binary, &model, port, "runboard-small").await;
-    let root = format!("http://127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&dir);
-    config
-        .upstreams
-        .upstreams
-        .push(UpstreamSpec::parse(&format!("llama={root}/v1"), |_| None).unwrap());
-    config.token = Some(TOKEN.into());
-    let server = start(config).await;
+    let (python, root, server) = (board.python, board.root, board.server);
 
     let direct = worker(&python, &format!("{root}/v1"), "no-key", None).await;
     let proxied = worker(
@@ -135,22 +158,10 @@ async fn the_openai_package_gets_the_same_answers_through_runboard_and_each_call
 /// none cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_openai_pipelines_are_a_hundred_whole_runs() {
-    let Some((binary, model)) = llama_with("RUNBOARD_SMALL_GGUF") else {
+    let Some(board) = LlamaBoard::start().await else {
         return;
     };
-    let Some((python, _)) = server_with("RUNBOARD_OPENAI_PYTHON", "RUNBOARD_SMALL_GGUF") else {
-        return;
-    };
-    let port = free_port();
-    let _llama = Llama::start_as(&binary, &model, port, "runboard-small").await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&dir);
-    config
-        .upstreams
-        .upstreams
-        .push(UpstreamSpec::parse(&format!("llama=http://127.0.0.1:{port}/v1"), |_| None).unwrap());
-    config.token = Some(TOKEN.into());
-    let server = start(config).await;
+    let (python, server) = (board.python, board.server);
 
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -169,25 +169,47 @@ async fn cancel_mid_step(api: &runboard_api::ApiClient, root: &str) {
     assert!(idle < 1500, "stopped after {idle} of 1500 tokens");
 }
 
+/// llama-cpp-python's server (its default settings) serving the small model, and a board whose
+/// runs are generated on it; the server is killed when this is dropped.
+struct PythonBoard {
+    root: String,
+    server: runboard_server::RunningServer,
+    _model_server: Llama,
+    _dir: tempfile::TempDir,
+}
+
+impl PythonBoard {
+    /// `None` (the test says so and passes) when this machine has no llama-cpp-python.
+    async fn start() -> Option<Self> {
+        let (python, model) = server_with("RUNBOARD_LLAMA_PYTHON", "RUNBOARD_SMALL_GGUF")?;
+        let port = free_port();
+        let model_server = Llama::start_python(&python, &model, port, "runboard-small").await;
+        let root = format!("http://127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(&dir);
+        config
+            .upstreams
+            .upstreams
+            .push(UpstreamSpec::parse(&format!("py={root}/v1"), |_| None).unwrap());
+        let server = start(config).await;
+        Some(Self {
+            root,
+            server,
+            _model_server: model_server,
+            _dir: dir,
+        })
+    }
+}
+
 /// llama-cpp-python's server sends no usage chunk: runboard counts the stream's chunks, says so
 /// (`estimated`) to the end, and the count never exceeds what the server made (the same request
 /// answered whole carries the exact figure; a chunk can hold more than one token, never less).
 #[tokio::test]
 async fn runs_on_llama_cpp_pythons_server_without_usage_are_counted_from_the_stream() {
-    let Some((python, model)) = server_with("RUNBOARD_LLAMA_PYTHON", "RUNBOARD_SMALL_GGUF") else {
+    let Some(board) = PythonBoard::start().await else {
         return;
     };
-    let port = free_port();
-    let _server = Llama::start_python(&python, &model, port, "runboard-small").await;
-    let root = format!("http://127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&dir);
-    config
-        .upstreams
-        .upstreams
-        .push(UpstreamSpec::parse(&format!("py={root}/v1"), |_| None).unwrap());
-    let server = start(config).await;
-    let api = client(&server);
+    let (root, api) = (board.root.clone(), client(&board.server));
     let messages = json!([{"role": "user", "content": "Describe a lighthouse"}]);
     let detail = api
         .create_run(&CreateRun {
@@ -241,7 +263,7 @@ async fn runs_on_llama_cpp_pythons_server_without_usage_are_counted_from_the_str
         counted >= 1 && counted <= made,
         "counted {counted} of {made}"
     );
-    server.stop().await;
+    board.server.stop().await;
 }
 
 /// Three runs at once on llama-cpp-python's server with its default settings, which interrupt
@@ -250,20 +272,10 @@ async fn runs_on_llama_cpp_pythons_server_without_usage_are_counted_from_the_str
 /// step is named in its run.
 #[tokio::test]
 async fn interrupted_answers_on_llama_cpp_pythons_server_are_named_not_counted_as_successes() {
-    let Some((python, model)) = server_with("RUNBOARD_LLAMA_PYTHON", "RUNBOARD_SMALL_GGUF") else {
+    let Some(board) = PythonBoard::start().await else {
         return;
     };
-    let port = free_port();
-    let _server = Llama::start_python(&python, &model, port, "runboard-small").await;
-    let root = format!("http://127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&dir);
-    config
-        .upstreams
-        .upstreams
-        .push(UpstreamSpec::parse(&format!("py={root}/v1"), |_| None).unwrap());
-    let server = start(config).await;
-    let api = client(&server);
+    let api = client(&board.server);
     let mut ids = Vec::new();
     for n in 0..3 {
         let created = api
@@ -321,5 +333,5 @@ async fn interrupted_answers_on_llama_cpp_pythons_server_are_named_not_counted_a
         interrupted_steps > 0,
         "llama-cpp-python interrupted no step"
     );
-    server.stop().await;
+    board.server.stop().await;
 }

@@ -17,7 +17,7 @@ use support::openai_upstream::{
     FakeUpstream, Step, chunked, chunked_head, content, done, finish, role, stream_head,
     whole_reply,
 };
-use support::test_server::{config, db_path, sqlite_config, start, wait_finished};
+use support::test_server::{config, db_path, sqlite, sqlite_config, start, wait_finished};
 use tokio::io::AsyncWriteExt as _;
 
 const TOKEN: &str = "record-token";
@@ -56,14 +56,19 @@ fn request(
     request
 }
 
+/// The run a call was recorded in, as its answer names it.
+fn run_id_of(response: &reqwest::Response) -> String {
+    response.headers()["x-runboard-run-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Reads a streamed answer until `[DONE]` and closes the connection there, as the `openai`
 /// package does, before the upstream's body has ended. Returns the run's id.
 async fn read_to_done_and_leave(response: reqwest::Response) -> String {
     assert_eq!(response.status(), 200);
-    let run_id = response.headers()["x-runboard-run-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let run_id = run_id_of(&response);
     let mut body = response.bytes_stream();
     let mut seen = Vec::new();
     while let Some(piece) = body.next().await {
@@ -157,6 +162,16 @@ async fn a_client_that_closes_at_done_completes_its_call_and_keeps_its_pipeline_
     assert_eq!(endings(&detail), (1, 1));
     let listed = api.list_runs(&RunQuery::default()).await.unwrap().runs;
     assert_eq!(listed.len(), 1, "one run for the pipeline: {listed:#?}");
+    // A streamed call gets a connection of its own upstream: llama.cpp's server closes it after
+    // the stream without saying so, and a pooled one would take the next call with it.
+    assert!(
+        upstream
+            .chats()
+            .iter()
+            .all(|seen| seen.request.header("connection") == Some("close")),
+        "{:?}",
+        upstream.chats()[0].request.headers
+    );
 
     // A call of its own, left at `[DONE]`: completed too.
     let response = request(&server, chat(true, "alone"), &[])
@@ -187,10 +202,7 @@ async fn a_client_that_closes_at_done_completes_its_call_and_keeps_its_pipeline_
         .send()
         .await
         .unwrap();
-    let run_id = response.headers()["x-runboard-run-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let run_id = run_id_of(&response);
     let mut body = response.bytes_stream();
     let _ = body.next().await;
     drop(body);
@@ -233,10 +245,7 @@ async fn answers_ended_without_a_finish_reason_are_named_interrupted_never_silen
             .send()
             .await
             .unwrap();
-        let run_id = response.headers()["x-runboard-run-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let run_id = run_id_of(&response);
         response.bytes().await.unwrap();
         ids.push(run_id);
     }
@@ -330,10 +339,7 @@ async fn proxied_calls_are_counted_under_their_model_and_whole_answers_keep_thei
         .parse::<usize>()
         .unwrap();
     assert!(response.headers().get("transfer-encoding").is_none());
-    let whole_run = response.headers()["x-runboard-run-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let whole_run = run_id_of(&response);
     let body = response.bytes().await.unwrap();
     assert_eq!(body.len(), length);
     let response = request(&server, chat(true, "streamed"), &[])
@@ -486,10 +492,7 @@ async fn a_call_in_flight_at_a_stop(dir: &tempfile::TempDir, upstream: &FakeUpst
         .send()
         .await
         .unwrap();
-    let run_id = response.headers()["x-runboard-run-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let run_id = run_id_of(&response);
     let mut body = response.bytes_stream();
     let _ = body.next().await;
     server.stop().await;
@@ -533,24 +536,4 @@ async fn all_runs(api: &ApiClient) -> Vec<runboard_api::RunSummary> {
         }
         runs.extend(page);
     }
-}
-
-/// Runs one statement on the SQLite file with Python's `sqlite3`, as another tool would.
-async fn sqlite(path: &std::path::Path, sql: &str) {
-    let script = "import sqlite3, sys\n\
-                  db = sqlite3.connect(sys.argv[1])\n\
-                  db.execute(sys.argv[2])\n\
-                  db.commit()";
-    let output = tokio::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .arg(sql)
-        .output()
-        .await
-        .expect("python3 must be installed (.ci/run installs it)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

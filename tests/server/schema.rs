@@ -10,29 +10,7 @@ use std::time::Duration;
 use runboard_api::{CreateRun, RunMode, RunStatus};
 use runboard_server::store::SCHEMA_VERSION;
 use serde_json::json;
-use support::test_server::{client, db_path, sqlite_config as config, wait_finished};
-
-/// Runs `sql` on the database file with Python's `sqlite3`; prints the first row's first column.
-async fn sqlite(path: &std::path::Path, sql: &str) -> String {
-    let script = "import sqlite3, sys\n\
-                  db = sqlite3.connect(sys.argv[1])\n\
-                  row = db.execute(sys.argv[2]).fetchone()\n\
-                  db.commit()\n\
-                  print('' if row is None else row[0])";
-    let output = tokio::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .arg(sql)
-        .output()
-        .await
-        .expect("python3 must be installed (.ci/run installs it)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
+use support::test_server::{client, db_path, sqlite, sqlite_config as config, wait_finished};
 
 #[tokio::test]
 async fn versions_are_kept_migrated_and_a_newer_database_is_refused() {

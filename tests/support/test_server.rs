@@ -109,3 +109,26 @@ pub async fn wait_finished(api: &ApiClient, run_id: &str, limit: Duration) -> Ru
     .await
     .unwrap_or_else(|_| panic!("run {run_id} did not finish within {limit:?}"))
 }
+
+/// Runs `sql` on the SQLite file with Python's `sqlite3`, as a person with another tool would;
+/// the first row's first column, as text.
+pub async fn sqlite(path: &std::path::Path, sql: &str) -> String {
+    let script = "import sqlite3, sys\n\
+                  db = sqlite3.connect(sys.argv[1])\n\
+                  row = db.execute(sys.argv[2]).fetchone()\n\
+                  db.commit()\n\
+                  print('' if row is None else row[0])";
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(sql)
+        .output()
+        .await
+        .expect("python3 must be installed (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}

@@ -11,11 +11,15 @@
 //!
 //! `cargo bench --bench proxy`. Everything shares this machine's cores.
 
+mod common;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runboard_server::{DbLocation, ServerConfig, UpstreamSpec};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+
+use common::{median, percentile, runtime, threads_cpu_secs};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -185,61 +189,9 @@ fn round(
     })
 }
 
-/// CPU seconds (user + system) of this process's threads whose name starts with a prefix.
-fn threads_cpu_secs(prefixes: &[&str]) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !prefixes.iter().any(|prefix| comm.starts_with(prefix)) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let Some(after) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        for index in [11, 12] {
-            ticks += fields
-                .get(index)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let secs = ticks as f64 / 100.0;
-    secs
-}
-
 #[allow(clippy::cast_precision_loss)]
 fn ms(micros: u64) -> f64 {
     micros as f64 / 1000.0
-}
-
-fn percentile(sorted: &[u64], fraction: f64) -> u64 {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = ((sorted.len().saturating_sub(1)) as f64 * fraction).round() as usize;
-    sorted.get(index).copied().unwrap_or(0)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn runtime(name: &str, threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn list(values: &[f64]) -> String {

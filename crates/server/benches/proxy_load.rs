@@ -14,6 +14,8 @@
 //! Everything shares this machine's cores: the upstream and the clients have one runtime
 //! thread each, runboard two.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 use runboard_server::{DbLocation, ServerConfig, UpstreamSpec};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+
+use common::{percentile, runtime, threads_cpu_secs};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -338,53 +342,10 @@ async fn events_head(url: &str) -> i64 {
     health["events_head"].as_i64().unwrap_or(0)
 }
 
-/// CPU seconds (user + system) of this process's threads whose name starts with a prefix.
-fn threads_cpu_secs(prefixes: &[&str]) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !prefixes.iter().any(|prefix| comm.starts_with(prefix)) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let Some(after) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        for index in [11, 12] {
-            ticks += fields
-                .get(index)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let secs = ticks as f64 / 100.0;
-    secs
-}
-
 fn percentile_ms(sorted: &[u64], fraction: f64) -> f64 {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = ((sorted.len().saturating_sub(1)) as f64 * fraction).round() as usize;
     #[allow(clippy::cast_precision_loss)]
-    let ms = sorted.get(index).copied().unwrap_or(0) as f64 / 1000.0;
+    let ms = percentile(sorted, fraction) as f64 / 1000.0;
     ms
-}
-
-fn runtime(name: &str, threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// The scripted upstream on its runtime, and runboard proxying to it (recording in a SQLite

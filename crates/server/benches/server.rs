@@ -12,6 +12,8 @@
 //! `cargo bench --bench server`. Server and subscribers share this machine's cores, so the
 //! figures are a floor for a server with its own machine.
 
+mod common;
+
 use std::time::{Duration, Instant, SystemTime};
 
 use runboard_api::{ApiClient, CreateRun, RunMode};
@@ -22,6 +24,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 // The same allocator as the `runboard` binary, so the figures are the product's.
+use common::{percentile, threads_cpu_secs};
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -106,16 +110,6 @@ async fn subscribe(
     me
 }
 
-fn percentile(sorted: &[u64], fraction: f64) -> u64 {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = ((sorted.len().saturating_sub(1)) as f64 * fraction).round() as usize;
-    sorted.get(index).copied().unwrap_or(0)
-}
-
 /// A server on a free loopback port with a fresh SQLite file, `runs` at once, seeded runs that
 /// never fail, paced at `speed`.
 fn bench_config(dir: &tempfile::TempDir, runs: usize, speed: f64) -> ServerConfig {
@@ -195,37 +189,6 @@ async fn phase(label: &str, speed: f64, iterations: u64) {
         percentile(&latencies, 0.99) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0
     );
-}
-
-/// CPU time (user + system) of this process's threads whose name starts with one of `prefixes`,
-/// from `/proc/self/task/*/stat`, in seconds (the kernel counts in ticks of 10 ms).
-fn threads_cpu_secs(prefixes: &[&str]) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !prefixes.iter().any(|prefix| comm.starts_with(prefix)) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the command name (which is in parentheses and may hold spaces).
-        let Some(after) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        for index in [11, 12] {
-            ticks += fields
-                .get(index)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let secs = ticks as f64 / 100.0;
-    secs
 }
 
 /// Runs at low load: 32 runs paced to about 800 events/s in all, 64 subscribers. The server

@@ -13,6 +13,8 @@
 //! `RUNBOARD_TEST_POSTGRES`, then `cargo bench -p runboard-server --bench shared_store`.
 //! Everything (instances, PostgreSQL, subscribers) shares this machine's cores.
 
+mod common;
+
 use std::time::{Duration, Instant, SystemTime};
 
 use runboard_api::{ApiClient, CreateRun, RunMode};
@@ -22,6 +24,8 @@ use serde_json::json;
 use sqlx::Connection as _;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use common::{median, percentile};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -99,16 +103,6 @@ async fn subscribe(url: String, ready: tokio::sync::mpsc::Sender<()>) -> Subscri
         }
     }
     me
-}
-
-fn percentile(sorted: &[u64], fraction: f64) -> u64 {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = ((sorted.len().saturating_sub(1)) as f64 * fraction).round() as usize;
-    sorted.get(index).copied().unwrap_or(0)
 }
 
 fn config(db: DbLocation, runs: usize, speed: f64, name: &str) -> ServerConfig {
@@ -236,11 +230,6 @@ async fn postgres_round(base: &str, label: &str, speed: f64, iterations: u64) ->
         server.stop().await;
     }
     result
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn print(label: &str, round: &Round) {

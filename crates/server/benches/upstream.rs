@@ -13,6 +13,8 @@
 //!
 //! `cargo bench --bench upstream`. Everything shares this machine's cores.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +24,8 @@ use runboard_sse::{EventSource, Update};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+
+use common::{median, percentile, runtime, threads_cpu_secs};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -157,53 +161,6 @@ async fn subscribe(url: String, ready: tokio::sync::oneshot::Sender<()>) -> Seen
     seen
 }
 
-/// CPU seconds (user + system) of this process's threads whose name starts with a prefix.
-fn threads_cpu_secs(prefixes: &[&str]) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !prefixes.iter().any(|prefix| comm.starts_with(prefix)) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let Some(after) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        for index in [11, 12] {
-            ticks += fields
-                .get(index)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let secs = ticks as f64 / 100.0;
-    secs
-}
-
-fn percentile(sorted: &[u64], fraction: f64) -> u64 {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = ((sorted.len().saturating_sub(1)) as f64 * fraction).round() as usize;
-    sorted.get(index).copied().unwrap_or(0)
-}
-
-fn runtime(name: &str, threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// The floor: 64 streams read to their end by bare `reqwest` on the server's runtime, doing
 /// nothing with the bytes. Returns the CPU seconds of that runtime's threads.
 fn bare_round(server_rt: &tokio::runtime::Runtime, upstream: std::net::SocketAddr) -> f64 {
@@ -281,11 +238,6 @@ fn runboard_round(
     });
     server_rt.block_on(running.stop());
     round
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 #[allow(clippy::cast_precision_loss)]

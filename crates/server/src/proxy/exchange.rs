@@ -219,6 +219,13 @@ impl Exchange {
         if let Some(accept) = &self.accept {
             request = request.header(reqwest::header::ACCEPT, accept.as_bytes());
         }
+        if self.call.stream {
+            // llama.cpp's server closes the connection after every streamed answer without
+            // saying so (no `Connection: close`); a pooled connection it has closed takes
+            // the next call with it, and runboard never sends a call twice. A stream lasts
+            // seconds: a connection of its own costs it one round trip.
+            request = request.header(reqwest::header::CONNECTION, "close");
+        }
         if let Some(key) = &spec.key {
             request = request.header(reqwest::header::AUTHORIZATION, key.bearer());
         }
@@ -637,32 +644,29 @@ impl BodyReader<'_> {
     /// A `node_update` while the answer streams: left out when the store is behind (the
     /// relay never waits for the record; the next update, and the last one, carry it all).
     fn update_mid_answer(&mut self) {
-        let exchange = self.exchange;
-        let ctx = &exchange.run.ctx;
-        let ts = now_rfc3339();
-        let update = self
-            .reading
-            .node_update(&exchange.call.agent, exchange.number, &ts);
-        ctx.recorder
-            .update_or_skip(&ctx.run_id, RunEvent::NodeUpdate(update), ts);
-        self.reading.live_figures(&mut self.figures);
-        self.request.set_live(&self.figures);
+        let (ts, update) = self.next_update();
+        let ctx = &self.exchange.run.ctx;
+        ctx.recorder.update_or_skip(&ctx.run_id, update, ts);
     }
 
     /// Records a `node_update` with the call's latest text and counts, and its live figures.
     async fn update(&mut self) {
+        let (ts, update) = self.next_update();
+        let ctx = &self.exchange.run.ctx;
+        let _ = ctx.recorder.event(&ctx.run_id, update, ts).await;
+    }
+
+    /// The call's latest text and counts as a `node_update` stamped now, with its live
+    /// figures brought up to date on the way.
+    fn next_update(&mut self) -> (String, RunEvent) {
         let exchange = self.exchange;
-        let ctx = &exchange.run.ctx;
         let ts = now_rfc3339();
         let update = self
             .reading
             .node_update(&exchange.call.agent, exchange.number, &ts);
-        let _ = ctx
-            .recorder
-            .event(&ctx.run_id, RunEvent::NodeUpdate(update), ts)
-            .await;
         self.reading.live_figures(&mut self.figures);
         self.request.set_live(&self.figures);
+        (ts, RunEvent::NodeUpdate(update))
     }
 }
 

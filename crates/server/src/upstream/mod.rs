@@ -20,6 +20,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+/// How long a connection to a model server may sit idle and still be used (below the 5 s
+/// after which the usual servers close theirs).
+const UPSTREAM_IDLE_CONNECTION: Duration = Duration::from_secs(4);
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -125,6 +129,11 @@ impl UpstreamPool {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // Model servers close a kept-alive connection after 5 idle seconds (uvicorn, as
+            // vLLM and llama-cpp-python run it; llama.cpp's own server). A call sent on one
+            // just as it closes fails, and runboard never sends a call twice: so a connection
+            // idle for 4 s is not used again.
+            .pool_idle_timeout(UPSTREAM_IDLE_CONNECTION)
             .build()
             .unwrap_or_default();
         let upstreams = config
