@@ -165,7 +165,11 @@ async fn bad_benchmark_requests_are_refused_with_reasons() {
 #[allow(clippy::too_many_lines)] // One scenario, read top to bottom.
 async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(&dir)).await;
+    let mut slower = config(&dir);
+    // Tasks of a second or more, so a subscriber checking every second sees them run (at the
+    // tests' usual speed the whole benchmark could end between two checks).
+    slower.generator.speed = 10.0;
+    let server = start(slower).await;
     let mut subscribers: Vec<(EventSource, Seen)> = (0..12)
         .map(|_| (stream(&server, "?interval=1", None), Seen::default()))
         .collect();
@@ -193,10 +197,13 @@ async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
     );
     let mut reference: Option<Vec<(String, String, bool)>> = None;
     for (source, seen) in &mut subscribers {
+        // A benchmark that ends between two checks reaches a client as its status (already
+        // `finished`: a new benchmark is announced first) and then its results and progress.
         read_until(source, seen, Duration::from_secs(60), |s| {
             s.statuses
                 .last()
                 .is_some_and(|st| st.phase == phase::FINISHED)
+                && s.progress.last().is_some_and(|p| p.tasks_completed == 3)
         })
         .await;
         let results: Vec<(String, String, bool)> = seen

@@ -230,7 +230,7 @@ fn main() {
     let running = server_rt.block_on(runboard_server::start(config)).unwrap();
     let direct_url = format!("http://{upstream}/v1/chat/completions");
     let proxied_url = format!("{}/v1/chat/completions", running.url());
-    let runboard_threads = ["bench-server", "sqlx-sqlite"];
+    let runboard_threads = ["bench-server", "runboard-writer", "sqlx-sqlite"];
 
     // All 64 sent at the same instant; then the same 64 streams with their requests 10 ms
     // apart, so each arrives while the others stream (what a fleet's steady traffic is like).

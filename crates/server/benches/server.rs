@@ -215,7 +215,7 @@ fn low_load(
         .block_on(runboard_server::start(config))
         .unwrap();
     let url = format!("{}/api/events", running.url());
-    let server_threads = ["bench-server", "sqlx-sqlite"];
+    let server_threads = ["bench-server", "runboard-writer", "sqlx-sqlite"];
     let (wall, cpu, results) = client_runtime.block_on(async {
         let (ready_tx, mut ready) = tokio::sync::mpsc::channel(subscribers_count);
         let mut subscribers = tokio::task::JoinSet::new();

@@ -212,7 +212,7 @@ fn runboard_round(
         .push(UpstreamSpec::parse(&format!("bench=http://{upstream}/v1"), |_| None).unwrap());
     let running = server_rt.block_on(runboard_server::start(config)).unwrap();
     let url = running.url();
-    let server_threads = ["bench-server", "sqlx-sqlite"];
+    let server_threads = ["bench-server", "runboard-writer", "sqlx-sqlite"];
     let round = client_rt.block_on(async {
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
         let subscriber = tokio::spawn(subscribe(format!("{url}/api/events"), ready_tx));
