@@ -422,7 +422,7 @@ impl BodyReader<'_> {
                     return exchange.failed(message).await;
                 }
             };
-            let bytes = self.join_ready(&mut response, bytes);
+            let bytes = self.join_ready(&mut response, bytes).await;
             // The client first: what runboard makes of the bytes never delays them.
             if client.send(Ok(bytes.clone())).await.is_err() {
                 if self.answer_delivered() {
@@ -478,15 +478,23 @@ impl BodyReader<'_> {
     /// Joins to `first` the pieces the upstream has already sent, so a burst written at once
     /// reaches the client in one write rather than one per chunk (the same bytes, no later).
     /// An end or error met on the way is held for the next turn.
-    fn join_ready(&mut self, response: &mut reqwest::Response, first: Bytes) -> Bytes {
+    async fn join_ready(&mut self, response: &mut reqwest::Response, first: Bytes) -> Bytes {
         use futures_util::FutureExt as _;
         let mut joined: Option<BytesMut> = None;
+        let mut yielded = false;
         while joined.as_ref().map_or(first.len(), BytesMut::len) < MAX_JOINED {
             match response.chunk().now_or_never() {
+                None if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
                 None => break,
-                Some(Ok(Some(more))) => joined
-                    .get_or_insert_with(|| BytesMut::from(&first[..]))
-                    .extend_from_slice(&more),
+                Some(Ok(Some(more))) => {
+                    yielded = false;
+                    joined
+                        .get_or_insert_with(|| BytesMut::from(&first[..]))
+                        .extend_from_slice(&more);
+                }
                 Some(other) => {
                     self.held = Some(other);
                     break;
