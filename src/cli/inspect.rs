@@ -23,6 +23,9 @@ pub struct RunsArgs {
     /// Only runs older than this run id (paging)
     #[arg(long, value_name = "RUN_ID")]
     before: Option<String>,
+    /// Only runs made by this worker
+    #[arg(long, value_name = "NAME")]
+    worker: Option<String>,
     /// Print the API's JSON instead of a table
     #[arg(long)]
     json: bool,
@@ -58,6 +61,7 @@ pub async fn runs(args: RunsArgs) -> ExitCode {
         limit: Some(args.limit),
         before: args.before.clone(),
         status: args.status,
+        worker: args.worker.clone(),
     };
     let list = match client.list_runs(&query).await {
         Ok(list) => list,

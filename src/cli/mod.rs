@@ -15,6 +15,7 @@ mod remote;
 mod replay;
 mod serve;
 mod tail;
+mod tail_worker;
 
 use std::process::ExitCode;
 

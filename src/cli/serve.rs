@@ -166,6 +166,11 @@ pub struct ServeArgs {
     /// This server's name on /api/health and in errors about it (default: host:port)
     #[arg(long, value_name = "NAME")]
     instance_name: Option<String>,
+    /// The service-level objective of one call, for live goodput (the share of the last
+    /// minute's calls that met it, per model and for the fleet, on /api/workers and in the
+    /// console): time to first token and mean inter-token latency, either optional
+    #[arg(long, value_name = "ttft=500ms,itl=50ms", value_parser = runboard_api::Slo::parse)]
+    slo: Option<runboard_api::Slo>,
 }
 
 fn upstream_arg(text: &str) -> Result<String, String> {
@@ -295,6 +300,7 @@ impl ServeArgs {
             lease: Duration::from_secs_f64(self.lease_secs),
             instance_name: self.instance_name.clone(),
             replay,
+            slo: self.slo,
             ..ServerConfig::default()
         })
     }

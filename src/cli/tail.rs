@@ -1,5 +1,7 @@
 //! `runboard tail ID`: follow one run. People get its narration and a final status line
 //! (no JSON in this view); `--json` gets every structured event as a JSON line.
+//! `runboard tail --worker NAME` follows every call or run of one worker instead
+//! (`tail_worker`).
 //! Reconnects and resumes after `Last-Event-ID`, so a dropped connection or a server restart
 //! neither loses nor repeats a line.
 
@@ -21,7 +23,12 @@ use runboard_sse::{ConnectionState, SseError};
 #[derive(Debug, Args)]
 pub struct TailArgs {
     /// The run id
-    run_id: String,
+    #[arg(required_unless_present = "worker", conflicts_with = "worker")]
+    run_id: Option<String>,
+    /// Follow every call or run of this worker (as `GET /api/workers` names it) instead of
+    /// one run, each line led by its run id, until interrupted
+    #[arg(long, value_name = "NAME")]
+    worker: Option<String>,
     /// Print each structured event (everything but narration) as one JSON line
     #[arg(long)]
     json: bool,
@@ -29,11 +36,12 @@ pub struct TailArgs {
     remote: RemoteArgs,
 }
 
+/// One structured event as `--json` prints it.
 #[derive(Serialize)]
-struct JsonEvent<'a> {
-    event: &'a str,
-    data: Value,
-    id: &'a str,
+pub(super) struct JsonEvent<'a> {
+    pub(super) event: &'a str,
+    pub(super) data: Value,
+    pub(super) id: &'a str,
 }
 
 /// Follows the run to its end. Exit 0 when it completed, 1 when it failed or was cancelled or
@@ -43,7 +51,12 @@ pub async fn run(args: TailArgs) -> ExitCode {
         Ok(client) => client,
         Err(message) => return fail(&message),
     };
-    let url = client.run_stream_url(&args.run_id);
+    let run_id = match (&args.run_id, &args.worker) {
+        (_, Some(worker)) => return super::tail_worker::run(&client, worker, args.json).await,
+        (Some(run_id), None) => run_id.clone(),
+        (None, None) => return fail("give a run id or --worker NAME"),
+    };
+    let url = client.run_stream_url(&run_id);
     let mut source = match client.stream::<RunEvent>(&url, &StreamOptions::default()) {
         Ok(source) => source,
         Err(error) => return fail(&error.to_string()),
@@ -73,7 +86,7 @@ pub async fn run(args: TailArgs) -> ExitCode {
                         }
                     }
                     if let RunEvent::StreamEnd(end) = decoded {
-                        return finish(&client, &args.run_id, Some(end.status), args.json).await;
+                        return finish(&client, &run_id, Some(end.status), args.json).await;
                     }
                 }
             },
@@ -92,7 +105,7 @@ pub async fn run(args: TailArgs) -> ExitCode {
             }
             // 204: the server has nothing more for us; the run is over.
             StreamUpdate::State(ConnectionState::Closed) => {
-                return finish(&client, &args.run_id, None, args.json).await;
+                return finish(&client, &run_id, None, args.json).await;
             }
             StreamUpdate::State(ConnectionState::Failed(error)) => {
                 let hint = match &error {
@@ -145,7 +158,7 @@ async fn finish(
     }
 }
 
-fn fail(message: &str) -> ExitCode {
+pub(super) fn fail(message: &str) -> ExitCode {
     eprintln!("runboard tail: error: {message}");
     ExitCode::FAILURE
 }

@@ -174,6 +174,7 @@ async fn listing_pages_newest_first_filters_by_status_and_clamps_the_limit() {
                 limit: Some(2),
                 before: before.clone(),
                 status: None,
+                worker: None,
             })
             .await
             .unwrap();

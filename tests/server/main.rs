@@ -34,3 +34,4 @@ mod store_faults;
 mod streams;
 mod upstreams;
 mod web;
+mod workers;

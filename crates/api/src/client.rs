@@ -79,6 +79,8 @@ pub struct RunQuery {
     pub before: Option<String>,
     /// Only runs with this status.
     pub status: Option<RunStatus>,
+    /// Only runs made by this worker.
+    pub worker: Option<String>,
 }
 
 /// A client for one runs-API server.
@@ -169,6 +171,9 @@ impl ApiClient {
             if let Some(status) = query.status {
                 pairs.append_pair("status", status.as_str());
             }
+            if let Some(worker) = &query.worker {
+                pairs.append_pair("worker", worker);
+            }
         }
         let body = self.send(Method::GET, url.as_str(), None).await?;
         RunList::from_json(&body).map_err(|e| ApiError::Decode {
@@ -214,6 +219,11 @@ impl ApiClient {
     /// `GET /api/upstreams`: the model servers the server reads, as last read.
     pub async fn upstreams(&self) -> Result<super::Upstreams, ApiError> {
         self.call(Method::GET, "api/upstreams", None).await
+    }
+
+    /// `GET /api/workers`: every worker with its figures, and the fleet's last minute.
+    pub async fn workers(&self) -> Result<super::WorkerList, ApiError> {
+        self.call(Method::GET, "api/workers", None).await
     }
 
     /// The URL of the upstreams stream.

@@ -15,6 +15,7 @@ mod stream;
 mod types;
 pub mod units;
 mod upstreams;
+mod workers;
 
 pub use active_requests::{ActiveRequest, ActiveRequests, RequestPhase};
 pub use benchmark::{
@@ -43,3 +44,4 @@ pub use types::{
 pub use upstreams::{
     Engine, FigurePoint, Figures, ModelFigures, ScrapeState, Slot, Upstream, Upstreams,
 };
+pub use workers::{FleetFigures, Goodput, ModelGoodput, Slo, WorkerFigures, WorkerList};

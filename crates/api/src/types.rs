@@ -99,6 +99,11 @@ pub struct RunSummary {
     /// The tail of the latest text, at most 200 characters.
     #[serde(default)]
     pub snippet: Option<String>,
+    /// Who made it: the worker whose series of calls or runs it belongs to (a proxied call's
+    /// `X-Runboard-Worker`, its body's `user`, or its client's address and `User-Agent`; a
+    /// launch's `params.worker`). `None` for a run launched without one: it is its own worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl RunSummary {
@@ -115,6 +120,7 @@ impl RunSummary {
             agent: None,
             iteration: None,
             snippet: None,
+            worker: None,
         }
     }
 }
@@ -288,6 +294,8 @@ pub enum Feature {
     ActiveRequests,
     /// `/api/upstreams` and its stream: the model servers it reads (`serve --scrape`).
     Upstreams,
+    /// `/api/workers` and `GET /api/runs?worker=`: the fleet as its workers.
+    Workers,
     /// A feature this side does not know (a newer or different server).
     #[serde(other)]
     Unknown,
@@ -295,7 +303,7 @@ pub enum Feature {
 
 impl Feature {
     /// Every feature a runboard server can offer, in the order `/api/health` lists them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Events,
         Self::Cancel,
         Self::Inline,
@@ -304,6 +312,7 @@ impl Feature {
         Self::Benchmarks,
         Self::ActiveRequests,
         Self::Upstreams,
+        Self::Workers,
     ];
 }
 

@@ -9,6 +9,7 @@ pub mod benchmark;
 pub mod catalog;
 mod failure;
 mod feed;
+mod fleet;
 pub mod generator;
 mod guard;
 mod hub;
@@ -148,6 +149,8 @@ pub struct ServerConfig {
     /// Replay this recording instead of running anything (`--replay`); runs are not
     /// started, cancelled or generated.
     pub replay: Option<replay::ReplayConfig>,
+    /// The objective goodput is measured against (`--slo`); `None` measures none.
+    pub slo: Option<runboard_api::Slo>,
 }
 
 impl Default for ServerConfig {
@@ -182,6 +185,7 @@ impl Default for ServerConfig {
             lease: DEFAULT_LEASE,
             instance_name: None,
             replay: None,
+            slo: None,
         }
     }
 }
@@ -295,7 +299,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let hub = Hub::new(config.broadcast_capacity, sequences.last_seq);
     let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
-    let telemetry = Telemetry::new();
+    let telemetry = Telemetry::with_slo(config.slo);
     let identity = identity_for(&config);
     let feed = Feed::new(
         hub.clone(),

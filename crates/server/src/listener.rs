@@ -106,7 +106,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer_bytes);
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(WithClient {
+            router: app.clone(),
+            client: ClientAddr(peer),
+        });
         let io = StallGuard::new(TokioIo::new(stream), limits.stalled_write, peer);
         let connection = http.serve_connection(io, service);
         let connection = graceful.watch(connection);
@@ -118,6 +121,36 @@ pub async fn serve(
     }
     drop(listener);
     let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+}
+
+/// The address a request's connection came from, in the request's extensions (the proxy
+/// names a worker that says nothing else by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The router, with the connection's [`ClientAddr`] put on every request.
+#[derive(Clone)]
+struct WithClient {
+    router: Router,
+    client: ClientAddr,
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for WithClient
+where
+    Router: tower_service::Service<axum::http::Request<B>>,
+{
+    type Response = <Router as tower_service::Service<axum::http::Request<B>>>::Response;
+    type Error = <Router as tower_service::Service<axum::http::Request<B>>>::Error;
+    type Future = <Router as tower_service::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.client);
+        self.router.call(request)
+    }
 }
 
 /// Answers 503 and closes, off the accept loop so a slow client cannot hold it.

@@ -198,6 +198,11 @@ impl Recorder {
         &self,
         run: RunRow,
     ) -> Result<oneshot::Receiver<Result<(), Refused>>, Stopped> {
+        if let Some(worker) = &run.summary.worker {
+            self.telemetry
+                .fleet()
+                .run_worker(&run.summary.run_id, worker);
+        }
         let (stored, answer) = oneshot::channel();
         self.send(Command::Created {
             run: Box::new(run),

@@ -1,6 +1,6 @@
 //! The runs API over HTTP: routes, request parsing and validation.
 
-use runboard_api::{ErrorCode, Feature, Upstreams};
+use runboard_api::{ErrorCode, Feature, Upstreams, WorkerFigures, WorkerList};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,12 +24,13 @@ use super::benchmark::{self, BenchmarkBoard, BenchmarkRunner, Interval, Resume, 
 use super::failure::Failure;
 use super::generator;
 use super::guard::{Guard, guard};
+use super::listener::ClientAddr;
 use super::membership::Roster;
 use super::proxy::{Endpoint, Proxy};
 use super::request_span::request_span;
 use super::runs::{CancelOutcome, CreateError, Runs};
 use super::scrape::{self, UpstreamsBoard};
-use super::store::{RunRow, Store};
+use super::store::{RunFilter, RunRow, Store};
 use super::store_health::StoreHealth;
 use super::stream::{self, Scope, StreamSource};
 use super::telemetry::{self, Telemetry};
@@ -113,6 +114,7 @@ pub fn router(
         .route("/api/runs/{id}/stream", get(run_stream))
         .route("/api/benchmarks", post(create_benchmark))
         .route("/api/benchmark-sse", get(benchmark_stream))
+        .route("/api/workers", get(workers))
         .route("/api/upstreams", get(upstreams))
         .route("/api/upstreams/stream", get(upstreams_stream))
         .route("/metrics", get(metrics))
@@ -298,26 +300,67 @@ fn proxy(state: &AppState) -> Result<&Proxy, Failure> {
     })
 }
 
+/// `GET /api/workers`: every worker with its totals from the store and its live figures,
+/// the most recently seen first, and the fleet's last minute.
+async fn workers(State(state): State<AppState>) -> Result<Json<WorkerList>, Failure> {
+    let totals = state.store.worker_totals().await?;
+    let now = tokio::time::Instant::now();
+    let fleet = state.telemetry.fleet();
+    let live = fleet.workers(now);
+    let mut workers: Vec<WorkerFigures> = totals
+        .into_iter()
+        .map(|totals| {
+            let now = live.get(&totals.worker).copied().unwrap_or_default();
+            WorkerFigures {
+                done: totals.done,
+                failed: totals.failed,
+                cancelled: totals.cancelled,
+                in_flight: totals.in_flight,
+                tokens_out: totals.tokens_out,
+                tok_per_sec: now.tok_per_sec,
+                ttft_p50_ms: now.ttft_p50_ms,
+                last_seen: totals.last_seen,
+                worker: totals.worker,
+            }
+        })
+        .collect();
+    workers.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then_with(|| a.worker.cmp(&b.worker))
+    });
+    Ok(Json(WorkerList {
+        workers,
+        fleet: fleet.figures(now),
+    }))
+}
+
 /// `POST /v1/chat/completions`, passed on to the upstream serving the model.
 async fn proxy_chat(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
     let proxy = proxy(&state)?;
     let bytes = read_body(&state, body, proxy.max_body_bytes()).await?;
-    Ok(proxy.call(Endpoint::Chat, &headers, bytes).await)
+    let client = client.map(|Extension(ClientAddr(addr))| addr.ip());
+    Ok(proxy.call(Endpoint::Chat, &headers, client, bytes).await)
 }
 
 /// `POST /v1/completions`, passed on to the upstream serving the model.
 async fn proxy_completions(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
     let proxy = proxy(&state)?;
     let bytes = read_body(&state, body, proxy.max_body_bytes()).await?;
-    Ok(proxy.call(Endpoint::Completions, &headers, bytes).await)
+    let client = client.map(|Extension(ClientAddr(addr))| addr.ip());
+    Ok(proxy
+        .call(Endpoint::Completions, &headers, client, bytes)
+        .await)
 }
 
 /// `GET /v1/models`: the upstreams' models and the aliases.
@@ -451,6 +494,7 @@ struct ListQuery {
     limit: Option<String>,
     status: Option<String>,
     before: Option<String>,
+    worker: Option<String>,
 }
 
 /// The query of the event streams.
@@ -519,7 +563,12 @@ async fn list_runs(
         ),
     };
     // One more than asked says whether another page exists.
-    let mut rows = state.store.list_runs(limit + 1, before_ord, status).await?;
+    let filter = RunFilter {
+        before_ord,
+        status,
+        worker: query.worker.filter(|worker| !worker.is_empty()),
+    };
+    let mut rows = state.store.list_runs(limit + 1, &filter).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_before = more

@@ -217,6 +217,7 @@ impl Runs {
         };
         let summary = RunSummary {
             created_at: Some(now_rfc3339()),
+            worker: worker_of(params),
             ..RunSummary::new(run_id, task, RunStatus::Queued)
         };
         let row = RunRow {
@@ -656,4 +657,19 @@ impl QueuePlace<'_> {
             queued.fetch_sub(1, Ordering::SeqCst);
         }
     }
+}
+
+/// The longest worker name kept, in characters.
+pub const WORKER_CHARS: usize = 64;
+
+/// The worker a launch names (`params.worker`), trimmed and cut to [`WORKER_CHARS`] with
+/// control characters as spaces; `None` when it names none.
+fn worker_of(params: &Value) -> Option<String> {
+    let name = params.get("worker")?.as_str()?.trim();
+    (!name.is_empty()).then(|| {
+        name.chars()
+            .take(WORKER_CHARS)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    })
 }

@@ -17,6 +17,8 @@ use prometheus_client::registry::{Registry, Unit};
 use runboard_api::{RunEvent, RunStatus};
 use tokio::time::Instant;
 
+use crate::fleet::FleetWindow;
+
 /// The content type of the page (the `OpenMetrics` text format, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -39,6 +41,7 @@ pub struct Telemetry {
 }
 
 struct Inner {
+    fleet: FleetWindow,
     registry: Registry,
     runs: Family<Labels, Gauge>,
     generating: Gauge,
@@ -209,6 +212,7 @@ impl Telemetry {
         );
         Self {
             inner: Arc::new(Inner {
+                fleet: FleetWindow::default(),
                 registry,
                 runs,
                 generating,
@@ -227,8 +231,21 @@ impl Telemetry {
         }
     }
 
+    /// New metrics whose fleet window judges calls by `slo` (`serve --slo`).
+    pub fn with_slo(slo: Option<runboard_api::Slo>) -> Self {
+        let telemetry = Self::new();
+        telemetry.inner.fleet.set_slo(slo);
+        telemetry
+    }
+
+    /// The fleet over the last minute (`GET /api/workers`).
+    pub fn fleet(&self) -> &FleetWindow {
+        &self.inner.fleet
+    }
+
     /// The model a run generates with, for its labels.
     pub fn run_model(&self, run_id: &str, model: &str) {
+        self.inner.fleet.run_model(run_id, model);
         let mut tracks = self.tracks();
         let track = tracks.entry(run_id.to_owned()).or_insert_with(new_track);
         model.clone_into(&mut track.model);
@@ -237,6 +254,7 @@ impl Telemetry {
     /// Observes an event as it is recorded.
     pub fn observe(&self, run_id: &str, event: &RunEvent) {
         let now = Instant::now();
+        self.inner.fleet.observe(run_id, event, now);
         match event {
             RunEvent::Status(change) if change.status == RunStatus::Running => {
                 let mut tracks = self.tracks();

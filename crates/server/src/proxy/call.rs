@@ -1,6 +1,8 @@
 //! What a client's `OpenAI` request says about itself: the model it wants, whether it streams,
 //! the task a person would recognise it by, and who is calling (the run and agent headers).
 
+use std::net::IpAddr;
+
 use axum::http::HeaderMap;
 use serde_json::Value;
 
@@ -13,6 +15,11 @@ pub const RUN_HEADER: &str = "x-runboard-run";
 pub const RUN_END_HEADER: &str = "x-runboard-run-end";
 /// Names the agent a call is made for.
 pub const AGENT_HEADER: &str = "x-runboard-agent";
+/// Names the worker making the call (its card in the console).
+pub const WORKER_HEADER: &str = "x-runboard-worker";
+
+/// The longest worker name kept, in characters.
+const WORKER_CHARS: usize = 64;
 
 /// The `OpenAI` endpoints runboard passes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +53,9 @@ pub struct ClientCall {
     pub task: String,
     /// `X-Runboard-Agent`, else the body's `user`, else `client`.
     pub agent: String,
+    /// `X-Runboard-Worker`, else the body's `user`, else the client's address and
+    /// `User-Agent` (one worker per client process when nothing is set).
+    pub worker: String,
     /// `X-Runboard-Run`, when the call is a step of a longer run.
     pub run_key: Option<String>,
     /// `X-Runboard-Run-End: true`.
@@ -55,8 +65,14 @@ pub struct ClientCall {
 }
 
 impl ClientCall {
-    /// Reads a call from its JSON body and headers.
-    pub fn read(endpoint: Endpoint, body: &Value, headers: &HeaderMap) -> Self {
+    /// Reads a call from its JSON body and headers; `client` is the address its connection
+    /// came from.
+    pub fn read(
+        endpoint: Endpoint,
+        body: &Value,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Self {
         let header = |name: &str| {
             headers
                 .get(name)
@@ -65,15 +81,18 @@ impl ClientCall {
                 .filter(|value| !value.is_empty())
                 .map(str::to_owned)
         };
+        let user = body
+            .get("user")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|user| !user.is_empty())
+            .map(str::to_owned);
         let agent = header(AGENT_HEADER)
-            .or_else(|| {
-                body.get("user")
-                    .and_then(Value::as_str)
-                    .map(str::trim)
-                    .filter(|user| !user.is_empty())
-                    .map(str::to_owned)
-            })
+            .or_else(|| user.clone())
             .unwrap_or_else(|| "client".to_owned());
+        let worker = header(WORKER_HEADER)
+            .or(user)
+            .unwrap_or_else(|| client_worker(client, header("user-agent").as_deref()));
         let prompt = match endpoint {
             Endpoint::Chat => body.get("messages"),
             Endpoint::Completions => body.get("prompt"),
@@ -91,10 +110,22 @@ impl ClientCall {
             stream: body.get("stream").and_then(Value::as_bool) == Some(true),
             task,
             agent: first_chars(&agent, 64),
+            worker: first_chars(&worker, WORKER_CHARS),
             run_key: header(RUN_HEADER).map(|key| first_chars(&key, 200)),
             ends_run: header(RUN_END_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true")),
             prompt_chars: prompt.map_or(0, |p| p.to_string().len()),
         }
+    }
+}
+
+/// The worker of a client that names none: its address and `User-Agent` (a client process
+/// keeps both across its calls, whichever connection of its pool each takes).
+fn client_worker(client: Option<IpAddr>, user_agent: Option<&str>) -> String {
+    match (client, user_agent) {
+        (Some(ip), Some(agent)) => format!("{ip} {agent}"),
+        (Some(ip), None) => ip.to_string(),
+        (None, Some(agent)) => agent.to_owned(),
+        (None, None) => "client".to_owned(),
     }
 }
 
@@ -154,15 +185,22 @@ mod tests {
             ],
         });
         let mut headers = HeaderMap::new();
-        let call = ClientCall::read(Endpoint::Chat, &body, &headers);
+        let call = ClientCall::read(Endpoint::Chat, &body, &headers, None);
         assert_eq!(call.task, "second question now");
         assert_eq!(call.agent, "labeler-7");
+        assert_eq!(call.worker, "labeler-7");
         assert!(call.stream && call.run_key.is_none() && !call.ends_run);
         headers.insert(AGENT_HEADER, "critic".parse().unwrap());
         headers.insert(RUN_HEADER, "pipeline-1".parse().unwrap());
         headers.insert(RUN_END_HEADER, "TRUE".parse().unwrap());
-        let call = ClientCall::read(Endpoint::Chat, &body, &headers);
+        let call = ClientCall::read(Endpoint::Chat, &body, &headers, None);
         assert_eq!(call.agent, "critic");
+        assert_eq!(call.worker, "labeler-7");
+        headers.insert(WORKER_HEADER, "gen-07".parse().unwrap());
+        assert_eq!(
+            ClientCall::read(Endpoint::Chat, &body, &headers, None).worker,
+            "gen-07"
+        );
         assert_eq!(call.run_key.as_deref(), Some("pipeline-1"));
         assert!(call.ends_run);
     }
@@ -171,12 +209,39 @@ mod tests {
     fn completions_take_the_prompt_and_long_tasks_are_cut() {
         let long = "é".repeat(500);
         let body = json!({"model": "m", "prompt": [long.clone()]});
-        let call = ClientCall::read(Endpoint::Completions, &body, &HeaderMap::new());
+        let call = ClientCall::read(Endpoint::Completions, &body, &HeaderMap::new(), None);
         assert_eq!(call.task.chars().count(), TASK_CHARS);
         assert_eq!(call.agent, "client");
         assert!(!call.stream);
-        let empty = ClientCall::read(Endpoint::Chat, &json!({"messages": []}), &HeaderMap::new());
+        let empty = ClientCall::read(
+            Endpoint::Chat,
+            &json!({"messages": []}),
+            &HeaderMap::new(),
+            None,
+        );
         assert_eq!(empty.task, "(no user message)");
         assert!(empty.model.is_none());
+    }
+
+    #[test]
+    fn a_client_that_names_no_worker_is_one_by_its_address_and_user_agent() {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            ClientCall::read(Endpoint::Chat, &body, &headers, Some(ip)).worker,
+            "10.0.0.7"
+        );
+        headers.insert("user-agent", "OpenAI/Python 1.54.0".parse().unwrap());
+        let call = ClientCall::read(Endpoint::Chat, &body, &headers, Some(ip));
+        assert_eq!(call.worker, "10.0.0.7 OpenAI/Python 1.54.0");
+        assert_eq!(call.agent, "client");
+        assert_eq!(
+            ClientCall::read(Endpoint::Chat, &body, &HeaderMap::new(), None).worker,
+            "client"
+        );
+        headers.insert(WORKER_HEADER, "w".repeat(100).parse().unwrap());
+        let call = ClientCall::read(Endpoint::Chat, &body, &headers, Some(ip));
+        assert_eq!(call.worker.chars().count(), WORKER_CHARS);
     }
 }

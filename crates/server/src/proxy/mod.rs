@@ -9,6 +9,7 @@ mod call;
 mod exchange;
 mod session;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -24,7 +25,7 @@ use crate::runs::{CreateError, Runs};
 use crate::upstream::UpstreamPool;
 use runboard_api::ErrorCode;
 
-pub use call::{AGENT_HEADER, Endpoint, RUN_END_HEADER, RUN_HEADER};
+pub use call::{AGENT_HEADER, Endpoint, RUN_END_HEADER, RUN_HEADER, WORKER_HEADER};
 pub use exchange::RUN_ID_HEADER;
 
 /// How long a call waits for the store to catch up before it is refused (503).
@@ -111,12 +112,18 @@ impl Proxy {
     /// Everything after the body is read happens on a task of its own: a client that leaves
     /// drops this future, and must not leave a run half made (created but never started, or
     /// started but never ended). The task sees the client leave through the answer's channel.
-    pub async fn call(&self, endpoint: Endpoint, headers: &HeaderMap, body: Bytes) -> Response {
+    pub async fn call(
+        &self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+        body: Bytes,
+    ) -> Response {
         let (head_tx, head_rx) = oneshot::channel();
         let proxy = self.clone();
         let headers = headers.clone();
         tokio::spawn(async move {
-            match proxy.prepare(endpoint, &headers, body).await {
+            match proxy.prepare(endpoint, &headers, client, body).await {
                 Ok(exchange) => exchange.run(head_tx).await,
                 Err(failure) => {
                     let _ = head_tx.send(Err(failure.into_response()));
@@ -134,6 +141,7 @@ impl Proxy {
         &self,
         endpoint: Endpoint,
         headers: &HeaderMap,
+        client: Option<IpAddr>,
         body: Bytes,
     ) -> Result<exchange::Exchange, Failure> {
         // Past what the store can keep up with, a call waits its turn a moment, then is
@@ -166,7 +174,7 @@ impl Proxy {
                 "the request body must be a JSON object",
             ));
         }
-        let call = call::ClientCall::read(endpoint, &value, headers);
+        let call = call::ClientCall::read(endpoint, &value, headers, client);
         let target = self
             .pool
             .resolve(call.model.as_deref())
@@ -193,6 +201,7 @@ impl Proxy {
             &format!("/v1{}", endpoint.path()),
             call.run_key.as_deref(),
             &call.agent,
+            &call.worker,
         );
         let (run, number) = self
             .sessions

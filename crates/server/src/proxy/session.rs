@@ -297,12 +297,19 @@ impl Sessions {
 }
 
 /// A proxied run's parameters, as `GET /api/runs/{id}` shows them.
-pub fn run_params(model: &str, endpoint: &str, key: Option<&str>, agent: &str) -> Value {
+pub fn run_params(
+    model: &str,
+    endpoint: &str,
+    key: Option<&str>,
+    agent: &str,
+    worker: &str,
+) -> Value {
     json!({
         "source": "proxy",
         "model": model,
         "endpoint": endpoint,
         "client_run": key,
         "agent": agent,
+        "worker": worker,
     })
 }

@@ -172,6 +172,36 @@ pub struct RunRow {
     pub owner: Option<String>,
 }
 
+/// Which runs a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs created before the run of this order (paging).
+    pub before_ord: Option<i64>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs made by this worker.
+    pub worker: Option<String>,
+}
+
+/// A worker's runs as the store counts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerTotals {
+    /// The worker.
+    pub worker: String,
+    /// Runs completed.
+    pub done: u64,
+    /// Runs failed.
+    pub failed: u64,
+    /// Runs cancelled.
+    pub cancelled: u64,
+    /// Runs queued or running.
+    pub in_flight: u64,
+    /// Tokens over all its runs.
+    pub tokens_out: u64,
+    /// The newest creation or end of one of its runs.
+    pub last_seen: Option<String>,
+}
+
 /// What the store knew at startup: where the sequences stand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sequences {
@@ -293,10 +323,16 @@ const SCHEMA_V2: [&str; 4] = [
     "CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, status)",
 ];
 
+/// Version 3: the worker that made each run (`GET /api/runs?worker=`, `GET /api/workers`).
+const SCHEMA_V3: [&str; 2] = [
+    "ALTER TABLE runs ADD COLUMN worker TEXT",
+    "CREATE INDEX IF NOT EXISTS runs_by_worker ON runs (worker, ord)",
+];
+
 /// The schema's migrations, in order: a database at version N gets N+1 and later applied at
 /// start, each in its own transaction with the version it reaches. Append; never edit one that
 /// shipped.
-const MIGRATIONS: [&[&str]; 2] = [&SCHEMA_V1, &SCHEMA_V2];
+const MIGRATIONS: [&[&str]; 3] = [&SCHEMA_V1, &SCHEMA_V2, &SCHEMA_V3];
 
 /// The channel that wakes other instances when events are committed (payload: the last
 /// sequence of the write).
@@ -336,7 +372,7 @@ fn insert_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 
 const EVENT_COLUMNS: &str = "seq, run_id, run_seq, event, data, ts";
 const RUN_COLUMNS: &str = "run_id, ord, task, params, status, created_at, started_at, \
-                           finished_at, tokens_out, agent, iteration, snippet, owner";
+                           finished_at, tokens_out, agent, iteration, snippet, owner, worker";
 
 impl Store {
     /// Opens (creating if needed) the database and its schema, checks it (`quick_check`) and
@@ -654,21 +690,23 @@ impl Store {
         }
     }
 
-    /// Runs newest first, at most `limit`, older than `before_ord` when given.
+    /// Runs newest first, at most `limit`, of those `filter` lets through.
     pub async fn list_runs(
         &self,
         limit: u32,
-        before_ord: Option<i64>,
-        status: Option<RunStatus>,
+        filter: &RunFilter,
     ) -> Result<Vec<RunRow>, StoreError> {
         let mut query = Sql::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"));
-        if let Some(before) = before_ord {
+        if let Some(before) = filter.before_ord {
             query.push(" AND ord < ").push_bind(before);
         }
-        if let Some(status) = status {
+        if let Some(status) = filter.status {
             query
                 .push(" AND status = ")
                 .push_bind(status.as_str().to_owned());
+        }
+        if let Some(worker) = &filter.worker {
+            query.push(" AND worker = ").push_bind(worker.clone());
         }
         query
             .push(" ORDER BY ord DESC LIMIT ")
@@ -691,6 +729,57 @@ impl Store {
         .await
         .map_err(failed("reading a run"))?;
         row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// Every worker with a run in the store: its runs by status, tokens, and the newest time
+    /// one of its runs was created or finished.
+    pub async fn worker_totals(&self) -> Result<Vec<WorkerTotals>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT worker, status, COUNT(*) AS n, \
+             CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT) AS tokens, \
+             MAX(created_at) AS created, MAX(finished_at) AS finished \
+             FROM runs WHERE worker IS NOT NULL GROUP BY worker, status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("counting workers' runs"))?;
+        let mut totals: Vec<WorkerTotals> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for row in &rows {
+            let read = || -> Result<_, sqlx::Error> {
+                let worker: String = row.try_get("worker")?;
+                let status: String = row.try_get("status")?;
+                let count: i64 = row.try_get("n")?;
+                let tokens: i64 = row.try_get("tokens")?;
+                let times: [Option<String>; 2] =
+                    [row.try_get("created")?, row.try_get("finished")?];
+                Ok((worker, status, count, tokens, times))
+            };
+            let (worker, status, count, tokens, [created, finished]) =
+                read().map_err(failed("counting workers' runs"))?;
+            let at = *index.entry(worker.clone()).or_insert_with(|| {
+                totals.push(WorkerTotals {
+                    worker,
+                    ..WorkerTotals::default()
+                });
+                totals.len() - 1
+            });
+            let entry = &mut totals[at];
+            let count = u64::try_from(count).unwrap_or(0);
+            match RunStatus::parse(&status) {
+                Some(RunStatus::Completed) => entry.done += count,
+                Some(RunStatus::Failed) => entry.failed += count,
+                Some(RunStatus::Cancelled) => entry.cancelled += count,
+                _ => entry.in_flight += count,
+            }
+            entry.tokens_out += u64::try_from(tokens).unwrap_or(0);
+            // RFC 3339 times in UTC with one format compare as text.
+            entry.last_seen = [entry.last_seen.take(), created, finished]
+                .into_iter()
+                .flatten()
+                .max();
+        }
+        Ok(totals)
     }
 
     /// How many runs the store holds in each status.
@@ -1007,7 +1096,8 @@ async fn write_rows(
                 .push_bind(s.agent.clone())
                 .push_bind(s.iteration.map(i64::from))
                 .push_bind(s.snippet.clone())
-                .push_bind(run.owner.clone());
+                .push_bind(run.owner.clone())
+                .push_bind(s.worker.clone());
         });
         // The owner changes only by a take-over, never by a write of the run's events.
         upsert.push(
@@ -1189,6 +1279,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
                 agent: row.try_get("agent")?,
                 iteration: iteration.and_then(|i| u32::try_from(i).ok()),
                 snippet: row.try_get("snippet")?,
+                worker: row.try_get("worker")?,
             },
             ord: row.try_get("ord")?,
             params: row.try_get("params")?,
