@@ -18,3 +18,4 @@ mod record;
 mod runs;
 mod shared_store;
 mod upstream;
+mod workers;
