@@ -64,7 +64,10 @@ async fn tail_follows_one_workers_runs_and_runs_lists_them() {
     .await
     .unwrap_or_else(|_| panic!("the worker's runs did not both end: {seen:#?}"));
     let text = seen.join("\n");
-    assert!(text.contains(&format!("[{later}] new: launched after")), "{text}");
+    assert!(
+        text.contains(&format!("[{later}] new: launched after")),
+        "{text}"
+    );
     assert!(text.contains(&format!("[{going}] completed")), "{text}");
     assert!(text.contains(&format!("[{later}] completed")), "{text}");
     assert!(!text.contains(&other), "another worker's run: {text}");

@@ -505,6 +505,21 @@ async fn calls_refused_before_the_upstream_get_clear_errors_and_make_no_run() {
     assert!(upstream.chats().is_empty());
     let runs = api(&server).list_runs(&RunQuery::default()).await.unwrap();
     assert!(runs.runs.is_empty(), "{:?}", runs.runs);
+    // A wrong model name reads the lists again at most once a second, however many calls
+    // name it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reads = upstream.models_reads();
+    for _ in 0..5 {
+        let response = call(
+            &server,
+            "/v1/chat/completions",
+            &chat("org/typo", true, "x"),
+            &[],
+        )
+        .await;
+        assert_eq!(response.status(), 404);
+    }
+    assert_eq!(upstream.models_reads(), reads + 1);
     server.stop().await;
 
     // A server without --upstream says why it has no /v1.

@@ -40,9 +40,9 @@ pub const MODELS_EVERY: Duration = Duration::from_secs(30);
 /// How long one read of a model list may take.
 const MODELS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A run needing an upstream whose last read failed reads it again first, unless that read
-/// is this recent.
-const REREAD_AFTER: Duration = Duration::from_secs(3);
+/// A call or run for a model no list names reads the lists again first, unless every one was
+/// read this recently and without error (a wrong model name does not read them per call).
+const REREAD_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything `--upstream` and its companions say.
 #[derive(Debug, Clone, Default)]
@@ -88,6 +88,9 @@ struct PoolInner {
     aliases: HashMap<String, String>,
     http: reqwest::Client,
     config: UpstreamConfig,
+    /// When the last read on demand began; held while one is under way, so calls waiting
+    /// for a read share it.
+    rereads: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// One upstream: where it is, what it serves, and its request slots.
@@ -155,6 +158,7 @@ impl UpstreamPool {
                 aliases: config.aliases.iter().cloned().collect(),
                 http,
                 config: config.clone(),
+                rereads: tokio::sync::Mutex::new(None),
             }),
         };
         pool.refresh().await;
@@ -219,35 +223,42 @@ impl UpstreamPool {
     }
 
     /// The upstream and model for a run's `params.model` (through the aliases); no model
-    /// names the first upstream's first model. An upstream that failed its last read is read
-    /// again first; the error says which upstream is unreachable and why.
+    /// names the first upstream's first model. When no list names it, the lists are read once
+    /// more first (an upstream that came up after runboard, or a model loaded since); the
+    /// error says which upstream is unreachable and why, or what they serve.
     pub async fn resolve(&self, asked: Option<&str>) -> Result<Target, String> {
+        let arrived = Instant::now();
         match self.try_resolve(asked) {
             Ok(target) => Ok(target),
-            Err(_) if self.reread_stale().await => self.try_resolve(asked),
+            Err(_) if self.reread(arrived).await => self.try_resolve(asked),
             Err(error) => Err(error),
         }
     }
 
-    /// Reads again the upstreams whose last read failed (and is not fresh); whether any was.
-    async fn reread_stale(&self) -> bool {
-        let stale: Vec<&Arc<Upstream>> = self
-            .inner
-            .upstreams
-            .iter()
-            .filter(|upstream| {
-                let read = upstream.read();
-                read.error.is_some() && read.read_at.is_none_or(|at| at.elapsed() >= REREAD_AFTER)
-            })
-            .collect();
-        let any = !stale.is_empty();
+    /// Reads every upstream's list again, once for all the calls that wait on it: a call
+    /// takes the result of any read that began after it arrived. False when nothing was
+    /// read, because every list was read without error within [`REREAD_AFTER`].
+    async fn reread(&self, arrived: Instant) -> bool {
+        let mut last = self.inner.rereads.lock().await;
+        if last.is_some_and(|began| began >= arrived) {
+            return true;
+        }
+        let fresh = self.inner.upstreams.iter().all(|upstream| {
+            let read = upstream.read();
+            read.error.is_none() && read.read_at.is_some_and(|at| at.elapsed() < REREAD_AFTER)
+        });
+        if fresh {
+            return false;
+        }
+        *last = Some(Instant::now());
         futures_util::future::join_all(
-            stale
-                .into_iter()
+            self.inner
+                .upstreams
+                .iter()
                 .map(|upstream| read_models(&self.inner.http, upstream)),
         )
         .await;
-        any
+        true
     }
 
     fn try_resolve(&self, asked: Option<&str>) -> Result<Target, String> {
