@@ -335,6 +335,124 @@ fn snapshot_with(scene: &Scene, name: &str, fonts: impl Fn(&egui::Context) + Cop
     }
 }
 
+/// The events of one proxied call of `worker` from `start` to `end` on the server's clock,
+/// each with the time it is made (the console sees it then): created, running, its tokens
+/// every quarter second after its first, and its end.
+fn proxied_call(worker: &str, call: &str, start: f64, end: f64, pace: f64) -> Vec<(f64, RunEvent)> {
+    let mut events = Vec::new();
+    let summary = RunSummary {
+        created_at: Some(server_time(start)),
+        worker: Some(worker.into()),
+        ..RunSummary::new(
+            call,
+            "Label this support ticket by topic",
+            RunStatus::Queued,
+        )
+    };
+    events.push((start, RunEvent::RunCreated(summary)));
+    let mut started = RunEvent::status(RunStatus::Running, Some("started"));
+    if let RunEvent::Status(change) = &mut started {
+        call.clone_into(&mut change.run_id);
+        change.ts = Some(server_time(start));
+    }
+    events.push((start, started));
+    let first = start + 0.3;
+    let mut t = first;
+    while t <= end.min(NOW) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let tokens = ((t - first) * pace) as u64 + 1;
+        let update = NodeUpdate {
+            run_id: call.into(),
+            agent: Some("labeler".into()),
+            iteration: Some(1),
+            tokens_out: Some(tokens),
+            snippet: Some(TEXT.into()),
+            ts: Some(server_time(t)),
+            ..NodeUpdate::default()
+        };
+        events.push((t, RunEvent::NodeUpdate(update)));
+        t += 0.25;
+    }
+    if end <= NOW {
+        let mut done = RunEvent::status(RunStatus::Completed, None);
+        if let RunEvent::Status(change) = &mut done {
+            call.clone_into(&mut change.run_id);
+            change.ts = Some(server_time(end));
+        }
+        events.push((end, done));
+    }
+    events
+}
+
+/// A proxied fleet: five named workers making one call after another (one with two calls in
+/// flight, one idle for the last 20 s), and one client that named nothing, shown by its
+/// address and `User-Agent`.
+fn fleet_scene() -> Scene {
+    let mut model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
+    let workers = [
+        ("gen-01", 2.1, 48.0),
+        ("gen-02", 1.8, 61.0),
+        ("gen-03", 2.6, 39.0),
+        ("gen-04", 1.9, 55.0),
+        ("10.0.0.7 OpenAI/Python 1.54.0", 2.3, 44.0),
+    ];
+    let mut calls: Vec<(f64, String, String, f64, f64)> = Vec::new();
+    for (n, (worker, length, pace)) in workers.iter().enumerate() {
+        let stop = if n == 3 { NOW - 20.0 } else { NOW + 10.0 };
+        let mut t = 1.0 + 0.4 * f64::from(u32::try_from(n).unwrap());
+        let mut number = 0;
+        while t < stop.min(NOW) {
+            number += 1;
+            let end = t + length;
+            calls.push((
+                t,
+                (*worker).to_owned(),
+                format!("run-{n:02}{number:04}"),
+                end,
+                *pace,
+            ));
+            t = end + 0.35;
+        }
+    }
+    // The pool worker keeps a second call going beside its first.
+    calls.push((
+        NOW - 6.0,
+        "gen-02".into(),
+        "run-99side".into(),
+        NOW + 5.0,
+        30.0,
+    ));
+    // Every call's events, in the order the server made them.
+    let mut events: Vec<(f64, RunEvent)> = calls
+        .iter()
+        .flat_map(|(start, worker, call, end, pace)| {
+            proxied_call(worker, call, *start, *end, *pace)
+        })
+        .collect();
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (at, event) in events {
+        model.apply(Inbound::Event { server: 0, event }, at);
+    }
+    // The server measures goodput against its objective (`serve --slo`).
+    let fleet: runboard_api::FleetFigures = serde_json::from_value(json!({
+        "calls_per_sec": 2.4, "failures_per_min": 0.0,
+        "goodput": {"slo": {"ttft_ms": 500.0, "itl_ms": 50.0}, "calls": 144, "met": 131,
+                    "models": [{"model": "qwen3-8b", "calls": 144, "met": 131}]}
+    }))
+    .unwrap();
+    model.apply(Inbound::Fleet { server: 0, fleet }, NOW);
+    model.apply(Inbound::Tick, NOW);
+    Scene {
+        model,
+        ui: UiState::default(),
+    }
+}
+
+#[test]
+fn a_proxied_fleet_as_its_workers() {
+    snapshot(&fleet_scene(), "fleet");
+}
+
 #[test]
 fn cards_feed_and_log() {
     snapshot(&busy_scene(), "cards");

@@ -96,6 +96,10 @@ pub struct StepLine {
     pub finish_reason: Option<String>,
 }
 
+/// The most runs the feed holds: past it the oldest finished ones (and their details) go, so
+/// a fleet making a hundred calls a second for hours keeps the console's memory bounded.
+pub const FEED_WINDOW: usize = 10_000;
+
 /// The feed's runs and the details fetched for them.
 #[derive(Debug, Clone, Default)]
 pub struct Feed {
@@ -137,6 +141,33 @@ impl Feed {
         });
         self.order.insert(at, key.clone());
         self.entries.insert(key.clone(), FeedEntry { key, summary });
+        if self.order.len() > FEED_WINDOW {
+            self.trim();
+        }
+    }
+
+    /// Lets the oldest finished runs go until the feed is back within [`FEED_WINDOW`] (a
+    /// tenth below it, so this runs once per thousand runs, not per run).
+    fn trim(&mut self) {
+        let keep = FEED_WINDOW - FEED_WINDOW / 10;
+        let mut excess = self.order.len().saturating_sub(keep);
+        let mut gone: HashSet<RunKey> = HashSet::new();
+        for key in self.order.iter().rev() {
+            if excess == 0 {
+                break;
+            }
+            if self.entries[key].summary.status.is_finished() {
+                gone.insert(key.clone());
+                excess -= 1;
+            }
+        }
+        self.order.retain(|key| !gone.contains(key));
+        for key in &gone {
+            self.entries.remove(key);
+            self.details.remove(key);
+            self.requested.remove(key);
+        }
+        self.wanted.retain(|key| !gone.contains(key));
     }
 
     /// Updates a run's summary from its live events, so the feed does not wait for a poll.
@@ -350,6 +381,42 @@ mod tests {
             summary: summary("r", RunStatus::Completed, "t"),
             events,
         }
+    }
+
+    #[test]
+    fn past_its_window_the_feed_lets_the_oldest_finished_runs_go() {
+        let mut feed = Feed::default();
+        let created = |n: usize| {
+            format!(
+                "2026-01-01T{:02}:{:02}:{:02}Z",
+                n / 3600,
+                n / 60 % 60,
+                n % 60
+            )
+        };
+        // The oldest run is still going: it stays whatever its age.
+        feed.upsert(
+            RunKey::new(0, "going"),
+            summary("going", RunStatus::Running, &created(0)),
+        );
+        for n in 1..=FEED_WINDOW {
+            let id = format!("r{n}");
+            feed.upsert(
+                RunKey::new(0, &id),
+                summary(&id, RunStatus::Completed, &created(n)),
+            );
+        }
+        take(&mut feed);
+        assert!(feed.len() <= FEED_WINDOW, "{}", feed.len());
+        assert!(feed.len() >= FEED_WINDOW - FEED_WINDOW / 10);
+        assert!(feed.entry(&RunKey::new(0, "going")).is_some());
+        assert!(
+            feed.entry(&RunKey::new(0, "r1")).is_none(),
+            "the oldest finished went"
+        );
+        let newest = format!("r{FEED_WINDOW}");
+        assert!(feed.entry(&RunKey::new(0, &newest)).is_some());
+        assert_eq!(feed.entries().len(), feed.len());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! monotonic clock), so every rule — the tok/s EMA, stall detection, snippet choice — is tested
 //! with a fake clock.
 
+mod call_rates;
+mod card;
 mod feed;
 pub(crate) mod link;
 mod log;
@@ -12,8 +14,10 @@ mod requests;
 mod upstreams;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
+pub use call_rates::{CALL_WINDOW_SECS, CallRates};
+pub use card::{Card, CardKey};
 pub use feed::{ChainLine, Feed, FeedEntry, StepLine, chain, summary_snippet};
 pub use link::Link;
 pub use log::{Log, LogLine};
@@ -24,8 +28,9 @@ pub use upstreams::{Figure, HISTORY_SECS, UpstreamsState};
 pub use worker::{RunKey, ServerId, Worker};
 
 use runboard_api::{
-    ActiveRequests, BenchmarkEvent, Feature, Health, MODEL_LIST_ACTION, MODELS_JOB, ModelList,
-    RunDetail, RunEvent, RunStatus, RunSummary, STEP_INTERRUPTED_ACTION, StoreStatus, Upstreams,
+    ActiveRequests, BenchmarkEvent, Feature, FleetFigures, Health, MODEL_LIST_ACTION, MODELS_JOB,
+    ModelList, NodeUpdate, RunDetail, RunEvent, RunStatus, RunSummary, STEP_INTERRUPTED_ACTION,
+    StoreStatus, Upstreams,
 };
 use runboard_sse::ConnectionState;
 
@@ -39,6 +44,9 @@ pub struct Settings {
     pub stall_after_secs: f64,
     /// Finished cards are cleared this long after they finished; `None` keeps them.
     pub auto_clear_after_secs: Option<f64>,
+    /// A named worker with no call for this long leaves the grid (its calls stay in the
+    /// feed).
+    pub worker_idle_secs: f64,
 }
 
 impl Default for Settings {
@@ -47,6 +55,7 @@ impl Default for Settings {
             rate: RateSettings::default(),
             stall_after_secs: 10.0,
             auto_clear_after_secs: None,
+            worker_idle_secs: 300.0,
         }
     }
 }
@@ -80,6 +89,9 @@ pub struct Server {
     pub store: Option<StoreStatus>,
     /// The model servers it reads (`serve --scrape`), from `/api/upstreams/stream`.
     pub upstreams: UpstreamsState,
+    /// Its fleet's last minute as it measures it (goodput against its `--slo`), from
+    /// `/api/workers`.
+    pub fleet: Option<FleetFigures>,
 }
 
 impl Server {
@@ -103,6 +115,7 @@ impl Server {
             benchmark_link: None,
             requests: Requests::default(),
             upstreams: UpstreamsState::default(),
+            fleet: None,
             needs_token: None,
             store: None,
         }
@@ -183,6 +196,13 @@ pub enum Inbound {
         server: ServerId,
         /// The figures.
         snapshot: Upstreams,
+    },
+    /// A server's fleet figures (`/api/workers`).
+    Fleet {
+        /// Which server.
+        server: ServerId,
+        /// The figures.
+        fleet: FleetFigures,
     },
     /// A snapshot of a server's requests in flight.
     Requests {
@@ -269,6 +289,9 @@ pub struct Board {
     pub servers: Vec<Server>,
     workers: Vec<Worker>,
     worker_index: HashMap<RunKey, usize>,
+    cards: Vec<Card>,
+    card_index: HashMap<CardKey, usize>,
+    forgotten: Forgotten,
     /// The generation feed.
     pub feed: Feed,
     /// Narration from every run.
@@ -277,6 +300,8 @@ pub struct Board {
     pub total_rate: TokenRate,
     /// Runs seen to complete, fail or be cancelled here.
     pub finished: HashMap<RunStatus, usize>,
+    /// Calls a second and failures a minute, over the last minute.
+    pub call_rates: CallRates,
 }
 
 impl Board {
@@ -294,17 +319,35 @@ impl Board {
         self.servers.push(Server::new(url));
     }
 
-    /// The worker cards, in the order they appeared.
+    /// The runs on the board (calls going on, and each card's latest finished one), in the
+    /// order they appeared.
     pub fn workers(&self) -> &[Worker] {
         &self.workers
     }
 
-    /// One card.
+    /// One run.
     pub fn worker(&self, key: &RunKey) -> Option<&Worker> {
         self.worker_index.get(key).map(|&i| &self.workers[i])
     }
 
-    /// Cards not finished yet.
+    /// The cards of the grid, in the order they appeared: one per named worker, one per run
+    /// without a worker.
+    pub fn cards(&self) -> &[Card] {
+        &self.cards
+    }
+
+    /// One card.
+    pub fn card_of(&self, key: &CardKey) -> Option<&Card> {
+        self.card_index.get(key).map(|&i| &self.cards[i])
+    }
+
+    /// The card a run is shown on.
+    pub fn card_of_run(&self, run: &RunKey) -> Option<&Card> {
+        self.worker(run)
+            .and_then(|worker| self.card_of(&worker.card))
+    }
+
+    /// Runs not finished yet (calls in flight).
     pub fn live_workers(&self) -> usize {
         self.workers
             .iter()
@@ -312,21 +355,36 @@ impl Board {
             .count()
     }
 
-    /// Tokens per second right now: the sum over workers that are generating (neither finished
-    /// nor stalled), so a fleet that went quiet reads 0, not its last rate.
+    /// Tokens per second right now: the sum over cards that are generating (a call going on
+    /// and not stalled), so a fleet that went quiet reads 0, not its last rate.
     pub fn current_rate(&self, now: f64) -> f64 {
-        self.workers
+        self.cards
             .iter()
-            .filter(|w| !w.status.is_finished())
-            .filter(|w| w.stalled_for(now, self.settings.stall_after_secs).is_none())
-            .map(|w| w.rate.per_sec())
+            .filter(|card| {
+                card.live
+                    .iter()
+                    .filter_map(|run| self.worker(run))
+                    .any(|w| w.stalled_for(now, self.settings.stall_after_secs).is_none())
+            })
+            .map(|card| card.rate.per_sec())
             // A fold from +0.0: `sum` of nothing is -0.0, which prints as "-0.0 tok/s".
             .fold(0.0, |total, rate| total + rate)
     }
 
-    /// Tokens generated by all cards.
+    /// Tokens generated by all cards' calls.
     pub fn total_tokens(&self) -> u64 {
-        self.workers.iter().map(|w| w.tokens_out).sum()
+        self.cards.iter().map(|card| self.card_tokens(card)).sum()
+    }
+
+    /// A card's tokens: its finished calls' and those of the calls going on.
+    fn card_tokens(&self, card: &Card) -> u64 {
+        card.tokens_done
+            + card
+                .live
+                .iter()
+                .filter_map(|run| self.worker(run))
+                .map(|w| w.tokens_out)
+                .sum::<u64>()
     }
 
     /// How many runs ended with `status` while watched.
@@ -350,7 +408,7 @@ impl Board {
                 }
             }
             Inbound::Appeared { server, summary } => {
-                self.card(RunKey::new(server, summary.run_id.clone()), &summary, now);
+                self.card(&RunKey::new(server, summary.run_id.clone()), &summary, now);
                 self.feed
                     .upsert(RunKey::new(server, summary.run_id.clone()), summary);
             }
@@ -385,11 +443,7 @@ impl Board {
                     s.benchmark_link = Some(advance_link(s.benchmark_link.as_ref(), &state, now));
                 }
             }
-            Inbound::Upstreams { server, snapshot } => {
-                if let Some(s) = self.servers.get_mut(server) {
-                    s.upstreams.apply(snapshot, now);
-                }
-            }
+            Inbound::Fleet { .. } | Inbound::Upstreams { .. } => self.apply_figures(inbound, now),
             Inbound::Requests {
                 server,
                 snapshot,
@@ -435,6 +489,24 @@ impl Board {
         }
     }
 
+    /// A server's own figures: its fleet's last minute, its model servers' load.
+    fn apply_figures(&mut self, inbound: Inbound, now: f64) {
+        match inbound {
+            Inbound::Fleet { server, fleet } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.fleet = Some(fleet);
+                }
+            }
+            Inbound::Upstreams { server, snapshot } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.upstreams.apply(snapshot, now);
+                }
+            }
+            // `apply` sends only these here.
+            _ => {}
+        }
+    }
+
     /// A poll of the run list: cards for runs going on, news for cards without a stream.
     fn apply_runs(&mut self, server: ServerId, runs: Vec<RunSummary>, now: f64) {
         if let Some(s) = self.servers.get_mut(server) {
@@ -444,7 +516,7 @@ impl Board {
         // not at their next event (which a per-run server would never send us).
         let before = self.workers.len();
         for summary in runs.iter().filter(|run| !run.status.is_finished()) {
-            self.card(RunKey::new(server, summary.run_id.clone()), summary, now);
+            self.card(&RunKey::new(server, summary.run_id.clone()), summary, now);
         }
         // Cards without a live stream learn from the poll; streamed ones only what they missed.
         let rate_settings = self.settings.rate;
@@ -457,7 +529,8 @@ impl Board {
             // Every card learns the server's start time, which a stream that began mid-run or a
             // server without `ts` on its status events never told it.
             worker.note_start(summary);
-            let finished = if worker.polled {
+            let polled = worker.polled;
+            let finished = if polled {
                 worker.absorb(summary, now, &rate_settings)
             } else {
                 let seen = worker.tokens_out;
@@ -465,8 +538,12 @@ impl Board {
                 caught_up |= worker.tokens_out != seen;
                 finished
             };
+            if polled {
+                self.observe_card(&key, now, false);
+            }
             if finished {
                 *self.finished.entry(summary.status).or_default() += 1;
+                self.run_ended(&key, summary.status, now);
             }
         }
         if self.workers.len() != before || caught_up {
@@ -508,18 +585,25 @@ impl Board {
         }
     }
 
-    /// Time passing without events: finished cards may be cleared automatically.
+    /// Time passing without events: finished cards may be cleared automatically, and a
+    /// named worker idle for longer than its setting leaves the grid.
     fn tick(&mut self, now: f64) {
-        if let Some(after) = self.settings.auto_clear_after_secs
-            && self.retain_workers(|w| w.finished_at.is_none_or(|at| now - at < after))
-        {
+        let auto_clear = self.settings.auto_clear_after_secs;
+        let worker_idle = self.settings.worker_idle_secs;
+        let stays = |card: &Card| {
+            card.idle_for(now).is_none_or(|idle| {
+                !(auto_clear.is_some_and(|after| idle >= after)
+                    || (card.is_named() && idle >= worker_idle))
+            })
+        };
+        if self.retain_cards(stays) {
             self.rebase_total(now);
         }
     }
 
-    /// Removes every finished card.
+    /// Removes every card with no call going on.
     fn clear_finished(&mut self, now: f64) {
-        if self.retain_workers(|w| !w.status.is_finished()) {
+        if self.retain_cards(|card| !card.live.is_empty()) {
             self.rebase_total(now);
         }
     }
@@ -530,32 +614,105 @@ impl Board {
         self.total_rate.rebase(total, now);
     }
 
-    /// Keeps the cards for which `keep` holds; true when any was removed.
-    fn retain_workers(&mut self, keep: impl Fn(&Worker) -> bool) -> bool {
-        let before = self.workers.len();
-        self.workers.retain(keep);
-        let removed = self.workers.len() != before;
-        if removed {
-            self.worker_index = self
-                .workers
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (w.key.clone(), i))
-                .collect();
+    /// Keeps the cards for which `keep` holds, with their runs; true when any was removed.
+    fn retain_cards(&mut self, keep: impl Fn(&Card) -> bool) -> bool {
+        let before = self.cards.len();
+        let mut gone: Vec<RunKey> = Vec::new();
+        self.cards.retain(|card| {
+            let kept = keep(card);
+            if !kept {
+                gone.extend(card.live.iter().chain(card.last.iter()).cloned());
+            }
+            kept
+        });
+        if self.cards.len() == before {
+            return false;
         }
-        removed
+        self.card_index = self
+            .cards
+            .iter()
+            .enumerate()
+            .map(|(i, card)| (card.key.clone(), i))
+            .collect();
+        self.forget_runs(&gone);
+        true
     }
 
-    /// The card for a run, created from its summary when new. A models job is a query, not a
-    /// worker: it gets none.
-    fn card(&mut self, key: RunKey, summary: &RunSummary, now: f64) {
-        if summary.task == MODELS_JOB {
+    /// Drops runs from the board (their cards no longer show them); events that still come
+    /// for them make no card.
+    fn forget_runs(&mut self, runs: &[RunKey]) {
+        if runs.is_empty() {
             return;
         }
-        if !self.worker_index.contains_key(&key) {
-            self.workers.push(Worker::new(key.clone(), summary, now));
-            self.worker_index.insert(key, self.workers.len() - 1);
+        let gone: HashSet<&RunKey> = runs.iter().collect();
+        self.workers.retain(|w| !gone.contains(&w.key));
+        self.worker_index = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.key.clone(), i))
+            .collect();
+        for run in runs {
+            self.forgotten.insert(run.clone());
         }
+    }
+
+    /// The card for a run, created from its summary when new: the run joins its worker's
+    /// card (made when the worker is new). A models job is a query, not a worker: it gets none.
+    fn card(&mut self, key: &RunKey, summary: &RunSummary, now: f64) {
+        if summary.task == MODELS_JOB || self.worker_index.contains_key(key) {
+            return;
+        }
+        let worker = Worker::new(key.clone(), summary, now);
+        let card_key = worker.card.clone();
+        let finished = worker.status.is_finished();
+        self.workers.push(worker);
+        self.worker_index
+            .insert(key.clone(), self.workers.len() - 1);
+        let index = if let Some(&index) = self.card_index.get(&card_key) {
+            index
+        } else {
+            self.cards.push(Card::new(card_key.clone(), now));
+            self.card_index.insert(card_key, self.cards.len() - 1);
+            self.cards.len() - 1
+        };
+        let card = &mut self.cards[index];
+        if !finished {
+            card.started(key);
+        } else if let Some(old) = card.last.replace(key.clone()).filter(|old| old != key) {
+            self.forget_runs(&[old]);
+        }
+    }
+
+    /// A run finished: its card counts it, and a named worker's card forgets the call it
+    /// showed before (calls live in the feed, not as cards).
+    fn run_ended(&mut self, key: &RunKey, status: RunStatus, now: f64) {
+        let Some(worker) = self.worker(key) else {
+            return;
+        };
+        let (card_key, tokens) = (worker.card.clone(), worker.tokens_out);
+        let Some(&index) = self.card_index.get(&card_key) else {
+            return;
+        };
+        self.call_rates.ended(now, status == RunStatus::Failed);
+        let card = &mut self.cards[index];
+        let replaced = card.ended(key, status, tokens, now);
+        if let Some(old) = replaced.filter(|_| card.is_named()) {
+            self.forget_runs(&[old]);
+        }
+    }
+
+    /// A run's tokens changed: its card's rate takes the card's new total.
+    fn observe_card(&mut self, key: &RunKey, now: f64, replayed: bool) {
+        let Some(card_key) = self.worker(key).map(|w| w.card.clone()) else {
+            return;
+        };
+        let Some(&index) = self.card_index.get(&card_key) else {
+            return;
+        };
+        let tokens = self.card_tokens(&self.cards[index]);
+        let settings = self.settings.rate;
+        self.cards[index].observe(tokens, now, &settings, replayed);
     }
 
     fn worker_mut(&mut self, key: &RunKey) -> Option<&mut Worker> {
@@ -585,13 +742,13 @@ impl Board {
     }
 
     fn apply_event(&mut self, server: ServerId, event: RunEvent, now: f64) {
+        self.call_rates.seen(now);
         let key = RunKey::new(server, event.run_id());
         self.count_replayed(&key, now);
-        let rate_settings = self.settings.rate;
         match event {
             RunEvent::RunCreated(summary) => {
                 if !summary.status.is_finished() {
-                    self.card(key.clone(), &summary, now);
+                    self.card(&key, &summary, now);
                 }
                 self.feed.upsert(key, summary);
             }
@@ -601,56 +758,12 @@ impl Board {
                 });
                 if finished {
                     *self.finished.entry(change.status).or_default() += 1;
+                    self.run_ended(&key, change.status, now);
                 }
                 self.feed
                     .refresh(&key, |summary| summary.status = change.status);
             }
-            RunEvent::NodeUpdate(update) => {
-                if self.worker(&key).is_none() {
-                    // A run launched elsewhere before we were watching: make its card now. Its
-                    // start went by unseen, so this update need not hold its first tokens: the
-                    // time to first token is not known ("—"), not this update's time.
-                    let summary = RunSummary::new(key.run_id.clone(), "", RunStatus::Running);
-                    self.card(key.clone(), &summary, now);
-                    if let Some(worker) = self.worker_mut(&key) {
-                        worker.first_token_seen = true;
-                    }
-                }
-                // Replays come after a reconnect, or when a run first seen mid-way gets its own
-                // stream; a fresh `/api/events` starts at the head and replays nothing.
-                let server_replaying = self
-                    .servers
-                    .get(server)
-                    .and_then(|s| s.link.as_ref())
-                    .is_some_and(|link| link.replaying(now));
-                let mut replayed = server_replaying;
-                if let Some(worker) = self.worker_mut(&key) {
-                    replayed |= worker.link.as_ref().is_some_and(|l| l.replaying(now))
-                        || (worker.adopted
-                            && worker
-                                .link_opened_at
-                                .is_some_and(|at| now - at < link::REPLAY_BURST_SECS));
-                    worker.progress(&update, now, &rate_settings, replayed);
-                }
-                self.feed.refresh(&key, |summary| {
-                    summary.status = RunStatus::Running;
-                    if let Some(tokens) = update.tokens_out {
-                        summary.tokens_out = tokens;
-                    }
-                    if update.agent.is_some() {
-                        summary.agent.clone_from(&update.agent);
-                    }
-                    if update.snippet.is_some() {
-                        summary.snippet.clone_from(&update.snippet);
-                    }
-                });
-                if replayed {
-                    self.rebase_total(now);
-                } else {
-                    let total = self.total_tokens();
-                    self.total_rate.observe(total, now, &rate_settings);
-                }
-            }
+            RunEvent::NodeUpdate(update) => self.apply_progress(server, &key, &update, now),
             RunEvent::Narration(line) => {
                 if line.action.as_deref() == Some(STEP_INTERRUPTED_ACTION)
                     && let Some(worker) = self.worker_mut(&key)
@@ -678,6 +791,7 @@ impl Board {
                 });
                 if counted {
                     *self.finished.entry(end.status).or_default() += 1;
+                    self.run_ended(&key, end.status, now);
                 }
                 // The feed wants this run's chain now, not at the next poll.
                 self.feed.want(&key);
@@ -689,6 +803,59 @@ impl Board {
                 self.server_line(server, "warn", text, now);
             }
             RunEvent::Done { .. } | RunEvent::Unknown { .. } => {}
+        }
+    }
+
+    /// A run's progress: its card (made now for a run first seen mid-way), the feed, and the
+    /// rates.
+    fn apply_progress(&mut self, server: ServerId, key: &RunKey, update: &NodeUpdate, now: f64) {
+        let rate_settings = self.settings.rate;
+        if self.worker(key).is_none() && !self.forgotten.contains(key) {
+            // A run launched elsewhere before we were watching: make its card now. Its
+            // start went by unseen, so this update need not hold its first tokens: the
+            // time to first token is not known ("—"), not this update's time.
+            let summary = RunSummary::new(key.run_id.clone(), "", RunStatus::Running);
+            self.card(key, &summary, now);
+            if let Some(worker) = self.worker_mut(key) {
+                worker.first_token_seen = true;
+            }
+        }
+        // Replays come after a reconnect, or when a run first seen mid-way gets its own
+        // stream; a fresh `/api/events` starts at the head and replays nothing.
+        let server_replaying = self
+            .servers
+            .get(server)
+            .and_then(|s| s.link.as_ref())
+            .is_some_and(|link| link.replaying(now));
+        let mut replayed = server_replaying;
+        if let Some(worker) = self.worker_mut(key) {
+            replayed |= worker.link.as_ref().is_some_and(|l| l.replaying(now))
+                || (worker.adopted
+                    && worker
+                        .link_opened_at
+                        .is_some_and(|at| now - at < link::REPLAY_BURST_SECS));
+            worker.progress(update, now, &rate_settings, replayed);
+        }
+        if update.tokens_out.is_some() {
+            self.observe_card(key, now, replayed);
+        }
+        self.feed.refresh(key, |summary| {
+            summary.status = RunStatus::Running;
+            if let Some(tokens) = update.tokens_out {
+                summary.tokens_out = tokens;
+            }
+            if update.agent.is_some() {
+                summary.agent.clone_from(&update.agent);
+            }
+            if update.snippet.is_some() {
+                summary.snippet.clone_from(&update.snippet);
+            }
+        });
+        if replayed {
+            self.rebase_total(now);
+        } else {
+            let total = self.total_tokens();
+            self.total_rate.observe(total, now, &rate_settings);
         }
     }
 
@@ -785,4 +952,32 @@ fn pruned_line(after: u64, through: u64) -> String {
         "events after id {after} up to {through} were removed by the server's retention; the \
          stream went on from the oldest it kept"
     )
+}
+
+/// Runs most recently dropped from the board, so events that still come for them (a late
+/// update of a call whose card moved on) make no card. Bounded: the oldest are let go.
+#[derive(Debug, Clone, Default)]
+struct Forgotten {
+    order: VecDeque<RunKey>,
+    set: HashSet<RunKey>,
+}
+
+/// How many forgotten runs are remembered.
+const FORGOTTEN_KEPT: usize = 4096;
+
+impl Forgotten {
+    fn insert(&mut self, run: RunKey) {
+        if self.set.insert(run.clone()) {
+            self.order.push_back(run);
+        }
+        while self.order.len() > FORGOTTEN_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, run: &RunKey) -> bool {
+        self.set.contains(run)
+    }
 }

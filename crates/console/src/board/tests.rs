@@ -713,3 +713,103 @@ fn an_interrupted_step_puts_its_warning_on_the_card_and_other_warnings_do_not() 
     assert_eq!(card.warning.as_deref(), Some(text));
     assert_eq!(m.log.lines().back().unwrap().level, "warn");
 }
+
+fn created_by(run: &str, worker: &str) -> RunEvent {
+    event(
+        "run_created",
+        &json!({"run_id": run, "task": "t", "status": "queued",
+                "created_at": "2026-11-21T00:00:00Z", "worker": worker}),
+    )
+}
+
+fn status(run: &str, status: &str) -> RunEvent {
+    event("status", &json!({"run_id": run, "status": status}))
+}
+
+/// One call of `worker` from `at`: created, running, 50 tokens a second for a second, done.
+fn one_call(m: &mut Board, run: &str, worker: &str, at: f64) {
+    m.apply(on(0, created_by(run, worker)), at);
+    m.apply(on(0, status(run, "running")), at);
+    m.apply(on(0, progress(run, "writer", 0)), at + 0.2);
+    m.apply(on(0, progress(run, "writer", 25)), at + 0.7);
+    m.apply(on(0, progress(run, "writer", 50)), at + 1.2);
+    m.apply(on(0, status(run, "completed")), at + 1.3);
+    m.apply(
+        on(
+            0,
+            event("stream_end", &json!({"run_id": run, "status": "completed"})),
+        ),
+        at + 1.3,
+    );
+}
+
+#[test]
+fn a_worker_making_call_after_call_is_one_card_that_counts_them_and_keeps_its_rate() {
+    let mut m = model();
+    for n in 0..20 {
+        one_call(&mut m, &format!("c{n}"), "gen-01", f64::from(n) * 1.5);
+    }
+    assert_eq!(
+        m.cards().len(),
+        1,
+        "one card for the worker, not one per call"
+    );
+    let card = &m.cards()[0];
+    assert_eq!(card.key.title(), "gen-01");
+    assert_eq!((card.done, card.failed, card.tokens_done), (20, 0, 1000));
+    assert!(card.live.is_empty());
+    assert_eq!(card.current(), Some(&RunKey::new(0, "c19")));
+    // Only the latest finished call is kept on the board; the rest live in the feed.
+    assert_eq!(m.workers().len(), 1);
+    assert_eq!(m.feed.len(), 20);
+    // One sparkline across the calls: it did not start over with each.
+    assert!(
+        card.rate.history().len() > 20,
+        "{}",
+        card.rate.history().len()
+    );
+    assert_eq!(m.total_tokens(), 1000);
+    // Between calls it reads 0; the next call's tokens bring it back.
+    m.apply(on(0, created_by("c20", "gen-01")), 40.0);
+    m.apply(on(0, progress("c20", "writer", 10)), 40.2);
+    m.apply(on(0, progress("c20", "writer", 60)), 41.2);
+    let card = &m.cards()[0];
+    assert_eq!(card.live, vec![RunKey::new(0, "c20")]);
+    assert!(card.rate.per_sec() > 0.0);
+    assert!(m.current_rate(41.3) > 0.0);
+    // A late update of a call the card moved on from makes no card.
+    m.apply(on(0, progress("c3", "writer", 50)), 41.4);
+    assert_eq!(m.cards().len(), 1);
+}
+
+#[test]
+fn calls_in_flight_at_once_share_the_card_and_idle_workers_leave_the_grid() {
+    let mut m = model();
+    m.apply(on(0, created_by("a", "pool")), 0.0);
+    m.apply(on(0, created_by("b", "pool")), 0.0);
+    m.apply(on(0, created("solo")), 0.0);
+    assert_eq!(m.cards().len(), 2);
+    let pool = m
+        .card_of(&CardKey::Worker {
+            server: 0,
+            name: "pool".into(),
+        })
+        .unwrap();
+    assert_eq!(pool.live.len(), 2);
+    assert_eq!(m.card_of_run(&RunKey::new(0, "b")).unwrap().key, pool.key);
+    m.apply(on(0, status("a", "failed")), 1.0);
+    m.apply(on(0, status("b", "completed")), 2.0);
+    m.apply(on(0, status("solo", "completed")), 2.0);
+    let pool = &m.cards()[0];
+    assert_eq!((pool.done, pool.failed), (1, 1));
+    assert_eq!(pool.idle_for(12.0), Some(10.0));
+    // A finished run without a worker stays until cleared, as before; the idle worker leaves
+    // once idle for longer than its setting (5 minutes by default).
+    m.apply(Inbound::Tick, 2.0 + 299.0);
+    assert_eq!(m.cards().len(), 2);
+    m.apply(Inbound::Tick, 2.0 + 301.0);
+    let left: Vec<&str> = m.cards().iter().map(|c| c.key.title()).collect();
+    assert_eq!(left, ["solo"]);
+    assert!(m.worker(&RunKey::new(0, "b")).is_none());
+    assert_eq!(m.feed.len(), 3, "its calls stay in the feed");
+}

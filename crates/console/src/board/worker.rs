@@ -3,6 +3,7 @@
 use runboard_api::clock::unix_seconds;
 use runboard_api::{NodeUpdate, RunStatus, RunSummary};
 
+use super::card::CardKey;
 use super::link::Link;
 use super::rate::{RateSettings, TokenRate};
 
@@ -34,6 +35,8 @@ impl RunKey {
 pub struct Worker {
     /// Which run.
     pub key: RunKey,
+    /// The card it is shown on: its worker's, or its own.
+    pub card: CardKey,
     /// Its task text.
     pub task: String,
     /// Its status.
@@ -87,6 +90,7 @@ impl Worker {
     /// A card for a run that was just seen.
     pub fn new(key: RunKey, summary: &RunSummary, now: f64) -> Self {
         Self {
+            card: CardKey::of(&key, summary.worker.as_deref()),
             key,
             task: summary.task.clone(),
             status: summary.status,

@@ -1,4 +1,5 @@
-//! The worker cards: a responsive grid, one card per run, only visible rows laid out.
+//! The worker cards: a responsive grid, one card per worker (a named worker across its calls,
+//! or a run that is its own worker), only visible rows laid out.
 
 use egui::{Align, Layout, RichText, Vec2};
 
@@ -7,7 +8,7 @@ use super::format::{
     badge, link_color, printable, rate, seconds, sparkline_ui, status_color, tokens,
 };
 use super::state::UiState;
-use crate::board::{Board, Worker};
+use crate::board::{Board, Card, Worker};
 
 /// A card's size: wide enough for a readable snippet, tall enough for four lines of it.
 const CARD_WIDTH: f32 = 310.0;
@@ -22,20 +23,24 @@ pub fn cards_ui(
     now: f64,
     actions: &mut Vec<Action>,
 ) {
-    let workers = model.workers();
+    let cards = model.cards();
     let available = ui.available_width();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // Small, positive.
     let columns = (((available + GAP) / (CARD_WIDTH + GAP)).floor() as usize).max(1);
     #[allow(clippy::cast_precision_loss)] // A handful of columns.
     let width = ((available - GAP * (columns as f32 - 1.0)) / columns as f32).max(200.0);
-    let rows = workers.len().div_ceil(columns);
+    let rows = cards.len().div_ceil(columns);
     let multi_server = model.servers.len() > 1;
-    let selected = state.selected.as_ref();
+    let selected = state
+        .selected
+        .as_ref()
+        .and_then(|run| model.card_of_run(run))
+        .map(|card| &card.key);
     let mut area = egui::ScrollArea::vertical()
         .id_salt("cards")
         .auto_shrink([false, false]);
     if std::mem::take(&mut state.scroll_to_selected)
-        && let Some(index) = selected.and_then(|key| workers.iter().position(|w| &w.key == key))
+        && let Some(index) = selected.and_then(|key| cards.iter().position(|c| &c.key == key))
     {
         // Only visible rows are laid out, so the offset is computed, not scrolled to.
         #[allow(clippy::cast_precision_loss)] // A row index.
@@ -46,11 +51,20 @@ pub fn cards_ui(
         for row in visible {
             ui.horizontal(|ui| {
                 ui.spacing_mut().item_spacing.x = GAP;
-                for worker in workers.iter().skip(row * columns).take(columns) {
+                for card in cards.iter().skip(row * columns).take(columns) {
+                    let Some(worker) = card.current().and_then(|run| model.worker(run)) else {
+                        continue;
+                    };
                     let server =
-                        multi_server.then(|| model.servers[worker.key.server].label.as_str());
-                    let highlight = selected == Some(&worker.key);
-                    card_ui(ui, worker, server, model, now, width, highlight, actions);
+                        multi_server.then(|| model.servers[card.key.server()].label.as_str());
+                    let highlight = selected == Some(&card.key);
+                    let shown = Shown {
+                        card,
+                        worker,
+                        server,
+                        highlight,
+                    };
+                    card_ui(ui, &shown, model, state, now, width, actions);
                 }
             });
             ui.add_space(GAP - ui.spacing().item_spacing.y);
@@ -58,22 +72,31 @@ pub fn cards_ui(
     });
 }
 
-#[allow(clippy::too_many_arguments)] // One card's inputs; a struct would only rename them.
+/// One card as drawn: the worker, the call it shows, where it is.
+struct Shown<'a> {
+    card: &'a Card,
+    /// The call shown: the newest going on, else the latest finished.
+    worker: &'a Worker,
+    /// The server's label, when several are watched.
+    server: Option<&'a str>,
+    highlight: bool,
+}
+
 fn card_ui(
     ui: &mut egui::Ui,
-    worker: &Worker,
-    server: Option<&str>,
+    shown: &Shown<'_>,
     model: &Board,
+    state: &mut UiState,
     now: f64,
     width: f32,
-    highlight: bool,
     actions: &mut Vec<Action>,
 ) {
+    let (card, worker) = (shown.card, shown.worker);
     let mut frame = egui::Frame::group(ui.style())
         .fill(ui.visuals().faint_bg_color)
         .inner_margin(10.0)
         .corner_radius(8.0);
-    if highlight {
+    if shown.highlight {
         let stroke = ui.visuals().selection.stroke;
         frame = frame.stroke(egui::Stroke::new(2.0, stroke.color));
     }
@@ -82,15 +105,15 @@ fn card_ui(
         frame.show(ui, |ui| {
             ui.set_width(width - 22.0);
             ui.set_height(CARD_HEIGHT - 22.0);
-            header_ui(ui, worker, server, model, now);
+            header_ui(ui, shown, model, now);
             let stalled = worker
                 .stalled_for(now, model.settings.stall_after_secs)
                 .is_some();
-            rate_ui(ui, worker, stalled);
+            rate_ui(ui, card, stalled);
             stats_ui(ui, worker, now);
             ui.add_space(2.0);
             snippet_ui(ui, &worker.reasoning, &worker.snippet);
-            footer_ui(ui, worker, model, now, actions);
+            footer_ui(ui, card, worker, model, state, now, actions);
         });
     })
     .response
@@ -171,25 +194,53 @@ fn tail_chars(text: &str, max_chars: usize) -> &str {
     }
 }
 
-fn header_ui(ui: &mut egui::Ui, worker: &Worker, server: Option<&str>, model: &Board, now: f64) {
+fn header_ui(ui: &mut egui::Ui, shown: &Shown<'_>, model: &Board, now: f64) {
+    let (card, worker) = (shown.card, shown.worker);
     ui.horizontal(|ui| {
-        ui.label(RichText::new(&worker.key.run_id).monospace().strong());
-        if let Some(server) = server {
+        let title = ui.label(RichText::new(card.key.title()).monospace().strong());
+        if card.is_named() {
+            title.on_hover_text(format!(
+                "Worker {}: its calls, one after another; showing {}",
+                card.key.title(),
+                worker.key.run_id
+            ));
+        }
+        if let Some(server) = shown.server {
             ui.label(RichText::new(format!("@{server}")).small().weak())
-                .on_hover_text("The server this run belongs to");
+                .on_hover_text("The server this worker's runs are on");
         }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-            badge(ui, worker.status.as_str(), status_color(worker.status));
+            if let Some(idle) = card.idle_for(now).filter(|_| card.is_named()) {
+                badge(
+                    ui,
+                    &format!("idle {}", seconds(idle)),
+                    egui::Color32::from_rgb(128, 128, 140),
+                )
+                .on_hover_text(format!(
+                    "No call going on since the last ended ({})",
+                    worker.status.as_str()
+                ));
+            } else {
+                badge(ui, worker.status.as_str(), status_color(worker.status));
+            }
+            if card.live.len() > 1 {
+                badge(
+                    ui,
+                    &format!("{} in flight", card.live.len()),
+                    egui::Color32::from_rgb(70, 130, 180),
+                )
+                .on_hover_text("Calls this worker has going on at once; the newest is shown");
+            }
             let link = worker
                 .link
                 .as_ref()
-                .or(model.servers[worker.key.server].link.as_ref());
+                .or(model.servers[card.key.server()].link.as_ref());
             if worker.polled && !worker.status.is_finished() {
                 badge(ui, "polled", egui::Color32::from_rgb(128, 128, 140)).on_hover_text(
                     "Not followed live: a browser allows few connections per server, so this \
                      run is updated from the feed's polls until a stream is free",
                 );
-            } else if let Some(link) = link {
+            } else if let Some(link) = link.filter(|_| !card.is_named()) {
                 badge(ui, &link.label(now), link_color(link))
                     .on_hover_text("The stream this card's events arrive on");
             }
@@ -197,7 +248,7 @@ fn header_ui(ui: &mut egui::Ui, worker: &Worker, server: Option<&str>, model: &B
     });
 }
 
-fn rate_ui(ui: &mut egui::Ui, worker: &Worker, stalled: bool) {
+fn rate_ui(ui: &mut egui::Ui, card: &Card, stalled: bool) {
     ui.horizontal(|ui| {
         // A stalled worker is not generating: its last rate would be a lie.
         let (value, hover) = if stalled {
@@ -207,7 +258,7 @@ fn rate_ui(ui: &mut egui::Ui, worker: &Worker, stalled: bool) {
             )
         } else {
             (
-                RichText::new(rate(worker.rate.per_sec()))
+                RichText::new(rate(card.rate.per_sec()))
                     .size(26.0)
                     .strong()
                     .monospace(),
@@ -219,8 +270,8 @@ fn rate_ui(ui: &mut egui::Ui, worker: &Worker, stalled: bool) {
         ui.label(RichText::new("tok/s").weak());
     });
     let width = ui.available_width();
-    sparkline_ui(ui, &worker.key, worker.rate.history(), [width, 38.0])
-        .on_hover_text("tok/s over the last 60 s");
+    sparkline_ui(ui, &card.key, card.rate.history(), [width, 38.0])
+        .on_hover_text("tok/s over the last 60 s, across the worker's calls");
 }
 
 fn stats_ui(ui: &mut egui::Ui, worker: &Worker, now: f64) {
@@ -266,8 +317,10 @@ fn stats_ui(ui: &mut egui::Ui, worker: &Worker, now: f64) {
 
 fn footer_ui(
     ui: &mut egui::Ui,
+    card: &Card,
     worker: &Worker,
     model: &Board,
+    state: &mut UiState,
     now: f64,
     actions: &mut Vec<Action>,
 ) {
@@ -275,16 +328,39 @@ fn footer_ui(
         if !worker.status.is_finished()
             && ui
                 .small_button("Cancel")
-                .on_hover_text("Stop this run")
+                .on_hover_text("Stop this call")
                 .clicked()
         {
             actions.push(Action::Cancel(worker.key.clone()));
         }
-        if ui.small_button("Copy id").clicked() {
-            ui.ctx().copy_text(worker.key.run_id.clone());
-        }
-        if !worker.snippet.is_empty() && ui.small_button("Copy text").clicked() {
-            ui.ctx().copy_text(worker.snippet.clone());
+        if let Some(name) = card.key.worker() {
+            let counts = format!(
+                "{} done{}",
+                card.done,
+                if card.failed > 0 {
+                    format!(" · {} failed", card.failed)
+                } else {
+                    String::new()
+                }
+            );
+            let calls = ui.small_button(counts).on_hover_text(format!(
+                "Calls ended while watched: {} done, {} failed, {} cancelled; {} tokens in \
+                     all. Click: this worker's recent calls in the feed",
+                card.done,
+                card.failed,
+                card.cancelled,
+                tokens(card.tokens_done)
+            ));
+            if calls.clicked() {
+                state.filter_worker = Some(name.to_owned());
+            }
+        } else {
+            if ui.small_button("Copy id").clicked() {
+                ui.ctx().copy_text(worker.key.run_id.clone());
+            }
+            if !worker.snippet.is_empty() && ui.small_button("Copy text").clicked() {
+                ui.ctx().copy_text(worker.snippet.clone());
+            }
         }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
             if let Some(silent) = worker.stalled_for(now, model.settings.stall_after_secs) {

@@ -163,6 +163,7 @@ impl Connector {
                 }
             };
             let has_events = health.has(Feature::Events);
+            let has_workers = health.has(Feature::Workers);
             if health.has(Feature::Upstreams) {
                 let upstreams = follow_upstreams(client.clone(), server, outbox.clone());
                 spawner.spawn(upstreams);
@@ -184,6 +185,9 @@ impl Connector {
                 ));
             }
             if let Some(every) = feed_poll {
+                if has_workers {
+                    spawner.spawn(poll_fleet(client.clone(), server, outbox.clone()));
+                }
                 poll_feed(client, server, outbox, every).await;
             }
         });
@@ -365,6 +369,27 @@ async fn poll_feed(client: ApiClient, server: ServerId, outbox: Outbox, every: D
             return;
         }
         sleep(every).await;
+    }
+}
+
+/// How often a server's fleet figures (goodput) are read.
+const FLEET_EVERY: Duration = Duration::from_secs(2);
+
+/// Reads the server's fleet figures every [`FLEET_EVERY`] while the console runs; a failed
+/// read is skipped (the feed's poll reports the server's errors).
+async fn poll_fleet(client: ApiClient, server: ServerId, outbox: Outbox) {
+    loop {
+        if let Ok(list) = client.workers().await
+            && !outbox
+                .send(Inbound::Fleet {
+                    server,
+                    fleet: list.fleet,
+                })
+                .await
+        {
+            return;
+        }
+        sleep(FLEET_EVERY).await;
     }
 }
 

@@ -24,6 +24,7 @@ pub fn matches(entry: &FeedEntry, model: &Board, text: &str, status: Option<RunS
         entry.key.run_id.as_str(),
         entry.summary.task.as_str(),
         snippet,
+        entry.summary.worker.as_deref().unwrap_or(""),
     ]
     .iter()
     .any(|hay| hay.to_lowercase().contains(&needle))
@@ -45,7 +46,7 @@ pub fn feed_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
         let filter = ui
             .add(
                 egui::TextEdit::singleline(&mut state.filter_text)
-                    .hint_text("id, task or text  (/)")
+                    .hint_text("id, task, text or worker  (/)")
                     .desired_width(ui.available_width() - 170.0),
             )
             .labelled_by(label.id);
@@ -62,10 +63,24 @@ pub fn feed_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
                 }
             });
     });
+    if let Some(worker) = state.filter_worker.clone() {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(format!("Calls of worker {worker}")).strong());
+            if ui
+                .small_button("✕ all workers")
+                .on_hover_text("Show every worker's calls again")
+                .clicked()
+            {
+                state.filter_worker = None;
+            }
+        });
+    }
     ui.separator();
+    let worker = state.filter_worker.as_deref();
     let visible: Vec<&FeedEntry> = model
         .feed
         .entries()
+        .filter(|entry| worker.is_none_or(|w| entry.summary.worker.as_deref() == Some(w)))
         .filter(|entry| matches(entry, model, &state.filter_text, state.filter_status))
         .collect();
     if visible.is_empty() {
@@ -98,6 +113,17 @@ fn row_ui(ui: &mut egui::Ui, model: &Board, entry: &FeedEntry, state: &mut UiSta
             ui.horizontal(|ui| {
                 badge(ui, summary.status.as_str(), status_color(summary.status));
                 ui.label(RichText::new(&entry.key.run_id).monospace());
+                if let Some(worker) = &summary.worker {
+                    ui.add(
+                        egui::Label::new(
+                            RichText::new(format::first_chars(worker, 18))
+                                .small()
+                                .strong(),
+                        )
+                        .truncate(),
+                    )
+                    .on_hover_text(format!("The worker that made this call: {worker}"));
+                }
                 ui.label(RichText::new(format!("{} tok", tokens(summary.tokens_out))).weak());
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     let open = state.expanded.contains(&entry.key);

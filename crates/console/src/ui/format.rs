@@ -27,6 +27,16 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The first `max` characters of `text`, with `…` when it was longer.
+pub fn first_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// `42.3`, `512`, `1.2k`: tokens per second, compact.
 pub fn rate(per_sec: f64) -> String {
     if per_sec >= 1000.0 {

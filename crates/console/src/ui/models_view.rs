@@ -41,6 +41,9 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
             actions.push(Action::ListModels(index));
         }
     });
+    if let Some(goodput) = server.fleet.as_ref().and_then(|f| f.goodput.as_ref()) {
+        goodput_ui(ui, index, goodput);
+    }
     let Some(list) = &server.models else {
         let text = match &server.health {
             Some(health) if !health.has(Feature::Models) => {
@@ -112,6 +115,44 @@ fn server_models_ui(ui: &mut egui::Ui, index: usize, server: &Server, actions: &
                 ui.end_row();
             }
         });
+}
+
+/// Goodput of the last minute against the server's objective: the fleet, then each model.
+fn goodput_ui(ui: &mut egui::Ui, index: usize, goodput: &runboard_api::Goodput) {
+    ui.label(RichText::new(format!("Goodput over the last minute ({})", goodput.slo)).strong())
+        .on_hover_text(
+            "The share of calls that met the objective set with `serve --slo`: time to first \
+             token and mean inter-token latency; a failed call never meets it",
+        );
+    let row = |ui: &mut egui::Ui, name: &str, calls: u64, met: u64, share: Option<f64>| {
+        ui.label(name);
+        ui.label(format!("{met} of {calls} calls"));
+        match share {
+            #[allow(clippy::cast_possible_truncation)] // A fraction for a bar.
+            Some(share) => {
+                ui.add(
+                    egui::ProgressBar::new(share as f32)
+                        .desired_width(160.0)
+                        .text(format!("{:.0}%", share * 100.0)),
+                );
+            }
+            None => {
+                ui.label(RichText::new("no calls").weak());
+            }
+        }
+        ui.end_row();
+    };
+    egui::Grid::new(("models-goodput", index))
+        .striped(true)
+        .num_columns(3)
+        .spacing([18.0, 6.0])
+        .show(ui, |ui| {
+            row(ui, "fleet", goodput.calls, goodput.met, goodput.share());
+            for model in &goodput.models {
+                row(ui, &model.model, model.calls, model.met, model.share());
+            }
+        });
+    ui.add_space(8.0);
 }
 
 /// A context length for people: whole thousands as `32k`, anything else exactly.

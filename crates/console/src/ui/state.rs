@@ -95,6 +95,9 @@ pub struct UiState {
     pub view: View,
     /// The log panel's filters and follow mode.
     pub log: LogPanel,
+    /// The feed shows only this worker's calls (a click on a worker's card).
+    #[serde(skip)]
+    pub filter_worker: Option<String>,
     /// The run picked from the log: its card (or feed entry) is highlighted.
     #[serde(skip)]
     pub selected: Option<RunKey>,

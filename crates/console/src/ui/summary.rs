@@ -135,6 +135,19 @@ fn totals_ui(ui: &mut egui::Ui, model: &Board, now: f64) {
     );
     stat(
         ui,
+        &format!("{:.1}", model.call_rates.per_sec(now)),
+        "calls/s",
+        "Calls (or runs) that ended a second, over the last minute",
+    );
+    stat(
+        ui,
+        &format!("{:.0}", model.call_rates.failures_per_min(now)),
+        "failed/min",
+        "Calls (or runs) that failed, over the last minute",
+    );
+    goodput_ui(ui, model);
+    stat(
+        ui,
         &model.finished_count(RunStatus::Completed).to_string(),
         "completed",
         "Runs that completed while watched",
@@ -144,6 +157,42 @@ fn totals_ui(ui: &mut egui::Ui, model: &Board, now: f64) {
         &model.finished_count(RunStatus::Failed).to_string(),
         "failed",
         "Runs that failed while watched",
+    );
+}
+
+/// The share of the last minute's calls that met the servers' objective (`serve --slo`), over
+/// every server that measures it.
+fn goodput_ui(ui: &mut egui::Ui, model: &Board) {
+    let measured: Vec<(&str, &runboard_api::Goodput)> = model
+        .servers
+        .iter()
+        .filter_map(|s| Some((s.label.as_str(), s.fleet.as_ref()?.goodput.as_ref()?)))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    let calls: u64 = measured.iter().map(|(_, g)| g.calls).sum();
+    let met: u64 = measured.iter().map(|(_, g)| g.met).sum();
+    let value = if calls == 0 {
+        "—".to_owned()
+    } else {
+        #[allow(clippy::cast_precision_loss)] // Call counts far below 2^52.
+        let share = met as f64 / calls as f64;
+        format!("{:.0}%", share * 100.0)
+    };
+    let objectives: Vec<String> = measured
+        .iter()
+        .map(|(label, g)| format!("{label}: {}", g.slo))
+        .collect();
+    stat(
+        ui,
+        &value,
+        "goodput",
+        &format!(
+            "Of the last minute's {calls} calls, {met} met the objective ({}); per model in \
+             the Models view",
+            objectives.join("; ")
+        ),
     );
 }
 
