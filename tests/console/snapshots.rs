@@ -454,6 +454,26 @@ fn a_proxied_fleet_as_its_workers() {
 }
 
 #[test]
+fn a_click_on_a_workers_count_shows_its_calls_in_the_feed() {
+    let mut harness = Harness::builder()
+        .with_size([1400.0, 860.0])
+        .build_ui_state(
+            |ui, scene: &mut Scene| {
+                console_ui(ui, &scene.model, &mut scene.ui, NOW);
+            },
+            fleet_scene(),
+        );
+    harness.run_steps(2);
+    harness.get_by_label("30 done").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().ui.filter_worker.as_deref(), Some("gen-01"));
+    harness.get_by_label("Calls of worker gen-01");
+    harness.get_by_label("All workers").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().ui.filter_worker, None);
+}
+
+#[test]
 fn cards_feed_and_log() {
     snapshot(&busy_scene(), "cards");
 }
@@ -732,6 +752,8 @@ fn request(
         started_at: started.into(),
         run_id: Some("run-00a1b2c3d400".into()),
         agent: Some("writer".into()),
+        // Proxied calls name their worker; the others show their run's card.
+        worker: id.ends_with('1').then(|| "gen-07".into()),
         ..ActiveRequest::default()
     }
 }

@@ -34,6 +34,9 @@ pub struct ActiveRequest {
     /// The agent it serves, when the server says.
     #[serde(default)]
     pub agent: Option<String>,
+    /// The worker that made it (a proxied call's), when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Where the request stands, when the server follows its stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<RequestPhase>,

@@ -37,6 +37,8 @@ pub struct NewRequest<'a> {
     pub run_id: &'a str,
     /// The agent it serves.
     pub agent: &'a str,
+    /// The worker that made it, when one did.
+    pub worker: Option<&'a str>,
     /// The model asked for.
     pub model: &'a str,
     /// The model serving it.
@@ -93,6 +95,7 @@ impl RequestTracker {
             started_at: now_rfc3339(),
             run_id: Some(request.run_id.to_owned()),
             agent: Some(request.agent.to_owned()),
+            worker: request.worker.map(str::to_owned),
             upstream: request.upstream.map(str::to_owned),
             phase: request.upstream.map(|_| RequestPhase::WaitingForFirstToken),
             attempt: request.upstream.map(|_| 1),
@@ -215,6 +218,7 @@ mod tests {
         NewRequest {
             run_id: "run-1",
             agent: "writer",
+            worker: None,
             model: "synth-small",
             resolved_model: "synth-8b-instruct-q4",
             streaming: true,

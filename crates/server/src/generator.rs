@@ -345,6 +345,7 @@ impl Walk<'_> {
         let task_tokens = u64::try_from(ctx.task.chars().count() / 4).unwrap_or(0);
         let request = ctx.requests.start(&NewRequest {
             run_id: &ctx.run_id,
+            worker: None,
             agent,
             model: self.model.alias,
             resolved_model: self.model.id,

@@ -747,7 +747,10 @@ impl Board {
         self.count_replayed(&key, now);
         match event {
             RunEvent::RunCreated(summary) => {
-                if !summary.status.is_finished() {
+                if let Some(worker) = self.worker_mut(&key) {
+                    // A poll made the card first; the stream now brings the run from its start.
+                    worker.seen_from_start();
+                } else if !summary.status.is_finished() {
                     self.card(&key, &summary, now);
                 }
                 self.feed.upsert(key, summary);

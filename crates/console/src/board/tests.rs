@@ -813,3 +813,45 @@ fn calls_in_flight_at_once_share_the_card_and_idle_workers_leave_the_grid() {
     assert!(m.worker(&RunKey::new(0, "b")).is_none());
     assert_eq!(m.feed.len(), 3, "its calls stay in the feed");
 }
+
+#[test]
+fn a_call_first_seen_by_a_poll_gets_its_own_ttft_and_elapsed_on_the_servers_clock() {
+    let mut m = model();
+    // The poll reads the store a moment before the stream delivers the run's first events: it
+    // shows the call running with tokens already made.
+    let polled: RunSummary = serde_json::from_value(json!({
+        "run_id": "r1", "task": "t", "status": "running", "tokens_out": 30, "worker": "w",
+        "created_at": "2026-11-21T00:00:00Z", "started_at": "2026-11-21T00:00:00Z"}))
+    .unwrap();
+    m.apply(
+        Inbound::Runs {
+            server: 0,
+            runs: vec![polled],
+        },
+        100.0,
+    );
+    m.apply(on(0, created_by("r1", "w")), 100.05);
+    let running = json!({"run_id": "r1", "status": "running", "ts": "2026-11-21T00:00:00Z"});
+    m.apply(on(0, event("status", &running)), 100.05);
+    let first = json!({"run_id": "r1", "tokens_out": 10, "ts": "2026-11-21T00:00:00.400Z"});
+    m.apply(on(0, event("node_update", &first)), 100.1);
+    let later = json!({"run_id": "r1", "tokens_out": 30, "ts": "2026-11-21T00:00:01Z"});
+    m.apply(on(0, event("node_update", &later)), 100.1);
+    let card = m.worker(&RunKey::new(0, "r1")).unwrap();
+    let ttft = card.time_to_first_token().unwrap();
+    assert!((ttft - 0.4).abs() < 1e-6, "{ttft}");
+    // 1 s on the server's clock when the last update was made, 0.2 s later here.
+    let elapsed = card.elapsed(100.3).unwrap();
+    assert!((elapsed - 1.2).abs() < 1e-6, "{elapsed}");
+    let done = json!({"run_id": "r1", "status": "completed", "ts": "2026-11-21T00:00:02.500Z"});
+    m.apply(on(0, event("status", &done)), 100.2);
+    let elapsed = m
+        .worker(&RunKey::new(0, "r1"))
+        .unwrap()
+        .elapsed(500.0)
+        .unwrap();
+    assert!(
+        (elapsed - 2.5).abs() < 1e-6,
+        "a finished call's own length: {elapsed}"
+    );
+}

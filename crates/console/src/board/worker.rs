@@ -69,6 +69,12 @@ pub struct Worker {
     pub first_token_seen: bool,
     /// When it finished.
     pub finished_at: Option<f64>,
+    /// When it finished on the server's clock (Unix seconds), when the server said.
+    pub finished_ts: Option<f64>,
+    /// The latest server time seen on one of its events, with the time here it arrived: the
+    /// server's clock read on ours, so elapsed times are the server's, not the time since
+    /// this console first saw the run.
+    pub clock: Option<(f64, f64)>,
     /// When its last event arrived.
     pub last_event_at: f64,
     /// The run's own stream, when it has one (servers without `/api/events`).
@@ -109,6 +115,8 @@ impl Worker {
             first_token_ts: None,
             first_token_seen: summary.tokens_out > 0,
             finished_at: summary.status.is_finished().then_some(now),
+            finished_ts: summary.finished_at.as_deref().and_then(unix_seconds),
+            clock: None,
             last_event_at: now,
             link: None,
             link_opened_at: None,
@@ -146,6 +154,9 @@ impl Worker {
         if update.tokens_out.is_some() {
             self.estimated = update.estimated == Some(true);
         }
+        if let Some(ts) = update.ts.as_deref().and_then(unix_seconds) {
+            self.clock = Some((ts, now));
+        }
         if let Some(tokens) = update.tokens_out {
             if tokens > 0 && !self.first_token_seen {
                 // The first tokens of the run: the server's time of this update is the time of
@@ -172,6 +183,10 @@ impl Worker {
     pub fn set_status(&mut self, status: RunStatus, now: f64, ts: Option<&str>) -> bool {
         self.status = status;
         self.last_event_at = now;
+        let server_ts = ts.and_then(unix_seconds);
+        if let Some(server_ts) = server_ts {
+            self.clock = Some((server_ts, now));
+        }
         if status == RunStatus::Running {
             self.started_at.get_or_insert(now);
             if self.started_ts.is_none() {
@@ -180,6 +195,7 @@ impl Worker {
         }
         if status.is_finished() && self.finished_at.is_none() {
             self.finished_at = Some(now);
+            self.finished_ts = server_ts;
             self.rate.stop();
             return true;
         }
@@ -228,10 +244,28 @@ impl Worker {
         self.set_status(summary.status, now, None)
     }
 
-    /// Seconds since it started (or until it finished).
+    /// Seconds since it started (or until it finished): on the server's clock when the server
+    /// gave its start and a time on a later event, else since this console saw it start.
     pub fn elapsed(&self, now: f64) -> Option<f64> {
+        if let (Some(started), Some((server, here))) = (self.started_ts, self.clock) {
+            let end = match (self.finished_ts, self.finished_at) {
+                (Some(finished), _) => finished,
+                // Finished without a time: its last event's.
+                (None, Some(_)) => server,
+                (None, None) => server + (now - here),
+            };
+            return Some((end - started).max(0.0));
+        }
         let started = self.started_at?;
         Some(self.finished_at.unwrap_or(now) - started)
+    }
+
+    /// Its `run_created` arrived after a poll made the card: the stream carries the run from its
+    /// start, so its first tokens will be seen and its time to first token is known after all.
+    pub fn seen_from_start(&mut self) {
+        self.first_token_seen = false;
+        self.first_token_ts = None;
+        self.adopted = false;
     }
 
     /// Takes the server's start time from a summary, when not known yet.

@@ -67,7 +67,7 @@ pub fn feed_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
         ui.horizontal(|ui| {
             ui.label(RichText::new(format!("Calls of worker {worker}")).strong());
             if ui
-                .small_button("✕ all workers")
+                .small_button("All workers")
                 .on_hover_text("Show every worker's calls again")
                 .clicked()
             {

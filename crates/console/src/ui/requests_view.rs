@@ -7,11 +7,12 @@ use egui::RichText;
 
 use runboard_api::RequestPhase;
 
-use super::format::{badge, few_grid_marks, link_color, rate, seconds, tokens};
-use super::state::{RequestColumn, RequestSort, UiState};
-use crate::board::{Board, IN_FLIGHT_WINDOW_SECS, RequestRow, RequestsFeed};
+use super::format::{self, badge, few_grid_marks, link_color, rate, seconds, tokens};
+use super::state::{RequestColumn, RequestSort, UiState, View};
+use crate::board::{Board, IN_FLIGHT_WINDOW_SECS, RequestRow, RequestsFeed, RunKey};
 
-const COLUMNS: [(RequestColumn, &str); 10] = [
+const COLUMNS: [(RequestColumn, &str); 11] = [
+    (RequestColumn::Worker, "Worker"),
     (RequestColumn::Duration, "Duration"),
     (RequestColumn::Phase, "Phase"),
     (RequestColumn::Ttft, "TTFT"),
@@ -74,14 +75,15 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f
     in_flight_plot_ui(ui, model, now);
     ui.add_space(4.0);
     let multi_server = model.servers.len() > 1;
-    let mut rows: Vec<(&str, &RequestRow)> = model
+    let mut rows: Vec<(usize, &str, &RequestRow)> = model
         .servers
         .iter()
-        .flat_map(|s| {
+        .enumerate()
+        .flat_map(|(index, s)| {
             s.requests
                 .rows()
                 .iter()
-                .map(move |row| (s.label.as_str(), row))
+                .map(move |row| (index, s.label.as_str(), row))
         })
         .collect();
     if rows.is_empty() {
@@ -90,7 +92,7 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f
         return;
     }
     let sort = state.requests_sort;
-    rows.sort_by(|a, b| compare(a.1, b.1, sort, now));
+    rows.sort_by(|a, b| compare(a.2, b.2, sort, now));
     egui::ScrollArea::vertical()
         .id_salt("requests")
         .auto_shrink([false, false])
@@ -107,10 +109,11 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f
                         header_ui(ui, &mut state.requests_sort, column, title);
                     }
                     ui.end_row();
-                    for (server, row) in rows {
+                    for (server, label, row) in rows {
                         if multi_server {
-                            ui.label(server);
+                            ui.label(label);
                         }
+                        worker_ui(ui, model, state, server, row);
                         row_ui(ui, row, now);
                         ui.end_row();
                     }
@@ -271,6 +274,39 @@ fn sort_arrow_ui(ui: &mut egui::Ui, ascending: bool) {
     ));
 }
 
+/// Who made the request: the worker (a click shows its card), or the run that is its own.
+fn worker_ui(
+    ui: &mut egui::Ui,
+    model: &Board,
+    state: &mut UiState,
+    server: usize,
+    row: &RequestRow,
+) {
+    let request = &row.request;
+    let Some(run) = &request.run_id else {
+        ui.label(RichText::new("—").weak());
+        return;
+    };
+    let key = RunKey::new(server, run.clone());
+    let name = request
+        .worker
+        .clone()
+        .or_else(|| {
+            model
+                .card_of_run(&key)
+                .map(|card| card.key.title().to_owned())
+        })
+        .unwrap_or_else(|| run.clone());
+    let link = ui
+        .link(RichText::new(format::first_chars(&name, 28)).monospace())
+        .on_hover_text(format!("{name}: click to see its card"));
+    if link.clicked() {
+        state.selected = Some(key);
+        state.scroll_to_selected = true;
+        state.view = View::Workers;
+    }
+}
+
 fn row_ui(ui: &mut egui::Ui, row: &RequestRow, now: f64) {
     let request = &row.request;
     ui.label(RichText::new(row.duration(now).map_or_else(|| "—".into(), seconds)).monospace());
@@ -361,6 +397,7 @@ fn compare(a: &RequestRow, b: &RequestRow, sort: RequestSort, now: f64) -> Order
             .tok_per_sec
             .unwrap_or(-1.0)
             .total_cmp(&y.tok_per_sec.unwrap_or(-1.0)),
+        RequestColumn::Worker => x.worker.cmp(&y.worker),
         RequestColumn::Model => x.model.cmp(&y.model),
         RequestColumn::Resolved => x.resolved_model.cmp(&y.resolved_model),
         RequestColumn::Streaming => x.streaming.cmp(&y.streaming),

@@ -73,6 +73,17 @@ pub fn settings_window_ui(
                         settings.auto_clear_after_secs = auto.then_some(secs);
                     });
                     ui.end_row();
+
+                    ui.label("Idle workers leave after").on_hover_text(
+                        "A worker with no call for this long leaves the grid; its calls stay \
+                         in the feed",
+                    );
+                    ui.add(
+                        egui::Slider::new(&mut settings.worker_idle_secs, 10.0..=3600.0)
+                            .suffix(" s")
+                            .logarithmic(true),
+                    );
+                    ui.end_row();
                 });
             if ui.button("Restore defaults").clicked() {
                 *settings = Settings::default();

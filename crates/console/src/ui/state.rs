@@ -204,6 +204,8 @@ pub struct LogPanel {
 /// A column of the requests table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestColumn {
+    /// The worker that made it.
+    Worker,
     /// How long it has run.
     #[default]
     Duration,

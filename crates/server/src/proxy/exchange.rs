@@ -116,6 +116,7 @@ impl Exchange {
         let request = ctx.requests.start(&NewRequest {
             run_id: &ctx.run_id,
             agent: &self.call.agent,
+            worker: Some(&self.call.worker),
             model: &self.target.asked,
             resolved_model: &self.target.model,
             streaming: self.call.stream,

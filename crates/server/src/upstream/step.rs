@@ -155,6 +155,7 @@ impl RunState<'_> {
         let prompt_chars = body.get("messages").map_or(0, |m| m.to_string().len());
         let request = ctx.requests.start(&NewRequest {
             run_id: &ctx.run_id,
+            worker: None,
             agent: plan.agent,
             model: &target.asked,
             resolved_model: &target.model,
