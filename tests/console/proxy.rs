@@ -142,7 +142,10 @@ fn fleet(
         &threads.to_string(),
         &calls.to_string(),
     ]);
-    std::thread::spawn(move || command.output().expect("python runs"))
+    std::thread::Builder::new()
+        .name(format!("fleet-{prefix}"))
+        .spawn(move || command.output().expect("python runs"))
+        .unwrap()
 }
 
 #[test]
