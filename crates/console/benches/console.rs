@@ -1,6 +1,8 @@
 //! The console's CPU cost, headless: one frame (egui layout + tessellation) with 18, 64 and 256
 //! live cards beside a 10 000-run feed, while every card gets a `node_update` between frames;
-//! and how many `node_update` events per second the inbox and the model absorb.
+//! a proxied fleet of 256 named workers making about 100 calls a second for 60,000 calls
+//! (events applied and frame drawn, timed apart, and the memory it keeps); and how many
+//! `node_update` events per second the inbox and the model absorb.
 //!
 //! `cargo bench --bench console`. No window, no GPU: this is the CPU work a frame costs before
 //! the renderer.
@@ -161,6 +163,149 @@ fn absorb_rate(events: usize) -> f64 {
     rate
 }
 
+/// A proxied fleet: `workers` named workers making one streamed call after another, each
+/// call `call_secs` long with an update every 0.25 s, so the fleet makes `workers / call_secs`
+/// calls a second. Each frame applies the events of its quarter second and then draws.
+struct Fleet {
+    model: Board,
+    /// Per worker: its call going on, its number, when it ends.
+    calls: Vec<(String, u64, f64)>,
+    call_secs: f64,
+    calls_made: u64,
+}
+
+impl Fleet {
+    fn new(workers: usize, call_secs: f64) -> Self {
+        let mut model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
+        let mut calls = Vec::with_capacity(workers);
+        for n in 0..workers {
+            // Staggered, so calls end evenly over time rather than all at once.
+            #[allow(clippy::cast_precision_loss)]
+            let ends = call_secs * (n as f64 + 1.0) / workers as f64;
+            calls.push((format!("w{n:03}-0"), 0, ends));
+        }
+        for (n, (call, _, _)) in calls.iter().enumerate() {
+            let created = RunEvent::RunCreated(RunSummary {
+                worker: Some(format!("gen-{n:03}")),
+                ..summary(call.clone(), RunStatus::Running, n)
+            });
+            model.apply(
+                Inbound::Event {
+                    server: 0,
+                    event: created,
+                },
+                0.0,
+            );
+        }
+        Self {
+            model,
+            calls,
+            call_secs,
+            calls_made: 0,
+        }
+    }
+
+    /// The events of the quarter second up to `now`: progress of every call, ends, and the
+    /// next calls.
+    fn advance(&mut self, now: f64, frame: usize) {
+        for n in 0..self.calls.len() {
+            let (call, number, ends) = self.calls[n].clone();
+            if now >= ends {
+                for event in [
+                    RunEvent::status(RunStatus::Completed, None),
+                    RunEvent::StreamEnd(runboard_api::StreamEnd {
+                        run_id: String::new(),
+                        status: RunStatus::Completed,
+                    }),
+                ] {
+                    let event = event.with_run_id(&call);
+                    self.model.apply(Inbound::Event { server: 0, event }, now);
+                }
+                self.calls_made += 1;
+                let next = format!("w{n:03}-{}", number + 1);
+                let created = RunEvent::RunCreated(RunSummary {
+                    worker: Some(format!("gen-{n:03}")),
+                    ..summary(next.clone(), RunStatus::Running, frame)
+                });
+                self.model.apply(
+                    Inbound::Event {
+                        server: 0,
+                        event: created,
+                    },
+                    now,
+                );
+                self.calls[n] = (next, number + 1, ends + self.call_secs);
+            } else {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let tokens = ((self.call_secs - (ends - now)) * 40.0) as u64;
+                self.model.apply(progress(&call, tokens, frame), now);
+            }
+        }
+    }
+}
+
+/// Resident memory of this process, in MiB.
+fn resident_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
+}
+
+/// Frame cost (the quarter second's events applied, then the frame drawn) of a fleet of 256
+/// workers making about 100 calls a second, and the memory after `total_calls` calls.
+fn fleet_run(total_calls: u64) -> (Vec<Duration>, Vec<Duration>, Vec<(u64, f64)>) {
+    let before = resident_mib();
+    let ctx = egui::Context::default();
+    let mut fleet = Fleet::new(256, 2.56);
+    let mut state = UiState::default();
+    let mut times = Vec::new();
+    let mut applies = Vec::new();
+    let mut memory = Vec::new();
+    let mut next_mark = total_calls / 10;
+    let mut frame = 0;
+    while fleet.calls_made < total_calls {
+        frame += 1;
+        #[allow(clippy::cast_precision_loss)]
+        let now = frame as f64 * 0.25;
+        // Every frame is drawn for the first minutes; after that one in 20 (the rest only
+        // applied), so 60 000 calls take minutes, not an hour.
+        let draw = frame <= 2400 || frame % 20 == 0;
+        let start = Instant::now();
+        fleet.advance(now, frame);
+        let applied = start.elapsed();
+        if draw {
+            let start = Instant::now();
+            let input = egui::RawInput {
+                screen_rect: Some(egui::Rect::from_min_size(
+                    egui::Pos2::ZERO,
+                    egui::vec2(1600.0, 1000.0),
+                )),
+                ..egui::RawInput::default()
+            };
+            let output = ctx.run_ui(input, |ui| {
+                black_box(console_ui(ui, &fleet.model, &mut state, now));
+            });
+            black_box(ctx.tessellate(output.shapes, output.pixels_per_point));
+            if frame > 240 {
+                times.push(start.elapsed());
+                applies.push(applied);
+            }
+        }
+        if fleet.calls_made >= next_mark {
+            memory.push((fleet.calls_made, resident_mib() - before));
+            next_mark += total_calls / 10;
+        }
+    }
+    black_box(&fleet.model);
+    times.sort();
+    applies.sort();
+    (times, applies, memory)
+}
+
 fn main() {
     println!(
         "console frame cost, headless 1600×1000, {FEED_RUNS}-run feed, log open, {FRAMES} frames each:"
@@ -174,6 +319,26 @@ fn main() {
             ms(*times.last().unwrap())
         );
     }
+    let (times, applies, memory) = fleet_run(60_000);
+    println!(
+        "a proxied fleet, 256 named workers, about 100 calls/s (2.56 s calls, an update every \
+         0.25 s), {} frames: drawing median {:.2} ms, p99 {:.2} ms, max {:.2} ms; applying a \
+         frame's events median {:.2} ms, p99 {:.2} ms",
+        times.len(),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() * 99 / 100]),
+        ms(*times.last().unwrap()),
+        ms(applies[applies.len() / 2]),
+        ms(applies[applies.len() * 99 / 100]),
+    );
+    let marks: Vec<String> = memory
+        .iter()
+        .map(|(calls, mib)| format!("{calls}: {mib:.1}"))
+        .collect();
+    println!(
+        "  resident memory added (MiB) after N calls: {}",
+        marks.join(", ")
+    );
     let events = 500_000;
     let rates: Vec<f64> = (0..3).map(|_| absorb_rate(events)).collect();
     println!(

@@ -1,7 +1,7 @@
 //! The generation feed: finished and running runs from polling, with details fetched lazily,
 //! once each, and the summary snippet and event chain derived from them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -104,8 +104,8 @@ pub const FEED_WINDOW: usize = 10_000;
 #[derive(Debug, Clone, Default)]
 pub struct Feed {
     entries: HashMap<RunKey, FeedEntry>,
-    /// Newest first.
-    order: Vec<RunKey>,
+    /// Newest first; a deque, since new runs go to the front.
+    order: VecDeque<RunKey>,
     details: HashMap<RunKey, Arc<RunDetail>>,
     /// Details asked for (waiting, in flight or fetched): never asked twice.
     requested: HashSet<RunKey>,

@@ -319,8 +319,8 @@ impl Board {
         self.servers.push(Server::new(url));
     }
 
-    /// The runs on the board (calls going on, and each card's latest finished one), in the
-    /// order they appeared.
+    /// The runs on the board (calls going on, and each card's latest finished one): in the
+    /// order they appeared, except that a dropped run's place goes to the last one.
     pub fn workers(&self) -> &[Worker] {
         &self.workers
     }
@@ -641,18 +641,15 @@ impl Board {
     /// Drops runs from the board (their cards no longer show them); events that still come
     /// for them make no card.
     fn forget_runs(&mut self, runs: &[RunKey]) {
-        if runs.is_empty() {
-            return;
-        }
-        let gone: HashSet<&RunKey> = runs.iter().collect();
-        self.workers.retain(|w| !gone.contains(&w.key));
-        self.worker_index = self
-            .workers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.key.clone(), i))
-            .collect();
         for run in runs {
+            // Swapped out, so only the moved run's index changes: a fleet forgets a call per
+            // call it makes.
+            if let Some(index) = self.worker_index.remove(run) {
+                self.workers.swap_remove(index);
+                if let Some(moved) = self.workers.get(index) {
+                    self.worker_index.insert(moved.key.clone(), index);
+                }
+            }
             self.forgotten.insert(run.clone());
         }
     }
@@ -857,8 +854,12 @@ impl Board {
         if replayed {
             self.rebase_total(now);
         } else {
-            let total = self.total_tokens();
-            self.total_rate.observe(total, now, &rate_settings);
+            // The sum over every card is only worth taking when the rate's gate is open: a
+            // fleet's updates come hundreds a frame.
+            if self.total_rate.would_measure(now, &rate_settings) {
+                let total = self.total_tokens();
+                self.total_rate.observe(total, now, &rate_settings);
+            }
         }
     }
 

@@ -77,6 +77,13 @@ impl TokenRate {
         true
     }
 
+    /// Whether a count observed at `now` would be measured (the gate is open, or it would be
+    /// the first); a count that would not need not be computed.
+    pub fn would_measure(&self, now: f64, settings: &RateSettings) -> bool {
+        self.last
+            .is_none_or(|(then, _)| now - then > settings.gate_secs)
+    }
+
     /// Moves the baseline to `tokens` at `now` without computing a rate: for counts that arrive
     /// in a replay burst, whose spacing says nothing about generation speed.
     pub fn rebase(&mut self, tokens: u64, now: f64) {
