@@ -276,7 +276,7 @@ fn fleet_run(total_calls: u64) -> (Vec<Duration>, Vec<Duration>, Vec<(u64, f64)>
         let draw = frame <= 2400 || frame % 20 == 0;
         let start = Instant::now();
         fleet.advance(now, frame);
-        let applied = start.elapsed();
+        let apply_time = start.elapsed();
         if draw {
             let start = Instant::now();
             let input = egui::RawInput {
@@ -292,7 +292,7 @@ fn fleet_run(total_calls: u64) -> (Vec<Duration>, Vec<Duration>, Vec<(u64, f64)>
             black_box(ctx.tessellate(output.shapes, output.pixels_per_point));
             if frame > 240 {
                 times.push(start.elapsed());
-                applies.push(applied);
+                applies.push(apply_time);
             }
         }
         if fleet.calls_made >= next_mark {
