@@ -5,7 +5,7 @@ use egui::{Align, Layout, RichText, Vec2};
 
 use super::Action;
 use super::format::{
-    badge, link_color, printable, rate, seconds, sparkline_ui, status_color, tokens,
+    badge, first_chars, link_color, printable, rate, seconds, sparkline_ui, status_color, tokens,
 };
 use super::state::UiState;
 use crate::board::{Board, Card, Worker};
@@ -112,7 +112,17 @@ fn card_ui(
             rate_ui(ui, card, stalled);
             stats_ui(ui, worker, now);
             ui.add_space(2.0);
-            snippet_ui(ui, &worker.reasoning, &worker.snippet);
+            // A worker's new call that has no text yet keeps the last call's on show, dimmed,
+            // rather than blanking the card between calls.
+            let earlier = (worker.snippet.is_empty() && worker.reasoning.is_empty())
+                .then(|| card.last.as_ref().filter(|last| **last != worker.key))
+                .flatten()
+                .and_then(|last| model.worker(last))
+                .filter(|last| !last.snippet.is_empty());
+            match earlier {
+                Some(last) => snippet_ui(ui, "", &last.snippet, true),
+                None => snippet_ui(ui, &worker.reasoning, &worker.snippet, false),
+            }
             footer_ui(ui, card, worker, model, state, now, actions);
         });
     })
@@ -125,8 +135,9 @@ const REASONING_BESIDE_ANSWER: usize = 70;
 
 /// The live text, wrapped to at most four lines, in a fixed-height box so cards line up. A
 /// model's reasoning is shown dimmed and in italics before the answer, and shrinks to its last
-/// words once the answer begins.
-fn snippet_ui(ui: &mut egui::Ui, reasoning: &str, snippet: &str) {
+/// words once the answer begins. `earlier` text (the worker's last call, while its new one has
+/// none yet) is dimmed.
+fn snippet_ui(ui: &mut egui::Ui, reasoning: &str, snippet: &str, earlier: bool) {
     let (reasoning, snippet) = (printable(reasoning), printable(snippet));
     let (reasoning, snippet) = (reasoning.as_ref(), snippet.as_ref());
     let width = ui.available_width();
@@ -140,6 +151,7 @@ fn snippet_ui(ui: &mut egui::Ui, reasoning: &str, snippet: &str) {
         ..egui::TextFormat::default()
     };
     let mut job = egui::text::LayoutJob::default();
+    let mut hover = None;
     if !reasoning.is_empty() {
         let shown = if snippet.is_empty() {
             reasoning.trim_start()
@@ -164,9 +176,16 @@ fn snippet_ui(ui: &mut egui::Ui, reasoning: &str, snippet: &str) {
         if !snippet.is_empty() {
             job.append("\n", 0.0, format(visuals.weak_text_color(), true));
         }
-        response.on_hover_text("Dimmed: the model's reasoning, kept apart from its answer");
+        hover = Some("Dimmed: the model's reasoning, kept apart from its answer");
     }
-    if !snippet.is_empty() {
+    if earlier {
+        job.append(
+            &format!("last call: {snippet}"),
+            0.0,
+            format(visuals.weak_text_color(), true),
+        );
+        hover = Some("The worker's last call; this one has no text yet");
+    } else if !snippet.is_empty() {
         job.append(snippet, 0.0, format(visuals.text_color(), false));
     } else if reasoning.is_empty() {
         job.append(
@@ -184,6 +203,9 @@ fn snippet_ui(ui: &mut egui::Ui, reasoning: &str, snippet: &str) {
     };
     let galley = ui.fonts_mut(|fonts| fonts.layout_job(job));
     ui.painter().galley(rect.min, galley, color);
+    if let Some(hover) = hover {
+        response.on_hover_text(hover);
+    }
 }
 
 /// The last `max_chars` characters of `text`.
@@ -197,7 +219,13 @@ fn tail_chars(text: &str, max_chars: usize) -> &str {
 fn header_ui(ui: &mut egui::Ui, shown: &Shown<'_>, model: &Board, now: f64) {
     let (card, worker) = (shown.card, shown.worker);
     ui.horizontal(|ui| {
-        let title = ui.label(RichText::new(card.key.title()).monospace().strong());
+        // A long name (a client's address and `User-Agent`) is cut to leave the badges room.
+        let room = if card.live.len() > 1 { 22 } else { 30 };
+        let title = ui.label(
+            RichText::new(first_chars(card.key.title(), room))
+                .monospace()
+                .strong(),
+        );
         if card.is_named() {
             title.on_hover_text(format!(
                 "Worker {}: its calls, one after another; showing {}",
