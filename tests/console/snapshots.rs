@@ -454,7 +454,7 @@ fn a_proxied_fleet_as_its_workers() {
 }
 
 #[test]
-fn a_click_on_a_workers_count_shows_its_calls_in_the_feed() {
+fn a_click_on_a_workers_count_or_name_shows_its_calls_in_the_feed() {
     let mut harness = Harness::builder()
         .with_size([1400.0, 860.0])
         .build_ui_state(
@@ -468,6 +468,11 @@ fn a_click_on_a_workers_count_shows_its_calls_in_the_feed() {
     harness.run_steps(2);
     assert_eq!(harness.state().ui.filter_worker.as_deref(), Some("gen-01"));
     harness.get_by_label("Calls of worker gen-01");
+    // The card's name does the same (the feed shows only gen-01's calls now, so gen-03's name
+    // is on its card alone).
+    harness.get_by_label("gen-03").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().ui.filter_worker.as_deref(), Some("gen-03"));
     harness.get_by_label("All workers").click();
     harness.run_steps(2);
     assert_eq!(harness.state().ui.filter_worker, None);

@@ -105,7 +105,7 @@ fn card_ui(
         frame.show(ui, |ui| {
             ui.set_width(width - 22.0);
             ui.set_height(CARD_HEIGHT - 22.0);
-            header_ui(ui, shown, model, now);
+            header_ui(ui, shown, model, state, now);
             let stalled = worker
                 .stalled_for(now, model.settings.stall_after_secs)
                 .is_some();
@@ -216,22 +216,27 @@ fn tail_chars(text: &str, max_chars: usize) -> &str {
     }
 }
 
-fn header_ui(ui: &mut egui::Ui, shown: &Shown<'_>, model: &Board, now: f64) {
+fn header_ui(ui: &mut egui::Ui, shown: &Shown<'_>, model: &Board, state: &mut UiState, now: f64) {
     let (card, worker) = (shown.card, shown.worker);
     ui.horizontal(|ui| {
         // A long name (a client's address and `User-Agent`) is cut to leave the badges room.
         let room = if card.live.len() > 1 { 22 } else { 30 };
-        let title = ui.label(
-            RichText::new(first_chars(card.key.title(), room))
-                .monospace()
-                .strong(),
-        );
-        if card.is_named() {
-            title.on_hover_text(format!(
-                "Worker {}: its calls, one after another; showing {}",
-                card.key.title(),
-                worker.key.run_id
-            ));
+        let text = RichText::new(first_chars(card.key.title(), room))
+            .monospace()
+            .strong();
+        if let Some(name) = card.key.worker() {
+            let title = ui
+                .add(egui::Label::new(text).sense(egui::Sense::click()))
+                .on_hover_text(format!(
+                    "Worker {name}: its calls, one after another; showing {}. Click: its \
+                     recent calls in the feed",
+                    worker.key.run_id
+                ));
+            if title.clicked() {
+                state.filter_worker = Some(name.to_owned());
+            }
+        } else {
+            ui.label(text);
         }
         if let Some(server) = shown.server {
             ui.label(RichText::new(format!("@{server}")).small().weak())
