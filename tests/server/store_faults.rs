@@ -646,3 +646,42 @@ async fn retention_removes_finished_runs_and_a_resume_from_a_pruned_id_is_told_s
     assert!(api.health().await.unwrap().events_head.unwrap() > head_before);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_a_file_database_while_runs_are_generating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(&dir);
+    settings.retention = Retention {
+        days: None,
+        runs: Some(5),
+    };
+    settings.retention_every = Duration::from_millis(200);
+    settings.concurrency = 16;
+    let server = start(settings).await;
+    let api = client(&server);
+    // A steady load: a run launched every 20 ms for 8 s, the writer committing all along.
+    let load = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            for _ in 0..400 {
+                let _ = api.create_run(&run_request(json!({"iterations": 1}))).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let all = runboard_api::RunQuery {
+        limit: Some(500),
+        ..runboard_api::RunQuery::default()
+    };
+    let runs = api.list_runs(&all).await.unwrap().runs;
+    let finished = runs.iter().filter(|run| run.status.is_finished()).count();
+    let going = runs.len() - finished;
+    assert!(!load.is_finished(), "the load still runs");
+    assert!(
+        finished <= 5 + 16,
+        "{finished} finished runs kept under load ({going} going); retention keeps 5"
+    );
+    load.abort();
+    server.stop().await;
+}

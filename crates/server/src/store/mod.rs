@@ -620,11 +620,15 @@ impl Store {
             return Ok(total);
         }
         loop {
-            let mut tx = self
-                .pool
-                .begin()
-                .await
-                .map_err(failed("starting to prune"))?;
+            // On SQLite the write lock is taken first: a transaction that reads, then writes
+            // is refused its upgrade (SQLITE_BUSY_SNAPSHOT, no waiting helps) whenever the
+            // writer committed in between, which under load is always.
+            let tx = if self.is_shared() {
+                self.pool.begin().await
+            } else {
+                self.pool.begin_with("BEGIN IMMEDIATE").await
+            };
+            let mut tx = tx.map_err(failed("starting to prune"))?;
             let mut select = Sql::new(format!(
                 "SELECT run_id FROM runs WHERE status IN {FINISHED_SQL} AND (1 = 0"
             ));
