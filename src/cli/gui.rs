@@ -67,7 +67,8 @@ pub struct GuiArgs {
     screenshot: Option<PathBuf>,
     /// Seconds to wait before --screenshot; with --replay, the recording's second to show
     /// (the same picture every time)
-    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 3.0,
+          value_parser = super::seconds::secs_from_zero)]
     after: f64,
     /// Open the console on this recording (`runboard record`): the embedded server replays its
     /// runs, details and events at their recorded pace (not with --api)

@@ -13,6 +13,7 @@ mod output;
 mod record;
 mod remote;
 mod replay;
+mod seconds;
 mod serve;
 mod tail;
 mod tail_worker;

@@ -34,15 +34,8 @@ pub struct RecordArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: PathBuf,
     /// Stop after this many seconds (default: until Ctrl-C)
-    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, value_name = "SECS", value_parser = super::seconds::positive_secs)]
     duration: Option<f64>,
-}
-
-fn positive_secs(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(secs),
-        _ => Err(format!("expected seconds above 0, not {text:?}")),
-    }
 }
 
 /// Runs at most this many already-going runs are picked up at the start.

@@ -14,6 +14,8 @@ use runboard_server::{
     UpstreamSpec, WebBundle,
 };
 
+use super::seconds::positive_secs;
+
 /// Arguments of `runboard serve`.
 #[derive(Debug, Args)]
 #[allow(clippy::struct_excessive_bools)] // Each is one command-line switch.
@@ -59,7 +61,7 @@ pub struct ServeArgs {
     body_timeout_secs: u64,
     /// Disconnect an event-stream subscriber that has read nothing for this many seconds while
     /// its buffer was full (it resumes with Last-Event-ID and loses nothing)
-    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = positive_f64)]
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = positive_secs)]
     slow_subscriber_secs: f64,
     /// Remove finished runs older than this many days (0 keeps them however old)
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
@@ -67,6 +69,9 @@ pub struct ServeArgs {
     /// Keep at most this many finished runs, the newest (0 keeps them all)
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     retain_runs: u64,
+    /// Seconds between two retention passes
+    #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = positive_secs)]
+    retain_every_secs: f64,
     /// Seed for reproducible synthetic runs
     #[arg(long)]
     seed: Option<u64>,
@@ -112,11 +117,11 @@ pub struct ServeArgs {
           env = "RUNBOARD_REQUESTS_SSE_ENABLED")]
     requests_sse: bool,
     /// At most one active-requests update per this many seconds
-    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = positive_f64,
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = positive_secs,
           env = "RUNBOARD_REQUESTS_SSE_INTERVAL")]
     requests_sse_interval: f64,
     /// Seconds between keep-alive comments on the active-requests stream
-    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_f64,
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_secs,
           env = "RUNBOARD_REQUESTS_SSE_HEARTBEAT")]
     requests_sse_heartbeat: f64,
     /// Serve the web console from this directory (trunk's `dist/`) at `/`; by default the one
@@ -132,7 +137,7 @@ pub struct ServeArgs {
     #[arg(long = "scrape", value_name = "URL", value_parser = http_url)]
     scrape: Vec<String>,
     /// Seconds between two reads of each `--scrape` server
-    #[arg(long, default_value_t = 2.0, value_name = "SECS", value_parser = positive_f64)]
+    #[arg(long, default_value_t = 2.0, value_name = "SECS", value_parser = positive_secs)]
     scrape_every_secs: f64,
     /// Generate runs on this OpenAI-compatible model server, e.g. `gpu1=http://gpu1:8000/v1`
     /// (repeatable; a run's params.model picks the one that serves it). Its key comes from
@@ -148,7 +153,7 @@ pub struct ServeArgs {
     upstream_concurrency: Option<usize>,
     /// Seconds an upstream may stay silent (before answering, or mid-stream) before the try
     /// is given up and retried
-    #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_f64)]
+    #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_secs)]
     upstream_idle_secs: f64,
     /// Output tokens per agent step when a run's `params.max_tokens` does not say
     #[arg(long, default_value_t = 256, value_name = "N",
@@ -156,12 +161,12 @@ pub struct ServeArgs {
     upstream_max_tokens: u64,
     /// Seconds without a call after which a run made of proxied calls sharing one
     /// `X-Runboard-Run` header ends (the proxy under /v1, offered with --upstream)
-    #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = positive_f64)]
+    #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = positive_secs)]
     proxy_run_idle_secs: f64,
     /// Seconds other servers sharing the `PostgreSQL` store wait without this one's heartbeat
     /// before they fail its running runs and take its queued ones
     #[arg(long, default_value_t = server::DEFAULT_LEASE.as_secs_f64(), value_name = "SECS",
-          value_parser = positive_f64)]
+          value_parser = positive_secs)]
     lease_secs: f64,
     /// This server's name on /api/health and in errors about it (default: host:port)
     #[arg(long, value_name = "NAME")]
@@ -266,6 +271,7 @@ impl ServeArgs {
                 days: (self.retain_days > 0).then_some(self.retain_days),
                 runs: (self.retain_runs > 0).then_some(self.retain_runs),
             },
+            retention_every: Duration::from_secs_f64(self.retain_every_secs),
             connections: ConnectionLimits {
                 header_timeout: Duration::from_secs(self.header_timeout_secs),
                 max_connections: self.max_connections,

@@ -11,6 +11,7 @@ mod support {
     pub mod test_server;
 }
 
+mod bad_flags;
 mod bench;
 mod events;
 mod models;

@@ -176,6 +176,11 @@ async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
     // The recording is SQLite's (`/api/health` names the backend), whatever the tests run on.
     let mut config = sqlite_config(&dir);
     config.instance_name = Some("exchange".into());
+    // Retention's record changes with its timer; tests/server/retention.rs covers it.
+    config.retention = runboard_server::Retention {
+        days: None,
+        runs: None,
+    };
     let server = start(config).await;
     let base = server.url();
     let client = reqwest::Client::new();

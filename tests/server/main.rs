@@ -28,6 +28,7 @@ mod proxy_record;
 mod real_models;
 mod requests;
 mod restart;
+mod retention;
 mod schema;
 mod shared_store;
 mod store_faults;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runboard_api::{ApiClient, CreateRun, Health, RunMode, RunStatus};
-use runboard_server::{self as server, DbLocation, Retention, RunningServer, ServerError};
+use runboard_server::{self as server, DbLocation, RunningServer, ServerError};
 use runboard_sse::{EventSource, ReconnectPolicy, Update};
 use serde_json::{Value, json};
 // SQLite files are what these tests break; PostgreSQL's outage is tests/cli/shared_store.rs's.
@@ -562,126 +562,5 @@ async fn kill_9_during_restart_recovery_never_fails_a_run_twice() {
         ..runboard_api::RunQuery::default()
     };
     assert_eq!(api.list_runs(&failed).await.unwrap().runs.len(), 300);
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn retention_removes_finished_runs_and_a_resume_from_a_pruned_id_is_told_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = config(&dir);
-    settings.retention = Retention {
-        days: None,
-        runs: Some(2),
-    };
-    settings.retention_every = Duration::from_millis(100);
-    let server = start(settings.clone()).await;
-    let api = client(&server);
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        let run = api.create_run(&run_request(json!({}))).await.unwrap();
-        wait_finished(&api, &run.summary.run_id, Duration::from_secs(30)).await;
-        ids.push(run.summary.run_id);
-    }
-    let head_before = api.health().await.unwrap().events_head.unwrap();
-    let all = runboard_api::RunQuery {
-        limit: Some(50),
-        ..runboard_api::RunQuery::default()
-    };
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while api.list_runs(&all).await.unwrap().runs.len() > 2 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("retention kept only the newest 2 finished runs");
-    let kept: Vec<String> = api
-        .list_runs(&all)
-        .await
-        .unwrap()
-        .runs
-        .into_iter()
-        .map(|run| run.run_id)
-        .collect();
-    assert_eq!(kept, vec![ids[4].clone(), ids[3].clone()]);
-    let gone = api.run(&ids[0]).await.expect_err("a pruned run is gone");
-    assert_eq!(gone.status(), Some(404));
-    assert_eq!(
-        api.health().await.unwrap().events_head.unwrap(),
-        head_before,
-        "the head does not move back"
-    );
-
-    // A client that last saw event 1 is told, then gets the oldest kept events.
-    let mut source = EventSource::builder(&format!("{}/api/events", server.url()))
-        .unwrap()
-        .last_event_id("1")
-        .build()
-        .unwrap();
-    let mut first = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while first.len() < 2 {
-            if let Some(Update::Event(event)) = source.next().await {
-                first.push(event);
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(first[0].event, "pruned");
-    let notice: Value = serde_json::from_str(&first[0].data).unwrap();
-    assert_eq!(notice["after"], 1);
-    assert!(notice["pruned_through"].as_u64().unwrap() > 1);
-    assert_eq!(first[0].id, "1", "the notice does not move the last id");
-    assert_eq!(first[1].event, "run_created");
-    assert!(first[1].data.contains(&ids[3]), "{}", first[1].data);
-    server.stop().await;
-
-    // Ids and run order never go back, even when everything was pruned.
-    settings.retention.runs = Some(1);
-    let server = start(settings).await;
-    let api = client(&server);
-    let run = api.create_run(&run_request(json!({}))).await.unwrap();
-    let detail = wait_finished(&api, &run.summary.run_id, Duration::from_secs(30)).await;
-    assert!(!ids.contains(&detail.summary.run_id));
-    assert!(api.health().await.unwrap().events_head.unwrap() > head_before);
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_prunes_a_file_database_while_runs_are_generating() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = config(&dir);
-    settings.retention = Retention {
-        days: None,
-        runs: Some(5),
-    };
-    settings.retention_every = Duration::from_millis(200);
-    settings.concurrency = 16;
-    let server = start(settings).await;
-    let api = client(&server);
-    // A steady load: a run launched every 20 ms for 8 s, the writer committing all along.
-    let load = {
-        let api = api.clone();
-        tokio::spawn(async move {
-            for _ in 0..400 {
-                let _ = api.create_run(&run_request(json!({"iterations": 1}))).await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let all = runboard_api::RunQuery {
-        limit: Some(500),
-        ..runboard_api::RunQuery::default()
-    };
-    let runs = api.list_runs(&all).await.unwrap().runs;
-    let finished = runs.iter().filter(|run| run.status.is_finished()).count();
-    let going = runs.len() - finished;
-    assert!(!load.is_finished(), "the load still runs");
-    assert!(
-        finished <= 5 + 16,
-        "{finished} finished runs kept under load ({going} going); retention keeps 5"
-    );
-    load.abort();
     server.stop().await;
 }

@@ -38,8 +38,8 @@ pub use stream::{
     EventStream, RequestsEvent, StreamEvent, StreamOptions, StreamUpdate, reconnect_policy,
 };
 pub use types::{
-    CreateRun, ErrorBody, ErrorDetail, Feature, Health, InstanceStatus, RunDetail, RunList,
-    RunMode, RunStatus, RunSummary, StoreStatus, StoredEvent,
+    CreateRun, ErrorBody, ErrorDetail, Feature, Health, InstanceStatus, RetentionStatus, RunDetail,
+    RunList, RunMode, RunStatus, RunSummary, StoreStatus, StoredEvent,
 };
 pub use upstreams::{
     Engine, FigurePoint, Figures, ModelFigures, ScrapeState, Slot, Upstream, Upstreams,

@@ -247,6 +247,33 @@ pub struct Health {
     /// `recorder_behind` and mid-answer updates are left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorder_backlog: Option<u64>,
+    /// How retention is doing (runboard servers started with `--retain-runs` or
+    /// `--retain-days`): when it last pruned, what it removed, and whether it keeps failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionStatus>,
+}
+
+/// Retention's record on `/api/health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionStatus {
+    /// When a pass last finished without error (RFC 3339); absent before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    /// Runs the last successful pass removed.
+    #[serde(default)]
+    pub last_removed_runs: u64,
+    /// Events the last successful pass removed.
+    #[serde(default)]
+    pub last_removed_events: u64,
+    /// Runs removed since the server started.
+    #[serde(default)]
+    pub removed_runs_total: u64,
+    /// Passes that failed since the last success: above zero, the database keeps growing.
+    #[serde(default)]
+    pub failures_in_a_row: u64,
+    /// Why the last pass failed, while it keeps failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One server instance on `/api/health`.
@@ -354,6 +381,7 @@ impl Health {
             backend: None,
             instances: Vec::new(),
             recorder_backlog: None,
+            retention: None,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod proxy;
 mod recorder;
 pub mod replay;
 mod request_span;
+mod retention;
 mod routes;
 mod runs;
 pub mod scrape;
@@ -331,13 +332,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         proxy::Proxy::start(pool, runs.clone(), config.proxy.clone(), shutdown.clone())
     });
     let roster = join_the_board(&store, &identity, &runs, (feed, lost), &health, &shutdown).await?;
-    prune_periodically(
-        store.clone(),
-        config.retention,
-        config.retention_every,
-        shutdown.clone(),
-    );
-    checkpoint_periodically(store.clone(), shutdown.clone());
+    let retention = housekeeping(&config, &store, &telemetry, &shutdown);
     play_any_recording(&config, &recorder, &hub, &identity, &shutdown);
     let (listener, addr) = bind(config.addr).await?;
     let (benchmark, benchmark_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
@@ -366,6 +361,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         telemetry,
         proxy,
         roster,
+        retention,
         replaying: config.replay.is_some(),
     };
     let app = routes::router(
@@ -390,6 +386,23 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         store,
         identity,
     })
+}
+
+/// The store's upkeep in the background: retention (whose record it gives back) and the
+/// write-ahead log's checkpoints.
+fn housekeeping(
+    config: &ServerConfig,
+    store: &Store,
+    telemetry: &Telemetry,
+    shutdown: &CancellationToken,
+) -> retention::RetentionBoard {
+    checkpoint_periodically(store.clone(), shutdown.clone());
+    retention::prune_periodically(
+        store.clone(),
+        (config.retention, config.retention_every),
+        telemetry.retention_metrics(),
+        shutdown.clone(),
+    )
 }
 
 /// With `--replay`: the player, the only producer of a replaying server.
@@ -598,40 +611,6 @@ fn checkpoint_periodically(store: Store, shutdown: CancellationToken) {
             }
             if let Err(error) = store.checkpoint().await {
                 tracing::debug!(%error, "a checkpoint of the write-ahead log did not run");
-            }
-        }
-    });
-}
-
-/// Applies retention now and then every `every` until shutdown. A failure is logged and tried
-/// again at the next turn: pruning is housekeeping, never a reason to stop serving.
-fn prune_periodically(
-    store: Store,
-    retention: Retention,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    if retention.days.is_none() && retention.runs.is_none() {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            match store
-                .prune(retention, time::OffsetDateTime::now_utc())
-                .await
-            {
-                Ok(pruned) if pruned.runs > 0 => tracing::info!(
-                    runs = pruned.runs,
-                    events = pruned.events,
-                    "retention removed finished runs"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "retention could not prune"),
             }
         }
     });

@@ -28,6 +28,7 @@ use super::listener::ClientAddr;
 use super::membership::Roster;
 use super::proxy::{Endpoint, Proxy};
 use super::request_span::request_span;
+use super::retention::RetentionBoard;
 use super::runs::{CancelOutcome, CreateError, Runs};
 use super::scrape::{self, UpstreamsBoard};
 use super::store::{RunFilter, RunRow, Store};
@@ -94,6 +95,8 @@ pub struct AppState {
     pub proxy: Option<Proxy>,
     /// The instances sharing the store, as last read.
     pub roster: Roster,
+    /// Retention's record, for health.
+    pub retention: RetentionBoard,
     /// Set when the server replays a recording: it starts and cancels nothing.
     pub replaying: bool,
 }
@@ -177,6 +180,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         backend: Some(state.store.backend().name().to_owned()),
         instances: state.roster.snapshot(),
         recorder_backlog: Some(state.runs.recorder().backlog() as u64),
+        retention: state.retention.snapshot(),
     })
 }
 

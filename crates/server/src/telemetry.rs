@@ -18,6 +18,7 @@ use runboard_api::{RunEvent, RunStatus};
 use tokio::time::Instant;
 
 use crate::fleet::FleetWindow;
+use crate::retention::RetentionMetrics;
 
 /// The content type of the page (the `OpenMetrics` text format, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -50,6 +51,7 @@ struct Inner {
     events_delivered: Counter,
     subscribers: Gauge,
     lag: StoreLag,
+    retention: RetentionMetrics,
     tokens: Family<Labels, Counter>,
     time_to_first_token: Family<Labels, Histogram, fn() -> Histogram>,
     time_per_output_token: Family<Labels, Histogram, fn() -> Histogram>,
@@ -174,6 +176,7 @@ impl Telemetry {
             Gauge::default(),
         );
         let lag = StoreLag::register(&mut registry);
+        let retention = RetentionMetrics::register(&mut registry);
         let tokens = register(
             &mut registry,
             "runboard_tokens",
@@ -221,6 +224,7 @@ impl Telemetry {
                 events_delivered,
                 subscribers,
                 lag,
+                retention,
                 tokens,
                 time_to_first_token,
                 time_per_output_token,
@@ -327,6 +331,11 @@ impl Telemetry {
                     .observe(tokens / seconds);
             }
         }
+    }
+
+    /// Retention's metrics, for the pruning task to update.
+    pub fn retention_metrics(&self) -> RetentionMetrics {
+        self.inner.retention.clone()
     }
 
     /// A mid-answer update was left out because the store was behind.

@@ -609,8 +609,10 @@ impl Store {
         retention: Retention,
         now: time::OffsetDateTime,
     ) -> Result<Pruned, StoreError> {
-        let cutoff = retention.days.map(|days| {
-            runboard_api::clock::format_rfc3339(now - time::Duration::days(i64::from(days)))
+        // A limit reaching before the calendar's start keeps everything: no run is that old.
+        let cutoff = retention.days.and_then(|days| {
+            now.checked_sub(time::Duration::days(i64::from(days)))
+                .map(runboard_api::clock::format_rfc3339)
         });
         let keep = retention
             .runs
