@@ -7,6 +7,10 @@
 #   - RSS stayed under SOAK_RSS_LIMIT_MB (default 256);
 #   - every health check answered 200 in under 100 ms;
 #   - the server stops within 5 s of SIGTERM.
+# Then a retention pass (SOAK_RETENTION_SECS, default 90): a SQLite file with
+# --retain-runs 30 --retain-every-secs 10 under a steady 20 runs a second, checked by
+# scripts/soak_retention.py: no pass fails, runs are removed, the kept finished runs stay
+# bounded and the file stops growing.
 # Usage: scripts/soak.sh [SECONDS]   (default 110; needs python3 and curl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,4 +84,21 @@ python3 -c 'import json, sys; sys.exit(0 if json.loads(sys.argv[1])["ok"] else 1
   failed=1
 }
 [ "$stopped" = yes ] || { echo "FAIL: the server did not stop within 5 s"; failed=1; }
+
+# The retention pass, on a file.
+retention_seconds="${SOAK_RETENTION_SECS:-90}"
+target/release/runboard serve --addr "127.0.0.1:$port" --db "$work/soak.db" --concurrency 16 \
+  --speed 20 --retain-runs 30 --retain-every-secs 10 2> "$work/retention.log" &
+server=$!
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$port/api/health" > /dev/null && break
+  sleep 0.1
+done
+retention="$(python3 scripts/soak_retention.py "$port" "$retention_seconds" "$work/soak.db" 30 10)"
+echo "retention: $retention"
+kill -TERM "$server"
+wait "$server" 2> /dev/null || true
+python3 -c 'import json, sys; sys.exit(0 if json.loads(sys.argv[1])["ok"] else 1)' "$retention" \
+  || { echo "FAIL: retention on a file did not keep it bounded"; grep -i retention "$work/retention.log" | tail -5; failed=1; }
+
 if [ "$failed" -eq 0 ]; then echo "soak: ok"; else echo "soak: FAILED"; exit 1; fi

@@ -70,7 +70,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     retain_runs: u64,
     /// Seconds between two retention passes
-    #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_secs)]
     retain_every_secs: f64,
     /// Seed for reproducible synthetic runs
     #[arg(long)]

@@ -25,6 +25,7 @@ mod llama_runs;
 mod metrics;
 mod proxy;
 mod proxy_record;
+mod proxy_secrets;
 mod real_models;
 mod requests;
 mod restart;

@@ -166,7 +166,7 @@ impl Default for ServerConfig {
             concurrency: 18,
             max_queued: DEFAULT_MAX_QUEUED,
             retention: DEFAULT_RETENTION,
-            retention_every: Duration::from_secs(60),
+            retention_every: Duration::from_secs(10),
             connections: ConnectionLimits::default(),
             body_timeout: Duration::from_secs(30),
             generator: GeneratorConfig::default(),

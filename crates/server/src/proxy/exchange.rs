@@ -21,6 +21,7 @@ use crate::upstream::chain::interrupted_text;
 use crate::upstream::chunk::{self, ChunkError};
 use crate::upstream::pace::{Pace, Paced};
 use crate::upstream::reading::Reading;
+use crate::upstream::scrub::Scrubber;
 use crate::upstream::step::error_detail;
 use crate::upstream::{Target, UpstreamPool};
 use runboard_api::clock::now_rfc3339;
@@ -88,6 +89,16 @@ enum Stop {
     Shutdown,
 }
 
+/// What became of a piece handed to the client.
+enum Passed {
+    /// It went, and brought tokens.
+    Tokens,
+    /// It went (or there was nothing to send).
+    Bytes,
+    /// The client's connection is gone.
+    ClientGone,
+}
+
 /// What the body's bytes are read as.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -142,19 +153,8 @@ impl Exchange {
         let response = match self.until(head, self.send()).await {
             Ok(Ok(response)) => response,
             Ok(Err(message)) => {
-                let failure = Failure::new(
-                    StatusCode::BAD_GATEWAY,
-                    ErrorCode::UpstreamUnavailable,
-                    &message,
-                );
-                // runboard's own error for a call that became a run still names the run.
-                let mut refusal = failure.into_response();
-                if let Ok(run_id) = HeaderValue::from_str(&self.run.ctx.run_id) {
-                    refusal
-                        .headers_mut()
-                        .insert(HeaderName::from_static(RUN_ID_HEADER), run_id);
-                }
-                let _ = std::mem::replace(head, oneshot::channel().0).send(Err(refusal));
+                let _ = std::mem::replace(head, oneshot::channel().0)
+                    .send(Err(self.unreachable(&message)));
                 return self.failed(message).await;
             }
             Err(stop) => return self.stopped(stop, 0),
@@ -203,8 +203,26 @@ impl Exchange {
             content_length,
             delivered,
             held: None,
+            scrubber: Scrubber::new(spec.secrets()),
         };
         reader.read(response, &body_tx).await
+    }
+
+    /// runboard's own 502 for an upstream it could not reach; it still names the run the
+    /// call became.
+    fn unreachable(&self, message: &str) -> Response {
+        let failure = Failure::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::UpstreamUnavailable,
+            message,
+        );
+        let mut refusal = failure.into_response();
+        if let Ok(run_id) = HeaderValue::from_str(&self.run.ctx.run_id) {
+            refusal
+                .headers_mut()
+                .insert(HeaderName::from_static(RUN_ID_HEADER), run_id);
+        }
+        refusal
     }
 
     /// Sends the call upstream; the error says why it could not be.
@@ -248,13 +266,15 @@ impl Exchange {
     }
 
     /// The upstream's headers for the client, without the ones that describe one connection
-    /// (the client's has its own framing), and with the run's id. A whole answer keeps its
+    /// (the client's has its own framing), its key masked in any that quotes it, and with the
+    /// run's id. A whole answer keeps its
     /// `Content-Length` (its bytes pass unchanged), so the client's framing is the upstream's.
     fn passed_headers(
         &self,
         upstream: &reqwest::header::HeaderMap,
         content_length: Option<u64>,
     ) -> HeaderMap {
+        let secrets = self.target.upstream.spec.secrets();
         let mut headers = HeaderMap::new();
         for (name, value) in upstream {
             let hop = matches!(
@@ -272,9 +292,10 @@ impl Exchange {
             if hop {
                 continue;
             }
+            let masked = secrets.mask(value.as_bytes());
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_str().as_bytes()),
-                HeaderValue::from_bytes(value.as_bytes()),
+                HeaderValue::from_bytes(masked.as_deref().unwrap_or(value.as_bytes())),
             ) {
                 headers.append(name, value);
             }
@@ -352,6 +373,8 @@ struct BodyReader<'a> {
     delivered: Arc<AtomicU64>,
     /// The upstream's next read, met while joining pieces that were already there.
     held: Option<Result<Option<Bytes>, reqwest::Error>>,
+    /// Keeps the upstream's key out of the body the client gets.
+    scrubber: Scrubber,
 }
 
 impl BodyReader<'_> {
@@ -424,29 +447,49 @@ impl BodyReader<'_> {
                 }
             };
             let bytes = self.join_ready(&mut response, bytes).await;
-            // The client first: what runboard makes of the bytes never delays them.
-            if client.send(Ok(bytes.clone())).await.is_err() {
-                if self.answer_delivered() {
-                    break;
-                }
-                return exchange.stopped(Stop::ClientGone, self.reading.meter.output_tokens().0);
-            }
-            self.sent += bytes.len() as u64;
-            if self.kind == Kind::Whole && self.content_length == Some(self.sent) {
-                self.complete_at = Some(self.sent);
-            }
-            if self.take(&bytes).await {
-                match pace.tokens(Instant::now()) {
+            let bytes = self.scrubber.pass(bytes);
+            match self.pass_on(bytes, client).await {
+                Passed::Tokens => match pace.tokens(Instant::now()) {
                     Paced::Now => {
                         self.update_mid_answer();
                         pace.sent(Instant::now());
                     }
                     Paced::HoldUntil(at) => flush.as_mut().reset(at),
                     Paced::AlreadyHeld => {}
+                },
+                Passed::Bytes => {}
+                Passed::ClientGone if self.answer_delivered() => break,
+                Passed::ClientGone => {
+                    return exchange
+                        .stopped(Stop::ClientGone, self.reading.meter.output_tokens().0);
                 }
             }
         }
+        // What the scrubber held back began like a key but the body ended before it was one.
+        if let Some(tail) = self.scrubber.finish() {
+            let _ = self.pass_on(tail, client).await;
+        }
         self.finish().await
+    }
+
+    /// Hands `bytes` to the client (first: what runboard makes of them never delays them),
+    /// then reads them.
+    async fn pass_on(&mut self, bytes: Bytes, client: &mpsc::Sender<BodyPiece>) -> Passed {
+        if bytes.is_empty() {
+            return Passed::Bytes;
+        }
+        if client.send(Ok(bytes.clone())).await.is_err() {
+            return Passed::ClientGone;
+        }
+        self.sent += bytes.len() as u64;
+        if self.kind == Kind::Whole && self.content_length == Some(self.sent) {
+            self.complete_at = Some(self.sent);
+        }
+        if self.take(&bytes).await {
+            Passed::Tokens
+        } else {
+            Passed::Bytes
+        }
     }
 
     /// Looks at one piece of the body; whether it brought tokens.
@@ -561,7 +604,7 @@ impl BodyReader<'_> {
                     "upstream {} answered HTTP {}{}",
                     spec.name,
                     self.status,
-                    error_detail(&self.copy)
+                    error_detail(&self.copy, spec)
                 );
                 return exchange.failed(spec.redact(&message)).await;
             }

@@ -12,6 +12,7 @@ pub(crate) mod meter;
 pub(crate) mod pace;
 pub(crate) mod reading;
 mod retry;
+pub mod scrub;
 pub mod spec;
 pub(crate) mod step;
 
@@ -440,7 +441,7 @@ async fn fetch_models(
         return Err(format!(
             "GET /models answered HTTP {}{}",
             status.as_u16(),
-            step::error_detail(&body)
+            step::error_detail(&body, spec)
         ));
     }
     let answer: ModelsAnswer = serde_json::from_slice(&body).map_err(|error| {

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::scrub::Secrets;
+
 /// The environment variable that holds the key of every upstream without a key of its own.
 pub const SHARED_KEY_VAR: &str = "RUNBOARD_UPSTREAM_KEY";
 
@@ -68,6 +70,28 @@ impl UpstreamSpec {
             text = text.replace(key.as_str(), "<redacted>");
         }
         text
+    }
+
+    /// What must never reach a `/v1` client: the key and any password in the URL.
+    pub fn secrets(&self) -> Secrets {
+        let password = reqwest::Url::parse(&self.base_url)
+            .ok()
+            .and_then(|url| url.password().map(str::to_owned));
+        let key = self.key.as_ref().map(|ApiKey(key)| key.as_str());
+        Secrets::new(key.into_iter().chain(password.as_deref()))
+    }
+
+    /// [`Self::redact`], then cut to at most `max_chars` characters: a key the cut would
+    /// split is blotted out whole first, and a start of one left at the end (this cut's or
+    /// an earlier one's) is masked.
+    pub fn redact_cut(&self, text: &str, max_chars: usize) -> String {
+        let redacted = self.redact(text);
+        let cut = redacted
+            .char_indices()
+            .nth(max_chars)
+            .map_or(redacted.len(), |(at, _)| at);
+        // The text may have been cut before it came here (a body read only so far).
+        self.secrets().mask_cut_end(&redacted[..cut])
     }
 }
 
@@ -184,6 +208,25 @@ mod tests {
             UpstreamSpec::parse("http://h/v1?a=b", &vars).unwrap().name,
             "h"
         );
+    }
+
+    #[test]
+    fn a_key_at_the_cut_is_redacted_before_the_text_is_cut() {
+        let spec =
+            UpstreamSpec::parse("http://h:1/v1", |_| Some("sk-live-0123456789".into())).unwrap();
+        let text = format!("{} sk-live-0123456789 after", "x".repeat(20));
+        // Cut inside the key: the marker is cut, never the key.
+        assert_eq!(
+            spec.redact_cut(&text, 25),
+            format!("{} <red", "x".repeat(20))
+        );
+        // A text that was already cut inside a key loses the start it kept.
+        let cut_before = format!("{} sk-live-0123", "x".repeat(20));
+        assert_eq!(
+            spec.redact_cut(&cut_before, 100),
+            format!("{} ************", "x".repeat(20))
+        );
+        assert_eq!(spec.redact_cut("short", 300), "short");
     }
 
     #[test]

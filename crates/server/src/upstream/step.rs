@@ -13,6 +13,7 @@ use super::meter::StepFigures;
 use super::pace::{Pace, Paced};
 use super::reading::Reading;
 use super::retry::{self, MAX_TRIES, TryFailure};
+use super::spec::UpstreamSpec;
 use super::{Target, UpstreamPool};
 use crate::active_requests::{LiveFigures, NewRequest, RequestGuard};
 use crate::generator::RunContext;
@@ -332,7 +333,7 @@ impl RunState<'_> {
         let message = spec.redact(&format!(
             "upstream {} answered HTTP {status}{}",
             spec.name,
-            error_detail(&body)
+            error_detail(&body, spec)
         ));
         TryEnd::Failed(if retry::transient_status(status) {
             TryFailure::Transient {
@@ -380,7 +381,7 @@ impl RunState<'_> {
             TryEnd::Failed(TryFailure::Final(format!(
                 "upstream {} answered neither an event stream nor a completion{}",
                 spec.name,
-                error_detail(&body)
+                error_detail(&body, spec)
             )))
         })?;
         let message = &value["choices"][0]["message"];
@@ -477,8 +478,9 @@ async fn read_some(mut response: reqwest::Response) -> Vec<u8> {
 }
 
 /// `": message"` from an error answer's body (the `OpenAI` error shape, or its text), or
-/// nothing when it says nothing.
-pub fn error_detail(body: &[u8]) -> String {
+/// nothing when it says nothing. At most 300 characters, cut after `spec`'s secrets are
+/// blotted out, so no part of a key survives the cut.
+pub fn error_detail(body: &[u8], spec: &UpstreamSpec) -> String {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|value| {
@@ -490,7 +492,7 @@ pub fn error_detail(body: &[u8]) -> String {
             })
         })
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let message: String = message.chars().take(300).collect();
+    let message = spec.redact_cut(&message, 300);
     if message.is_empty() {
         String::new()
     } else {
