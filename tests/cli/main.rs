@@ -14,6 +14,7 @@ mod support {
 mod bad_flags;
 mod bench;
 mod events;
+mod memory;
 mod models;
 mod record;
 mod runs;

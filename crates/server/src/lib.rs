@@ -6,6 +6,7 @@ mod active_requests;
 mod active_requests_stream;
 mod auth;
 pub mod benchmark;
+mod body_buffer;
 pub mod catalog;
 mod failure;
 mod feed;

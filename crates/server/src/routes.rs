@@ -21,6 +21,7 @@ use super::active_requests::RequestTracker;
 use super::active_requests_stream::{self, RequestStreamSettings};
 use super::auth::{RequiredToken, require_token};
 use super::benchmark::{self, BenchmarkBoard, BenchmarkRunner, Interval, Resume, StartError};
+use super::body_buffer::{self, BodyError};
 use super::failure::Failure;
 use super::generator;
 use super::guard::{Guard, guard};
@@ -271,7 +272,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 /// Reads a body of at most `limit` bytes within `body_timeout` (413 beyond the size, 408
 /// beyond the time).
 async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<bytes::Bytes, Failure> {
-    tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit))
+    tokio::time::timeout(state.body_timeout, body_buffer::collect(body, limit))
         .await
         .map_err(|_| {
             Failure::new(
@@ -283,12 +284,17 @@ async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<bytes::
                 ),
             )
         })?
-        .map_err(|_| {
-            Failure::new(
+        .map_err(|error| match error {
+            BodyError::TooLarge => Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::BodyTooLarge,
                 format!("the request body is larger than {limit} bytes"),
-            )
+            ),
+            BodyError::Broken => Failure::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidBody,
+                "the request body broke off before its end",
+            ),
         })
 }
 

@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 
 use axum::http::HeaderMap;
-use serde_json::Value;
+
+use super::skim::Skim;
 
 /// How much of the last user message names the run.
 pub const TASK_CHARS: usize = 200;
@@ -45,8 +46,6 @@ impl Endpoint {
 pub struct ClientCall {
     /// The endpoint.
     pub endpoint: Endpoint,
-    /// `model`, when given.
-    pub model: Option<String>,
     /// `stream: true`.
     pub stream: bool,
     /// The last user message (or the prompt), cut to [`TASK_CHARS`].
@@ -65,11 +64,11 @@ pub struct ClientCall {
 }
 
 impl ClientCall {
-    /// Reads a call from its JSON body and headers; `client` is the address its connection
-    /// came from.
+    /// Reads a call from its body and headers; `client` is the address its connection came
+    /// from.
     pub fn read(
         endpoint: Endpoint,
-        body: &Value,
+        body: &Skim<'_>,
         headers: &HeaderMap,
         client: Option<IpAddr>,
     ) -> Self {
@@ -82,38 +81,31 @@ impl ClientCall {
                 .map(str::to_owned)
         };
         let user = body
-            .get("user")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|user| !user.is_empty())
-            .map(str::to_owned);
+            .user()
+            .map(|user| user.trim().to_owned())
+            .filter(|user| !user.is_empty());
         let agent = header(AGENT_HEADER)
             .or_else(|| user.clone())
             .unwrap_or_else(|| "client".to_owned());
         let worker = header(WORKER_HEADER)
             .or(user)
             .unwrap_or_else(|| client_worker(client, header("user-agent").as_deref()));
-        let prompt = match endpoint {
-            Endpoint::Chat => body.get("messages"),
-            Endpoint::Completions => body.get("prompt"),
-        };
         let task = match endpoint {
-            Endpoint::Chat => prompt.and_then(last_user_text),
-            Endpoint::Completions => prompt.and_then(prompt_text),
+            Endpoint::Chat => body.last_user_text(),
+            Endpoint::Completions => body.prompt_text(),
         }
         .map(|text| first_chars(text.trim(), TASK_CHARS))
         .filter(|text| !text.is_empty())
         .unwrap_or_else(|| "(no user message)".to_owned());
         Self {
             endpoint,
-            model: body.get("model").and_then(Value::as_str).map(str::to_owned),
-            stream: body.get("stream").and_then(Value::as_bool) == Some(true),
+            stream: body.stream(),
             task,
             agent: first_chars(&agent, 64),
             worker: first_chars(&worker, WORKER_CHARS),
             run_key: header(RUN_HEADER).map(|key| first_chars(&key, 200)),
             ends_run: header(RUN_END_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true")),
-            prompt_chars: prompt.map_or(0, |p| p.to_string().len()),
+            prompt_chars: body.prompt_bytes(),
         }
     }
 }
@@ -129,35 +121,6 @@ fn client_worker(client: Option<IpAddr>, user_agent: Option<&str>) -> String {
     }
 }
 
-/// The text of the last `user` message: a string, or the text parts of a list of parts.
-fn last_user_text(messages: &Value) -> Option<String> {
-    let message = messages
-        .as_array()?
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
-    match message.get("content")? {
-        Value::String(text) => Some(text.clone()),
-        Value::Array(parts) => Some(
-            parts
-                .iter()
-                .filter_map(|part| part.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        _ => None,
-    }
-}
-
-/// A completion's prompt: a string, or the first of a list.
-fn prompt_text(prompt: &Value) -> Option<String> {
-    match prompt {
-        Value::String(text) => Some(text.clone()),
-        Value::Array(items) => items.first().and_then(Value::as_str).map(str::to_owned),
-        _ => None,
-    }
-}
-
 /// The first `max` characters, on a character boundary, with control characters as spaces.
 fn first_chars(text: &str, max: usize) -> String {
     text.chars()
@@ -169,7 +132,23 @@ fn first_chars(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// The call `body` makes with `headers`.
+    fn read(
+        endpoint: Endpoint,
+        body: &Value,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> ClientCall {
+        let bytes = body.to_string();
+        ClientCall::read(
+            endpoint,
+            &Skim::read(bytes.as_bytes()).unwrap(),
+            headers,
+            client,
+        )
+    }
 
     #[test]
     fn task_agent_and_run_come_from_the_body_and_headers() {
@@ -185,7 +164,7 @@ mod tests {
             ],
         });
         let mut headers = HeaderMap::new();
-        let call = ClientCall::read(Endpoint::Chat, &body, &headers, None);
+        let call = read(Endpoint::Chat, &body, &headers, None);
         assert_eq!(call.task, "second question now");
         assert_eq!(call.agent, "labeler-7");
         assert_eq!(call.worker, "labeler-7");
@@ -193,14 +172,11 @@ mod tests {
         headers.insert(AGENT_HEADER, "critic".parse().unwrap());
         headers.insert(RUN_HEADER, "pipeline-1".parse().unwrap());
         headers.insert(RUN_END_HEADER, "TRUE".parse().unwrap());
-        let call = ClientCall::read(Endpoint::Chat, &body, &headers, None);
+        let call = read(Endpoint::Chat, &body, &headers, None);
         assert_eq!(call.agent, "critic");
         assert_eq!(call.worker, "labeler-7");
         headers.insert(WORKER_HEADER, "gen-07".parse().unwrap());
-        assert_eq!(
-            ClientCall::read(Endpoint::Chat, &body, &headers, None).worker,
-            "gen-07"
-        );
+        assert_eq!(read(Endpoint::Chat, &body, &headers, None).worker, "gen-07");
         assert_eq!(call.run_key.as_deref(), Some("pipeline-1"));
         assert!(call.ends_run);
     }
@@ -209,18 +185,17 @@ mod tests {
     fn completions_take_the_prompt_and_long_tasks_are_cut() {
         let long = "é".repeat(500);
         let body = json!({"model": "m", "prompt": [long.clone()]});
-        let call = ClientCall::read(Endpoint::Completions, &body, &HeaderMap::new(), None);
+        let call = read(Endpoint::Completions, &body, &HeaderMap::new(), None);
         assert_eq!(call.task.chars().count(), TASK_CHARS);
         assert_eq!(call.agent, "client");
         assert!(!call.stream);
-        let empty = ClientCall::read(
+        let empty = read(
             Endpoint::Chat,
             &json!({"messages": []}),
             &HeaderMap::new(),
             None,
         );
         assert_eq!(empty.task, "(no user message)");
-        assert!(empty.model.is_none());
     }
 
     #[test]
@@ -229,19 +204,19 @@ mod tests {
         let ip: IpAddr = "10.0.0.7".parse().unwrap();
         let mut headers = HeaderMap::new();
         assert_eq!(
-            ClientCall::read(Endpoint::Chat, &body, &headers, Some(ip)).worker,
+            read(Endpoint::Chat, &body, &headers, Some(ip)).worker,
             "10.0.0.7"
         );
         headers.insert("user-agent", "OpenAI/Python 1.54.0".parse().unwrap());
-        let call = ClientCall::read(Endpoint::Chat, &body, &headers, Some(ip));
+        let call = read(Endpoint::Chat, &body, &headers, Some(ip));
         assert_eq!(call.worker, "10.0.0.7 OpenAI/Python 1.54.0");
         assert_eq!(call.agent, "client");
         assert_eq!(
-            ClientCall::read(Endpoint::Chat, &body, &HeaderMap::new(), None).worker,
+            read(Endpoint::Chat, &body, &HeaderMap::new(), None).worker,
             "client"
         );
         headers.insert(WORKER_HEADER, "w".repeat(100).parse().unwrap());
-        let call = ClientCall::read(Endpoint::Chat, &body, &headers, Some(ip));
+        let call = read(Endpoint::Chat, &body, &headers, Some(ip));
         assert_eq!(call.worker.chars().count(), WORKER_CHARS);
     }
 }

@@ -8,6 +8,7 @@ mod body;
 mod call;
 mod exchange;
 mod session;
+mod skim;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::failure::Failure;
 use crate::runs::{CreateError, Runs};
 use crate::upstream::UpstreamPool;
 use runboard_api::ErrorCode;
+use skim::{Skim, SkimError};
 
 pub use call::{AGENT_HEADER, Endpoint, RUN_END_HEADER, RUN_HEADER, WORKER_HEADER};
 pub use exchange::RUN_ID_HEADER;
@@ -160,24 +162,23 @@ impl Proxy {
             )
             .retry_after(1));
         }
-        let mut value: Value = serde_json::from_slice(&body).map_err(|error| {
-            Failure::new(
+        let skim = Skim::read(&body).map_err(|error| match error {
+            SkimError::NotJson(error) => Failure::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadJson,
                 format!("the request body is not JSON: {error}"),
-            )
-        })?;
-        if !value.is_object() {
-            return Err(Failure::new(
+            ),
+            SkimError::NotAnObject => Failure::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidBody,
                 "the request body must be a JSON object",
-            ));
-        }
-        let call = call::ClientCall::read(endpoint, &value, headers, client);
+            ),
+        })?;
+        // An unknown model is refused before anything more is read of the body.
+        let asked = skim.model();
         let target = self
             .pool
-            .resolve(call.model.as_deref())
+            .resolve(asked.as_deref())
             .await
             .map_err(|message| {
                 // Every upstream answered and none serves it; otherwise one that might is down.
@@ -188,13 +189,13 @@ impl Proxy {
                 };
                 Failure::new(status, code, message)
             })?;
+        let call = call::ClientCall::read(endpoint, &skim, headers, client);
         // The body goes on as the client wrote it, unless an alias (or no model) has to be
         // replaced by the model the upstream knows.
-        let body = if call.model.as_deref() == Some(target.model.as_str()) {
-            body
+        let body = if asked.as_deref() == Some(target.model.as_str()) {
+            body.clone()
         } else {
-            value["model"] = json!(target.model);
-            Bytes::from(value.to_string())
+            skim.with_model(&body, &target.model)
         };
         let params = session::run_params(
             &target.asked,
