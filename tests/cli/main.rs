@@ -16,6 +16,7 @@ mod bench;
 mod events;
 mod memory;
 mod models;
+mod open_files;
 mod record;
 mod runs;
 mod shared_store;

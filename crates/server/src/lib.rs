@@ -9,6 +9,7 @@ pub mod benchmark;
 mod body_buffer;
 pub mod catalog;
 mod failure;
+mod fd_limit;
 mod feed;
 mod fleet;
 pub mod generator;
@@ -374,7 +375,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let serve = tokio::spawn(listener::serve(
         listener,
         app,
-        config.connections.clone(),
+        connection_limits(&config),
         shutdown.clone(),
         SHUTDOWN_GRACE,
     ));
@@ -387,6 +388,38 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         store,
         identity,
     })
+}
+
+/// `--max-connections` made to fit the open-file limit: the soft limit raised to what it
+/// needs (a proxied call holds a second descriptor upstream), or the cap lowered, and said.
+fn connection_limits(config: &ServerConfig) -> ConnectionLimits {
+    let mut limits = config.connections.clone();
+    let per_connection = if config.upstreams.upstreams.is_empty() {
+        1
+    } else {
+        2
+    };
+    let fit = fd_limit::fit(limits.max_connections, per_connection);
+    let shown =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    if fit.max_connections < limits.max_connections {
+        tracing::warn!(
+            "--max-connections {} does not fit the open-file limit ({}; raise it with \
+             `ulimit -n` or LimitNOFILE=): at most {} connections are taken",
+            limits.max_connections,
+            shown(fit.soft_after),
+            fit.max_connections
+        );
+    } else if fit.soft_after != fit.soft_before {
+        tracing::debug!(
+            "open-file limit raised from {} to {} for --max-connections {}",
+            shown(fit.soft_before),
+            shown(fit.soft_after),
+            limits.max_connections
+        );
+    }
+    limits.max_connections = fit.max_connections;
+    limits
 }
 
 /// The store's upkeep in the background: retention (whose record it gives back) and the

@@ -80,6 +80,7 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let refused = Arc::new(AtomicU64::new(0));
+    let mut spare = SpareDescriptor::open();
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -90,11 +91,14 @@ pub async fn serve(
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                Err(error) if out_of_descriptors(&error) => {
+                    // The waiting client still gets its 503, on the descriptor kept spare.
+                    spare.refuse_one(&listener, &refused).await;
+                    continue;
+                }
                 Err(error) => {
-                    // Out of file descriptors, or a connection reset before it was accepted:
-                    // wait a moment rather than spin, and go on.
-                    tracing::warn!(%error, "could not accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // A connection reset before it was accepted: go on.
+                    tracing::debug!(%error, "could not accept a connection");
                     continue;
                 }
             },
@@ -150,6 +154,46 @@ where
     fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
         request.extensions_mut().insert(self.client);
         self.router.call(request)
+    }
+}
+
+/// Whether accepting failed because the process (or the system) has no file descriptor left.
+fn out_of_descriptors(error: &std::io::Error) -> bool {
+    // EMFILE and ENFILE.
+    matches!(error.raw_os_error(), Some(23 | 24))
+}
+
+/// One file descriptor held back for the moment the process has none left, so a client
+/// waiting to be accepted then still gets a 503 instead of no answer at all: it is let go,
+/// the client accepted on it, answered and closed, and the descriptor taken back.
+struct SpareDescriptor(Option<std::fs::File>);
+
+impl SpareDescriptor {
+    fn open() -> Self {
+        Self(std::fs::File::open("/dev/null").ok())
+    }
+
+    async fn refuse_one(&mut self, listener: &TcpListener, refused: &AtomicU64) {
+        let count = refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if count % REFUSAL_LOG_EVERY == 1 {
+            tracing::warn!(
+                refused = count,
+                "refused a connection: no file descriptor left (raise `ulimit -n` or lower \
+                 --max-connections)"
+            );
+        }
+        self.0 = None;
+        if let Ok(Ok((stream, _))) =
+            tokio::time::timeout(Duration::from_millis(10), listener.accept()).await
+        {
+            // No reading first, no waiting: the descriptor is needed back at once.
+            let _ = stream.try_write(REFUSAL);
+            drop(stream);
+        } else {
+            // Nothing could be accepted even so: let descriptors free up before trying again.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        *self = Self::open();
     }
 }
 
