@@ -25,14 +25,25 @@ async fn first_words(port: u16, within: Duration) -> Option<(TcpStream, String)>
     Some((stream, text))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_under_the_usual_file_limit_gets_503_and_the_store_stays_writable() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+/// The JSON `request` is answered with.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    let text = request.send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Starts `runboard serve` under `ulimit -n 1024` on `port`, and its log, read all along so
+/// the server never waits on a full pipe.
+fn start_limited(
+    port: u16,
+    db: &std::path::Path,
+) -> (
+    tokio::process::Child,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let command = format!(
         "ulimit -n 1024 && exec {BIN} serve --addr 127.0.0.1:{port} --db {} \
          --header-timeout-secs 60 --speed 20 --failure-rate 0",
-        dir.path().join("flood.db").display()
+        db.display()
     );
     let mut server = tokio::process::Command::new("sh")
         .args(["-c", &command])
@@ -42,14 +53,21 @@ async fn a_flood_under_the_usual_file_limit_gets_503_and_the_store_stays_writabl
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // The log is read all along, so the server never waits on a full pipe.
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel();
     let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
     tokio::spawn(async move {
         while let Ok(Some(line)) = log.next_line().await {
             let _ = lines_tx.send(line);
         }
     });
+    (server, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_under_the_usual_file_limit_gets_503_and_the_store_stays_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut server, mut lines) = start_limited(port, &dir.path().join("flood.db"));
     wait_until_up(port).await;
     let said = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(line) = lines.recv().await {
@@ -110,32 +128,20 @@ async fn a_flood_under_the_usual_file_limit_gets_503_and_the_store_stays_writabl
     assert!(silent <= 768, "{silent} held open past the cap");
 
     // Meanwhile runs are stored: one launched and finished on the worker's connection.
-    let created: Value = client
-        .post(format!("{api}/runs"))
-        .header("content-type", "application/json")
-        .body(json!({"task": "during the flood", "params": {"iterations": 1}}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|text| serde_json::from_str(&text).unwrap())
-        .unwrap();
+    let created = json_of(
+        client
+            .post(format!("{api}/runs"))
+            .header("content-type", "application/json")
+            .body(json!({"task": "during the flood", "params": {"iterations": 1}}).to_string()),
+    )
+    .await;
     let run_id = created["run_id"]
         .as_str()
         .expect("a run was created")
         .to_owned();
     let status = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let run: Value = client
-                .get(format!("{api}/runs/{run_id}"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .map(|text| serde_json::from_str(&text).unwrap())
-                .unwrap();
+            let run = json_of(client.get(format!("{api}/runs/{run_id}"))).await;
             let status = run["status"].as_str().unwrap_or_default().to_owned();
             if matches!(status.as_str(), "completed" | "failed" | "cancelled") {
                 return status;
@@ -146,15 +152,7 @@ async fn a_flood_under_the_usual_file_limit_gets_503_and_the_store_stays_writabl
     .await
     .expect("the run finished during the flood");
     assert_eq!(status, "completed");
-    let health: Value = client
-        .get(format!("{api}/health"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|text| serde_json::from_str(&text).unwrap())
-        .unwrap();
+    let health = json_of(client.get(format!("{api}/health"))).await;
     assert_eq!(health["store"]["writable"], true, "{health}");
     drop(held);
     server.kill().await.unwrap();
