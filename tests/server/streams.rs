@@ -418,3 +418,42 @@ async fn stopping_the_server_ends_open_streams() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_id_above_the_head_starts_live_at_the_head_instead_of_holding_or_replaying() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(&dir)).await;
+    let api = client(&server);
+    let first = api.create_run(&run_request(json!({}))).await.unwrap();
+    wait_finished(&api, &first.summary.run_id, Duration::from_secs(30)).await;
+    let head = api.health().await.unwrap().events_head.unwrap();
+    for claimed in [format!("{}", head + 1000), "99999999999999999999999".to_owned()] {
+        let mut reader = EventSource::builder(&format!("{}/api/events", server.url()))
+            .unwrap()
+            .last_event_id(&claimed)
+            .build()
+            .unwrap();
+        // Subscribed (the retry line came), then a new run: its events arrive, numbered on
+        // from the head, and nothing older is replayed.
+        loop {
+            if let Some(Update::State(ConnectionState::Open)) = reader.next().await {
+                break;
+            }
+        }
+        let next = api.create_run(&run_request(json!({}))).await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(Update::Event(event)) = reader.next().await {
+                    return event;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("Last-Event-ID {claimed}: nothing came"));
+        assert_eq!(event.event, "run_created", "{claimed}");
+        assert!(event.data.contains(&next.summary.run_id), "{claimed}");
+        assert!(event.id.parse::<u64>().unwrap() > head, "{claimed}: {}", event.id);
+        wait_finished(&api, &next.summary.run_id, Duration::from_secs(30)).await;
+    }
+    server.stop().await;
+}

@@ -650,15 +650,22 @@ async fn cancel_run(
 }
 
 /// The last event id a client has: the `Last-Event-ID` header, else `?last_event_id=` (for
-/// clients that cannot set headers). Ids that are not ours replay from the start.
-fn last_event_id(headers: &HeaderMap, query: &StreamQuery) -> i64 {
-    headers
+/// clients that cannot set headers). Text that is not an id replays from the start; an id
+/// above `head`, the newest event (one from another database, or too large to be one), starts
+/// at `head`: live from now, rather than holding every event until the ids pass it.
+fn last_event_id(headers: &HeaderMap, query: &StreamQuery, head: i64) -> i64 {
+    let Some(text) = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .or(query.last_event_id.as_deref())
-        .and_then(|text| text.trim().parse::<i64>().ok())
-        .filter(|id| *id >= 0)
-        .unwrap_or(0)
+        .map(str::trim)
+    else {
+        return 0;
+    };
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return 0;
+    }
+    text.parse::<i64>().map_or(head, |id| id.min(head))
 }
 
 async fn run_stream(
@@ -670,7 +677,7 @@ async fn run_stream(
     let run_id = path_id(path)?;
     let query = typed_query(query)?;
     let run = stored_run(&state, &run_id).await?;
-    let last_id = last_event_id(&headers, &query);
+    let last_id = last_event_id(&headers, &query, state.streams.hub.head());
     if run.summary.status.is_finished() && last_id >= state.store.last_run_seq(&run_id).await? {
         // Everything was delivered and nothing more will come: tell the client to stop.
         return Ok(stream::closed_for_good());
@@ -714,7 +721,7 @@ async fn all_events(
         Scope::All {
             runs: runs.map(Arc::new),
         },
-        last_event_id(&headers, &query),
+        last_event_id(&headers, &query, state.streams.hub.head()),
     ))
 }
 

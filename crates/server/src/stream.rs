@@ -127,8 +127,11 @@ pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
             last_id,
             sink,
         };
-        if let Err(error) = pump.run(live).await {
-            tracing::warn!(%error, "a stream stopped");
+        match pump.run(live).await {
+            Ok(()) => {}
+            // A client leaving, at whatever point, is how every stream ends: not news.
+            Err(PumpError::Gone(_)) => tracing::debug!("a subscriber left"),
+            Err(error) => tracing::warn!(%error, "a stream stopped"),
         }
     };
     // The stream outlives its request's handler; it keeps the request's span for its logs.
@@ -173,11 +176,7 @@ impl Pump {
                 .await?;
         }
         self.tell_about_pruning().await?;
-        let result = self.pump(&mut live).await;
-        match result {
-            Err(PumpError::Gone(_)) => Ok(()),
-            other => other,
-        }
+        self.pump(&mut live).await
     }
 
     async fn pump(
