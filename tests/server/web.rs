@@ -190,7 +190,17 @@ async fn cors_lets_the_named_origin_call_the_api_and_nobody_else() {
     );
     server.stop().await;
 
-    for bad in ["dash.example", "ftp://x", "http://", "http://a/b"] {
+    for bad in [
+        "dash.example",
+        "ftp://x",
+        "http://",
+        "http://a/b",
+        "http://*.example",
+        "https://*",
+        "http://user@dash.example",
+        "http://dash.example?x",
+        "HTTP://Dash.Example",
+    ] {
         let mut config = support::test_server::config(&dir);
         config.cors_origins = vec![bad.into()];
         match runboard_server::start(config).await {

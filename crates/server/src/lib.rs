@@ -197,10 +197,12 @@ impl ServerConfig {
     /// Refuses a token no client could present, and a setup that would expose runs to the
     /// network without a token.
     pub fn check_exposure(&self) -> Result<(), ServerError> {
+        // An `Authorization` header carries visible ASCII: a token with anything else could
+        // start a server no client can ever present it to.
         if let Some(token) = &self.token
             && (token.trim().is_empty()
                 || token.trim() != token
-                || token.chars().any(char::is_control))
+                || !token.chars().all(|c| matches!(c, ' '..='~')))
         {
             return Err(ServerError::BadToken);
         }
@@ -234,14 +236,18 @@ pub enum ServerError {
     /// The store could not be opened or recovered.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A token that is blank, or starts or ends with spaces, or holds control characters.
+    /// A token that is blank, starts or ends with spaces, or holds anything but visible ASCII.
     #[error(
-        "the token is blank or has spaces or control characters at its ends; no client could \
-         send it in an Authorization header. Choose a token of visible characters"
+        "the token is blank, has spaces at its ends, or holds characters other than visible \
+         ASCII (control characters, letters such as é); no client could send it in an \
+         Authorization header. Choose a token of visible ASCII characters"
     )]
     BadToken,
     /// A `--cors-origin` is not an origin.
-    #[error("--cors-origin {0:?} is not an origin such as https://dash.example.com")]
+    #[error(
+        "--cors-origin {0:?} is not an origin such as https://dash.example.com (scheme, host \
+         and port only; no wildcards: give each origin)"
+    )]
     BadOrigin(String),
 }
 
@@ -620,13 +626,21 @@ fn parse_cors_origins(origins: &[String]) -> Result<Vec<axum::http::HeaderValue>
         .iter()
         .map(|origin| {
             let trimmed = origin.trim().trim_end_matches('/');
-            let host = trimmed
-                .strip_prefix("http://")
-                .or_else(|| trimmed.strip_prefix("https://"));
-            let valid = host.is_some_and(|host| !host.is_empty() && !host.contains('/'));
-            valid
-                .then(|| axum::http::HeaderValue::from_str(trimmed).ok())
-                .flatten()
+            // An origin is exactly scheme, host and port: what a browser sends in `Origin`.
+            // Anything else (a path, a user, a wildcard such as `http://*.example`, which no
+            // browser sends) would be compared literally and never match.
+            let exact = reqwest::Url::parse(trimmed).ok().filter(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host_str().is_some_and(|host| {
+                        !host.is_empty()
+                            && host.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']')
+                            })
+                    })
+                    && url.origin().ascii_serialization() == trimmed
+            });
+            exact
+                .and_then(|_| axum::http::HeaderValue::from_str(trimmed).ok())
                 .ok_or_else(|| ServerError::BadOrigin(origin.clone()))
         })
         .collect()
