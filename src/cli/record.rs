@@ -84,7 +84,9 @@ async fn record(args: RecordArgs) -> Result<(), String> {
     );
     out.line(&serde_json::to_string(&header).unwrap_or_default())?;
 
-    let (going, mut received) = start_following(&client, health.events_head).await?;
+    let outage = Outage::default();
+    let (going, mut received) =
+        start_following(&client, health.events_head, outage.clone()).await?;
     eprintln!(
         "runboard record: recording {} into {} ({} runs already going); {}",
         args.remote.api,
@@ -152,13 +154,56 @@ async fn record(args: RecordArgs) -> Result<(), String> {
         }
     }
     out.flush()?;
-    eprintln!(
-        "runboard record: wrote {written} events of {} runs over {:.1} s to {}",
+    let summary = format!(
+        "{written} events of {} runs over {:.1} s to {}",
         runs.len(),
         started.elapsed().as_secs_f64(),
         args.output.display()
     );
+    if let Some(since) = outage.since() {
+        // The recording stops short of its end: say so, and fail, so no script takes it for
+        // the whole run of the fleet.
+        return Err(format!(
+            "{} could not be reached for the last {:.1} s of the recording (since {:.1} s); \
+             wrote the {summary}, which replays as far as it goes",
+            args.remote.api,
+            since.elapsed().as_secs_f64(),
+            since.duration_since(started).as_secs_f64()
+        ));
+    }
+    eprintln!("runboard record: wrote {summary}");
     Ok(())
+}
+
+/// Since when the server's event stream has been lost, shared with the task following it.
+#[derive(Debug, Clone, Default)]
+struct Outage(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl Outage {
+    fn since(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stream's state changed: lost (reconnecting) or open again. Tells the person once
+    /// each way.
+    fn update(&self, state: &ConnectionState) {
+        let mut since = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match state {
+            ConnectionState::Open => {
+                if since.take().is_some() {
+                    eprintln!("runboard record: reconnected; resumed where the stream broke off");
+                }
+            }
+            ConnectionState::Reconnecting { .. } if since.is_none() => {
+                *since = Some(Instant::now());
+                eprintln!(
+                    "runboard record: lost the server's event stream; reconnecting (nothing is \
+                     lost if it comes back)"
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Follows `/api/events` from `events_head`, then the runs already going (their chains so far,
@@ -166,6 +211,7 @@ async fn record(args: RecordArgs) -> Result<(), String> {
 async fn start_following(
     client: &ApiClient,
     events_head: Option<u64>,
+    outage: Outage,
 ) -> Result<(HashSet<String>, mpsc::UnboundedReceiver<Received>), String> {
     // Unbounded: the chains of runs already going are queued here before anything is written.
     let (sender, received) = mpsc::unbounded_channel::<Received>();
@@ -177,7 +223,7 @@ async fn start_following(
         head,
         None,
         sender.clone(),
-        Some(open_sender),
+        (Some(open_sender), Some(outage)),
     ));
     // Listen first, then look: a run that starts in between is in both, and its own stream
     // (below) is the one kept.
@@ -210,7 +256,7 @@ async fn start_following(
             Some(last.to_string()),
             Some(run.run_id.clone()),
             sender.clone(),
-            None,
+            (None, None),
         ));
     }
     let going: HashSet<String> = going.into_iter().map(|run| run.run_id).collect();
@@ -242,7 +288,7 @@ async fn follow(
     after: Option<String>,
     run: Option<String>,
     sender: mpsc::UnboundedSender<Received>,
-    mut opened: Option<tokio::sync::oneshot::Sender<()>>,
+    (mut opened, outage): (Option<tokio::sync::oneshot::Sender<()>>, Option<Outage>),
 ) {
     let options = StreamOptions {
         after,
@@ -276,8 +322,13 @@ async fn follow(
                     return;
                 }
             }
-            StreamUpdate::State(ConnectionState::Open) => {
-                if let Some(opened) = opened.take() {
+            StreamUpdate::State(state) => {
+                if let Some(outage) = &outage {
+                    outage.update(&state);
+                }
+                if state == ConnectionState::Open
+                    && let Some(opened) = opened.take()
+                {
                     let _ = opened.send(());
                 }
             }
@@ -287,7 +338,6 @@ async fn follow(
             StreamUpdate::TooLarge { limit_bytes } => {
                 eprintln!("runboard record: skipped an event larger than {limit_bytes} bytes");
             }
-            StreamUpdate::State(_) => {}
         }
     }
 }

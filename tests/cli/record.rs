@@ -409,3 +409,35 @@ async fn two_screenshots_of_a_replay_are_the_same_bytes() {
         pictures[1].len()
     );
 }
+
+#[tokio::test]
+async fn a_server_that_dies_mid_recording_fails_the_recording_saying_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = serve(port, &dir.path().join("runs.db"), &["--speed", "12"]).await;
+    let api = format!("http://127.0.0.1:{port}");
+    launch(&api, "write about lighthouses").await;
+    let file = dir.path().join("cut.jsonl");
+    let record = Command::new(BIN)
+        .args(["record", "--api", &api, "--duration", "4", "-o"])
+        .arg(&file)
+        .env_remove("RUNBOARD_TOKEN")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill().await.unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(20), record.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("lost the server's event stream"), "{said}");
+    assert!(said.contains("could not be reached for the last"), "{said}");
+    // What came before the loss is a whole recording.
+    let recording = Recording::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(recording.cut_at_line, None);
+    assert!(recording.run_count() >= 1);
+}
