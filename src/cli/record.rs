@@ -181,13 +181,19 @@ struct Outage(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
 
 impl Outage {
     fn since(&self) -> Option<Instant> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The stream's state changed: lost (reconnecting) or open again. Tells the person once
     /// each way.
     fn update(&self, state: &ConnectionState) {
-        let mut since = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut since = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match state {
             ConnectionState::Open => {
                 if since.take().is_some() {

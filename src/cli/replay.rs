@@ -10,8 +10,7 @@ use runboard_server::replay::ReplayConfig;
 /// Reads `path` as a recording. A cut last line is reported on stderr and the rest replayed;
 /// anything else wrong is the error to print.
 pub fn load(path: &Path) -> Result<Recording, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("could not read {}: {e}", path.display()))?;
+    let bytes = read_bounded(path)?;
     // A cut can fall inside a multi-byte character; that line is dropped as cut anyway.
     let text = String::from_utf8_lossy(&bytes);
     let recording =
@@ -25,6 +24,39 @@ pub fn load(path: &Path) -> Result<Recording, String> {
         );
     }
     Ok(recording)
+}
+
+/// The most of a recording read: a day of a busy fleet is far less, and its events are held
+/// in memory several times over while replayed.
+const MAX_RECORDING_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The bytes of `path`, which must be a regular file (a FIFO would hold the start until a
+/// writer came; `/dev/zero` would never end) of at most [`MAX_RECORDING_BYTES`].
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let failed = |e: std::io::Error| format!("could not read {}: {e}", path.display());
+    let kind = std::fs::metadata(path).map_err(failed)?.file_type();
+    if !kind.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a recording is a file `runboard record` wrote)",
+            path.display()
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(failed)?
+        .take(MAX_RECORDING_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_RECORDING_BYTES {
+        return Err(format!(
+            "{} is larger than {} MiB, more than runboard replays; record a shorter span \
+             (`runboard record --duration`)",
+            path.display(),
+            MAX_RECORDING_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The replaying server's settings for `path`, on `clock`.

@@ -241,11 +241,32 @@ async fn wrong_newer_and_cut_recordings_get_their_messages() {
         "{\"format\":\"runboard-recording\",\"version\":99,\"started_at\":\"2026-12-03T10:00:00Z\"}\n",
     )
     .unwrap();
+    let far = dir.path().join("far.jsonl");
+    let header = runboard_api::RecordingHeader::new("http://x", "2026-12-03T10:00:00Z", "test");
+    std::fs::write(
+        &far,
+        format!(
+            "{}\n{{\"t\":1e300,\"event\":\"run_created\",\"data\":{{\"run_id\":\"run-1\"}}}}\n",
+            serde_json::to_string(&header).unwrap()
+        ),
+    )
+    .unwrap();
+    let fifo = dir.path().join("fifo.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let not_one_text = not_one.to_str().unwrap();
     let newer_text = newer.to_str().unwrap();
     for (file, message) in [
         (not_one_text, "is not a runboard recording"),
         (newer_text, "version 99 recording"),
+        (far.to_str().unwrap(), "is past any recording"),
+        ("/dev/zero", "is not a regular file"),
+        (fifo.to_str().unwrap(), "is not a regular file"),
     ] {
         // The server and the window both refuse it before starting anything (no display needed).
         for args in [

@@ -463,7 +463,14 @@ async fn a_path_that_is_not_utf8_gets_the_json_error_and_a_blank_token_is_refuse
     }
     server.stop().await;
 
-    for blank in ["", "   ", " padded ", "tab\there", "clé-secrète", "token\u{7f}"] {
+    for blank in [
+        "",
+        "   ",
+        " padded ",
+        "tab\there",
+        "clé-secrète",
+        "token\u{7f}",
+    ] {
         let mut settings = config(&dir);
         settings.token = Some(blank.into());
         match server::start(settings).await {

@@ -427,7 +427,10 @@ async fn an_id_above_the_head_starts_live_at_the_head_instead_of_holding_or_repl
     let first = api.create_run(&run_request(json!({}))).await.unwrap();
     wait_finished(&api, &first.summary.run_id, Duration::from_secs(30)).await;
     let head = api.health().await.unwrap().events_head.unwrap();
-    for claimed in [format!("{}", head + 1000), "99999999999999999999999".to_owned()] {
+    for claimed in [
+        format!("{}", head + 1000),
+        "99999999999999999999999".to_owned(),
+    ] {
         let mut reader = EventSource::builder(&format!("{}/api/events", server.url()))
             .unwrap()
             .last_event_id(&claimed)
@@ -452,7 +455,11 @@ async fn an_id_above_the_head_starts_live_at_the_head_instead_of_holding_or_repl
         .unwrap_or_else(|_| panic!("Last-Event-ID {claimed}: nothing came"));
         assert_eq!(event.event, "run_created", "{claimed}");
         assert!(event.data.contains(&next.summary.run_id), "{claimed}");
-        assert!(event.id.parse::<u64>().unwrap() > head, "{claimed}: {}", event.id);
+        assert!(
+            event.id.parse::<u64>().unwrap() > head,
+            "{claimed}: {}",
+            event.id
+        );
         wait_finished(&api, &next.summary.run_id, Duration::from_secs(30)).await;
     }
     server.stop().await;

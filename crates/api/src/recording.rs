@@ -71,6 +71,9 @@ impl RecordedEvent {
     }
 }
 
+/// The latest time an event may have, in seconds from the recording's start: a year.
+pub const MAX_EVENT_SECS: f64 = 365.0 * 86_400.0;
+
 /// A whole recording, read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recording {
@@ -132,6 +135,17 @@ impl Recording {
                 continue;
             }
             match serde_json::from_str::<RecordedEvent>(line) {
+                // A time past any recording would hold every later event back for ever.
+                Ok(event) if event.t > MAX_EVENT_SECS => {
+                    return Err(RecordingError::BadLine {
+                        line: index + 1,
+                        reason: format!(
+                            "its time t: {} s is past any recording (at most {MAX_EVENT_SECS} s, \
+                             a year, from its start)",
+                            event.t
+                        ),
+                    });
+                }
                 Ok(mut event) => {
                     // Times never go back: a replay keeps the file's order.
                     event.t = if event.t.is_finite() {

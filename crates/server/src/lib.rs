@@ -634,7 +634,8 @@ fn parse_cors_origins(origins: &[String]) -> Result<Vec<axum::http::HeaderValue>
                     && url.host_str().is_some_and(|host| {
                         !host.is_empty()
                             && host.chars().all(|c| {
-                                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']')
+                                c.is_ascii_alphanumeric()
+                                    || matches!(c, '-' | '.' | ':' | '[' | ']')
                             })
                     })
                     && url.origin().ascii_serialization() == trimmed
