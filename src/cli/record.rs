@@ -160,19 +160,7 @@ async fn record(args: RecordArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64(),
         args.output.display()
     );
-    if let Some(since) = outage.since() {
-        // The recording stops short of its end: say so, and fail, so no script takes it for
-        // the whole run of the fleet.
-        return Err(format!(
-            "{} could not be reached for the last {:.1} s of the recording (since {:.1} s); \
-             wrote the {summary}, which replays as far as it goes",
-            args.remote.api,
-            since.elapsed().as_secs_f64(),
-            since.duration_since(started).as_secs_f64()
-        ));
-    }
-    eprintln!("runboard record: wrote {summary}");
-    Ok(())
+    outage.judge(&args.remote.api, started, &summary)
 }
 
 /// Since when the server's event stream has been lost, shared with the task following it.
@@ -187,6 +175,21 @@ impl Outage {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The recording's end: a summary, or, when the server is still out of reach, a failure
+    /// that says since when, so no script takes it for the whole run of the fleet.
+    fn judge(&self, api: &str, started: Instant, summary: &str) -> Result<(), String> {
+        if let Some(since) = self.since() {
+            return Err(format!(
+                "{api} could not be reached for the last {:.1} s of the recording (since \
+                 {:.1} s); wrote the {summary}, which replays as far as it goes",
+                since.elapsed().as_secs_f64(),
+                since.duration_since(started).as_secs_f64()
+            ));
+        }
+        eprintln!("runboard record: wrote {summary}");
+        Ok(())
+    }
+
     /// The stream's state changed: lost (reconnecting) or open again. Tells the person once
     /// each way.
     fn update(&self, state: &ConnectionState) {
@@ -195,10 +198,8 @@ impl Outage {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match state {
-            ConnectionState::Open => {
-                if since.take().is_some() {
-                    eprintln!("runboard record: reconnected; resumed where the stream broke off");
-                }
+            ConnectionState::Open if since.take().is_some() => {
+                eprintln!("runboard record: reconnected; resumed where the stream broke off");
             }
             ConnectionState::Reconnecting { .. } if since.is_none() => {
                 *since = Some(Instant::now());

@@ -231,7 +231,7 @@ async fn a_recording_replays_the_runs_details_and_events_it_recorded() {
 }
 
 #[tokio::test]
-async fn wrong_newer_and_cut_recordings_get_their_messages() {
+async fn wrong_newer_and_other_files_are_refused_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let not_one = dir.path().join("runs.csv");
     std::fs::write(&not_one, "run_id,status\nrun-1,completed\n").unwrap();
@@ -280,7 +280,11 @@ async fn wrong_newer_and_cut_recordings_get_their_messages() {
             assert!(text.contains(file), "the message names the file: {text}");
         }
     }
+}
 
+#[tokio::test]
+async fn a_recording_cut_mid_line_replays_what_it_has() {
+    let dir = tempfile::tempdir().unwrap();
     // A recording cut mid-line (a killed recorder, a full disk) replays what it has.
     let port = free_port();
     let _server = serve(port, &dir.path().join("runs.db"), &["--speed", "20"]).await;
