@@ -499,3 +499,54 @@ async fn a_path_that_is_not_utf8_gets_the_json_error_and_a_blank_token_is_refuse
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("token is blank"), "{stderr}");
 }
+
+#[tokio::test]
+async fn bare_lf_and_raw_bytes_in_the_request_line_get_a_json_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(&dir)).await;
+    let addr = server.addr();
+    let host = format!("127.0.0.1:{}", addr.port());
+    let cases: [(Vec<u8>, &str); 4] = [
+        (
+            format!("GET /api/health HTTP/1.1\nHost: {host}\nConnection: close\n\n").into_bytes(),
+            "bare LF",
+        ),
+        (
+            format!("GET /api/health HTTP/1.1\r\nHost: {host}\nConnection: close\r\n\r\n")
+                .into_bytes(),
+            "bare LF",
+        ),
+        (
+            [
+                b"GET /api/runs/\xff\xfe HTTP/1.1\r\nHost: ".as_slice(),
+                host.as_bytes(),
+                b"\r\nConnection: close\r\n\r\n",
+            ]
+            .concat(),
+            "visible ASCII",
+        ),
+        (
+            [
+                b"GET /api/r\x01uns HTTP/1.1\r\nHost: ".as_slice(),
+                host.as_bytes(),
+                b"\r\nConnection: close\r\n\r\n",
+            ]
+            .concat(),
+            "visible ASCII",
+        ),
+    ];
+    for (request, says) in cases {
+        let response = exchange(addr, &request).await;
+        assert_eq!(response.status, 400, "{response:?}");
+        assert_eq!(response.code(), "bad_request", "{response:?}");
+        assert!(response.body.contains(says), "{}", response.body);
+    }
+    // A sound request, byte for byte the same but for CR LF, is answered.
+    let sound = exchange(
+        addr,
+        format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(sound.status, 200, "{sound:?}");
+    server.stop().await;
+}

@@ -34,6 +34,9 @@ pub enum ErrorCode {
     BadInterval,
     /// A path segment could not be read.
     BadPath,
+    /// The request itself is malformed: a line ending in a bare LF, raw bytes in its request
+    /// line.
+    BadRequest,
     /// The run is over, so it cannot be cancelled.
     AlreadyFinished,
     /// An inline run did not finish in time; it goes on.
@@ -83,7 +86,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this side knows.
-    pub const KNOWN: [Self; 35] = [
+    pub const KNOWN: [Self; 36] = [
         Self::NotFound,
         Self::Unauthorized,
         Self::BadJson,
@@ -98,6 +101,7 @@ impl ErrorCode {
         Self::BadStatus,
         Self::BadInterval,
         Self::BadPath,
+        Self::BadRequest,
         Self::AlreadyFinished,
         Self::InlineTimeout,
         Self::MethodNotAllowed,
@@ -138,6 +142,7 @@ impl ErrorCode {
             Self::BadStatus => "bad_status",
             Self::BadInterval => "bad_interval",
             Self::BadPath => "bad_path",
+            Self::BadRequest => "bad_request",
             Self::AlreadyFinished => "already_finished",
             Self::InlineTimeout => "inline_timeout",
             Self::MethodNotAllowed => "method_not_allowed",

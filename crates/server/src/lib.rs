@@ -11,6 +11,7 @@ pub mod catalog;
 mod failure;
 mod fd_limit;
 mod feed;
+mod first_head;
 mod fleet;
 pub mod generator;
 mod guard;

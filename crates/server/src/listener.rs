@@ -30,6 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::first_head::{self, Prefixed};
+
 /// The bounds every connection lives within.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -114,10 +116,19 @@ pub async fn serve(
             router: app.clone(),
             client: ClientAddr(peer),
         });
-        let io = StallGuard::new(TokioIo::new(stream), limits.stalled_write, peer);
-        let connection = http.serve_connection(io, service);
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let (stalled_write, head_limit, head_timeout) = (
+            limits.stalled_write,
+            limits.max_header_bytes,
+            limits.header_timeout,
+        );
         tokio::spawn(async move {
+            let Some(stream) = first_head::check(stream, head_limit, head_timeout).await else {
+                return;
+            };
+            let io = StallGuard::new(TokioIo::new(stream), stalled_write, peer);
+            let connection = watcher.watch(http.serve_connection(io, service));
             // Errors here are the client's (a reset, a timeout); the client has its answer.
             let _ = connection.await;
             drop(permit);
@@ -223,7 +234,7 @@ fn refuse(mut stream: TcpStream, peer: SocketAddr, refused: &AtomicU64, cap: usi
 
 /// The connection's IO, failing a write or flush that has made no progress for `limit`.
 struct StallGuard {
-    inner: TokioIo<TcpStream>,
+    inner: TokioIo<Prefixed>,
     limit: Duration,
     peer: SocketAddr,
     /// Started when a write first had to wait; cleared when one goes through.
@@ -231,7 +242,7 @@ struct StallGuard {
 }
 
 impl StallGuard {
-    fn new(inner: TokioIo<TcpStream>, limit: Duration, peer: SocketAddr) -> Self {
+    fn new(inner: TokioIo<Prefixed>, limit: Duration, peer: SocketAddr) -> Self {
         Self {
             inner,
             limit,
@@ -252,7 +263,8 @@ impl StallGuard {
                 // Reset rather than close: a graceful close would leave the kernel holding the
                 // unsent bytes for a client that reads nothing, probing its zero window for
                 // minutes. A reset frees them now; the client resumes with Last-Event-ID.
-                let _ = socket2::SockRef::from(self.inner.inner()).set_linger(Some(Duration::ZERO));
+                let _ = socket2::SockRef::from(self.inner.inner().stream())
+                    .set_linger(Some(Duration::ZERO));
                 tracing::warn!(
                     peer = %self.peer,
                     stalled_secs = limit.as_secs_f64(),
