@@ -1,6 +1,6 @@
-//! `runboard models`: narration for people, the data payload for scripts (seed 001's two
-//! channels on one connection) — against the reference server, and against a server that
-//! speaks seed 001's own wire form (`message` events whose JSON carries `"type"`).
+//! `runboard models`: narration for people, the data payload for scripts (two channels on one
+//! connection) — against the reference server, and against a server that speaks the older
+//! wire form (`message` events whose JSON carries `"type"`).
 
 use crate::support;
 

@@ -1,7 +1,7 @@
-//! `/api/benchmarks` and `/api/benchmark-sse` (seed 002) on a real server over loopback: bad
+//! `/api/benchmarks` and `/api/benchmark-sse` (benchmark progress) on a real server over loopback: bad
 //! input, many subscribers that all get every result, resume after `Last-Event-ID`, a log file
-//! that is missing, written, rotated and deleted, and the seed's own clients (a standard-library
-//! Python rewrite of its example, and `curl -N`).
+//! that is missing, written, rotated and deleted, and the clients its users already have (a
+//! standard-library Python client, and `curl -N`).
 
 use crate::support;
 

@@ -1,4 +1,4 @@
-//! `/metrics/active-requests` and its stream (seed 003) on a real server over loopback: the
+//! `/metrics/active-requests` and its stream (requests in flight) on a real server over loopback: the
 //! snapshot, an update at once then only changes, many subscribers that all see every request,
 //! keep-alives, metrics switched off, and the stream switched off.
 

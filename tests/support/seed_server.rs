@@ -1,6 +1,6 @@
-//! A runs server in the dialect of the first design document (`../shared/seeds/000_*`), the way
-//! a `FastAPI` service behind a proxy speaks it, so clients are tried against a server they did not
-//! write:
+//! A runs server in the older dialect docs/protocol.md describes ("servers in the first
+//! design's style"), the way a `FastAPI` service behind a proxy speaks it, so clients are tried
+//! against a server they did not write:
 //!
 //! - no `/api/health` and no `/api/events`: the proxy answers 404 with an HTML page;
 //! - `GET /api/runs` is a bare JSON array whose runs name their agent `node`, with naive ISO times;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::failure::Failure;
 use crate::runs::{CreateError, Runs};
-use crate::upstream::UpstreamPool;
+use crate::upstream::{ResolveError, UpstreamPool};
 use runboard_api::ErrorCode;
 use skim::{Skim, SkimError};
 
@@ -180,14 +180,15 @@ impl Proxy {
             .pool
             .resolve(asked.as_deref())
             .await
-            .map_err(|message| {
-                // Every upstream answered and none serves it; otherwise one that might is down.
-                let (status, code) = if message.starts_with("no upstream serves") {
-                    (StatusCode::NOT_FOUND, ErrorCode::ModelNotFound)
-                } else {
-                    (StatusCode::BAD_GATEWAY, ErrorCode::UpstreamUnavailable)
-                };
-                Failure::new(status, code, message)
+            .map_err(|error| match error {
+                ResolveError::NotServed(message) => {
+                    Failure::new(StatusCode::NOT_FOUND, ErrorCode::ModelNotFound, message)
+                }
+                ResolveError::Unavailable(message) => Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorCode::UpstreamUnavailable,
+                    message,
+                ),
             })?;
         let call = call::ClientCall::read(endpoint, &skim, headers, client);
         // The body goes on as the client wrote it, unless an alias (or no model) has to be

@@ -55,7 +55,8 @@ pub async fn run(pool: &UpstreamPool, ctx: &RunContext) -> Outcome {
     let asked = params.get("model").and_then(Value::as_str);
     let target = match pool.resolve(asked).await {
         Ok(target) => target,
-        Err(message) => {
+        Err(error) => {
+            let message = error.to_string();
             let _ = narrate(ctx, "error", "upstream_unavailable", &message).await;
             return Outcome::Failed(message);
         }

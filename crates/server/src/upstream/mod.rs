@@ -227,7 +227,7 @@ impl UpstreamPool {
     /// names the first upstream's first model. When no list names it, the lists are read once
     /// more first (an upstream that came up after runboard, or a model loaded since); the
     /// error says which upstream is unreachable and why, or what they serve.
-    pub async fn resolve(&self, asked: Option<&str>) -> Result<Target, String> {
+    pub async fn resolve(&self, asked: Option<&str>) -> Result<Target, ResolveError> {
         let arrived = Instant::now();
         match self.try_resolve(asked) {
             Ok(target) => Ok(target),
@@ -262,20 +262,20 @@ impl UpstreamPool {
         true
     }
 
-    fn try_resolve(&self, asked: Option<&str>) -> Result<Target, String> {
+    fn try_resolve(&self, asked: Option<&str>) -> Result<Target, ResolveError> {
         let upstreams = &self.inner.upstreams;
         let Some(asked) = asked else {
             let first = &upstreams[0];
             let read = first.read();
             if let Some(error) = &read.error {
-                return Err(first.unreachable(error));
+                return Err(ResolveError::Unavailable(first.unreachable(error)));
             }
             let model = read.models.first().map(|m| m.id.clone()).ok_or_else(|| {
-                format!(
+                ResolveError::Unavailable(format!(
                     "upstream {} ({}) lists no models",
                     first.spec.name,
                     first.spec.display_url()
-                )
+                ))
             })?;
             return Ok(Target {
                 upstream: Arc::clone(first),
@@ -309,17 +309,28 @@ impl UpstreamPool {
         if unreachable.is_empty() {
             let (known, _) = self.models();
             let names: Vec<&str> = known.iter().map(|m| m.id.as_str()).take(12).collect();
-            Err(format!(
+            Err(ResolveError::NotServed(format!(
                 "no upstream serves {shown}; they serve: {}",
                 names.join(", ")
-            ))
+            )))
         } else {
-            Err(format!(
+            Err(ResolveError::Unavailable(format!(
                 "no reachable upstream serves {shown}; {}",
                 unreachable.join("; ")
-            ))
+            )))
         }
     }
+}
+
+/// Why a run's or a call's model found no upstream; the proxy answers 404 or 502 by it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Every upstream answered, and none lists the model.
+    #[error("{0}")]
+    NotServed(String),
+    /// An upstream that might serve it cannot be reached (or lists no models at all).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Upstream {
