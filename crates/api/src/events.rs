@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::data::DataAction;
 use super::error_code::ErrorCode;
 use super::types::{RunStatus, RunSummary, StoreStatus, null_as_default};
 
@@ -88,6 +89,27 @@ pub struct DataEvent {
     pub payload: Value,
 }
 
+impl DataEvent {
+    /// Reads the payload as the type its action names ([`DataAction::Other`] for an action this
+    /// side does not know); an error when a known action's payload is not its type.
+    pub fn decode(&self) -> Result<DataAction, DecodeError> {
+        DataAction::from_parts(&self.action, &self.payload).map_err(|error| DecodeError {
+            event: format!("data ({})", self.action),
+            reason: error.to_string(),
+        })
+    }
+}
+
+impl From<DataAction> for DataEvent {
+    fn from(action: DataAction) -> Self {
+        Self {
+            run_id: String::new(),
+            action: action.name().to_owned(),
+            payload: action.payload(),
+        }
+    }
+}
+
 /// The run failed (`error`); a `stream_end` follows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunError {
@@ -127,62 +149,54 @@ pub struct Pruned {
     pub message: String,
 }
 
-/// The type of a run-stream event, as named on the wire (`event: node_update`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
+/// Declares the event kinds once: the enum, [`EventKind::ALL`] and the wire names all come from
+/// this list, so a kind cannot be added to one and forgotten in another.
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// The type of a run-stream event, as named on the wire (`event: node_update`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in the order a run usually shows them.
+            pub const ALL: [Self; [$($name),*].len()] = [$(Self::$variant),*];
+
+            /// The wire name.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
     /// `run_created`.
-    RunCreated,
+    RunCreated = "run_created",
     /// `status`.
-    Status,
+    Status = "status",
     /// `node_update`.
-    NodeUpdate,
+    NodeUpdate = "node_update",
     /// `narration`.
-    Narration,
+    Narration = "narration",
     /// `data`.
-    Data,
+    Data = "data",
     /// `error`.
-    Error,
+    Error = "error",
     /// `stream_end`.
-    StreamEnd,
+    StreamEnd = "stream_end",
     /// `store_status`.
-    StoreStatus,
+    StoreStatus = "store_status",
     /// `pruned`.
-    Pruned,
+    Pruned = "pruned",
     /// `done`.
-    Done,
+    Done = "done",
 }
 
 impl EventKind {
-    /// Every kind, in the order a run usually shows them.
-    pub const ALL: [Self; 10] = [
-        Self::RunCreated,
-        Self::Status,
-        Self::NodeUpdate,
-        Self::Narration,
-        Self::Data,
-        Self::Error,
-        Self::StreamEnd,
-        Self::StoreStatus,
-        Self::Pruned,
-        Self::Done,
-    ];
-
-    /// The wire name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::RunCreated => "run_created",
-            Self::Status => "status",
-            Self::NodeUpdate => "node_update",
-            Self::Narration => "narration",
-            Self::Data => "data",
-            Self::Error => "error",
-            Self::StreamEnd => "stream_end",
-            Self::StoreStatus => "store_status",
-            Self::Pruned => "pruned",
-            Self::Done => "done",
-        }
-    }
-
     /// The kind a wire name stands for; `None` for a type this side does not know.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == name)
@@ -251,6 +265,16 @@ impl RunEvent {
             reason: error.to_string(),
         };
         let value: Value = serde_json::from_str(data).map_err(|e| fail(event, &e))?;
+        Self::decode_value(event, value)
+    }
+
+    /// Decodes an event whose data was parsed already (a stored event, say), accepting the
+    /// same two wire forms as [`RunEvent::decode`].
+    pub fn decode_value(event: &str, value: Value) -> Result<Self, DecodeError> {
+        let fail = |event: &str, error: &serde_json::Error| DecodeError {
+            event: event.to_owned(),
+            reason: error.to_string(),
+        };
         let name = match (event, value.get("type").and_then(Value::as_str)) {
             ("message" | "", Some(kind)) => kind.to_owned(),
             _ => event.to_owned(),
@@ -354,13 +378,9 @@ impl RunEvent {
         })
     }
 
-    /// Structured data for programs.
-    pub fn data(action: impl Into<String>, payload: Value) -> Self {
-        Self::Data(DataEvent {
-            run_id: String::new(),
-            action: action.into(),
-            payload,
-        })
+    /// Structured data for programs (its run id filled in when it is recorded).
+    pub fn data(action: DataAction) -> Self {
+        Self::Data(action.into())
     }
 
     /// The event's kind; `None` for a type this side does not know.
@@ -450,10 +470,13 @@ mod tests {
                 estimated: Some(true),
             }),
             EventKind::Narration => RunEvent::narration("info", "agent_start", "a\ttable\n| x |"),
-            EventKind::Data => RunEvent::data(
-                "agent_metrics",
-                serde_json::json!({"tok_per_sec": 41.0, "agent": "critic"}),
-            ),
+            EventKind::Data => {
+                RunEvent::data(DataAction::AgentMetrics(crate::data::AgentMetrics {
+                    agent: "critic".into(),
+                    tokens_out: 7,
+                    tok_per_sec: 41.0,
+                }))
+            }
             EventKind::Error => RunEvent::error("lost its worker", ErrorCode::GenerationFailed),
             EventKind::StreamEnd => RunEvent::stream_end(RunStatus::Failed),
             EventKind::StoreStatus => RunEvent::StoreStatus(StoreStatus {

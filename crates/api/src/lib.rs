@@ -6,6 +6,7 @@ mod benchmark;
 mod benchmark_tally;
 mod client;
 pub mod clock;
+mod data;
 mod error_code;
 mod events;
 mod models;
@@ -24,6 +25,7 @@ pub use benchmark::{
 };
 pub use benchmark_tally::{BenchmarkTally, RunningTotal};
 pub use client::{ApiClient, ApiError, RunQuery};
+pub use data::{AgentMetrics, DataAction, RunMetrics, Step, StepFigures, ToolCall};
 pub use error_code::ErrorCode;
 pub use events::{
     DataEvent, DecodeError, EventKind, Narration, NodeUpdate, Pruned, RunError, RunEvent,

@@ -150,6 +150,11 @@ impl StoredEvent {
     pub fn kind(&self) -> Option<crate::EventKind> {
         crate::EventKind::parse(&self.event)
     }
+
+    /// The event read through the same types a live stream's events are.
+    pub fn decode(&self) -> Result<crate::RunEvent, crate::DecodeError> {
+        crate::RunEvent::decode_value(&self.event, self.data.clone())
+    }
 }
 
 /// A run with its whole event chain.

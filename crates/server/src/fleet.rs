@@ -8,8 +8,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use runboard_api::{FleetFigures, Goodput, ModelGoodput, RunEvent, RunStatus, Slo};
-use serde_json::Value;
+use runboard_api::{
+    DataAction, FleetFigures, Goodput, ModelGoodput, RunEvent, RunStatus, Slo, Step,
+};
 use tokio::time::Instant;
 
 /// How far back the fleet's figures look.
@@ -108,7 +109,11 @@ impl FleetWindow {
                     state.progress(run_id, tokens, now);
                 }
             }
-            RunEvent::Data(data) if data.action == "step" => state.call(run_id, &data.payload, now),
+            RunEvent::Data(data) => {
+                if let Ok(DataAction::Step(step)) = data.decode() {
+                    state.call(run_id, &step, now);
+                }
+            }
             RunEvent::Status(change) if change.status.is_finished() => {
                 if change.status == RunStatus::Failed {
                     state.failure(run_id, now);
@@ -197,14 +202,11 @@ impl State {
         }
     }
 
-    fn call(&mut self, run_id: &str, step: &Value, now: Instant) {
-        let figure = |name: &str| step.get(name).and_then(Value::as_f64);
-        let ttft = figure("ttft_ms");
-        let itl = figure("tpot_ms").or_else(|| figure("itl_p50_ms"));
-        let model = step
-            .get("model")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+    fn call(&mut self, run_id: &str, step: &Step, now: Instant) {
+        let ttft = step.figures.ttft_ms;
+        let itl = step.figures.tpot_ms.or(step.figures.itl_p50_ms);
+        let model = Some(step.model.clone())
+            .filter(|model| !model.is_empty())
             .or_else(|| self.runs.get(run_id).and_then(|run| run.model.clone()));
         let met = self.slo.is_some_and(|slo| slo.met(ttft, itl));
         let second = self.second(now);
@@ -299,8 +301,7 @@ impl WorkerWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runboard_api::{NodeUpdate, RunSummary};
-    use serde_json::json;
+    use runboard_api::{NodeUpdate, RunSummary, StepFigures};
 
     fn created(run: &str, worker: &str) -> RunEvent {
         RunEvent::RunCreated(RunSummary {
@@ -334,8 +335,16 @@ mod tests {
             fleet.run_model(&run, "small");
             fleet.observe(&run, &created(&run, "gen-01"), t0);
             fleet.observe(&run, &tokens(&run, 10), t0);
-            let step = json!({"model": "small", "ttft_ms": ttft, "tpot_ms": tpot});
-            fleet.observe(&run, &RunEvent::data("step", step), t0);
+            let step = Step {
+                model: "small".into(),
+                figures: StepFigures {
+                    ttft_ms: Some(*ttft),
+                    tpot_ms: Some(*tpot),
+                    ..StepFigures::default()
+                },
+                ..Step::default()
+            };
+            fleet.observe(&run, &RunEvent::data(DataAction::Step(Box::new(step))), t0);
             fleet.observe(&run, &status(RunStatus::Completed), t0);
         }
         fleet.run_model("r9", "big");

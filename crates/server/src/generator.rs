@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::active_requests::{NewRequest, RequestTracker};
@@ -15,7 +15,7 @@ use super::catalog::{self, Pick};
 use super::recorder::{Recorder, Stopped};
 use super::upstream::UpstreamPool;
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{MODEL_LIST_ACTION, ModelList, NodeUpdate, RunEvent};
+use runboard_api::{AgentMetrics, DataAction, ModelList, NodeUpdate, RunEvent};
 use runboard_sse::rng::SplitMix64;
 
 /// How long the snippet may be, in characters.
@@ -401,12 +401,15 @@ impl Walk<'_> {
         if rng.chance(0.15) {
             #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
             let rate = (self.tokens_out as f64 / step_secs.max(0.1)).round();
-            let payload =
-                json!({"agent": agent, "tokens_out": self.tokens_out, "tok_per_sec": rate});
+            let metrics = AgentMetrics {
+                agent: agent.to_owned(),
+                tokens_out: self.tokens_out,
+                tok_per_sec: rate,
+            };
             ctx.recorder
                 .event(
                     &ctx.run_id,
-                    RunEvent::data("agent_metrics", payload),
+                    RunEvent::data(DataAction::AgentMetrics(metrics)),
                     now_rfc3339(),
                 )
                 .await?;
@@ -469,11 +472,10 @@ pub async fn list_models(
             catalog::table(&list.models)
         };
         narrate(ctx, "info", "model_list_table", &table).await?;
-        let payload = serde_json::to_value(list).unwrap_or(Value::Null);
         ctx.recorder
             .event(
                 &ctx.run_id,
-                RunEvent::data(MODEL_LIST_ACTION, payload),
+                RunEvent::data(DataAction::ModelList(list)),
                 now_rfc3339(),
             )
             .await?;

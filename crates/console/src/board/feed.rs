@@ -4,9 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use runboard_api::{EventKind, RunDetail, RunStatus, RunSummary, StoredEvent};
+use runboard_api::{DataAction, EventKind, RunDetail, RunEvent, RunSummary};
 
 use super::worker::RunKey;
 
@@ -107,6 +105,9 @@ pub struct Feed {
     /// Newest first; a deque, since new runs go to the front.
     order: VecDeque<RunKey>,
     details: HashMap<RunKey, Arc<RunDetail>>,
+    /// Each fetched detail's [`summary_snippet`], worked out once when it arrives (the feed
+    /// draws and filters on it every frame).
+    snippets: HashMap<RunKey, String>,
     /// Details asked for (waiting, in flight or fetched): never asked twice.
     requested: HashSet<RunKey>,
     /// Details to ask for next, in the order they were wanted.
@@ -165,6 +166,7 @@ impl Feed {
         for key in &gone {
             self.entries.remove(key);
             self.details.remove(key);
+            self.snippets.remove(key);
             self.requested.remove(key);
         }
         self.wanted.retain(|key| !gone.contains(key));
@@ -205,7 +207,16 @@ impl Feed {
         self.upsert(key.clone(), detail.summary.clone());
         self.requested.insert(key.clone());
         self.wanted.retain(|wanted| *wanted != key);
+        match summary_snippet(&detail) {
+            Some(snippet) => self.snippets.insert(key.clone(), snippet),
+            None => self.snippets.remove(&key),
+        };
         self.details.insert(key, Arc::new(detail));
+    }
+
+    /// The snippet that sums a fetched run up ([`summary_snippet`] of its detail).
+    pub fn snippet(&self, key: &RunKey) -> Option<&str> {
+        self.snippets.get(key).map(String::as_str)
     }
 
     /// The detail of a run, if fetched.
@@ -236,114 +247,99 @@ impl Feed {
 
 /// The snippet that sums a run up: the last snippet from a content agent, else the
 /// last snippet from any agent, else the last status message.
-pub fn summary_snippet(detail: &RunDetail) -> Option<&str> {
-    fn snippet(event: &StoredEvent) -> Option<&str> {
-        event
-            .data
-            .get("snippet")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+pub fn summary_snippet(detail: &RunDetail) -> Option<String> {
+    let mut updates = detail
+        .events
+        .iter()
+        .rev()
+        .filter(|e| e.kind() == Some(EventKind::NodeUpdate))
+        .filter_map(|e| match e.decode() {
+            Ok(RunEvent::NodeUpdate(update)) => Some(update),
+            _ => None,
+        })
+        .filter(|update| update.snippet.as_ref().is_some_and(|s| !s.is_empty()));
+    let mut any = None;
+    for update in updates.by_ref() {
+        let content = !NOT_CONTENT.contains(&update.agent.as_deref().unwrap_or(""));
+        if content {
+            return update.snippet;
+        }
+        any.get_or_insert(update.snippet);
     }
-    let nodes = || {
+    any.flatten().or_else(|| {
         detail
             .events
             .iter()
             .rev()
-            .filter(|e| e.kind() == Some(EventKind::NodeUpdate))
-    };
-    nodes()
-        .filter(|e| {
-            let agent = e
-                .data
-                .get("agent")
-                .or_else(|| e.data.get("node"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            !NOT_CONTENT.contains(&agent)
-        })
-        .find_map(snippet)
-        .or_else(|| nodes().find_map(snippet))
-        .or_else(|| {
-            detail
-                .events
-                .iter()
-                .rev()
-                .filter(|e| e.kind() == Some(EventKind::Status))
-                .find_map(|e| e.data.get("message").and_then(Value::as_str))
-        })
+            .filter(|e| e.kind() == Some(EventKind::Status))
+            .find_map(|e| match e.decode() {
+                Ok(RunEvent::Status(change)) => change.message,
+                _ => None,
+            })
+    })
 }
 
 /// The event chain in order: a line per `node_update`, with status, error and end lines.
+/// Events are read through the API's types; one that does not decode is left out.
 pub fn chain(detail: &RunDetail) -> Vec<ChainLine> {
-    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
     detail
         .events
         .iter()
-        .filter_map(|event| {
-            let data = &event.data;
-            Some(match event.kind()? {
-                EventKind::NodeUpdate => ChainLine::Node {
-                    agent: text(data, "agent")
-                        .or_else(|| text(data, "node"))
-                        .unwrap_or_else(|| "?".into()),
-                    iteration: data.get("iteration").and_then(Value::as_u64),
-                    tokens: data.get("tokens_out").and_then(Value::as_u64),
-                    snippet: text(data, "snippet").unwrap_or_default(),
-                    reasoning: text(data, "reasoning").filter(|r| !r.is_empty()),
-                    estimated: data.get("estimated").and_then(Value::as_bool) == Some(true),
-                },
-                EventKind::Data => data_line(data)?,
-                EventKind::Narration => {
-                    let level = text(data, "level").unwrap_or_default();
-                    if !matches!(level.as_str(), "warn" | "warning" | "error") {
-                        return None;
-                    }
-                    ChainLine::Note {
-                        level,
-                        text: text(data, "formatted")
-                            .or_else(|| text(data, "message"))
-                            .unwrap_or_default(),
-                    }
-                }
-                EventKind::Status => ChainLine::Status {
-                    status: text(data, "status").unwrap_or_default(),
-                    message: text(data, "message"),
-                },
-                EventKind::Error => ChainLine::Error(text(data, "message").unwrap_or_default()),
-                EventKind::StreamEnd => ChainLine::End(
-                    text(data, "status").unwrap_or_else(|| RunStatus::Unknown.to_string()),
-                ),
-                _ => return None,
-            })
-        })
+        .filter_map(|event| chain_line(event.decode().ok()?))
         .collect()
 }
 
+fn chain_line(event: RunEvent) -> Option<ChainLine> {
+    Some(match event {
+        RunEvent::NodeUpdate(update) => ChainLine::Node {
+            agent: update.agent.unwrap_or_else(|| "?".into()),
+            iteration: update.iteration.map(u64::from),
+            tokens: update.tokens_out,
+            snippet: update.snippet.unwrap_or_default(),
+            reasoning: update.reasoning.filter(|r| !r.is_empty()),
+            estimated: update.estimated == Some(true),
+        },
+        RunEvent::Data(data) => data_line(data.decode().ok()?)?,
+        RunEvent::Narration(narration) => {
+            let level = narration.level.unwrap_or_default();
+            if !matches!(level.as_str(), "warn" | "warning" | "error") {
+                return None;
+            }
+            ChainLine::Note {
+                level,
+                text: narration.formatted,
+            }
+        }
+        RunEvent::Status(change) => ChainLine::Status {
+            status: change.status.to_string(),
+            message: change.message,
+        },
+        RunEvent::Error(error) => ChainLine::Error(error.message),
+        RunEvent::StreamEnd(end) => ChainLine::End(end.status.to_string()),
+        _ => return None,
+    })
+}
+
 /// A `step` or `tool_call` data event as a chain line; other data is not shown.
-fn data_line(data: &Value) -> Option<ChainLine> {
-    let payload = data.get("payload")?;
-    let text = |key: &str| payload.get(key).and_then(Value::as_str).map(str::to_owned);
-    let number = |key: &str| payload.get(key).and_then(Value::as_f64);
-    match data.get("action").and_then(Value::as_str)? {
-        "step" => Some(ChainLine::Step(StepLine {
-            agent: text("agent").unwrap_or_else(|| "?".into()),
-            iteration: payload.get("iteration").and_then(Value::as_u64),
-            tokens: payload
-                .get("output_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            estimated: payload.get("estimated").and_then(Value::as_bool) == Some(true),
-            ttft_ms: number("ttft_ms"),
-            ttfat_ms: number("ttfat_ms"),
-            itl_p50_ms: number("itl_p50_ms"),
-            tok_per_sec: number("tok_per_sec"),
-            tries: payload.get("tries").and_then(Value::as_u64).unwrap_or(1),
-            finish_reason: text("finish_reason"),
+fn data_line(action: DataAction) -> Option<ChainLine> {
+    let agent = |agent: String| if agent.is_empty() { "?".into() } else { agent };
+    match action {
+        DataAction::Step(step) => Some(ChainLine::Step(StepLine {
+            agent: agent(step.agent),
+            iteration: step.iteration,
+            tokens: step.figures.output_tokens,
+            estimated: step.figures.estimated,
+            ttft_ms: step.figures.ttft_ms,
+            ttfat_ms: step.figures.ttfat_ms,
+            itl_p50_ms: step.figures.itl_p50_ms,
+            tok_per_sec: step.figures.tok_per_sec,
+            tries: u64::from(step.tries),
+            finish_reason: step.finish_reason,
         })),
-        "tool_call" => Some(ChainLine::ToolCall {
-            agent: text("agent").unwrap_or_else(|| "?".into()),
-            name: text("name").unwrap_or_default(),
-            arguments: text("arguments").unwrap_or_default(),
+        DataAction::ToolCall(call) => Some(ChainLine::ToolCall {
+            agent: agent(call.agent),
+            name: call.name,
+            arguments: call.arguments,
         }),
         _ => None,
     }
@@ -351,7 +347,8 @@ fn data_line(data: &Value) -> Option<ChainLine> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use runboard_api::{RunStatus, StoredEvent};
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -488,13 +485,16 @@ mod tests {
                 json!({"status": "completed", "message": "done"}),
             ),
         ]);
-        assert_eq!(summary_snippet(&content), Some("the draft"));
+        assert_eq!(summary_snippet(&content).as_deref(), Some("the draft"));
         let only_supervisor = detail(vec![event(
             1,
             "node_update",
             json!({"node": "supervisor", "snippet": "planning"}),
         )]);
-        assert_eq!(summary_snippet(&only_supervisor), Some("planning"));
+        assert_eq!(
+            summary_snippet(&only_supervisor).as_deref(),
+            Some("planning")
+        );
         let only_status = detail(vec![
             event(
                 1,
@@ -507,7 +507,10 @@ mod tests {
                 json!({"status": "failed", "message": "out of memory"}),
             ),
         ]);
-        assert_eq!(summary_snippet(&only_status), Some("out of memory"));
+        assert_eq!(
+            summary_snippet(&only_status).as_deref(),
+            Some("out of memory")
+        );
         assert_eq!(summary_snippet(&detail(vec![])), None);
     }
 

@@ -28,7 +28,7 @@ pub use upstreams::{Figure, HISTORY_SECS, UpstreamsState};
 pub use worker::{RunKey, ServerId, Worker};
 
 use runboard_api::{
-    ActiveRequests, BenchmarkEvent, Feature, FleetFigures, Health, MODEL_LIST_ACTION, MODELS_JOB,
+    ActiveRequests, BenchmarkEvent, DataAction, Feature, FleetFigures, Health, MODELS_JOB,
     ModelList, NodeUpdate, RunDetail, RunEvent, RunStatus, RunSummary, STEP_INTERRUPTED_ACTION,
     StoreStatus, Upstreams,
 };
@@ -865,8 +865,7 @@ impl Board {
 
     /// Only the data channel feeds the models view; the narration is for people.
     fn apply_data(&mut self, server: ServerId, data: &runboard_api::DataEvent) {
-        if data.action == MODEL_LIST_ACTION
-            && let Some(list) = ModelList::from_payload(&data.payload)
+        if let Ok(DataAction::ModelList(list)) = data.decode()
             && let Some(s) = self.servers.get_mut(server)
         {
             s.models = Some(list);

@@ -5,7 +5,7 @@ use egui::RichText;
 
 use super::format::{self, badge, seconds, status_color, tokens};
 use super::state::{FocusTarget, UiState};
-use crate::board::{Board, ChainLine, FeedEntry, RunKey, StepLine, chain, summary_snippet};
+use crate::board::{Board, ChainLine, FeedEntry, RunKey, StepLine, chain};
 use runboard_api::RunStatus;
 
 const ROW_HEIGHT: f32 = 58.0;
@@ -30,8 +30,7 @@ pub fn matches(entry: &FeedEntry, model: &Board, text: &str, status: Option<RunS
     .any(|hay| hay.to_lowercase().contains(&needle))
         || model
             .feed
-            .detail(&entry.key)
-            .and_then(|d| summary_snippet(d))
+            .snippet(&entry.key)
             .is_some_and(|s| s.to_lowercase().contains(&needle))
 }
 
@@ -142,8 +141,9 @@ fn row_ui(ui: &mut egui::Ui, model: &Board, entry: &FeedEntry, state: &mut UiSta
                     }
                 });
             });
-            let snippet = detail
-                .and_then(|d| summary_snippet(d))
+            let snippet = model
+                .feed
+                .snippet(&entry.key)
                 .or(summary.snippet.as_deref())
                 .unwrap_or("");
             let text = if snippet.is_empty() {

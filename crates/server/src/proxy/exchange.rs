@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use bytes::{Bytes, BytesMut};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -25,7 +24,7 @@ use crate::upstream::scrub::Scrubber;
 use crate::upstream::step::error_detail;
 use crate::upstream::{Target, UpstreamPool};
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{ErrorCode, RequestPhase, RunEvent, STEP_INTERRUPTED_ACTION};
+use runboard_api::{DataAction, ErrorCode, RequestPhase, RunEvent, STEP_INTERRUPTED_ACTION, Step};
 use runboard_sse::{Frame, Parser};
 
 /// The most of a whole (non-streamed) answer kept to read its figures; the client gets all of
@@ -633,48 +632,37 @@ impl BodyReader<'_> {
         let interrupted = result.interrupted;
         let ctx = &exchange.run.ctx;
         for call in &result.tool_calls {
-            let payload = json!({
-                "agent": exchange.call.agent,
-                "iteration": exchange.number,
-                "index": call.index,
-                "id": call.id,
-                "name": call.name,
-                "arguments": call.arguments,
-            });
+            let call = call.event(&exchange.call.agent, exchange.number);
             let _ = ctx
                 .recorder
                 .event(
                     &ctx.run_id,
-                    RunEvent::data("tool_call", payload),
+                    RunEvent::data(DataAction::ToolCall(call)),
                     now_rfc3339(),
                 )
                 .await;
         }
-        let mut payload = serde_json::to_value(&result.figures).unwrap_or_else(|_| json!({}));
-        if let Some(object) = payload.as_object_mut() {
-            object.insert("agent".into(), json!(exchange.call.agent));
-            object.insert("iteration".into(), json!(exchange.number));
-            object.insert("model".into(), json!(exchange.target.asked));
-            object.insert("resolved_model".into(), json!(exchange.target.model));
-            object.insert("upstream".into(), json!(spec.name));
-            object.insert("tries".into(), json!(1));
-            object.insert("finish_reason".into(), json!(result.finish_reason));
-            object.insert(
-                "tokens_out".into(),
-                json!(exchange.run.tokens_done() + result.figures.output_tokens),
-            );
-            object.insert(
-                "endpoint".into(),
-                json!(format!("/v1{}", exchange.call.endpoint.path())),
-            );
-            object.insert("stream".into(), json!(exchange.call.stream));
-            if interrupted {
-                object.insert("interrupted".into(), json!(true));
-            }
-        }
+        let step = Step {
+            figures: result.figures.clone(),
+            agent: exchange.call.agent.clone(),
+            iteration: Some(exchange.number),
+            model: exchange.target.asked.clone(),
+            resolved_model: exchange.target.model.clone(),
+            upstream: spec.name.clone(),
+            tries: 1,
+            finish_reason: result.finish_reason.clone(),
+            tokens_out: exchange.run.tokens_done() + result.figures.output_tokens,
+            endpoint: Some(format!("/v1{}", exchange.call.endpoint.path())),
+            stream: Some(exchange.call.stream),
+            interrupted,
+        };
         let _ = ctx
             .recorder
-            .event(&ctx.run_id, RunEvent::data("step", payload), now_rfc3339())
+            .event(
+                &ctx.run_id,
+                RunEvent::data(DataAction::Step(Box::new(step))),
+                now_rfc3339(),
+            )
             .await;
         if interrupted {
             let text = interrupted_text(

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::generator::{Outcome, RunContext};
 use crate::runs::{CreateError, Runs};
 use crate::upstream::meter::{RunTotals, StepFigures};
-use runboard_api::RunEvent;
 use runboard_api::clock::now_rfc3339;
+use runboard_api::{DataAction, RunEvent};
 
 /// How a call ended, for its run.
 #[derive(Debug, Clone)]
@@ -278,7 +278,7 @@ impl Sessions {
             )
         };
         let record = |event: RunEvent| ctx.recorder.event(&ctx.run_id, event, now_rfc3339());
-        let _ = record(RunEvent::data("run_metrics", figures)).await;
+        let _ = record(RunEvent::data(DataAction::RunMetrics(figures))).await;
         let outcome = match outcome {
             Err(reason) => {
                 let text = format!("Cancelled after {calls} call(s), {tokens} tokens: {reason}");

@@ -13,7 +13,7 @@ use super::meter::RunTotals;
 use super::step::{RunState, StepPlan, StepResult, StepStop};
 use crate::generator::{Outcome, RunContext};
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{RunEvent, STEP_INTERRUPTED_ACTION};
+use runboard_api::{DataAction, RunEvent, STEP_INTERRUPTED_ACTION, Step};
 
 /// Output tokens per step when neither the run nor `--upstream-max-tokens` says.
 pub const DEFAULT_MAX_TOKENS: u64 = 256;
@@ -159,7 +159,7 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
         }
     }
     let figures = totals.figures(state.tokens_out);
-    data(ctx, "run_metrics", figures.clone()).await?;
+    data(ctx, DataAction::RunMetrics(figures.clone())).await?;
     if let Some(failure) = totals.empty_failure(state.tokens_out) {
         return Err(StepStop::Failed(failure));
     }
@@ -173,8 +173,7 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
         totals.steps,
         totals.interrupted_note(),
         figures
-            .get("tok_per_sec")
-            .and_then(Value::as_f64)
+            .tok_per_sec
             .map(|rate| format!(", {rate:.1} tok/s while decoding"))
             .unwrap_or_default()
     );
@@ -192,31 +191,24 @@ async fn run_step(
     state.narrate("info", "agent_start", &intro).await?;
     let result = state.step(plan).await?;
     for call in &result.tool_calls {
-        let payload = json!({
-            "agent": plan.agent,
-            "iteration": plan.iteration,
-            "index": call.index,
-            "id": call.id,
-            "name": call.name,
-            "arguments": call.arguments,
-        });
-        data(ctx, "tool_call", payload).await?;
+        let call = call.event(plan.agent, plan.iteration);
+        data(ctx, DataAction::ToolCall(call)).await?;
     }
-    let mut payload = serde_json::to_value(&result.figures).unwrap_or_else(|_| json!({}));
-    if let Some(object) = payload.as_object_mut() {
-        object.insert("agent".into(), json!(plan.agent));
-        object.insert("iteration".into(), json!(plan.iteration));
-        object.insert("model".into(), json!(state.target.asked));
-        object.insert("resolved_model".into(), json!(state.target.model));
-        object.insert("upstream".into(), json!(state.target.upstream.spec.name));
-        object.insert("tries".into(), json!(result.tries));
-        object.insert("finish_reason".into(), json!(result.finish_reason));
-        object.insert("tokens_out".into(), json!(state.tokens_out));
-        if result.interrupted {
-            object.insert("interrupted".into(), json!(true));
-        }
-    }
-    data(ctx, "step", payload).await?;
+    let step = Step {
+        figures: result.figures.clone(),
+        agent: plan.agent.to_owned(),
+        iteration: Some(plan.iteration),
+        model: state.target.asked.clone(),
+        resolved_model: state.target.model.clone(),
+        upstream: state.target.upstream.spec.name.clone(),
+        tries: result.tries,
+        finish_reason: result.finish_reason.clone(),
+        tokens_out: state.tokens_out,
+        endpoint: None,
+        stream: None,
+        interrupted: result.interrupted,
+    };
+    data(ctx, DataAction::Step(Box::new(step))).await?;
     if result.interrupted {
         let text = interrupted_text(
             plan.agent,
@@ -265,9 +257,9 @@ async fn narrate(ctx: &RunContext, level: &str, action: &str, text: &str) -> Res
         .map_err(|_| StepStop::Interrupted)
 }
 
-async fn data(ctx: &RunContext, action: &str, payload: Value) -> Result<(), StepStop> {
+async fn data(ctx: &RunContext, action: DataAction) -> Result<(), StepStop> {
     ctx.recorder
-        .event(&ctx.run_id, RunEvent::data(action, payload), now_rfc3339())
+        .event(&ctx.run_id, RunEvent::data(action), now_rfc3339())
         .await
         .map_err(|_| StepStop::Interrupted)
 }

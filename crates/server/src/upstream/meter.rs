@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::time::Instant;
+
+use runboard_api::RunMetrics;
+pub use runboard_api::StepFigures;
 
 use super::chunk::{Chunk, Usage};
 
@@ -25,41 +26,6 @@ pub struct StepMeter {
     usage: Option<Usage>,
     /// Gaps between chunks with tokens, for the latency quantiles.
     gaps: Vec<Duration>,
-}
-
-/// A step's figures when it ended, as the `step` data event carries them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StepFigures {
-    /// Output tokens (reasoning included): the server's usage figure, else counted.
-    pub output_tokens: u64,
-    /// Whether `output_tokens` was counted from chunks (no usage figure came).
-    pub estimated: bool,
-    /// Prompt tokens, when the server said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt_tokens: Option<u64>,
-    /// Reasoning tokens, when the server said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning_tokens: Option<u64>,
-    /// From sending the request to the first content or reasoning.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttft_ms: Option<f64>,
-    /// From sending the request to the first answer text, when the model reasoned first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttfat_ms: Option<f64>,
-    /// Mean time per output token after the first: (last − first) / (tokens − 1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tpot_ms: Option<f64>,
-    /// Median gap between two chunks with tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub itl_p50_ms: Option<f64>,
-    /// 99th percentile of those gaps.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub itl_p99_ms: Option<f64>,
-    /// Decode rate: tokens after the first over the time they took.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tok_per_sec: Option<f64>,
-    /// From sending the request to the end of the stream.
-    pub duration_ms: f64,
 }
 
 impl StepMeter {
@@ -243,29 +209,21 @@ impl RunTotals {
         }
     }
 
-    #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
     /// The sums as the `run_metrics` data event carries them, for a run of `tokens_out`.
-    pub fn figures(&self, tokens_out: u64) -> Value {
-        let mut figures = self.core_figures(tokens_out);
-        if self.interrupted > 0 {
-            figures["interrupted_steps"] = json!(self.interrupted);
-        }
-        figures
-    }
-
     #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
-    fn core_figures(&self, tokens_out: u64) -> Value {
-        json!({
-            "steps": self.steps,
-            "output_tokens": tokens_out,
-            "estimated": self.estimated,
-            "prompt_tokens": self.prompt_tokens,
-            "ttft_ms": self.first_ttft_ms,
-            "mean_ttft_ms": (self.with_ttft > 0).then(|| self.ttft_ms_sum / self.with_ttft as f64),
-            "tok_per_sec": (self.decode_ms > 0.0)
+    pub fn figures(&self, tokens_out: u64) -> RunMetrics {
+        RunMetrics {
+            steps: self.steps,
+            output_tokens: tokens_out,
+            estimated: self.estimated,
+            prompt_tokens: self.prompt_tokens,
+            ttft_ms: self.first_ttft_ms,
+            mean_ttft_ms: (self.with_ttft > 0).then(|| self.ttft_ms_sum / self.with_ttft as f64),
+            tok_per_sec: (self.decode_ms > 0.0)
                 .then(|| self.decode_tokens as f64 / (self.decode_ms / 1000.0)),
-            "duration_ms": self.duration_ms,
-        })
+            duration_ms: self.duration_ms,
+            interrupted_steps: self.interrupted,
+        }
     }
 }
 

@@ -48,6 +48,20 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// The `tool_call` data event of this call, made by `agent` in `iteration`.
+    pub fn event(&self, agent: &str, iteration: u64) -> runboard_api::ToolCall {
+        runboard_api::ToolCall {
+            agent: agent.to_owned(),
+            iteration: Some(iteration),
+            index: self.index,
+            id: self.id.clone(),
+            name: self.name.clone(),
+            arguments: self.arguments.clone(),
+        }
+    }
+}
+
 /// What a step produced.
 #[derive(Debug, Clone, Default)]
 pub struct StepResult {
