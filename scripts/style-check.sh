@@ -3,6 +3,10 @@
 # rest). Run by .ci/run; exits 1 naming every breach.
 #   1. No code, test or script cites documents outside the repository: a clone stands alone.
 #   2. Every source file ARCHITECTURE.md names exists, so the map stays true as files move.
+#   3. No import circle between files (scripts/import_cycles.py).
+#   4. No event built with `json!` outside runboard-api: event payloads are its types. Outside
+#      tests, `json!` builds only what is not an event (a request body to a model server, a
+#      launch's parameters, an OpenAI-shaped answer), in the files listed below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +29,36 @@ for name in $(grep -oE '`[A-Za-z0-9_/.-]+\.rs`' ARCHITECTURE.md | tr -d '`' | so
     failed=1
   fi
 done
+
+if ! python3 scripts/import_cycles.py crates/server/src crates/console/src crates/api/src \
+  crates/sse/src src; then
+  failed=1
+fi
+
+# Files that may use json! outside their tests, and what for.
+json_allowed=(
+  crates/server/src/producers/upstream/chain.rs    # the chat request's body and messages
+  crates/server/src/producers/upstream/step.rs     # model, stream and stream_options added to it
+  crates/server/src/producers/upstream/chunk.rs    # an upstream's error frame, reshaped to read
+  crates/server/src/producers/proxy/mod.rs         # the /v1/models answer in OpenAI's shape
+  crates/server/src/producers/proxy/session.rs     # a proxied run's params
+  crates/console/src/ui/console.rs                 # a launch's params
+  crates/console/src/ui/state.rs                   # a launch's params
+  crates/console/src/ui/connector.rs               # the models job's params
+  src/cli/models.rs                                # the models job's params
+  src/cli/bench.rs                                 # a benchmark event as a JSON line
+)
+while IFS= read -r file; do
+  case "$file" in */tests.rs | */tests/*) continue ;; esac
+  [ -f "$file" ] || continue
+  if printf '%s\n' "${json_allowed[@]}" | grep -qxF "$file"; then continue; fi
+  hits="$(awk '/#\[cfg\(test\)\]/ { exit } /json!/ { print FILENAME ":" FNR ": " $0 }' "$file")"
+  if [ -n "$hits" ]; then
+    echo "$hits"
+    echo "style: json! outside runboard-api and its allowed uses; build events from the api's types"
+    failed=1
+  fi
+done < <(git ls-files 'crates/server/src/*.rs' 'crates/console/src/*.rs' 'src/*.rs')
 
 if [ "$failed" -eq 0 ]; then echo "style: ok"; fi
 exit "$failed"

@@ -86,6 +86,7 @@ pub fn main() -> ExitCode {
             Command::Launch(args) => launch::run(args).await,
             Command::Runs(args) => inspect::runs(args).await,
             Command::Show(args) => inspect::show(args).await,
+            Command::Tail(args) if args.worker.is_some() => tail_worker::run(args).await,
             Command::Tail(args) => tail::run(args).await,
             Command::Events(args) => events::run(args).await,
             Command::Models(args) => models::run(args).await,

@@ -4,6 +4,23 @@ use std::io::{StdoutLock, Write as _};
 
 use serde::Serialize;
 
+/// One structured event as `tail --json` prints it.
+#[derive(Serialize)]
+pub struct JsonEvent<'a> {
+    /// The event type.
+    pub event: &'a str,
+    /// Its data.
+    pub data: serde_json::Value,
+    /// Its id on the stream.
+    pub id: &'a str,
+}
+
+/// `runboard tail` failed: the message on stderr, exit 1.
+pub fn tail_failed(message: &str) -> std::process::ExitCode {
+    eprintln!("runboard tail: error: {message}");
+    std::process::ExitCode::FAILURE
+}
+
 /// JSON lines on stdout.
 pub struct JsonLines {
     stdout: StdoutLock<'static>,

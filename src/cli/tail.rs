@@ -9,11 +9,10 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use clap::Args;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::format::between;
-use super::output::{JsonLines, print_lines};
+use super::output::{JsonEvent, JsonLines, print_lines, tail_failed};
 use super::remote::RemoteArgs;
 use runboard_api::units::duration;
 use runboard_api::{ApiClient, RunEvent, RunStatus, StreamOptions, StreamUpdate};
@@ -24,24 +23,16 @@ use runboard_sse::{ConnectionState, SseError};
 pub struct TailArgs {
     /// The run id
     #[arg(required_unless_present = "worker", conflicts_with = "worker")]
-    run_id: Option<String>,
+    pub(super) run_id: Option<String>,
     /// Follow every call or run of this worker (as `GET /api/workers` names it) instead of
     /// one run, each line led by its run id, until interrupted
     #[arg(long, value_name = "NAME")]
-    worker: Option<String>,
+    pub(super) worker: Option<String>,
     /// Print each structured event (everything but narration) as one JSON line
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     #[command(flatten)]
-    remote: RemoteArgs,
-}
-
-/// One structured event as `--json` prints it.
-#[derive(Serialize)]
-pub(super) struct JsonEvent<'a> {
-    pub(super) event: &'a str,
-    pub(super) data: Value,
-    pub(super) id: &'a str,
+    pub(super) remote: RemoteArgs,
 }
 
 /// Follows the run to its end. Exit 0 when it completed, 1 when it failed or was cancelled or
@@ -51,10 +42,8 @@ pub async fn run(args: TailArgs) -> ExitCode {
         Ok(client) => client,
         Err(message) => return fail(&message),
     };
-    let run_id = match (&args.run_id, &args.worker) {
-        (_, Some(worker)) => return super::tail_worker::run(&client, worker, args.json).await,
-        (Some(run_id), None) => run_id.clone(),
-        (None, None) => return fail("give a run id or --worker NAME"),
+    let Some(run_id) = args.run_id else {
+        return fail("give a run id or --worker NAME");
     };
     let url = client.run_stream_url(&run_id);
     let mut source = match client.stream::<RunEvent>(&url, &StreamOptions::default()) {
@@ -158,7 +147,6 @@ async fn finish(
     }
 }
 
-pub(super) fn fail(message: &str) -> ExitCode {
-    eprintln!("runboard tail: error: {message}");
-    ExitCode::FAILURE
+fn fail(message: &str) -> ExitCode {
+    tail_failed(message)
 }

@@ -9,15 +9,27 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
+use super::output::{JsonEvent, tail_failed as fail};
 use super::output::{JsonLines, print_lines};
-use super::tail::{JsonEvent, fail};
+use super::tail::TailArgs;
 use runboard_api::{
     ApiClient, Feature, RunEvent, RunQuery, RunStatus, StreamOptions, StreamUpdate,
 };
 use runboard_sse::ConnectionState;
 
-/// Follows `worker` until interrupted, or until output is closed (exit 0).
-pub async fn run(client: &ApiClient, worker: &str, json: bool) -> ExitCode {
+/// Follows the worker of `--worker` until interrupted, or until output is closed (exit 0).
+pub async fn run(args: TailArgs) -> ExitCode {
+    let client = match args.remote.client() {
+        Ok(client) => client,
+        Err(message) => return fail(&message),
+    };
+    let Some(worker) = args.worker.as_deref() else {
+        return fail("give a run id or --worker NAME");
+    };
+    follow(&client, worker, args.json).await
+}
+
+async fn follow(client: &ApiClient, worker: &str, json: bool) -> ExitCode {
     // The head first, then the runs in flight: a run created in between is on the stream.
     let head = match client.health().await {
         Ok(health) if health.has(Feature::Workers) && health.has(Feature::Events) => {

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::store::StoreError;
+use crate::store::StoreError;
 use runboard_api::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// A failed request: the status, a stable code and a message for people.

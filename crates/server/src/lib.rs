@@ -2,38 +2,16 @@
 //! fans persisted events out to every stream, and a synthetic generator so it works out of the
 //! box. The console embeds it; tests run it on port 0.
 
-mod active_requests;
-mod active_requests_stream;
-mod auth;
-pub mod benchmark;
-mod body_buffer;
-pub mod catalog;
+mod events;
 mod failure;
-mod fd_limit;
-mod feed;
-mod first_head;
-mod fleet;
-pub mod generator;
-mod guard;
-mod hub;
-pub mod listener;
-mod membership;
-mod notifications;
-pub mod proxy;
-mod recorder;
-pub mod replay;
-mod request_span;
-mod retention;
-mod routes;
-mod runs;
-pub mod scrape;
-mod sse_out;
+mod http;
+mod observe;
+mod producers;
 pub mod store;
-mod store_health;
-mod stream;
-mod telemetry;
-pub mod upstream;
-pub mod web_bundle;
+
+pub use http::{listener, web_bundle};
+pub use observe::scrape;
+pub use producers::{benchmark, catalog, generator, proxy, replay, upstream};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,35 +22,35 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use active_requests::DISABLED_MESSAGE;
-pub use active_requests_stream::RequestStreamSettings;
+pub use events::stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
 pub use generator::GeneratorConfig;
+pub use http::active_requests_stream::RequestStreamSettings;
+pub use http::routes::MAX_BENCHMARK_TASKS;
+pub use http::routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use listener::ConnectionLimits;
-pub use membership::DEFAULT_LEASE;
+pub use observe::active_requests::DISABLED_MESSAGE;
+pub use producers::membership::DEFAULT_LEASE;
+pub use producers::runs::RunLimits;
 pub use proxy::ProxyConfig;
-pub use routes::MAX_BENCHMARK_TASKS;
-pub use routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
-pub use runs::RunLimits;
 pub use scrape::ScrapeConfig;
 pub use store::{Backend, DbLocation, Retention, StoreError};
-pub use stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
 pub use upstream::{UpstreamConfig, UpstreamSpec};
 pub use web_bundle::WebBundle;
 
-use active_requests::RequestTracker;
-use auth::RequiredToken;
 use benchmark::{BenchmarkBoard, BenchmarkRunner};
-use feed::Feed;
-use guard::Guard;
-use hub::Hub;
-use membership::Identity;
-use recorder::{Recorder, WriterSetup};
-use routes::AppState;
-use runs::{Runs, RunsSetup};
+use events::feed::Feed;
+use events::hub::Hub;
+use events::recorder::{Recorder, WriterSetup};
+use events::stream::StreamSource;
+use http::auth::RequiredToken;
+use http::guard::Guard;
+use http::routes::AppState;
+use observe::active_requests::RequestTracker;
+use observe::telemetry::Telemetry;
+use producers::membership::Identity;
+use producers::runs::{Runs, RunsSetup};
 use store::Store;
-use store_health::StoreHealth;
-use stream::StreamSource;
-use telemetry::Telemetry;
+use store::health::StoreHealth;
 
 /// The default address: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9010";
@@ -295,7 +273,7 @@ impl RunningServer {
         {
             writer.abort();
         }
-        membership::leave(&self.store, &self.identity).await;
+        producers::membership::leave(&self.store, &self.identity).await;
         self.store.close().await;
     }
 }
@@ -373,7 +351,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         retention,
         replaying: config.replay.is_some(),
     };
-    let app = routes::router(
+    let app = http::routes::router(
         state,
         RequiredToken(config.token.clone()),
         guard_for(&config, &cors_origins, addr),
@@ -406,7 +384,7 @@ fn connection_limits(config: &ServerConfig) -> ConnectionLimits {
     } else {
         2
     };
-    let fit = fd_limit::fit(limits.max_connections, per_connection);
+    let fit = http::fd_limit::fit(limits.max_connections, per_connection);
     let shown =
         |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
     if fit.max_connections < limits.max_connections {
@@ -436,9 +414,9 @@ fn housekeeping(
     store: &Store,
     telemetry: &Telemetry,
     shutdown: &CancellationToken,
-) -> retention::RetentionBoard {
+) -> store::retention::RetentionBoard {
     checkpoint_periodically(store.clone(), shutdown.clone());
-    retention::prune_periodically(
+    store::retention::prune_periodically(
         store.clone(),
         (config.retention, config.retention_every),
         telemetry.retention_metrics(),
@@ -512,10 +490,10 @@ async fn join_the_board(
     (feed, mut lost): (Feed, tokio::sync::mpsc::UnboundedReceiver<String>),
     health: &StoreHealth,
     shutdown: &CancellationToken,
-) -> Result<membership::Roster, StoreError> {
-    let roster = membership::join(store, identity).await?;
+) -> Result<producers::membership::Roster, StoreError> {
+    let roster = producers::membership::join(store, identity).await?;
     runs.recover().await?;
-    membership::keep(
+    producers::membership::keep(
         store.clone(),
         identity.clone(),
         runs.clone(),
@@ -523,7 +501,7 @@ async fn join_the_board(
         health.clone(),
         shutdown.clone(),
     );
-    notifications::listen(store, feed, runs.clone(), health.clone(), shutdown.clone());
+    producers::notifications::listen(store, feed, runs.clone(), health.clone(), shutdown.clone());
     let losing = runs.clone();
     tokio::spawn(async move {
         while let Some(run_id) = lost.recv().await {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use runboard_api::{DataAction, EventKind, RunDetail, RunEvent, RunSummary};
 
-use super::worker::RunKey;
+use super::keys::RunKey;
 
 /// Agents whose text is bookkeeping rather than the run's content.
 const NOT_CONTENT: [&str; 3] = ["supervisor", "system", "finish"];

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::worker::RunKey;
+use super::keys::RunKey;
 
 /// One narration line.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@
 mod call_rates;
 mod card;
 mod feed;
+mod keys;
 pub(crate) mod link;
 mod log;
 mod rate;
@@ -17,15 +18,16 @@ mod worker;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 pub use call_rates::{CALL_WINDOW_SECS, CallRates};
-pub use card::{Card, CardKey};
+pub use card::Card;
 pub use feed::{ChainLine, Feed, FeedEntry, StepLine, chain, summary_snippet};
+pub use keys::{CardKey, RunKey, ServerId};
 pub use link::Link;
 pub use log::{Log, LogLine};
 pub use rate::{RateSettings, TokenRate};
 pub use requests::{IN_FLIGHT_WINDOW_SECS, RequestRow, Requests, RequestsFeed};
 pub use runboard_api::BenchmarkTally;
 pub use upstreams::{Figure, HISTORY_SECS, UpstreamsState};
-pub use worker::{RunKey, ServerId, Worker};
+pub use worker::Worker;
 
 use runboard_api::{
     ActiveRequests, BenchmarkEvent, DataAction, Feature, FleetFigures, Health, MODELS_JOB,

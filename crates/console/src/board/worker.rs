@@ -3,31 +3,9 @@
 use runboard_api::clock::unix_seconds;
 use runboard_api::{NodeUpdate, RunStatus, RunSummary};
 
-use super::card::CardKey;
+use super::keys::{CardKey, RunKey};
 use super::link::Link;
 use super::rate::{RateSettings, TokenRate};
-
-/// Which server a card, feed entry or log line came from (an index into the model's servers).
-pub type ServerId = usize;
-
-/// A run on a server: the key of cards, feed entries and details.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunKey {
-    /// The server.
-    pub server: ServerId,
-    /// The run id on that server.
-    pub run_id: String,
-}
-
-impl RunKey {
-    /// A key for `run_id` on `server`.
-    pub fn new(server: ServerId, run_id: impl Into<String>) -> Self {
-        Self {
-            server,
-            run_id: run_id.into(),
-        }
-    }
-}
 
 /// A worker card's state. Times are the model's clock (seconds).
 #[derive(Debug, Clone, PartialEq)]

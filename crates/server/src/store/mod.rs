@@ -7,7 +7,9 @@
 //! the `last_seq` mark, so write transactions commit in sequence order on every engine and
 //! with any number of writers (see ARCHITECTURE.md, "Order without loss").
 
+pub(crate) mod health;
 mod instances;
+pub(crate) mod retention;
 mod sql;
 
 pub use instances::{InstanceRow, InstanceState, TakenOver};
