@@ -62,7 +62,7 @@ fn a_worker_calling_through_the_proxy_shows_up_as_cards_with_its_text() {
         Duration::from_secs(90),
         "one card with both of the worker's calls done, each in the feed",
         |h| {
-            let model = h.state().model();
+            let model = h.state().board();
             model.cards().len() == 1
                 && model.cards()[0].done == 2
                 && model.feed.len() == 2
@@ -79,7 +79,7 @@ fn a_worker_calling_through_the_proxy_shows_up_as_cards_with_its_text() {
         String::from_utf8_lossy(&output.stderr)
     );
     let received: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let model = harness.state().model();
+    let model = harness.state().board();
     let card = &model.cards()[0];
     assert!(
         card.key.title().starts_with("127.0.0.1 OpenAI/Python"),
@@ -184,7 +184,7 @@ fn a_fleet_through_the_proxy_is_one_card_per_worker_across_its_calls() {
         Duration::from_secs(300),
         "every worker's calls done",
         |h| {
-            let model = h.state().model();
+            let model = h.state().board();
             for card in model.cards() {
                 if !card.live.is_empty() && card.rate.per_sec() > 0.0 {
                     generating.borrow_mut().insert(card.key.title().to_owned());
@@ -205,7 +205,7 @@ fn a_fleet_through_the_proxy_is_one_card_per_worker_across_its_calls() {
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(report["failed"], serde_json::json!([]), "{report}");
     }
-    let model = harness.state().model();
+    let model = harness.state().board();
     let mut titles: Vec<&str> = model.cards().iter().map(|c| c.key.title()).collect();
     titles.sort_unstable();
     assert!(

@@ -54,7 +54,7 @@ fn the_console_picks_a_real_model_and_shows_reasoning_apart_and_each_steps_figur
         &mut harness,
         Duration::from_secs(10),
         "the server to answer",
-        |h| h.state().model().servers[0].health.is_some(),
+        |h| h.state().board().servers[0].health.is_some(),
     );
     harness.get_by_label("Launch…").click();
     harness.step();
@@ -64,7 +64,7 @@ fn the_console_picks_a_real_model_and_shows_reasoning_apart_and_each_steps_figur
         &mut harness,
         Duration::from_secs(10),
         "the model list",
-        |h| h.state().model().servers[0].models.is_some(),
+        |h| h.state().board().servers[0].models.is_some(),
     );
     // The combo box offers each model with its upstream; pick the second one.
     harness.get_by_label("Model").click();
@@ -82,14 +82,14 @@ fn the_console_picks_a_real_model_and_shows_reasoning_apart_and_each_steps_figur
         Duration::from_secs(30),
         "two finished runs in the feed",
         |h| {
-            let model = h.state().model();
+            let model = h.state().board();
             model.workers().len() == 2
                 && model.workers().iter().all(|w| {
                     w.status == RunStatus::Completed && model.feed.detail(&w.key).is_some()
                 })
         },
     );
-    let model = harness.state().model();
+    let model = harness.state().board();
     for worker in model.workers() {
         // Five agent steps of 9 tokens each, as the upstream counted them.
         assert_eq!(worker.tokens_out, 45);

@@ -15,7 +15,7 @@ use crate::support::seed_server::{SeedConfig, SeedServer};
 fn logged(harness: &Harness<'static, Console>, text: &str) -> bool {
     harness
         .state()
-        .model()
+        .board()
         .log
         .lines()
         .iter()
@@ -63,10 +63,10 @@ fn the_console_watches_launches_and_explains_a_server_in_the_first_designs_diale
         &mut harness,
         Duration::from_secs(10),
         "the run that was going before we watched to get a card",
-        |h| h.state().model().workers().len() == 1,
+        |h| h.state().board().workers().len() == 1,
     );
     {
-        let server = &harness.state().model().servers[0];
+        let server = &harness.state().board().servers[0];
         let health = server.health.as_ref().expect("health taken as featureless");
         assert!(!health.has(Feature::Events));
         assert_eq!(server.error, None);
@@ -79,7 +79,7 @@ fn the_console_watches_launches_and_explains_a_server_in_the_first_designs_diale
         Duration::from_secs(10),
         "two launched cards and the refusal in the log",
         |h| {
-            h.state().model().workers().len() == 3
+            h.state().board().workers().len() == 3
                 && logged(
                     h,
                     "answered HTTP 503: All 3 worker slots are busy; try again later",
@@ -93,7 +93,7 @@ fn the_console_watches_launches_and_explains_a_server_in_the_first_designs_diale
     });
 
     // The server has no cancel: FastAPI's `{"detail": "Not Found"}` is what the user reads.
-    let first = harness.state().model().workers()[0].key.run_id.clone();
+    let first = harness.state().board().workers()[0].key.run_id.clone();
     harness.query_all_by_label("Cancel").next().unwrap().click();
     wait_for(
         &mut harness,
@@ -109,7 +109,7 @@ fn the_console_watches_launches_and_explains_a_server_in_the_first_designs_diale
         Duration::from_secs(40),
         "every run to complete with its final count and reach the feed",
         |h| {
-            let model = h.state().model();
+            let model = h.state().board();
             model.workers().iter().all(|w| {
                 w.status == RunStatus::Completed
                     && w.tokens_out == final_tokens
@@ -117,7 +117,7 @@ fn the_console_watches_launches_and_explains_a_server_in_the_first_designs_diale
             })
         },
     );
-    let model = harness.state().model();
+    let model = harness.state().board();
     assert!(model.workers().iter().all(|w| w.link.is_some()));
     assert_eq!(model.finished_count(RunStatus::Completed), 3);
     let adopted = model

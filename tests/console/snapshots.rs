@@ -19,7 +19,7 @@ use serde_json::json;
 const NOW: f64 = 75.0;
 
 struct Scene {
-    model: Board,
+    board: Board,
     ui: UiState,
 }
 
@@ -146,9 +146,9 @@ fn finished_detail(run_id: &str) -> RunDetail {
 }
 
 /// A run created (at `minute` past five) and started at 05:20:00 on the server's clock.
-fn start_run(model: &mut Board, id: &str, minute: u32) {
+fn start_run(board: &mut Board, id: &str, minute: u32) {
     let created = RunEvent::RunCreated(summary(id, RunStatus::Queued, minute));
-    model.apply(
+    board.apply(
         Inbound::Event {
             server: 0,
             event: created,
@@ -160,7 +160,7 @@ fn start_run(model: &mut Board, id: &str, minute: u32) {
         id.clone_into(&mut change.run_id);
         change.ts = Some(server_time(0.0));
     }
-    model.apply(
+    board.apply(
         Inbound::Event {
             server: 0,
             event: started,
@@ -171,8 +171,8 @@ fn start_run(model: &mut Board, id: &str, minute: u32) {
 
 /// Six live workers at different paces, a finished run in the feed, and some narration.
 /// A step the model server cut short without a finish reason: a badge on the run's card.
-fn mark_interrupted(model: &mut Board, run_id: &str) {
-    model.apply(
+fn mark_interrupted(board: &mut Board, run_id: &str) {
+    board.apply(
         Inbound::Event {
             server: 0,
             event: RunEvent::Narration(runboard_api::Narration {
@@ -189,7 +189,7 @@ fn mark_interrupted(model: &mut Board, run_id: &str) {
 }
 
 fn busy_scene() -> Scene {
-    let mut model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
+    let mut board = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
     let agents = [
         "writer",
         "researcher",
@@ -202,7 +202,7 @@ fn busy_scene() -> Scene {
         .map(|n| format!("run-{:012x}", 0x00a1_b2c3_d400 + n))
         .collect();
     for (n, id) in ids.iter().enumerate() {
-        start_run(&mut model, id, 10 + u32::try_from(n).unwrap());
+        start_run(&mut board, id, 10 + u32::try_from(n).unwrap());
     }
     // Every worker advances together, each at its own pace with a slow swell and a stall.
     let mut tokens = vec![0.0f64; ids.len()];
@@ -236,7 +236,7 @@ fn busy_scene() -> Scene {
             } else {
                 progress(id, agents[n], count, server_secs)
             };
-            model.apply(update, t + 10.0);
+            board.apply(update, t + 10.0);
         }
     }
     // Narration: lines of several runs and levels, and a table that spans rows.
@@ -256,7 +256,7 @@ fn busy_scene() -> Scene {
         (5, "info", "writer takes over (iteration 2)"),
     ];
     for (n, level, text) in lines {
-        model.apply(
+        board.apply(
             Inbound::Event {
                 server: 0,
                 event: RunEvent::Narration(runboard_api::Narration {
@@ -269,16 +269,16 @@ fn busy_scene() -> Scene {
             NOW - 3.0,
         );
     }
-    mark_interrupted(&mut model, &ids[3]);
+    mark_interrupted(&mut board, &ids[3]);
     let done = finished_detail("run-0000f1n15h3d");
-    model.apply(
+    board.apply(
         Inbound::Runs {
             server: 0,
             runs: vec![done.summary.clone()],
         },
         NOW,
     );
-    model.apply(
+    board.apply(
         Inbound::Detail {
             server: 0,
             detail: done,
@@ -291,7 +291,7 @@ fn busy_scene() -> Scene {
     };
     // The run picked from the log is outlined.
     ui.selected = Some(RunKey::new(0, ids[2].clone()));
-    Scene { model, ui }
+    Scene { board, ui }
 }
 
 fn snapshot(scene: &Scene, name: &str) {
@@ -311,10 +311,10 @@ fn snapshot_with(scene: &Scene, name: &str, fonts: impl Fn(&egui::Context) + Cop
             .wgpu()
             .build_ui_state(
                 |ui, scene: &mut Scene| {
-                    console_ui(ui, &scene.model, &mut scene.ui, NOW);
+                    console_ui(ui, &scene.board, &mut scene.ui, NOW);
                 },
                 Scene {
-                    model: scene.model.clone(),
+                    board: scene.board.clone(),
                     ui: scene.ui.clone(),
                 },
             );
@@ -388,7 +388,7 @@ fn proxied_call(worker: &str, call: &str, start: f64, end: f64, pace: f64) -> Ve
 /// flight, one idle for the last 20 s), and one client that named nothing, shown by its
 /// address and `User-Agent`.
 fn fleet_scene() -> Scene {
-    let mut model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
+    let mut board = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
     let workers = [
         ("gen-01", 2.1, 48.0),
         ("gen-02", 1.8, 61.0),
@@ -431,7 +431,7 @@ fn fleet_scene() -> Scene {
         .collect();
     events.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (at, event) in events {
-        model.apply(Inbound::Event { server: 0, event }, at);
+        board.apply(Inbound::Event { server: 0, event }, at);
     }
     // The server measures goodput against its objective (`serve --slo`).
     let fleet: runboard_api::FleetFigures = serde_json::from_value(json!({
@@ -440,10 +440,10 @@ fn fleet_scene() -> Scene {
                     "models": [{"model": "qwen3-8b", "calls": 144, "met": 131}]}
     }))
     .unwrap();
-    model.apply(Inbound::Fleet { server: 0, fleet }, NOW);
-    model.apply(Inbound::Tick, NOW);
+    board.apply(Inbound::Fleet { server: 0, fleet }, NOW);
+    board.apply(Inbound::Tick, NOW);
     Scene {
-        model,
+        board,
         ui: UiState::default(),
     }
 }
@@ -459,7 +459,7 @@ fn a_click_on_a_workers_count_or_name_shows_its_calls_in_the_feed() {
         .with_size([1400.0, 860.0])
         .build_ui_state(
             |ui, scene: &mut Scene| {
-                console_ui(ui, &scene.model, &mut scene.ui, NOW);
+                console_ui(ui, &scene.board, &mut scene.ui, NOW);
             },
             fleet_scene(),
         );
@@ -493,7 +493,7 @@ fn finished_runs_keep_their_sparklines_as_they_ended() {
         for event in [RunEvent::status(status, None), RunEvent::stream_end(status)] {
             let event = event.with_run_id(&id);
             scene
-                .model
+                .board
                 .apply(Inbound::Event { server: 0, event }, NOW - 4.0);
         }
     }
@@ -524,7 +524,7 @@ fn cards_show_cjk_and_emoji_from_the_fonts_installed() {
     let mut scene = busy_scene();
     let text = "灯台守は嵐の夜に灯をともした 😊 등대지기는 폭풍 속에서 🚀 灯塔看守人点亮了灯 ✨";
     let id = format!("run-{:012x}", 0x00a1_b2c3_d400_u64);
-    scene.model.apply(
+    scene.board.apply(
         Inbound::Event {
             server: 0,
             event: RunEvent::NodeUpdate(NodeUpdate {
@@ -535,7 +535,7 @@ fn cards_show_cjk_and_emoji_from_the_fonts_installed() {
         },
         NOW - 1.0,
     );
-    scene.model.apply(
+    scene.board.apply(
         Inbound::Event {
             server: 0,
             event: RunEvent::Narration(runboard_api::Narration {
@@ -580,10 +580,10 @@ fn an_expanded_chain() {
 
 #[test]
 fn the_empty_state() {
-    let model = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
+    let board = Board::new(&["http://127.0.0.1:9010".into()], Settings::default());
     snapshot(
         &Scene {
-            model,
+            board,
             ui: UiState::default(),
         },
         "empty",
@@ -599,7 +599,7 @@ fn the_models_view() {
         {"id": "synth-32b-reasoner-q4", "name": "Synth 32B Reasoner (Q4_K_M)", "size_bytes": 21_260_088_115u64, "context_length": 131_072, "tok_per_sec": 24.0},
         {"id": "mystery", "name": null}
     ]});
-    scene.model.apply(
+    scene.board.apply(
         Inbound::Event {
             server: 0,
             event: RunEvent::Data(DataEvent {
@@ -630,7 +630,7 @@ fn real_models_scene() -> Scene {
              "error": "could not reach it: error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)"}
         ]
     });
-    scene.model.apply(
+    scene.board.apply(
         Inbound::Event {
             server: 0,
             event: RunEvent::Data(DataEvent {
@@ -678,15 +678,15 @@ fn bench_status(phase: &str, running: bool) -> Inbound {
 #[test]
 fn the_benchmark_view_mid_run_with_an_error() {
     let mut scene = busy_scene();
-    let model = &mut scene.model;
-    model.apply(
+    let board = &mut scene.board;
+    board.apply(
         Inbound::BenchmarkLink {
             server: 0,
             state: ConnectionState::Open,
         },
         NOW - 30.0,
     );
-    model.apply(bench_status("running", true), NOW - 30.0);
+    board.apply(bench_status("running", true), NOW - 30.0);
     let kinds = [
         "summarize",
         "translate",
@@ -700,7 +700,7 @@ fn the_benchmark_view_mid_run_with_an_error() {
         let step = f64::from(u32::try_from(n).unwrap());
         let success = n % 4 != 2;
         let score = if success { 0.6 + 0.05 * step } else { 0.0 };
-        model.apply(
+        board.apply(
             Inbound::Benchmark {
                 server: 0,
                 event: BenchmarkEvent::TaskComplete(TaskComplete {
@@ -714,7 +714,7 @@ fn the_benchmark_view_mid_run_with_an_error() {
             NOW - 20.0,
         );
     }
-    model.apply(
+    board.apply(
         Inbound::Benchmark {
             server: 0,
             event: BenchmarkEvent::Error(runboard_api::BenchmarkError {
@@ -723,7 +723,7 @@ fn the_benchmark_view_mid_run_with_an_error() {
         },
         NOW - 10.0,
     );
-    model.apply(
+    board.apply(
         Inbound::Benchmark {
             server: 0,
             event: BenchmarkEvent::Progress(BenchmarkProgress {
@@ -766,7 +766,7 @@ fn request(
 #[test]
 fn the_requests_view_sorted_by_duration() {
     let mut scene = busy_scene();
-    scene.model.apply(
+    scene.board.apply(
         Inbound::RequestsLink {
             server: 0,
             state: ConnectionState::Open,
@@ -843,7 +843,7 @@ fn the_requests_view_sorted_by_duration() {
             [1, 2, 2, 3, 4, 4, 3, 5, 5, 4, 2, 1, 0, 0, 1, 3, 5, 5, 4, 4][step as usize % 20];
         let mut earlier = snapshot_body.clone();
         earlier.active_requests.truncate(count);
-        scene.model.apply(
+        scene.board.apply(
             Inbound::Requests {
                 server: 0,
                 snapshot: earlier,
@@ -852,7 +852,7 @@ fn the_requests_view_sorted_by_duration() {
             NOW - 242.0 + 6.0 * f64::from(step),
         );
     }
-    scene.model.apply(
+    scene.board.apply(
         Inbound::Requests {
             server: 0,
             snapshot: snapshot_body,
@@ -956,7 +956,7 @@ fn upstreams_snapshot() -> Upstreams {
 #[test]
 fn the_upstreams_view_with_five_minutes_of_history() {
     let mut scene = busy_scene();
-    scene.model.apply(
+    scene.board.apply(
         Inbound::Upstreams {
             server: 0,
             snapshot: upstreams_snapshot(),

@@ -102,7 +102,7 @@ pub(crate) fn wait_for(
             return;
         }
         if start.elapsed() >= limit {
-            let model = harness.state().model();
+            let model = harness.state().board();
             let server = &model.servers[0];
             panic!(
                 "timed out waiting for {what}; requests {:?} rows {}, view {:?}, errors {:?}",
@@ -146,7 +146,7 @@ pub(crate) fn launch_from_the_ui(harness: &mut Harness<'static, Console>) {
         harness,
         Duration::from_secs(10),
         "the server to answer",
-        |h| h.state().model().servers[0].health.is_some(),
+        |h| h.state().board().servers[0].health.is_some(),
     );
     harness.get_by_label("Launch…").click();
     harness.step();
@@ -164,14 +164,14 @@ fn an_empty_console_explains_itself_and_offers_a_demo_batch() {
     harness.step();
     harness.get_by_label("No workers yet");
     wait_for(&mut harness, Duration::from_secs(10), "the server", |h| {
-        h.state().model().servers[0].health.is_some()
+        h.state().board().servers[0].health.is_some()
     });
     harness.get_by_label("Launch demo batch").click();
     wait_for(
         &mut harness,
         Duration::from_secs(15),
         "six demo cards",
-        |h| h.state().model().workers().len() == 6,
+        |h| h.state().board().workers().len() == 6,
     );
 }
 
@@ -181,9 +181,9 @@ fn launching_n_gives_n_cards_and_cancel_stops_one() {
     let mut harness = console(&setup, 4);
     launch_from_the_ui(&mut harness);
     wait_for(&mut harness, Duration::from_secs(15), "four cards", |h| {
-        h.state().model().workers().len() == 4 && h.query_all_by_label("Cancel").count() == 4
+        h.state().board().workers().len() == 4 && h.query_all_by_label("Cancel").count() == 4
     });
-    let first = harness.state().model().workers()[0].key.clone();
+    let first = harness.state().board().workers()[0].key.clone();
     harness.query_all_by_label("Cancel").next().unwrap().click();
     wait_for(
         &mut harness,
@@ -191,7 +191,7 @@ fn launching_n_gives_n_cards_and_cancel_stops_one() {
         "the first run to be cancelled",
         |h| {
             h.state()
-                .model()
+                .board()
                 .worker(&first)
                 .is_some_and(|w| w.status == RunStatus::Cancelled)
         },
@@ -211,7 +211,7 @@ fn end_to_end(events_endpoint: bool) {
     let start = Instant::now();
     loop {
         harness.step();
-        let model = harness.state().model();
+        let model = harness.state().board();
         for worker in model.workers() {
             if worker.rate.per_sec() > 0.0 {
                 saw_rate.insert(worker.key.clone());
@@ -231,7 +231,7 @@ fn end_to_end(events_endpoint: bool) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let model = harness.state().model();
+    let model = harness.state().board();
     assert_eq!(
         saw_rate.len(),
         3,
@@ -298,7 +298,7 @@ fn an_idle_console_schedules_no_repaints() {
         Duration::from_secs(30),
         "both runs to finish and reach the feed",
         |h| {
-            let model = h.state().model();
+            let model = h.state().board();
             model.workers().len() == 2
                 && model.live_workers() == 0
                 && model
@@ -364,11 +364,11 @@ fn a_server_added_in_settings_is_watched_and_remembered() {
         Duration::from_secs(15),
         "the added server to answer",
         |h| {
-            let servers = &h.state().model().servers;
+            let servers = &h.state().board().servers;
             servers.len() == 2 && servers[1].health.is_some()
         },
     );
-    let model = harness.state().model();
+    let model = harness.state().board();
     assert_eq!(model.servers[1].url, second_url);
     assert!(
         !model.servers[1]
@@ -385,19 +385,19 @@ fn the_models_view_reads_the_model_list_from_the_data_event_only() {
     let setup = setup(5.0, true);
     let mut harness = console(&setup, 1);
     wait_for(&mut harness, Duration::from_secs(10), "the server", |h| {
-        h.state().model().servers[0].health.is_some()
+        h.state().board().servers[0].health.is_some()
     });
     harness.get_by_label("Models").click();
     wait_for(
         &mut harness,
         Duration::from_secs(15),
         "the model list",
-        |h| h.state().model().servers[0].models.is_some(),
+        |h| h.state().board().servers[0].models.is_some(),
     );
     harness.step();
     harness.get_by_label("Synth 14B Coder (Q5_K_M)");
     harness.get_by_label("synth-70b-instruct-fp8");
-    let model = harness.state().model();
+    let model = harness.state().board();
     assert_eq!(model.servers[0].models.as_ref().unwrap().models.len(), 5);
     // The job narrated its table for people (into the log); it is a query, not a worker.
     assert!(model.log.lines().iter().any(|l| l.text.contains("│ tok/s")));
@@ -409,7 +409,7 @@ fn the_models_view_reads_the_model_list_from_the_data_event_only() {
         Duration::from_secs(15),
         "a second list",
         |h| {
-            let log = h.state().model().log.lines();
+            let log = h.state().board().log.lines();
             log.iter()
                 .filter(|l| l.text == "Model list complete")
                 .count()
@@ -428,13 +428,13 @@ fn the_benchmark_view_starts_one_follows_it_and_closes_its_stream_when_hidden() 
         &mut harness,
         Duration::from_secs(10),
         "the idle status",
-        |h| h.state().model().servers[0].benchmark.status.is_some(),
+        |h| h.state().board().servers[0].benchmark.status.is_some(),
     );
     assert_eq!(harness.state().view_streams_open(), 1);
     harness.step();
     harness.get_by_label("Start benchmark").click();
     wait_for(&mut harness, Duration::from_secs(60), "two results", |h| {
-        let bench = &h.state().model().servers[0].benchmark;
+        let bench = &h.state().board().servers[0].benchmark;
         bench.ended() && bench.results.len() == 2
     });
     harness.step();
@@ -460,12 +460,12 @@ fn the_requests_view_streams_rows_keyed_by_request_id() {
         Duration::from_secs(15),
         "three requests",
         |h| {
-            let requests = &h.state().model().servers[0].requests;
+            let requests = &h.state().board().servers[0].requests;
             requests.feed == RequestsFeed::Streaming && requests.rows().len() == 3
         },
     );
     harness.step();
-    let rows = harness.state().model().servers[0].requests.rows().to_vec();
+    let rows = harness.state().board().servers[0].requests.rows().to_vec();
     let ids: std::collections::HashSet<&str> =
         rows.iter().map(|r| r.request.request_id.as_str()).collect();
     assert_eq!(ids.len(), 3, "no duplicate rows");
@@ -495,7 +495,7 @@ fn the_requests_view_polls_when_the_stream_is_off_and_explains_disabled_metrics(
     launch_from_the_ui(&mut harness);
     harness.get_by_label("Requests").click();
     wait_for(&mut harness, Duration::from_secs(20), "polled rows", |h| {
-        let requests = &h.state().model().servers[0].requests;
+        let requests = &h.state().board().servers[0].requests;
         matches!(requests.feed, RequestsFeed::Polling(_)) && !requests.rows().is_empty()
     });
     harness.step();
@@ -510,7 +510,7 @@ fn the_requests_view_polls_when_the_stream_is_off_and_explains_disabled_metrics(
         "the disabled notice",
         |h| {
             matches!(
-                h.state().model().servers[0].requests.feed,
+                h.state().board().servers[0].requests.feed,
                 RequestsFeed::Disabled(_)
             )
         },
@@ -526,7 +526,7 @@ fn the_log_filters_pauses_and_a_click_selects_the_run() {
     harness.state_mut().ui_state_mut().log_open = true;
     launch_from_the_ui(&mut harness);
     wait_for(&mut harness, Duration::from_secs(15), "narration", |h| {
-        h.state().model().log.lines().len() >= 4
+        h.state().board().log.lines().len() >= 4
     });
     click_until(&mut harness, "Pause", |h| {
         h.state().ui_state().log.paused_at.is_some()
@@ -536,19 +536,19 @@ fn the_log_filters_pauses_and_a_click_selects_the_run() {
         &mut harness,
         Duration::from_secs(15),
         "new lines while paused",
-        |h| h.state().model().log.newest() > paused_at,
+        |h| h.state().board().log.newest() > paused_at,
     );
     harness.step();
-    let waiting = harness.state().model().log.newest() - paused_at;
+    let waiting = harness.state().board().log.newest() - paused_at;
     harness.get_by_label(&format!("Follow ({waiting} new)"));
     click_until(&mut harness, "Follow", |h| {
         h.state().ui_state().log.paused_at.is_none()
     });
 
     // A run filter keeps one run's lines; the level filter hides info.
-    let first = harness.state().model().workers()[0].key.clone();
-    let other = harness.state().model().workers()[1].key.run_id.clone();
-    harness.state_mut().ui_state_mut().log.paused_at = Some(harness.state().model().log.newest());
+    let first = harness.state().board().workers()[0].key.clone();
+    let other = harness.state().board().workers()[1].key.run_id.clone();
+    harness.state_mut().ui_state_mut().log.paused_at = Some(harness.state().board().log.newest());
     harness.step();
     let everywhere = harness.query_all_by_label(&other).count();
     harness.state_mut().ui_state_mut().log.run_filter = first.run_id.clone();
@@ -605,7 +605,7 @@ fn with_a_stream_budget_the_runs_beyond_it_are_polled_and_still_finish() {
         Duration::from_secs(15),
         "two live and two polled",
         |h| {
-            let workers = h.state().model().workers();
+            let workers = h.state().board().workers();
             workers.len() == 4
                 && workers.iter().filter(|w| w.link.is_some()).count() == 2
                 && workers.iter().filter(|w| w.polled).count() == 2
@@ -619,7 +619,7 @@ fn with_a_stream_budget_the_runs_beyond_it_are_polled_and_still_finish() {
         Duration::from_secs(60),
         "all four finished",
         |h| {
-            let workers = h.state().model().workers();
+            let workers = h.state().board().workers();
             // Never more than two followed live at once, at any step.
             let live = workers
                 .iter()
@@ -629,7 +629,7 @@ fn with_a_stream_budget_the_runs_beyond_it_are_polled_and_still_finish() {
             workers.iter().all(|w| w.status.is_finished())
         },
     );
-    let model = harness.state().model();
+    let model = harness.state().board();
     assert!(model.workers().iter().all(|w| w.tokens_out > 0));
     assert_eq!(model.finished_count(RunStatus::Completed), 4);
 }
@@ -642,7 +642,7 @@ fn a_server_that_wants_a_token_gets_one_from_the_prompt() {
         &mut harness,
         Duration::from_secs(10),
         "the token prompt",
-        |h| h.state().model().servers[0].needs_token.is_some(),
+        |h| h.state().board().servers[0].needs_token.is_some(),
     );
     harness.step();
     harness.get_by_label("This server needs a token");
@@ -651,13 +651,13 @@ fn a_server_that_wants_a_token_gets_one_from_the_prompt() {
     harness.get_by_label("Token").type_text("open-sesame");
     harness.step();
     click_until(&mut harness, "Connect", |h| {
-        h.state().model().servers[0].needs_token.is_none()
+        h.state().board().servers[0].needs_token.is_none()
     });
     wait_for(
         &mut harness,
         Duration::from_secs(10),
         "the server's health",
-        |h| h.state().model().servers[0].health.is_some(),
+        |h| h.state().board().servers[0].health.is_some(),
     );
     harness.step();
     assert!(
@@ -697,7 +697,7 @@ fn the_upstreams_view_and_strip_show_what_a_model_server_says_of_itself() {
         Duration::from_secs(15),
         "the model server's figures",
         |h| {
-            h.state().model().servers[0]
+            h.state().board().servers[0]
                 .upstreams
                 .latest
                 .first()

@@ -10,7 +10,7 @@ use runboard_api::RunStatus;
 use super::keys::{CardKey, RunKey};
 use super::rate::{RateSettings, TokenRate};
 
-/// A card's state. Times are the model's clock (seconds).
+/// A card's state. Times are the board's clock (seconds).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Card {
     /// Who it stands for.

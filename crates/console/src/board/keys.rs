@@ -1,6 +1,6 @@
 //! The keys the board files things under: a server, a run on a server, and a card of the grid.
 
-/// Which server a card, feed entry or log line came from (an index into the model's servers).
+/// Which server a card, feed entry or log line came from (an index into the board's servers).
 pub type ServerId = usize;
 
 /// A run on a server: the key of cards, feed entries and details.

@@ -26,7 +26,7 @@ fn progress(run: &str, agent: &str, tokens: u64) -> RunEvent {
     )
 }
 
-fn model() -> Board {
+fn board() -> Board {
     Board::new(
         &["http://a:9010".into(), "http://b:9010".into()],
         Settings::default(),
@@ -48,7 +48,7 @@ fn link(run: Option<&str>, state: ConnectionState) -> Inbound {
 
 #[test]
 fn cards_follow_progress_with_elapsed_and_time_to_first_token_on_the_servers_clock() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(
         on(
@@ -80,7 +80,7 @@ fn cards_follow_progress_with_elapsed_and_time_to_first_token_on_the_servers_clo
 
 #[test]
 fn tok_per_sec_is_an_average_of_the_deltas_between_updates() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(on(0, progress("r1", "writer", 0)), 1.2);
     m.apply(on(0, progress("r1", "writer", 40)), 2.0);
@@ -96,7 +96,7 @@ fn tok_per_sec_is_an_average_of_the_deltas_between_updates() {
 
 #[test]
 fn a_server_that_sends_no_times_gives_no_time_to_first_token() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(
         on(
@@ -112,7 +112,7 @@ fn a_server_that_sends_no_times_gives_no_time_to_first_token() {
 
 #[test]
 fn a_polled_run_takes_its_start_from_the_summary() {
-    let mut m = model();
+    let mut m = board();
     let runs: Vec<RunSummary> = serde_json::from_value(json!([{"run_id": "r1", "status": "queued",
         "tokens_out": 0}]))
     .unwrap();
@@ -133,7 +133,7 @@ fn a_polled_run_takes_its_start_from_the_summary() {
 
 #[test]
 fn a_silent_running_worker_is_stalled_with_its_age() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(on(0, progress("r1", "writer", 10)), 1.0);
     let card = m.worker(&RunKey::new(0, "r1")).unwrap();
@@ -176,7 +176,7 @@ fn a_silent_running_worker_is_stalled_with_its_age() {
 
 #[test]
 fn the_same_run_id_on_two_servers_is_two_cards_tagged_by_server() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(on(1, created("r1")), 0.0);
     m.apply(on(1, progress("r1", "critic", 7)), 1.0);
@@ -188,7 +188,7 @@ fn the_same_run_id_on_two_servers_is_two_cards_tagged_by_server() {
 
 #[test]
 fn a_run_is_counted_once_whether_status_or_stream_end_says_it_finished() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(
         on(
@@ -217,7 +217,7 @@ fn a_run_is_counted_once_whether_status_or_stream_end_says_it_finished() {
 
 #[test]
 fn stream_end_counts_once_and_asks_for_the_detail_at_once() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     let end = event("stream_end", &json!({"run_id": "r1", "status": "failed"}));
     m.apply(on(0, end.clone()), 1.0);
@@ -230,7 +230,7 @@ fn stream_end_counts_once_and_asks_for_the_detail_at_once() {
 
 #[test]
 fn the_server_link_goes_live_reconnecting_resumed_and_lost() {
-    let mut m = model();
+    let mut m = board();
     let change = |m: &mut Board, state: ConnectionState, now: f64| {
         m.apply(link(None, state), now);
     };
@@ -271,7 +271,7 @@ fn the_server_link_goes_live_reconnecting_resumed_and_lost() {
 
 #[test]
 fn a_per_run_stream_link_is_kept_on_its_card() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(link(Some("r1"), ConnectionState::Open), 0.1);
     m.apply(link(Some("r1"), ConnectionState::Closed), 3.0);
@@ -283,7 +283,7 @@ fn a_per_run_stream_link_is_kept_on_its_card() {
 
 #[test]
 fn finished_cards_stay_until_cleared_by_hand_or_after_the_auto_clear_delay() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("done")), 0.0);
     m.apply(on(0, created("going")), 0.0);
     m.apply(
@@ -327,7 +327,7 @@ fn finished_cards_stay_until_cleared_by_hand_or_after_the_auto_clear_delay() {
 
 #[test]
 fn narration_goes_to_the_log_tagged_with_its_run() {
-    let mut m = model();
+    let mut m = board();
     m.apply(
         on(
             1,
@@ -345,7 +345,7 @@ fn narration_goes_to_the_log_tagged_with_its_run() {
 
 #[test]
 fn a_run_seen_first_mid_way_gets_a_card() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, progress("late", "critic", 500)), 1.0);
     let card = m.worker(&RunKey::new(0, "late")).unwrap();
     assert_eq!(card.status, RunStatus::Running);
@@ -354,7 +354,7 @@ fn a_run_seen_first_mid_way_gets_a_card() {
 
 #[test]
 fn a_poll_gives_cards_to_runs_already_going_but_not_to_finished_ones() {
-    let mut m = model();
+    let mut m = board();
     let runs: Vec<RunSummary> = serde_json::from_value(json!([
         {"run_id": "going", "status": "running", "tokens_out": 40, "agent": "writer"},
         {"run_id": "waiting", "status": "queued"},
@@ -374,7 +374,7 @@ fn a_poll_gives_cards_to_runs_already_going_but_not_to_finished_ones() {
 
 #[test]
 fn a_replay_burst_after_a_stream_opens_moves_the_baseline_not_the_rate() {
-    let mut m = model();
+    let mut m = board();
     // First seen mid-way by a poll, then followed on its own stream, which replays its history.
     let runs: Vec<RunSummary> =
         serde_json::from_value(json!([{"run_id": "r1", "status": "running", "tokens_out": 50}]))
@@ -398,7 +398,7 @@ fn a_replay_burst_after_a_stream_opens_moves_the_baseline_not_the_rate() {
 
 #[test]
 fn a_run_adopted_mid_way_shows_no_time_to_first_token() {
-    let mut m = model();
+    let mut m = board();
     // The server gives times, but the first token came before the console saw the run.
     let runs: Vec<RunSummary> = serde_json::from_value(json!([{"run_id": "going",
         "status": "running", "started_at": "2026-11-21T00:00:00Z", "tokens_out": 40}]))
@@ -416,7 +416,7 @@ fn a_run_adopted_mid_way_shows_no_time_to_first_token() {
 
 #[test]
 fn a_run_first_seen_through_an_update_shows_no_time_to_first_token() {
-    let mut m = model();
+    let mut m = board();
     // The update comes before the first poll of the run list: the run's start went unseen.
     let later = json!({"run_id": "going", "agent": "writer", "tokens_out": 80,
                        "ts": "2026-11-21T00:00:05Z"});
@@ -436,7 +436,7 @@ fn a_run_first_seen_through_an_update_shows_no_time_to_first_token() {
 
 #[test]
 fn a_fresh_events_stream_replays_nothing_so_its_first_updates_count() {
-    let mut m = model();
+    let mut m = board();
     m.apply(link(None, ConnectionState::Open), 10.0);
     m.apply(on(0, created("r1")), 10.01);
     m.apply(on(0, progress("r1", "writer", 0)), 10.02);
@@ -450,7 +450,7 @@ fn a_fresh_events_stream_replays_nothing_so_its_first_updates_count() {
 
 #[test]
 fn after_a_reconnect_the_replayed_updates_do_not_spike_the_rate() {
-    let mut m = model();
+    let mut m = board();
     let change = |m: &mut Board, state, now| {
         m.apply(link(None, state), now);
     };
@@ -483,7 +483,7 @@ fn after_a_reconnect_the_replayed_updates_do_not_spike_the_rate() {
 
 #[test]
 fn the_total_rate_ignores_adopted_and_cleared_cards() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("a")), 0.0);
     m.apply(on(0, progress("a", "writer", 0)), 0.5);
     m.apply(on(0, progress("a", "writer", 20)), 1.5);
@@ -502,7 +502,7 @@ fn the_total_rate_ignores_adopted_and_cleared_cards() {
 
 #[test]
 fn a_servers_store_state_shows_and_each_change_is_logged_once() {
-    let mut m = model();
+    let mut m = board();
     let full = json!({"writable": false, "error": "database or disk is full", "since": "x"});
     m.apply(on(0, event("store_status", &full)), 1.0);
     let store = m.servers[0].store.clone().unwrap();
@@ -535,7 +535,7 @@ fn a_servers_store_state_shows_and_each_change_is_logged_once() {
 
 #[test]
 fn a_pruned_resume_is_said_in_the_log() {
-    let mut m = model();
+    let mut m = board();
     m.apply(
         on(
             0,
@@ -554,7 +554,7 @@ fn a_pruned_resume_is_said_in_the_log() {
 
 #[test]
 fn a_health_answer_with_a_failing_store_is_logged_like_the_event() {
-    let mut m = model();
+    let mut m = board();
     let health: runboard_api::Health = serde_json::from_value(json!({
         "status": "degraded", "features": ["events"], "events_head": 4,
         "store": {"writable": false, "error": "database or disk is full"}
@@ -571,7 +571,7 @@ fn a_health_answer_with_a_failing_store_is_logged_like_the_event() {
 
 #[test]
 fn a_streamed_card_that_missed_the_end_takes_the_final_figures_from_the_poll() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     m.apply(on(0, progress("r1", "writer", 40)), 1.0);
     m.apply(on(0, progress("r1", "writer", 80)), 2.0);
@@ -629,7 +629,7 @@ fn a_streamed_card_that_missed_the_end_takes_the_final_figures_from_the_poll() {
 
 #[test]
 fn a_refused_action_is_kept_in_the_log_after_the_next_poll() {
-    let mut m = model();
+    let mut m = board();
     let message = "launch stopped after 2: POST http://a:9010/api/runs answered HTTP 503: All 3 \
                    worker slots are busy"
         .to_owned();
@@ -658,7 +658,7 @@ fn a_refused_action_is_kept_in_the_log_after_the_next_poll() {
 
 #[test]
 fn reasoning_is_kept_apart_and_an_estimated_count_is_marked_until_the_server_confirms_it() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 0.0);
     let update = |data: serde_json::Value| on(0, event("node_update", &data));
     m.apply(
@@ -697,7 +697,7 @@ fn reasoning_is_kept_apart_and_an_estimated_count_is_marked_until_the_server_con
 
 #[test]
 fn an_interrupted_step_puts_its_warning_on_the_card_and_other_warnings_do_not() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created("r1")), 1.0);
     m.apply(on(0, progress("r1", "writer", 3)), 1.5);
     let retry = json!({"run_id": "r1", "formatted": "writer: HTTP 429; try 2 of 3",
@@ -745,7 +745,7 @@ fn one_call(m: &mut Board, run: &str, worker: &str, at: f64) {
 
 #[test]
 fn a_worker_making_call_after_call_is_one_card_that_counts_them_and_keeps_its_rate() {
-    let mut m = model();
+    let mut m = board();
     for n in 0..20 {
         one_call(&mut m, &format!("c{n}"), "gen-01", f64::from(n) * 1.5);
     }
@@ -784,7 +784,7 @@ fn a_worker_making_call_after_call_is_one_card_that_counts_them_and_keeps_its_ra
 
 #[test]
 fn calls_in_flight_at_once_share_the_card_and_idle_workers_leave_the_grid() {
-    let mut m = model();
+    let mut m = board();
     m.apply(on(0, created_by("a", "pool")), 0.0);
     m.apply(on(0, created_by("b", "pool")), 0.0);
     m.apply(on(0, created("solo")), 0.0);
@@ -816,7 +816,7 @@ fn calls_in_flight_at_once_share_the_card_and_idle_workers_leave_the_grid() {
 
 #[test]
 fn a_call_first_seen_by_a_poll_gets_its_own_ttft_and_elapsed_on_the_servers_clock() {
-    let mut m = model();
+    let mut m = board();
     // The poll reads the store a moment before the stream delivers the run's first events: it
     // shows the call running with tokens already made.
     let polled: RunSummary = serde_json::from_value(json!({

@@ -7,7 +7,7 @@ use super::keys::{CardKey, RunKey};
 use super::link::Link;
 use super::rate::{RateSettings, TokenRate};
 
-/// A worker card's state. Times are the model's clock (seconds).
+/// A worker card's state. Times are the board's clock (seconds).
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::struct_excessive_bools)] // Independent facts about a card, not a state machine.
 pub struct Worker {

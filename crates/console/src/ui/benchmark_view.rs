@@ -23,7 +23,7 @@ const WAITING: Color32 = Color32::from_rgb(210, 130, 30);
 /// Draws every server's benchmark.
 pub fn benchmark_ui(
     ui: &mut egui::Ui,
-    model: &Board,
+    board: &Board,
     state: &mut UiState,
     now: f64,
     actions: &mut Vec<Action>,
@@ -32,7 +32,7 @@ pub fn benchmark_ui(
         .id_salt("bench")
         .auto_shrink([false, false])
         .show(ui, |ui| {
-            for (index, server) in model.servers.iter().enumerate() {
+            for (index, server) in board.servers.iter().enumerate() {
                 server_bench_ui(ui, index, server, state, now, actions);
                 ui.add_space(16.0);
             }

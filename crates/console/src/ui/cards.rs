@@ -18,23 +18,23 @@ const GAP: f32 = 10.0;
 /// Draws the grid of cards; returns what the user asked for.
 pub fn cards_ui(
     ui: &mut egui::Ui,
-    model: &Board,
+    board: &Board,
     state: &mut UiState,
     now: f64,
     actions: &mut Vec<Action>,
 ) {
-    let cards = model.cards();
+    let cards = board.cards();
     let available = ui.available_width();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // Small, positive.
     let columns = (((available + GAP) / (CARD_WIDTH + GAP)).floor() as usize).max(1);
     #[allow(clippy::cast_precision_loss)] // A handful of columns.
     let width = ((available - GAP * (columns as f32 - 1.0)) / columns as f32).max(200.0);
     let rows = cards.len().div_ceil(columns);
-    let multi_server = model.servers.len() > 1;
+    let multi_server = board.servers.len() > 1;
     let selected = state
         .selected
         .as_ref()
-        .and_then(|run| model.card_of_run(run))
+        .and_then(|run| board.card_of_run(run))
         .map(|card| &card.key);
     let mut area = egui::ScrollArea::vertical()
         .id_salt("cards")
@@ -52,11 +52,11 @@ pub fn cards_ui(
             ui.horizontal(|ui| {
                 ui.spacing_mut().item_spacing.x = GAP;
                 for card in cards.iter().skip(row * columns).take(columns) {
-                    let Some(worker) = card.current().and_then(|run| model.worker(run)) else {
+                    let Some(worker) = card.current().and_then(|run| board.worker(run)) else {
                         continue;
                     };
                     let server =
-                        multi_server.then(|| model.servers[card.key.server()].label.as_str());
+                        multi_server.then(|| board.servers[card.key.server()].label.as_str());
                     let highlight = selected == Some(&card.key);
                     let shown = Shown {
                         card,
@@ -64,7 +64,7 @@ pub fn cards_ui(
                         server,
                         highlight,
                     };
-                    card_ui(ui, &shown, model, state, now, width, actions);
+                    card_ui(ui, &shown, board, state, now, width, actions);
                 }
             });
             ui.add_space(GAP - ui.spacing().item_spacing.y);
@@ -85,7 +85,7 @@ struct Shown<'a> {
 fn card_ui(
     ui: &mut egui::Ui,
     shown: &Shown<'_>,
-    model: &Board,
+    board: &Board,
     state: &mut UiState,
     now: f64,
     width: f32,
@@ -105,9 +105,9 @@ fn card_ui(
         frame.show(ui, |ui| {
             ui.set_width(width - 22.0);
             ui.set_height(CARD_HEIGHT - 22.0);
-            header_ui(ui, shown, model, state, now);
+            header_ui(ui, shown, board, state, now);
             let stalled = worker
-                .stalled_for(now, model.settings.stall_after_secs)
+                .stalled_for(now, board.settings.stall_after_secs)
                 .is_some();
             rate_ui(ui, card, stalled);
             stats_ui(ui, worker, now);
@@ -117,13 +117,13 @@ fn card_ui(
             let earlier = (worker.snippet.is_empty() && worker.reasoning.is_empty())
                 .then(|| card.last.as_ref().filter(|last| **last != worker.key))
                 .flatten()
-                .and_then(|last| model.worker(last))
+                .and_then(|last| board.worker(last))
                 .filter(|last| !last.snippet.is_empty());
             match earlier {
                 Some(last) => snippet_ui(ui, "", &last.snippet, true),
                 None => snippet_ui(ui, &worker.reasoning, &worker.snippet, false),
             }
-            footer_ui(ui, card, worker, model, state, now, actions);
+            footer_ui(ui, card, worker, board, state, now, actions);
         });
     })
     .response
@@ -216,7 +216,7 @@ fn tail_chars(text: &str, max_chars: usize) -> &str {
     }
 }
 
-fn header_ui(ui: &mut egui::Ui, shown: &Shown<'_>, model: &Board, state: &mut UiState, now: f64) {
+fn header_ui(ui: &mut egui::Ui, shown: &Shown<'_>, board: &Board, state: &mut UiState, now: f64) {
     let (card, worker) = (shown.card, shown.worker);
     ui.horizontal(|ui| {
         // A long name (a client's address and `User-Agent`) is cut to leave the badges room.
@@ -267,7 +267,7 @@ fn header_ui(ui: &mut egui::Ui, shown: &Shown<'_>, model: &Board, state: &mut Ui
             let link = worker
                 .link
                 .as_ref()
-                .or(model.servers[card.key.server()].link.as_ref());
+                .or(board.servers[card.key.server()].link.as_ref());
             if worker.polled && !worker.status.is_finished() {
                 badge(ui, "polled", egui::Color32::from_rgb(128, 128, 140)).on_hover_text(
                     "Not followed live: a browser allows few connections per server, so this \
@@ -352,7 +352,7 @@ fn footer_ui(
     ui: &mut egui::Ui,
     card: &Card,
     worker: &Worker,
-    model: &Board,
+    board: &Board,
     state: &mut UiState,
     now: f64,
     actions: &mut Vec<Action>,
@@ -396,7 +396,7 @@ fn footer_ui(
             }
         }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-            if let Some(silent) = worker.stalled_for(now, model.settings.stall_after_secs) {
+            if let Some(silent) = worker.stalled_for(now, board.settings.stall_after_secs) {
                 badge(
                     ui,
                     &format!("stalled {}", seconds(silent)),

@@ -1,6 +1,6 @@
 //! The console's network side: one watcher per server (health, then the `/api/events` stream or
 //! per-run streams, and the feed poll), plus one-shot tasks for launch, cancel and details. Every
-//! result goes to the UI through the [`Outbox`]; nothing here touches the model.
+//! result goes to the UI through the [`Outbox`]; nothing here touches the board.
 
 use runboard_api::Feature;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// A connector for these servers (in the model's order).
+    /// A connector for these servers (in the board's order).
     pub fn new(
         spawner: Spawner,
         outbox: Outbox,
@@ -104,7 +104,7 @@ impl Connector {
         self.clients.get(server).cloned()
     }
 
-    /// Adds a server (the model's next index) and starts watching it.
+    /// Adds a server (the board's next index) and starts watching it.
     pub fn add_server(&mut self, client: ApiClient) {
         self.clients.push(client);
         self.watch(self.clients.len() - 1);

@@ -1,5 +1,5 @@
-//! The console: an `eframe::App` that drains the inbox into the model in `logic` and draws the
-//! model in `ui`.
+//! The console: an `eframe::App` that drains the inbox into the board in `logic` and draws the
+//! board in `ui`.
 
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ const DEMO_BENCHMARK_TASKS: u64 = 8;
 /// The key the UI state is saved under.
 const STORAGE_KEY: &str = "runboard-ui";
 
-/// The key the model settings are saved under.
+/// The key the board's settings are saved under.
 const SETTINGS_KEY: &str = "runboard-settings";
 
 /// What the console is started with.
@@ -88,7 +88,7 @@ impl ConsoleConfig {
 
 /// The console app.
 pub struct Console {
-    model: Board,
+    board: Board,
     inbox: Inbox,
     connector: Connector,
     state: UiState,
@@ -157,7 +157,7 @@ impl Console {
             .and_then(|storage| eframe::get_value(storage, SETTINGS_KEY))
             .unwrap_or(config.settings);
         let mut console = Self {
-            model: Board::new(&config.servers, settings),
+            board: Board::new(&config.servers, settings),
             inbox,
             connector,
             state,
@@ -175,12 +175,12 @@ impl Console {
             let label = view.label.clone();
             let now = console.now();
             console
-                .model
+                .board
                 .apply(Inbound::ServerNamed { server: 0, label }, now);
         }
         // Servers added in an earlier session are watched again.
         for url in console.state.added_servers.clone() {
-            if !console.model.servers.iter().any(|s| s.url == url) {
+            if !console.board.servers.iter().any(|s| s.url == url) {
                 console.watch(&url);
             }
         }
@@ -190,9 +190,9 @@ impl Console {
         console
     }
 
-    /// The model, for tests and screenshots.
-    pub fn model(&self) -> &Board {
-        &self.model
+    /// The board, for tests and screenshots.
+    pub fn board(&self) -> &Board {
+        &self.board
     }
 
     /// The UI state (what is saved between starts), for tests.
@@ -231,11 +231,11 @@ impl Console {
         if !self.demo_benchmark_pending {
             return;
         }
-        let Some(health) = self.model.servers.first().and_then(|s| s.health.as_ref()) else {
+        let Some(health) = self.board.servers.first().and_then(|s| s.health.as_ref()) else {
             return;
         };
         self.demo_benchmark_pending = false;
-        let idle = !self.model.servers[0].benchmark.running();
+        let idle = !self.board.servers[0].benchmark.running();
         if health.has(Feature::Benchmarks) && idle {
             let request = CreateBenchmark {
                 tasks: DEMO_BENCHMARK_TASKS,
@@ -267,7 +267,7 @@ impl Console {
         match action {
             Action::Launch => {
                 let form = &self.state.launch;
-                let server = form.server.min(self.model.servers.len().saturating_sub(1));
+                let server = form.server.min(self.board.servers.len().saturating_sub(1));
                 self.connector.launch(
                     server,
                     LaunchRequest {
@@ -283,15 +283,15 @@ impl Console {
             Action::LaunchDemo => self.launch_demo(),
             Action::Cancel(key) => self.connector.cancel(&key),
             Action::CancelAll => {
-                for worker in self.model.workers() {
+                for worker in self.board.workers() {
                     if !worker.status.is_finished() {
                         self.connector.cancel(&worker.key);
                     }
                 }
             }
-            Action::ClearFinished => self.model.apply(Inbound::ClearFinished, self.now()),
+            Action::ClearFinished => self.board.apply(Inbound::ClearFinished, self.now()),
             Action::ChangeSettings(settings) => {
-                self.model.apply(Inbound::Settings(settings), self.now());
+                self.board.apply(Inbound::Settings(settings), self.now());
             }
             Action::AddServer(url) => {
                 if self.watch(&url) && !self.state.added_servers.contains(&url) {
@@ -301,10 +301,10 @@ impl Console {
             Action::ListModels(server) => self.list_models(server),
             Action::SetToken(token) => {
                 super::token_store::remember(&token);
-                let refused: Vec<usize> = (0..self.model.servers.len())
-                    .filter(|&i| self.model.servers[i].needs_token.is_some())
+                let refused: Vec<usize> = (0..self.board.servers.len())
+                    .filter(|&i| self.board.servers[i].needs_token.is_some())
                     .collect();
-                self.model.apply(Inbound::TokenGiven, self.now());
+                self.board.apply(Inbound::TokenGiven, self.now());
                 self.connector.set_token(&token, &refused);
                 self.token = Some(token);
             }
@@ -321,7 +321,7 @@ impl Console {
 
     fn list_models(&mut self, server: usize) {
         let follow_job = self
-            .model
+            .board
             .servers
             .get(server)
             .and_then(|s| s.health.as_ref())
@@ -334,12 +334,12 @@ impl Console {
     fn carry_out_plan(&mut self, ctx: &egui::Context) {
         self.closing.retain(|stopping| !stopping.ended());
         let closing = !self.closing.is_empty();
-        let commands = self.plan.plan(&self.model, self.state.view, closing);
+        let commands = self.plan.plan(&self.board, self.state.view, closing);
         for command in commands {
             match command {
                 StreamCommand::FollowRun(key) => self.connector.follow_run(&key),
                 StreamCommand::MarkPolled { key, polled } => {
-                    self.model
+                    self.board
                         .apply(Inbound::Polled { key, polled }, self.now());
                 }
                 StreamCommand::OpenView { view, server } => {
@@ -376,7 +376,7 @@ impl Console {
         match ApiClient::new(url, self.token.as_deref()) {
             Ok(client) => {
                 let url = url.to_owned();
-                self.model.apply(Inbound::ServerAdded { url }, self.now());
+                self.board.apply(Inbound::ServerAdded { url }, self.now());
                 self.connector.add_server(client);
                 true
             }
@@ -386,16 +386,16 @@ impl Console {
 
     /// Whether a time shown on screen changes by itself.
     fn something_ticks(&self) -> bool {
-        let servers = &self.model.servers;
+        let servers = &self.board.servers;
         let view_ticks = match self.state.view {
             View::Requests => servers.iter().any(|s| !s.requests.rows().is_empty()),
             View::Benchmark => servers.iter().any(|s| s.benchmark.running()),
             View::Workers | View::Models | View::Upstreams => false,
         };
         view_ticks
-            || self.model.live_workers() > 0
+            || self.board.live_workers() > 0
             || self
-                .model
+                .board
                 .servers
                 .iter()
                 .any(|s| matches!(s.link, Some(crate::board::Link::Reconnecting { .. })))
@@ -443,7 +443,7 @@ impl Console {
         let deadline = Instant::now() + DRAIN_BUDGET;
         while let Some(message) = self.inbox.try_next() {
             let appeared = matches!(message, Inbound::Appeared { .. } | Inbound::Runs { .. });
-            self.model.apply(message, now);
+            self.board.apply(message, now);
             if appeared {
                 self.carry_out_plan(ctx);
             }
@@ -456,11 +456,11 @@ impl Console {
         }
         self.carry_out_plan(ctx);
         self.start_demo_benchmark();
-        if !self.model.feed.wanted().is_empty() {
-            for key in self.model.feed.wanted() {
+        if !self.board.feed.wanted().is_empty() {
+            for key in self.board.feed.wanted() {
                 self.connector.fetch_detail(key);
             }
-            self.model.apply(Inbound::DetailsAsked, now);
+            self.board.apply(Inbound::DetailsAsked, now);
         }
         drained
     }
@@ -479,7 +479,7 @@ impl Console {
                 return;
             };
             ctx.request_repaint();
-            match replay.frame(&self.model, &self.connector, seen_id, drained) {
+            match replay.frame(&self.board, &self.connector, seen_id, drained) {
                 Progress::AtStop => return,
                 Progress::Stepped => {}
                 Progress::Waiting => std::thread::sleep(Duration::from_millis(1)),
@@ -500,7 +500,7 @@ impl eframe::App for Console {
             self.take_in(ctx, now);
         }
         let now = self.now();
-        self.model.apply(Inbound::Tick, now);
+        self.board.apply(Inbound::Tick, now);
         if self.something_ticks() {
             ctx.request_repaint_after(TICK);
         }
@@ -519,10 +519,10 @@ impl eframe::App for Console {
         let now = self.now();
         super::title::show(
             &ctx,
-            &super::title::title(&self.model, now),
+            &super::title::title(&self.board, now),
             &mut self.title,
         );
-        let actions = console_ui(ui, &self.model, &mut self.state, now);
+        let actions = console_ui(ui, &self.board, &mut self.state, now);
         for action in actions {
             self.act(action);
         }
@@ -530,17 +530,17 @@ impl eframe::App for Console {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, STORAGE_KEY, &self.state);
-        eframe::set_value(storage, SETTINGS_KEY, &self.model.settings);
+        eframe::set_value(storage, SETTINGS_KEY, &self.board.settings);
     }
 }
 
-/// Draws the whole console for a model: summary bar, log, feed, cards, and the chain and
+/// Draws the whole console for a board: summary bar, log, feed, cards, and the chain and
 /// settings windows. Pure drawing: what the user asks for comes back as actions.
-pub fn console_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) -> Vec<Action> {
+pub fn console_ui(ui: &mut egui::Ui, board: &Board, state: &mut UiState, now: f64) -> Vec<Action> {
     let ctx = ui.ctx().clone();
     let mut actions = Vec::new();
     egui::Panel::top("summary").show(ui, |ui| {
-        summary_ui(ui, model, state, now, &mut actions);
+        summary_ui(ui, board, state, now, &mut actions);
     });
     egui::Panel::top("views").show(ui, |ui| {
         ui.horizontal(|ui| {
@@ -550,7 +550,7 @@ pub fn console_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f6
             }
         });
     });
-    let log_title = format!("Log ({} lines)", model.log.lines().len());
+    let log_title = format!("Log ({} lines)", board.log.lines().len());
     egui::Panel::bottom("log")
         .resizable(true)
         .default_size(160.0)
@@ -558,7 +558,7 @@ pub fn console_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f6
             let header = egui::CollapsingHeader::new(log_title)
                 .id_salt("log-open")
                 .open(Some(state.log_open))
-                .show(ui, |ui| log_ui(ui, model, state, now));
+                .show(ui, |ui| log_ui(ui, board, state, now));
             if header.header_response.clicked() {
                 state.log_open = !state.log_open;
             }
@@ -568,21 +568,21 @@ pub fn console_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f6
             .resizable(true)
             .default_size(430.0)
             .min_size(300.0)
-            .show(ui, |ui| feed_ui(ui, model, state));
+            .show(ui, |ui| feed_ui(ui, board, state));
     }
     egui::CentralPanel::default().show(ui, |ui| match state.view {
-        View::Workers if model.workers().is_empty() => empty_ui(ui, &mut actions),
-        View::Workers => cards_ui(ui, model, state, now, &mut actions),
-        View::Models => models_ui(ui, model, &mut actions),
-        View::Benchmark => benchmark_ui(ui, model, state, now, &mut actions),
-        View::Requests => requests_ui(ui, model, state, now),
-        View::Upstreams => upstreams_ui(ui, model, now),
+        View::Workers if board.workers().is_empty() => empty_ui(ui, &mut actions),
+        View::Workers => cards_ui(ui, board, state, now, &mut actions),
+        View::Models => models_ui(ui, board, &mut actions),
+        View::Benchmark => benchmark_ui(ui, board, state, now, &mut actions),
+        View::Requests => requests_ui(ui, board, state, now),
+        View::Upstreams => upstreams_ui(ui, board, now),
     });
-    chain_windows_ui(&ctx, model, state);
+    chain_windows_ui(&ctx, board, state);
     if state.settings_open {
-        settings_window_ui(&ctx, state, model, &mut actions);
+        settings_window_ui(&ctx, state, board, &mut actions);
     }
-    token_window_ui(&ctx, model, state, &mut actions);
+    token_window_ui(&ctx, board, state, &mut actions);
     actions
 }
 

@@ -11,7 +11,7 @@ use runboard_api::RunStatus;
 const ROW_HEIGHT: f32 = 58.0;
 
 /// Whether an entry passes the filter.
-pub fn matches(entry: &FeedEntry, model: &Board, text: &str, status: Option<RunStatus>) -> bool {
+pub fn matches(entry: &FeedEntry, board: &Board, text: &str, status: Option<RunStatus>) -> bool {
     if status.is_some_and(|status| entry.summary.status != status) {
         return false;
     }
@@ -28,17 +28,17 @@ pub fn matches(entry: &FeedEntry, model: &Board, text: &str, status: Option<RunS
     ]
     .iter()
     .any(|hay| hay.to_lowercase().contains(&needle))
-        || model
+        || board
             .feed
             .snippet(&entry.key)
             .is_some_and(|s| s.to_lowercase().contains(&needle))
 }
 
 /// Draws the feed panel.
-pub fn feed_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
+pub fn feed_ui(ui: &mut egui::Ui, board: &Board, state: &mut UiState) {
     ui.horizontal(|ui| {
         ui.heading("Feed");
-        ui.label(RichText::new(format!("{} runs", model.feed.len())).weak());
+        ui.label(RichText::new(format!("{} runs", board.feed.len())).weak());
     });
     ui.horizontal(|ui| {
         let label = ui.label("Filter");
@@ -76,16 +76,16 @@ pub fn feed_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
     }
     ui.separator();
     let worker = state.filter_worker.as_deref();
-    let visible: Vec<&FeedEntry> = model
+    let visible: Vec<&FeedEntry> = board
         .feed
         .entries()
         .filter(|entry| worker.is_none_or(|w| entry.summary.worker.as_deref() == Some(w)))
-        .filter(|entry| matches(entry, model, &state.filter_text, state.filter_status))
+        .filter(|entry| matches(entry, board, &state.filter_text, state.filter_status))
         .collect();
     if visible.is_empty() {
         ui.add_space(20.0);
         ui.vertical_centered(|ui| {
-            let text = if model.feed.is_empty() {
+            let text = if board.feed.is_empty() {
                 "No runs yet. Finished runs appear here with their whole chain."
             } else {
                 "No run matches the filter."
@@ -99,14 +99,14 @@ pub fn feed_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
         .auto_shrink([false, false])
         .show_rows(ui, ROW_HEIGHT, visible.len(), |ui, rows| {
             for entry in &visible[rows] {
-                row_ui(ui, model, entry, state);
+                row_ui(ui, board, entry, state);
             }
         });
 }
 
-fn row_ui(ui: &mut egui::Ui, model: &Board, entry: &FeedEntry, state: &mut UiState) {
+fn row_ui(ui: &mut egui::Ui, board: &Board, entry: &FeedEntry, state: &mut UiState) {
     let summary = &entry.summary;
-    let detail = model.feed.detail(&entry.key);
+    let detail = board.feed.detail(&entry.key);
     ui.allocate_ui([ui.available_width(), ROW_HEIGHT].into(), |ui| {
         ui.vertical(|ui| {
             ui.horizontal(|ui| {
@@ -141,7 +141,7 @@ fn row_ui(ui: &mut egui::Ui, model: &Board, entry: &FeedEntry, state: &mut UiSta
                     }
                 });
             });
-            let snippet = model
+            let snippet = board
                 .feed
                 .snippet(&entry.key)
                 .or(summary.snippet.as_deref())
@@ -152,8 +152,8 @@ fn row_ui(ui: &mut egui::Ui, model: &Board, entry: &FeedEntry, state: &mut UiSta
                 snippet
             };
             ui.horizontal(|ui| {
-                if model.servers.len() > 1 {
-                    let server = &model.servers[entry.key.server].label;
+                if board.servers.len() > 1 {
+                    let server = &board.servers[entry.key.server].label;
                     ui.label(RichText::new(format!("@{server}")).small().weak())
                         .on_hover_text("The server this run belongs to");
                 }
@@ -167,10 +167,10 @@ fn row_ui(ui: &mut egui::Ui, model: &Board, entry: &FeedEntry, state: &mut UiSta
 }
 
 /// The chain windows of expanded runs.
-pub fn chain_windows_ui(ctx: &egui::Context, model: &Board, state: &mut UiState) {
+pub fn chain_windows_ui(ctx: &egui::Context, board: &Board, state: &mut UiState) {
     let mut closed: Vec<RunKey> = Vec::new();
     for key in &state.expanded {
-        let Some(detail) = model.feed.detail(key) else {
+        let Some(detail) = board.feed.detail(key) else {
             continue;
         };
         let mut open = true;

@@ -20,11 +20,11 @@ struct Row<'a> {
 }
 
 /// Draws the log's toolbar and lines.
-pub fn log_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) {
-    toolbar_ui(ui, model, state);
+pub fn log_ui(ui: &mut egui::Ui, board: &Board, state: &mut UiState, now: f64) {
+    toolbar_ui(ui, board, state);
     let panel = &state.log;
     let filter = panel.run_filter.trim().to_owned();
-    let rows: Vec<Row<'_>> = model
+    let rows: Vec<Row<'_>> = board
         .log
         .lines()
         .iter()
@@ -40,7 +40,7 @@ pub fn log_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) {
         })
         .collect();
     if rows.is_empty() {
-        let empty = if model.log.lines().is_empty() {
+        let empty = if board.log.lines().is_empty() {
             "Narration from the runs appears here."
         } else {
             "No line matches the filters."
@@ -63,7 +63,7 @@ pub fn log_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) {
         });
     if let Some(key) = clicked {
         // Its card when it has one; otherwise its feed entry's chain.
-        if model.worker(&key).is_none() {
+        if board.worker(&key).is_none() {
             state.expanded.insert(key.clone());
         }
         state.selected = Some(key);
@@ -72,7 +72,7 @@ pub fn log_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) {
     }
 }
 
-fn toolbar_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
+fn toolbar_ui(ui: &mut egui::Ui, board: &Board, state: &mut UiState) {
     ui.horizontal(|ui| {
         let label = ui.label("Show");
         egui::ComboBox::from_id_salt("log-level")
@@ -104,11 +104,11 @@ fn toolbar_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState) {
                     .on_hover_text("Stop following: the log stays where it is")
                     .clicked()
                 {
-                    state.log.paused_at = Some(model.log.newest());
+                    state.log.paused_at = Some(board.log.newest());
                 }
             }
             Some(at) => {
-                let waiting = model.log.newest().saturating_sub(at);
+                let waiting = board.log.newest().saturating_sub(at);
                 if ui
                     .button(format!("Follow ({waiting} new)"))
                     .on_hover_text("Show new lines as they come")

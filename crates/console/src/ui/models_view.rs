@@ -11,12 +11,12 @@ use runboard_api::units::bytes;
 use runboard_api::{RunStatus, UpstreamModels};
 
 /// Draws every server's model list.
-pub fn models_ui(ui: &mut egui::Ui, model: &Board, actions: &mut Vec<Action>) {
+pub fn models_ui(ui: &mut egui::Ui, board: &Board, actions: &mut Vec<Action>) {
     egui::ScrollArea::vertical()
         .id_salt("models")
         .auto_shrink([false, false])
         .show(ui, |ui| {
-            for (index, server) in model.servers.iter().enumerate() {
+            for (index, server) in board.servers.iter().enumerate() {
                 server_models_ui(ui, index, server, actions);
                 ui.add_space(12.0);
             }
@@ -148,8 +148,9 @@ fn goodput_ui(ui: &mut egui::Ui, index: usize, goodput: &runboard_api::Goodput) 
         .spacing([18.0, 6.0])
         .show(ui, |ui| {
             row(ui, "fleet", goodput.calls, goodput.met, goodput.share());
-            for model in &goodput.models {
-                row(ui, &model.model, model.calls, model.met, model.share());
+            for per_model in &goodput.models {
+                let (calls, met) = (per_model.calls, per_model.met);
+                row(ui, &per_model.model, calls, met, per_model.share());
             }
         });
     ui.add_space(8.0);

@@ -26,8 +26,8 @@ const COLUMNS: [(RequestColumn, &str); 11] = [
 ];
 
 /// Draws the connection line of each server and the table.
-pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f64) {
-    for server in &model.servers {
+pub fn requests_ui(ui: &mut egui::Ui, board: &Board, state: &mut UiState, now: f64) {
+    for server in &board.servers {
         ui.horizontal(|ui| {
             ui.label(RichText::new(&server.label).strong());
             let requests = &server.requests;
@@ -72,10 +72,10 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f
         });
     }
     ui.separator();
-    in_flight_plot_ui(ui, model, now);
+    in_flight_plot_ui(ui, board, now);
     ui.add_space(4.0);
-    let multi_server = model.servers.len() > 1;
-    let mut rows: Vec<(usize, &str, &RequestRow)> = model
+    let multi_server = board.servers.len() > 1;
+    let mut rows: Vec<(usize, &str, &RequestRow)> = board
         .servers
         .iter()
         .enumerate()
@@ -113,7 +113,7 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f
                         if multi_server {
                             ui.label(label);
                         }
-                        worker_ui(ui, model, state, server, row);
+                        worker_ui(ui, board, state, server, row);
                         row_ui(ui, row, now);
                         ui.end_row();
                     }
@@ -123,9 +123,9 @@ pub fn requests_ui(ui: &mut egui::Ui, model: &Board, state: &mut UiState, now: f
 
 /// Requests in flight over the last minutes, a step line per server, across the full width.
 /// The x axis is time before now, so the newest count is always at the right edge.
-fn in_flight_plot_ui(ui: &mut egui::Ui, model: &Board, now: f64) {
-    let multi_server = model.servers.len() > 1;
-    let lines: Vec<(&str, Vec<[f64; 2]>)> = model
+fn in_flight_plot_ui(ui: &mut egui::Ui, board: &Board, now: f64) {
+    let multi_server = board.servers.len() > 1;
+    let lines: Vec<(&str, Vec<[f64; 2]>)> = board
         .servers
         .iter()
         .map(|server| {
@@ -277,7 +277,7 @@ fn sort_arrow_ui(ui: &mut egui::Ui, ascending: bool) {
 /// Who made the request: the worker (a click shows its card), or the run that is its own.
 fn worker_ui(
     ui: &mut egui::Ui,
-    model: &Board,
+    board: &Board,
     state: &mut UiState,
     server: usize,
     row: &RequestRow,
@@ -292,7 +292,7 @@ fn worker_ui(
         .worker
         .clone()
         .or_else(|| {
-            model
+            board
                 .card_of_run(&key)
                 .map(|card| card.key.title().to_owned())
         })

@@ -9,13 +9,13 @@ use crate::board::{Board, Settings};
 pub fn settings_window_ui(
     ctx: &egui::Context,
     state: &mut UiState,
-    model: &Board,
+    board: &Board,
     actions: &mut Vec<Action>,
 ) {
     let mut open = state.settings_open;
-    let servers: Vec<String> = model.servers.iter().map(|s| s.url.clone()).collect();
+    let servers: Vec<String> = board.servers.iter().map(|s| s.url.clone()).collect();
     // Edited on a copy; a change goes to the board as an action, like every other change.
-    let mut edited = model.settings.clone();
+    let mut edited = board.settings.clone();
     let settings = &mut edited;
     egui::Window::new("Settings")
         .open(&mut open)
@@ -92,7 +92,7 @@ pub fn settings_window_ui(
             servers_ui(ui, &servers, state, actions);
         });
     state.settings_open = open;
-    if edited != model.settings {
+    if edited != board.settings {
         actions.push(Action::ChangeSettings(edited));
     }
 }

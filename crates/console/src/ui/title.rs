@@ -4,9 +4,9 @@
 use crate::board::Board;
 
 /// `runboard · 6 live · 212.4 tok/s · 3 finished`, or just `runboard` when nothing happened.
-pub fn title(model: &Board, now: f64) -> String {
-    let live = model.live_workers();
-    let finished = model
+pub fn title(board: &Board, now: f64) -> String {
+    let live = board.live_workers();
+    let finished = board
         .feed
         .entries()
         .filter(|entry| entry.summary.status.is_finished())
@@ -16,7 +16,7 @@ pub fn title(model: &Board, now: f64) -> String {
     }
     format!(
         "runboard · {live} live · {:.1} tok/s · {finished} finished",
-        model.current_rate(now)
+        board.current_rate(now)
     )
 }
 

@@ -9,11 +9,11 @@ use crate::board::Board;
 /// Draws the prompt when a server needs a token.
 pub fn token_window_ui(
     ctx: &egui::Context,
-    model: &Board,
+    board: &Board,
     state: &mut UiState,
     actions: &mut Vec<Action>,
 ) {
-    let asking: Vec<(&str, &str)> = model
+    let asking: Vec<(&str, &str)> = board
         .servers
         .iter()
         .filter_map(|s| s.needs_token.as_deref().map(|why| (s.label.as_str(), why)))

@@ -14,8 +14,8 @@ const RED: Color32 = Color32::from_rgb(210, 60, 60);
 const AMBER: Color32 = Color32::from_rgb(210, 130, 30);
 
 /// Draws every server's upstreams, or how to get some.
-pub fn upstreams_ui(ui: &mut egui::Ui, model: &Board, now: f64) {
-    let with_upstreams: Vec<_> = model
+pub fn upstreams_ui(ui: &mut egui::Ui, board: &Board, now: f64) {
+    let with_upstreams: Vec<_> = board
         .servers
         .iter()
         .filter(|server| !server.upstreams.is_empty())
@@ -38,7 +38,7 @@ pub fn upstreams_ui(ui: &mut egui::Ui, model: &Board, now: f64) {
         .auto_shrink([false, false])
         .show(ui, |ui| {
             for server in with_upstreams {
-                if model.servers.len() > 1 {
+                if board.servers.len() > 1 {
                     ui.label(RichText::new(format!("via {}", server.label)).weak());
                 }
                 for upstream in &server.upstreams.latest {
@@ -190,9 +190,9 @@ fn models_ui(ui: &mut egui::Ui, upstream: &Upstream) {
                 ui.label(RichText::new(header).small().strong());
             }
             ui.end_row();
-            for model in &upstream.models {
-                ui.label(RichText::new(&model.model).monospace());
-                for cell in model_cells(&model.figures) {
+            for served in &upstream.models {
+                ui.label(RichText::new(&served.model).monospace());
+                for cell in model_cells(&served.figures) {
                     ui.label(RichText::new(cell).monospace());
                 }
                 ui.end_row();
@@ -267,8 +267,8 @@ fn slot_progress_ui(ui: &mut egui::Ui, url: &str, slot: &Slot) {
 }
 
 /// The summary bar's strip: each model server in a few words.
-pub fn upstreams_strip_ui(ui: &mut egui::Ui, model: &Board) {
-    for server in &model.servers {
+pub fn upstreams_strip_ui(ui: &mut egui::Ui, board: &Board) {
+    for server in &board.servers {
         for upstream in &server.upstreams.latest {
             let host = upstream
                 .url
