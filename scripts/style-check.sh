@@ -44,7 +44,7 @@ json_allowed=(
   crates/server/src/producers/proxy/session.rs     # a proxied run's params
   crates/console/src/ui/console.rs                 # a launch's params
   crates/console/src/ui/state.rs                   # a launch's params
-  crates/console/src/ui/connector.rs               # the models job's params
+  crates/console/src/network/connector.rs          # the models job's params
   src/cli/models.rs                                # the models job's params
   src/cli/bench.rs                                 # a benchmark event as a JSON line
 )

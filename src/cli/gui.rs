@@ -23,31 +23,17 @@ pub enum Theme {
     Light,
 }
 
-/// The view the window opens on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StartView {
-    /// Worker cards and the feed
-    Workers,
-    /// The servers' models
-    Models,
-    /// Benchmark progress
-    Benchmark,
-    /// Requests in flight
-    Requests,
-    /// The model servers' own load
-    Upstreams,
-}
-
-impl From<StartView> for View {
-    fn from(view: StartView) -> Self {
-        match view {
-            StartView::Workers => Self::Workers,
-            StartView::Models => Self::Models,
-            StartView::Benchmark => Self::Benchmark,
-            StartView::Requests => Self::Requests,
-            StartView::Upstreams => Self::Upstreams,
-        }
-    }
+/// `--view`: the views' names, as the console's view registry gives them (so a new view is
+/// accepted here with nothing to add).
+fn view_parser() -> impl clap::builder::TypedValueParser<Value = View> {
+    let names = View::ALL.map(|view| {
+        let spec = view.spec();
+        clap::builder::PossibleValue::new(spec.key).help(spec.about)
+    });
+    clap::builder::TypedValueParser::map(
+        clap::builder::PossibleValuesParser::new(names),
+        |name: String| View::from_key(&name).unwrap_or_default(),
+    )
 }
 
 /// Arguments of the console window.
@@ -87,8 +73,8 @@ pub struct GuiArgs {
     #[arg(long, value_name = "SECS", default_value_t = 8.0, value_parser = poll_secs)]
     feed_poll_secs: f64,
     /// The view to open on
-    #[arg(long, value_enum, default_value_t = StartView::Workers)]
-    view: StartView,
+    #[arg(long, value_parser = view_parser(), default_value = "workers")]
+    view: View,
     /// Run the embedded server's synthetic clock, or the --replay, this many times faster
     #[arg(long, default_value_t = 1.0, value_parser = positive_speed)]
     speed: f64,
@@ -225,7 +211,7 @@ pub fn run(args: GuiArgs) -> ExitCode {
     config.token = token;
     config.demo = demo;
     config.feed_poll = Duration::from_secs_f64(feed_poll_secs);
-    config.view = Some(view.into());
+    config.view = Some(view);
     config.replay = replay_view;
     let options = native_options(size, screenshot.is_some());
     let after = Duration::from_secs_f64(after.max(0.0));

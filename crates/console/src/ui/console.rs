@@ -6,23 +6,20 @@ use std::time::Duration;
 use web_time::Instant;
 
 use super::Action;
-use super::benchmark_view::benchmark_ui;
-use super::cards::cards_ui;
-use super::connector::{Connector, LaunchRequest};
-use super::feed_view::{chain_windows_ui, feed_ui};
-use super::inbox::Inbox;
-use super::log_view::log_ui;
-use super::models_view::models_ui;
 use super::replay_pace::{Progress, ReplayPace, ReplayView};
-use super::requests_view::requests_ui;
-use super::settings_view::settings_window_ui;
-use super::side_streams::{Stopping, TaskGuard};
-use super::state::{FocusTarget, UiState, View};
+use super::state::{FocusTarget, UiState};
 use super::stream_plan::{StreamCommand, StreamPlan};
-use super::summary::summary_ui;
-use super::token_view::token_window_ui;
-use super::upstreams_view::upstreams_ui;
+use super::view::View;
+use super::views::ViewNeeds;
+use super::views::feed_view::{chain_windows_ui, feed_ui};
+use super::views::log_view::log_ui;
+use super::views::settings_view::settings_window_ui;
+use super::views::summary::summary_ui;
+use super::views::token_view::token_window_ui;
 use crate::board::{Board, Inbound, ServerId, Settings};
+use crate::network::Inbox;
+use crate::network::{Connector, LaunchRequest};
+use crate::network::{Stopping, TaskGuard};
 use runboard_api::{ApiClient, CreateBenchmark, Feature};
 use runboard_sse::runtime::Spawner;
 
@@ -133,7 +130,10 @@ impl Console {
         if state.bench_tasks == 0 {
             state.bench_tasks = 10;
         }
-        let token = config.token.clone().or_else(super::token_store::load);
+        let token = config
+            .token
+            .clone()
+            .or_else(crate::network::token_store::load);
         let (inbox, outbox) = Inbox::new(ctx);
         let clients: Result<Vec<ApiClient>, String> = config
             .servers
@@ -300,7 +300,7 @@ impl Console {
             }
             Action::ListModels(server) => self.list_models(server),
             Action::SetToken(token) => {
-                super::token_store::remember(&token);
+                crate::network::token_store::remember(&token);
                 let refused: Vec<usize> = (0..self.board.servers.len())
                     .filter(|&i| self.board.servers[i].needs_token.is_some())
                     .collect();
@@ -343,9 +343,11 @@ impl Console {
                         .apply(Inbound::Polled { key, polled }, self.now());
                 }
                 StreamCommand::OpenView { view, server } => {
-                    let guard = match view {
-                        View::Benchmark => self.connector.watch_benchmark(server),
-                        _ => self.connector.watch_requests(server),
+                    let guard = match view.spec().needs {
+                        ViewNeeds::BenchmarkStream => self.connector.watch_benchmark(server),
+                        ViewNeeds::RequestsStream => self.connector.watch_requests(server),
+                        // The plan opens streams only for views that need one.
+                        ViewNeeds::Nothing | ViewNeeds::ModelLists => None,
                     };
                     match guard {
                         Some(guard) => self.view_streams.push((view, server, guard)),
@@ -386,12 +388,7 @@ impl Console {
 
     /// Whether a time shown on screen changes by itself.
     fn something_ticks(&self) -> bool {
-        let servers = &self.board.servers;
-        let view_ticks = match self.state.view {
-            View::Requests => servers.iter().any(|s| !s.requests.rows().is_empty()),
-            View::Benchmark => servers.iter().any(|s| s.benchmark.running()),
-            View::Workers | View::Models | View::Upstreams => false,
-        };
+        let view_ticks = (self.state.view.spec().ticks)(&self.board);
         view_ticks
             || self.board.live_workers() > 0
             || self
@@ -563,48 +560,19 @@ pub fn console_ui(ui: &mut egui::Ui, board: &Board, state: &mut UiState, now: f6
                 state.log_open = !state.log_open;
             }
         });
-    if state.view == View::Workers {
+    if state.view.spec().with_feed {
         egui::Panel::right("feed")
             .resizable(true)
             .default_size(430.0)
             .min_size(300.0)
             .show(ui, |ui| feed_ui(ui, board, state));
     }
-    egui::CentralPanel::default().show(ui, |ui| match state.view {
-        View::Workers if board.workers().is_empty() => empty_ui(ui, &mut actions),
-        View::Workers => cards_ui(ui, board, state, now, &mut actions),
-        View::Models => models_ui(ui, board, &mut actions),
-        View::Benchmark => benchmark_ui(ui, board, state, now, &mut actions),
-        View::Requests => requests_ui(ui, board, state, now),
-        View::Upstreams => upstreams_ui(ui, board, now),
-    });
+    let draw = state.view.spec().draw;
+    egui::CentralPanel::default().show(ui, |ui| draw(ui, board, state, now, &mut actions));
     chain_windows_ui(&ctx, board, state);
     if state.settings_open {
         settings_window_ui(&ctx, state, board, &mut actions);
     }
     token_window_ui(&ctx, board, state, &mut actions);
     actions
-}
-
-fn empty_ui(ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    ui.add_space(ui.available_height() * 0.3);
-    ui.vertical_centered(|ui| {
-        ui.heading("No workers yet");
-        ui.label(
-            egui::RichText::new(
-                "Launch a batch of runs and every worker shows up here live: tokens per \
-                 second, agent, iteration and the text as it is written.",
-            )
-            .weak(),
-        );
-        ui.add_space(10.0);
-        if ui.button("Launch demo batch").clicked() {
-            actions.push(Action::LaunchDemo);
-        }
-        ui.label(
-            egui::RichText::new("or press L to launch your own")
-                .small()
-                .weak(),
-        );
-    });
 }

@@ -2,40 +2,27 @@
 //! reads the board and draws. Widgets live one per file; functions that draw take `&mut Ui` and
 //! end in `_ui`.
 
-mod benchmark_chart;
-mod benchmark_view;
-mod cards;
-mod connector;
 mod console;
-mod feed_view;
 mod fonts;
-mod format;
-mod inbox;
-mod log_view;
-mod models_view;
 mod replay_pace;
-mod requests_view;
 #[cfg(not(target_arch = "wasm32"))]
 mod screenshot;
-mod settings_view;
-mod side_streams;
 mod state;
 mod stream_plan;
-mod summary;
 mod title;
-mod token_store;
-mod token_view;
-mod upstreams_view;
+mod view;
+mod views;
 
-pub use connector::{Connector, LaunchRequest};
+pub use crate::network::{Connector, Inbox, LaunchRequest, Outbox};
 pub use console::{Console, ConsoleConfig, console_ui};
 pub use fonts::install_fonts;
-pub use inbox::{Inbox, Outbox};
 pub use replay_pace::{REPLAY_STEP_SECS, ReplayView};
 #[cfg(not(target_arch = "wasm32"))]
 pub use screenshot::Screenshot;
-pub use state::{LaunchForm, LogLevel, RequestColumn, RequestSort, UiState, View};
+pub use state::{LaunchForm, LogLevel, RequestColumn, RequestSort, UiState};
 pub use stream_plan::{StreamCommand, StreamPlan};
+pub use view::View;
+pub use views::{ViewNeeds, ViewSpec};
 
 use crate::board::{RunKey, Settings};
 

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::view::View;
 use crate::board::RunKey;
 use runboard_api::{RunMode, RunStatus};
 
@@ -111,44 +112,6 @@ pub struct UiState {
     /// The token being typed into the token prompt.
     #[serde(skip)]
     pub token_input: String,
-}
-
-/// The views of the main area.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum View {
-    /// Worker cards and the feed.
-    #[default]
-    Workers,
-    /// The servers' models.
-    Models,
-    /// Benchmark progress.
-    Benchmark,
-    /// Requests in flight.
-    Requests,
-    /// The model servers' own load (`serve --scrape`).
-    Upstreams,
-}
-
-impl View {
-    /// Every view, in tab order.
-    pub const ALL: [Self; 5] = [
-        Self::Workers,
-        Self::Models,
-        Self::Benchmark,
-        Self::Requests,
-        Self::Upstreams,
-    ];
-
-    /// The tab's label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Workers => "Workers",
-            Self::Models => "Models",
-            Self::Benchmark => "Benchmark",
-            Self::Requests => "Requests",
-            Self::Upstreams => "Upstreams",
-        }
-    }
 }
 
 /// The least severe level the log shows.

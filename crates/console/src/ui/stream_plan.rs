@@ -13,7 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use runboard_api::Feature;
 
-use super::state::View;
+use super::view::View;
+use super::views::ViewNeeds;
 use crate::board::{Board, RunKey, ServerId};
 
 /// What the console's glue should do.
@@ -163,10 +164,10 @@ impl StreamPlan {
                 .as_ref()
                 .is_some_and(|health| health.has(feature))
         };
-        let feature = match view {
-            View::Benchmark => Feature::Benchmarks,
-            View::Requests => Feature::ActiveRequests,
-            View::Models => {
+        let feature = match view.spec().needs {
+            ViewNeeds::BenchmarkStream => Feature::Benchmarks,
+            ViewNeeds::RequestsStream => Feature::ActiveRequests,
+            ViewNeeds::ModelLists => {
                 for server in 0..board.servers.len() {
                     let unknown = board.servers[server].models.is_none();
                     if unknown
@@ -182,7 +183,7 @@ impl StreamPlan {
                 return;
             }
             // The upstreams stream is always open: the summary bar shows it in every view.
-            View::Workers | View::Upstreams => return,
+            ViewNeeds::Nothing => return,
         };
         for server in 0..board.servers.len() {
             let open = self.open_views.iter().any(|(_, s)| *s == server);

@@ -3,11 +3,11 @@
 
 use egui::RichText;
 
-use super::Action;
 use super::format::{badge, link_color, rate, sparkline_ui, tokens};
-use super::state::{FocusTarget, UiState};
 use super::upstreams_view::upstreams_strip_ui;
 use crate::board::Board;
+use crate::ui::Action;
+use crate::ui::state::{FocusTarget, UiState};
 use runboard_api::RunStatus;
 
 /// Draws the summary bar (and the launch form when open).

@@ -16,6 +16,7 @@ use runboard_sse::Backoff;
 use runboard_sse::runtime::{Spawner, sleep};
 
 use super::inbox::Outbox;
+use super::pump::{Flow, open, pump};
 use super::side_streams::{self, TaskGuard, follow_upstreams};
 
 /// How many runs a feed poll asks for.
@@ -443,22 +444,20 @@ async fn follow(
         after,
         ..StreamOptions::default()
     };
-    let mut stream = match client.stream::<RunEvent>(&url, &options) {
-        Ok(stream) => stream,
-        Err(error) => {
-            let message = error.to_string();
-            outbox.send(Inbound::ServerError { server, message }).await;
-            return;
-        }
+    let Some(mut stream) = open::<RunEvent>(&client, &url, &options, server, &outbox).await else {
+        return;
     };
-    while let Some(update) = stream.next().await {
-        let mut id = None;
-        let message = match update {
+    // The id of the event being sent, for `last_id` once it is in the inbox (0: none, which
+    // `fetch_max` leaves alone).
+    let sending = AtomicU64::new(0);
+    let translate = |update: StreamUpdate<RunEvent>| {
+        sending.store(0, Ordering::Relaxed);
+        Flow::Send(match update {
             StreamUpdate::Event {
                 decoded: event,
                 raw,
             } => {
-                id = raw.id.parse::<u64>().ok();
+                sending.store(raw.id.parse::<u64>().unwrap_or(0), Ordering::Relaxed);
                 Inbound::Event {
                     server,
                     event: match &run {
@@ -481,12 +480,12 @@ async fn follow(
                 server,
                 message: format!("dropped an event larger than {limit_bytes} bytes"),
             },
-        };
-        if !outbox.send(message).await {
-            return;
+        })
+    };
+    let delivered = || {
+        if let Some(last_id) = &last_id {
+            last_id.fetch_max(sending.load(Ordering::Relaxed), Ordering::SeqCst);
         }
-        if let (Some(last_id), Some(id)) = (&last_id, id) {
-            last_id.fetch_max(id, Ordering::SeqCst);
-        }
-    }
+    };
+    pump(&mut stream, &outbox, translate, delivered).await;
 }

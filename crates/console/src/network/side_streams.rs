@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
 
 use super::inbox::Outbox;
+use super::pump::{Flow, PumpEnd, open, pump};
 use crate::board::{Inbound, RequestsFeed, ServerId};
 use runboard_api::clock::{REQUESTS_HEARTBEAT, idle_timeout_for};
 use runboard_api::{
-    ApiClient, BenchmarkEvent, EventStream, RequestsEvent, StreamEvent, StreamOptions,
-    StreamUpdate, Upstreams, reconnect_policy,
+    ApiClient, BenchmarkEvent, RequestsEvent, StreamOptions, StreamUpdate, Upstreams,
+    reconnect_policy,
 };
 use runboard_sse::runtime::{MaybeSend, Spawner, sleep};
 use runboard_sse::{Backoff, ConnectionState};
@@ -97,24 +98,22 @@ pub fn watch_benchmark(
         let url = client.benchmark_stream_url(BENCHMARK_INTERVAL_SECS);
         let options = StreamOptions::default();
         let Some(mut stream) =
-            open::<BenchmarkEvent>(&client, &url, options, server, &outbox).await
+            open::<BenchmarkEvent>(&client, &url, &options, server, &outbox).await
         else {
             return;
         };
-        while let Some(update) = stream.next().await {
-            let message = match update {
-                StreamUpdate::Event { decoded: event, .. } => Inbound::Benchmark { server, event },
-                StreamUpdate::Undecodable(error) => Inbound::ServerError {
-                    server,
-                    message: format!("a benchmark event was unreadable: {error}"),
-                },
-                StreamUpdate::State(state) => Inbound::BenchmarkLink { server, state },
-                StreamUpdate::TooLarge { .. } => continue,
-            };
-            if !outbox.send(message).await {
-                return;
+        let translate = |update| match update {
+            StreamUpdate::Event { decoded: event, .. } => {
+                Flow::Send(Inbound::Benchmark { server, event })
             }
-        }
+            StreamUpdate::Undecodable(error) => Flow::Send(Inbound::ServerError {
+                server,
+                message: format!("a benchmark event was unreadable: {error}"),
+            }),
+            StreamUpdate::State(state) => Flow::Send(Inbound::BenchmarkLink { server, state }),
+            StreamUpdate::TooLarge { .. } => Flow::Skip,
+        };
+        pump(&mut stream, &outbox, translate, || {}).await;
     })
 }
 
@@ -122,26 +121,21 @@ pub fn watch_benchmark(
 /// runs: the summary bar shows them whatever the view.
 pub async fn follow_upstreams(client: ApiClient, server: ServerId, outbox: Outbox) {
     let url = client.upstreams_stream_url();
-    let Some(mut stream) =
-        open::<Upstreams>(&client, &url, StreamOptions::default(), server, &outbox).await
-    else {
+    let options = StreamOptions::default();
+    let Some(mut stream) = open::<Upstreams>(&client, &url, &options, server, &outbox).await else {
         return;
     };
-    while let Some(update) = stream.next().await {
-        let message = match update {
-            StreamUpdate::Event {
-                decoded: snapshot, ..
-            } => Inbound::Upstreams { server, snapshot },
-            StreamUpdate::Undecodable(error) => Inbound::ServerError {
-                server,
-                message: format!("an upstreams event was unreadable: {error}"),
-            },
-            StreamUpdate::State(_) | StreamUpdate::TooLarge { .. } => continue,
-        };
-        if !outbox.send(message).await {
-            return;
-        }
-    }
+    let translate = |update| match update {
+        StreamUpdate::Event {
+            decoded: snapshot, ..
+        } => Flow::Send(Inbound::Upstreams { server, snapshot }),
+        StreamUpdate::Undecodable(error) => Flow::Send(Inbound::ServerError {
+            server,
+            message: format!("an upstreams event was unreadable: {error}"),
+        }),
+        StreamUpdate::State(_) | StreamUpdate::TooLarge { .. } => Flow::Skip,
+    };
+    pump(&mut stream, &outbox, translate, || {}).await;
 }
 
 /// Follows a server's requests in flight until the guard is dropped: the stream when it can,
@@ -189,54 +183,47 @@ async fn stream_requests(client: &ApiClient, server: ServerId, outbox: &Outbox) 
         idle_timeout: Some(REQUESTS_IDLE),
         ..StreamOptions::default()
     };
-    let Some(mut stream) = open::<RequestsEvent>(client, &url, options, server, outbox).await
+    let Some(mut stream) = open::<RequestsEvent>(client, &url, &options, server, outbox).await
     else {
         return StreamOutcome::Unavailable("the stream could not be opened".into());
     };
-    while let Some(update) = stream.next().await {
-        let message = match update {
-            StreamUpdate::Undecodable(error) => {
-                let message = format!("an active-requests event was unreadable: {error}");
-                if !outbox.send(Inbound::ServerError { server, message }).await {
-                    return StreamOutcome::UiGone;
-                }
-                continue;
+    // Set when an update ends the stream: what the server said, or why it failed.
+    let mut outcome = None;
+    let translate = |update| match update {
+        StreamUpdate::Undecodable(error) => Flow::Send(Inbound::ServerError {
+            server,
+            message: format!("an active-requests event was unreadable: {error}"),
+        }),
+        StreamUpdate::Event {
+            decoded: RequestsEvent { snapshot, disabled },
+            ..
+        } => {
+            let message = Inbound::Requests {
+                server,
+                snapshot,
+                feed: RequestsFeed::Streaming,
+            };
+            if disabled {
+                outcome = Some(StreamOutcome::Disabled);
+                Flow::Stop(message)
+            } else {
+                Flow::Send(message)
             }
-            StreamUpdate::Event {
-                decoded: RequestsEvent { snapshot, disabled },
-                ..
-            } => {
-                let sent = outbox
-                    .send(Inbound::Requests {
-                        server,
-                        snapshot,
-                        feed: RequestsFeed::Streaming,
-                    })
-                    .await;
-                if !sent {
-                    return StreamOutcome::UiGone;
-                }
-                if disabled {
-                    return StreamOutcome::Disabled;
-                }
-                continue;
-            }
-            StreamUpdate::State(ConnectionState::Failed(error)) => {
-                let reason = error.to_string();
-                let state = ConnectionState::Failed(error);
-                if !outbox.send(Inbound::RequestsLink { server, state }).await {
-                    return StreamOutcome::UiGone;
-                }
-                return StreamOutcome::Unavailable(reason);
-            }
-            StreamUpdate::State(state) => Inbound::RequestsLink { server, state },
-            StreamUpdate::TooLarge { .. } => continue,
-        };
-        if !outbox.send(message).await {
-            return StreamOutcome::UiGone;
+        }
+        StreamUpdate::State(ConnectionState::Failed(error)) => {
+            outcome = Some(StreamOutcome::Unavailable(error.to_string()));
+            let state = ConnectionState::Failed(error);
+            Flow::Stop(Inbound::RequestsLink { server, state })
+        }
+        StreamUpdate::State(state) => Flow::Send(Inbound::RequestsLink { server, state }),
+        StreamUpdate::TooLarge { .. } => Flow::Skip,
+    };
+    match pump(&mut stream, outbox, translate, || {}).await {
+        PumpEnd::UiGone => StreamOutcome::UiGone,
+        PumpEnd::Stopped | PumpEnd::StreamEnded => {
+            outcome.unwrap_or_else(|| StreamOutcome::Unavailable("the stream ended".into()))
         }
     }
-    StreamOutcome::Unavailable("the stream ended".into())
 }
 
 /// Polls the snapshot for `how_long` (or, while metrics are off, until they are on). False once
@@ -280,24 +267,6 @@ async fn poll_requests(
         }
         if matches!(fallback, Fallback::Unavailable(_)) && waited >= how_long {
             return true;
-        }
-    }
-}
-
-/// Opens a typed stream, or reports why it cannot be (a bad URL) and gives `None`.
-async fn open<E: StreamEvent>(
-    client: &ApiClient,
-    url: &str,
-    options: StreamOptions,
-    server: ServerId,
-    outbox: &Outbox,
-) -> Option<EventStream<E>> {
-    match client.stream(url, &options) {
-        Ok(stream) => Some(stream),
-        Err(error) => {
-            let message = error.to_string();
-            outbox.send(Inbound::ServerError { server, message }).await;
-            None
         }
     }
 }

@@ -4,8 +4,8 @@
 use egui::RichText;
 
 use super::format::{self, badge, seconds, status_color, tokens};
-use super::state::{FocusTarget, UiState};
 use crate::board::{Board, ChainLine, FeedEntry, RunKey, StepLine, chain};
+use crate::ui::state::{FocusTarget, UiState};
 use runboard_api::RunStatus;
 
 const ROW_HEIGHT: f32 = 58.0;

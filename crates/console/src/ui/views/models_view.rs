@@ -1,14 +1,26 @@
 //! The Models view: each server's models, read only from the `model_list` data event of a
 //! models job, never from its narration.
 
+use super::spec::{ViewNeeds, ViewSpec};
 use egui::RichText;
 use runboard_api::Feature;
 
-use super::Action;
 use super::format::{badge, status_color};
 use crate::board::{Board, Server};
+use crate::ui::Action;
 use runboard_api::units::bytes;
 use runboard_api::{RunStatus, UpstreamModels};
+
+/// The Models view.
+pub const VIEW: ViewSpec = ViewSpec {
+    key: "models",
+    label: "Models",
+    about: "The servers' models",
+    needs: ViewNeeds::ModelLists,
+    with_feed: false,
+    ticks: |_| false,
+    draw: |ui, board, _, _, actions| models_ui(ui, board, actions),
+};
 
 /// Draws every server's model list.
 pub fn models_ui(ui: &mut egui::Ui, board: &Board, actions: &mut Vec<Action>) {

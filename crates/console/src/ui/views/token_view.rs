@@ -2,9 +2,9 @@
 
 use egui::RichText;
 
-use super::Action;
-use super::state::UiState;
 use crate::board::Board;
+use crate::ui::Action;
+use crate::ui::state::UiState;
 
 /// Draws the prompt when a server needs a token.
 pub fn token_window_ui(

@@ -3,17 +3,35 @@
 
 use egui::{Align, Layout, RichText, Vec2};
 
-use super::Action;
 use super::format::{
     badge, first_chars, link_color, printable, rate, seconds, sparkline_ui, status_color, tokens,
 };
-use super::state::UiState;
+use super::spec::{ViewNeeds, ViewSpec};
 use crate::board::{Board, Card, Worker};
+use crate::ui::Action;
+use crate::ui::state::UiState;
 
 /// A card's size: wide enough for a readable snippet, tall enough for four lines of it.
 const CARD_WIDTH: f32 = 310.0;
 const CARD_HEIGHT: f32 = 236.0;
 const GAP: f32 = 10.0;
+
+/// The Workers view: the cards (or, before any, how to get some) beside the feed.
+pub const VIEW: ViewSpec = ViewSpec {
+    key: "workers",
+    label: "Workers",
+    about: "Worker cards and the feed",
+    needs: ViewNeeds::Nothing,
+    with_feed: true,
+    ticks: |_| false,
+    draw: |ui, board, state, now, actions| {
+        if board.workers().is_empty() {
+            empty_ui(ui, actions);
+        } else {
+            cards_ui(ui, board, state, now, actions);
+        }
+    },
+};
 
 /// Draws the grid of cards; returns what the user asked for.
 pub fn cards_ui(
@@ -415,5 +433,29 @@ fn footer_ui(
                     .on_hover_text(warning);
             }
         });
+    });
+}
+
+/// What the Workers view shows before the first run: how to launch one.
+fn empty_ui(ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    ui.add_space(ui.available_height() * 0.3);
+    ui.vertical_centered(|ui| {
+        ui.heading("No workers yet");
+        ui.label(
+            egui::RichText::new(
+                "Launch a batch of runs and every worker shows up here live: tokens per \
+                 second, agent, iteration and the text as it is written.",
+            )
+            .weak(),
+        );
+        ui.add_space(10.0);
+        if ui.button("Launch demo batch").clicked() {
+            actions.push(Action::LaunchDemo);
+        }
+        ui.label(
+            egui::RichText::new("or press L to launch your own")
+                .small()
+                .weak(),
+        );
     });
 }

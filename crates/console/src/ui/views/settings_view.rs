@@ -1,9 +1,9 @@
 //! The settings window: how tok/s is smoothed, when a worker counts as stalled, and whether
 //! finished cards clear themselves. Changes apply at once and are saved.
 
-use super::Action;
-use super::state::UiState;
 use crate::board::{Board, Settings};
+use crate::ui::Action;
+use crate::ui::state::UiState;
 
 /// Draws the settings window when it is open.
 pub fn settings_window_ui(

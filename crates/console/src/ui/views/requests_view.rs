@@ -1,6 +1,7 @@
 //! The Requests view: every server's requests in flight in one sortable table whose
 //! durations tick live, with how each server's rows arrive (stream, polling, disabled).
 
+use super::spec::{ViewNeeds, ViewSpec};
 use std::cmp::Ordering;
 
 use egui::RichText;
@@ -8,8 +9,9 @@ use egui::RichText;
 use runboard_api::RequestPhase;
 
 use super::format::{self, badge, few_grid_marks, link_color, rate, seconds, tokens};
-use super::state::{RequestColumn, RequestSort, UiState, View};
 use crate::board::{Board, IN_FLIGHT_WINDOW_SECS, RequestRow, RequestsFeed, RunKey};
+use crate::ui::View;
+use crate::ui::state::{RequestColumn, RequestSort, UiState};
 
 const COLUMNS: [(RequestColumn, &str); 11] = [
     (RequestColumn::Worker, "Worker"),
@@ -24,6 +26,17 @@ const COLUMNS: [(RequestColumn, &str); 11] = [
     (RequestColumn::Output, "Out"),
     (RequestColumn::RequestId, "Request id"),
 ];
+
+/// The Requests view.
+pub const VIEW: ViewSpec = ViewSpec {
+    key: "requests",
+    label: "Requests",
+    about: "Requests in flight",
+    needs: ViewNeeds::RequestsStream,
+    with_feed: false,
+    ticks: |board| board.servers.iter().any(|s| !s.requests.rows().is_empty()),
+    draw: |ui, board, state, now, _| requests_ui(ui, board, state, now),
+};
 
 /// Draws the connection line of each server and the table.
 pub fn requests_ui(ui: &mut egui::Ui, board: &Board, state: &mut UiState, now: f64) {

@@ -2,16 +2,17 @@
 //! task and step, pass rate and mean score, an error banner, the results as charts
 //! (`benchmark_chart`) and as a table.
 
+use super::spec::{ViewNeeds, ViewSpec};
 use runboard_api::Feature;
 use std::fmt::Write as _;
 
 use egui::{Color32, RichText};
 
-use super::Action;
 use super::benchmark_chart::results_chart_ui;
 use super::format::{badge, link_color, seconds};
-use super::state::UiState;
 use crate::board::{BenchmarkTally, Board, Server};
+use crate::ui::Action;
+use crate::ui::state::UiState;
 use runboard_api::phase;
 
 const GOOD: Color32 = Color32::from_rgb(46, 160, 67);
@@ -19,6 +20,17 @@ const BAD: Color32 = Color32::from_rgb(210, 60, 60);
 const IDLE: Color32 = Color32::from_rgb(128, 128, 140);
 const BUSY: Color32 = Color32::from_rgb(52, 120, 220);
 const WAITING: Color32 = Color32::from_rgb(210, 130, 30);
+
+/// The Benchmark view.
+pub const VIEW: ViewSpec = ViewSpec {
+    key: "benchmark",
+    label: "Benchmark",
+    about: "Benchmark progress",
+    needs: ViewNeeds::BenchmarkStream,
+    with_feed: false,
+    ticks: |board| board.servers.iter().any(|s| s.benchmark.running()),
+    draw: benchmark_ui,
+};
 
 /// Draws every server's benchmark.
 pub fn benchmark_ui(

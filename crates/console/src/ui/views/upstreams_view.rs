@@ -2,6 +2,7 @@
 //! beside what the workers see: per server its figures with five-minute sparklines, its models
 //! in a table, and llama.cpp's slots as small cards. Also the compact strip of the summary bar.
 
+use super::spec::{ViewNeeds, ViewSpec};
 use egui::{Color32, RichText};
 
 use super::format::{badge, rate, seconds, window_sparkline_ui};
@@ -12,6 +13,17 @@ const GREEN: Color32 = Color32::from_rgb(46, 160, 67);
 const GREY: Color32 = Color32::from_rgb(128, 128, 140);
 const RED: Color32 = Color32::from_rgb(210, 60, 60);
 const AMBER: Color32 = Color32::from_rgb(210, 130, 30);
+
+/// The Upstreams view.
+pub const VIEW: ViewSpec = ViewSpec {
+    key: "upstreams",
+    label: "Upstreams",
+    about: "The model servers' own load",
+    needs: ViewNeeds::Nothing,
+    with_feed: false,
+    ticks: |_| false,
+    draw: |ui, board, _, now, _| upstreams_ui(ui, board, now),
+};
 
 /// Draws every server's upstreams, or how to get some.
 pub fn upstreams_ui(ui: &mut egui::Ui, board: &Board, now: f64) {

@@ -4,8 +4,9 @@
 use egui::{RichText, Sense};
 
 use super::format::seconds;
-use super::state::{LogLevel, UiState, View};
 use crate::board::{Board, LogLine};
+use crate::ui::View;
+use crate::ui::state::{LogLevel, UiState};
 
 const LINE_HEIGHT: f32 = 18.0;
 
@@ -179,7 +180,7 @@ fn row_ui(ui: &mut egui::Ui, row: &Row<'_>, selected: bool, now: f64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::LogLevel;
+    use crate::ui::LogLevel;
 
     #[test]
     fn levels_admit_what_is_at_least_as_severe() {
