@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use runboard_console::eframe::{self, egui};
+use runboard_console::network::Spawner;
 use runboard_console::ui::{Console, ConsoleConfig, View};
 use runboard_server::{self as server, DbLocation, RunningServer, ServerConfig};
-use runboard_sse::runtime::Spawner;
 
 /// The colour theme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -31,7 +31,7 @@ fn free_port() -> u16 {
 
 fn fresh_database(base: Option<String>, label: &str) -> Option<String> {
     let base = postgres_or_skip(base, label)?;
-    let mut rng = runboard_sse::rng::SplitMix64::from_entropy();
+    let mut rng = runboard_server::rng::SplitMix64::from_entropy();
     Some(create_database(
         &base,
         &format!("rb_{label}_{:08x}", rng.next_u64() >> 32),

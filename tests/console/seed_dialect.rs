@@ -6,8 +6,8 @@ use std::time::Duration;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use runboard_api::{Feature, RunStatus};
+use runboard_console::network::Spawner;
 use runboard_console::ui::{Console, ConsoleConfig, LaunchForm};
-use runboard_sse::runtime::Spawner;
 
 use super::ui::{click_until, launch_from_the_ui, wait_for};
 use crate::support::seed_server::{SeedConfig, SeedServer};

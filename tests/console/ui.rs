@@ -8,9 +8,9 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use runboard_api::RunStatus;
 use runboard_console::board::{RequestsFeed, RunKey};
+use runboard_console::network::Spawner;
 use runboard_console::ui::{Console, ConsoleConfig, LaunchForm, LogLevel, RequestColumn};
 use runboard_server::{self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
-use runboard_sse::runtime::Spawner;
 
 pub(crate) struct Setup {
     runtime: tokio::runtime::Runtime,

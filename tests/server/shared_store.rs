@@ -30,7 +30,7 @@ pub fn fresh_database(label: &str) -> Option<String> {
         );
         return None;
     };
-    let mut rng = runboard_sse::rng::SplitMix64::from_entropy();
+    let mut rng = runboard_server::rng::SplitMix64::from_entropy();
     let name = format!("rb_{label}_{:08x}", rng.next_u64() >> 32);
     Some(create_database(&base, &name))
 }

@@ -149,7 +149,7 @@ async fn a_run_stream_ends_after_stream_end_and_then_answers_204() {
 
 /// Random cut points from a fixed seed, so a failure can be replayed.
 fn cut_points(count: usize, seed: u64, max: usize) -> Vec<usize> {
-    let mut rng = runboard_sse::rng::SplitMix64::new(seed);
+    let mut rng = runboard_server::rng::SplitMix64::new(seed);
     (0..count)
         .map(|_| usize::try_from(rng.range_u64(1, max as u64)).unwrap())
         .collect()

@@ -7,7 +7,7 @@
 //! folds each message into the board, and the views draw the board. See `ARCHITECTURE.md`.
 
 pub mod board;
-mod network;
+pub mod network;
 pub mod ui;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -5,8 +5,8 @@
 
 use wasm_bindgen::JsCast as _;
 
+use crate::network::Spawner;
 use crate::ui::{Console, ConsoleConfig};
-use runboard_sse::runtime::Spawner;
 
 /// The canvas in `index.html`.
 const CANVAS_ID: &str = "runboard_canvas";

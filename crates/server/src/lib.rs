@@ -11,7 +11,7 @@ pub mod store;
 
 pub use http::{listener, web_bundle};
 pub use observe::scrape;
-pub use producers::{benchmark, catalog, generator, proxy, replay, upstream};
+pub use producers::{benchmark, catalog, generator, proxy, replay, rng, upstream};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -585,8 +585,8 @@ fn benchmarks(
     let seed = config
         .generator
         .seed
-        .map_or_else(runboard_sse::rng::SplitMix64::from_entropy, |seed| {
-            runboard_sse::rng::SplitMix64::new(seed.rotate_left(29))
+        .map_or_else(crate::producers::rng::SplitMix64::from_entropy, |seed| {
+            crate::producers::rng::SplitMix64::new(seed.rotate_left(29))
         });
     let runner = BenchmarkRunner {
         board: board.clone(),

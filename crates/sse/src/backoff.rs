@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::rng::SplitMix64;
+use crate::jitter::Jitter;
 
 /// How a client reconnects. The defaults suit a console that watches long-lived streams.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +42,7 @@ pub struct Backoff {
     policy: ReconnectPolicy,
     /// Reconnects since the last healthy connection.
     attempts: u32,
-    rng: SplitMix64,
+    jitter: Jitter,
 }
 
 impl Backoff {
@@ -51,7 +51,7 @@ impl Backoff {
         Self {
             policy,
             attempts: 0,
-            rng: SplitMix64::from_entropy(),
+            jitter: Jitter::from_clock(),
         }
     }
 
@@ -60,7 +60,7 @@ impl Backoff {
         Self {
             policy,
             attempts: 0,
-            rng: SplitMix64::new(seed),
+            jitter: Jitter::seeded(seed),
         }
     }
 
@@ -99,7 +99,7 @@ impl Backoff {
         if doublings == 0 {
             return Some(backed_off);
         }
-        let jitter = self.policy.jitter.clamp(0.0, 1.0) * self.rng.unit();
+        let jitter = self.policy.jitter.clamp(0.0, 1.0) * self.jitter.fraction();
         // Shortening keeps the delay within the cap; the floor keeps the server's retry time.
         Some(backed_off.mul_f64(1.0 - jitter).max(retry))
     }

@@ -14,10 +14,10 @@ mod client;
 pub mod encode;
 mod error;
 mod event;
+mod jitter;
 mod parser;
 #[cfg(not(target_arch = "wasm32"))]
 mod response;
-pub mod rng;
 pub mod runtime;
 mod state;
 

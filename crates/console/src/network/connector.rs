@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::board::{Inbound, RunKey, ServerId};
+use crate::network::Spawner;
 use runboard_api::{
     ApiClient, CreateBenchmark, CreateRun, MODELS_JOB, RunEvent, RunMode, RunQuery, StreamOptions,
     StreamUpdate, reconnect_policy,
 };
 use runboard_sse::Backoff;
-use runboard_sse::runtime::{Spawner, sleep};
+use runboard_sse::runtime::sleep;
 
 use super::inbox::Outbox;
 use super::pump::{Flow, open, pump};

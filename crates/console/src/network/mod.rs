@@ -6,9 +6,11 @@
 mod connector;
 mod inbox;
 mod pump;
+mod runtime;
 mod side_streams;
 pub(crate) mod token_store;
 
 pub use connector::{Connector, LaunchRequest};
 pub use inbox::{Inbox, Outbox};
+pub use runtime::{MaybeSend, Spawner};
 pub(crate) use side_streams::{Stopping, TaskGuard};

@@ -13,12 +13,13 @@ use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
 use super::inbox::Outbox;
 use super::pump::{Flow, PumpEnd, open, pump};
 use crate::board::{Inbound, RequestsFeed, ServerId};
+use crate::network::{MaybeSend, Spawner};
 use runboard_api::clock::{REQUESTS_HEARTBEAT, idle_timeout_for};
 use runboard_api::{
     ApiClient, BenchmarkEvent, RequestsEvent, StreamOptions, StreamUpdate, Upstreams,
     reconnect_policy,
 };
-use runboard_sse::runtime::{MaybeSend, Spawner, sleep};
+use runboard_sse::runtime::sleep;
 use runboard_sse::{Backoff, ConnectionState};
 
 /// The console asks the benchmark stream for a check every second: it is one small stream.

@@ -18,10 +18,10 @@ use super::views::summary::summary_ui;
 use super::views::token_view::token_window_ui;
 use crate::board::{Board, Inbound, ServerId, Settings};
 use crate::network::Inbox;
+use crate::network::Spawner;
 use crate::network::{Connector, LaunchRequest};
 use crate::network::{Stopping, TaskGuard};
 use runboard_api::{ApiClient, CreateBenchmark, Feature};
-use runboard_sse::runtime::Spawner;
 
 /// How long `logic` may spend applying messages before it yields a frame.
 const DRAIN_BUDGET: Duration = Duration::from_millis(10);

@@ -12,10 +12,10 @@ use serde_json::Value;
 use crate::events::recorder::Stopped;
 use crate::observe::active_requests::NewRequest;
 use crate::producers::catalog::{self, Pick};
+use crate::producers::rng::SplitMix64;
 use crate::producers::run_context::{Outcome, RunContext, SNIPPET_CHARS, tail};
 use runboard_api::clock::now_rfc3339;
 use runboard_api::{AgentMetrics, DataAction, NodeUpdate, RunEvent};
-use runboard_sse::rng::SplitMix64;
 
 /// Settings shared by every run.
 #[derive(Debug, Clone, PartialEq)]

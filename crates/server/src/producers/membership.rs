@@ -43,7 +43,7 @@ pub struct Identity {
 impl Identity {
     /// A fresh id for an instance named `name`.
     pub fn new(name: String, lease: Duration) -> Self {
-        let mut rng = runboard_sse::rng::SplitMix64::from_entropy();
+        let mut rng = crate::producers::rng::SplitMix64::from_entropy();
         Self {
             id: Arc::from(format!("i-{:010x}", rng.next_u64() >> 24)),
             name,

@@ -10,6 +10,7 @@ pub(crate) mod models_job;
 pub(crate) mod notifications;
 pub mod proxy;
 pub mod replay;
+pub mod rng;
 pub mod run_context;
 pub(crate) mod runs;
 pub mod upstream;

@@ -13,13 +13,13 @@ use crate::events::recorder::{NewEvent, Recorder, Refused, Stopped};
 use crate::observe::active_requests::RequestTracker;
 use crate::producers::generator::{self, GeneratorConfig};
 use crate::producers::models_job;
+use crate::producers::rng::SplitMix64;
 use crate::producers::run_context::{Outcome, RunContext};
 use crate::producers::upstream::{self, UpstreamPool};
 use crate::store::health::StoreHealth;
 use crate::store::{RunRow, Store, StoreError};
 use runboard_api::clock::now_rfc3339;
 use runboard_api::{ErrorCode, MODELS_JOB, RunEvent, RunStatus, RunSummary};
-use runboard_sse::rng::SplitMix64;
 
 /// What `cancel` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,10 @@ use web_time::Instant;
 
 use super::BenchmarkBoard;
 use crate::events::hub::Hub;
+use crate::producers::rng::SplitMix64;
 use crate::producers::runs::Runs;
 use crate::store::Store;
 use runboard_api::{BenchmarkStarted, CreateBenchmark, RunStatus, TaskComplete, phase};
-use runboard_sse::rng::SplitMix64;
 
 /// The kinds of task a synthetic benchmark cycles through, for readable task ids.
 const TASK_KINDS: [&str; 8] = [

@@ -1,7 +1,8 @@
-//! A tiny seeded generator (splitmix64) for jitter and synthetic data; not for anything secret.
-//! Seeded generation is what makes `runboard serve --seed` reproducible.
+//! A tiny seeded generator (splitmix64) for synthetic data, run ids and lease jitter; not for
+//! anything secret. Seeded generation is what makes `runboard serve --seed` reproducible: the
+//! same seed gives the same runs, event for event.
 
-/// A splitmix64 generator: fast, small, and good enough for jitter and synthetic data.
+/// A splitmix64 generator: fast, small, and good enough for synthetic data.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
 
