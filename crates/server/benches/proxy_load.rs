@@ -25,7 +25,7 @@ use runboard_server::{DbLocation, ServerConfig, UpstreamSpec};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::{percentile, runtime, threads_cpu_secs};
+use common::{percentile_ms, runtime, threads_cpu_secs};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -340,12 +340,6 @@ async fn events_head(url: &str) -> i64 {
     let bytes = response.bytes().await.unwrap_or_default();
     let health: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     health["events_head"].as_i64().unwrap_or(0)
-}
-
-fn percentile_ms(sorted: &[u64], fraction: f64) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let ms = percentile(sorted, fraction) as f64 / 1000.0;
-    ms
 }
 
 /// The scripted upstream on its runtime, and runboard proxying to it (recording in a SQLite

@@ -14,16 +14,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use runboard_api::{ApiClient, CreateRun, RunMode};
 use runboard_server::{DbLocation, GeneratorConfig, ServerConfig};
-use runboard_sse::{ConnectionState, EventSource, ReconnectPolicy, Update};
 use serde_json::json;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 // The same allocator as the `runboard` binary, so the figures are the product's.
+use common::subscriber::{Subscriber, subscribe};
 use common::{percentile, threads_cpu_secs};
 
 #[global_allocator]
@@ -31,84 +29,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const RUNS: usize = 256;
 const SUBSCRIBERS: usize = 64;
-
-struct Subscriber {
-    events: usize,
-    first: Option<Instant>,
-    last: Option<Instant>,
-    latencies_us: Vec<u64>,
-}
-
-impl Subscriber {
-    fn rate(&self) -> f64 {
-        match (self.first, self.last) {
-            #[allow(clippy::cast_precision_loss)]
-            (Some(first), Some(last)) if last > first => {
-                self.events as f64 / (last - first).as_secs_f64()
-            }
-            _ => 0.0,
-        }
-    }
-}
-
-/// Reads only the `ts` field, so measuring costs the subscriber little.
-fn latency_us(data: &str) -> Option<u64> {
-    let start = data.find(r#""ts":""#)? + 6;
-    let end = start + data[start..].find('"')?;
-    let emitted = OffsetDateTime::parse(&data[start..end], &Rfc3339).ok()?;
-    let now = OffsetDateTime::from(SystemTime::now());
-    u64::try_from((now - emitted).whole_microseconds()).ok()
-}
-
-async fn subscribe(
-    url: String,
-    ready: tokio::sync::mpsc::Sender<()>,
-    runs: usize,
-    sample_every: u64,
-) -> Subscriber {
-    let mut source = EventSource::builder(&url)
-        .unwrap()
-        .reconnect(ReconnectPolicy {
-            initial_retry: Duration::from_millis(50),
-            ..ReconnectPolicy::default()
-        })
-        .build()
-        .unwrap();
-    let mut me = Subscriber {
-        events: 0,
-        first: None,
-        last: None,
-        latencies_us: Vec::new(),
-    };
-    let mut ended = 0;
-    let mut node_updates = 0u64;
-    while ended < runs {
-        match source.next().await {
-            Some(Update::State(ConnectionState::Open)) => {
-                let _ = ready.send(()).await;
-            }
-            Some(Update::Event(event)) => {
-                let now = Instant::now();
-                me.first.get_or_insert(now);
-                me.last = Some(now);
-                me.events += 1;
-                match event.event.as_str() {
-                    "stream_end" => ended += 1,
-                    "node_update" => {
-                        node_updates += 1;
-                        if node_updates.is_multiple_of(sample_every) {
-                            me.latencies_us.extend(latency_us(&event.data));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Some(_) => {}
-            None => break,
-        }
-    }
-    me
-}
 
 /// A server on a free loopback port with a fresh SQLite file, `runs` at once, seeded runs that
 /// never fail, paced at `speed`.

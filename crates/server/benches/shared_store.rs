@@ -15,16 +15,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use runboard_api::{ApiClient, CreateRun, RunMode};
 use runboard_server::{DbLocation, GeneratorConfig, RunningServer, ServerConfig};
-use runboard_sse::{ConnectionState, EventSource, ReconnectPolicy, Update};
 use serde_json::json;
 use sqlx::Connection as _;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use common::subscriber::{Subscriber, subscribe};
 use common::{median, percentile};
 
 #[global_allocator]
@@ -32,78 +30,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const RUNS: usize = 256;
 const SUBSCRIBERS: usize = 64;
-
-struct Subscriber {
-    events: usize,
-    first: Option<Instant>,
-    last: Option<Instant>,
-    latencies_us: Vec<u64>,
-}
-
-impl Subscriber {
-    #[allow(clippy::cast_precision_loss)]
-    fn rate(&self) -> f64 {
-        match (self.first, self.last) {
-            (Some(first), Some(last)) if last > first => {
-                self.events as f64 / (last - first).as_secs_f64()
-            }
-            _ => 0.0,
-        }
-    }
-}
-
-fn latency_us(data: &str) -> Option<u64> {
-    let start = data.find(r#""ts":""#)? + 6;
-    let end = start + data[start..].find('"')?;
-    let emitted = OffsetDateTime::parse(&data[start..end], &Rfc3339).ok()?;
-    let now = OffsetDateTime::from(SystemTime::now());
-    u64::try_from((now - emitted).whole_microseconds()).ok()
-}
-
-async fn subscribe(url: String, ready: tokio::sync::mpsc::Sender<()>) -> Subscriber {
-    let mut source = EventSource::builder(&url)
-        .unwrap()
-        .reconnect(ReconnectPolicy {
-            initial_retry: Duration::from_millis(50),
-            ..ReconnectPolicy::default()
-        })
-        .build()
-        .unwrap();
-    let mut me = Subscriber {
-        events: 0,
-        first: None,
-        last: None,
-        latencies_us: Vec::new(),
-    };
-    let mut ended = 0;
-    let mut node_updates = 0u64;
-    while ended < RUNS {
-        match source.next().await {
-            Some(Update::State(ConnectionState::Open)) => {
-                let _ = ready.send(()).await;
-            }
-            Some(Update::Event(event)) => {
-                let now = Instant::now();
-                me.first.get_or_insert(now);
-                me.last = Some(now);
-                me.events += 1;
-                match event.event.as_str() {
-                    "stream_end" => ended += 1,
-                    "node_update" => {
-                        node_updates += 1;
-                        if node_updates.is_multiple_of(16) {
-                            me.latencies_us.extend(latency_us(&event.data));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Some(_) => {}
-            None => break,
-        }
-    }
-    me
-}
 
 fn config(db: DbLocation, runs: usize, speed: f64, name: &str) -> ServerConfig {
     let mut config = ServerConfig {
@@ -136,7 +62,7 @@ async fn round(servers: &[RunningServer], iterations: u64) -> Round {
     let mut subscribers = tokio::task::JoinSet::new();
     for index in 0..SUBSCRIBERS {
         let url = format!("{}/api/events", servers[index % servers.len()].url());
-        subscribers.spawn(subscribe(url, ready_tx.clone()));
+        subscribers.spawn(subscribe(url, ready_tx.clone(), RUNS, 16));
     }
     for _ in 0..SUBSCRIBERS {
         ready.recv().await.unwrap();

@@ -16,15 +16,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use runboard_api::{ApiClient, CreateRun, RunMode};
 use runboard_server::{DbLocation, ServerConfig, UpstreamSpec};
 use runboard_sse::{EventSource, Update};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 
+use common::upstream_wire::{micros_now, read_request};
 use common::{median, percentile, runtime, threads_cpu_secs};
 
 #[global_allocator]
@@ -33,46 +34,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const RUNS: usize = 64;
 const CHUNKS: usize = 1000;
 const GAP: Duration = Duration::from_millis(2);
-
-fn micros_now() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros(),
-    )
-    .unwrap_or(0)
-}
-
-/// Reads a request's head and its `Content-Length` body; returns the request line.
-async fn read_request(stream: &mut TcpStream) -> Option<String> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let read = stream.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buffer.len() < head_end + length {
-        let read = stream.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            break;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-    }
-    head.lines().next().map(str::to_owned)
-}
 
 /// One connection of the scripted upstream: the model list, or a stream whose every chunk's
 /// text is the time it was written.

@@ -1,7 +1,11 @@
-//! What the benchmarks share: CPU time by thread, percentiles and medians, and runtimes with
-//! named threads (so one runtime's CPU can be told from another's in one process).
+//! What the benchmarks share: CPU time by thread, percentiles and medians, runtimes with named
+//! threads (so one runtime's CPU can be told from another's in one process), an events
+//! subscriber and the scripted upstreams' wire.
 
 #![allow(dead_code)]
+
+pub mod subscriber;
+pub mod upstream_wire;
 
 /// CPU seconds (user + system) of this process's threads whose name starts with a prefix.
 pub fn threads_cpu_secs(prefixes: &[&str]) -> f64 {
@@ -40,6 +44,13 @@ pub fn percentile(sorted: &[u64], fraction: f64) -> u64 {
     )]
     let index = ((sorted.len().saturating_sub(1)) as f64 * fraction).round() as usize;
     sorted.get(index).copied().unwrap_or(0)
+}
+
+/// The value at `fraction` of sorted microseconds, in milliseconds.
+pub fn percentile_ms(sorted: &[u64], fraction: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // Microseconds far below 2^52.
+    let ms = percentile(sorted, fraction) as f64 / 1000.0;
+    ms
 }
 
 /// The median of some figures (the upper one of an even count).
