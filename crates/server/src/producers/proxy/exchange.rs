@@ -19,7 +19,8 @@ use crate::observe::active_requests::{LiveFigures, NewRequest};
 use crate::producers::upstream::chain::interrupted_text;
 use crate::producers::upstream::chunk::{self, ChunkError};
 use crate::producers::upstream::pace::{Pace, Paced};
-use crate::producers::upstream::reading::Reading;
+use crate::producers::upstream::reading::{Reading, Taken};
+use crate::producers::upstream::request;
 use crate::producers::upstream::scrub::Scrubber;
 use crate::producers::upstream::step::error_detail;
 use crate::producers::upstream::{Target, UpstreamPool};
@@ -194,7 +195,6 @@ impl Exchange {
             parser: Parser::new(),
             copy: Vec::new(),
             failure: None,
-            warned: false,
             request,
             figures,
             sent: 0,
@@ -227,13 +227,8 @@ impl Exchange {
     /// Sends the call upstream; the error says why it could not be.
     async fn send(&self) -> Result<reqwest::Response, String> {
         let spec = &self.target.upstream.spec;
-        let idle = self.pool.config().idle_timeout;
-        let mut request = self
-            .pool
-            .http()
-            .post(format!("{}{}", spec.base_url, self.call.endpoint.path()))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(self.body.clone());
+        let path = self.call.endpoint.path();
+        let mut request = request::post(&self.pool, spec, path, self.body.clone());
         if let Some(accept) = &self.accept {
             request = request.header(reqwest::header::ACCEPT, accept.as_bytes());
         }
@@ -244,24 +239,7 @@ impl Exchange {
             // seconds: a connection of its own costs it one round trip.
             request = request.header(reqwest::header::CONNECTION, "close");
         }
-        if let Some(key) = &spec.key {
-            request = request.header(reqwest::header::AUTHORIZATION, key.bearer());
-        }
-        let message = match tokio::time::timeout(idle, request.send()).await {
-            Ok(Ok(response)) => return Ok(response),
-            Ok(Err(error)) => format!(
-                "could not reach upstream {} ({}): {}",
-                spec.name,
-                spec.display_url(),
-                runboard_sse::error_with_causes(&error)
-            ),
-            Err(_) => format!(
-                "upstream {} sent no answer within {} s",
-                spec.name,
-                idle.as_secs_f64()
-            ),
-        };
-        Err(spec.redact(&message))
+        request::send(&self.pool, spec, request).await
     }
 
     /// The upstream's headers for the client, without the ones that describe one connection
@@ -357,7 +335,6 @@ struct BodyReader<'a> {
     copy: Vec<u8>,
     /// An error the upstream reported inside its stream.
     failure: Option<String>,
-    warned: bool,
     request: crate::observe::active_requests::RequestGuard,
     figures: LiveFigures,
     /// Bytes passed to the client's channel.
@@ -436,11 +413,7 @@ impl BodyReader<'_> {
                     let _ = client.send(Err(cut("the upstream fell silent"))).await;
                     let tokens = self.reading.meter.output_tokens().0;
                     self.update().await;
-                    let message = format!(
-                        "upstream {} sent nothing for {} s after {tokens} tokens",
-                        spec.name,
-                        idle.as_secs_f64()
-                    );
+                    let message = request::silent(spec, idle.as_secs_f64(), tokens);
                     return exchange.failed(message).await;
                 }
             };
@@ -563,29 +536,24 @@ impl BodyReader<'_> {
     }
 
     async fn take_event(&mut self, data: &str) -> bool {
-        if data.trim() == "[DONE]" {
-            self.reading.saw_done();
-            self.complete_at = Some(self.sent);
-            return false;
-        }
-        let spec = &self.exchange.target.upstream.spec;
-        match chunk::decode(data) {
-            Ok(chunk) => self.reading.take(&chunk, Instant::now()),
-            Err(ChunkError::Upstream(message)) => {
-                let message = format!(
-                    "upstream {} reported an error mid-stream: {message}",
-                    spec.name
-                );
-                self.failure.get_or_insert(spec.redact(&message));
+        let exchange = self.exchange;
+        let spec = &exchange.target.upstream.spec;
+        match self
+            .reading
+            .take_data(data, Instant::now(), spec, &exchange.call.agent)
+        {
+            Taken::Done => {
+                self.complete_at = Some(self.sent);
                 false
             }
-            Err(error @ ChunkError::Malformed { .. }) => {
-                if !self.warned {
-                    self.warned = true;
-                    let text = format!("{}: skipped an {error}", self.exchange.call.agent);
-                    self.exchange
-                        .narrate("warn", "upstream_chunk", &spec.redact(&text))
-                        .await;
+            Taken::Chunk(tokens) => tokens,
+            Taken::UpstreamError(message) => {
+                self.failure.get_or_insert(message);
+                false
+            }
+            Taken::Skipped(warning) => {
+                if let Some(warning) = warning {
+                    exchange.narrate("warn", "upstream_chunk", &warning).await;
                 }
                 false
             }

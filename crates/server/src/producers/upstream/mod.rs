@@ -11,6 +11,7 @@ pub(crate) mod chunk;
 pub(crate) mod meter;
 pub(crate) mod pace;
 pub(crate) mod reading;
+pub(crate) mod request;
 mod retry;
 pub mod scrub;
 pub mod spec;

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use tokio::time::Instant;
 
-use super::chunk::Chunk;
+use super::chunk::{self, Chunk, ChunkError};
 use super::meter::{StepFigures, StepMeter};
+use super::spec::UpstreamSpec;
 use crate::observe::active_requests::LiveFigures;
 use crate::producers::run_context::{SNIPPET_CHARS, tail};
 use runboard_api::{NodeUpdate, RequestPhase};
@@ -74,8 +75,21 @@ pub struct Reading {
     finish_reason: Option<String>,
     /// Whether the stream said `[DONE]`.
     done: bool,
-    /// Whether a malformed chunk was narrated already (once per try is enough).
-    pub warned: bool,
+    /// Whether a malformed chunk was told already (once per try is enough).
+    warned: bool,
+}
+
+/// What one `data:` field of an answer's stream was, once read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// `[DONE]`: the server ended the answer itself.
+    Done,
+    /// A chunk; `true` when it carried tokens.
+    Chunk(bool),
+    /// An error the upstream reported inside its stream: the message to fail with, redacted.
+    UpstreamError(String),
+    /// A chunk that could not be read, skipped: the warning to narrate, the first time only.
+    Skipped(Option<String>),
 }
 
 impl Reading {
@@ -96,6 +110,32 @@ impl Reading {
     /// The stream said `[DONE]`: the server ended the answer itself (not a cut connection).
     pub fn saw_done(&mut self) {
         self.done = true;
+    }
+
+    /// Reads one `data:` field of the stream of `spec`'s answer to `agent`, received at `at`:
+    /// the one reading of a stream's events, for generated runs and proxied calls alike.
+    pub fn take_data(
+        &mut self,
+        data: &str,
+        at: Instant,
+        spec: &UpstreamSpec,
+        agent: &str,
+    ) -> Taken {
+        if data.trim() == "[DONE]" {
+            self.saw_done();
+            return Taken::Done;
+        }
+        match chunk::decode(data) {
+            Ok(chunk) => Taken::Chunk(self.take(&chunk, at)),
+            Err(ChunkError::Upstream(message)) => Taken::UpstreamError(spec.redact(&format!(
+                "upstream {} reported an error mid-stream: {message}",
+                spec.name
+            ))),
+            Err(error @ ChunkError::Malformed { .. }) => {
+                let first = !std::mem::replace(&mut self.warned, true);
+                Taken::Skipped(first.then(|| spec.redact(&format!("{agent}: skipped an {error}"))))
+            }
+        }
     }
 
     /// Whether the server ended the answer (`[DONE]`) without saying why generation stopped:

@@ -8,9 +8,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::chunk::{self, ChunkError};
+use super::chunk;
 use super::pace::{Pace, Paced};
-use super::reading::{Reading, StepResult};
+use super::reading::{Reading, StepResult, Taken};
+use super::request;
 use super::retry::{self, MAX_TRIES, TryFailure};
 use super::spec::UpstreamSpec;
 use super::{Target, UpstreamPool};
@@ -178,34 +179,11 @@ impl RunState<'_> {
     /// Sends the request; a transport failure or silence is worth another try.
     async fn send(&self, body: &Value) -> Result<reqwest::Response, TryEnd> {
         let spec = &self.target.upstream.spec;
-        let idle = self.pool.config().idle_timeout;
-        let mut http = self
-            .pool
-            .http()
-            .post(format!("{}/chat/completions", spec.base_url))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .body(body.to_string());
-        if let Some(key) = &spec.key {
-            http = http.header(reqwest::header::AUTHORIZATION, key.bearer());
-        }
-        match self
-            .until_stopped(tokio::time::timeout(idle, http.send()))
+        let request = request::post(self.pool, spec, "/chat/completions", body.to_string())
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        self.until_stopped(request::send(self.pool, spec, request))
             .await?
-        {
-            Err(_) => Err(transient(format!(
-                "upstream {} sent no answer within {} s",
-                spec.name,
-                idle.as_secs_f64()
-            ))),
-            Ok(Err(error)) => Err(transient(format!(
-                "could not reach upstream {} ({}): {}",
-                spec.name,
-                spec.display_url(),
-                runboard_sse::error_with_causes(&error)
-            ))),
-            Ok(Ok(response)) => Ok(response),
-        }
+            .map_err(transient)
     }
 
     /// Reads the event stream of one try to its end, reporting as it goes.
@@ -255,37 +233,25 @@ impl RunState<'_> {
                     return Err(self.broken(&error, &reading));
                 }
             };
-            if data.trim() == "[DONE]" {
-                reading.saw_done();
-                break;
-            }
-            match chunk::decode(&data) {
-                Ok(chunk) => {
-                    if reading.take(&chunk, Instant::now()) {
-                        self.tokens_out = reading.run_tokens();
-                        match pace.tokens(Instant::now()) {
-                            Paced::Now => {
-                                self.update(plan, &reading, live).await?;
-                                pace.sent(Instant::now());
-                            }
-                            Paced::HoldUntil(at) => flush.as_mut().reset(at),
-                            Paced::AlreadyHeld => {}
+            match reading.take_data(&data, Instant::now(), spec, plan.agent) {
+                Taken::Done => break,
+                Taken::Chunk(true) => {
+                    self.tokens_out = reading.run_tokens();
+                    match pace.tokens(Instant::now()) {
+                        Paced::Now => {
+                            self.update(plan, &reading, live).await?;
+                            pace.sent(Instant::now());
                         }
+                        Paced::HoldUntil(at) => flush.as_mut().reset(at),
+                        Paced::AlreadyHeld => {}
                     }
                 }
-                Err(ChunkError::Upstream(message)) => {
-                    return Err(TryEnd::Failed(TryFailure::Final(spec.redact(&format!(
-                        "upstream {} reported an error mid-stream: {message}",
-                        spec.name
-                    )))));
+                Taken::Chunk(false) | Taken::Skipped(None) => {}
+                Taken::UpstreamError(message) => {
+                    return Err(TryEnd::Failed(TryFailure::Final(message)));
                 }
-                Err(error @ ChunkError::Malformed { .. }) => {
-                    if !reading.warned {
-                        reading.warned = true;
-                        let text = format!("{}: skipped an {error}", plan.agent);
-                        self.narrate("warn", "upstream_chunk", &spec.redact(&text))
-                            .await?;
-                    }
+                Taken::Skipped(Some(warning)) => {
+                    self.narrate("warn", "upstream_chunk", &warning).await?;
                 }
             }
         }
@@ -325,11 +291,9 @@ impl RunState<'_> {
         let spec = &self.target.upstream.spec;
         let tokens = reading.meter.output_tokens().0;
         let message = match error {
-            SseError::IdleTimeout { after, .. } => format!(
-                "upstream {} sent nothing for {} s after {tokens} tokens",
-                spec.name,
-                after.as_secs_f64()
-            ),
+            SseError::IdleTimeout { after, .. } => {
+                request::silent(spec, after.as_secs_f64(), tokens)
+            }
             other => format!(
                 "the stream from upstream {} was cut after {tokens} tokens: {other}",
                 spec.name
