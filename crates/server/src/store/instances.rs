@@ -239,7 +239,7 @@ impl Store {
         tx.commit().await.map_err(failed("taking over runs"))?;
         let mut taken = TakenOver::default();
         for row in &rows {
-            let run = super::run_from_row(row)?;
+            let run = super::reads::run_from_row(row)?;
             if run.summary.status == RunStatus::Queued {
                 taken.queued.push(run);
             } else {

@@ -9,19 +9,22 @@
 
 pub(crate) mod health;
 mod instances;
+mod prune;
+mod reads;
 pub(crate) mod retention;
+mod schema;
 mod sql;
+mod writes;
 
 pub use instances::{InstanceRow, InstanceState, TakenOver};
 
 use std::path::PathBuf;
 use std::sync::Once;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-// The only dynamic SQL is built from this file's column-list constants; values are bound.
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection as _, Executor as _, Row as _};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, Connection as _};
 
-use runboard_api::{RunStatus, RunSummary, StoredEvent};
+use runboard_api::{RunStatus, RunSummary};
 use sql::Sql;
 
 /// Where the database lives.
@@ -270,72 +273,6 @@ pub struct Store {
     url: String,
 }
 
-/// Version 1 of the schema: the tables as they were before versions were kept (a database
-/// without a version that has them is at version 1).
-const SCHEMA_V1: [&str; 6] = [
-    "CREATE TABLE IF NOT EXISTS runs (
-        run_id TEXT PRIMARY KEY,
-        ord BIGINT NOT NULL,
-        task TEXT NOT NULL,
-        params TEXT NOT NULL,
-        status TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        started_at TEXT,
-        finished_at TEXT,
-        tokens_out BIGINT NOT NULL,
-        agent TEXT,
-        iteration BIGINT,
-        snippet TEXT
-    )",
-    "CREATE UNIQUE INDEX IF NOT EXISTS runs_by_ord ON runs (ord)",
-    "CREATE TABLE IF NOT EXISTS events (
-        seq BIGINT PRIMARY KEY,
-        run_id TEXT NOT NULL,
-        run_seq BIGINT NOT NULL,
-        event TEXT NOT NULL,
-        data TEXT NOT NULL,
-        ts TEXT NOT NULL
-    )",
-    "CREATE UNIQUE INDEX IF NOT EXISTS events_by_run ON events (run_id, run_seq)",
-    // High-water marks (`last_seq`, `last_ord`, `pruned_seq`) that outlive pruned rows.
-    "CREATE TABLE IF NOT EXISTS meta (
-        key TEXT PRIMARY KEY,
-        value BIGINT NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, ord)",
-];
-
-/// Version 2: servers sharing one database. Each run has an owner (the instance that runs
-/// it), instances keep a heartbeat, and the `last_seq` mark always exists, as writers take
-/// their sequence numbers from it.
-const SCHEMA_V2: [&str; 4] = [
-    "ALTER TABLE runs ADD COLUMN owner TEXT",
-    "CREATE TABLE IF NOT EXISTS instances (
-        instance_id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        heartbeat_at TEXT NOT NULL,
-        beats BIGINT NOT NULL,
-        state TEXT NOT NULL,
-        lease_ms BIGINT NOT NULL,
-        note TEXT
-    )",
-    "INSERT INTO meta (key, value) SELECT 'last_seq', COALESCE(MAX(seq), 0) FROM events \
-     WHERE 1 = 1 ON CONFLICT (key) DO NOTHING",
-    "CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, status)",
-];
-
-/// Version 3: the worker that made each run (`GET /api/runs?worker=`, `GET /api/workers`).
-const SCHEMA_V3: [&str; 2] = [
-    "ALTER TABLE runs ADD COLUMN worker TEXT",
-    "CREATE INDEX IF NOT EXISTS runs_by_worker ON runs (worker, ord)",
-];
-
-/// The schema's migrations, in order: a database at version N gets N+1 and later applied at
-/// start, each in its own transaction with the version it reaches. Append; never edit one that
-/// shipped.
-const MIGRATIONS: [&[&str]; 3] = [&SCHEMA_V1, &SCHEMA_V2, &SCHEMA_V3];
-
 /// The channel that wakes other instances when events are committed (payload: the last
 /// sequence of the write).
 pub const EVENTS_CHANNEL: &str = "runboard_events";
@@ -345,16 +282,13 @@ pub const CANCEL_CHANNEL: &str = "runboard_cancel";
 
 /// The schema version this build writes: the number of migrations.
 #[allow(clippy::cast_possible_wrap)] // A handful of migrations.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub const SCHEMA_VERSION: i64 = schema::MIGRATIONS.len() as i64;
 
 /// How long start-up may take to open and check the database before it is refused.
 pub const OPEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Finished statuses, as SQL literals (constants, never user input).
 const FINISHED_SQL: &str = "('completed', 'failed', 'cancelled')";
-
-/// Runs removed per pruning transaction, so a large backlog never holds the writer for long.
-const PRUNE_CHUNK: i64 = 200;
 
 /// Rows per multi-row INSERT, largest first: a batch is cut into these sizes only, so the
 /// engine sees a handful of statement shapes that stay prepared, rather than a new statement
@@ -390,8 +324,8 @@ impl Store {
         match tokio::time::timeout(OPEN_LIMIT, Self::open_checked(location)).await {
             Ok(Ok(store)) => Ok(store),
             Ok(Err(StoreError::Query { doing, source })) => Err(unusable(
-                filesystem_reason(location)
-                    .unwrap_or_else(|| describe_open_failure(doing, &source)),
+                schema::filesystem_reason(location)
+                    .unwrap_or_else(|| schema::describe_open_failure(doing, &source)),
             )),
             Ok(Err(other)) => Err(other),
             Err(_) => Err(unusable(format!(
@@ -445,10 +379,10 @@ impl Store {
             .await
             .map_err(failed("opening the database"))?;
         if is_sqlite {
-            sqlite_setup(&mut probe)
+            schema::sqlite_setup(&mut probe)
                 .await
                 .map_err(failed("opening the database"))?;
-            check_integrity(&mut probe, location).await?;
+            schema::check_integrity(&mut probe, location).await?;
         } else {
             // Servers starting together on a new database must not migrate it twice at once.
             sqlx::query("SELECT pg_advisory_lock(7201)") // PostgreSQL only
@@ -456,7 +390,7 @@ impl Store {
                 .await
                 .map_err(failed("locking the schema"))?;
         }
-        migrate(&mut probe, location).await?;
+        schema::migrate(&mut probe, location).await?;
         // Prove it can be written now, not at the first run: a read-only file or filesystem,
         // or a full disk, is refused at start.
         sqlx::query(
@@ -473,7 +407,7 @@ impl Store {
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if is_sqlite {
-                        sqlite_setup(connection).await?;
+                        schema::sqlite_setup(connection).await?;
                     }
                     Ok(())
                 })
@@ -486,7 +420,7 @@ impl Store {
             .acquire()
             .await
             .map_err(failed("opening the database"))?;
-        migrate(&mut first, location).await?;
+        schema::migrate(&mut first, location).await?;
         drop(first);
         Ok(Self {
             pool,
@@ -511,389 +445,6 @@ impl Store {
         &self.url
     }
 
-    /// Where the sequences stand, to continue them after a restart.
-    pub async fn sequences(&self) -> Result<Sequences, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), \
-                    (SELECT COALESCE(MAX(ord), 0) FROM runs), \
-                    (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_seq'), \
-                    (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_ord')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(failed("reading the sequences"))?;
-        let read = |index: usize| -> Result<i64, StoreError> {
-            row.try_get(index).map_err(failed("reading the sequences"))
-        };
-        // The marks outlive pruned rows; the rows cover databases written before the marks.
-        Ok(Sequences {
-            last_seq: read(0)?.max(read(2)?),
-            last_ord: read(1)?.max(read(3)?),
-        })
-    }
-
-    /// The highest global sequence removed by retention (0: none): a stream resuming from
-    /// below it may have missed pruned events.
-    pub async fn pruned_seq(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'pruned_seq'")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(failed("reading the pruning mark"))?;
-        row.try_get(0).map_err(failed("reading the pruning mark"))
-    }
-
-    /// The highest run sequence of a run (0 for a run without events).
-    pub async fn last_run_seq(&self, run_id: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COALESCE(MAX(run_seq), 0) FROM events WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(failed("reading a run's sequence"))?;
-        row.try_get(0).map_err(failed("reading a run's sequence"))
-    }
-
-    /// Writes a batch in one transaction: new events numbered by the store (their `seq`, and the
-    /// `ord` of new runs, are set here), then the changed runs. `owner` is this instance: on a
-    /// shared store, events and rows of runs another instance took over are left out and
-    /// returned in [`Written::lost`]; other instances are woken by a notification.
-    pub async fn write_batch(
-        &self,
-        events: &mut Vec<EventRow>,
-        runs: &mut Vec<RunRow>,
-        owner: &str,
-    ) -> Result<Written, StoreError> {
-        let mut connection = self
-            .pool
-            .acquire()
-            .await
-            .map_err(failed("starting a write"))?;
-        let shared = self.is_shared().then_some(owner);
-        let written = write_rows(&mut connection, events, runs, shared).await;
-        if written.is_err() && !self.in_memory {
-            // A COMMIT that fails (a full disk) can leave SQLite's transaction open on this
-            // connection; back in the pool it would hold the write lock and take later writes
-            // into a transaction that never commits. Closing it rolls everything back.
-            let _ = connection.detach().close().await;
-        }
-        written
-    }
-
-    /// After a write failed: whether the batch was committed all the same (the connection
-    /// was lost after the COMMIT was sent). If so, its events get the sequence numbers they
-    /// were stored with, and the new runs their order, and it must not be written again.
-    pub async fn was_stored(
-        &self,
-        events: &mut [EventRow],
-        runs: &mut [RunRow],
-    ) -> Result<bool, StoreError> {
-        let Some(first) = events.first() else {
-            return Ok(false);
-        };
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM events WHERE run_id = $1 AND run_seq = $2")
-                .bind(first.run_id.clone())
-                .bind(first.run_seq)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(failed("checking a write"))?;
-        let Some(first_seq) = found else {
-            return Ok(false);
-        };
-        // A batch is numbered in order from its first event.
-        number_rows(events, runs, first_seq);
-        Ok(true)
-    }
-
-    /// Removes finished runs beyond the retention limits, with their events, in small
-    /// transactions. `now` is the current time (RFC 3339), passed in for tests.
-    pub async fn prune(
-        &self,
-        retention: Retention,
-        now: time::OffsetDateTime,
-    ) -> Result<Pruned, StoreError> {
-        // A limit reaching before the calendar's start keeps everything: no run is that old.
-        let cutoff = retention.days.and_then(|days| {
-            now.checked_sub(time::Duration::days(i64::from(days)))
-                .map(runboard_api::clock::format_rfc3339)
-        });
-        let keep = retention
-            .runs
-            .map(|runs| i64::try_from(runs).unwrap_or(i64::MAX));
-        let mut total = Pruned::default();
-        if cutoff.is_none() && keep.is_none() {
-            return Ok(total);
-        }
-        loop {
-            // On SQLite the write lock is taken first: a transaction that reads, then writes
-            // is refused its upgrade (SQLITE_BUSY_SNAPSHOT, no waiting helps) whenever the
-            // writer committed in between, which under load is always.
-            let tx = if self.is_shared() {
-                self.pool.begin().await
-            } else {
-                self.pool.begin_with("BEGIN IMMEDIATE").await
-            };
-            let mut tx = tx.map_err(failed("starting to prune"))?;
-            let mut select = Sql::new(format!(
-                "SELECT run_id FROM runs WHERE status IN {FINISHED_SQL} AND (1 = 0"
-            ));
-            if let Some(cutoff) = &cutoff {
-                select.push(" OR finished_at < ").push_bind(cutoff.clone());
-            }
-            if let Some(keep) = keep {
-                // Older than the keep-th newest finished run (no such run: nothing to cut).
-                select.push(format!(
-                    " OR ord <= (SELECT ord FROM runs WHERE status IN {FINISHED_SQL} \
-                     ORDER BY ord DESC LIMIT 1 OFFSET "
-                ));
-                select.push_bind(keep).push(")");
-            }
-            select.push(") ORDER BY ord LIMIT ").push_bind(PRUNE_CHUNK);
-            let victims: Vec<String> = select
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed("choosing runs to prune"))?
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<Result<_, _>>()
-                .map_err(failed("choosing runs to prune"))?;
-            if victims.is_empty() {
-                return Ok(total);
-            }
-            let in_list = |query: &mut Sql| {
-                query.push(" WHERE run_id IN (");
-                let mut list = query.separated(", ");
-                for run_id in &victims {
-                    list.push_bind(run_id.clone());
-                }
-                query.push(")");
-            };
-            let mut highest = Sql::new("SELECT COALESCE(MAX(seq), 0) FROM events");
-            in_list(&mut highest);
-            let highest: i64 = highest
-                .build()
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|row| row.try_get(0))
-                .map_err(failed("pruning"))?;
-            raise_mark(&mut tx, "pruned_seq", highest)
-                .await
-                .map_err(failed("pruning"))?;
-            let mut events = Sql::new("DELETE FROM events");
-            in_list(&mut events);
-            let removed = events
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("pruning events"))?;
-            let mut runs = Sql::new("DELETE FROM runs");
-            in_list(&mut runs);
-            runs.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("pruning runs"))?;
-            tx.commit().await.map_err(failed("committing a prune"))?;
-            total.runs += victims.len() as u64;
-            total.events += removed.rows_affected();
-        }
-    }
-
-    /// Runs newest first, at most `limit`, of those `filter` lets through.
-    pub async fn list_runs(
-        &self,
-        limit: u32,
-        filter: &RunFilter,
-    ) -> Result<Vec<RunRow>, StoreError> {
-        let mut query = Sql::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"));
-        if let Some(before) = filter.before_ord {
-            query.push(" AND ord < ").push_bind(before);
-        }
-        if let Some(status) = filter.status {
-            query
-                .push(" AND status = ")
-                .push_bind(status.as_str().to_owned());
-        }
-        if let Some(worker) = &filter.worker {
-            query.push(" AND worker = ").push_bind(worker.clone());
-        }
-        query
-            .push(" ORDER BY ord DESC LIMIT ")
-            .push_bind(i64::from(limit));
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed("listing runs"))?;
-        rows.iter().map(run_from_row).collect()
-    }
-
-    /// One run, if it exists.
-    pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"
-        )))
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("reading a run"))?;
-        row.as_ref().map(run_from_row).transpose()
-    }
-
-    /// Every worker with a run in the store: its runs by status, tokens, and the newest time
-    /// one of its runs was created or finished.
-    pub async fn worker_totals(&self) -> Result<Vec<WorkerTotals>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT worker, status, COUNT(*) AS n, \
-             CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT) AS tokens, \
-             MAX(created_at) AS created, MAX(finished_at) AS finished \
-             FROM runs WHERE worker IS NOT NULL GROUP BY worker, status",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("counting workers' runs"))?;
-        let mut totals: Vec<WorkerTotals> = Vec::new();
-        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-        for row in &rows {
-            let read = || -> Result<_, sqlx::Error> {
-                let worker: String = row.try_get("worker")?;
-                let status: String = row.try_get("status")?;
-                let count: i64 = row.try_get("n")?;
-                let tokens: i64 = row.try_get("tokens")?;
-                let times: [Option<String>; 2] =
-                    [row.try_get("created")?, row.try_get("finished")?];
-                Ok((worker, status, count, tokens, times))
-            };
-            let (worker, status, count, tokens, [created, finished]) =
-                read().map_err(failed("counting workers' runs"))?;
-            let at = *index.entry(worker.clone()).or_insert_with(|| {
-                totals.push(WorkerTotals {
-                    worker,
-                    ..WorkerTotals::default()
-                });
-                totals.len() - 1
-            });
-            let entry = &mut totals[at];
-            let count = u64::try_from(count).unwrap_or(0);
-            match RunStatus::parse(&status) {
-                Some(RunStatus::Completed) => entry.done += count,
-                Some(RunStatus::Failed) => entry.failed += count,
-                Some(RunStatus::Cancelled) => entry.cancelled += count,
-                _ => entry.in_flight += count,
-            }
-            entry.tokens_out += u64::try_from(tokens).unwrap_or(0);
-            // RFC 3339 times in UTC with one format compare as text.
-            entry.last_seen = [entry.last_seen.take(), created, finished]
-                .into_iter()
-                .flatten()
-                .max();
-        }
-        Ok(totals)
-    }
-
-    /// How many runs the store holds in each status.
-    pub async fn count_by_status(&self) -> Result<Vec<(RunStatus, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed("counting runs"))?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| {
-                let status: String = row.try_get("status").ok()?;
-                let count: i64 = row.try_get("n").ok()?;
-                Some((RunStatus::parse(&status)?, count))
-            })
-            .collect())
-    }
-
-    /// Runs in these statuses, oldest first (for restart recovery).
-    pub async fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status = $1 ORDER BY ord"
-        )))
-        .bind(status.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading runs by status"))?;
-        rows.iter().map(run_from_row).collect()
-    }
-
-    /// All events of one run, in order.
-    pub async fn run_events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = self
-            .replay(
-                &Replay::Run {
-                    run_id,
-                    after_run_seq: 0,
-                },
-                u32::MAX,
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredEvent {
-                seq: u64::try_from(row.run_seq).unwrap_or(0),
-                data: serde_json::from_str(&row.data).unwrap_or(serde_json::Value::Null),
-                event: row.event,
-                ts: Some(row.ts),
-            })
-            .collect())
-    }
-
-    /// Up to `limit` events after a point, in order: what a stream replays.
-    pub async fn replay(
-        &self,
-        replay: &Replay<'_>,
-        limit: u32,
-    ) -> Result<Vec<EventRow>, StoreError> {
-        let mut query = Sql::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
-        match replay {
-            Replay::All { after_seq, runs } => {
-                query.push("seq > ").push_bind(*after_seq);
-                if let Some(runs) = runs {
-                    query.push(" AND run_id IN (");
-                    let mut list = query.separated(", ");
-                    for run in *runs {
-                        list.push_bind(run.clone());
-                    }
-                    query.push(") ORDER BY seq");
-                } else {
-                    query.push(" ORDER BY seq");
-                }
-            }
-            Replay::Run {
-                run_id,
-                after_run_seq,
-            } => {
-                query
-                    .push("run_id = ")
-                    .push_bind((*run_id).to_owned())
-                    .push(" AND run_seq > ")
-                    .push_bind(*after_run_seq)
-                    .push(" ORDER BY run_seq");
-            }
-        }
-        query.push(" LIMIT ").push_bind(i64::from(limit));
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed("reading events"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(EventRow {
-                    seq: row.try_get(0)?,
-                    run_id: row.try_get(1)?,
-                    run_seq: row.try_get(2)?,
-                    event: row.try_get(3)?,
-                    data: row.try_get(4)?,
-                    ts: row.try_get(5)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(failed("reading events"))
-    }
-
     /// Copies what the write-ahead log holds into the database file without holding up the
     /// writer (SQLite files; nothing to do elsewhere). Run now and then beside it.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
@@ -911,390 +462,6 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// WAL lets readers run beside the one writer; NORMAL sync is durable across a crash of the
-/// process, which is what the restart tests need. Checkpoints are [`Store::checkpoint`]'s,
-/// beside the writer: the automatic one ran inside whichever commit crossed 1,000 pages and
-/// held the writer for tens of milliseconds at fleet rates (a third of its time in the proxy
-/// benchmark). The automatic one stays, at 16,384 pages (64 MiB), as a bound on the file
-/// should the passive ones not keep up.
-async fn sqlite_setup(connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
-    connection.execute("PRAGMA journal_mode = WAL").await?;
-    connection.execute("PRAGMA synchronous = NORMAL").await?;
-    connection
-        .execute("PRAGMA wal_autocheckpoint = 16384")
-        .await?;
-    connection.execute("PRAGMA busy_timeout = 5000").await?;
-    Ok(())
-}
-
-/// Brings the schema to [`SCHEMA_VERSION`]; a database written by a newer runboard (a higher
-/// version) is refused before anything in it is touched.
-async fn migrate(connection: &mut AnyConnection, location: &DbLocation) -> Result<(), StoreError> {
-    let (version, recorded) = schema_version(connection).await?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Unusable {
-            location: location.to_string(),
-            problem: format!(
-                "its schema is version {version}, newer than this runboard knows (version \
-                 {SCHEMA_VERSION}): a newer runboard wrote it. Run that one, or give --db \
-                 another database"
-            ),
-        });
-    }
-    if !recorded && version > 0 {
-        record_version(&mut *connection, version).await?;
-    }
-    let from = usize::try_from(version).unwrap_or(0);
-    for (index, statements) in MIGRATIONS.iter().enumerate().skip(from) {
-        let mut transaction = connection
-            .begin()
-            .await
-            .map_err(failed("migrating the schema"))?;
-        for statement in *statements {
-            transaction
-                .execute(*statement)
-                .await
-                .map_err(failed("migrating the schema"))?;
-        }
-        record_version(
-            &mut transaction,
-            i64::try_from(index + 1).unwrap_or(i64::MAX),
-        )
-        .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(failed("migrating the schema"))?;
-    }
-    Ok(())
-}
-
-async fn record_version(connection: &mut AnyConnection, version: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO meta (key, value) VALUES ('schema_version', $1) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(version)
-    .execute(connection)
-    .await
-    .map_err(failed("recording the schema version"))?;
-    Ok(())
-}
-
-/// The schema version, and whether it is recorded: 0 for a new database, 1 (unrecorded) for
-/// one from before versions were kept, whose tables are version 1's.
-async fn schema_version(connection: &mut AnyConnection) -> Result<(i64, bool), StoreError> {
-    let has_meta = sqlx::query("SELECT COUNT(*) FROM meta")
-        .execute(&mut *connection)
-        .await;
-    if has_meta.is_ok() {
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
-                .fetch_optional(&mut *connection)
-                .await
-                .map_err(failed("reading the schema version"))?;
-        if let Some(version) = stored {
-            return Ok((version, true));
-        }
-    }
-    let has_runs = sqlx::query("SELECT COUNT(*) FROM runs")
-        .execute(&mut *connection)
-        .await
-        .is_ok();
-    Ok((i64::from(has_runs), false))
-}
-
-/// `PRAGMA quick_check`: damaged pages are refused at start, not found by a later query.
-async fn check_integrity(
-    connection: &mut AnyConnection,
-    location: &DbLocation,
-) -> Result<(), StoreError> {
-    let rows = sqlx::query("PRAGMA quick_check")
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(failed("checking the database"))?;
-    let findings: Vec<String> = rows
-        .iter()
-        .filter_map(|row| row.try_get::<String, _>(0).ok())
-        .filter(|line| line != "ok")
-        .take(5)
-        .collect();
-    if findings.is_empty() {
-        return Ok(());
-    }
-    Err(StoreError::Unusable {
-        location: location.to_string(),
-        problem: format!(
-            "the file is damaged (quick_check: {}); restore it from a backup or move it aside \
-             to start with an empty store",
-            findings.join("; ")
-        ),
-    })
-}
-
-/// Writes a batch in one transaction: the `last_seq` mark locked first (every writer queues
-/// there, so transactions commit in sequence order), runs taken over by another instance
-/// left out (`shared`: this instance's id), sequence numbers given, new events, the changed
-/// runs, the marks, and on a shared store a notification sent at commit.
-async fn write_rows(
-    connection: &mut AnyConnection,
-    events: &mut Vec<EventRow>,
-    runs: &mut Vec<RunRow>,
-    shared: Option<&str>,
-) -> Result<Written, StoreError> {
-    let mut tx = connection
-        .begin()
-        .await
-        .map_err(failed("starting a write"))?;
-    // An UPDATE, not a SELECT: it takes the row lock on PostgreSQL and SQLite's write lock,
-    // held until this transaction ends, before anything is read.
-    let last_seq: i64 =
-        sqlx::query_scalar("UPDATE meta SET value = value WHERE key = 'last_seq' RETURNING value")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failed("taking the sequence"))?;
-    let mut written = Written::default();
-    if let Some(me) = shared {
-        written.lost = foreign_runs(&mut tx, events, me).await?;
-        if !written.lost.is_empty() {
-            events.retain(|event| !written.lost.contains(&event.run_id));
-            runs.retain(|run| !written.lost.contains(&run.summary.run_id));
-        }
-    }
-    number_rows(events, runs, last_seq + 1);
-    // One server writes a SQLite file (`shared` is PostgreSQL's), where `?` binds fastest.
-    let statement = |text: String| {
-        if shared.is_some() {
-            Sql::new(text)
-        } else {
-            Sql::anonymous(text)
-        }
-    };
-    for chunk in insert_chunks(events) {
-        let mut insert = statement(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-        insert.push_values(chunk, |mut row, event| {
-            row.push_bind(event.seq)
-                .push_bind(event.run_id.clone())
-                .push_bind(event.run_seq)
-                .push_bind(event.event.clone())
-                .push_bind(event.data.clone())
-                .push_bind(event.ts.clone());
-        });
-        insert
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("writing events"))?;
-    }
-    for chunk in insert_chunks(runs) {
-        let mut upsert = statement(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
-        upsert.push_values(chunk, |mut row, run| {
-            let s = &run.summary;
-            row.push_bind(s.run_id.clone())
-                .push_bind(run.ord)
-                .push_bind(s.task.clone())
-                .push_bind(run.params.clone())
-                .push_bind(s.status.as_str().to_owned())
-                .push_bind(s.created_at.clone().unwrap_or_default())
-                .push_bind(s.started_at.clone())
-                .push_bind(s.finished_at.clone())
-                .push_bind(i64::try_from(s.tokens_out).unwrap_or(i64::MAX))
-                .push_bind(s.agent.clone())
-                .push_bind(s.iteration.map(i64::from))
-                .push_bind(s.snippet.clone())
-                .push_bind(run.owner.clone())
-                .push_bind(s.worker.clone());
-        });
-        // The owner changes only by a take-over, never by a write of the run's events.
-        upsert.push(
-            " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, \
-             started_at = excluded.started_at, finished_at = excluded.finished_at, \
-             tokens_out = excluded.tokens_out, agent = excluded.agent, \
-             iteration = excluded.iteration, snippet = excluded.snippet",
-        );
-        upsert
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("writing runs"))?;
-    }
-    if let Some(last) = events.last() {
-        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'last_seq'")
-            .bind(last.seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("writing the sequence marks"))?;
-        if shared.is_some() {
-            // Delivered to every listening instance when (and only if) this commits.
-            sqlx::query("SELECT pg_notify($1, $2)") // PostgreSQL only
-                .bind(EVENTS_CHANNEL)
-                .bind(last.seq.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("notifying the other instances"))?;
-        }
-    }
-    if let Some(ord) = runs.iter().map(|run| run.ord).max() {
-        raise_mark(&mut tx, "last_ord", ord)
-            .await
-            .map_err(failed("writing the sequence marks"))?;
-    }
-    tx.commit().await.map_err(failed("committing a write"))?;
-    Ok(written)
-}
-
-/// Numbers a batch's events from `first_seq` in order, and gives each new run (`ord` 0) the
-/// sequence of its `run_created` event as its order.
-fn number_rows(events: &mut [EventRow], runs: &mut [RunRow], first_seq: i64) {
-    for (seq, event) in (first_seq..).zip(events.iter_mut()) {
-        event.seq = seq;
-    }
-    if runs.iter().all(|run| run.ord != 0) {
-        return;
-    }
-    // One pass over the batch: a batch at fleet rates holds hundreds of new runs among
-    // thousands of events, and a search per run was quadratic.
-    let created: std::collections::HashMap<&str, i64> = events
-        .iter()
-        .filter(|event| event.event == runboard_api::EventKind::RunCreated.as_str())
-        .map(|event| (event.run_id.as_str(), event.seq))
-        .collect();
-    for run in runs.iter_mut().filter(|run| run.ord == 0) {
-        if let Some(seq) = created.get(run.summary.run_id.as_str()) {
-            run.ord = *seq;
-        }
-    }
-}
-
-/// The runs of this batch that another instance owns now.
-async fn foreign_runs(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    events: &[EventRow],
-    me: &str,
-) -> Result<Vec<String>, StoreError> {
-    let mut ids: Vec<&str> = events.iter().map(|event| event.run_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut query = Sql::new("SELECT run_id FROM runs WHERE (owner IS NULL OR owner <> ");
-    query.push_bind(me.to_owned()).push(") AND run_id IN (");
-    let mut list = query.separated(", ");
-    for id in ids {
-        list.push_bind(id.to_owned());
-    }
-    query.push(")");
-    query
-        .build()
-        .fetch_all(&mut **tx)
-        .await
-        .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
-        .map_err(failed("checking which runs are this instance's"))
-}
-
-/// Raises a high-water mark in `meta` to `value` (never lowers it).
-async fn raise_mark(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    key: &str,
-    value: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET \
-         value = CASE WHEN excluded.value > meta.value THEN excluded.value ELSE meta.value END",
-    )
-    .bind(key.to_owned())
-    .bind(value)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-}
-
-/// When opening failed because the file cannot be written or its disk is full, says so in
-/// plain words: SQLite itself reports only "unable to open database file" or "disk I/O error"
-/// when it cannot create or grow its journal beside the database.
-fn filesystem_reason(location: &DbLocation) -> Option<String> {
-    use std::io::Write as _;
-    let DbLocation::File(path) = location else {
-        return None;
-    };
-    let problem = if path.exists() {
-        std::fs::OpenOptions::new().append(true).open(path).err()
-    } else {
-        None
-    };
-    let problem = problem.or_else(|| {
-        // Room for SQLite's journal and shared memory: a probe file beside the database.
-        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty())?;
-        let probe = dir.join(".runboard-space-probe");
-        let written = std::fs::File::create(&probe).and_then(|mut file| {
-            file.write_all(&vec![0; 64 * 1024])
-                .and_then(|()| file.sync_all())
-        });
-        let _ = std::fs::remove_file(&probe);
-        written.err()
-    })?;
-    match problem.kind() {
-        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => Some(
-            format!("cannot be written ({problem}); runs could not be stored"),
-        ),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Some(format!(
-            "cannot be written: its disk is full ({problem}); free some space and start again"
-        )),
-        _ => None,
-    }
-}
-
-/// Says what a failure while opening means for the person starting the server.
-fn describe_open_failure(doing: &str, source: &sqlx::Error) -> String {
-    let detail = source.to_string();
-    let lower = detail.to_lowercase();
-    let what = if lower.contains("not a database") || lower.contains("file is encrypted") {
-        "is not a SQLite database, or its header is damaged; move it aside to start with an \
-         empty store"
-    } else if lower.contains("readonly") || lower.contains("read-only") {
-        "cannot be written (a read-only file, directory or filesystem); runs could not be stored"
-    } else if lower.contains("disk is full") || lower.contains("no space") {
-        "cannot be written: the disk is full"
-    } else if lower.contains("malformed") || lower.contains("corrupt") {
-        "is damaged; restore it from a backup or move it aside"
-    } else if lower.contains("unable to open") {
-        "cannot be opened (check the path and its permissions)"
-    } else if lower.contains("locked") || lower.contains("busy") {
-        "is locked by another process"
-    } else {
-        "cannot be used"
-    };
-    format!("{what} ({doing}: {detail})")
-}
-
-fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
-    let read = || -> Result<RunRow, sqlx::Error> {
-        let status: String = row.try_get("status")?;
-        let tokens_out: i64 = row.try_get("tokens_out")?;
-        let iteration: Option<i64> = row.try_get("iteration")?;
-        Ok(RunRow {
-            summary: RunSummary {
-                run_id: row.try_get("run_id")?,
-                task: row.try_get("task")?,
-                status: RunStatus::parse(&status).unwrap_or(RunStatus::Unknown),
-                created_at: Some(row.try_get("created_at")?),
-                started_at: row.try_get("started_at")?,
-                finished_at: row.try_get("finished_at")?,
-                tokens_out: u64::try_from(tokens_out).unwrap_or(0),
-                agent: row.try_get("agent")?,
-                iteration: iteration.and_then(|i| u32::try_from(i).ok()),
-                snippet: row.try_get("snippet")?,
-                worker: row.try_get("worker")?,
-            },
-            ord: row.try_get("ord")?,
-            params: row.try_get("params")?,
-            owner: row.try_get("owner")?,
-        })
-    };
-    read().map_err(failed("reading a run"))
 }
 
 #[cfg(test)]
