@@ -92,16 +92,51 @@ async fn write_rows(
         }
     }
     number_rows(events, runs, last_seq + 1);
-    // One server writes a SQLite file (`shared` is PostgreSQL's), where `?` binds fastest.
-    let statement = |text: String| {
+    insert_events(&mut tx, events, shared.is_some()).await?;
+    upsert_runs(&mut tx, runs, shared.is_some()).await?;
+    if let Some(last) = events.last() {
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'last_seq'")
+            .bind(last.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing the sequence marks"))?;
         if shared.is_some() {
-            Sql::new(text)
-        } else {
-            Sql::anonymous(text)
+            // Delivered to every listening instance when (and only if) this commits.
+            sqlx::query("SELECT pg_notify($1, $2)") // PostgreSQL only
+                .bind(EVENTS_CHANNEL)
+                .bind(last.seq.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("notifying the other instances"))?;
         }
-    };
+    }
+    if let Some(ord) = runs.iter().map(|run| run.ord).max() {
+        raise_mark(&mut tx, "last_ord", ord)
+            .await
+            .map_err(failed("writing the sequence marks"))?;
+    }
+    tx.commit().await.map_err(failed("committing a write"))?;
+    Ok(written)
+}
+
+/// A statement of this store's dialect: one server writes a SQLite file (a shared store is
+/// PostgreSQL's), where `?` binds fastest.
+fn statement(shared: bool, text: String) -> Sql {
+    if shared {
+        Sql::new(text)
+    } else {
+        Sql::anonymous(text)
+    }
+}
+
+/// Inserts a batch's events, in chunks of a few statement sizes.
+async fn insert_events(
+    connection: &mut AnyConnection,
+    events: &[EventRow],
+    shared: bool,
+) -> Result<(), StoreError> {
     for chunk in insert_chunks(events) {
-        let mut insert = statement(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+        let mut insert = statement(shared, format!("INSERT INTO events ({EVENT_COLUMNS}) "));
         insert.push_values(chunk, |mut row, event| {
             row.push_bind(event.seq)
                 .push_bind(event.run_id.clone())
@@ -112,12 +147,21 @@ async fn write_rows(
         });
         insert
             .build()
-            .execute(&mut *tx)
+            .execute(&mut *connection)
             .await
             .map_err(failed("writing events"))?;
     }
+    Ok(())
+}
+
+/// Inserts or updates a batch's runs, in chunks of a few statement sizes.
+async fn upsert_runs(
+    connection: &mut AnyConnection,
+    runs: &[RunRow],
+    shared: bool,
+) -> Result<(), StoreError> {
     for chunk in insert_chunks(runs) {
-        let mut upsert = statement(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
+        let mut upsert = statement(shared, format!("INSERT INTO runs ({RUN_COLUMNS}) "));
         upsert.push_values(chunk, |mut row, run| {
             let s = &run.summary;
             row.push_bind(s.run_id.clone())
@@ -144,33 +188,11 @@ async fn write_rows(
         );
         upsert
             .build()
-            .execute(&mut *tx)
+            .execute(&mut *connection)
             .await
             .map_err(failed("writing runs"))?;
     }
-    if let Some(last) = events.last() {
-        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'last_seq'")
-            .bind(last.seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("writing the sequence marks"))?;
-        if shared.is_some() {
-            // Delivered to every listening instance when (and only if) this commits.
-            sqlx::query("SELECT pg_notify($1, $2)") // PostgreSQL only
-                .bind(EVENTS_CHANNEL)
-                .bind(last.seq.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("notifying the other instances"))?;
-        }
-    }
-    if let Some(ord) = runs.iter().map(|run| run.ord).max() {
-        raise_mark(&mut tx, "last_ord", ord)
-            .await
-            .map_err(failed("writing the sequence marks"))?;
-    }
-    tx.commit().await.map_err(failed("committing a write"))?;
-    Ok(written)
+    Ok(())
 }
 
 /// Numbers a batch's events from `first_seq` in order, and gives each new run (`ord` 0) the

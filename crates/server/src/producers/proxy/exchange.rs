@@ -18,7 +18,7 @@ use crate::failure::Failure;
 use crate::observe::active_requests::{LiveFigures, NewRequest};
 use crate::producers::upstream::chain::interrupted_text;
 use crate::producers::upstream::chunk::{self, ChunkError};
-use crate::producers::upstream::pace::{Pace, Paced};
+use crate::producers::upstream::pace::Throttle;
 use crate::producers::upstream::reading::{Reading, Taken};
 use crate::producers::upstream::request;
 use crate::producers::upstream::scrub::Scrubber;
@@ -362,9 +362,7 @@ impl BodyReader<'_> {
         let ctx = &exchange.run.ctx;
         let spec = &exchange.target.upstream.spec;
         let idle = exchange.pool.config().idle_timeout;
-        let mut pace = Pace::new(exchange.pool.config().update_every);
-        let flush = tokio::time::sleep(exchange.pool.config().update_every);
-        tokio::pin!(flush);
+        let mut pace = Throttle::new(exchange.pool.config().update_every);
         loop {
             let next = tokio::select! {
                 () = client.closed() => {
@@ -384,7 +382,7 @@ impl BodyReader<'_> {
                     let _ = client.try_send(Err(cut("runboard is shutting down")));
                     return exchange.stopped(Stop::Shutdown, 0);
                 }
-                () = &mut flush, if pace.held() => {
+                () = pace.due(), if pace.held() => {
                     self.update_mid_answer();
                     pace.sent(Instant::now());
                     continue;
@@ -420,14 +418,12 @@ impl BodyReader<'_> {
             let bytes = self.join_ready(&mut response, bytes).await;
             let bytes = self.scrubber.pass(bytes);
             match self.pass_on(bytes, client).await {
-                Passed::Tokens => match pace.tokens(Instant::now()) {
-                    Paced::Now => {
+                Passed::Tokens => {
+                    if pace.tokens(Instant::now()) {
                         self.update_mid_answer();
                         pace.sent(Instant::now());
                     }
-                    Paced::HoldUntil(at) => flush.as_mut().reset(at),
-                    Paced::AlreadyHeld => {}
-                },
+                }
                 Passed::Bytes => {}
                 Passed::ClientGone if self.answer_delivered() => break,
                 Passed::ClientGone => {

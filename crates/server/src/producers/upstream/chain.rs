@@ -99,29 +99,7 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
         ctx.task
     );
     state.narrate("info", "run_start", &start).await?;
-    let mut sampling = Map::new();
-    sampling.insert(
-        "max_tokens".into(),
-        json!(
-            params
-                .get("max_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(pool.config().max_tokens)
-        ),
-    );
-    if let Some(temperature) = params.get("temperature") {
-        sampling.insert("temperature".into(), temperature.clone());
-    }
-    if let Some(Value::Object(extra)) = params.get("extra_body") {
-        for (key, value) in extra {
-            if !matches!(
-                key.as_str(),
-                "model" | "messages" | "stream" | "stream_options"
-            ) {
-                sampling.insert(key.clone(), value.clone());
-            }
-        }
-    }
+    let sampling = sampling(params, pool.config().max_tokens);
     let mut totals = RunTotals::default();
     if let Some(messages) = params.get("messages") {
         let mut body = sampling.clone();
@@ -138,15 +116,8 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
             .get("iterations")
             .and_then(Value::as_u64)
             .unwrap_or(1);
-        let mut plan = vec![("supervisor", 1)];
-        for iteration in 1..=iterations {
-            for agent in ["researcher", "writer", "critic"] {
-                plan.push((agent, iteration));
-            }
-        }
-        plan.push(("finish", iterations));
         let mut outputs: Vec<(String, u64, String)> = Vec::new();
-        for (agent, iteration) in plan {
+        for (agent, iteration) in agent_plan(iterations) {
             let mut body = sampling.clone();
             body.insert("messages".into(), messages_for(agent, &ctx.task, &outputs));
             let step = StepPlan {
@@ -178,6 +149,44 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
             .unwrap_or_default()
     );
     state.narrate("info", "run_done", &done).await
+}
+
+/// The sampling part of every step's request: `max_tokens` (the run's, else the server's),
+/// `temperature`, and what `extra_body` adds, without the keys the steps set themselves.
+fn sampling(params: &Value, max_tokens: u64) -> Map<String, Value> {
+    let mut sampling = Map::new();
+    let max_tokens = params
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(max_tokens);
+    sampling.insert("max_tokens".into(), json!(max_tokens));
+    if let Some(temperature) = params.get("temperature") {
+        sampling.insert("temperature".into(), temperature.clone());
+    }
+    if let Some(Value::Object(extra)) = params.get("extra_body") {
+        for (key, value) in extra {
+            if !matches!(
+                key.as_str(),
+                "model" | "messages" | "stream" | "stream_options"
+            ) {
+                sampling.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    sampling
+}
+
+/// The agent chain's steps, in order: supervisor, then researcher, writer and critic for each
+/// iteration, then finish.
+fn agent_plan(iterations: u64) -> Vec<(&'static str, u64)> {
+    let mut plan = vec![("supervisor", 1)];
+    for iteration in 1..=iterations {
+        for agent in ["researcher", "writer", "critic"] {
+            plan.push((agent, iteration));
+        }
+    }
+    plan.push(("finish", iterations));
+    plan
 }
 
 /// One step with its narration and its figures.

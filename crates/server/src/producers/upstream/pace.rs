@@ -2,9 +2,10 @@
 //! out at once; tokens inside the gap are held, and one timer sends them when the gap ends,
 //! so the latest text always arrives without an update per chunk.
 
+use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// When the next update may go.
 #[derive(Debug, Clone)]
@@ -59,6 +60,53 @@ impl Pace {
     /// Whether an update is held for the timer.
     pub fn held(&self) -> bool {
         self.held
+    }
+}
+
+/// A [`Pace`] with its timer: what a read loop of generated runs and proxied calls alike uses
+/// to send its `node_update`s, at most one per `every`, the held one when its gap ends.
+#[derive(Debug)]
+pub struct Throttle {
+    pace: Pace,
+    flush: Pin<Box<Sleep>>,
+}
+
+impl Throttle {
+    /// At most one update per `every`; nothing held yet.
+    pub fn new(every: Duration) -> Self {
+        Self {
+            pace: Pace::new(every),
+            // One timer, moved when an update is held back, not made anew for every chunk.
+            flush: Box::pin(tokio::time::sleep(every)),
+        }
+    }
+
+    /// New tokens arrived at `now`: true when an update should go now; otherwise one is held
+    /// and [`Throttle::due`] says when.
+    pub fn tokens(&mut self, now: Instant) -> bool {
+        match self.pace.tokens(now) {
+            Paced::Now => true,
+            Paced::HoldUntil(at) => {
+                self.flush.as_mut().reset(at);
+                false
+            }
+            Paced::AlreadyHeld => false,
+        }
+    }
+
+    /// Waits until the held update is due; select on it only while [`Throttle::held`].
+    pub async fn due(&mut self) {
+        self.flush.as_mut().await;
+    }
+
+    /// An update was sent at `at`; nothing is held any more.
+    pub fn sent(&mut self, at: Instant) {
+        self.pace.sent(at);
+    }
+
+    /// Whether an update is held for the timer.
+    pub fn held(&self) -> bool {
+        self.pace.held()
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::chunk;
-use super::pace::{Pace, Paced};
+use super::pace::Throttle;
 use super::reading::{Reading, StepResult, Taken};
 use super::request;
 use super::retry::{self, MAX_TRIES, TryFailure};
@@ -200,11 +200,7 @@ impl RunState<'_> {
         let idle = self.pool.config().idle_timeout;
         let mut reading = Reading::new(sent_at, self.tokens_out);
         let mut events = ResponseEvents::new(response, Some(idle));
-        let update_every = self.pool.config().update_every;
-        let mut pace = Pace::new(update_every);
-        // One timer, moved when an update is held back, not made anew for every chunk.
-        let flush = tokio::time::sleep(update_every);
-        tokio::pin!(flush);
+        let mut pace = Throttle::new(self.pool.config().update_every);
         let stopped = async {
             tokio::select! {
                 () = ctx.cancel.cancelled() => StepStop::Cancelled,
@@ -215,7 +211,7 @@ impl RunState<'_> {
         loop {
             let frame = tokio::select! {
                 stop = &mut stopped => return Err(stop.into()),
-                () = &mut flush, if pace.held() => {
+                () = pace.due(), if pace.held() => {
                     self.update(plan, &reading, live).await?;
                     pace.sent(Instant::now());
                     continue;
@@ -237,13 +233,9 @@ impl RunState<'_> {
                 Taken::Done => break,
                 Taken::Chunk(true) => {
                     self.tokens_out = reading.run_tokens();
-                    match pace.tokens(Instant::now()) {
-                        Paced::Now => {
-                            self.update(plan, &reading, live).await?;
-                            pace.sent(Instant::now());
-                        }
-                        Paced::HoldUntil(at) => flush.as_mut().reset(at),
-                        Paced::AlreadyHeld => {}
+                    if pace.tokens(Instant::now()) {
+                        self.update(plan, &reading, live).await?;
+                        pace.sent(Instant::now());
                     }
                 }
                 Taken::Chunk(false) | Taken::Skipped(None) => {}
