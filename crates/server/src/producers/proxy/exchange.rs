@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -16,27 +16,15 @@ use super::call::ClientCall;
 use super::session::{CallEnd, ProxyRun, Sessions};
 use crate::failure::Failure;
 use crate::observe::active_requests::{LiveFigures, NewRequest};
+use crate::producers::upstream::answer::{Answer, AnswerBody, BodyKind, Unanswered};
 use crate::producers::upstream::chain::interrupted_text;
-use crate::producers::upstream::chunk::{self, ChunkError};
 use crate::producers::upstream::pace::Throttle;
-use crate::producers::upstream::reading::{Reading, Taken};
+use crate::producers::upstream::reading::Reading;
 use crate::producers::upstream::request;
 use crate::producers::upstream::scrub::Scrubber;
-use crate::producers::upstream::step::error_detail;
 use crate::producers::upstream::{Target, UpstreamPool};
 use runboard_api::clock::now_rfc3339;
 use runboard_api::{DataAction, ErrorCode, RequestPhase, RunEvent, STEP_INTERRUPTED_ACTION, Step};
-use runboard_sse::{Frame, Parser};
-
-/// The most of a whole (non-streamed) answer kept to read its figures; the client gets all of
-/// it either way.
-const MAX_WHOLE_COPY: usize = 16 * 1024 * 1024;
-
-/// The most of an error answer kept for its message.
-const MAX_ERROR_COPY: usize = 4096;
-
-/// The most bytes joined into one piece for the client from pieces already read.
-const MAX_JOINED: usize = 64 * 1024;
 
 /// Chunks waiting for a slow client before the upstream is read further.
 const CLIENT_BUFFER: usize = 64;
@@ -99,14 +87,6 @@ enum Passed {
     ClientGone,
 }
 
-/// What the body's bytes are read as.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Stream,
-    Whole,
-    Refusal,
-}
-
 impl Exchange {
     /// Runs the call: answers `head` once the upstream does (or with runboard's own error when
     /// it cannot be reached), relays the body, and reports the call's end to its run.
@@ -160,19 +140,10 @@ impl Exchange {
             Err(stop) => return self.stopped(stop, 0),
         };
         let status = response.status();
-        let is_stream = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        let kind = match (status.is_success(), is_stream) {
-            (false, _) => Kind::Refusal,
-            (true, true) => Kind::Stream,
-            (true, false) => Kind::Whole,
-        };
+        let kind = BodyKind::of(&response);
         let (body_tx, body_rx) = mpsc::channel(CLIENT_BUFFER);
         let delivered = Arc::new(AtomicU64::new(0));
-        let content_length = (kind != Kind::Stream)
+        let content_length = (kind != BodyKind::Stream)
             .then(|| response.content_length())
             .flatten();
         let answer = Head {
@@ -189,22 +160,21 @@ impl Exchange {
         }
         let mut reader = BodyReader {
             exchange: self,
-            kind,
-            status: status.as_u16(),
-            reading: Reading::new(sent_at, self.run.tokens_done()),
-            parser: Parser::new(),
-            copy: Vec::new(),
-            failure: None,
+            answer: Answer::new(
+                kind,
+                status.as_u16(),
+                Reading::new(sent_at, self.run.tokens_done()),
+            ),
             request,
             figures,
             sent: 0,
             complete_at: None,
             content_length,
             delivered,
-            held: None,
             scrubber: Scrubber::new(spec.secrets()),
         };
-        reader.read(response, &body_tx).await
+        let body = AnswerBody::new(response, self.pool.config().idle_timeout);
+        reader.read(body, &body_tx).await
     }
 
     /// runboard's own 502 for an upstream it could not reach; it still names the run the
@@ -326,15 +296,7 @@ impl Exchange {
 /// Reads the upstream's body to its end, passing each piece on before looking at it.
 struct BodyReader<'a> {
     exchange: &'a Exchange,
-    kind: Kind,
-    /// The upstream's status code.
-    status: u16,
-    reading: Reading,
-    parser: Parser,
-    /// Of a whole answer or a refusal: its bytes, to read once they are all there.
-    copy: Vec<u8>,
-    /// An error the upstream reported inside its stream.
-    failure: Option<String>,
+    answer: Answer,
     request: crate::observe::active_requests::RequestGuard,
     figures: LiveFigures,
     /// Bytes passed to the client's channel.
@@ -346,22 +308,15 @@ struct BodyReader<'a> {
     content_length: Option<u64>,
     /// Bytes the client's connection took from the channel.
     delivered: Arc<AtomicU64>,
-    /// The upstream's next read, met while joining pieces that were already there.
-    held: Option<Result<Option<Bytes>, reqwest::Error>>,
     /// Keeps the upstream's key out of the body the client gets.
     scrubber: Scrubber,
 }
 
 impl BodyReader<'_> {
-    async fn read(
-        &mut self,
-        mut response: reqwest::Response,
-        client: &mpsc::Sender<BodyPiece>,
-    ) -> CallEnd {
+    async fn read(&mut self, mut body: AnswerBody, client: &mpsc::Sender<BodyPiece>) -> CallEnd {
         let exchange = self.exchange;
         let ctx = &exchange.run.ctx;
         let spec = &exchange.target.upstream.spec;
-        let idle = exchange.pool.config().idle_timeout;
         let mut pace = Throttle::new(exchange.pool.config().update_every);
         loop {
             let next = tokio::select! {
@@ -372,7 +327,7 @@ impl BodyReader<'_> {
                     if self.answer_delivered() {
                         break;
                     }
-                    return exchange.stopped(Stop::ClientGone, self.reading.meter.output_tokens().0);
+                    return exchange.stopped(Stop::ClientGone, self.tokens());
                 }
                 () = ctx.cancel.cancelled() => {
                     let _ = client.try_send(Err(cut("the run was cancelled in runboard")));
@@ -387,35 +342,17 @@ impl BodyReader<'_> {
                     pace.sent(Instant::now());
                     continue;
                 }
-                next = tokio::time::timeout(idle, response.chunk()), if self.held.is_none() => next,
-                // What the last turn met while joining pieces (the end, or an error).
-                held = std::future::ready(self.held.take()), if self.held.is_some() => {
-                    held.map_or_else(|| Ok(Ok(None)), Ok)
-                }
+                next = body.next() => next,
             };
             let bytes = match next {
-                Ok(Ok(Some(bytes))) => bytes,
-                Ok(Ok(None)) => break,
-                Ok(Err(error)) => {
-                    let _ = client.send(Err(cut("the upstream's answer was cut"))).await;
-                    let tokens = self.reading.meter.output_tokens().0;
+                Ok(Some(bytes)) => body.join_ready(bytes).await,
+                Ok(None) => break,
+                Err(broken) => {
+                    let _ = client.send(Err(cut(broken.client_reason()))).await;
                     self.update().await;
-                    let message = format!(
-                        "the answer from upstream {} was cut after {tokens} tokens: {}",
-                        spec.name,
-                        runboard_sse::error_with_causes(&error)
-                    );
-                    return exchange.failed(spec.redact(&message)).await;
-                }
-                Err(_) => {
-                    let _ = client.send(Err(cut("the upstream fell silent"))).await;
-                    let tokens = self.reading.meter.output_tokens().0;
-                    self.update().await;
-                    let message = request::silent(spec, idle.as_secs_f64(), tokens);
-                    return exchange.failed(message).await;
+                    return exchange.failed(broken.message(spec, self.tokens())).await;
                 }
             };
-            let bytes = self.join_ready(&mut response, bytes).await;
             let bytes = self.scrubber.pass(bytes);
             match self.pass_on(bytes, client).await {
                 Passed::Tokens => {
@@ -427,8 +364,7 @@ impl BodyReader<'_> {
                 Passed::Bytes => {}
                 Passed::ClientGone if self.answer_delivered() => break,
                 Passed::ClientGone => {
-                    return exchange
-                        .stopped(Stop::ClientGone, self.reading.meter.output_tokens().0);
+                    return exchange.stopped(Stop::ClientGone, self.tokens());
                 }
             }
         }
@@ -437,6 +373,11 @@ impl BodyReader<'_> {
             let _ = self.pass_on(tail, client).await;
         }
         self.finish().await
+    }
+
+    /// Output tokens of the answer so far.
+    fn tokens(&self) -> u64 {
+        self.answer.reading.meter.output_tokens().0
     }
 
     /// Hands `bytes` to the client (first: what runboard makes of them never delays them),
@@ -449,7 +390,7 @@ impl BodyReader<'_> {
             return Passed::ClientGone;
         }
         self.sent += bytes.len() as u64;
-        if self.kind == Kind::Whole && self.content_length == Some(self.sent) {
+        if self.answer.kind() == BodyKind::Whole && self.content_length == Some(self.sent) {
             self.complete_at = Some(self.sent);
         }
         if self.take(&bytes).await {
@@ -459,60 +400,18 @@ impl BodyReader<'_> {
         }
     }
 
-    /// Looks at one piece of the body; whether it brought tokens.
+    /// Reads one piece of the body; whether it brought tokens.
     async fn take(&mut self, bytes: &[u8]) -> bool {
-        match self.kind {
-            Kind::Stream => {
-                let mut frames = Vec::new();
-                self.parser.feed(bytes, &mut |frame| frames.push(frame));
-                let mut tokens = false;
-                for frame in frames {
-                    if let Frame::Event(event) = frame {
-                        tokens |= self.take_event(&event.data).await;
-                    }
-                }
-                tokens
-            }
-            Kind::Whole | Kind::Refusal => {
-                let limit = if self.kind == Kind::Whole {
-                    MAX_WHOLE_COPY
-                } else {
-                    MAX_ERROR_COPY
-                };
-                let room = limit.saturating_sub(self.copy.len());
-                self.copy.extend_from_slice(&bytes[..bytes.len().min(room)]);
-                false
-            }
+        let exchange = self.exchange;
+        let spec = &exchange.target.upstream.spec;
+        let took = self.answer.take(bytes, spec, &exchange.call.agent);
+        if took.done {
+            self.complete_at = Some(self.sent);
         }
-    }
-
-    /// Joins to `first` the pieces the upstream has already sent, so a burst written at once
-    /// reaches the client in one write rather than one per chunk (the same bytes, no later).
-    /// An end or error met on the way is held for the next turn.
-    async fn join_ready(&mut self, response: &mut reqwest::Response, first: Bytes) -> Bytes {
-        use futures_util::FutureExt as _;
-        let mut joined: Option<BytesMut> = None;
-        let mut yielded = false;
-        while joined.as_ref().map_or(first.len(), BytesMut::len) < MAX_JOINED {
-            match response.chunk().now_or_never() {
-                None if !yielded => {
-                    yielded = true;
-                    tokio::task::yield_now().await;
-                }
-                None => break,
-                Some(Ok(Some(more))) => {
-                    yielded = false;
-                    joined
-                        .get_or_insert_with(|| BytesMut::from(&first[..]))
-                        .extend_from_slice(&more);
-                }
-                Some(other) => {
-                    self.held = Some(other);
-                    break;
-                }
-            }
+        if let Some(warning) = &took.warning {
+            exchange.narrate("warn", "upstream_chunk", warning).await;
         }
-        joined.map_or(first, BytesMut::freeze)
+        took.tokens
     }
 
     /// Whether the client's connection took the whole answer before it closed.
@@ -523,35 +422,10 @@ impl BodyReader<'_> {
             // A whole answer without a length: complete when all of it went and it reads as
             // one JSON document.
             None => {
-                self.kind == Kind::Whole
+                self.answer.kind() == BodyKind::Whole
                     && delivered >= self.sent
                     && self.sent > 0
-                    && serde_json::from_slice::<serde::de::IgnoredAny>(&self.copy).is_ok()
-            }
-        }
-    }
-
-    async fn take_event(&mut self, data: &str) -> bool {
-        let exchange = self.exchange;
-        let spec = &exchange.target.upstream.spec;
-        match self
-            .reading
-            .take_data(data, Instant::now(), spec, &exchange.call.agent)
-        {
-            Taken::Done => {
-                self.complete_at = Some(self.sent);
-                false
-            }
-            Taken::Chunk(tokens) => tokens,
-            Taken::UpstreamError(message) => {
-                self.failure.get_or_insert(message);
-                false
-            }
-            Taken::Skipped(warning) => {
-                if let Some(warning) = warning {
-                    exchange.narrate("warn", "upstream_chunk", &warning).await;
-                }
-                false
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(self.answer.copy()).is_ok()
             }
         }
     }
@@ -560,37 +434,17 @@ impl BodyReader<'_> {
     async fn finish(&mut self) -> CallEnd {
         let exchange = self.exchange;
         let spec = &exchange.target.upstream.spec;
-        match self.kind {
-            Kind::Refusal => {
-                let message = format!(
-                    "upstream {} answered HTTP {}{}",
-                    spec.name,
-                    self.status,
-                    error_detail(&self.copy, spec)
-                );
-                return exchange.failed(spec.redact(&message)).await;
-            }
-            Kind::Whole => {
-                let text = String::from_utf8_lossy(&self.copy).into_owned();
-                match chunk::decode(&text) {
-                    Ok(chunk) => {
-                        self.reading.take(&chunk, Instant::now());
-                    }
-                    Err(ChunkError::Upstream(message)) => {
-                        let message =
-                            format!("upstream {} answered an error: {message}", spec.name);
-                        self.failure.get_or_insert(spec.redact(&message));
-                    }
-                    Err(ChunkError::Malformed { .. }) => {}
-                }
-            }
-            Kind::Stream => self.parser.end_of_stream(),
-        }
-        self.update().await;
-        if let Some(message) = self.failure.take() {
+        let end = self.answer.finish(spec);
+        if let Err(Unanswered::Refused { message, .. }) = end {
             return exchange.failed(message).await;
         }
-        let reading = std::mem::replace(&mut self.reading, Reading::new(Instant::now(), 0));
+        self.update().await;
+        // A 2xx answer that is not a completion went to the client as it was: the client
+        // reads it; the call is still answered.
+        if let Err(Unanswered::Failed(message)) = end {
+            return exchange.failed(message).await;
+        }
+        let reading = std::mem::replace(&mut self.answer.reading, Reading::new(Instant::now(), 0));
         let result = reading.result(Instant::now(), 1);
         let interrupted = result.interrupted;
         let ctx = &exchange.run.ctx;
@@ -664,10 +518,9 @@ impl BodyReader<'_> {
     fn next_update(&mut self) -> (String, RunEvent) {
         let exchange = self.exchange;
         let ts = now_rfc3339();
-        let update = self
-            .reading
-            .node_update(&exchange.call.agent, exchange.number, &ts);
-        self.reading.live_figures(&mut self.figures);
+        let reading = &self.answer.reading;
+        let update = reading.node_update(&exchange.call.agent, exchange.number, &ts);
+        reading.live_figures(&mut self.figures);
         self.request.set_live(&self.figures);
         (ts, RunEvent::NodeUpdate(update))
     }

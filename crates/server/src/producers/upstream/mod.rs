@@ -2,10 +2,11 @@
 //!
 //! The pool reads each upstream's `GET /models` at start and every 30 s, and resolves a run's
 //! model (through `--model-alias`) to the upstream that serves it. `chain` walks a run's agents,
-//! each step one streaming `POST /chat/completions` read by `step` with the SSE crate's
-//! one-response reader; `chunk` reads the chunks, `meter` measures them, `retry` decides what is
+//! each step one streaming `POST /chat/completions` sent by `step`; `answer` reads its body (the
+//! proxy's calls are read by the same code); `chunk` reads the chunks, `meter` measures them, `retry` decides what is
 //! tried again.
 
+pub(crate) mod answer;
 pub(crate) mod chain;
 pub(crate) mod chunk;
 pub(crate) mod meter;
@@ -453,7 +454,7 @@ async fn fetch_models(
         return Err(format!(
             "GET /models answered HTTP {}{}",
             status.as_u16(),
-            step::error_detail(&body, spec)
+            answer::error_detail(&body, spec)
         ));
     }
     let answer: ModelsAnswer = serde_json::from_slice(&body).map_err(|error| {

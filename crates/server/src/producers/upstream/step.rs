@@ -8,22 +8,17 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::chunk;
+use super::answer::{Answer, AnswerBody, BodyKind, Unanswered};
 use super::pace::Throttle;
-use super::reading::{Reading, StepResult, Taken};
+use super::reading::{Reading, StepResult};
 use super::request;
 use super::retry::{self, MAX_TRIES, TryFailure};
-use super::spec::UpstreamSpec;
 use super::{Target, UpstreamPool};
 use crate::events::recorder::Stopped;
 use crate::observe::active_requests::{LiveFigures, NewRequest, RequestGuard};
 use crate::producers::run_context::RunContext;
 use runboard_api::clock::now_rfc3339;
 use runboard_api::{RequestPhase, RunEvent};
-use runboard_sse::{Frame, ResponseEvents, SseError};
-
-/// How much of an error answer's body is read for its message.
-const MAX_ERROR_BODY: usize = 4096;
 
 /// One step to generate.
 #[derive(Debug, Clone)]
@@ -158,22 +153,40 @@ impl RunState<'_> {
         live.request.set_live(&live.figures);
         let sent_at = Instant::now();
         let response = self.send(&body).await?;
-        let status = response.status().as_u16();
-        if !(200..300).contains(&status) {
-            return Err(self.refused(response).await);
-        }
-        let is_stream = response
+        let kind = BodyKind::of(&response);
+        let retry_after = response
             .headers()
-            .get(reqwest::header::CONTENT_TYPE)
+            .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !is_stream {
-            return self
-                .whole_answer(plan, response, sent_at, attempt, &mut live)
-                .await;
+            .and_then(|v| retry::parse_retry_after(v, time::OffsetDateTime::now_utc()));
+        let mut answer = Answer::new(
+            kind,
+            response.status().as_u16(),
+            Reading::new(sent_at, self.tokens_out),
+        );
+        let mut body = AnswerBody::new(response, self.pool.config().idle_timeout);
+        self.read(plan, &mut body, &mut answer, &mut live).await?;
+        match answer.finish(spec) {
+            Ok(()) => {}
+            Err(Unanswered::Refused { status, message }) => {
+                return Err(TryEnd::Failed(if retry::transient_status(status) {
+                    TryFailure::Transient {
+                        message,
+                        retry_after,
+                    }
+                } else {
+                    TryFailure::Final(message)
+                }));
+            }
+            Err(Unanswered::Failed(message) | Unanswered::NotACompletion(message)) => {
+                return Err(TryEnd::Failed(TryFailure::Final(message)));
+            }
         }
-        self.read_stream(plan, response, sent_at, attempt, &mut live)
-            .await
+        self.tokens_out = answer.reading.run_tokens();
+        // The latest text and counts always reach the clients, whatever the rate limit held
+        // (and a whole answer's only update says all of it, as a stream's last one would).
+        self.update(plan, &answer.reading, &mut live).await?;
+        Ok(answer.reading.result(Instant::now(), attempt))
     }
 
     /// Sends the request; a transport failure or silence is worth another try.
@@ -186,155 +199,56 @@ impl RunState<'_> {
             .map_err(transient)
     }
 
-    /// Reads the event stream of one try to its end, reporting as it goes.
-    async fn read_stream(
+    /// Reads one try's answer until it is complete (`[DONE]`, its body's end, or a refusal's
+    /// message kept), reporting a stream's progress as it goes.
+    async fn read(
         &mut self,
         plan: &StepPlan<'_>,
-        response: reqwest::Response,
-        sent_at: Instant,
-        attempt: u32,
+        body: &mut AnswerBody,
+        answer: &mut Answer,
         live: &mut Live,
-    ) -> Result<StepResult, TryEnd> {
-        let ctx = self.ctx;
+    ) -> Result<(), TryEnd> {
         let spec = &self.target.upstream.spec;
-        let idle = self.pool.config().idle_timeout;
-        let mut reading = Reading::new(sent_at, self.tokens_out);
-        let mut events = ResponseEvents::new(response, Some(idle));
         let mut pace = Throttle::new(self.pool.config().update_every);
-        let stopped = async {
-            tokio::select! {
-                () = ctx.cancel.cancelled() => StepStop::Cancelled,
-                () = ctx.shutdown.cancelled() => StepStop::Interrupted,
-            }
-        };
-        tokio::pin!(stopped);
         loop {
-            let frame = tokio::select! {
-                stop = &mut stopped => return Err(stop.into()),
+            let next = tokio::select! {
+                stop = self.stopped() => return Err(stop.into()),
                 () = pace.due(), if pace.held() => {
-                    self.update(plan, &reading, live).await?;
+                    self.update(plan, &answer.reading, live).await?;
                     pace.sent(Instant::now());
                     continue;
                 }
-                frame = events.next() => frame,
+                next = body.next() => next,
             };
-            let data = match frame {
-                None => break,
-                Some(Ok(Frame::Event(event))) => event.data,
-                Some(Ok(_)) => continue,
-                Some(Err(error)) => {
+            let bytes = match next {
+                Ok(Some(bytes)) => body.join_ready(bytes).await,
+                Ok(None) => return Ok(()),
+                Err(broken) => {
                     if pace.held() {
-                        self.update(plan, &reading, live).await?;
+                        self.update(plan, &answer.reading, live).await?;
                     }
-                    return Err(self.broken(&error, &reading));
+                    let tokens = answer.reading.meter.output_tokens().0;
+                    return Err(transient(broken.message(spec, tokens)));
                 }
             };
-            match reading.take_data(&data, Instant::now(), spec, plan.agent) {
-                Taken::Done => break,
-                Taken::Chunk(true) => {
-                    self.tokens_out = reading.run_tokens();
-                    if pace.tokens(Instant::now()) {
-                        self.update(plan, &reading, live).await?;
-                        pace.sent(Instant::now());
-                    }
+            let took = answer.take(&bytes, spec, plan.agent);
+            if let Some(warning) = &took.warning {
+                self.narrate("warn", "upstream_chunk", warning).await?;
+            }
+            if let Some(message) = answer.failure() {
+                return Err(TryEnd::Failed(TryFailure::Final(message.to_owned())));
+            }
+            if took.tokens {
+                self.tokens_out = answer.reading.run_tokens();
+                if pace.tokens(Instant::now()) {
+                    self.update(plan, &answer.reading, live).await?;
+                    pace.sent(Instant::now());
                 }
-                Taken::Chunk(false) | Taken::Skipped(None) => {}
-                Taken::UpstreamError(message) => {
-                    return Err(TryEnd::Failed(TryFailure::Final(message)));
-                }
-                Taken::Skipped(Some(warning)) => {
-                    self.narrate("warn", "upstream_chunk", &warning).await?;
-                }
+            }
+            if took.done || took.enough {
+                return Ok(());
             }
         }
-        self.tokens_out = reading.run_tokens();
-        // The latest text and counts always reach the clients, whatever the rate limit held.
-        self.update(plan, &reading, live).await?;
-        Ok(reading.result(Instant::now(), attempt))
-    }
-
-    /// A non-2xx answer: its message, and whether it is worth another try.
-    async fn refused(&self, response: reqwest::Response) -> TryEnd {
-        let spec = &self.target.upstream.spec;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry::parse_retry_after(v, time::OffsetDateTime::now_utc()));
-        let body = read_some(response).await;
-        let message = spec.redact(&format!(
-            "upstream {} answered HTTP {status}{}",
-            spec.name,
-            error_detail(&body, spec)
-        ));
-        TryEnd::Failed(if retry::transient_status(status) {
-            TryFailure::Transient {
-                message,
-                retry_after,
-            }
-        } else {
-            TryFailure::Final(message)
-        })
-    }
-
-    /// A stream that broke or fell silent: worth another try.
-    fn broken(&self, error: &SseError, reading: &Reading) -> TryEnd {
-        let spec = &self.target.upstream.spec;
-        let tokens = reading.meter.output_tokens().0;
-        let message = match error {
-            SseError::IdleTimeout { after, .. } => {
-                request::silent(spec, after.as_secs_f64(), tokens)
-            }
-            other => format!(
-                "the stream from upstream {} was cut after {tokens} tokens: {other}",
-                spec.name
-            ),
-        };
-        transient(message)
-    }
-
-    /// A 200 that is not a stream: a server that ignored `stream: true` and answered whole.
-    async fn whole_answer(
-        &mut self,
-        plan: &StepPlan<'_>,
-        response: reqwest::Response,
-        sent_at: Instant,
-        attempt: u32,
-        live: &mut Live,
-    ) -> Result<StepResult, TryEnd> {
-        let spec = &self.target.upstream.spec;
-        let body = self
-            .until_stopped(response.bytes())
-            .await?
-            .map_err(|error| transient(format!("the answer broke off: {error}")))?;
-        let value: Value = serde_json::from_slice(&body).map_err(|_| {
-            TryEnd::Failed(TryFailure::Final(format!(
-                "upstream {} answered neither an event stream nor a completion{}",
-                spec.name,
-                error_detail(&body, spec)
-            )))
-        })?;
-        let message = &value["choices"][0]["message"];
-        let text = |key: &str| message.get(key).and_then(Value::as_str).unwrap_or_default();
-        let chunk = chunk::decode(
-            &json!({
-                "choices": [{"delta": {
-                    "content": text("content"),
-                    "reasoning_content": text("reasoning_content"),
-                    "reasoning": text("reasoning"),
-                }, "finish_reason": value["choices"][0]["finish_reason"]}],
-                "usage": value.get("usage"),
-            })
-            .to_string(),
-        )
-        .map_err(|error| TryEnd::Failed(TryFailure::Final(error.to_string())))?;
-        let mut reading = Reading::new(sent_at, self.tokens_out);
-        reading.take(&chunk, Instant::now());
-        self.tokens_out = reading.run_tokens();
-        // One update with the whole text and count, as a stream's last one would be.
-        self.update(plan, &reading, live).await?;
-        Ok(reading.result(Instant::now(), attempt))
     }
 
     /// Records a `node_update` with the step's latest text and counts, and the request's
@@ -366,6 +280,14 @@ impl RunState<'_> {
         self.until_stopped(tokio::time::sleep(wait)).await
     }
 
+    /// Resolves when the run is cancelled or the server stops.
+    async fn stopped(&self) -> StepStop {
+        tokio::select! {
+            () = self.ctx.cancel.cancelled() => StepStop::Cancelled,
+            () = self.ctx.shutdown.cancelled() => StepStop::Interrupted,
+        }
+    }
+
     /// Waits for `work` unless the run is cancelled or the server stops first; dropping the
     /// work drops its connection, which is how the upstream learns of it.
     async fn until_stopped<T>(&self, work: impl Future<Output = T>) -> Result<T, StepStop> {
@@ -388,40 +310,4 @@ fn transient(message: String) -> TryEnd {
         message,
         retry_after: None,
     })
-}
-
-/// Reads at most [`MAX_ERROR_BODY`] bytes of an answer's body.
-async fn read_some(mut response: reqwest::Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < MAX_ERROR_BODY {
-        match tokio::time::timeout(Duration::from_secs(2), response.chunk()).await {
-            Ok(Ok(Some(bytes))) => body.extend_from_slice(&bytes),
-            _ => break,
-        }
-    }
-    body.truncate(MAX_ERROR_BODY);
-    body
-}
-
-/// `": message"` from an error answer's body (the `OpenAI` error shape, or its text), or
-/// nothing when it says nothing. At most 300 characters, cut after `spec`'s secrets are
-/// blotted out, so no part of a key survives the cut.
-pub fn error_detail(body: &[u8], spec: &UpstreamSpec) -> String {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|value| {
-            chunk::error_message(&value).or_else(|| {
-                value
-                    .get("detail")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let message = spec.redact_cut(&message, 300);
-    if message.is_empty() {
-        String::new()
-    } else {
-        format!(": {message}")
-    }
 }
