@@ -142,7 +142,7 @@ fn embedded_server(
     config.scrape.urls = scrape;
     config.upstreams = upstreams;
     if demo {
-        config.db = DbLocation::Memory;
+        config.store.db = DbLocation::Memory;
     }
     config
 }
@@ -331,7 +331,7 @@ mod tests {
             Vec::new(),
             runboard_server::UpstreamConfig::none(),
         );
-        assert_eq!(demo.db, DbLocation::Memory);
+        assert_eq!(demo.store.db, DbLocation::Memory);
         assert!(demo.addr.ip().is_loopback());
         assert_eq!(demo.addr.port(), 0);
         assert!((demo.generator.speed - 3.0).abs() < f64::EPSILON);
@@ -342,6 +342,7 @@ mod tests {
                 Vec::new(),
                 runboard_server::UpstreamConfig::none()
             )
+            .store
             .db,
             DbLocation::default_file()
         );

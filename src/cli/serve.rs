@@ -9,9 +9,10 @@ use clap::Args;
 
 use runboard_api::ReplayClock;
 use runboard_server::{
-    self as server, ConnectionLimits, DbLocation, GeneratorConfig, ProxyConfig,
-    RequestStreamSettings, Retention, ScrapeConfig, ServerConfig, StreamSettings, UpstreamConfig,
-    UpstreamSpec, WebBundle,
+    self as server, Access, ActiveRequestSettings, ConnectionLimits, DbLocation, EventSettings,
+    GeneratorConfig, ProxyConfig, RequestLimits, RequestStreamSettings, Retention, RunLimits,
+    ScrapeConfig, ServerConfig, StoreSettings, StreamSettings, UpstreamConfig, UpstreamSpec,
+    WebBundle,
 };
 
 use super::seconds::positive_secs;
@@ -244,70 +245,84 @@ impl ServeArgs {
             .transpose()?;
         Ok(ServerConfig {
             addr: self.addr,
-            // A replay's runs are the recording's: never mixed into a database.
-            db: if replay.is_some() {
-                DbLocation::Memory
-            } else {
-                self.db
-                    .as_deref()
-                    .map_or_else(DbLocation::default_file, DbLocation::parse)
+            access: Access {
+                // A blank token is refused at start (ServerError::BadToken), not dropped
+                // silently.
+                token: self.token.clone(),
+                insecure: self.insecure,
+                cors_origins: self.cors_origins.clone(),
             },
-            // A blank token is refused at start (ServerError::BadToken), not dropped silently.
-            token: self.token.clone(),
-            insecure: self.insecure,
-            concurrency: self.concurrency as usize,
-            generator: GeneratorConfig {
-                seed: self.seed,
-                speed: self.speed,
-                failure_rate: self.failure_rate,
-            },
-            streams: StreamSettings {
-                retry: Duration::from_millis(self.retry_ms),
-                keepalive: Duration::from_secs(self.keepalive_secs),
-                flush_window: Duration::from_millis(self.flush_window_ms),
-            },
-            max_queued: self.max_queued,
-            retention: Retention {
-                days: (self.retain_days > 0).then_some(self.retain_days),
-                runs: (self.retain_runs > 0).then_some(self.retain_runs),
-            },
-            retention_every: Duration::from_secs_f64(self.retain_every_secs),
             connections: ConnectionLimits {
                 header_timeout: Duration::from_secs(self.header_timeout_secs),
                 max_connections: self.max_connections,
                 stalled_write: Duration::from_secs_f64(self.slow_subscriber_secs),
                 ..ConnectionLimits::default()
             },
-            body_timeout: Duration::from_secs(self.body_timeout_secs),
-            events_endpoint: !self.no_events_endpoint,
-            request_metrics: self.request_metrics,
-            request_stream: RequestStreamSettings {
-                enabled: self.requests_sse,
-                interval: Duration::from_secs_f64(self.requests_sse_interval),
-                heartbeat: Duration::from_secs_f64(self.requests_sse_heartbeat),
-                retry: Duration::from_millis(self.retry_ms),
+            requests: RequestLimits {
+                body_timeout: Duration::from_secs(self.body_timeout_secs),
+                ..RequestLimits::default()
             },
-            benchmark_log: self.benchmark_log.clone(),
-            web: self
-                .web_dir
-                .clone()
-                .map_or_else(WebBundle::discover, WebBundle::Dir),
-            cors_origins: self.cors_origins.clone(),
-            scrape: ScrapeConfig {
-                urls: self.scrape.clone(),
-                every: Duration::from_secs_f64(self.scrape_every_secs),
-                ..ScrapeConfig::default()
+            store: StoreSettings {
+                // A replay's runs are the recording's: never mixed into a database.
+                db: if replay.is_some() {
+                    DbLocation::Memory
+                } else {
+                    self.db
+                        .as_deref()
+                        .map_or_else(DbLocation::default_file, DbLocation::parse)
+                },
+                retention: Retention {
+                    days: (self.retain_days > 0).then_some(self.retain_days),
+                    runs: (self.retain_runs > 0).then_some(self.retain_runs),
+                },
+                retention_every: Duration::from_secs_f64(self.retain_every_secs),
+                lease: Duration::from_secs_f64(self.lease_secs),
+                instance_name: self.instance_name.clone(),
+            },
+            runs: RunLimits {
+                concurrency: self.concurrency as usize,
+                max_queued: self.max_queued,
+            },
+            events: EventSettings {
+                streams: StreamSettings {
+                    retry: Duration::from_millis(self.retry_ms),
+                    keepalive: Duration::from_secs(self.keepalive_secs),
+                    flush_window: Duration::from_millis(self.flush_window_ms),
+                },
+                endpoint: !self.no_events_endpoint,
+                ..EventSettings::default()
+            },
+            active_requests: ActiveRequestSettings {
+                enabled: self.request_metrics,
+                stream: RequestStreamSettings {
+                    enabled: self.requests_sse,
+                    interval: Duration::from_secs_f64(self.requests_sse_interval),
+                    heartbeat: Duration::from_secs_f64(self.requests_sse_heartbeat),
+                    retry: Duration::from_millis(self.retry_ms),
+                },
+            },
+            generator: GeneratorConfig {
+                seed: self.seed,
+                speed: self.speed,
+                failure_rate: self.failure_rate,
             },
             upstreams,
             proxy: ProxyConfig {
                 run_idle: Duration::from_secs_f64(self.proxy_run_idle_secs),
                 ..ProxyConfig::default()
             },
-            lease: Duration::from_secs_f64(self.lease_secs),
-            instance_name: self.instance_name.clone(),
+            scrape: ScrapeConfig {
+                urls: self.scrape.clone(),
+                every: Duration::from_secs_f64(self.scrape_every_secs),
+                ..ScrapeConfig::default()
+            },
             replay,
+            benchmark_log: self.benchmark_log.clone(),
+            web: self
+                .web_dir
+                .clone()
+                .map_or_else(WebBundle::discover, WebBundle::Dir),
             slo: self.slo,
-            ..ServerConfig::default()
         })
     }
 }
@@ -330,7 +345,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let db = config.db.to_string();
+    let db = config.store.db.to_string();
     let web = config.web.describe();
     let generation = match &config.replay {
         Some(replay) => format!(
@@ -339,7 +354,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         ),
         None => describe_generation(&config.upstreams),
     };
-    let auth = if config.token.is_some() {
+    let auth = if config.access.token.is_some() {
         "token required"
     } else {
         "no token"

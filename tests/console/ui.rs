@@ -10,7 +10,9 @@ use runboard_api::RunStatus;
 use runboard_console::board::{RequestsFeed, RunKey};
 use runboard_console::network::Spawner;
 use runboard_console::ui::{Console, ConsoleConfig, LaunchForm, LogLevel, RequestColumn};
-use runboard_server::{self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
+use runboard_server::{
+    self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig, StoreSettings,
+};
 
 pub(crate) struct Setup {
     runtime: tokio::runtime::Runtime,
@@ -34,7 +36,7 @@ impl Drop for Setup {
 }
 
 fn setup(speed: f64, events_endpoint: bool) -> Setup {
-    setup_with(speed, |config| config.events_endpoint = events_endpoint)
+    setup_with(speed, |config| config.events.endpoint = events_endpoint)
 }
 
 pub(crate) fn setup_with(speed: f64, adjust: impl FnOnce(&mut ServerConfig)) -> Setup {
@@ -46,15 +48,18 @@ pub(crate) fn setup_with(speed: f64, adjust: impl FnOnce(&mut ServerConfig)) -> 
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        db: DbLocation::File(dir.path().join("runs.db")),
         generator: GeneratorConfig {
             seed: Some(5),
             speed,
             failure_rate: 0.0,
         },
+        store: StoreSettings {
+            db: DbLocation::File(dir.path().join("runs.db")),
+            ..StoreSettings::default()
+        },
         ..ServerConfig::default()
     };
-    config.streams.retry = Duration::from_millis(50);
+    config.events.streams.retry = Duration::from_millis(50);
     adjust(&mut config);
     let server = runtime.block_on(server::start(config)).unwrap();
     Setup {
@@ -490,7 +495,7 @@ fn the_requests_view_streams_rows_keyed_by_request_id() {
 
 #[test]
 fn the_requests_view_polls_when_the_stream_is_off_and_explains_disabled_metrics() {
-    let setup = setup_with(1.0, |config| config.request_stream.enabled = false);
+    let setup = setup_with(1.0, |config| config.active_requests.stream.enabled = false);
     let mut harness = console(&setup, 2);
     launch_from_the_ui(&mut harness);
     harness.get_by_label("Requests").click();
@@ -501,7 +506,7 @@ fn the_requests_view_polls_when_the_stream_is_off_and_explains_disabled_metrics(
     harness.step();
     harness.get_by_label("polling");
 
-    let setup = setup_with(1.0, |config| config.request_metrics = false);
+    let setup = setup_with(1.0, |config| config.active_requests.enabled = false);
     let mut harness = console(&setup, 1);
     harness.get_by_label("Requests").click();
     wait_for(
@@ -636,7 +641,9 @@ fn with_a_stream_budget_the_runs_beyond_it_are_polled_and_still_finish() {
 
 #[test]
 fn a_server_that_wants_a_token_gets_one_from_the_prompt() {
-    let setup = setup_with(1.0, |config| config.token = Some("open-sesame".into()));
+    let setup = setup_with(1.0, |config| {
+        config.access.token = Some("open-sesame".into());
+    });
     let mut harness = console(&setup, 1);
     wait_for(
         &mut harness,

@@ -5,7 +5,7 @@ use crate::support;
 use std::time::Duration;
 
 use runboard_api::{ApiClient, ApiError, CreateRun, Feature, RunMode, RunQuery, RunStatus};
-use runboard_server::{self as server, ServerConfig, ServerError};
+use runboard_server::{self as server, Access, EventSettings, ServerConfig, ServerError};
 use serde_json::{Value, json};
 use support::test_server::{client, config, start, wait_finished};
 
@@ -86,7 +86,10 @@ async fn health_reports_the_events_head_and_a_seed_000_style_server_has_no_api_e
 
     let dir = tempfile::tempdir().unwrap();
     let server = start(ServerConfig {
-        events_endpoint: false,
+        events: EventSettings {
+            endpoint: false,
+            ..config(&dir).events
+        },
         ..config(&dir)
     })
     .await;
@@ -154,7 +157,7 @@ async fn a_run_is_created_listed_and_shown_with_its_whole_chain() {
 async fn listing_pages_newest_first_filters_by_status_and_clamps_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.concurrency = 1;
+    config.runs.concurrency = 1;
     config.generator.speed = 0.01; // Nothing finishes during this test.
     let server = start(config).await;
     let api = client(&server);
@@ -322,7 +325,10 @@ async fn bad_requests_get_the_error_shape_with_a_fitting_status() {
 async fn a_token_is_required_on_every_route_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(ServerConfig {
-        token: Some("correct-horse".into()),
+        access: Access {
+            token: Some("correct-horse".into()),
+            ..config(&dir).access
+        },
         ..config(&dir)
     })
     .await;
@@ -378,7 +384,10 @@ async fn listening_beyond_loopback_needs_a_token_or_insecure() {
     assert!(error.to_string().contains("--token"), "{error}");
     assert!(
         ServerConfig {
-            token: Some("t".into()),
+            access: Access {
+                token: Some("t".into()),
+                ..exposed.clone().access
+            },
             ..exposed.clone()
         }
         .check_exposure()
@@ -386,7 +395,10 @@ async fn listening_beyond_loopback_needs_a_token_or_insecure() {
     );
     assert!(
         ServerConfig {
-            insecure: true,
+            access: Access {
+                insecure: true,
+                ..exposed.clone().access
+            },
             ..exposed.clone()
         }
         .check_exposure()
@@ -394,7 +406,10 @@ async fn listening_beyond_loopback_needs_a_token_or_insecure() {
     );
     assert!(
         ServerConfig {
-            token: Some(String::new()),
+            access: Access {
+                token: Some(String::new()),
+                ..exposed.access
+            },
             ..exposed
         }
         .check_exposure()
@@ -407,7 +422,7 @@ async fn listening_beyond_loopback_needs_a_token_or_insecure() {
 async fn queued_and_running_runs_can_be_cancelled_and_finished_ones_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.concurrency = 1;
+    config.runs.concurrency = 1;
     config.generator.speed = 1.0;
     let server = start(config).await;
     let api = client(&server);
@@ -461,7 +476,7 @@ async fn queued_and_running_runs_can_be_cancelled_and_finished_ones_cannot() {
 async fn at_most_concurrency_runs_generate_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.concurrency = 2;
+    config.runs.concurrency = 2;
     config.generator.speed = 2.0;
     let server = start(config).await;
     let api = client(&server);

@@ -288,7 +288,7 @@ async fn every_subscriber_gets_every_result_and_a_second_benchmark_waits() {
 async fn keep_alives_flow_while_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.streams.keepalive = Duration::from_millis(150);
+    config.events.streams.keepalive = Duration::from_millis(150);
     let server = start(config).await;
     let mut source = stream(&server, "?interval=5", None);
     let comments = tokio::time::timeout(Duration::from_secs(5), async {
@@ -322,7 +322,7 @@ async fn a_log_file_missing_then_written_rotated_and_deleted_shows_in_status() {
     let log = dir.path().join("waa_benchmark.log");
     let mut config = config(&dir);
     config.benchmark_log = Some(log.clone());
-    config.streams.keepalive = Duration::from_millis(300);
+    config.events.streams.keepalive = Duration::from_millis(300);
     let server = start(config).await;
     let (status, answer) = post_benchmark(&server, &json!({"tasks": 2})).await;
     assert_eq!(

@@ -175,9 +175,9 @@ async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
     let dir = tempfile::tempdir().unwrap();
     // The recording is SQLite's (`/api/health` names the backend), whatever the tests run on.
     let mut config = sqlite_config(&dir);
-    config.instance_name = Some("exchange".into());
+    config.store.instance_name = Some("exchange".into());
     // Retention's record changes with its timer; tests/server/retention.rs covers it.
-    config.retention = runboard_server::Retention {
+    config.store.retention = runboard_server::Retention {
         days: None,
         runs: None,
     };

@@ -81,7 +81,7 @@ async fn every_generator_parameter_has_bounds_and_a_value_outside_gets_422_with_
 async fn cross_site_writes_and_foreign_hosts_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = config(&dir);
-    settings.cors_origins = vec!["https://dash.example.com".into()];
+    settings.access.cors_origins = vec!["https://dash.example.com".into()];
     let server = start(settings).await;
     let addr = server.addr();
     let own = format!("127.0.0.1:{}", addr.port());
@@ -179,7 +179,7 @@ async fn cross_site_writes_and_foreign_hosts_are_refused() {
 
     // With a token, the Host check is not needed (a rebound page cannot present the token).
     let mut settings = config(&dir);
-    settings.token = Some("s3cret".into());
+    settings.access.token = Some("s3cret".into());
     let server = start(settings).await;
     let with_token = exchange(
         server.addr(),
@@ -201,7 +201,7 @@ async fn slow_idle_and_oversized_clients_are_cut_off_and_too_many_are_refused_at
         max_connections: 6,
         ..ConnectionLimits::default()
     };
-    settings.body_timeout = Duration::from_secs(1);
+    settings.requests.body_timeout = Duration::from_secs(1);
     let server = start(settings).await;
     let addr = server.addr();
     let host = format!("127.0.0.1:{}", addr.port());
@@ -324,7 +324,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_and_resumes_without_loss() {
     let mut settings = config(&dir);
     settings.connections.stalled_write = Duration::from_secs(1);
     settings.generator.speed = 100.0;
-    settings.concurrency = 32;
+    settings.runs.concurrency = 32;
     let server = start(settings).await;
     let addr = server.addr();
     let host = format!("127.0.0.1:{}", addr.port());
@@ -383,8 +383,8 @@ async fn a_subscriber_that_stops_reading_is_dropped_and_resumes_without_loss() {
 async fn past_max_queued_new_runs_get_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = config(&dir);
-    settings.concurrency = 1;
-    settings.max_queued = 3;
+    settings.runs.concurrency = 1;
+    settings.runs.max_queued = 3;
     settings.generator.speed = 1.0;
     let server = start(settings).await;
     let api = client(&server);
@@ -472,7 +472,7 @@ async fn a_path_that_is_not_utf8_gets_the_json_error_and_a_blank_token_is_refuse
         "token\u{7f}",
     ] {
         let mut settings = config(&dir);
-        settings.token = Some(blank.into());
+        settings.access.token = Some(blank.into());
         match server::start(settings).await {
             Err(ServerError::BadToken) => {}
             Err(other) => panic!("{blank:?}: {other}"),

@@ -67,7 +67,7 @@ impl LlamaBoard {
             .upstreams
             .upstreams
             .push(UpstreamSpec::parse(&format!("llama={root}/v1"), |_| None).unwrap());
-        config.token = Some(TOKEN.into());
+        config.access.token = Some(TOKEN.into());
         let server = start(config).await;
         Some(Self {
             python,

@@ -76,7 +76,7 @@ async fn launch_and_follow(api: &ApiClient, events: &mut EventSource) -> (Vec<St
 async fn the_figures_match_the_runs_and_the_stream_and_need_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut server_config = config(&dir);
-    server_config.token = Some(TOKEN.into());
+    server_config.access.token = Some(TOKEN.into());
     let server = start(server_config).await;
     let api = ApiClient::new(&server.url(), Some(TOKEN)).unwrap();
     let http = reqwest::Client::new();

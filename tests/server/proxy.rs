@@ -33,7 +33,7 @@ fn proxy_config(dir: &tempfile::TempDir, upstream: &FakeUpstream) -> ServerConfi
         .aliases
         .push(("fast".into(), "org/chat".into()));
     config.upstreams.idle_timeout = Duration::from_secs(5);
-    config.token = Some(TOKEN.into());
+    config.access.token = Some(TOKEN.into());
     config
 }
 

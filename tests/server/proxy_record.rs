@@ -26,7 +26,7 @@ fn with_upstream(mut config: ServerConfig, upstream: &FakeUpstream) -> ServerCon
     let spec = UpstreamSpec::parse(&format!("gpu={}", upstream.base()), |_| None).unwrap();
     config.upstreams.upstreams.push(spec);
     config.upstreams.idle_timeout = Duration::from_secs(5);
-    config.token = Some(TOKEN.into());
+    config.access.token = Some(TOKEN.into());
     config
 }
 

@@ -26,7 +26,7 @@ fn keyed_config(dir: &tempfile::TempDir, upstream: &FakeUpstream) -> ServerConfi
     .unwrap();
     config.upstreams.upstreams.push(spec);
     config.upstreams.idle_timeout = Duration::from_secs(5);
-    config.token = Some(TOKEN.into());
+    config.access.token = Some(TOKEN.into());
     config
 }
 

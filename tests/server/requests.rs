@@ -116,7 +116,7 @@ async fn many_subscribers_each_see_every_request_and_only_changed_snapshots() {
     let mut config = config(&dir);
     // Real time: every agent step lives seconds, far longer than the 50 ms interval.
     config.generator.speed = 4.0;
-    config.request_stream = RequestStreamSettings {
+    config.active_requests.stream = RequestStreamSettings {
         interval: Duration::from_millis(50),
         ..RequestStreamSettings::default()
     };
@@ -191,7 +191,7 @@ async fn many_subscribers_each_see_every_request_and_only_changed_snapshots() {
 async fn keep_alives_are_sent_while_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.request_stream.heartbeat = Duration::from_millis(100);
+    config.active_requests.stream.heartbeat = Duration::from_millis(100);
     let server = start(config).await;
     let mut source = stream(&server);
     let comments = tokio::time::timeout(Duration::from_secs(5), async {
@@ -219,7 +219,7 @@ async fn keep_alives_are_sent_while_nothing_changes() {
 async fn with_metrics_off_the_snapshot_says_so_and_the_stream_sends_one_disabled_event() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.request_metrics = false;
+    config.active_requests.enabled = false;
     let server = start(config).await;
     let api = client(&server);
     api.create_run(&run(json!({}))).await.unwrap();
@@ -252,7 +252,7 @@ async fn with_metrics_off_the_snapshot_says_so_and_the_stream_sends_one_disabled
 async fn with_the_stream_off_it_answers_503_with_the_disabled_payload() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.request_stream.enabled = false;
+    config.active_requests.stream.enabled = false;
     let server = start(config).await;
     let response = reqwest::get(format!("{}/metrics/active-requests/stream", server.url()))
         .await

@@ -13,7 +13,7 @@ use support::test_server::{client, config, start, wait_finished};
 async fn a_restart_fails_the_interrupted_run_keeps_its_history_and_runs_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let mut slow = config(&dir);
-    slow.concurrency = 1;
+    slow.runs.concurrency = 1;
     slow.generator.speed = 1.0;
     let first = start(slow).await;
     let api = client(&first);

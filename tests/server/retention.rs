@@ -32,11 +32,11 @@ fn sample(page: &str, name: &str) -> f64 {
 async fn retention_removes_finished_runs_and_a_resume_from_a_pruned_id_is_told_so() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = config(&dir);
-    settings.retention = Retention {
+    settings.store.retention = Retention {
         days: None,
         runs: Some(2),
     };
-    settings.retention_every = Duration::from_millis(100);
+    settings.store.retention_every = Duration::from_millis(100);
     let server = start(settings.clone()).await;
     let api = client(&server);
     let mut ids = Vec::new();
@@ -100,7 +100,7 @@ async fn retention_removes_finished_runs_and_a_resume_from_a_pruned_id_is_told_s
     server.stop().await;
 
     // Ids and run order never go back, even when everything was pruned.
-    settings.retention.runs = Some(1);
+    settings.store.retention.runs = Some(1);
     let server = start(settings).await;
     let api = client(&server);
     let run = api.create_run(&run_request(json!({}))).await.unwrap();
@@ -114,12 +114,12 @@ async fn retention_removes_finished_runs_and_a_resume_from_a_pruned_id_is_told_s
 async fn retention_prunes_a_file_database_while_runs_are_generating() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = config(&dir);
-    settings.retention = Retention {
+    settings.store.retention = Retention {
         days: None,
         runs: Some(5),
     };
-    settings.retention_every = Duration::from_millis(200);
-    settings.concurrency = 16;
+    settings.store.retention_every = Duration::from_millis(200);
+    settings.runs.concurrency = 16;
     let server = start(settings).await;
     let api = client(&server);
     // A steady load: a run launched every 20 ms for 8 s, the writer committing all along.
@@ -175,11 +175,11 @@ async fn retention_prunes_a_file_database_while_runs_are_generating() {
 async fn a_day_limit_beyond_the_calendar_keeps_everything_and_retention_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = config(&dir);
-    settings.retention = Retention {
+    settings.store.retention = Retention {
         days: Some(u32::MAX),
         runs: None,
     };
-    settings.retention_every = Duration::from_millis(50);
+    settings.store.retention_every = Duration::from_millis(50);
     let server = start(settings).await;
     let api = client(&server);
     let run = api.create_run(&run_request(json!({}))).await.unwrap();
@@ -199,7 +199,7 @@ async fn a_day_limit_beyond_the_calendar_keeps_everything_and_retention_keeps_ru
 async fn without_limits_health_says_nothing_of_retention() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = config(&dir);
-    settings.retention = Retention {
+    settings.store.retention = Retention {
         days: None,
         runs: None,
     };

@@ -38,9 +38,9 @@ pub fn fresh_database(label: &str) -> Option<String> {
 /// An instance on the shared database `url`.
 fn instance_config(url: &str, dir: &tempfile::TempDir, name: &str) -> ServerConfig {
     let mut config = sqlite_config(dir);
-    config.db = DbLocation::Url(url.to_owned());
-    config.instance_name = Some(name.to_owned());
-    config.lease = Duration::from_secs(2);
+    config.store.db = DbLocation::Url(url.to_owned());
+    config.store.instance_name = Some(name.to_owned());
+    config.store.lease = Duration::from_secs(2);
     config.generator.speed = 8.0;
     config
 }

@@ -114,7 +114,7 @@ async fn a_full_disk_refuses_new_runs_holds_running_ones_publishes_nothing_unsto
         return;
     };
     let mut settings = config(&tempfile::tempdir().unwrap());
-    settings.db = DbLocation::File(disk.path().join("runs.db"));
+    settings.store.db = DbLocation::File(disk.path().join("runs.db"));
     settings.generator.speed = 20.0;
     let server = start(settings.clone()).await;
     let api = client(&server);
@@ -276,7 +276,7 @@ fn assert_same_events(
 async fn refused_start(location: DbLocation) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = config(&dir);
-    settings.db = location;
+    settings.store.db = location;
     let started = Instant::now();
     let error = match server::start(settings).await {
         Ok(server) => {
@@ -366,7 +366,7 @@ async fn start_up_refuses_a_full_disk_and_a_read_only_database_and_the_command_s
     };
     let path = disk.path().join("runs.db");
     let mut settings = config(&tempfile::tempdir().unwrap());
-    settings.db = DbLocation::File(path.clone());
+    settings.store.db = DbLocation::File(path.clone());
     let server = start(settings).await;
     let api = client(&server);
     let run = api.create_run(&run_request(json!({}))).await.unwrap();
@@ -402,7 +402,7 @@ async fn start_up_refuses_a_full_disk_and_a_read_only_database_and_the_command_s
 async fn every_event_a_subscriber_saw_before_a_stop_under_load_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = config(&dir);
-    settings.concurrency = 64;
+    settings.runs.concurrency = 64;
     settings.generator.speed = 200.0;
     for round in 0..4 {
         let server = start(settings.clone()).await;
@@ -509,7 +509,7 @@ async fn kill_9_during_restart_recovery_never_fails_a_run_twice() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let mut settings = config(&dir);
-    settings.concurrency = 300;
+    settings.runs.concurrency = 300;
     settings.generator.speed = 1.0;
     let server = start(settings.clone()).await;
     let api = client(&server);
@@ -547,7 +547,7 @@ async fn kill_9_during_restart_recovery_never_fails_a_run_twice() {
         child.wait().unwrap();
     }
 
-    settings.concurrency = 4;
+    settings.runs.concurrency = 4;
     let server = start(settings).await;
     let api = client(&server);
     let in_store = stored(&server).await;

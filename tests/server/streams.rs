@@ -77,8 +77,8 @@ fn triple(event: &Event) -> (u64, String, String) {
 async fn streams_announce_retry_carry_the_sse_headers_and_keep_alive() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.streams.keepalive = Duration::from_millis(150);
-    config.streams.retry = Duration::from_millis(1234);
+    config.events.streams.keepalive = Duration::from_millis(150);
+    config.events.streams.retry = Duration::from_millis(1234);
     let server = start(config).await;
     let response = reqwest::Client::new()
         .get(format!("{}/api/events", server.url()))
@@ -258,7 +258,7 @@ async fn a_subscriber_that_falls_behind_the_hub_catches_up_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
     // A hub that holds two events: every burst overruns it, so lagging is certain.
-    config.broadcast_capacity = 2;
+    config.events.broadcast_capacity = 2;
     config.generator.speed = 20.0;
     let server = start(config).await;
     let api = client(&server);
@@ -327,7 +327,7 @@ async fn a_filtered_stream_carries_only_the_named_runs() {
 async fn runs_256_with_64_subscribers_complete_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.concurrency = 256;
+    config.runs.concurrency = 256;
     config.generator.speed = 40.0;
     let server = start(config).await;
     let api = client(&server);

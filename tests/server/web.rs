@@ -45,7 +45,7 @@ async fn the_bundle_is_served_at_the_root_without_a_token_and_never_outside_its_
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
     config.web = WebBundle::Dir(bundle(&dir));
-    config.token = Some("s3cret".into());
+    config.access.token = Some("s3cret".into());
     let server = start(config).await;
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{}{path}", server.url())).send();
@@ -123,8 +123,8 @@ async fn without_a_bundle_the_root_says_how_to_build_one() {
 async fn cors_lets_the_named_origin_call_the_api_and_nobody_else() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.cors_origins = vec!["http://dash.example:8080".into()];
-    config.token = Some("s3cret".into());
+    config.access.cors_origins = vec!["http://dash.example:8080".into()];
+    config.access.token = Some("s3cret".into());
     let server = start(config).await;
     let http = reqwest::Client::new();
     // A preflight carries no token and must still be answered.
@@ -202,7 +202,7 @@ async fn cors_lets_the_named_origin_call_the_api_and_nobody_else() {
         "HTTP://Dash.Example",
     ] {
         let mut config = support::test_server::config(&dir);
-        config.cors_origins = vec![bad.into()];
+        config.access.cors_origins = vec![bad.into()];
         match runboard_server::start(config).await {
             Err(ServerError::BadOrigin(origin)) => assert_eq!(origin, bad),
             Ok(_) => panic!("{bad} was accepted"),

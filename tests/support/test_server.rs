@@ -6,13 +6,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use runboard_api::{ApiClient, RunDetail};
-use runboard_server::{self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig};
+use runboard_server::{
+    self as server, DbLocation, GeneratorConfig, RunningServer, ServerConfig, StoreSettings,
+};
 
 /// A fast, deterministic configuration: port 0, a fresh store (one per `dir`: the same `dir`
 /// gives the same database again), seed 7, no random failures.
 pub fn config(dir: &tempfile::TempDir) -> ServerConfig {
     ServerConfig {
-        db: test_db(dir),
+        store: StoreSettings {
+            db: test_db(dir),
+            ..sqlite_config(dir).store
+        },
         ..sqlite_config(dir)
     }
 }
@@ -21,15 +26,18 @@ pub fn config(dir: &tempfile::TempDir) -> ServerConfig {
 pub fn sqlite_config(dir: &tempfile::TempDir) -> ServerConfig {
     let mut config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        db: DbLocation::File(db_path(dir)),
         generator: GeneratorConfig {
             seed: Some(7),
             speed: 50.0,
             failure_rate: 0.0,
         },
+        store: StoreSettings {
+            db: DbLocation::File(db_path(dir)),
+            ..StoreSettings::default()
+        },
         ..ServerConfig::default()
     };
-    config.streams.retry = Duration::from_millis(20);
+    config.events.streams.retry = Duration::from_millis(20);
     config
 }
 

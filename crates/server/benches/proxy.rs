@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use runboard_server::{DbLocation, ServerConfig, UpstreamSpec};
+use runboard_server::{DbLocation, ServerConfig, StoreSettings, UpstreamSpec};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -181,7 +181,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        db: DbLocation::File(dir.path().join("bench.db")),
+        store: StoreSettings {
+            db: DbLocation::File(dir.path().join("bench.db")),
+            ..StoreSettings::default()
+        },
         ..ServerConfig::default()
     };
     config

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use runboard_server::{DbLocation, ServerConfig, UpstreamSpec};
+use runboard_server::{DbLocation, ServerConfig, StoreSettings, UpstreamSpec};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -366,7 +366,10 @@ fn start_both(
     });
     let mut config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        db: DbLocation::File(dir.path().join("bench.db")),
+        store: StoreSettings {
+            db: DbLocation::File(dir.path().join("bench.db")),
+            ..StoreSettings::default()
+        },
         ..ServerConfig::default()
     };
     config.upstreams.concurrency = Some(4096);

@@ -17,7 +17,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use runboard_api::{ApiClient, CreateRun, RunMode};
-use runboard_server::{DbLocation, GeneratorConfig, ServerConfig};
+use runboard_server::{DbLocation, GeneratorConfig, RunLimits, ServerConfig, StoreSettings};
 use serde_json::json;
 
 // The same allocator as the `runboard` binary, so the figures are the product's.
@@ -35,12 +35,18 @@ const SUBSCRIBERS: usize = 64;
 fn bench_config(dir: &tempfile::TempDir, runs: usize, speed: f64) -> ServerConfig {
     ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        db: DbLocation::File(dir.path().join("bench.db")),
-        concurrency: runs,
         generator: GeneratorConfig {
             seed: Some(1),
             speed,
             failure_rate: 0.0,
+        },
+        store: StoreSettings {
+            db: DbLocation::File(dir.path().join("bench.db")),
+            ..StoreSettings::default()
+        },
+        runs: RunLimits {
+            concurrency: runs,
+            ..RunLimits::default()
         },
         ..ServerConfig::default()
     }
@@ -50,7 +56,7 @@ fn bench_config(dir: &tempfile::TempDir, runs: usize, speed: f64) -> ServerConfi
 async fn phase(label: &str, speed: f64, iterations: u64) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = bench_config(&dir, RUNS, speed);
-    config.broadcast_capacity = 16 * 1024;
+    config.events.broadcast_capacity = 16 * 1024;
     let running = runboard_server::start(config).await.unwrap();
     let url = format!("{}/api/events", running.url());
     let (ready_tx, mut ready) = tokio::sync::mpsc::channel(SUBSCRIBERS);
@@ -130,7 +136,7 @@ fn low_load(
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = bench_config(&dir, LOW_RUNS, speed);
-    config.streams.flush_window = flush_window;
+    config.events.streams.flush_window = flush_window;
     let running = server_runtime
         .block_on(runboard_server::start(config))
         .unwrap();

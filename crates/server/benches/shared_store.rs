@@ -18,7 +18,9 @@ mod common;
 use std::time::Instant;
 
 use runboard_api::{ApiClient, CreateRun, RunMode};
-use runboard_server::{DbLocation, GeneratorConfig, RunningServer, ServerConfig};
+use runboard_server::{
+    DbLocation, GeneratorConfig, RunLimits, RunningServer, ServerConfig, StoreSettings,
+};
 use serde_json::json;
 use sqlx::Connection as _;
 
@@ -34,17 +36,23 @@ const SUBSCRIBERS: usize = 64;
 fn config(db: DbLocation, runs: usize, speed: f64, name: &str) -> ServerConfig {
     let mut config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        db,
-        concurrency: runs,
         generator: GeneratorConfig {
             seed: Some(1),
             speed,
             failure_rate: 0.0,
         },
-        instance_name: Some(name.to_owned()),
+        store: StoreSettings {
+            db,
+            instance_name: Some(name.to_owned()),
+            ..StoreSettings::default()
+        },
+        runs: RunLimits {
+            concurrency: runs,
+            ..RunLimits::default()
+        },
         ..ServerConfig::default()
     };
-    config.broadcast_capacity = 16 * 1024;
+    config.events.broadcast_capacity = 16 * 1024;
     config
 }
 

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use runboard_api::{ApiClient, CreateRun, RunMode};
-use runboard_server::{DbLocation, ServerConfig, UpstreamSpec};
+use runboard_server::{DbLocation, RunLimits, ServerConfig, StoreSettings, UpstreamSpec};
 use runboard_sse::{EventSource, Update};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
@@ -163,8 +163,14 @@ fn runboard_round(
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        db: DbLocation::File(dir.path().join("bench.db")),
-        concurrency: RUNS,
+        store: StoreSettings {
+            db: DbLocation::File(dir.path().join("bench.db")),
+            ..StoreSettings::default()
+        },
+        runs: RunLimits {
+            concurrency: RUNS,
+            ..RunLimits::default()
+        },
         ..ServerConfig::default()
     };
     config

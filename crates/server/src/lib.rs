@@ -2,6 +2,7 @@
 //! fans persisted events out to every stream, and a synthetic generator so it works out of the
 //! box. The console embeds it; tests run it on port 0.
 
+mod config;
 mod events;
 mod failure;
 mod http;
@@ -14,7 +15,6 @@ pub use observe::scrape;
 pub use producers::{benchmark, catalog, generator, proxy, replay, rng, upstream};
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,11 +22,15 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use config::{
+    Access, ActiveRequestSettings, DEFAULT_ADDR, DEFAULT_MAX_QUEUED, DEFAULT_RETENTION,
+    EventSettings, ServerConfig, StoreSettings,
+};
 pub use events::stream::{DEFAULT_FLUSH_WINDOW, StreamSettings};
 pub use generator::GeneratorConfig;
 pub use http::active_requests_stream::RequestStreamSettings;
-pub use http::routes::MAX_BENCHMARK_TASKS;
 pub use http::routes::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use http::routes::{MAX_BENCHMARK_TASKS, RequestLimits};
 pub use listener::ConnectionLimits;
 pub use observe::active_requests::DISABLED_MESSAGE;
 pub use producers::membership::DEFAULT_LEASE;
@@ -52,147 +56,11 @@ use producers::runs::{Runs, RunsSetup};
 use store::Store;
 use store::health::StoreHealth;
 
-/// The default address: loopback only.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:9010";
-
 /// How long shutdown waits for connections to finish before it drops them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for the writer to store what it was given.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
-
-/// Runs that may wait for a slot by default.
-pub const DEFAULT_MAX_QUEUED: usize = 10_000;
-
-/// Finished runs are kept 30 days, and at most the newest 10 000 of them.
-pub const DEFAULT_RETENTION: Retention = Retention {
-    days: Some(30),
-    runs: Some(10_000),
-};
-
-/// Everything `runboard serve` can be told.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Where to listen.
-    pub addr: SocketAddr,
-    /// Where the runs are stored.
-    pub db: DbLocation,
-    /// Requests must carry `Authorization: Bearer <token>` when set.
-    pub token: Option<String>,
-    /// Allow listening beyond loopback without a token.
-    pub insecure: bool,
-    /// Runs generating at once; the rest wait as `queued`.
-    pub concurrency: usize,
-    /// Runs waiting at most; new runs past it get 429.
-    pub max_queued: usize,
-    /// Which finished runs are removed, and how often that is checked.
-    pub retention: Retention,
-    /// How often retention runs.
-    pub retention_every: Duration,
-    /// Timeouts and caps of every connection.
-    pub connections: ConnectionLimits,
-    /// How long a request body may take to arrive (408 beyond).
-    pub body_timeout: Duration,
-    /// The synthetic generator's settings.
-    pub generator: GeneratorConfig,
-    /// `retry:` and keep-alive of every stream.
-    pub streams: StreamSettings,
-    /// Events the hub keeps for slow subscribers before they catch up from the store.
-    pub broadcast_capacity: usize,
-    /// Request body limit in bytes (413 beyond).
-    pub max_body_bytes: usize,
-    /// Task text limit in characters (422 beyond).
-    pub max_task_chars: usize,
-    /// Offer `/api/events`. Off, clients follow each run on its own stream, as
-    /// with servers that have no global stream.
-    pub events_endpoint: bool,
-    /// Track generation requests for `/metrics/active-requests`.
-    pub request_metrics: bool,
-    /// The active-requests stream.
-    pub request_stream: RequestStreamSettings,
-    /// Follow the benchmark that writes this log instead of running benchmarks here.
-    pub benchmark_log: Option<PathBuf>,
-    /// The web console served at `/`.
-    pub web: WebBundle,
-    /// Origins whose pages may call the API (CORS), e.g. `https://dash.example.com`.
-    pub cors_origins: Vec<String>,
-    /// Model servers whose own metrics are read (`--scrape`).
-    pub scrape: ScrapeConfig,
-    /// Model servers runs are generated on (`--upstream`); none runs the synthetic generator.
-    pub upstreams: UpstreamConfig,
-    /// The OpenAI-compatible proxy under `/v1`, offered with any `--upstream`.
-    pub proxy: ProxyConfig,
-    /// How long other instances sharing the store wait without this one's heartbeat before
-    /// they fail its running runs (`--lease-secs`).
-    pub lease: Duration,
-    /// The name this instance goes by on `/api/health` and in errors about it; by default
-    /// the host name and the port.
-    pub instance_name: Option<String>,
-    /// Replay this recording instead of running anything (`--replay`); runs are not
-    /// started, cancelled or generated.
-    pub replay: Option<replay::ReplayConfig>,
-    /// The objective goodput is measured against (`--slo`); `None` measures none.
-    pub slo: Option<runboard_api::Slo>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            addr: DEFAULT_ADDR
-                .parse()
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9010))),
-            db: DbLocation::default_file(),
-            token: None,
-            insecure: false,
-            concurrency: 18,
-            max_queued: DEFAULT_MAX_QUEUED,
-            retention: DEFAULT_RETENTION,
-            retention_every: Duration::from_secs(10),
-            connections: ConnectionLimits::default(),
-            body_timeout: Duration::from_secs(30),
-            generator: GeneratorConfig::default(),
-            streams: StreamSettings::default(),
-            broadcast_capacity: 4096,
-            max_body_bytes: 64 * 1024,
-            max_task_chars: 4096,
-            events_endpoint: true,
-            request_metrics: true,
-            request_stream: RequestStreamSettings::default(),
-            benchmark_log: None,
-            web: WebBundle::None,
-            cors_origins: Vec::new(),
-            scrape: ScrapeConfig::default(),
-            upstreams: UpstreamConfig::none(),
-            proxy: ProxyConfig::default(),
-            lease: DEFAULT_LEASE,
-            instance_name: None,
-            replay: None,
-            slo: None,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// Refuses a token no client could present, and a setup that would expose runs to the
-    /// network without a token.
-    pub fn check_exposure(&self) -> Result<(), ServerError> {
-        // An `Authorization` header carries visible ASCII: a token with anything else could
-        // start a server no client can ever present it to.
-        if let Some(token) = &self.token
-            && (token.trim().is_empty()
-                || token.trim() != token
-                || !token.chars().all(|c| matches!(c, ' '..='~')))
-        {
-            return Err(ServerError::BadToken);
-        }
-        let has_token = self.token.as_deref().is_some_and(|t| !t.is_empty());
-        if self.addr.ip().is_loopback() || has_token || self.insecure {
-            Ok(())
-        } else {
-            Err(ServerError::Exposed(self.addr))
-        }
-    }
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -281,10 +149,10 @@ impl RunningServer {
 /// Opens the store, recovers from an earlier stop, binds, and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.check_exposure()?;
-    let cors_origins = parse_cors_origins(&config.cors_origins)?;
-    let store = Store::open(&config.db).await?;
+    let cors_origins = parse_cors_origins(&config.access.cors_origins)?;
+    let store = Store::open(&config.store.db).await?;
     let sequences = store.sequences().await?;
-    let hub = Hub::new(config.broadcast_capacity, sequences.last_seq);
+    let hub = Hub::new(config.events.broadcast_capacity, sequences.last_seq);
     let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
     let telemetry = Telemetry::with_slo(config.slo);
@@ -298,16 +166,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (recorder, writer, lost) = start_writer(
         &config, &store, &feed, &health, &identity, &shutdown, &telemetry,
     );
-    let requests = RequestTracker::new(config.request_metrics);
+    let requests = RequestTracker::new(config.active_requests.enabled);
     let upstreams = upstream::UpstreamPool::start(&config.upstreams, &shutdown).await;
     let runs = Runs::new(RunsSetup {
         recorder: recorder.clone(),
         store: store.clone(),
         generator: config.generator.clone(),
-        limits: RunLimits {
-            concurrency: config.concurrency,
-            max_queued: config.max_queued,
-        },
+        limits: config.runs,
         last_ord: sequences.last_ord,
         shutdown: shutdown.clone(),
         requests: requests.clone(),
@@ -330,17 +195,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             store: store.clone(),
             hub,
             shutdown: shutdown.clone(),
-            settings: config.streams.clone(),
+            settings: config.events.streams.clone(),
             health: health.clone(),
             telemetry: telemetry.clone(),
         },
-        max_body_bytes: config.max_body_bytes,
-        body_timeout: config.body_timeout,
+        limits: config.requests,
         health,
-        max_task_chars: config.max_task_chars,
-        events_endpoint: config.events_endpoint,
+        events_endpoint: config.events.endpoint,
         requests,
-        request_stream: config.request_stream.clone(),
+        request_stream: config.active_requests.stream.clone(),
         benchmark,
         benchmark_runner,
         web: config.web.clone(),
@@ -353,7 +216,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let app = http::routes::router(
         state,
-        RequiredToken(config.token.clone()),
+        RequiredToken(config.access.token.clone()),
         guard_for(&config, &cors_origins, addr),
         &cors_origins,
     );
@@ -418,7 +281,7 @@ fn housekeeping(
     checkpoint_periodically(store.clone(), shutdown.clone());
     store::retention::prune_periodically(
         store.clone(),
-        (config.retention, config.retention_every),
+        (config.store.retention, config.store.retention_every),
         telemetry.retention_metrics(),
         shutdown.clone(),
     )
@@ -471,7 +334,7 @@ fn start_writer(
             store: store.clone(),
             feed: feed.clone(),
             health: health.clone(),
-            gather_window: config.streams.flush_window,
+            gather_window: config.events.streams.flush_window,
             instance: identity.id.clone(),
             lost: lost_sender,
         },
@@ -514,10 +377,11 @@ async fn join_the_board(
 /// This instance: named by `--instance-name`, else host:port.
 fn identity_for(config: &ServerConfig) -> Identity {
     let name = config
+        .store
         .instance_name
         .clone()
         .unwrap_or_else(|| default_instance_name(config.addr));
-    Identity::new(name, config.lease)
+    Identity::new(name, config.store.lease)
 }
 
 /// `host:port`: what tells instances apart on a board that several machines share.
@@ -555,13 +419,13 @@ fn guard_for(
     addr: SocketAddr,
 ) -> Guard {
     Guard::new(
-        config.token.is_some(),
+        config.access.token.is_some(),
         cors_origins
             .iter()
             .filter_map(|origin| origin.to_str().ok().map(str::to_owned))
             .collect(),
         addr,
-        config.max_body_bytes,
+        config.requests.max_body_bytes,
         config.proxy.max_body_bytes,
     )
 }

@@ -44,6 +44,15 @@ pub struct RunLimits {
     pub max_queued: usize,
 }
 
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self {
+            concurrency: 18,
+            max_queued: crate::config::DEFAULT_MAX_QUEUED,
+        }
+    }
+}
+
 /// What a run manager is made of.
 #[derive(Debug)]
 pub struct RunsSetup {

@@ -46,14 +46,10 @@ pub struct AppState {
     pub store: Store,
     /// Streams.
     pub streams: StreamSource,
-    /// Request body limit in bytes.
-    pub max_body_bytes: usize,
-    /// How long a request body may take to arrive (408 beyond).
-    pub body_timeout: Duration,
+    /// What one request may carry, and how long it may take to arrive.
+    pub limits: RequestLimits,
     /// Whether the store accepts writes.
     pub health: StoreHealth,
-    /// Task text limit in characters.
-    pub max_task_chars: usize,
     /// Whether `/api/events` is offered.
     pub events_endpoint: bool,
     /// Requests in flight.
@@ -78,6 +74,27 @@ pub struct AppState {
     pub retention: RetentionBoard,
     /// Set when the server replays a recording: it starts and cancels nothing.
     pub replaying: bool,
+}
+
+/// What one request may carry, and how long it may take to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Request body limit in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (408 beyond).
+    pub body_timeout: Duration,
+    /// Task text limit in characters (422 beyond).
+    pub max_task_chars: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            body_timeout: Duration::from_secs(30),
+            max_task_chars: 4096,
+        }
+    }
 }
 
 /// The router: every API route behind the token check, the web console for everything else,
@@ -149,7 +166,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     body: Body,
     what: &str,
 ) -> Result<T, Failure> {
-    let bytes = read_body(state, body, state.max_body_bytes).await?;
+    let bytes = read_body(state, body, state.limits.max_body_bytes).await?;
     serde_json::from_slice(&bytes).map_err(|error| {
         if error.is_data() {
             Failure::new(
@@ -170,7 +187,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 /// Reads a body of at most `limit` bytes within `body_timeout` (413 beyond the size, 408
 /// beyond the time).
 async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<bytes::Bytes, Failure> {
-    tokio::time::timeout(state.body_timeout, body_buffer::collect(body, limit))
+    tokio::time::timeout(state.limits.body_timeout, body_buffer::collect(body, limit))
         .await
         .map_err(|_| {
             Failure::new(
@@ -178,7 +195,7 @@ async fn read_body(state: &AppState, body: Body, limit: usize) -> Result<bytes::
                 ErrorCode::BodyTimeout,
                 format!(
                     "the request body did not arrive within {} s",
-                    state.body_timeout.as_secs_f64()
+                    state.limits.body_timeout.as_secs_f64()
                 ),
             )
         })?

@@ -92,13 +92,13 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
         ));
     }
     let task_chars = task.chars().count();
-    if task_chars > state.max_task_chars {
+    if task_chars > state.limits.max_task_chars {
         return Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::TaskTooLong,
             format!(
                 "the task has {task_chars} characters; the limit is {}",
-                state.max_task_chars
+                state.limits.max_task_chars
             ),
         ));
     }
