@@ -18,15 +18,13 @@ use crate::producers::generator::GeneratorConfig;
 use crate::producers::membership::DEFAULT_LEASE;
 use crate::producers::proxy::ProxyConfig;
 use crate::producers::replay::ReplayConfig;
+pub use crate::producers::runs::DEFAULT_MAX_QUEUED;
 use crate::producers::runs::RunLimits;
 use crate::producers::upstream::UpstreamConfig;
 use crate::store::{DbLocation, Retention};
 
 /// The default address: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9010";
-
-/// Runs that may wait for a slot by default.
-pub const DEFAULT_MAX_QUEUED: usize = 10_000;
 
 /// Finished runs are kept 30 days, and at most the newest 10 000 of them.
 pub const DEFAULT_RETENTION: Retention = Retention {

@@ -35,6 +35,9 @@ pub enum CancelOutcome {
 /// How long a create waits for the store to confirm the run before it answers 503.
 const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Runs that may wait for a slot by default.
+pub const DEFAULT_MAX_QUEUED: usize = 10_000;
+
 /// How many runs may generate and wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunLimits {
@@ -48,7 +51,7 @@ impl Default for RunLimits {
     fn default() -> Self {
         Self {
             concurrency: 18,
-            max_queued: crate::config::DEFAULT_MAX_QUEUED,
+            max_queued: DEFAULT_MAX_QUEUED,
         }
     }
 }
