@@ -149,6 +149,40 @@ fn embedded_server(
 
 /// Opens the console and runs it until the window closes.
 pub fn run(args: GuiArgs) -> ExitCode {
+    let spawner = match Spawner::start_background() {
+        Ok(spawner) => spawner,
+        Err(error) => return fail(&format!("could not start the async runtime: {error}")),
+    };
+    let (window, embedded) = match prepare(args, &spawner) {
+        Ok(prepared) => prepared,
+        Err(error) => return fail(&error),
+    };
+    let result = window.open(spawner.clone());
+    if let Some(running) = embedded {
+        spawner.handle().block_on(running.stop());
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&format!(
+            "the window could not open: {error} (is there a display? set DISPLAY, or run \
+             under Xvfb)"
+        )),
+    }
+}
+
+/// The console's window, ready to open.
+struct Window {
+    config: ConsoleConfig,
+    size: [f32; 2],
+    theme: Theme,
+    /// Save this picture after `after` and close, instead of staying open.
+    screenshot: Option<PathBuf>,
+    after: Duration,
+}
+
+/// Checks the flags that go together, starts the embedded server when no `--api` is given, and
+/// sets up the window.
+fn prepare(args: GuiArgs, spawner: &Spawner) -> Result<(Window, Option<RunningServer>), String> {
     let GuiArgs {
         apis,
         token,
@@ -166,46 +200,36 @@ pub fn run(args: GuiArgs) -> ExitCode {
         replay,
         looping,
     } = args;
-    let spawner = match Spawner::start_background() {
-        Ok(spawner) => spawner,
-        Err(error) => return fail(&format!("could not start the async runtime: {error}")),
-    };
     if !apis.is_empty() && (!scrape.is_empty() || !upstreams.is_empty()) {
-        return fail(
+        return Err(
             "--scrape and --upstream are for the embedded server; give them to `runboard serve` \
-             of the --api server",
+             of the --api server"
+                .to_owned(),
         );
     }
     if replay.is_some() && (!scrape.is_empty() || !upstreams.is_empty()) {
-        return fail("a --replay plays a recording; it takes no --scrape or --upstream");
+        return Err("a --replay plays a recording; it takes no --scrape or --upstream".to_owned());
     }
-    let (replay_view, replay_config) = match replay_setup(
+    let (replay_view, replay_config) = replay_setup(
         replay.as_deref(),
         screenshot.is_some(),
         after,
         speed,
         looping,
-    ) {
-        Ok(setup) => setup,
-        Err(error) => return fail(&error),
-    };
-    let upstreams = match super::serve::upstream_config(&upstreams, &model_aliases) {
-        Ok(upstreams) => upstreams,
-        Err(error) => return fail(&error),
-    };
+    )?;
+    let upstreams = super::serve::upstream_config(&upstreams, &model_aliases)?;
     let mut servers = apis;
     let mut embedded: Option<RunningServer> = None;
     if servers.is_empty() {
         let mut config = embedded_server(demo || replay_config.is_some(), speed, scrape, upstreams);
         config.replay = replay_config;
-        match spawner.handle().block_on(server::start(config)) {
-            Ok(running) => {
-                tracing::info!("embedded server on {}", running.url());
-                servers.push(running.url());
-                embedded = Some(running);
-            }
-            Err(error) => return fail(&format!("the embedded server did not start: {error}")),
-        }
+        let running = spawner
+            .handle()
+            .block_on(server::start(config))
+            .map_err(|error| format!("the embedded server did not start: {error}"))?;
+        tracing::info!("embedded server on {}", running.url());
+        servers.push(running.url());
+        embedded = Some(running);
     }
     let mut config = ConsoleConfig::new(servers);
     config.token = token;
@@ -213,39 +237,50 @@ pub fn run(args: GuiArgs) -> ExitCode {
     config.feed_poll = Duration::from_secs_f64(feed_poll_secs);
     config.view = Some(view);
     config.replay = replay_view;
-    let options = native_options(size, screenshot.is_some());
-    let after = Duration::from_secs_f64(after.max(0.0));
-    let app_spawner = spawner.clone();
-    let result = eframe::run_native(
-        "runboard",
-        options,
-        Box::new(move |cc| {
-            cc.egui_ctx.set_theme(match theme {
-                Theme::System => egui::ThemePreference::System,
-                Theme::Dark => egui::ThemePreference::Dark,
-                Theme::Light => egui::ThemePreference::Light,
-            });
-            let storage = if screenshot.is_some() {
-                None
-            } else {
-                cc.storage
-            };
-            let console = Console::new(&cc.egui_ctx, storage, config, app_spawner);
-            Ok(match screenshot {
-                Some(path) => Box::new(runboard_console::ui::Screenshot::new(console, path, after)),
-                None => Box::new(console),
-            })
-        }),
-    );
-    if let Some(running) = embedded {
-        spawner.handle().block_on(running.stop());
-    }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&format!(
-            "the window could not open: {error} (is there a display? set DISPLAY, or run \
-             under Xvfb)"
-        )),
+    let window = Window {
+        config,
+        size,
+        theme,
+        screenshot,
+        after: Duration::from_secs_f64(after.max(0.0)),
+    };
+    Ok((window, embedded))
+}
+
+impl Window {
+    /// Opens the window and runs the console in it until it closes.
+    fn open(self, spawner: Spawner) -> eframe::Result<()> {
+        let Self {
+            config,
+            size,
+            theme,
+            screenshot,
+            after,
+        } = self;
+        let options = native_options(size, screenshot.is_some());
+        eframe::run_native(
+            "runboard",
+            options,
+            Box::new(move |cc| {
+                cc.egui_ctx.set_theme(match theme {
+                    Theme::System => egui::ThemePreference::System,
+                    Theme::Dark => egui::ThemePreference::Dark,
+                    Theme::Light => egui::ThemePreference::Light,
+                });
+                let storage = if screenshot.is_some() {
+                    None
+                } else {
+                    cc.storage
+                };
+                let console = Console::new(&cc.egui_ctx, storage, config, spawner);
+                Ok(match screenshot {
+                    Some(path) => {
+                        Box::new(runboard_console::ui::Screenshot::new(console, path, after))
+                    }
+                    None => Box::new(console),
+                })
+            }),
+        )
     }
 }
 

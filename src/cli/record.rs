@@ -70,13 +70,8 @@ async fn record(args: RecordArgs) -> Result<(), String> {
             args.remote.api
         ));
     }
-    let file = std::fs::File::create(&args.output)
-        .map_err(|e| format!("could not create {}: {e}", args.output.display()))?;
-    let mut out = Lines {
-        file: std::io::BufWriter::new(file),
-        path: args.output.clone(),
-    };
     let started = Instant::now();
+    let mut out = Lines::create(&args.output)?;
     let header = RecordingHeader::new(
         &args.remote.api,
         &now_rfc3339(),
@@ -97,24 +92,11 @@ async fn record(args: RecordArgs) -> Result<(), String> {
             |secs| format!("stops after {secs} s or at Ctrl-C")
         )
     );
-
-    let mut positions: HashMap<String, u64> = HashMap::new();
-    let mut runs = HashSet::new();
-    let mut written = 0_u64;
-    let deadline = args
-        .duration
-        .map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
-    let stop = async {
-        match deadline {
-            Some(deadline) => tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                _ = tokio::signal::ctrl_c() => {}
-            },
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+    let mut seen = Seen {
+        going,
+        ..Seen::default()
     };
+    let stop = stop_signal(args.duration);
     tokio::pin!(stop);
     loop {
         let item = tokio::select! {
@@ -130,16 +112,8 @@ async fn record(args: RecordArgs) -> Result<(), String> {
             .and_then(serde_json::Value::as_str)
             .unwrap_or("")
             .to_owned();
-        match &item.own_stream {
-            None if going.contains(&run_id) => continue,
-            None => {}
-            Some((run, position)) => {
-                let last = positions.entry(run.clone()).or_default();
-                if *position != 0 && *position <= *last {
-                    continue;
-                }
-                *last = *position;
-            }
+        if !seen.is_new(&run_id, item.own_stream.as_ref()) {
+            continue;
         }
         let event = RecordedEvent {
             // Milliseconds are plenty and keep the file small.
@@ -148,19 +122,71 @@ async fn record(args: RecordArgs) -> Result<(), String> {
             data: item.data,
         };
         out.line(&event.to_line())?;
-        written += 1;
-        if !run_id.is_empty() {
-            runs.insert(run_id);
-        }
+        seen.written(run_id);
     }
     out.flush()?;
     let summary = format!(
-        "{written} events of {} runs over {:.1} s to {}",
-        runs.len(),
+        "{} events of {} runs over {:.1} s to {}",
+        seen.events,
+        seen.runs.len(),
         started.elapsed().as_secs_f64(),
         args.output.display()
     );
     outage.judge(&args.remote.api, started, &summary)
+}
+
+/// Resolves at Ctrl-C, or after `duration` seconds when given.
+async fn stop_signal(duration: Option<f64>) {
+    let deadline = duration.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+    match deadline {
+        Some(deadline) => tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// What has been written, so an event that reaches the recorder twice (on `/api/events` and on
+/// a run's own stream while it catches up) is written once.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Runs already going when recording began: followed on their own streams only.
+    going: HashSet<String>,
+    /// The last position written of each run followed on its own stream.
+    positions: HashMap<String, u64>,
+    /// Runs with an event written.
+    runs: HashSet<String>,
+    /// Events written.
+    events: u64,
+}
+
+impl Seen {
+    /// Whether an event of `run_id` (from its own stream at a position, or from
+    /// `/api/events`) is not written yet.
+    fn is_new(&mut self, run_id: &str, own_stream: Option<&(String, u64)>) -> bool {
+        match own_stream {
+            None => !self.going.contains(run_id),
+            Some((run, position)) => {
+                let last = self.positions.entry(run.clone()).or_default();
+                if *position != 0 && *position <= *last {
+                    return false;
+                }
+                *last = *position;
+                true
+            }
+        }
+    }
+
+    /// An event of `run_id` was written.
+    fn written(&mut self, run_id: String) {
+        self.events += 1;
+        if !run_id.is_empty() {
+            self.runs.insert(run_id);
+        }
+    }
 }
 
 /// Since when the server's event stream has been lost, shared with the task following it.
@@ -356,6 +382,16 @@ struct Lines {
 }
 
 impl Lines {
+    /// Creates (or empties) the recording at `path`.
+    fn create(path: &std::path::Path) -> Result<Self, String> {
+        let file = std::fs::File::create(path)
+            .map_err(|e| format!("could not create {}: {e}", path.display()))?;
+        Ok(Self {
+            file: std::io::BufWriter::new(file),
+            path: path.to_owned(),
+        })
+    }
+
     /// Writes one line and flushes it, so the file ends in a whole line whenever it is read.
     fn line(&mut self, text: &str) -> Result<(), String> {
         self.file
