@@ -9,7 +9,7 @@ use super::Action;
 use super::replay_pace::{Progress, ReplayPace, ReplayView};
 use super::state::{FocusTarget, UiState};
 use super::stream_plan::{StreamCommand, StreamPlan};
-use super::view::View;
+use super::views::View;
 use super::views::ViewNeeds;
 use super::views::feed_view::{chain_windows_ui, feed_ui};
 use super::views::log_view::log_ui;

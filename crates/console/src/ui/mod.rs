@@ -10,7 +10,6 @@ mod screenshot;
 mod state;
 mod stream_plan;
 mod title;
-mod view;
 mod views;
 
 pub use crate::network::{Connector, Inbox, LaunchRequest, Outbox};
@@ -21,8 +20,7 @@ pub use replay_pace::{REPLAY_STEP_SECS, ReplayView};
 pub use screenshot::Screenshot;
 pub use state::{LaunchForm, LogLevel, RequestColumn, RequestSort, UiState};
 pub use stream_plan::{StreamCommand, StreamPlan};
-pub use view::View;
-pub use views::{ViewNeeds, ViewSpec};
+pub use views::{View, ViewNeeds, ViewSpec};
 
 use crate::board::{RunKey, Settings};
 

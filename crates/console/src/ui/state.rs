@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::view::View;
+use super::views::View;
 use crate::board::RunKey;
 use runboard_api::{RunMode, RunStatus};
 

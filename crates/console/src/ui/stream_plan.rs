@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use runboard_api::Feature;
 
-use super::view::View;
+use super::views::View;
 use super::views::ViewNeeds;
 use crate::board::{Board, RunKey, ServerId};
 
