@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's own server (`llama-server`, with --metrics and --slots) from the source that
-# ships in the llama-cpp-python package on PyPI, and writes two random models for it
-# (tests/fixtures/write_tiny_gguf.py): a tiny fast one and a slower one. They land in
-# target/llama/ and are reused on the next run.
+# Builds llama.cpp once, from the source that ships in the llama-cpp-python package on PyPI: its
+# own server (`llama-server`, with --metrics and --slots) and its shared libraries, which
+# llama-cpp-python's server then loads too (it is installed without building llama.cpp again).
+# Writes two random models for them (tests/fixtures/write_tiny_gguf.py): a tiny fast one and a
+# slower one. Everything lands in target/llama/ and is reused on the next run.
 # Prints the paths as `export` lines for the tests (see tests/server/llama.rs).
 #
 # Needs python3 (with venv), a C++ compiler and PyPI; takes about 5 minutes on 2 cores the first
@@ -12,8 +13,11 @@ cd "$(dirname "$0")/.."
 
 VERSION=0.3.36
 dir="$PWD/target/llama"
+# The libraries the server shares with llama-cpp-python.
+lib_dir="$dir/lib"
 binary="$dir/llama-server"
 model="$dir/tiny.gguf"
+src="$dir/llama_cpp_python-$VERSION"
 mkdir -p "$dir"
 
 log() { echo "llama-server.sh: $*" >&2; }
@@ -24,11 +28,11 @@ if [ ! -x "$dir/venv/bin/python" ]; then
   "$dir/venv/bin/pip" install -q cmake ninja gguf numpy >&2
 fi
 
-if [ ! -x "$binary" ]; then
-  src="$dir/llama_cpp_python-$VERSION"
-  if [ ! -d "$src" ]; then
-    log "downloading llama-cpp-python $VERSION (source) from PyPI"
-    "$dir/venv/bin/python" - "$VERSION" "$dir/sdist.tar.gz" <<'EOF' >&2
+# The source, when something is left to build from it.
+need_source() {
+  [ -d "$src" ] && return
+  log "downloading llama-cpp-python $VERSION (source) from PyPI"
+  "$dir/venv/bin/python" - "$VERSION" "$dir/sdist.tar.gz" << 'PY' >&2
 import json, sys, urllib.parse, urllib.request
 version, out = sys.argv[1], sys.argv[2]
 index = "https://pypi.org/pypi/llama-cpp-python/json"
@@ -48,22 +52,30 @@ for candidate in (urllib.parse.urljoin(index, url),
         print(f"{candidate}: {error}", file=sys.stderr)
 else:
     sys.exit("could not download the llama-cpp-python source")
-EOF
-    tar -xzf "$dir/sdist.tar.gz" -C "$dir"
-    rm "$dir/sdist.tar.gz"
-  fi
-  log "building llama-server (a few minutes)"
+PY
+  tar -xzf "$dir/sdist.tar.gz" -C "$dir"
+  rm "$dir/sdist.tar.gz"
+}
+
+if [ ! -x "$binary" ] || [ ! -e "$lib_dir/libllama.so" ]; then
+  need_source
+  log "building llama-server and llama.cpp's libraries (a few minutes)"
   export PATH="$dir/venv/bin:$PATH"
+  # Shared libraries, found beside what loads them ($ORIGIN) or in lib/ below it: the server
+  # here, and the Python bindings once they are copied into llama-cpp-python's package below.
   cmake -S "$src/vendor/llama.cpp" -B "$dir/build" -G Ninja -DGGML_NATIVE=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF -DCMAKE_BUILD_TYPE=Release \
-    > "$dir/cmake.log" 2>&1 \
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_BUILD_RPATH='$ORIGIN;$ORIGIN/lib' > "$dir/cmake.log" 2>&1 \
     || { tail -30 "$dir/cmake.log" >&2; exit 1; }
-  cmake --build "$dir/build" --target llama-server -j "$(nproc)" >> "$dir/cmake.log" 2>&1 \
-    || { tail -30 "$dir/cmake.log" >&2; exit 1; }
+  cmake --build "$dir/build" --target llama-server llama mtmd -j "$(nproc)" \
+    >> "$dir/cmake.log" 2>&1 || { tail -30 "$dir/cmake.log" >&2; exit 1; }
+  rm -rf "$lib_dir" "$binary"
+  mkdir -p "$lib_dir"
+  find "$dir/build" \( -name '*.so' -o -name '*.so.*' \) -exec cp -P {} "$lib_dir/" \;
   cp "$dir/build/bin/llama-server" "$binary"
-  # The build tree is large; the binary holds llama.cpp statically (BUILD_SHARED_LIBS=OFF).
-  rm -rf "$dir/build" "$src"
+  # The build tree is large; what is needed was copied.
+  rm -rf "$dir/build"
 fi
 
 if [ ! -f "$model" ]; then
@@ -77,16 +89,25 @@ if [ ! -f "$small" ]; then
     --embd 768 --blocks 6 --ff 2048 >&2
 fi
 
-# llama-cpp-python's own OpenAI-compatible server (python -m llama_cpp.server), built by pip
-# from the same source (about 5 minutes the first time; pip keeps the wheel). It behaves unlike
-# llama-server: no usage chunk in streams. Its test is skipped when this cannot be built.
+# llama-cpp-python's own OpenAI-compatible server (python -m llama_cpp.server), from the same
+# source but without building llama.cpp again (LLAMA_BUILD=OFF): the libraries built above go
+# into its package, where its bindings load them. It behaves unlike llama-server: no usage chunk
+# in streams. Its test is skipped when this cannot be installed.
 if ! "$dir/venv/bin/python" -c "import llama_cpp.server" 2> /dev/null; then
-  log "building llama-cpp-python $VERSION with its server (a few minutes)"
-  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
-    "$dir/venv/bin/pip" install -q "llama-cpp-python[server]==$VERSION" >&2 \
-    || log "could not build llama-cpp-python; the test against its server will say so"
+  log "installing llama-cpp-python $VERSION with its server, on the libraries built above"
+  if need_source \
+    && CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" \
+      "$dir/venv/bin/pip" install -q --no-cache-dir "$src[server]" >&2; then
+    package=$("$dir/venv/bin/python" -c 'import importlib.util
+print(importlib.util.find_spec("llama_cpp").submodule_search_locations[0])')
+    mkdir -p "$package/lib"
+    cp -P "$lib_dir"/*.so* "$package/lib/"
+  else
+    log "could not install llama-cpp-python; the test against its server will say so"
+  fi
 fi
+rm -rf "$src"
+
 # The official `openai` package, a worker's client for the proxy's tests (tests/server/
 # llama_proxy.rs): pure Python, seconds to install.
 if ! "$dir/venv/bin/python" -c "import openai" 2> /dev/null; then

@@ -127,5 +127,9 @@ if [ -n "$postgres_url" ]; then
 fi
 
 # The web console end to end in headless Chromium (builds the bundle first; installs trunk,
-# wasm-bindgen-cli, wasm-opt and chromium when missing).
+# wasm-bindgen-cli, wasm-opt and chromium when missing), served by the binary cargo test built
+# (when it was given no options that could build it elsewhere).
+if [ "$#" -eq 0 ] && [ -x target/debug/runboard ]; then
+  export RUNBOARD_E2E_BINARY=target/debug/runboard
+fi
 scripts/web-e2e.sh

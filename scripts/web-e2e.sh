@@ -15,10 +15,16 @@ if ! command -v chromium > /dev/null; then
   fi
 fi
 scripts/build-web.sh
-cargo build --bin runboard
+# scripts/test.sh has just built the binary for the tests (with their features): it names it, and
+# this runs it rather than building another one.
+binary="${RUNBOARD_E2E_BINARY:-}"
+if [ -z "$binary" ]; then
+  cargo build --bin runboard
+  binary=target/debug/runboard
+fi
 
 log=$(mktemp)
-target/debug/runboard serve --addr 127.0.0.1:0 --db :memory: --web-dir dist --speed 4 \
+"$binary" serve --addr 127.0.0.1:0 --db :memory: --web-dir dist --speed 4 \
   2> "$log" &
 server=$!
 trap 'kill "$server" 2> /dev/null || true; rm -f "$log"' EXIT
@@ -59,7 +65,7 @@ if [ -x "${RUNBOARD_LLAMA_SERVER:-}" ] && [ -f "${RUNBOARD_SMALL_GGUF:-}" ]; the
   fi
   kill "$server" 2> /dev/null || true
   : > "$log"
-  target/debug/runboard serve --addr 127.0.0.1:0 --db :memory: --web-dir dist \
+  "$binary" serve --addr 127.0.0.1:0 --db :memory: --web-dir dist \
     --upstream "llama=http://127.0.0.1:$port/v1" --upstream-max-tokens 24 2> "$log" &
   server=$!
   url=""

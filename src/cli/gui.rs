@@ -300,6 +300,9 @@ fn native_options(size: [f32; 2], screenshot: bool) -> eframe::NativeOptions {
                 .join(format!("runboard-screenshot-{}", std::process::id()))
                 .join("nothing-remembered.ron")
         }),
+        // The window's renderer (the console's Cargo.toml says why glow); named here because a
+        // test build also has wgpu, for the UI snapshots, and would otherwise pick it.
+        renderer: eframe::Renderer::Glow,
         ..eframe::NativeOptions::default()
     }
 }

@@ -23,9 +23,11 @@ pub enum WebBundle {
     Embedded,
 }
 
+/// The bundle `scripts/build-web.sh` writes to the repository's `dist/` (the path is from this
+/// crate's directory), read at compile time.
 #[cfg(feature = "embed-web")]
 #[derive(rust_embed::RustEmbed)]
-#[folder = "dist/"]
+#[folder = "../../dist/"]
 struct Embedded;
 
 impl WebBundle {
