@@ -313,3 +313,113 @@ pub fn error_detail(body: &[u8], spec: &UpstreamSpec) -> String {
         format!(": {message}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> UpstreamSpec {
+        UpstreamSpec::parse("gpu1=http://127.0.0.1:9/v1", |_| None).unwrap()
+    }
+
+    fn fresh(kind: BodyKind, status: u16) -> Answer {
+        Answer::new(kind, status, Reading::new(Instant::now(), 0))
+    }
+
+    const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+        data: {\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n\
+        data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n\
+        data: [DONE]\n\n";
+
+    #[test]
+    fn a_stream_cut_anywhere_reads_the_same() {
+        let spec = spec();
+        for cut in 1..STREAM.len() {
+            let mut answer = fresh(BodyKind::Stream, 200);
+            let first = answer.take(&STREAM.as_bytes()[..cut], &spec, "writer");
+            let second = answer.take(&STREAM.as_bytes()[cut..], &spec, "writer");
+            assert!(first.done || second.done, "cut at {cut}: no [DONE] seen");
+            assert_eq!(answer.finish(&spec), Ok(()), "cut at {cut}");
+            let result = answer.reading.result(Instant::now(), 1);
+            assert_eq!(result.text, "Hello", "cut at {cut}");
+            assert_eq!(result.figures.output_tokens, 2, "cut at {cut}");
+            assert_eq!(result.finish_reason.as_deref(), Some("stop"));
+        }
+    }
+
+    #[test]
+    fn an_error_inside_a_stream_makes_it_no_answer_after_what_came_before() {
+        let spec = spec();
+        let mut answer = fresh(BodyKind::Stream, 200);
+        let took = answer.take(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n\
+              data: {\"error\":{\"message\":\"out of memory\"}}\n\n",
+            &spec,
+            "writer",
+        );
+        assert!(took.tokens);
+        let failure = answer.failure().unwrap();
+        assert!(
+            failure.contains("gpu1") && failure.contains("out of memory"),
+            "{failure}"
+        );
+        match answer.finish(&spec) {
+            Err(Unanswered::Failed(message)) => assert!(message.contains("out of memory")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(answer.reading.text, "Hi");
+    }
+
+    #[test]
+    fn a_whole_completion_is_read_with_its_tool_calls_once_it_has_all_come() {
+        let spec = spec();
+        let body = br#"{"choices":[{"message":{"content":"Looking it up","tool_calls":[
+            {"id":"call_1","type":"function","function":{"name":"search","arguments":"{\"q\":\"tok/s\"}"}}]},
+            "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":9,"completion_tokens":7}}"#;
+        let mut answer = fresh(BodyKind::Whole, 200);
+        for piece in body.chunks(5) {
+            let took = answer.take(piece, &spec, "agent");
+            assert!(!took.tokens && !took.done && !took.enough);
+        }
+        assert_eq!(answer.finish(&spec), Ok(()));
+        let result = answer.reading.result(Instant::now(), 1);
+        assert_eq!(result.text, "Looking it up");
+        assert_eq!(result.figures.output_tokens, 7);
+        assert_eq!(result.tool_calls.len(), 1);
+        assert_eq!(result.tool_calls[0].name, "search");
+        assert_eq!(result.tool_calls[0].arguments, r#"{"q":"tok/s"}"#);
+    }
+
+    #[test]
+    fn a_whole_answer_that_is_not_a_completion_says_so() {
+        let spec = spec();
+        let mut answer = fresh(BodyKind::Whole, 200);
+        answer.take(b"<html>maintenance</html>", &spec, "agent");
+        match answer.finish(&spec) {
+            Err(Unanswered::NotACompletion(message)) => {
+                assert!(message.contains("neither an event stream nor a completion"));
+                assert!(message.contains("maintenance"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_keeps_enough_for_its_message_and_says_its_status() {
+        let spec = spec();
+        let mut answer = fresh(BodyKind::Refusal, 429);
+        let took = answer.take(br#"{"error":{"message":"slow down"}}"#, &spec, "agent");
+        assert!(!took.enough);
+        match answer.finish(&spec) {
+            Err(Unanswered::Refused { status, message }) => {
+                assert_eq!(status, 429);
+                assert_eq!(message, "upstream gpu1 answered HTTP 429: slow down");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut long = fresh(BodyKind::Refusal, 500);
+        let took = long.take(&[b'x'; 5000], &spec, "agent");
+        assert!(took.enough);
+        assert_eq!(long.copy().len(), MAX_ERROR_COPY);
+    }
+}
