@@ -69,6 +69,10 @@ if [ -z "${RUNBOARD_SKIP_MOUNT_TESTS:-}" ]; then
   rmdir "$probe"
 fi
 
+# Wall time of each part, said as it ends (CI lists them).
+mark() { printf '== test.sh: %s took %d s\n' "$1" $((SECONDS - part_start)); part_start=$SECONDS; }
+part_start=0
+
 # The real llama.cpp server (tests/server/llama.rs): built once into target/llama/ from the
 # source on PyPI, with a tiny model the tests write. python3 needs venv; a C++ compiler builds it.
 if [ -z "${RUNBOARD_LLAMA_SERVER:-}" ]; then
@@ -91,6 +95,8 @@ if [ -z "${RUNBOARD_LLAMA_SERVER:-}" ]; then
   fi
 fi
 
+mark "installing what the tests need, building the model servers"
+
 # winit and wgpu complain without a runtime dir; the tests need no display.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
@@ -111,8 +117,11 @@ if [ -z "${RUNBOARD_TEST_POSTGRES:-}" ]; then
 fi
 postgres_url="${RUNBOARD_TEST_POSTGRES:-}"
 
+mark "starting PostgreSQL"
+
 # Every test, the server's on SQLite files.
 RUNBOARD_TEST_POSTGRES="" RUNBOARD_REQUIRE_POSTGRES="" cargo test "$@"
+mark "cargo test (building the tests and running them on SQLite)"
 
 # The server's tests again, each on a database of its own in PostgreSQL, and the shared-store
 # tests of several `runboard serve` processes on one database.
@@ -124,6 +133,7 @@ if [ -n "$postgres_url" ]; then
     cargo test "$@" --test server -- --skip store_faults:: --skip schema:: --skip exchange::
   RUNBOARD_TEST_POSTGRES="$postgres_url" RUNBOARD_REQUIRE_POSTGRES=1 \
     cargo test "$@" --test cli -- shared_store::
+  mark "the server's tests on PostgreSQL"
 fi
 
 # The web console end to end in headless Chromium (builds the bundle first; installs trunk,
@@ -133,3 +143,4 @@ if [ "$#" -eq 0 ] && [ -x target/debug/runboard ]; then
   export RUNBOARD_E2E_BINARY=target/debug/runboard
 fi
 scripts/web-e2e.sh
+mark "the web console end to end"
