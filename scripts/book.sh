@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the book in docs/ with mdBook into target/book/ and checks that its internal links and
 # anchors resolve (scripts/book_links.py). Installs mdBook (the version below, without its
-# live-reload server) with cargo when it is missing.
+# live-reload server) with cargo when it is missing; `--tools` only installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,7 @@ if ! command -v mdbook > /dev/null || [ "$(mdbook --version)" != "mdbook v$MDBOO
   echo "installing mdbook $MDBOOK_VERSION"
   cargo install mdbook --version "$MDBOOK_VERSION" --locked --no-default-features --features search
 fi
+[ "${1:-}" = "--tools" ] && exit 0
 mdbook build docs
 python3 scripts/book_links.py target/book
 

@@ -1,5 +1,5 @@
-//! The `runboard` binary. Natively it is the command line; built for the browser (trunk, see
-//! `index.html`), it starts the console on the page.
+//! The `runboard` binary. Natively it is the command line; built for the browser
+//! (`scripts/build-web.sh`, see `index.html`), it starts the console on the page.
 
 // Many small allocations per event on several threads: mimalloc keeps them from queueing on
 // one allocator lock (measured in `cargo bench --bench server`).

@@ -1,7 +1,8 @@
 // The web console end to end, in headless Chromium driven by playwright-core:
 // open the page the server serves, launch a batch from the page with the keyboard, wait until
 // the console shows live tok/s and a finished run in its feed, check that it never held more
-// than two streams to the server, and save a screenshot.
+// than two streams to the server, and save a screenshot. Then the page without its wasm (the
+// connection dropped) must say it could not load, not stay on "Loading runboard…".
 //
 // Usage: node e2e.mjs URL SCREENSHOT.png
 
@@ -150,6 +151,14 @@ try {
     await page.screenshot({ path: screenshot.replace(/\.png$/, `-${name}.png`) });
     console.log(`the ${name} view asked the server and drew`);
   }
+  // The code cannot be fetched (a dropped connection): the page says so, not "Loading…" for ever.
+  const broken = await browser.newPage();
+  await broken.route(/\.wasm$/, (route) => route.abort("connectionreset"));
+  await broken.goto(url);
+  await broken.waitForSelector("#runboard_loading.failed", { timeout: 30_000 });
+  console.log(`without its wasm the page says: "${await broken.textContent("#runboard_loading")}"`);
+  await broken.close();
+
   // Two: /api/events and one view's stream; a server that reads model servers adds the
   // upstreams stream the summary bar follows in every view (E2E_MAX_STREAMS=3).
   const budget = Number(process.env.E2E_MAX_STREAMS || 2);

@@ -125,7 +125,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_secs,
           env = "RUNBOARD_REQUESTS_SSE_HEARTBEAT")]
     requests_sse_heartbeat: f64,
-    /// Serve the web console from this directory (trunk's `dist/`) at `/`; by default the one
+    /// Serve the web console from this directory (`dist/`, built by `scripts/build-web.sh`) at `/`; by default the one
     /// built into the binary (`--features embed-web`), else `./dist` when it exists
     #[arg(long, value_name = "DIR", env = "RUNBOARD_WEB_DIR")]
     web_dir: Option<PathBuf>,
@@ -340,7 +340,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         && !dir.join("index.html").is_file()
     {
         eprintln!(
-            "runboard serve: error: --web-dir {} has no index.html (build it with `trunk build --release`)",
+            "runboard serve: error: --web-dir {} has no index.html (build it with `scripts/build-web.sh`)",
             dir.display()
         );
         return ExitCode::FAILURE;

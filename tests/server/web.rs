@@ -11,7 +11,7 @@ use serde_json::Value;
 use support::test_server::{config, start};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// A bundle like trunk's: a page, a script and a wasm file with hashed names.
+/// A bundle like scripts/build-web.sh's: a page, a script and a wasm file with hashed names.
 fn bundle(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let dist = dir.path().join("dist");
     std::fs::create_dir_all(&dist).unwrap();
@@ -109,7 +109,7 @@ async fn without_a_bundle_the_root_says_how_to_build_one() {
     assert_eq!(page.status(), 200);
     let text = page.text().await.unwrap();
     assert!(
-        text.contains("trunk build --release") && text.contains("--web-dir"),
+        text.contains("scripts/build-web.sh") && text.contains("--web-dir"),
         "{text}"
     );
     let missing = reqwest::get(format!("{}/app.js", server.url()))

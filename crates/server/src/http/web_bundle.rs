@@ -1,4 +1,4 @@
-//! The browser console's bundle (trunk's `dist/`), served at `/` so one server gives both the
+//! The browser console's bundle (`dist/`, built by `scripts/build-web.sh`), served at `/` so one server gives both the
 //! API and the page: from a directory (`--web-dir`), or from the binary itself when it was built
 //! with the `embed-web` feature.
 
@@ -32,7 +32,7 @@ struct Embedded;
 
 impl WebBundle {
     /// The bundle to serve when none is named: the embedded one if there is one, else `dist/`
-    /// in the working directory if it has an `index.html` (the repo after `trunk build`).
+    /// in the working directory if it has an `index.html` (the repo after `scripts/build-web.sh`).
     pub fn discover() -> Self {
         #[cfg(feature = "embed-web")]
         {
@@ -52,7 +52,7 @@ impl WebBundle {
     /// For the startup line: what `/` serves.
     pub fn describe(&self) -> String {
         match self {
-            Self::None => "no web console (build it with `trunk build --release`)".into(),
+            Self::None => "no web console (build it with `scripts/build-web.sh`)".into(),
             Self::Dir(dir) => format!("web console from {}", dir.display()),
             #[cfg(feature = "embed-web")]
             Self::Embedded => "web console built in".into(),
@@ -122,7 +122,7 @@ fn html_response(bytes: Vec<u8>, name: &str) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(name)),
     );
-    // Trunk puts a hash in every asset's name, so only the page itself must be asked again.
+    // scripts/build-web.sh puts a hash in every asset's name, so only the page itself must be asked again.
     let cache = if content_type(name).starts_with("text/html") {
         "no-cache"
     } else {
@@ -158,7 +158,7 @@ fn not_found(path: &str) -> Response {
 const NO_BUNDLE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>runboard</title></head>\
 <body style=\"font-family: sans-serif; max-width: 40em; margin: 3em auto\">\
 <h1>runboard</h1><p>This server runs the runs API, but it has no web console to serve.</p>\
-<p>Build it with <code>trunk build --release</code> in the runboard repository and start the \
+<p>Build it with <code>scripts/build-web.sh</code> in the runboard repository and start the \
 server there (it serves <code>dist/</code>), or pass <code>--web-dir PATH</code>, or build the \
 server with <code>--features embed-web</code>.</p><p>The API is at <code>/api/health</code>.</p>\
 </body></html>";

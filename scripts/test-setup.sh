@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs and builds what the tests need besides runboard's own crates, each only when missing:
+# the system packages in one apt-get (Debian/Ubuntu, as root), the real model servers
+# (scripts/llama-server.sh) and the web console's tools (wasm-bindgen-cli, npm's wasm-opt and
+# playwright-core). Elsewhere it says what is missing and which tests will skip.
+#
+# stdout carries only the exports of the model servers, for the tests:
+#   eval "$(scripts/test-setup.sh)"
+# scripts/test.sh runs it first; CI runs it once before, in the background while the lints run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# What each missing package is for, said when it cannot be installed.
+packages=()
+reasons=()
+need() {
+  packages+=("${@:2}")
+  reasons+=("$1: ${*:2}")
+}
+
+command -v python3 > /dev/null || need "the benchmark-stream client tests" python3
+command -v curl > /dev/null || need "the benchmark-stream client tests" curl
+# The console's image snapshots render with wgpu on Mesa's software Vulkan (lavapipe).
+ls /usr/share/vulkan/icd.d/lvp_icd.*.json > /dev/null 2>&1 \
+  || need "the UI snapshot tests" mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri
+# Model text in other scripts (tests/console/snapshots.rs) is drawn from the system's fonts.
+if ! fc-list :lang=zh 2> /dev/null | grep -q . || ! fc-list :lang=ko 2> /dev/null | grep -q .; then
+  need "the script snapshots (a CJK and an emoji font)" fontconfig fonts-noto-cjk fonts-noto-color-emoji
+fi
+# Two screenshots of a replay in a real window (tests/cli/record.rs) start their own Xvfb.
+if [ -z "${DISPLAY:-}" ] && ! command -v Xvfb > /dev/null; then
+  need "the replay screenshot test" xvfb
+fi
+# llama.cpp is built from source in a venv.
+python3 -c "import venv, ensurepip" 2> /dev/null || need "the real llama.cpp server" python3-venv
+command -v g++ > /dev/null || need "the real llama.cpp server" g++ make
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" > /dev/null \
+  || need "the shared-store tests on PostgreSQL" postgresql-15
+command -v chromium > /dev/null || need "the web console end to end" chromium
+command -v npm > /dev/null || need "the web console's wasm-opt and browser driver" nodejs npm
+
+if [ "${#packages[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "test-setup.sh: installing ${packages[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${packages[@]}" > /dev/null
+  else
+    echo "note: missing (install them as root, or the tests that need them skip):" >&2
+    printf '  %s\n' "${reasons[@]}" >&2
+  fi
+fi
+
+# The real llama.cpp server and llama-cpp-python's, built once into target/llama/.
+if [ -z "${RUNBOARD_LLAMA_SERVER:-}" ]; then
+  scripts/llama-server.sh \
+    || echo "note: llama-server could not be built; the tests against it say so and skip" >&2
+fi
+# The web console's tools.
+scripts/build-web.sh --tools >&2
