@@ -61,7 +61,7 @@ async fn many_large_bodies_at_once_under_a_memory_limit_leave_the_server_up_and_
     let start = rss_mib(pid);
     let body = bytes::Bytes::from(small_values_body("not-served"));
     assert!(body.len() > 30_000_000 && body.len() < 32 * 1024 * 1024);
-    let client = reqwest::Client::new();
+    let client = runboard_sse::http::client();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let calls: Vec<_> = (0..24)
         .map(|_| {

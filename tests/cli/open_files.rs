@@ -82,7 +82,7 @@ async fn a_flood_under_the_usual_file_limit_gets_503_and_the_store_stays_writabl
     assert!(said.contains("at most 768 connections"), "{said}");
 
     // A client already connected (keep-alive), as a worker would be.
-    let client = reqwest::Client::new();
+    let client = runboard_sse::http::client();
     let api = format!("http://127.0.0.1:{port}/api");
     assert!(
         client

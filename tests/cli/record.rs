@@ -32,11 +32,21 @@ async fn serve_replay(port: u16, file: &Path, extra: &[&str]) -> Child {
 }
 
 async fn get(url: &str) -> Value {
-    serde_json::from_slice(&reqwest::get(url).await.unwrap().bytes().await.unwrap()).unwrap()
+    serde_json::from_slice(
+        &runboard_sse::http::client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 async fn launch(api: &str, task: &str) -> String {
-    let response = reqwest::Client::new()
+    let response = runboard_sse::http::client()
         .post(format!("{api}/api/runs"))
         .header("content-type", "application/json")
         .body(json!({ "task": task }).to_string())
@@ -72,7 +82,7 @@ async fn finished_runs(api: &str, count: usize, limit: Duration) -> Vec<Value> {
 
 /// Every event of `/api/events` from the first, as (type, data), until `count` came.
 async fn all_events(api: &str, count: usize) -> Vec<(String, Value)> {
-    let mut response = reqwest::Client::new()
+    let mut response = runboard_sse::http::client()
         .get(format!("{api}/api/events"))
         .header("Last-Event-ID", "0")
         .send()
@@ -218,7 +228,7 @@ async fn a_recording_replays_the_runs_details_and_events_it_recorded() {
     }
 
     // A replay starts and cancels nothing, and says why.
-    let refused = reqwest::Client::new()
+    let refused = runboard_sse::http::client()
         .post(format!("{replay}/api/runs"))
         .header("content-type", "application/json")
         .body(json!({ "task": "more" }).to_string())

@@ -43,7 +43,7 @@ pub(crate) async fn wait_until_up(port: u16) {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             // 401 counts as up: the server answers, it only wants its token.
-            if let Ok(response) = reqwest::get(&health).await
+            if let Ok(response) = runboard_sse::http::client().get(&health).send().await
                 && matches!(response.status().as_u16(), 200 | 401)
             {
                 return;

@@ -79,7 +79,7 @@ impl Instance {
         let health = format!("{url}/api/health");
         tokio::time::timeout(Duration::from_secs(20), async {
             loop {
-                if let Ok(response) = reqwest::get(&health).await
+                if let Ok(response) = runboard_sse::http::client().get(&health).send().await
                     && response.status().is_success()
                 {
                     return;

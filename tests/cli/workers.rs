@@ -14,7 +14,7 @@ use crate::runs::{BIN, free_port, runboard, serve, stderr};
 /// Launches one run for `worker` over the API; its id.
 async fn launch(api: &str, task: &str, worker: &str) -> String {
     let body = json!({"task": task, "params": {"worker": worker, "iterations": 1}});
-    let created = reqwest::Client::new()
+    let created = runboard_sse::http::client()
         .post(format!("{api}/api/runs"))
         .header("content-type", "application/json")
         .body(body.to_string())

@@ -187,7 +187,7 @@ fn serve_the_seed_dialect_for_a_look() {
         )
         .await;
         println!("seed dialect server at {}", seed.url());
-        let client = reqwest::Client::new();
+        let client = runboard_sse::http::client();
         for _ in 0..30 {
             let _ = client
                 .post(format!("{}/api/runs", seed.url()))

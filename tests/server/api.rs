@@ -24,7 +24,7 @@ async fn raw(
     body: Option<Vec<u8>>,
     token: Option<&str>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut request = reqwest::Client::new().request(method, url);
+    let mut request = runboard_sse::http::client().request(method, url);
     if let Some(body) = body {
         request = request
             .header("content-type", "application/json")

@@ -72,7 +72,7 @@ async fn read_until(
 }
 
 async fn post_benchmark(server: &RunningServer, body: &Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = runboard_sse::http::client()
         .post(format!("{}/api/benchmarks", server.url()))
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -90,7 +90,7 @@ async fn post_benchmark(server: &RunningServer, body: &Value) -> (u16, Value) {
 async fn the_interval_defaults_to_5_is_clamped_and_words_get_400() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(&dir)).await;
-    let http = reqwest::Client::new();
+    let http = runboard_sse::http::client();
     for (query, expected) in [
         ("", "5"),
         ("?interval=0", "1"),
@@ -150,7 +150,7 @@ async fn bad_benchmark_requests_are_refused_with_reasons() {
             "{body}"
         );
     }
-    let response = reqwest::Client::new()
+    let response = runboard_sse::http::client()
         .post(format!("{}/api/benchmarks", server.url()))
         .header("content-type", "application/json")
         .body("{not json")

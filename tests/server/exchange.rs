@@ -183,7 +183,7 @@ async fn a_seeded_session_answers_byte_for_byte_as_recorded() {
     };
     let server = start(config).await;
     let base = server.url();
-    let client = reqwest::Client::new();
+    let client = runboard_sse::http::client();
     let mut log = String::new();
 
     record(&client, &base, Call::get("/api/health"), &mut log).await;

@@ -24,7 +24,7 @@ fn llama_setup() -> Option<(PathBuf, PathBuf)> {
 /// Asks for `count` completions of a few hundred tokens (the end-of-text token is kept out, so
 /// the random model does not stop early).
 async fn generate(base: &str, count: usize) {
-    let http = reqwest::Client::new();
+    let http = runboard_sse::http::client();
     let body = r#"{"model": "tiny", "prompt": "the keeper", "max_tokens": 300, "temperature": 0, "logit_bias": {"2": -100}}"#;
     let requests = (0..count).map(|_| {
         http.post(format!("{base}/v1/completions"))

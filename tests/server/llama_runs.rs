@@ -21,7 +21,9 @@ const STEP_TOKENS: u64 = 16;
 
 /// `llamacpp:tokens_predicted_total`, the tokens llama.cpp generated since it started.
 async fn tokens_predicted(root: &str) -> u64 {
-    let page = reqwest::get(format!("{root}/metrics"))
+    let page = runboard_sse::http::client()
+        .get(format!("{root}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -37,7 +39,9 @@ async fn tokens_predicted(root: &str) -> u64 {
 
 /// Whether any slot is generating, and the most tokens a slot decoded in its last task.
 async fn slots(root: &str) -> (bool, u64) {
-    let body = reqwest::get(format!("{root}/slots"))
+    let body = runboard_sse::http::client()
+        .get(format!("{root}/slots"))
+        .send()
         .await
         .unwrap()
         .bytes()
@@ -241,7 +245,7 @@ async fn runs_on_llama_cpp_pythons_server_without_usage_are_counted_from_the_str
     assert_eq!(last.data["tokens_out"], counted);
 
     // The same request answered whole says how many tokens the server made.
-    let whole = reqwest::Client::new()
+    let whole = runboard_sse::http::client()
         .post(format!("{root}/v1/chat/completions"))
         .header("content-type", "application/json")
         .body(

@@ -79,7 +79,7 @@ async fn the_figures_match_the_runs_and_the_stream_and_need_the_token() {
     server_config.access.token = Some(TOKEN.into());
     let server = start(server_config).await;
     let api = ApiClient::new(&server.url(), Some(TOKEN)).unwrap();
-    let http = reqwest::Client::new();
+    let http = runboard_sse::http::client();
     let url = format!("{}/metrics", server.url());
 
     let refused = http.get(&url).send().await.unwrap();

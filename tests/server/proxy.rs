@@ -48,7 +48,7 @@ async fn call(
     body: &str,
     headers: &[(&str, &str)],
 ) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
+    let mut request = runboard_sse::http::client()
         .post(format!("{}{path}", server.url()))
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -457,7 +457,7 @@ async fn calls_refused_before_the_upstream_get_clear_errors_and_make_no_run() {
     config.proxy.max_body_bytes = 4096;
     let server = start(config).await;
     let url = format!("{}/v1/chat/completions", server.url());
-    let http = reqwest::Client::new();
+    let http = runboard_sse::http::client();
     let body = chat("org/chat", true, "hello");
 
     let anonymous = http
@@ -525,7 +525,9 @@ async fn calls_refused_before_the_upstream_get_clear_errors_and_make_no_run() {
     // A server without --upstream says why it has no /v1.
     let plain_dir = tempfile::tempdir().unwrap();
     let plain = start(config_without_upstream(&plain_dir)).await;
-    let response = reqwest::get(format!("{}/v1/models", plain.url()))
+    let response = runboard_sse::http::client()
+        .get(format!("{}/v1/models", plain.url()))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
@@ -568,7 +570,7 @@ async fn models_aliases_whole_answers_and_legacy_completions_pass_through() {
     let server = start(proxy_config(&dir, &upstream)).await;
     let api = api(&server);
 
-    let models: Value = reqwest::Client::new()
+    let models: Value = runboard_sse::http::client()
         .get(format!("{}/v1/models", server.url()))
         .bearer_auth(TOKEN)
         .send()
@@ -672,7 +674,7 @@ async fn calls_held_by_the_upstream_limit_show_as_queued_and_a_cancel_cuts_the_c
         let server_url = server.url();
         let body = body.clone();
         tokio::spawn(async move {
-            reqwest::Client::new()
+            runboard_sse::http::client()
                 .post(format!("{server_url}/v1/chat/completions"))
                 .header("content-type", "application/json")
                 .header("x-runboard-agent", "second")

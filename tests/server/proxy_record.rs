@@ -45,7 +45,7 @@ fn request(
     body: String,
     headers: &[(&str, &str)],
 ) -> reqwest::RequestBuilder {
-    let mut request = reqwest::Client::new()
+    let mut request = runboard_sse::http::client()
         .post(format!("{}/v1/chat/completions", server.url()))
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -350,7 +350,7 @@ async fn proxied_calls_are_counted_under_their_model_and_whole_answers_keep_thei
     wait_finished(&api, &whole_run, Duration::from_secs(10)).await;
     wait_finished(&api, &streamed_run, Duration::from_secs(10)).await;
 
-    let page = reqwest::Client::new()
+    let page = runboard_sse::http::client()
         .get(format!("{}/metrics", server.url()))
         .header("authorization", format!("Bearer {TOKEN}"))
         .send()

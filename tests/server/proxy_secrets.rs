@@ -31,7 +31,7 @@ fn keyed_config(dir: &tempfile::TempDir, upstream: &FakeUpstream) -> ServerConfi
 }
 
 async fn call(server: &RunningServer, stream: bool) -> reqwest::Response {
-    reqwest::Client::new()
+    runboard_sse::http::client()
         .post(format!("{}/v1/chat/completions", server.url()))
         .bearer_auth(TOKEN)
         .header("content-type", "application/json")

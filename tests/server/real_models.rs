@@ -629,7 +629,7 @@ async fn a_model_server_started_after_runboard_is_found_by_the_next_run() {
     // At once, with no wait: a call for a model no list names reads the lists again first
     // (the trial that found this: about 60 calls refused with 502 in the first seconds after
     // runboard started a moment before its upstream).
-    let proxied = reqwest::Client::new()
+    let proxied = runboard_sse::http::client()
         .post(format!("{}/v1/chat/completions", server.url()))
         .header("content-type", "application/json")
         .body(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).to_string())

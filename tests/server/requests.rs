@@ -89,7 +89,9 @@ async fn the_snapshot_lists_requests_in_flight_with_every_field() {
     assert!(runboard_api::clock::parse_rfc3339(&request.started_at).is_some());
     // The raw JSON has exactly the seed's top-level shape.
     let raw: Value = serde_json::from_slice(
-        &reqwest::get(format!("{}/metrics/active-requests", server.url()))
+        &runboard_sse::http::client()
+            .get(format!("{}/metrics/active-requests", server.url()))
+            .send()
             .await
             .unwrap()
             .bytes()
@@ -232,7 +234,9 @@ async fn with_metrics_off_the_snapshot_says_so_and_the_stream_sends_one_disabled
             .unwrap()
             .contains("RUNBOARD_REQUEST_METRICS")
     );
-    let response = reqwest::get(format!("{}/metrics/active-requests/stream", server.url()))
+    let response = runboard_sse::http::client()
+        .get(format!("{}/metrics/active-requests/stream", server.url()))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -254,7 +258,9 @@ async fn with_the_stream_off_it_answers_503_with_the_disabled_payload() {
     let mut config = config(&dir);
     config.active_requests.stream.enabled = false;
     let server = start(config).await;
-    let response = reqwest::get(format!("{}/metrics/active-requests/stream", server.url()))
+    let response = runboard_sse::http::client()
+        .get(format!("{}/metrics/active-requests/stream", server.url()))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 503);

@@ -156,7 +156,9 @@ async fn retention_prunes_a_file_database_while_runs_are_generating() {
     assert!(record.removed_runs_total > 0, "{record:?}");
     assert_eq!(record.failures_in_a_row, 0, "{record:?}");
     assert_eq!(record.last_error, None);
-    let page = reqwest::get(format!("{}/metrics", server.url()))
+    let page = runboard_sse::http::client()
+        .get(format!("{}/metrics", server.url()))
+        .send()
         .await
         .unwrap()
         .text()

@@ -295,7 +295,7 @@ async fn a_cancel_sent_to_another_instance_reaches_the_run() {
     })
     .await
     .expect("the run never started");
-    let cancel = reqwest::Client::new()
+    let cancel = runboard_sse::http::client()
         .post(format!("{}/api/runs/{run}/cancel", other.url()))
         .send()
         .await
@@ -327,7 +327,7 @@ async fn a_cancel_sent_to_another_instance_reaches_the_run() {
         1
     );
     // A finished run is not cancelled again, through either.
-    let again = reqwest::Client::new()
+    let again = runboard_sse::http::client()
         .post(format!("{}/api/runs/{run}/cancel", other.url()))
         .send()
         .await

@@ -80,7 +80,7 @@ async fn streams_announce_retry_carry_the_sse_headers_and_keep_alive() {
     config.events.streams.keepalive = Duration::from_millis(150);
     config.events.streams.retry = Duration::from_millis(1234);
     let server = start(config).await;
-    let response = reqwest::Client::new()
+    let response = runboard_sse::http::client()
         .get(format!("{}/api/events", server.url()))
         .header("accept-encoding", "gzip, br")
         .send()

@@ -47,7 +47,7 @@ async fn the_bundle_is_served_at_the_root_without_a_token_and_never_outside_its_
     config.web = WebBundle::Dir(bundle(&dir));
     config.access.token = Some("s3cret".into());
     let server = start(config).await;
-    let http = reqwest::Client::new();
+    let http = runboard_sse::http::client();
     let get = |path: &str| http.get(format!("{}{path}", server.url())).send();
 
     let page = get("/").await.unwrap();
@@ -105,14 +105,20 @@ async fn the_bundle_is_served_at_the_root_without_a_token_and_never_outside_its_
 async fn without_a_bundle_the_root_says_how_to_build_one() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(&dir)).await;
-    let page = reqwest::get(format!("{}/", server.url())).await.unwrap();
+    let page = runboard_sse::http::client()
+        .get(format!("{}/", server.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let text = page.text().await.unwrap();
     assert!(
         text.contains("scripts/build-web.sh") && text.contains("--web-dir"),
         "{text}"
     );
-    let missing = reqwest::get(format!("{}/app.js", server.url()))
+    let missing = runboard_sse::http::client()
+        .get(format!("{}/app.js", server.url()))
+        .send()
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
@@ -126,7 +132,7 @@ async fn cors_lets_the_named_origin_call_the_api_and_nobody_else() {
     config.access.cors_origins = vec!["http://dash.example:8080".into()];
     config.access.token = Some("s3cret".into());
     let server = start(config).await;
-    let http = reqwest::Client::new();
+    let http = runboard_sse::http::client();
     // A preflight carries no token and must still be answered.
     let preflight = http
         .request(

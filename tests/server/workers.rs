@@ -31,7 +31,7 @@ async fn call(base: &str, headers: &[(&str, &str)], user: Option<&str>) -> Strin
     if let Some(user) = user {
         body["user"] = json!(user);
     }
-    let mut request = reqwest::Client::new()
+    let mut request = runboard_sse::http::client()
         .post(format!("{base}/v1/chat/completions"))
         .header("content-type", "application/json")
         .body(body.to_string());
@@ -199,7 +199,7 @@ async fn a_tight_objective_is_missed_and_failures_count_against_it() {
     let base = server.url();
     let api = ApiClient::new(&base, None).unwrap();
     let first = call(&base, &[("x-runboard-worker", "w")], None).await;
-    let response = reqwest::Client::new()
+    let response = runboard_sse::http::client()
         .post(format!("{base}/v1/chat/completions"))
         .header("x-runboard-worker", "w")
         .header("content-type", "application/json")

@@ -10,7 +10,7 @@ use runboard_sse::{Frame, ResponseEvents, SseError};
 use support::scripted_server::{Reply, ScriptedServer, Step};
 
 async fn frames(server: &ScriptedServer, idle: Option<Duration>) -> Vec<Result<Frame, SseError>> {
-    let response = reqwest::Client::new()
+    let response = runboard_sse::http::client()
         .post(server.url("/v1/chat/completions"))
         .body("{}")
         .send()

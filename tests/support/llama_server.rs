@@ -95,7 +95,7 @@ impl Llama {
     }
 
     async fn wait_until_it_answers(&self, url: &str) {
-        let http = reqwest::Client::new();
+        let http = runboard_sse::http::client();
         tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 if let Ok(response) = http.get(url).send().await

@@ -110,7 +110,7 @@ impl ApiClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let builder = reqwest::Client::builder();
+        let builder = runboard_sse::http::client_builder();
         #[cfg(not(target_arch = "wasm32"))]
         let builder = builder.connect_timeout(std::time::Duration::from_secs(10));
         let http = builder.build().map_err(|e| invalid(e.to_string()))?;

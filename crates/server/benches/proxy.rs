@@ -127,7 +127,7 @@ fn round(
     stagger: Duration,
 ) -> Round {
     client_rt.block_on(async {
-        let http = reqwest::Client::builder()
+        let http = runboard_sse::http::client_builder()
             .pool_max_idle_per_host(STREAMS)
             .build()
             .unwrap();

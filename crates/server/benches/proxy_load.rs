@@ -334,7 +334,11 @@ fn measure(
 
 /// The newest event id of the server at `url`.
 async fn events_head(url: &str) -> i64 {
-    let Ok(response) = reqwest::get(format!("{url}/api/health")).await else {
+    let Ok(response) = runboard_sse::http::client()
+        .get(format!("{url}/api/health"))
+        .send()
+        .await
+    else {
         return 0;
     };
     let bytes = response.bytes().await.unwrap_or_default();

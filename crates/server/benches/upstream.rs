@@ -127,7 +127,7 @@ async fn subscribe(url: String, ready: tokio::sync::oneshot::Sender<()>) -> Seen
 fn bare_round(server_rt: &tokio::runtime::Runtime, upstream: std::net::SocketAddr) -> f64 {
     let before = threads_cpu_secs(&["bench-server"]);
     server_rt.block_on(async {
-        let http = reqwest::Client::new();
+        let http = runboard_sse::http::client();
         let mut reads = tokio::task::JoinSet::new();
         for _ in 0..RUNS {
             let request = http

@@ -160,7 +160,7 @@ impl EventSourceBuilder {
 }
 
 fn default_http_client() -> Result<reqwest::Client, SseError> {
-    let builder = reqwest::Client::builder();
+    let builder = crate::http::client_builder();
     // Browsers own connection setup; natively a dead host must not hang a connect forever.
     #[cfg(not(target_arch = "wasm32"))]
     let builder = builder.connect_timeout(Duration::from_secs(10));

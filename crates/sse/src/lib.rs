@@ -8,12 +8,14 @@
 //!   every change of its [`ConnectionState`].
 //! - [`ResponseEvents`] reads one response as frames, with no reconnect (for `POST` streams such
 //!   as chat completions), natively.
+//! - [`http`] makes the HTTP clients everything else uses (natively with TLS on ring).
 
 mod backoff;
 mod client;
 pub mod encode;
 mod error;
 mod event;
+pub mod http;
 mod jitter;
 mod parser;
 #[cfg(not(target_arch = "wasm32"))]

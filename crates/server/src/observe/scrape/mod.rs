@@ -70,7 +70,7 @@ pub fn start(config: &ScrapeConfig, shutdown: &CancellationToken) -> UpstreamsBo
         upstreams: config.urls.iter().map(Upstream::pending).collect(),
     };
     let (sender, latest) = watch::channel(initial);
-    let http = reqwest::Client::builder()
+    let http = runboard_sse::http::client_builder()
         .timeout(config.timeout)
         .build()
         .unwrap_or_default();

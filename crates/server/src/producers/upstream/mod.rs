@@ -133,7 +133,7 @@ impl UpstreamPool {
         if config.upstreams.is_empty() {
             return None;
         }
-        let http = reqwest::Client::builder()
+        let http = runboard_sse::http::client_builder()
             .connect_timeout(Duration::from_secs(10))
             // Model servers close a kept-alive connection after 5 idle seconds (uvicorn, as
             // vLLM and llama-cpp-python run it; llama.cpp's own server). A call sent on one

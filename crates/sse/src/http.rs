@@ -1,0 +1,50 @@
+//! HTTP clients: every `reqwest` client in runboard is made here.
+//!
+//! Natively reqwest speaks TLS through rustls with the *ring* crypto provider, which this module
+//! installs as the process default before the first client is built: reqwest is compiled without
+//! a provider of its own (its default, aws-lc, is a large C build) and panics when it finds none.
+//! In the browser `fetch()` does TLS and there is nothing to install.
+
+/// A client builder, ready for TLS (`https://` model servers and runboard servers).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    #[cfg(not(target_arch = "wasm32"))]
+    install_tls_provider();
+    reqwest::Client::builder()
+}
+
+/// A client with reqwest's defaults and TLS.
+///
+/// # Panics
+/// As `reqwest::Client::new` does: when the system's TLS roots cannot be loaded.
+pub fn client() -> reqwest::Client {
+    client_builder()
+        .build()
+        .expect("an HTTP client with reqwest's defaults")
+}
+
+/// Makes ring the process's rustls provider, once. Another provider installed first (by an
+/// embedding program) is kept: reqwest uses whichever is the default.
+#[cfg(not(target_arch = "wasm32"))]
+fn install_tls_provider() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    #[test]
+    fn clients_are_built_with_tls_and_ring_is_the_provider() {
+        let _client = super::client();
+        let provider = rustls::crypto::CryptoProvider::get_default().expect("a default provider");
+        assert!(
+            provider
+                .cipher_suites
+                .iter()
+                .any(|suite| suite.version() == &rustls::version::TLS13)
+        );
+        // Twice is fine: the provider is installed once.
+        let _again = super::client_builder().https_only(true).build().unwrap();
+    }
+}
