@@ -36,7 +36,7 @@ fn install_tls_provider() {
 mod tests {
     #[test]
     fn clients_are_built_with_tls_and_ring_is_the_provider() {
-        let _client = super::client();
+        let _client = crate::http::client();
         let provider = rustls::crypto::CryptoProvider::get_default().expect("a default provider");
         assert!(
             provider
@@ -45,6 +45,6 @@ mod tests {
                 .any(|suite| suite.version() == &rustls::version::TLS13)
         );
         // Twice is fine: the provider is installed once.
-        let _again = super::client_builder().https_only(true).build().unwrap();
+        let _again = crate::http::client_builder().https_only(true).build().unwrap();
     }
 }
