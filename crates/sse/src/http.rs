@@ -45,6 +45,9 @@ mod tests {
                 .any(|suite| suite.version() == &rustls::version::TLS13)
         );
         // Twice is fine: the provider is installed once.
-        let _again = crate::http::client_builder().https_only(true).build().unwrap();
+        let _again = crate::http::client_builder()
+            .https_only(true)
+            .build()
+            .unwrap();
     }
 }
