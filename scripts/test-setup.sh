@@ -10,6 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each part's wall time, on stderr (CI's log lists them).
+part_start=$SECONDS
+took() { echo "test-setup.sh: $1 took $((SECONDS - part_start)) s" >&2; part_start=$SECONDS; }
+
 # What each missing package is for, said when it cannot be installed.
 packages=()
 reasons=()
@@ -51,10 +55,14 @@ if [ "${#packages[@]}" -gt 0 ]; then
   fi
 fi
 
+took "the system packages"
+
 # The real llama.cpp server and llama-cpp-python's, built once into target/llama/.
 if [ -z "${RUNBOARD_LLAMA_SERVER:-}" ]; then
   scripts/llama-server.sh \
     || echo "note: llama-server could not be built; the tests against it say so and skip" >&2
 fi
+took "the model servers (scripts/llama-server.sh)"
 # The web console's tools.
 scripts/build-web.sh --tools >&2
+took "the web console's tools"

@@ -69,7 +69,11 @@ async fn many_large_bodies_at_once_under_a_memory_limit_leave_the_server_up_and_
                 .post(&url)
                 .header("content-type", "application/json")
                 .body(body.clone());
-            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+            tokio::spawn(async move {
+                let response = request.send().await?;
+                let status = response.status().as_u16();
+                Ok::<_, reqwest::Error>((status, response.text().await?))
+            })
         })
         .collect();
     let mut peak = start;
@@ -77,12 +81,18 @@ async fn many_large_bodies_at_once_under_a_memory_limit_leave_the_server_up_and_
         peak = peak.max(rss_mib(pid));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Refused: 404, the model is in no list. A model no list names makes the server read the
+    // lists again first, and under this load (24 bodies of 30 MB on a debug build, the upstream
+    // in this test's own runtime, other builds on the machine) that read may not finish within
+    // its 5 s: then the refusal is 502 naming the upstream whose list could not be read.
+    let mut unread = 0;
     for call in calls {
-        assert_eq!(
-            call.await.unwrap().unwrap(),
-            404,
-            "the unknown model is refused"
-        );
+        let (status, text) = call.await.unwrap().unwrap();
+        if status == 502 && text.contains("no reachable upstream serves") {
+            unread += 1;
+        } else {
+            assert_eq!(status, 404, "the unknown model is refused: {text}");
+        }
     }
     drop(body);
     assert!(server.try_wait().unwrap().is_none(), "the server stays up");
@@ -95,7 +105,10 @@ async fn many_large_bodies_at_once_under_a_memory_limit_leave_the_server_up_and_
         tokio::time::sleep(Duration::from_millis(100)).await;
         after = rss_mib(pid);
     }
-    eprintln!("RSS: {start} MiB at the start, {peak} MiB at most, {after} MiB after");
+    eprintln!(
+        "RSS: {start} MiB at the start, {peak} MiB at most, {after} MiB after; \
+         {unread} of 24 refused while the model lists could not be read"
+    );
     assert!(
         after <= start + 128,
         "RSS {after} MiB after 24 bodies (started at {start}, peak {peak})"
