@@ -67,8 +67,12 @@ mark "building the tests"
 # models and timers much of the time, and the bundle (a release build for wasm32, then minutes of
 # wasm-opt on one core) takes the time they leave. The end-to-end test below uses it.
 mkdir -p target
-setsid nice -n 19 scripts/build-web.sh > target/build-web.log 2>&1 &
+# (Not setsid: a new session is a scheduler autogroup of its own, with an equal share of the CPU
+# whatever its nice value. `set -m` gives it a process group, so that it can be stopped whole.)
+set -m
+nice -n 19 scripts/build-web.sh > target/build-web.log 2>&1 &
 web_build=$!
+set +m
 
 # Every test, the server's on SQLite files.
 RUNBOARD_TEST_POSTGRES="" RUNBOARD_REQUIRE_POSTGRES="" cargo test "$@"
