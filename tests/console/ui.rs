@@ -153,9 +153,10 @@ pub(crate) fn launch_from_the_ui(harness: &mut Harness<'static, Console>) {
         "the server to answer",
         |h| h.state().board().servers[0].health.is_some(),
     );
-    harness.get_by_label("Launch…").click();
-    harness.step();
-    harness.step();
+    // A click can be lost to a frame laid out twice: clicked again until the form is open.
+    click_until(harness, "Launch…", |h| {
+        h.query_by_label("Launch").is_some()
+    });
     harness.get_by_label("Launch").click();
     // One click per frame: the next one would land in the same frame and be lost.
     harness.step();
