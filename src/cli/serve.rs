@@ -1,7 +1,7 @@
 //! `runboard serve`: the reference server in the foreground until Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` on every API route
     #[arg(long, env = "RUNBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Named tokens with roles (admin, viewer, worker), one `NAME ROLE TOKEN` a line (`#` starts
+    /// a comment); or the same lines in `RUNBOARD_TOKENS`
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
     /// Listen beyond loopback without a token (anyone who can reach it can read and launch runs)
     #[arg(long)]
     insecure: bool,
@@ -230,6 +234,29 @@ fn probability(text: &str) -> Result<f64, String> {
     }
 }
 
+/// The named tokens: from `--tokens FILE`, else from `RUNBOARD_TOKENS` (never from the
+/// command line itself, where other users of the machine could read them).
+fn token_list(file: Option<&Path>) -> Result<Vec<server::NamedToken>, String> {
+    let (text, source) = match file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|error| format!("--tokens {}: {error}", path.display()))?,
+            format!("--tokens {}", path.display()),
+        ),
+        None => match std::env::var("RUNBOARD_TOKENS") {
+            Ok(text) => (text, "RUNBOARD_TOKENS".to_owned()),
+            Err(_) => return Ok(Vec::new()),
+        },
+    };
+    let tokens = server::parse_token_list(&text).map_err(|error| format!("{source}: {error}"))?;
+    if tokens.is_empty() {
+        return Err(format!(
+            "{source} names no token (one NAME ROLE TOKEN a line)"
+        ));
+    }
+    Ok(tokens)
+}
+
 impl ServeArgs {
     fn config(&self) -> Result<ServerConfig, String> {
         let mut upstreams = upstream_config(&self.upstreams, &self.model_aliases)?;
@@ -249,6 +276,7 @@ impl ServeArgs {
                 // A blank token is refused at start (ServerError::BadToken), not dropped
                 // silently.
                 token: self.token.clone(),
+                tokens: token_list(self.tokens.as_deref())?,
                 insecure: self.insecure,
                 cors_origins: self.cors_origins.clone(),
             },
@@ -354,11 +382,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         ),
         None => describe_generation(&config.upstreams),
     };
-    let auth = if config.access.token.is_some() {
-        "token required"
-    } else {
-        "no token"
-    };
+    let auth = describe_access(&config.access);
     let running = match server::start(config).await {
         Ok(running) => running,
         Err(error) => {
@@ -415,4 +439,32 @@ async fn wait_for_stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// How the startup line says who may call: `no token`, `token required`, or the named tokens
+/// by role (`tokens required: 1 admin, 2 viewers, 5 workers`).
+fn describe_access(access: &Access) -> String {
+    if !access.requires_token() {
+        return "no token".to_owned();
+    }
+    if access.tokens.is_empty() {
+        return "token required".to_owned();
+    }
+    let single = usize::from(access.token.is_some());
+    let counts: Vec<String> = runboard_api::Role::ALL
+        .into_iter()
+        .filter_map(|role| {
+            let count = access.tokens.iter().filter(|t| t.role == role).count()
+                + if role == runboard_api::Role::Admin {
+                    single
+                } else {
+                    0
+                };
+            (count > 0).then(|| {
+                let plural = if count == 1 { "" } else { "s" };
+                format!("{count} {role}{plural}")
+            })
+        })
+        .collect();
+    format!("tokens required: {}", counts.join(", "))
 }

@@ -20,5 +20,6 @@ mod open_files;
 mod record;
 mod runs;
 mod shared_store;
+mod tokens;
 mod upstream;
 mod workers;

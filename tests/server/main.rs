@@ -30,6 +30,7 @@ mod real_models;
 mod requests;
 mod restart;
 mod retention;
+mod roles;
 mod schema;
 mod shared_store;
 mod store_faults;

@@ -10,6 +10,8 @@ pub enum ErrorCode {
     NotFound,
     /// A token is required and was missing or wrong.
     Unauthorized,
+    /// The token is valid but its role may not do this (the message names the role needed).
+    Forbidden,
     /// The body is not the JSON the endpoint reads.
     BadJson,
     /// The body is JSON but not the shape the endpoint reads.
@@ -86,9 +88,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this side knows.
-    pub const KNOWN: [Self; 36] = [
+    pub const KNOWN: [Self; 37] = [
         Self::NotFound,
         Self::Unauthorized,
+        Self::Forbidden,
         Self::BadJson,
         Self::InvalidBody,
         Self::InvalidParams,
@@ -130,6 +133,7 @@ impl ErrorCode {
         match self {
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::BadJson => "bad_json",
             Self::InvalidBody => "invalid_body",
             Self::InvalidParams => "invalid_params",

@@ -1,6 +1,7 @@
 //! The runs API: the wire contract (types and events) and a typed client. Shared by the server,
 //! the console and the command line, so both ends of the wire use one definition.
 
+mod access;
 mod active_requests;
 mod benchmark;
 mod benchmark_tally;
@@ -18,6 +19,7 @@ pub mod units;
 mod upstreams;
 mod workers;
 
+pub use access::{AccessInfo, Action, Role};
 pub use active_requests::{ActiveRequest, ActiveRequests, RequestPhase};
 pub use benchmark::{
     BENCHMARK_STATUS_TYPE, BenchmarkError, BenchmarkEvent, BenchmarkProgress, BenchmarkStarted,

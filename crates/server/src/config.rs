@@ -12,6 +12,7 @@ use crate::events::stream::StreamSettings;
 use crate::http::active_requests_stream::RequestStreamSettings;
 use crate::http::listener::ConnectionLimits;
 use crate::http::routes::RequestLimits;
+use crate::http::tokens::{Keyring, NamedToken};
 use crate::http::web_bundle::WebBundle;
 use crate::observe::scrape::ScrapeConfig;
 use crate::producers::generator::GeneratorConfig;
@@ -109,8 +110,7 @@ impl ServerConfig {
         {
             return Err(ServerError::BadToken);
         }
-        let has_token = access.token.as_deref().is_some_and(|t| !t.is_empty());
-        if self.addr.ip().is_loopback() || has_token || access.insecure {
+        if self.addr.ip().is_loopback() || access.requires_token() || access.insecure {
             Ok(())
         } else {
             Err(ServerError::Exposed(self.addr))
@@ -121,12 +121,28 @@ impl ServerConfig {
 /// Who may call the API, and from which pages.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    /// Requests must carry `Authorization: Bearer <token>` when set.
+    /// Requests must carry `Authorization: Bearer <token>` when set: the single admin token
+    /// (`--token`).
     pub token: Option<String>,
+    /// Named tokens with their roles (`--tokens FILE`, `RUNBOARD_TOKENS`), beside the single
+    /// token.
+    pub tokens: Vec<NamedToken>,
     /// Allow listening beyond loopback without a token.
     pub insecure: bool,
     /// Origins whose pages may call the API (CORS), e.g. `https://dash.example.com`.
     pub cors_origins: Vec<String>,
+}
+
+impl Access {
+    /// Whether requests must carry a token.
+    pub fn requires_token(&self) -> bool {
+        self.token.as_deref().is_some_and(|t| !t.is_empty()) || !self.tokens.is_empty()
+    }
+
+    /// The tokens the server accepts.
+    pub(crate) fn keyring(&self) -> Keyring {
+        Keyring::new(self.token.as_deref(), &self.tokens)
+    }
 }
 
 /// Where the runs are kept, for how long, and how servers sharing the store tell each other

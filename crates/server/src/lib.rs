@@ -10,6 +10,7 @@ mod observe;
 mod producers;
 pub mod store;
 
+pub use http::tokens::{MIN_TOKEN_CHARS, NamedToken, TokenListError, parse_token_list};
 pub use http::{listener, web_bundle};
 pub use observe::scrape;
 pub use producers::{benchmark, catalog, generator, proxy, replay, rng, upstream};
@@ -46,7 +47,6 @@ use events::feed::Feed;
 use events::hub::Hub;
 use events::recorder::{Recorder, WriterSetup};
 use events::stream::StreamSource;
-use http::auth::RequiredToken;
 use http::guard::Guard;
 use http::routes::AppState;
 use observe::active_requests::RequestTracker;
@@ -216,7 +216,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let app = http::routes::router(
         state,
-        RequiredToken(config.access.token.clone()),
+        config.access.keyring(),
         guard_for(&config, &cors_origins, addr),
         &cors_origins,
     );
@@ -419,7 +419,7 @@ fn guard_for(
     addr: SocketAddr,
 ) -> Guard {
     Guard::new(
-        config.access.token.is_some(),
+        config.access.requires_token(),
         cors_origins
             .iter()
             .filter_map(|origin| origin.to_str().ok().map(str::to_owned))

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -13,6 +13,7 @@ use runboard_api::{BenchmarkStarted, CreateBenchmark};
 use serde::Deserialize;
 
 use crate::failure::Failure;
+use crate::http::auth::Caller;
 use crate::producers::benchmark::{self, Interval, Resume, StartError};
 
 use super::runs::params_object;
@@ -36,6 +37,7 @@ struct BenchmarkQuery {
 
 async fn create_benchmark(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<(StatusCode, Json<BenchmarkStarted>), Failure> {
     refuse_when_replaying(&state, "runs no benchmarks")?;
@@ -58,6 +60,11 @@ async fn create_benchmark(
         };
         Failure::new(StatusCode::CONFLICT, code, error.to_string())
     })?;
+    tracing::info!(
+        tasks = request.tasks,
+        by = caller.label(),
+        "benchmark started"
+    );
     Ok((StatusCode::CREATED, Json(started)))
 }
 

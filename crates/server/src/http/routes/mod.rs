@@ -21,10 +21,11 @@ use runboard_api::ErrorCode;
 use crate::events::stream::StreamSource;
 use crate::failure::Failure;
 use crate::http::active_requests_stream::RequestStreamSettings;
-use crate::http::auth::{RequiredToken, require_token};
+use crate::http::auth::require_token;
 use crate::http::body_buffer::{self, BodyError};
 use crate::http::guard::{Guard, guard};
 use crate::http::request_span::request_span;
+use crate::http::tokens::Keyring;
 use crate::http::web_bundle::{self, WebBundle, is_api_path};
 use crate::observe::active_requests::RequestTracker;
 use crate::observe::scrape::UpstreamsBoard;
@@ -101,7 +102,7 @@ impl Default for RequestLimits {
 /// and CORS for the origins allowed to call the API from a page hosted elsewhere.
 pub fn router(
     state: AppState,
-    token: RequiredToken,
+    keyring: Keyring,
     guard_settings: Guard,
     cors_origins: &[HeaderValue],
 ) -> Router {
@@ -112,7 +113,7 @@ pub fn router(
     let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .layer(axum::middleware::from_fn_with_state(keyring, require_token))
         .layer(axum::middleware::from_fn_with_state(guard_settings, guard))
         .layer(axum::middleware::from_fn(request_span))
         .with_state(state);

@@ -7,11 +7,12 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use runboard_api::ErrorCode;
+use runboard_api::{ErrorCode, Role};
 
 use crate::failure::Failure;
+use crate::http::auth::Caller;
 use crate::http::listener::ClientAddr;
-use crate::producers::proxy::{Endpoint, Proxy};
+use crate::producers::proxy::{CallOrigin, Endpoint, Proxy};
 
 use super::{AppState, read_body};
 
@@ -39,12 +40,13 @@ fn proxy(state: &AppState) -> Result<&Proxy, Failure> {
 async fn proxy_chat(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
     let proxy = proxy(&state)?;
     let bytes = read_body(&state, body, proxy.max_body_bytes()).await?;
-    let client = client.map(|Extension(ClientAddr(addr))| addr.ip());
+    let client = origin(client, caller);
     Ok(proxy.call(Endpoint::Chat, &headers, client, bytes).await)
 }
 
@@ -52,15 +54,27 @@ async fn proxy_chat(
 async fn proxy_completions(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
     let proxy = proxy(&state)?;
     let bytes = read_body(&state, body, proxy.max_body_bytes()).await?;
-    let client = client.map(|Extension(ClientAddr(addr))| addr.ip());
+    let client = origin(client, caller);
     Ok(proxy
         .call(Endpoint::Completions, &headers, client, bytes)
         .await)
+}
+
+/// Where a call comes from: its connection's address, and the name of the worker token it
+/// carries.
+fn origin(client: Option<Extension<ClientAddr>>, caller: Option<Extension<Caller>>) -> CallOrigin {
+    CallOrigin {
+        addr: client.map(|Extension(ClientAddr(addr))| addr.ip()),
+        worker_token: caller
+            .filter(|Extension(caller)| caller.role == Role::Worker)
+            .and_then(|Extension(caller)| caller.name),
+    }
 }
 
 /// `GET /v1/models`: the upstreams' models and the aliases.

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::events::stream::{self, Scope};
 use crate::failure::Failure;
+use crate::http::auth::Caller;
 use crate::producers::generator;
 use crate::producers::runs::{CancelOutcome, CreateError};
 use crate::store::{RunFilter, RunRow, Store};
@@ -80,7 +81,11 @@ pub(super) fn params_object(params: Value) -> Result<Value, Failure> {
     Ok(params)
 }
 
-async fn create_run(State(state): State<AppState>, body: Body) -> Result<Response, Failure> {
+async fn create_run(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Result<Response, Failure> {
     refuse_when_replaying(&state, "starts no runs")?;
     let request: CreateRun = read_json(&state, body, "a run request").await?;
     let task = request.task.trim();
@@ -120,6 +125,7 @@ async fn create_run(State(state): State<AppState>, body: Body) -> Result<Respons
                 .retry_after(QUEUE_FULL_RETRY_SECS),
                 CreateError::Stopped => Failure::shutting_down(),
             })?;
+    tracing::info!(run = %summary.run_id, by = caller.label(), "run launched");
     let Some(ends) = ends.as_mut() else {
         return Ok((StatusCode::CREATED, Json(summary)).into_response());
     };
@@ -268,12 +274,14 @@ async fn stored_run(state: &AppState, run_id: &str) -> Result<RunRow, Failure> {
 
 async fn cancel_run(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Failure> {
     let run_id = path_id(path)?;
     refuse_when_replaying(&state, "cancels no runs")?;
     match state.runs.cancel(&run_id).await? {
         CancelOutcome::Cancelling => {
+            tracing::info!(run = %run_id, by = caller.label(), "run cancelled");
             let run = stored_run(&state, &run_id).await?;
             Ok((StatusCode::ACCEPTED, Json(run.summary)).into_response())
         }

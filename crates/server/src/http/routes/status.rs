@@ -1,17 +1,19 @@
-//! What the server says about itself and what it measures: `/api/health`, `/metrics` (and the
+//! What the server says about itself and what it measures: `/api/access` (what the caller's
+//! token may do), `/api/health`, `/metrics` (and the
 //! active requests, with their stream), `/api/workers`, `/api/upstreams` (and its stream).
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use runboard_api::Health;
+use runboard_api::{AccessInfo, Health};
 use runboard_api::{Feature, Upstreams, WorkerFigures, WorkerList};
 
 use crate::failure::Failure;
 use crate::http::active_requests_stream;
+use crate::http::auth::Caller;
 use crate::http::upstreams_stream;
 use crate::observe::telemetry;
 
@@ -20,6 +22,7 @@ use super::AppState;
 /// The routes of the server's status and measurements.
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
+        .route("/api/access", get(access))
         .route("/api/health", get(health))
         .route("/api/workers", get(workers))
         .route("/api/upstreams", get(upstreams))
@@ -91,6 +94,11 @@ async fn upstreams_stream(State(state): State<AppState>) -> Response {
         settings.keepalive,
         state.streams.shutdown.clone(),
     )
+}
+
+/// `GET /api/access`: what the caller's token may do.
+async fn access(Extension(caller): Extension<Caller>) -> Json<AccessInfo> {
+    Json(caller.access_info())
 }
 
 /// `GET /api/workers`: every worker with its totals from the store and its live figures,

@@ -41,6 +41,15 @@ impl Endpoint {
     }
 }
 
+/// Who is calling, as the connection and the token say (the body and headers may say more).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOrigin {
+    /// The address the connection came from.
+    pub addr: Option<IpAddr>,
+    /// The name of a `worker` token, which names the worker of calls that name none.
+    pub worker_token: Option<String>,
+}
+
 /// One client call, read from its body and headers.
 #[derive(Debug, Clone)]
 pub struct ClientCall {
@@ -52,8 +61,9 @@ pub struct ClientCall {
     pub task: String,
     /// `X-Runboard-Agent`, else the body's `user`, else `client`.
     pub agent: String,
-    /// `X-Runboard-Worker`, else the body's `user`, else the client's address and
-    /// `User-Agent` (one worker per client process when nothing is set).
+    /// `X-Runboard-Worker`, else the body's `user`, else the name of the worker token it came
+    /// with, else the client's address and `User-Agent` (one worker per client process when
+    /// nothing is set).
     pub worker: String,
     /// `X-Runboard-Run`, when the call is a step of a longer run.
     pub run_key: Option<String>,
@@ -64,13 +74,12 @@ pub struct ClientCall {
 }
 
 impl ClientCall {
-    /// Reads a call from its body and headers; `client` is the address its connection came
-    /// from.
+    /// Reads a call from its body and headers, made from `origin`.
     pub fn read(
         endpoint: Endpoint,
         body: &Skim<'_>,
         headers: &HeaderMap,
-        client: Option<IpAddr>,
+        origin: &CallOrigin,
     ) -> Self {
         let header = |name: &str| {
             headers
@@ -89,7 +98,8 @@ impl ClientCall {
             .unwrap_or_else(|| "client".to_owned());
         let worker = header(WORKER_HEADER)
             .or(user)
-            .unwrap_or_else(|| client_worker(client, header("user-agent").as_deref()));
+            .or_else(|| origin.worker_token.clone())
+            .unwrap_or_else(|| client_worker(origin.addr, header("user-agent").as_deref()));
         let task = match endpoint {
             Endpoint::Chat => body.last_user_text(),
             Endpoint::Completions => body.prompt_text(),
@@ -141,13 +151,50 @@ mod tests {
         headers: &HeaderMap,
         client: Option<IpAddr>,
     ) -> ClientCall {
+        let origin = CallOrigin {
+            addr: client,
+            worker_token: None,
+        };
+        read_by(endpoint, body, headers, &origin)
+    }
+
+    fn read_by(
+        endpoint: Endpoint,
+        body: &Value,
+        headers: &HeaderMap,
+        origin: &CallOrigin,
+    ) -> ClientCall {
         let bytes = body.to_string();
         ClientCall::read(
             endpoint,
             &Skim::read(bytes.as_bytes()).unwrap(),
             headers,
-            client,
+            origin,
         )
+    }
+
+    #[test]
+    fn a_worker_tokens_name_is_the_worker_of_calls_that_name_none() {
+        let origin = CallOrigin {
+            addr: Some("10.0.0.7".parse().unwrap()),
+            worker_token: Some("gpu-box-3".into()),
+        };
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            read_by(Endpoint::Chat, &body, &headers, &origin).worker,
+            "gpu-box-3"
+        );
+        let named = json!({"model": "m", "user": "labeler", "messages": []});
+        assert_eq!(
+            read_by(Endpoint::Chat, &named, &headers, &origin).worker,
+            "labeler"
+        );
+        headers.insert(WORKER_HEADER, "shard-2".parse().unwrap());
+        assert_eq!(
+            read_by(Endpoint::Chat, &body, &headers, &origin).worker,
+            "shard-2"
+        );
     }
 
     #[test]

@@ -10,7 +10,6 @@ mod exchange;
 mod session;
 mod skim;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -27,7 +26,7 @@ use crate::producers::upstream::{ResolveError, UpstreamPool};
 use runboard_api::ErrorCode;
 use skim::{Skim, SkimError};
 
-pub use call::{AGENT_HEADER, Endpoint, RUN_END_HEADER, RUN_HEADER, WORKER_HEADER};
+pub use call::{AGENT_HEADER, CallOrigin, Endpoint, RUN_END_HEADER, RUN_HEADER, WORKER_HEADER};
 pub use exchange::RUN_ID_HEADER;
 
 /// How long a call waits for the store to catch up before it is refused (503).
@@ -118,14 +117,14 @@ impl Proxy {
         &self,
         endpoint: Endpoint,
         headers: &HeaderMap,
-        client: Option<IpAddr>,
+        origin: CallOrigin,
         body: Bytes,
     ) -> Response {
         let (head_tx, head_rx) = oneshot::channel();
         let proxy = self.clone();
         let headers = headers.clone();
         tokio::spawn(async move {
-            match proxy.prepare(endpoint, &headers, client, body).await {
+            match proxy.prepare(endpoint, &headers, &origin, body).await {
                 Ok(exchange) => exchange.run(head_tx).await,
                 Err(failure) => {
                     let _ = head_tx.send(Err(failure.into_response()));
@@ -143,7 +142,7 @@ impl Proxy {
         &self,
         endpoint: Endpoint,
         headers: &HeaderMap,
-        client: Option<IpAddr>,
+        origin: &CallOrigin,
         body: Bytes,
     ) -> Result<exchange::Exchange, Failure> {
         // Past what the store can keep up with, a call waits its turn a moment, then is
@@ -190,7 +189,7 @@ impl Proxy {
                     message,
                 ),
             })?;
-        let call = call::ClientCall::read(endpoint, &skim, headers, client);
+        let call = call::ClientCall::read(endpoint, &skim, headers, origin);
         // The body goes on as the client wrote it, unless an alias (or no model) has to be
         // replaced by the model the upstream knows.
         let body = if asked.as_deref() == Some(target.model.as_str()) {
