@@ -74,6 +74,11 @@ pub(crate) fn console(setup: &Setup, count: u32) -> Harness<'static, Console> {
 }
 
 fn console_polling(setup: &Setup, count: u32, feed_poll: Duration) -> Harness<'static, Console> {
+    harness(setup, console_config(setup, count, feed_poll))
+}
+
+/// The console's configuration for `setup`'s server: a launch form of `count` runs.
+fn console_config(setup: &Setup, count: u32, feed_poll: Duration) -> ConsoleConfig {
     let mut config = ConsoleConfig::new(vec![setup.server.as_ref().unwrap().url()]);
     config.feed_poll = feed_poll;
     config.launch = Some(LaunchForm {
@@ -84,6 +89,11 @@ fn console_polling(setup: &Setup, count: u32, feed_poll: Duration) -> Harness<'s
         server: 0,
         model: String::new(),
     });
+    config
+}
+
+/// The console with `config`, on `setup`'s runtime.
+fn harness(setup: &Setup, config: ConsoleConfig) -> Harness<'static, Console> {
     let spawner = Spawner::new(setup.runtime.handle().clone());
     Harness::builder()
         .with_size([1400.0, 900.0])
@@ -719,4 +729,79 @@ fn the_upstreams_view_and_strip_show_what_a_model_server_says_of_itself() {
     });
     harness.get_by_label("vLLM");
     harness.get_by_label("KV cache");
+}
+
+#[test]
+fn a_viewers_console_shows_runs_without_launch_or_cancel_and_a_worker_token_is_told_why_not() {
+    const ADMIN: &str = "admin-token-0123456789";
+    const VIEWER: &str = "viewer-token-0123456789";
+    const WORKER: &str = "worker-token-0123456789";
+    let setup = setup_with(0.2, |config| {
+        config.access.tokens = runboard_server::parse_token_list(&format!(
+            "alice admin {ADMIN}\nops viewer {VIEWER}\ngpu-box-3 worker {WORKER}\n"
+        ))
+        .unwrap();
+    });
+    // A run going on, launched by the admin, for the viewer to watch.
+    let admin = runboard_api::ApiClient::new(&setup.url(), Some(ADMIN)).unwrap();
+    setup
+        .runtime
+        .block_on(admin.create_run(&runboard_api::CreateRun {
+            task: "watched by ops".into(),
+            mode: runboard_api::RunMode::Queued,
+            params: serde_json::json!({"iterations": 3}),
+        }))
+        .unwrap();
+    let with_token = |token: &str| {
+        let mut config = console_config(&setup, 1, Duration::from_millis(300));
+        config.token = Some(token.to_owned());
+        harness(&setup, config)
+    };
+    let card_and_access = |h: &Harness<'static, Console>| {
+        !h.state().board().workers().is_empty() && h.state().board().servers[0].access.is_some()
+    };
+
+    let mut viewer = with_token(VIEWER);
+    wait_for(
+        &mut viewer,
+        Duration::from_secs(10),
+        "the run's card",
+        card_and_access,
+    );
+    viewer.step();
+    assert!(viewer.query_by_label("Launch…").is_none());
+    assert!(viewer.query_by_label("Cancel all").is_none());
+    assert!(viewer.query_by_label("Cancel").is_none());
+    viewer.get_by_label("viewer");
+    // L opens nothing either.
+    viewer.key_press(egui::Key::L);
+    viewer.step();
+    assert!(!viewer.state().ui_state().launch_open);
+    drop(viewer);
+
+    let mut admin_console = with_token(ADMIN);
+    wait_for(
+        &mut admin_console,
+        Duration::from_secs(10),
+        "the admin's card",
+        card_and_access,
+    );
+    admin_console.step();
+    admin_console.get_by_label("Launch…");
+    admin_console.get_by_label("Cancel all");
+    assert!(admin_console.query_by_label("viewer").is_none());
+    drop(admin_console);
+
+    let mut worker = with_token(WORKER);
+    wait_for(
+        &mut worker,
+        Duration::from_secs(10),
+        "the worker's refusal",
+        |h| h.state().board().servers[0].needs_token.is_some(),
+    );
+    let why = worker.state().board().servers[0]
+        .needs_token
+        .clone()
+        .unwrap();
+    assert!(why.contains("gpu-box-3") && why.contains("worker"), "{why}");
 }

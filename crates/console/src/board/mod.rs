@@ -30,9 +30,9 @@ pub use upstreams::{Figure, HISTORY_SECS, UpstreamsState};
 pub use worker::Worker;
 
 use runboard_api::{
-    ActiveRequests, BenchmarkEvent, DataAction, Feature, FleetFigures, Health, MODELS_JOB,
-    ModelList, NodeUpdate, RunDetail, RunEvent, RunStatus, RunSummary, STEP_INTERRUPTED_ACTION,
-    StoreStatus, Upstreams,
+    AccessInfo, Action as ApiAction, ActiveRequests, BenchmarkEvent, DataAction, Feature,
+    FleetFigures, Health, MODELS_JOB, ModelList, NodeUpdate, RunDetail, RunEvent, RunStatus,
+    RunSummary, STEP_INTERRUPTED_ACTION, StoreStatus, Upstreams,
 };
 use runboard_sse::ConnectionState;
 
@@ -71,6 +71,8 @@ pub struct Server {
     pub label: String,
     /// What `/api/health` said, once it answered.
     pub health: Option<Health>,
+    /// What our token may do there (`/api/access`), once it answered.
+    pub access: Option<AccessInfo>,
     /// The `/api/events` stream, when the server has one.
     pub link: Option<Link>,
     /// The last error talking to it, cleared by the next success.
@@ -109,6 +111,7 @@ impl Server {
             url: url.to_owned(),
             label,
             health: None,
+            access: None,
             link: None,
             error: None,
             models: None,
@@ -122,11 +125,24 @@ impl Server {
             store: None,
         }
     }
+
+    /// Whether our token may do `action` here: until the server says, it may (the server
+    /// refuses what it must; hiding controls before it answers would make them flicker).
+    pub fn may(&self, action: ApiAction) -> bool {
+        self.access.as_ref().is_none_or(|access| access.may(action))
+    }
 }
 
 /// Something that happened, as the network tasks report it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
+    /// A server said what our token may do there (`/api/access`).
+    Access {
+        /// Which server.
+        server: ServerId,
+        /// Its answer.
+        access: AccessInfo,
+    },
     /// A server answered `/api/health`.
     Health {
         /// Which server.
@@ -389,6 +405,16 @@ impl Board {
                 .sum::<u64>()
     }
 
+    /// Whether our token may do `action` on `server` (see [`Server::may`]).
+    pub fn may(&self, server: ServerId, action: ApiAction) -> bool {
+        self.servers.get(server).is_none_or(|s| s.may(action))
+    }
+
+    /// Whether our token may do `action` on any server watched.
+    pub fn may_anywhere(&self, action: ApiAction) -> bool {
+        (0..self.servers.len()).any(|server| self.may(server, action))
+    }
+
     /// How many runs ended with `status` while watched.
     pub fn finished_count(&self, status: RunStatus) -> usize {
         self.finished.get(&status).copied().unwrap_or(0)
@@ -397,6 +423,11 @@ impl Board {
     /// Applies one inbound message at time `now` (seconds).
     pub fn apply(&mut self, inbound: Inbound, now: f64) {
         match inbound {
+            Inbound::Access { server, access } => {
+                if let Some(s) = self.servers.get_mut(server) {
+                    s.access = Some(access);
+                }
+            }
             Inbound::Health { server, health } => {
                 let store = health.store.clone();
                 if let Some(s) = self.servers.get_mut(server) {

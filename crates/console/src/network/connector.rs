@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::board::{Inbound, RunKey, ServerId};
 use crate::network::Spawner;
 use runboard_api::{
-    ApiClient, CreateBenchmark, CreateRun, MODELS_JOB, RunEvent, RunMode, RunQuery, StreamOptions,
-    StreamUpdate, reconnect_policy,
+    AccessInfo, Action, ApiClient, ApiError, CreateBenchmark, CreateRun, Health, MODELS_JOB,
+    RunEvent, RunMode, RunQuery, StreamOptions, StreamUpdate, reconnect_policy,
 };
 use runboard_sse::Backoff;
 use runboard_sse::runtime::sleep;
@@ -144,9 +144,20 @@ impl Connector {
         let last_event_id = Arc::clone(&self.last_event_id);
         self.spawner.spawn(async move {
             let mut backoff = Backoff::new(reconnect_policy());
-            let health = loop {
-                match client.health().await {
-                    Ok(health) => break health,
+            let (access, health) = loop {
+                match access_and_health(&client).await {
+                    Ok((access, Some(health))) => break (access, health),
+                    Ok((access, None)) => {
+                        // A token that may not read (a worker's): nothing to watch with it.
+                        let name = access.name.as_deref().unwrap_or("given");
+                        let message = format!(
+                            "the token {name:?} is a {}'s: it may not watch the board. Give a \
+                             viewer's or an admin's token",
+                            access.role
+                        );
+                        outbox.send(Inbound::NeedsToken { server, message }).await;
+                        return;
+                    }
                     Err(error) if error.status() == Some(401) => {
                         // Retrying cannot help: the user must give a token, then we start again.
                         let message = error.to_string();
@@ -172,7 +183,9 @@ impl Connector {
             }
             // Start live at the head: history is the feed's job, not a replay of every event.
             let head = health.events_head.map(|head| head.to_string());
-            if !outbox.send(Inbound::Health { server, health }).await {
+            if !outbox.send(Inbound::Access { server, access }).await
+                || !outbox.send(Inbound::Health { server, health }).await
+            {
                 return;
             }
             if has_events {
@@ -489,4 +502,16 @@ async fn follow(
         }
     };
     pump(&mut stream, &outbox, translate, delivered).await;
+}
+
+/// What our token may do on the server, then its health (`None` when the token may not read):
+/// both before anything is watched, so the controls the token may not use are hidden from the
+/// start.
+async fn access_and_health(client: &ApiClient) -> Result<(AccessInfo, Option<Health>), ApiError> {
+    let access = client.access().await?;
+    if !access.may(Action::Read) {
+        return Ok((access, None));
+    }
+    let health = client.health().await?;
+    Ok((access, Some(health)))
 }

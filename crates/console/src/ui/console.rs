@@ -409,7 +409,9 @@ impl Console {
             if typing {
                 return;
             }
-            if input.key_pressed(egui::Key::L) {
+            if input.key_pressed(egui::Key::L)
+                && self.board.may_anywhere(runboard_api::Action::Launch)
+            {
                 self.state.launch_open = true;
                 self.state.focus = Some(FocusTarget::Task);
             }

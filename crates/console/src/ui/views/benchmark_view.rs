@@ -98,7 +98,7 @@ fn server_bench_ui(
         .status
         .as_ref()
         .is_some_and(|s| s.source.as_deref() == Some("api"));
-    if runs_here && !view.running() {
+    if runs_here && !view.running() && server.may(runboard_api::Action::Benchmark) {
         start_ui(ui, index, state, actions);
     }
     if view.status.is_none() {

@@ -10,6 +10,7 @@ use super::spec::{ViewNeeds, ViewSpec};
 use crate::board::{Board, Card, Worker};
 use crate::ui::Action;
 use crate::ui::state::UiState;
+use runboard_api::Action as ApiAction;
 
 /// A card's size: wide enough for a readable snippet, tall enough for four lines of it.
 const CARD_WIDTH: f32 = 310.0;
@@ -26,7 +27,7 @@ pub const VIEW: ViewSpec = ViewSpec {
     ticks: |_| false,
     draw: |ui, board, state, now, actions| {
         if board.workers().is_empty() {
-            empty_ui(ui, actions);
+            empty_ui(ui, board, actions);
         } else {
             cards_ui(ui, board, state, now, actions);
         }
@@ -377,6 +378,7 @@ fn footer_ui(
 ) {
     ui.horizontal(|ui| {
         if !worker.status.is_finished()
+            && board.may(worker.key.server, ApiAction::Cancel)
             && ui
                 .small_button("Cancel")
                 .on_hover_text("Stop this call")
@@ -437,7 +439,7 @@ fn footer_ui(
 }
 
 /// What the Workers view shows before the first run: how to launch one.
-fn empty_ui(ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+fn empty_ui(ui: &mut egui::Ui, board: &Board, actions: &mut Vec<Action>) {
     ui.add_space(ui.available_height() * 0.3);
     ui.vertical_centered(|ui| {
         ui.heading("No workers yet");
@@ -449,6 +451,14 @@ fn empty_ui(ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             .weak(),
         );
         ui.add_space(10.0);
+        if !board.may_anywhere(ApiAction::Launch) {
+            ui.label(
+                egui::RichText::new("This token may watch runs, not launch them.")
+                    .small()
+                    .weak(),
+            );
+            return;
+        }
         if ui.button("Launch demo batch").clicked() {
             actions.push(Action::LaunchDemo);
         }

@@ -8,7 +8,7 @@ use super::upstreams_view::upstreams_strip_ui;
 use crate::board::Board;
 use crate::ui::Action;
 use crate::ui::state::{FocusTarget, UiState};
-use runboard_api::RunStatus;
+use runboard_api::{Action as ApiAction, Role, RunStatus};
 
 /// Draws the summary bar (and the launch form when open).
 pub fn summary_ui(
@@ -40,19 +40,25 @@ pub fn summary_ui(
             {
                 actions.push(Action::ClearFinished);
             }
-            if ui
-                .button("Cancel all")
-                .on_hover_text("Cancel every queued and running run")
-                .clicked()
+            // A token that may not cancel or launch (a viewer's) gets no such buttons.
+            if board.may_anywhere(ApiAction::Cancel)
+                && ui
+                    .button("Cancel all")
+                    .on_hover_text("Cancel every queued and running run")
+                    .clicked()
             {
                 actions.push(Action::CancelAll);
             }
-            let launch = ui
-                .add(egui::Button::new("Launch…").selected(state.launch_open))
-                .on_hover_text("Launch a batch of runs (L)");
-            if launch.clicked() {
-                state.launch_open = !state.launch_open;
-                state.focus = state.launch_open.then_some(FocusTarget::Task);
+            if board.may_anywhere(ApiAction::Launch) {
+                let launch = ui
+                    .add(egui::Button::new("Launch…").selected(state.launch_open))
+                    .on_hover_text("Launch a batch of runs (L)");
+                if launch.clicked() {
+                    state.launch_open = !state.launch_open;
+                    state.focus = state.launch_open.then_some(FocusTarget::Task);
+                }
+            } else {
+                state.launch_open = false;
             }
         });
     });
@@ -94,6 +100,7 @@ fn servers_ui(ui: &mut egui::Ui, board: &Board, now: f64) {
             .clone()
             .unwrap_or_else(|| format!("{}: {text}", server.url));
         badge(ui, &text, color).on_hover_text(hover);
+        role_badge_ui(ui, server);
         if let Some(store) = server.store.as_ref().filter(|store| !store.writable) {
             let why = store.error.as_deref().unwrap_or("no reason given");
             badge(
@@ -107,6 +114,24 @@ fn servers_ui(ui: &mut egui::Ui, board: &Board, now: f64) {
             ));
         }
     }
+}
+
+/// The role of our token on `server`, when it is not an admin's: why controls are missing.
+fn role_badge_ui(ui: &mut egui::Ui, server: &crate::board::Server) {
+    let Some(access) = server.access.as_ref().filter(|a| a.role != Role::Admin) else {
+        return;
+    };
+    let name = access
+        .name
+        .as_deref()
+        .map_or_else(String::new, |name| format!(" ({name})"));
+    let may: Vec<&str> = access.may.iter().map(|action| action.describe()).collect();
+    badge(ui, access.role.as_str(), ui.visuals().weak_text_color()).on_hover_text(format!(
+        "This token{name} is a {}'s: it may {} only. Launch, Cancel and benchmarks need an \
+         admin's token.",
+        access.role,
+        may.join(" and ")
+    ));
 }
 
 /// Workers live, aggregate tok/s with its sparkline, tokens, and outcomes.
