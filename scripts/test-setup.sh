@@ -24,6 +24,7 @@ need() {
 
 command -v python3 > /dev/null || need "the benchmark-stream client tests" python3
 command -v curl > /dev/null || need "the benchmark-stream client tests" curl
+command -v openssl > /dev/null || need "the TLS tests (a certificate authority made for them)" openssl
 # The console's image snapshots render with wgpu on Mesa's software Vulkan (lavapipe).
 ls /usr/share/vulkan/icd.d/lvp_icd.*.json > /dev/null 2>&1 \
   || need "the UI snapshot tests" mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri

@@ -32,6 +32,10 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr closed by whoever read it, or a full disk)
+        // is lost, never reported with `eprintln!`, which panics on the same stderr and would
+        // take the request that logged down with it.
+        .log_internal_errors(false)
         .with_target(false);
     // A second subscriber (tests that run main twice) is not an error worth stopping for.
     let _ = match format {

@@ -32,6 +32,10 @@ struct Cli {
     /// per line); what is logged is set with `RUST_LOG`
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
     log_format: logging::LogFormat,
+    /// Trust this certificate authority (PEM) for `https://` servers besides the system's:
+    /// a private CA, or a server's self-signed certificate
+    #[arg(long, global = true, env = "RUNBOARD_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<std::path::PathBuf>,
     /// With no subcommand: the console window
     #[cfg(feature = "gui")]
     #[command(flatten)]
@@ -66,6 +70,15 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    if let Some(path) = &cli.ca_cert {
+        let trusted = std::fs::read(path)
+            .map_err(|error| error.to_string())
+            .and_then(|pem| runboard_sse::http::trust_ca_pem(&pem));
+        if let Err(error) = trusted {
+            eprintln!("runboard: error: --ca-cert {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     let Some(command) = cli.command else {
         return without_subcommand(cli);
     };

@@ -37,6 +37,12 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` on every API route
     #[arg(long, env = "RUNBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM), with --tls-key; HTTP/2 and HTTP/1.1
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Named tokens with roles (admin, viewer, worker), one `NAME ROLE TOKEN` a line (`#` starts
     /// a comment); or the same lines in `RUNBOARD_TOKENS`
     #[arg(long, value_name = "FILE")]
@@ -351,6 +357,11 @@ impl ServeArgs {
                 .clone()
                 .map_or_else(WebBundle::discover, WebBundle::Dir),
             slo: self.slo,
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| server::TlsFiles { cert, key }),
         })
     }
 }

@@ -6,6 +6,7 @@
 #[path = "../support"]
 mod support {
     #![allow(dead_code)]
+    pub mod certificates;
     pub mod openai_upstream;
     pub mod scripted_server;
     pub mod test_server;
@@ -20,6 +21,7 @@ mod open_files;
 mod record;
 mod runs;
 mod shared_store;
+mod tls;
 mod tokens;
 mod upstream;
 mod workers;

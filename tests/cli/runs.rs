@@ -37,6 +37,23 @@ pub(crate) async fn serve(port: u16, db: &Path, extra: &[&str]) -> Child {
     child
 }
 
+/// Reads a server's stderr up to its start-up line (`listening on …`), which it returns.
+pub(crate) async fn read_until_listening<R>(stderr: &mut R) -> String
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::AsyncBufReadExt as _;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        stderr.read_line(&mut line).await.unwrap();
+        assert!(!line.is_empty(), "the server exited");
+        if line.contains("listening on") {
+            return line;
+        }
+    }
+}
+
 /// Waits until a server on `port` answers.
 pub(crate) async fn wait_until_up(port: u16) {
     let health = format!("http://127.0.0.1:{port}/api/health");
@@ -303,4 +320,52 @@ async fn read_until_run_end(mut events: Child, run_id: &str) -> (Vec<Value>, Str
     events.start_kill().unwrap();
     let output = events.wait_with_output().await.unwrap();
     (lines, stderr(&output))
+}
+
+#[tokio::test]
+async fn a_server_whose_log_cannot_be_written_still_answers_every_request() {
+    // Its stderr a full device, or a pipe whose reader has gone (a supervisor that stopped
+    // reading, `runboard serve | head`): the log lines are lost, the requests are not.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    for log in [Stdio::from(full), Stdio::piped()] {
+        let port = free_port();
+        let mut server = Command::new(BIN)
+            .args([
+                "serve",
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--db",
+                ":memory:",
+            ])
+            .args(["--failure-rate", "0", "--speed", "40"])
+            .env_remove("RUNBOARD_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        drop(server.stderr.take());
+        wait_until_up(port).await;
+        let api = format!("http://127.0.0.1:{port}");
+        let launched = runboard(&[
+            "launch",
+            "logged nowhere",
+            "--params",
+            r#"{"iterations": 1}"#,
+            "--api",
+            &api,
+        ])
+        .await;
+        let run_id = stdout(&launched).trim().to_owned();
+        assert!(run_id.starts_with("run-"), "{}", stderr(&launched));
+        let tail = runboard(&["tail", &run_id, "--api", &api]).await;
+        assert!(tail.status.success(), "{}", stderr(&tail));
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "the server is still running"
+        );
+    }
 }

@@ -67,15 +67,7 @@ async fn roles_from_a_file_are_enforced_and_a_launch_is_logged_with_its_tokens_n
     .unwrap();
     let mut child = serve_command().arg("--tokens").arg(&file).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        stderr.read_line(&mut line).await.unwrap();
-        assert!(!line.is_empty(), "the server exited");
-        if line.contains("listening on") {
-            break;
-        }
-    }
+    let mut line = crate::runs::read_until_listening(&mut stderr).await;
     assert!(
         line.contains("tokens required: 1 admin, 1 viewer"),
         "{line}"

@@ -11,7 +11,7 @@ use std::time::Duration;
 use runboard_api::{ApiClient, CreateRun, RunMode, RunStatus};
 use serde_json::json;
 use support::openai_upstream::{FakeUpstream, error_reply};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::io::{AsyncReadExt as _, BufReader};
 
 const SECRET: &str = "sk-proj-verysecret-4242";
 
@@ -37,15 +37,7 @@ async fn serve(live: &str, dead: &str) -> (tokio::process::Child, Stderr, String
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id().unwrap())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET));
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut started = String::new();
-    loop {
-        started.clear();
-        stderr.read_line(&mut started).await.unwrap();
-        assert!(!started.is_empty(), "the server exited");
-        if started.contains("listening on") {
-            break;
-        }
-    }
+    let started = crate::runs::read_until_listening(&mut stderr).await;
     assert!(started.contains("runs on gpu at http://"), "{started}");
     assert!(started.contains("key set"), "{started}");
     let url = started

@@ -19,15 +19,32 @@ use support::llama_server::{Llama, free_port, llama_with, server_with};
 use support::test_server::{config, start, wait_finished};
 
 const TOKEN: &str = "proxy-test-token";
+/// A worker's token, for the call over HTTPS.
+const WORKER: &str = "gpu-worker-token-0123456789";
 
 /// Runs the `openai` package's worker against `base` and returns what it received.
 async fn worker(python: &Path, base: &str, key: &str, agent: Option<&str>) -> Value {
+    worker_trusting(python, base, key, agent, None).await
+}
+
+/// [`worker`], trusting the certificate authority `ca` (a PEM file) for an `https://` base.
+async fn worker_trusting(
+    python: &Path,
+    base: &str,
+    key: &str,
+    agent: Option<&str>,
+    ca: Option<&Path>,
+) -> Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/openai_client.py"
     );
     let mut command = tokio::process::Command::new(python);
     command.arg(script).args([base, key, "runboard-small"]);
+    if let Some(ca) = ca {
+        // httpx, under the openai package, reads the trusted authorities from here.
+        command.env("SSL_CERT_FILE", ca);
+    }
     if let Some(agent) = agent {
         command.arg(agent);
     }
@@ -203,6 +220,54 @@ async fn a_hundred_openai_pipelines_are_a_hundred_whole_runs() {
             .filter(|e| e.event == "data" && e.data["action"] == "step")
             .count();
         assert_eq!(steps, 3, "{detail:#?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_package_calls_through_the_proxy_over_https_with_a_worker_token() {
+    let Some((binary, model)) = llama_with("RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let Some((python, _)) = server_with("RUNBOARD_OPENAI_PYTHON", "RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let port = free_port();
+    let _llama = Llama::start_as(&binary, &model, port, "runboard-small").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = support::certificates::make_certificates(dir.path());
+    let mut config = config(&dir);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("llama=http://127.0.0.1:{port}/v1"), |_| None).unwrap());
+    config.access.tokens = runboard_server::parse_token_list(&format!(
+        "lab-worker worker {WORKER}\nops admin {TOKEN}-admin-0123\n"
+    ))
+    .unwrap();
+    config.tls = Some(runboard_server::TlsFiles { cert, key });
+    let server = start(config).await;
+    assert!(server.url().starts_with("https://"));
+
+    let got = worker_trusting(
+        &python,
+        &format!("{}/v1", server.url()),
+        WORKER,
+        None,
+        Some(&ca),
+    )
+    .await;
+    assert!(!got["stream"].as_str().unwrap().is_empty(), "{got}");
+    assert!(!got["whole"].as_str().unwrap().is_empty(), "{got}");
+
+    runboard_sse::http::trust_ca_pem(&std::fs::read(&ca).unwrap()).unwrap();
+    let api = ApiClient::new(&server.url(), Some(&format!("{TOKEN}-admin-0123"))).unwrap();
+    let runs = api.list_runs(&RunQuery::default()).await.unwrap().runs;
+    assert_eq!(runs.len(), 2, "one run per call: {runs:#?}");
+    for run in &runs {
+        let detail = wait_finished(&api, &run.run_id, Duration::from_secs(10)).await;
+        assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+        assert_eq!(detail.summary.worker.as_deref(), Some("lab-worker"));
     }
     server.stop().await;
 }

@@ -6,6 +6,7 @@
 #[path = "../support"]
 mod support {
     #![allow(dead_code)]
+    pub mod certificates;
     pub mod cut_proxy;
     pub mod llama_server;
     pub mod openai_upstream;

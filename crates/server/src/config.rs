@@ -12,6 +12,7 @@ use crate::events::stream::StreamSettings;
 use crate::http::active_requests_stream::RequestStreamSettings;
 use crate::http::listener::ConnectionLimits;
 use crate::http::routes::RequestLimits;
+use crate::http::tls::TlsFiles;
 use crate::http::tokens::{Keyring, NamedToken};
 use crate::http::web_bundle::WebBundle;
 use crate::observe::scrape::ScrapeConfig;
@@ -69,6 +70,8 @@ pub struct ServerConfig {
     pub web: WebBundle,
     /// The objective goodput is measured against (`--slo`); `None` measures none.
     pub slo: Option<runboard_api::Slo>,
+    /// HTTPS with this certificate and key (`--tls-cert`, `--tls-key`); plain HTTP without.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +95,7 @@ impl Default for ServerConfig {
             benchmark_log: None,
             web: WebBundle::None,
             slo: None,
+            tls: None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod observe;
 mod producers;
 pub mod store;
 
+pub use http::tls::TlsFiles;
 pub use http::tokens::{MIN_TOKEN_CHARS, NamedToken, TokenListError, parse_token_list};
 pub use http::{listener, web_bundle};
 pub use observe::scrape;
@@ -83,6 +84,9 @@ pub enum ServerError {
     /// The store could not be opened or recovered.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS certificate or key could not be read or used.
+    #[error("{0}")]
+    Tls(String),
     /// A token that is blank, starts or ends with spaces, or holds anything but visible ASCII.
     #[error(
         "the token is blank, has spaces at its ends, or holds characters other than visible \
@@ -102,6 +106,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    https: bool,
     shutdown: CancellationToken,
     serve: JoinHandle<()>,
     recorder: Recorder,
@@ -116,9 +121,10 @@ impl RunningServer {
         self.addr
     }
 
-    /// Its base URL, `http://addr`.
+    /// Its base URL, `http://addr`, or `https://addr` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops promptly: streams end, generation stops (running runs stay `running` and are failed
@@ -150,6 +156,13 @@ impl RunningServer {
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.check_exposure()?;
     let cors_origins = parse_cors_origins(&config.access.cors_origins)?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(http::tls::acceptor)
+        .transpose()
+        .map_err(ServerError::Tls)?;
+    let https = tls.is_some();
     let store = Store::open(&config.store.db).await?;
     let sequences = store.sequences().await?;
     let hub = Hub::new(config.events.broadcast_capacity, sequences.last_seq);
@@ -226,9 +239,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         connection_limits(&config),
         shutdown.clone(),
         SHUTDOWN_GRACE,
+        tls,
     ));
     Ok(RunningServer {
         addr,
+        https,
         shutdown,
         serve,
         recorder,

@@ -5,11 +5,42 @@
 //! a provider of its own (its default, aws-lc, is a large C build) and panics when it finds none.
 //! In the browser `fetch()` does TLS and there is nothing to install.
 
-/// A client builder, ready for TLS (`https://` model servers and runboard servers).
+/// A client builder, ready for TLS (`https://` model servers and runboard servers), trusting
+/// the certificate authorities given to [`trust_ca_pem`] besides the system's.
 pub fn client_builder() -> reqwest::ClientBuilder {
     #[cfg(not(target_arch = "wasm32"))]
-    install_tls_provider();
+    {
+        install_tls_provider();
+        let mut builder = reqwest::Client::builder();
+        for certificate in EXTRA_ROOTS.get().into_iter().flatten() {
+            builder = builder.add_root_certificate(certificate.clone());
+        }
+        builder
+    }
+    #[cfg(target_arch = "wasm32")]
     reqwest::Client::builder()
+}
+
+/// Certificate authorities every client trusts besides the system's (`--ca-cert`).
+#[cfg(not(target_arch = "wasm32"))]
+static EXTRA_ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+
+/// Makes every client built from now on trust the certificate authorities in `pem` (one or
+/// more PEM certificates: a private CA, or a server's self-signed certificate). Call it once,
+/// before the first client is built; a second call is refused.
+///
+/// # Errors
+/// When `pem` holds no certificate, or a second set is given.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn trust_ca_pem(pem: &[u8]) -> Result<(), String> {
+    let certificates = reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|error| format!("not a PEM certificate: {error}"))?;
+    if certificates.is_empty() {
+        return Err("no certificate in it (a PEM file with BEGIN CERTIFICATE)".into());
+    }
+    EXTRA_ROOTS
+        .set(certificates)
+        .map_err(|_| "certificate authorities were given twice".to_owned())
 }
 
 /// A client with reqwest's defaults and TLS.

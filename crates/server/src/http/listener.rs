@@ -10,6 +10,10 @@
 //!   this long is reset (its buffers freed at once), with a log line. This is what drops an event-stream subscriber that
 //!   stopped reading (it resumes with `Last-Event-ID` and loses nothing); ending only its
 //!   stream would leave hyper blocked flushing to it, holding the connection forever.
+//!
+//! With TLS (`--tls-cert`, `--tls-key`) the handshake must end within the header timeout too,
+//! HTTP/2 is served when the client offers it, and a client speaking plain HTTP to the port
+//! gets a plain 400 that says to use `https://`.
 
 use std::future::Future as _;
 use std::io;
@@ -21,16 +25,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::first_head::{self, Prefixed};
+use crate::http::tls;
 
 /// The bounds every connection lives within.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,14 +78,15 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: 95\r\n\r\n\
 {\"error\":{\"code\":\"too_many_connections\",\"message\":\"the server has too many open connections\"}}\n";
 
-/// Serves `app` on `listener` until `shutdown`, then lets open connections finish for up to
-/// `grace` and drops the rest.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown`, then lets open
+/// connections finish for up to `grace` and drops the rest.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
     grace: Duration,
+    tls: Option<TlsAcceptor>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let refused = Arc::new(AtomicU64::new(0));
@@ -89,6 +97,11 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(limits.header_timeout)
+        .keep_alive_timeout(limits.header_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -117,25 +130,60 @@ pub async fn serve(
             client: ClientAddr(peer),
         });
         let watcher = graceful.watcher();
-        let http = http.clone();
+        let (http, h2, tls) = (http.clone(), h2.clone(), tls.clone());
         let (stalled_write, head_limit, head_timeout) = (
             limits.stalled_write,
             limits.max_header_bytes,
             limits.header_timeout,
         );
         tokio::spawn(async move {
-            let Some(stream) = first_head::check(stream, head_limit, head_timeout).await else {
-                return;
-            };
-            let io = StallGuard::new(TokioIo::new(stream), stalled_write, peer);
-            let connection = watcher.watch(http.serve_connection(io, service));
-            // Errors here are the client's (a reset, a timeout); the client has its answer.
-            let _ = connection.await;
+            // Errors of a served connection are the client's (a reset, a timeout); the client
+            // has its answer.
+            if let Some(tls) = tls {
+                let Some(stream) = handshake(&tls, stream, head_timeout, peer).await else {
+                    return;
+                };
+                let h2_chosen = stream.get_ref().1.alpn_protocol() == Some(tls::H2);
+                let io = StallGuard::new(TokioIo::new(stream), stalled_write, peer);
+                if h2_chosen {
+                    let _ = watcher.watch(h2.serve_connection(io, service)).await;
+                } else {
+                    let _ = watcher.watch(http.serve_connection(io, service)).await;
+                }
+            } else {
+                let Some(stream) = first_head::check(stream, head_limit, head_timeout).await else {
+                    return;
+                };
+                let io = StallGuard::new(TokioIo::new(stream), stalled_write, peer);
+                let _ = watcher.watch(http.serve_connection(io, service)).await;
+            }
             drop(permit);
         });
     }
     drop(listener);
     let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+}
+
+/// The TLS handshake of a new connection, within `timeout`; a client that speaks plain HTTP
+/// is answered in plain HTTP and dropped, as is one whose handshake fails.
+async fn handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+    timeout: Duration,
+    peer: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    if !tls::starts_with_tls(&stream, timeout).await? {
+        tls::refuse_plain_http(stream).await;
+        return None;
+    }
+    match tokio::time::timeout(timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "a TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// The address a request's connection came from, in the request's extensions (the proxy
@@ -232,17 +280,35 @@ fn refuse(mut stream: TcpStream, peer: SocketAddr, refused: &AtomicU64, cap: usi
     });
 }
 
+/// A connection's IO that knows its socket (to reset it).
+trait OnSocket: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP socket under it.
+    fn socket(&self) -> &TcpStream;
+}
+
+impl OnSocket for Prefixed {
+    fn socket(&self) -> &TcpStream {
+        self.stream()
+    }
+}
+
+impl OnSocket for TlsStream<TcpStream> {
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
 /// The connection's IO, failing a write or flush that has made no progress for `limit`.
-struct StallGuard {
-    inner: TokioIo<Prefixed>,
+struct StallGuard<S> {
+    inner: TokioIo<S>,
     limit: Duration,
     peer: SocketAddr,
     /// Started when a write first had to wait; cleared when one goes through.
     waiting: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl StallGuard {
-    fn new(inner: TokioIo<Prefixed>, limit: Duration, peer: SocketAddr) -> Self {
+impl<S: OnSocket> StallGuard<S> {
+    fn new(inner: TokioIo<S>, limit: Duration, peer: SocketAddr) -> Self {
         Self {
             inner,
             limit,
@@ -263,7 +329,7 @@ impl StallGuard {
                 // Reset rather than close: a graceful close would leave the kernel holding the
                 // unsent bytes for a client that reads nothing, probing its zero window for
                 // minutes. A reset frees them now; the client resumes with Last-Event-ID.
-                let _ = socket2::SockRef::from(self.inner.inner().stream())
+                let _ = socket2::SockRef::from(self.inner.inner().socket())
                     .set_linger(Some(Duration::ZERO));
                 tracing::warn!(
                     peer = %self.peer,
@@ -292,7 +358,7 @@ impl StallGuard {
     }
 }
 
-impl hyper::rt::Read for StallGuard {
+impl<S: OnSocket> hyper::rt::Read for StallGuard<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -302,7 +368,7 @@ impl hyper::rt::Read for StallGuard {
     }
 }
 
-impl hyper::rt::Write for StallGuard {
+impl<S: OnSocket> hyper::rt::Write for StallGuard<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

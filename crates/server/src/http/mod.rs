@@ -11,6 +11,7 @@ pub(crate) mod guard;
 pub mod listener;
 pub(crate) mod request_span;
 pub(crate) mod routes;
+pub mod tls;
 pub mod tokens;
 pub(crate) mod upstreams_stream;
 pub mod web_bundle;
