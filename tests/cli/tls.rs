@@ -49,6 +49,9 @@ async fn serve_tls(cert: &Path, key: &Path) -> (tokio::process::Child, String) {
             "127.0.0.1:0",
             "--db",
             ":memory:",
+            // The run followed below must complete: no synthetic failures.
+            "--failure-rate",
+            "0",
             "--token",
             TOKEN,
         ])
