@@ -29,7 +29,8 @@ command -v openssl > /dev/null || need "the TLS tests (a certificate authority m
 ls /usr/share/vulkan/icd.d/lvp_icd.*.json > /dev/null 2>&1 \
   || need "the UI snapshot tests" mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri
 # Model text in other scripts (tests/console/snapshots.rs) is drawn from the system's fonts.
-if ! fc-list :lang=zh 2> /dev/null | grep -q . || ! fc-list :lang=ko 2> /dev/null | grep -q .; then
+# (Not `fc-list | grep -q`: with pipefail, fc-list dying of SIGPIPE would read as no font.)
+if [ -z "$(fc-list :lang=zh 2> /dev/null)" ] || [ -z "$(fc-list :lang=ko 2> /dev/null)" ]; then
   need "the script snapshots (a CJK and an emoji font)" fontconfig fonts-noto-cjk fonts-noto-color-emoji
 fi
 # Two screenshots of a replay in a real window (tests/cli/record.rs) start their own Xvfb.
