@@ -30,7 +30,7 @@ server=$!
 trap 'kill "$server" 2> /dev/null || true; rm -f "$log"' EXIT
 url=""
 for _ in $(seq 1 100); do
-  url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -1 || true)
+  url=$(grep -a -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -1 || true)
   [ -n "$url" ] && break
   sleep 0.1
 done
@@ -63,14 +63,19 @@ if [ -x "${RUNBOARD_LLAMA_SERVER:-}" ] && [ -f "${RUNBOARD_SMALL_GGUF:-}" ]; the
     tail -n 40 "$llama_log" >&2
     exit 1
   fi
+  # The first server is waited for, and the second writes to a log of its own: a server that is
+  # stopping still writes ("stopping") at its own offset, and a log truncated under it fills with
+  # NUL bytes that make grep call the file binary and find no URL (a CI run failed so).
   kill "$server" 2> /dev/null || true
-  : > "$log"
+  wait "$server" 2> /dev/null || true
+  rm -f "$log"
+  log=$(mktemp)
   "$binary" serve --addr 127.0.0.1:0 --db :memory: --web-dir dist \
     --upstream "llama=http://127.0.0.1:$port/v1" --upstream-max-tokens 24 2> "$log" &
   server=$!
   url=""
   for _ in $(seq 1 100); do
-    url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -1 || true)
+    url=$(grep -a -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -1 || true)
     [ -n "$url" ] && break
     sleep 0.1
   done
