@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use runboard_api::ReplayClock;
+use runboard_api::{Redaction, ReplayClock};
 use runboard_server::{
     self as server, Access, ActiveRequestSettings, ConnectionLimits, DbLocation, EventSettings,
     GeneratorConfig, ProxyConfig, RequestLimits, RequestStreamSettings, Retention, RunLimits,
@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// a comment); or the same lines in `RUNBOARD_TOKENS`
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// Prompt-safe monitoring: `text` stores and sends no prompt and no model output (runs keep
+    /// their figures), `prompts` keeps answers but no prompt. The proxy's clients still get
+    /// whole answers
+    #[arg(long, value_name = "text|prompts")]
+    redact: Option<Redaction>,
     /// Listen beyond loopback without a token (anyone who can reach it can read and launch runs)
     #[arg(long)]
     insecure: bool,
@@ -312,6 +317,7 @@ impl ServeArgs {
                 retention_every: Duration::from_secs_f64(self.retain_every_secs),
                 lease: Duration::from_secs_f64(self.lease_secs),
                 instance_name: self.instance_name.clone(),
+                redaction: self.redact,
             },
             runs: RunLimits {
                 concurrency: self.concurrency as usize,
@@ -384,7 +390,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let db = config.store.db.to_string();
+    let db = match config.store.redaction {
+        Some(Redaction::Text) => format!("{}, no prompts or answers kept", config.store.db),
+        Some(Redaction::Prompts) => format!("{}, no prompts kept", config.store.db),
+        None => config.store.db.to_string(),
+    };
     let web = config.web.describe();
     let generation = match &config.replay {
         Some(replay) => format!(

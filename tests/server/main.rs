@@ -28,6 +28,7 @@ mod proxy;
 mod proxy_record;
 mod proxy_secrets;
 mod real_models;
+mod redaction;
 mod requests;
 mod restart;
 mod retention;

@@ -12,6 +12,7 @@ mod error_code;
 mod events;
 mod models;
 mod recording;
+mod redaction;
 mod replay_clock;
 mod stream;
 mod types;
@@ -37,6 +38,7 @@ pub use models::{MODEL_LIST_ACTION, MODELS_JOB, ModelInfo, ModelList, UpstreamMo
 pub use recording::{
     RECORDING_FORMAT, RECORDING_VERSION, RecordedEvent, Recording, RecordingError, RecordingHeader,
 };
+pub use redaction::{PROMPT_PARAMS, PROMPT_WITHHELD, Redaction, UnknownRedaction};
 pub use replay_clock::{ReplayClock, Served};
 pub use stream::{
     EventStream, RequestsEvent, StreamEvent, StreamOptions, StreamUpdate, reconnect_policy,

@@ -104,6 +104,11 @@ pub struct RunSummary {
     /// launch's `params.worker`). `None` for a run launched without one: it is its own worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// The name of the token that launched it (a named token of `serve --tokens`; also a
+    /// benchmark's runs, by who started it). `None` for runs launched without a named token and
+    /// for proxied calls, whose `worker` says who made them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_by: Option<String>,
 }
 
 impl RunSummary {
@@ -121,6 +126,7 @@ impl RunSummary {
             iteration: None,
             snippet: None,
             worker: None,
+            launched_by: None,
         }
     }
 }
@@ -256,6 +262,10 @@ pub struct Health {
     /// `--retain-days`): when it last pruned, what it removed, and whether it keeps failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionStatus>,
+    /// What the server leaves out of its record (`serve --redact`; runboard servers): no
+    /// prompts, or no text at all. Absent when it keeps everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<crate::Redaction>,
 }
 
 /// Retention's record on `/api/health`.
@@ -387,6 +397,7 @@ impl Health {
             instances: Vec::new(),
             recorder_backlog: None,
             retention: None,
+            redaction: None,
         }
     }
 

@@ -165,6 +165,9 @@ pub struct StoreSettings {
     /// The name this instance goes by on `/api/health` and in errors about it; by default
     /// the host name and the port.
     pub instance_name: Option<String>,
+    /// What is left out of the record (`--redact`): no prompts, or no text at all. The proxy's
+    /// clients still get whole answers; only what runboard stores and sends is redacted.
+    pub redaction: Option<runboard_api::Redaction>,
 }
 
 impl Default for StoreSettings {
@@ -175,6 +178,7 @@ impl Default for StoreSettings {
             retention_every: Duration::from_secs(10),
             lease: DEFAULT_LEASE,
             instance_name: None,
+            redaction: None,
         }
     }
 }

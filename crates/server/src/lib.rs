@@ -352,6 +352,7 @@ fn start_writer(
             gather_window: config.events.streams.flush_window,
             instance: identity.id.clone(),
             lost: lost_sender,
+            redaction: config.store.redaction,
         },
         shutdown.clone(),
         telemetry.clone(),

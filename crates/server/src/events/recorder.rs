@@ -23,7 +23,7 @@ use crate::observe::telemetry::Telemetry;
 use crate::store::health::StoreHealth;
 use crate::store::{EventRow, RunRow, Store, StoreError, Written};
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{RunEvent, RunStatus, StatusChange, StreamEnd};
+use runboard_api::{Redaction, RunEvent, RunStatus, StatusChange, StreamEnd};
 
 /// Records in flight to the writer; producers wait when it is this far behind. Large enough
 /// to ride out a slow commit at fleet rates (tens of thousands of events a second) without
@@ -128,6 +128,8 @@ pub struct WriterSetup {
     pub instance: Arc<str>,
     /// Told the runs another instance took over.
     pub lost: mpsc::UnboundedSender<String>,
+    /// What is left out of every run and event before it is stored (`--redact`).
+    pub redaction: Option<Redaction>,
 }
 
 /// A handle for sending records to the writer.
@@ -137,6 +139,8 @@ pub struct Recorder {
     telemetry: Telemetry,
     /// Told after every batch the writer takes: there may be room again.
     room: Arc<tokio::sync::Notify>,
+    /// Applied here, before anything is queued, so no text reaches the store or a stream.
+    redaction: Option<Redaction>,
 }
 
 impl Recorder {
@@ -156,6 +160,7 @@ impl Recorder {
             gather_window,
             instance,
             lost,
+            redaction,
         } = setup;
         let room = Arc::new(tokio::sync::Notify::new());
         let writer = Writer {
@@ -177,6 +182,7 @@ impl Recorder {
                 commands,
                 telemetry,
                 room,
+                redaction,
             },
             task,
         )
@@ -196,8 +202,11 @@ impl Recorder {
     /// abandoned.
     pub async fn create(
         &self,
-        run: RunRow,
+        mut run: RunRow,
     ) -> Result<oneshot::Receiver<Result<(), Refused>>, Stopped> {
+        if let Some(mode) = self.redaction {
+            redact_row(mode, &mut run);
+        }
         if let Some(worker) = &run.summary.worker {
             self.telemetry
                 .fleet()
@@ -214,7 +223,7 @@ impl Recorder {
 
     /// Records an event of a run, stamped `ts`.
     pub async fn event(&self, run_id: &str, event: RunEvent, ts: String) -> Result<(), Stopped> {
-        let new = NewEvent::at(run_id, event, ts);
+        let new = NewEvent::at(run_id, self.redact(event, ""), ts);
         self.telemetry.observe(run_id, &new.event);
         self.send(Command::Event(Box::new(new))).await
     }
@@ -224,7 +233,7 @@ impl Recorder {
     /// client's bytes go on at full speed, and the next update carries the latest figures.
     /// False when it was left out.
     pub fn update_or_skip(&self, run_id: &str, event: RunEvent, ts: String) -> bool {
-        let new = NewEvent::at(run_id, event, ts);
+        let new = NewEvent::at(run_id, self.redact(event, ""), ts);
         self.telemetry.observe(run_id, &new.event);
         if self.backlog() >= SKIP_UPDATES_AT {
             self.telemetry.update_skipped();
@@ -274,13 +283,36 @@ impl Recorder {
         }
     }
 
+    /// What this server leaves out of its record (`--redact`).
+    pub fn redaction(&self) -> Option<Redaction> {
+        self.redaction
+    }
+
+    /// `event` as this server records it: without what `--redact` withholds. `task` is the
+    /// run's prompt, for narrations that quote it (a producer knows it; `""` otherwise).
+    pub fn redact(&self, event: RunEvent, task: &str) -> RunEvent {
+        match self.redaction {
+            Some(mode) => mode.event(event, task),
+            None => event,
+        }
+    }
+
     /// Where the server's own metrics are kept.
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
     }
 
     /// Records events in one transaction and returns once they are stored.
-    pub async fn together(&self, events: Vec<NewEvent>) -> Result<(), Stopped> {
+    pub async fn together(&self, mut events: Vec<NewEvent>) -> Result<(), Stopped> {
+        if self.redaction.is_some() {
+            events = events
+                .into_iter()
+                .map(|new| NewEvent {
+                    event: self.redact(new.event, ""),
+                    ..new
+                })
+                .collect();
+        }
         for new in &events {
             self.telemetry.observe(&new.run_id, &new.event);
         }
@@ -305,6 +337,15 @@ impl Recorder {
 
     async fn send(&self, command: Command) -> Result<(), Stopped> {
         self.commands.send(command).await.map_err(|_| Stopped)
+    }
+}
+
+/// A new run's row as `mode` records it: its task withheld, its prompt parameters left out.
+fn redact_row(mode: Redaction, run: &mut RunRow) {
+    mode.summary(&mut run.summary);
+    if let Ok(mut params) = serde_json::from_str::<serde_json::Value>(&run.params) {
+        mode.params(&mut params);
+        run.params = params.to_string();
     }
 }
 

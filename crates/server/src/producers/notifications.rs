@@ -95,11 +95,11 @@ async fn follow(
                     }
                 }
                 CANCEL_CHANNEL => {
-                    let mut parts = notification.payload().splitn(2, ' ');
+                    let mut parts = notification.payload().splitn(3, ' ');
                     if let (Some(owner), Some(run_id)) = (parts.next(), parts.next())
                         && owner == runs.instance()
                     {
-                        runs.cancel_here(run_id);
+                        runs.cancel_here(run_id, parts.next());
                     }
                 }
                 _ => {}

@@ -49,6 +49,7 @@ pub struct RunContext {
 impl RunContext {
     /// Records one of the run's events, stamped now.
     pub async fn record(&self, event: RunEvent) -> Result<(), Stopped> {
+        let event = self.recorder.redact(event, &self.task);
         self.recorder
             .event(&self.run_id, event, now_rfc3339())
             .await

@@ -19,7 +19,7 @@ use crate::producers::upstream::{self, UpstreamPool};
 use crate::store::health::StoreHealth;
 use crate::store::{RunRow, Store, StoreError};
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{ErrorCode, MODELS_JOB, RunEvent, RunStatus, RunSummary};
+use runboard_api::{ErrorCode, MODELS_JOB, PROMPT_WITHHELD, RunEvent, RunStatus, RunSummary};
 
 /// What `cancel` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +118,8 @@ struct Inner {
     health: StoreHealth,
     /// Runs not finished yet, with the token that cancels each.
     live: Mutex<HashMap<String, CancellationToken>>,
+    /// Who asked for a live run's cancel (a named token), for the message of its end.
+    cancelled_by: Mutex<HashMap<String, String>>,
     /// Adopted runs the writer has not confirmed yet.
     unconfirmed: Mutex<HashSet<String>>,
     ids: Mutex<SplitMix64>,
@@ -173,6 +175,7 @@ impl Runs {
                 queued: AtomicUsize::new(0),
                 health,
                 live: Mutex::new(HashMap::new()),
+                cancelled_by: Mutex::new(HashMap::new()),
                 unconfirmed: Mutex::new(HashSet::new()),
                 ids: Mutex::new(ids),
                 shutdown,
@@ -196,7 +199,13 @@ impl Runs {
 
     /// Creates a queued run, stores it and schedules it. Returns its summary once it is stored;
     /// refused while the store cannot be written or too many runs wait.
-    pub async fn create(&self, task: String, params: Value) -> Result<RunSummary, CreateError> {
+    /// `launched_by` is the named token that asked for it, kept in the run's summary.
+    pub async fn create(
+        &self,
+        task: String,
+        params: Value,
+        launched_by: Option<String>,
+    ) -> Result<RunSummary, CreateError> {
         let status = self.inner.health.current();
         if !status.writable {
             return Err(CreateError::Unwritable(status.error.unwrap_or_default()));
@@ -209,18 +218,23 @@ impl Runs {
                 (queued < limit).then_some(queued + 1)
             })
             .map_err(|queued| CreateError::QueueFull { queued, limit })?;
-        let created = self.store_new_run(task, params).await;
+        let created = self.store_new_run(task, params, launched_by).await;
         if created.is_err() {
             self.inner.queued.fetch_sub(1, Ordering::SeqCst);
         }
         let (row, seed) = created?;
-        let summary = row.summary.clone();
+        // The launcher is answered with the run as it was stored: under `--redact` without
+        // its prompt, like every later read of it.
+        let mut summary = row.summary.clone();
+        if let Some(mode) = self.inner.recorder.redaction() {
+            mode.summary(&mut summary);
+        }
         self.schedule(row, seed);
         Ok(summary)
     }
 
     /// A new queued run's row, with its id and seed.
-    fn new_row(&self, task: String, params: &Value) -> (RunRow, u64) {
+    fn new_row(&self, task: String, params: &Value, launched_by: Option<String>) -> (RunRow, u64) {
         let (run_id, seed) = {
             let mut ids = self
                 .inner
@@ -232,6 +246,7 @@ impl Runs {
         let summary = RunSummary {
             created_at: Some(now_rfc3339()),
             worker: worker_of(params),
+            launched_by,
             ..RunSummary::new(run_id, task, RunStatus::Queued)
         };
         let row = RunRow {
@@ -248,8 +263,9 @@ impl Runs {
         &self,
         task: String,
         params: Value,
+        launched_by: Option<String>,
     ) -> Result<(RunRow, u64), CreateError> {
-        let (row, seed) = self.new_row(task, &params);
+        let (row, seed) = self.new_row(task, &params, launched_by);
         // Answer only once the run is stored, so a GET right after the POST finds it; a store
         // that stops answering gets a 503, and the writer then drops the run.
         match tokio::time::timeout(CREATE_WAIT, self.inner.recorder.created(row.clone())).await {
@@ -273,7 +289,7 @@ impl Runs {
         if !status.writable {
             return Err(CreateError::Unwritable(status.error.unwrap_or_default()));
         }
-        let (row, seed) = self.new_row(task, &params);
+        let (row, seed) = self.new_row(task, &params, None);
         let run_id = row.summary.run_id.clone();
         self.unconfirmed().insert(run_id.clone());
         let Ok(stored) = self.inner.recorder.create(row.clone()).await else {
@@ -355,6 +371,24 @@ impl Runs {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(run_id);
+        self.cancelled_by().remove(run_id);
+    }
+
+    fn cancelled_by(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.inner
+            .cancelled_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The message of a cancelled run's end: `how` it was cancelled, and by whom when a named
+    /// token asked ("cancelled by request by ops" reads as "cancelled by ops").
+    fn cancel_message(&self, run_id: &str, how: &str) -> String {
+        match self.cancelled_by().remove(run_id) {
+            Some(name) if how == CANCELLED_BY_REQUEST => format!("cancelled by {name}"),
+            Some(name) => format!("{how} by {name}"),
+            None => how.to_owned(),
+        }
     }
 
     /// Runs waiting for a slot now.
@@ -363,9 +397,13 @@ impl Runs {
     }
 
     /// Cancels a queued or running run: here, or through the store at the instance that
-    /// runs it.
-    pub async fn cancel(&self, run_id: &str) -> Result<CancelOutcome, StoreError> {
-        if self.cancel_here(run_id) {
+    /// runs it. `by` is the named token that asked, said in the run's end.
+    pub async fn cancel(
+        &self,
+        run_id: &str,
+        by: Option<&str>,
+    ) -> Result<CancelOutcome, StoreError> {
+        if self.cancel_here(run_id, by) {
             return Ok(CancelOutcome::Cancelling);
         }
         let Some(run) = self.inner.store.run(run_id).await? else {
@@ -376,7 +414,7 @@ impl Runs {
         }
         match run.owner.as_deref() {
             Some(owner) if owner != &*self.inner.instance && self.inner.store.is_shared() => {
-                self.inner.store.send_cancel(owner, run_id).await?;
+                self.inner.store.send_cancel(owner, run_id, by).await?;
                 Ok(CancelOutcome::Cancelling)
             }
             // Ours but not live here: it is ending, or a take-over is about to fail it.
@@ -384,8 +422,9 @@ impl Runs {
         }
     }
 
-    /// Cancels a run if it is live on this instance; false when it is not.
-    pub fn cancel_here(&self, run_id: &str) -> bool {
+    /// Cancels a run if it is live on this instance, asked by `by` (a named token); false when
+    /// it is not live here.
+    pub fn cancel_here(&self, run_id: &str, by: Option<&str>) -> bool {
         let token = self
             .inner
             .live
@@ -394,6 +433,11 @@ impl Runs {
             .get(run_id)
             .cloned();
         token.is_some_and(|token| {
+            if let Some(name) = by {
+                self.cancelled_by()
+                    .entry(run_id.to_owned())
+                    .or_insert_with(|| name.to_owned());
+            }
             token.cancel();
             true
         })
@@ -406,7 +450,7 @@ impl Runs {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(run_id.to_owned());
-        self.cancel_here(run_id);
+        self.cancel_here(run_id, None);
     }
 
     /// Every run live here was taken over (this instance was silent past its lease).
@@ -479,7 +523,12 @@ impl Runs {
         // generates itself are run here, and only those that never started.
         let (proxied, queued): (Vec<RunRow>, Vec<RunRow>) =
             taken.queued.into_iter().partition(is_proxied);
+        // A run whose prompt `--redact` kept out of the store cannot be run from the store.
+        let (withheld, queued): (Vec<RunRow>, Vec<RunRow>) = queued
+            .into_iter()
+            .partition(|run| run.summary.task == PROMPT_WITHHELD);
         let proxied_message = format!("{PROXY_STOPPED} ({message})");
+        let withheld_message = format!("{PROMPT_NOT_STORED} ({message})");
         let mut events = Vec::new();
         let failed = taken
             .running
@@ -492,7 +541,8 @@ impl Runs {
                 };
                 (run, why)
             })
-            .chain(proxied.iter().map(|run| (run, proxied_message.as_str())));
+            .chain(proxied.iter().map(|run| (run, proxied_message.as_str())))
+            .chain(withheld.iter().map(|run| (run, withheld_message.as_str())));
         for (run, why) in failed {
             let run_id = &run.summary.run_id;
             events.push(NewEvent::now(
@@ -542,11 +592,7 @@ impl Runs {
             };
             let _ = runs.drive(run, seed, cancel, &mut place).await;
             place.leave();
-            runs.inner
-                .live
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&run_id);
+            runs.forget(&run_id);
         });
     }
 
@@ -560,13 +606,20 @@ impl Runs {
     ) -> Result<(), Stopped> {
         let run_id = run.summary.run_id.clone();
         let slot = tokio::select! {
-            slot = Arc::clone(&self.inner.slots).acquire_owned() => slot.map_err(|_| Stopped)?,
+            // Shutdown first: the runs it interrupts free their slots, which a queued run must
+            // not take on the way out (it would start, and call a model server, for nothing).
+            biased;
+            () = self.inner.shutdown.cancelled() => return Err(Stopped),
             () = cancel.cancelled() => {
                 place.leave();
-                return self.end(&run_id, RunStatus::Cancelled, Some("cancelled while queued")).await;
+                let message = self.cancel_message(&run_id, "cancelled while queued");
+                return self.end(&run_id, RunStatus::Cancelled, Some(&message)).await;
             }
-            () = self.inner.shutdown.cancelled() => return Err(Stopped),
+            slot = Arc::clone(&self.inner.slots).acquire_owned() => slot.map_err(|_| Stopped)?,
         };
+        if self.inner.shutdown.is_cancelled() {
+            return Err(Stopped);
+        }
         place.leave();
         self.inner
             .recorder
@@ -606,8 +659,8 @@ impl Runs {
         match outcome {
             Outcome::Completed => self.end(run_id, RunStatus::Completed, None).await,
             Outcome::Cancelled => {
-                self.end(run_id, RunStatus::Cancelled, Some("cancelled by request"))
-                    .await
+                let message = self.cancel_message(run_id, CANCELLED_BY_REQUEST);
+                self.end(run_id, RunStatus::Cancelled, Some(&message)).await
             }
             Outcome::Failed(message) => {
                 self.inner
@@ -644,8 +697,15 @@ impl Runs {
     }
 }
 
+/// How a run cancelled while it ran ends, without a named token that asked.
+const CANCELLED_BY_REQUEST: &str = "cancelled by request";
+
 /// Why a proxied run found unfinished at start or by a take-over failed.
 pub const PROXY_STOPPED: &str = "runboard stopped during the call";
+
+/// Why a queued run found at start or by a take-over failed when `--redact` kept its prompt
+/// out of the store: there is nothing to run it with.
+pub const PROMPT_NOT_STORED: &str = "its prompt was not stored (the server redacts prompts), so it cannot run after a restart; launch it again";
 
 /// Whether a run is a client's proxied call (its parameters say `"source": "proxy"`).
 fn is_proxied(run: &RunRow) -> bool {

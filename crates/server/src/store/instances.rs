@@ -266,11 +266,22 @@ impl Store {
             .map_err(failed("looking for orphaned runs"))
     }
 
-    /// Asks the instance `owner` to cancel `run_id` (PostgreSQL's `NOTIFY`).
-    pub async fn send_cancel(&self, owner: &str, run_id: &str) -> Result<(), StoreError> {
+    /// Asks the instance `owner` to cancel `run_id` (PostgreSQL's `NOTIFY`), for `by` (a named
+    /// token) when one asked.
+    pub async fn send_cancel(
+        &self,
+        owner: &str,
+        run_id: &str,
+        by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        // Names and ids hold no spaces (a token's name is one field of its line).
+        let payload = match by {
+            Some(name) => format!("{owner} {run_id} {name}"),
+            None => format!("{owner} {run_id}"),
+        };
         sqlx::query("SELECT pg_notify($1, $2)") // PostgreSQL only
             .bind(CANCEL_CHANNEL)
-            .bind(format!("{owner} {run_id}"))
+            .bind(payload)
             .execute(&self.pool)
             .await
             .map_err(failed("sending a cancel to another instance"))?;

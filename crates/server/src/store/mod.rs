@@ -308,7 +308,8 @@ fn insert_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 
 const EVENT_COLUMNS: &str = "seq, run_id, run_seq, event, data, ts";
 const RUN_COLUMNS: &str = "run_id, ord, task, params, status, created_at, started_at, \
-                           finished_at, tokens_out, agent, iteration, snippet, owner, worker";
+                           finished_at, tokens_out, agent, iteration, snippet, owner, worker, \
+                           launched_by";
 
 impl Store {
     /// Opens (creating if needed) the database and its schema, checks it (`quick_check`) and

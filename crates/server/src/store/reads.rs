@@ -269,6 +269,7 @@ pub(super) fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
                 iteration: iteration.and_then(|i| u32::try_from(i).ok()),
                 snippet: row.try_get("snippet")?,
                 worker: row.try_get("worker")?,
+                launched_by: row.try_get("launched_by")?,
             },
             ord: row.try_get("ord")?,
             params: row.try_get("params")?,

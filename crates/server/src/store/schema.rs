@@ -67,10 +67,13 @@ const SCHEMA_V3: [&str; 2] = [
     "CREATE INDEX IF NOT EXISTS runs_by_worker ON runs (worker, ord)",
 ];
 
+/// Version 4: the named token that launched each run (`launched_by`).
+const SCHEMA_V4: [&str; 1] = ["ALTER TABLE runs ADD COLUMN launched_by TEXT"];
+
 /// The schema's migrations, in order: a database at version N gets N+1 and later applied at
 /// start, each in its own transaction with the version it reaches. Append; never edit one that
 /// shipped.
-pub(super) const MIGRATIONS: [&[&str]; 3] = [&SCHEMA_V1, &SCHEMA_V2, &SCHEMA_V3];
+pub(super) const MIGRATIONS: [&[&str]; 4] = [&SCHEMA_V1, &SCHEMA_V2, &SCHEMA_V3, &SCHEMA_V4];
 
 /// WAL lets readers run beside the one writer; NORMAL sync is durable across a crash of the
 /// process, which is what the restart tests need. Checkpoints are [`Store::checkpoint`]'s,

@@ -177,7 +177,8 @@ async fn upsert_runs(
                 .push_bind(s.iteration.map(i64::from))
                 .push_bind(s.snippet.clone())
                 .push_bind(run.owner.clone())
-                .push_bind(s.worker.clone());
+                .push_bind(s.worker.clone())
+                .push_bind(s.launched_by.clone());
         });
         // The owner changes only by a take-over, never by a write of the run's events.
         upsert.push(

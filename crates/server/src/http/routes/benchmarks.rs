@@ -53,13 +53,16 @@ async fn create_benchmark(
         ));
     }
     request.params = params_object(request.params)?;
-    let started = state.benchmark_runner.start(&request).map_err(|error| {
-        let code = match error {
-            StartError::Busy => ErrorCode::BenchmarkRunning,
-            StartError::WatchingLog => ErrorCode::BenchmarkSourceIsLog,
-        };
-        Failure::new(StatusCode::CONFLICT, code, error.to_string())
-    })?;
+    let started = state
+        .benchmark_runner
+        .start(&request, caller.name.clone())
+        .map_err(|error| {
+            let code = match error {
+                StartError::Busy => ErrorCode::BenchmarkRunning,
+                StartError::WatchingLog => ErrorCode::BenchmarkSourceIsLog,
+            };
+            Failure::new(StatusCode::CONFLICT, code, error.to_string())
+        })?;
     tracing::info!(
         tasks = request.tasks,
         by = caller.label(),

@@ -110,21 +110,20 @@ async fn create_run(
     let params = params_object(request.params)?;
     // An inline request listens before the run exists, so it cannot miss the run's end.
     let mut ends = (request.mode == RunMode::Inline).then(|| state.streams.hub.subscribe());
-    let summary =
-        state
-            .runs
-            .create(task.to_owned(), params)
-            .await
-            .map_err(|error| match error {
-                CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
-                CreateError::QueueFull { .. } => Failure::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::QueueFull,
-                    error.to_string(),
-                )
-                .retry_after(QUEUE_FULL_RETRY_SECS),
-                CreateError::Stopped => Failure::shutting_down(),
-            })?;
+    let summary = state
+        .runs
+        .create(task.to_owned(), params, caller.name.clone())
+        .await
+        .map_err(|error| match error {
+            CreateError::Unwritable(reason) => Failure::store_unwritable(&reason),
+            CreateError::QueueFull { .. } => Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::QueueFull,
+                error.to_string(),
+            )
+            .retry_after(QUEUE_FULL_RETRY_SECS),
+            CreateError::Stopped => Failure::shutting_down(),
+        })?;
     tracing::info!(run = %summary.run_id, by = caller.label(), "run launched");
     let Some(ends) = ends.as_mut() else {
         return Ok((StatusCode::CREATED, Json(summary)).into_response());
@@ -279,7 +278,7 @@ async fn cancel_run(
 ) -> Result<Response, Failure> {
     let run_id = path_id(path)?;
     refuse_when_replaying(&state, "cancels no runs")?;
-    match state.runs.cancel(&run_id).await? {
+    match state.runs.cancel(&run_id, caller.name.as_deref()).await? {
         CancelOutcome::Cancelling => {
             tracing::info!(run = %run_id, by = caller.label(), "run cancelled");
             let run = stored_run(&state, &run_id).await?;

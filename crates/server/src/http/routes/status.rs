@@ -56,6 +56,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         instances: state.roster.snapshot(),
         recorder_backlog: Some(state.runs.recorder().backlog() as u64),
         retention: state.retention.snapshot(),
+        redaction: state.runs.recorder().redaction(),
     })
 }
 

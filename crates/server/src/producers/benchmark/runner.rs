@@ -56,8 +56,13 @@ pub struct BenchmarkRunner {
 }
 
 impl BenchmarkRunner {
-    /// Starts a benchmark; it runs in the background.
-    pub fn start(&self, request: &CreateBenchmark) -> Result<BenchmarkStarted, StartError> {
+    /// Starts a benchmark; it runs in the background. Its runs are launched by `started_by`
+    /// (the named token that asked), as their summaries say.
+    pub fn start(
+        &self,
+        request: &CreateBenchmark,
+        started_by: Option<String>,
+    ) -> Result<BenchmarkStarted, StartError> {
         if self.board.watches_log() {
             return Err(StartError::WatchingLog);
         }
@@ -82,7 +87,9 @@ impl BenchmarkRunner {
         let name_for_task = name.clone();
         let tasks = request.tasks;
         tokio::spawn(async move {
-            let ended = runner.run_tasks(&name_for_task, tasks, &params).await;
+            let ended = runner
+                .run_tasks(&name_for_task, tasks, &params, started_by.as_deref())
+                .await;
             runner.board.update(|state| state.end(ended));
         });
         Ok(BenchmarkStarted {
@@ -92,11 +99,17 @@ impl BenchmarkRunner {
     }
 
     /// Runs every task; returns the phase the benchmark ends in.
-    async fn run_tasks(&self, name: &str, tasks: u64, params: &Value) -> &'static str {
+    async fn run_tasks(
+        &self,
+        name: &str,
+        tasks: u64,
+        params: &Value,
+        started_by: Option<&str>,
+    ) -> &'static str {
         for index in 1..=tasks {
             let kind = TASK_KINDS[usize::try_from(index - 1).unwrap_or(0) % TASK_KINDS.len()];
             let task_id = format!("task_{index:03}_{kind}");
-            match self.run_task(name, &task_id, params).await {
+            match self.run_task(name, &task_id, params, started_by).await {
                 Ok(result) => self.board.update(|state| state.task_finished(result)),
                 Err(message) => {
                     self.board.update(|state| state.error(message));
@@ -112,6 +125,7 @@ impl BenchmarkRunner {
         name: &str,
         task_id: &str,
         params: &Value,
+        started_by: Option<&str>,
     ) -> Result<TaskComplete, String> {
         // Listen before the run exists, so none of its steps or its end is missed.
         let mut events = self.hub.subscribe();
@@ -119,7 +133,7 @@ impl BenchmarkRunner {
         let task = format!("Benchmark {name}: {task_id}");
         let summary = self
             .runs
-            .create(task, params.clone())
+            .create(task, params.clone(), started_by.map(str::to_owned))
             .await
             .map_err(|error| format!("{task_id}: its run could not be created: {error}"))?;
         let run_id = summary.run_id;
