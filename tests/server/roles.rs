@@ -7,7 +7,9 @@ use crate::support;
 use std::time::Duration;
 
 use reqwest::Method;
-use runboard_api::{AccessInfo, Action, ApiClient, Role, RunQuery};
+use runboard_api::{
+    AccessInfo, Action, ApiClient, CreateBenchmark, CreateRun, Role, RunMode, RunQuery, RunStatus,
+};
 use runboard_server::{ServerConfig, UpstreamSpec, parse_token_list};
 use serde_json::{Value, json};
 use support::openai_upstream::{FakeUpstream, whole_reply};
@@ -310,4 +312,101 @@ async fn each_token_learns_what_it_may_do_and_a_worker_token_names_its_calls() {
     assert!(!info.tokens_required);
     assert_eq!(info.role, Role::Admin);
     open.stop().await;
+}
+
+#[tokio::test]
+async fn launches_cancels_and_benchmark_starts_carry_the_tokens_name_in_the_runs_events() {
+    // A model server that holds its answer, so the run is still going when it is cancelled.
+    let upstream = FakeUpstream::start(&["org/chat"], |_, _| {
+        vec![
+            support::openai_upstream::stream_head(),
+            support::openai_upstream::Step::Pause(Duration::from_secs(30)),
+        ]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(roles_config(&dir, &upstream)).await;
+    let alice = ApiClient::new(&server.url(), Some(ADMIN)).unwrap();
+    let launched = alice
+        .create_run(&CreateRun {
+            task: "count the gulls".into(),
+            mode: RunMode::Queued,
+            params: json!({"model": "org/chat"}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(launched.summary.launched_by.as_deref(), Some("alice"));
+    let run_id = launched.summary.run_id;
+    // The single --token has no name: its runs name nobody.
+    let single = ApiClient::new(&server.url(), Some(SINGLE)).unwrap();
+    let unnamed = single
+        .create_run(&CreateRun {
+            task: "count the terns".into(),
+            mode: RunMode::Queued,
+            params: json!({"model": "org/chat"}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(unnamed.summary.launched_by, None);
+
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while upstream.chats().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the run reaches the model server");
+    alice.cancel(&run_id).await.unwrap();
+    let detail = wait_finished(&alice, &run_id, Duration::from_secs(10)).await;
+    assert_eq!(detail.summary.status, RunStatus::Cancelled);
+    // Stored in the row (listings) and in the run's own events.
+    assert_eq!(detail.summary.launched_by.as_deref(), Some("alice"));
+    let created = detail
+        .events
+        .iter()
+        .find(|event| event.event == "run_created")
+        .unwrap();
+    assert_eq!(created.data["launched_by"], "alice", "{created:?}");
+    let ended = detail
+        .events
+        .iter()
+        .rev()
+        .find(|event| event.event == "status")
+        .unwrap();
+    assert_eq!(ended.data["message"], "cancelled by alice", "{ended:?}");
+    let listed = alice.list_runs(&RunQuery::default()).await.unwrap().runs;
+    let row = listed.iter().find(|run| run.run_id == run_id).unwrap();
+    assert_eq!(row.launched_by.as_deref(), Some("alice"));
+    alice.cancel(&unnamed.summary.run_id).await.unwrap();
+    let unnamed = wait_finished(&alice, &unnamed.summary.run_id, Duration::from_secs(10)).await;
+    let ended = unnamed
+        .events
+        .iter()
+        .rev()
+        .find(|event| event.event == "status")
+        .unwrap();
+    assert_eq!(ended.data["message"], "cancelled by alice", "{ended:?}");
+
+    // A benchmark's runs are launched by who started it.
+    alice
+        .create_benchmark(&CreateBenchmark {
+            name: Some("gulls".into()),
+            tasks: 1,
+            params: json!({"model": "org/chat"}),
+        })
+        .await
+        .unwrap();
+    let benchmark_run = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let runs = alice.list_runs(&RunQuery::default()).await.unwrap().runs;
+            if let Some(run) = runs.into_iter().find(|run| run.task.starts_with("Benchmark gulls")) {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the benchmark's run");
+    assert_eq!(benchmark_run.launched_by.as_deref(), Some("alice"));
+    server.stop().await;
 }

@@ -33,9 +33,10 @@ async fn versions_are_kept_migrated_and_a_newer_database_is_refused() {
     assert_eq!(version, SCHEMA_VERSION.to_string());
 
     // A database from before versions were kept: its tables are version 1's (no owners, no
-    // instances, no `last_seq` mark row, no workers).
+    // instances, no `last_seq` mark row, no workers, no launchers).
     for statement in [
         "DELETE FROM meta WHERE key IN ('schema_version', 'last_seq')",
+        "ALTER TABLE runs DROP COLUMN launched_by",
         "DROP INDEX runs_by_worker",
         "ALTER TABLE runs DROP COLUMN worker",
         "DROP INDEX runs_by_owner",
@@ -48,8 +49,8 @@ async fn versions_are_kept_migrated_and_a_newer_database_is_refused() {
     let kept = client(&server).run(&run_id).await.unwrap();
     assert_eq!(kept.summary.task, "kept across versions");
     assert_eq!(kept.summary.status, RunStatus::Completed);
-    // Migrated to version 3: new runs number on from the old events, have an owner, and
-    // keep the worker a launch names.
+    // Migrated to the newest version: new runs number on from the old events, have an owner,
+    // and keep the worker a launch names.
     let later = client(&server)
         .create_run(&CreateRun {
             task: "after the migration".into(),

@@ -279,8 +279,18 @@ async fn a_cancel_sent_to_another_instance_reaches_the_run() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let runner = start(instance_config(&url, &dir, "runner")).await;
-    let other = start(instance_config(&url, &dir, "other")).await;
+    // A named token on both: the cancel's end names who asked, whichever instance was asked.
+    const OPS: &str = "ops-token-0123456789";
+    let with_ops = |mut config: ServerConfig| {
+        config.access.tokens =
+            runboard_server::parse_token_list(&format!("ops admin {OPS}\n")).unwrap();
+        config
+    };
+    let runner = start(with_ops(instance_config(&url, &dir, "runner"))).await;
+    let other = start(with_ops(instance_config(&url, &dir, "other"))).await;
+    let client = |server: &RunningServer| {
+        ApiClient::new(&server.url(), Some(OPS)).unwrap()
+    };
     let run = client(&runner)
         .create_run(&run_request(json!({"iterations": 6, "tokens_per_sec": 4})))
         .await
@@ -297,6 +307,7 @@ async fn a_cancel_sent_to_another_instance_reaches_the_run() {
     .expect("the run never started");
     let cancel = runboard_sse::http::client()
         .post(format!("{}/api/runs/{run}/cancel", other.url()))
+        .bearer_auth(OPS)
         .send()
         .await
         .unwrap();
@@ -318,6 +329,13 @@ async fn a_cancel_sent_to_another_instance_reaches_the_run() {
     .await
     .expect("the cancel did not reach the instance running the run");
     assert_eq!(ended.summary.status, RunStatus::Cancelled);
+    let status = ended
+        .events
+        .iter()
+        .rev()
+        .find(|event| event.event == "status")
+        .unwrap();
+    assert_eq!(status.data["message"], "cancelled by ops", "{status:?}");
     assert_eq!(
         ended
             .events
@@ -329,6 +347,7 @@ async fn a_cancel_sent_to_another_instance_reaches_the_run() {
     // A finished run is not cancelled again, through either.
     let again = runboard_sse::http::client()
         .post(format!("{}/api/runs/{run}/cancel", other.url()))
+        .bearer_auth(OPS)
         .send()
         .await
         .unwrap();
