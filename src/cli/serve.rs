@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use runboard_api::{Redaction, ReplayClock};
+use runboard_api::{Redaction, ReplayClock, Role};
 use runboard_server::{
     self as server, Access, ActiveRequestSettings, ConnectionLimits, DbLocation, EventSettings,
     GeneratorConfig, ProxyConfig, RequestLimits, RequestStreamSettings, Retention, RunLimits,
@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// whole answers
     #[arg(long, value_name = "text|prompts")]
     redact: Option<Redaction>,
+    /// What viewers (`--tokens`) are not sent: `text` (no prompts and no answers) or `prompts`.
+    /// The store keeps the text and admins read it: text only to admins
+    #[arg(long, value_name = "text|prompts")]
+    redact_viewers: Option<Redaction>,
     /// Listen beyond loopback without a token (anyone who can reach it can read and launch runs)
     #[arg(long)]
     insecure: bool,
@@ -269,6 +273,26 @@ fn token_list(file: Option<&Path>) -> Result<Vec<server::NamedToken>, String> {
 }
 
 impl ServeArgs {
+    /// Who may call, from the token options.
+    fn access(&self) -> Result<Access, String> {
+        let tokens = token_list(self.tokens.as_deref())?;
+        if self.redact_viewers.is_some() && !tokens.iter().any(|token| token.role == Role::Viewer) {
+            return Err(
+                "--redact-viewers is for the viewer tokens of --tokens (or RUNBOARD_TOKENS), and \
+                 there are none; to keep text from everyone, use --redact"
+                    .into(),
+            );
+        }
+        Ok(Access {
+            // A blank token is refused at start (ServerError::BadToken), not dropped silently.
+            token: self.token.clone(),
+            tokens,
+            insecure: self.insecure,
+            cors_origins: self.cors_origins.clone(),
+            redact_viewers: self.redact_viewers,
+        })
+    }
+
     fn config(&self) -> Result<ServerConfig, String> {
         let mut upstreams = upstream_config(&self.upstreams, &self.model_aliases)?;
         upstreams.concurrency = self.upstream_concurrency;
@@ -283,14 +307,7 @@ impl ServeArgs {
             .transpose()?;
         Ok(ServerConfig {
             addr: self.addr,
-            access: Access {
-                // A blank token is refused at start (ServerError::BadToken), not dropped
-                // silently.
-                token: self.token.clone(),
-                tokens: token_list(self.tokens.as_deref())?,
-                insecure: self.insecure,
-                cors_origins: self.cors_origins.clone(),
-            },
+            access: self.access()?,
             connections: ConnectionLimits {
                 header_timeout: Duration::from_secs(self.header_timeout_secs),
                 max_connections: self.max_connections,

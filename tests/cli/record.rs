@@ -476,3 +476,169 @@ async fn a_server_that_dies_mid_recording_fails_the_recording_saying_when() {
     assert_eq!(recording.cut_at_line, None);
     assert!(recording.run_count() >= 1);
 }
+
+/// Launches a run with `token`; its id.
+async fn launch_as(api: &str, token: &str, task: &str) -> String {
+    let response = runboard_sse::http::client()
+        .post(format!("{api}/api/runs"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(json!({ "task": task }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let summary: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    summary["run_id"].as_str().unwrap().to_owned()
+}
+
+/// Starts `runboard record` on `api` with `token` (none: no token) into `file`, and returns it
+/// once it has said it is recording.
+async fn start_recording(api: &str, token: Option<&str>, file: &Path) -> Child {
+    let mut command = Command::new(BIN);
+    command.args(["record", "--api", api, "-o"]).arg(file);
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    let mut record = command
+        .env_remove("RUNBOARD_TOKEN")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(record.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("record said nothing")
+        .unwrap()
+        .expect("record ended before recording");
+    // Keep reading its stderr so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    record
+}
+
+/// Stops a recording with Ctrl-C and returns what it wrote.
+async fn finish_recording(record: Child, file: &Path) -> String {
+    let mut record = record;
+    interrupt(&record);
+    let status = tokio::time::timeout(Duration::from_secs(10), record.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "record exited {status}");
+    std::fs::read_to_string(file).unwrap()
+}
+
+/// Waits until the run `run_id` has finished, asking with `token`.
+async fn wait_run_finished(api: &str, token: &str, run_id: &str) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let response = runboard_sse::http::client()
+                .get(format!("{api}/api/runs/{run_id}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let detail: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            if matches!(
+                detail["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            ) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the run did not finish");
+    // The stream delivers the end a moment after the store has it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn recordings_keep_no_text_a_server_redacts_or_withholds_from_a_viewer() {
+    const TASK: &str = "write about the QUOKKAPROMPT harbour";
+    const ADMIN: &str = "admin-token-0123456789";
+    const VIEWER: &str = "viewer-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+
+    // A server that keeps no text: its recording has none either.
+    let port = free_port();
+    let server = serve(
+        port,
+        &dir.path().join("redacted.db"),
+        &["--speed", "12", "--redact", "text", "--token", ADMIN],
+    )
+    .await;
+    let api = format!("http://127.0.0.1:{port}");
+    let file = dir.path().join("redacted.jsonl");
+    let record = start_recording(&api, Some(ADMIN), &file).await;
+    let run = launch_as(&api, ADMIN, TASK).await;
+    wait_run_finished(&api, ADMIN, &run).await;
+    let text = finish_recording(record, &file).await;
+    drop(server);
+    assert!(
+        text.contains(&run) && text.contains("\"tokens_out\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("QUOKKAPROMPT"),
+        "the prompt was recorded: {text}"
+    );
+    assert!(
+        !text.contains("\"snippet\":\""),
+        "an answer was recorded: {text}"
+    );
+
+    // Text only to admins: an admin's recording has it, a viewer's has none.
+    let tokens = dir.path().join("team.txt");
+    std::fs::write(
+        &tokens,
+        format!("alice admin {ADMIN}\nops viewer {VIEWER}\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    // Without viewer tokens, --redact-viewers is refused: it would protect nobody.
+    let refused = runboard(&["serve", "--addr", "127.0.0.1:0", "--redact-viewers", "text"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--redact-viewers is for the viewer tokens"),
+        "{}",
+        stderr(&refused)
+    );
+    let _server = serve(
+        port,
+        &dir.path().join("viewers.db"),
+        &[
+            "--speed",
+            "12",
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--redact-viewers",
+            "text",
+        ],
+    )
+    .await;
+    let api = format!("http://127.0.0.1:{port}");
+    let admin_file = dir.path().join("admin.jsonl");
+    let viewer_file = dir.path().join("viewer.jsonl");
+    let admin_record = start_recording(&api, Some(ADMIN), &admin_file).await;
+    let viewer_record = start_recording(&api, Some(VIEWER), &viewer_file).await;
+    let run = launch_as(&api, ADMIN, TASK).await;
+    wait_run_finished(&api, ADMIN, &run).await;
+    let admin_text = finish_recording(admin_record, &admin_file).await;
+    let viewer_text = finish_recording(viewer_record, &viewer_file).await;
+    assert!(admin_text.contains("QUOKKAPROMPT"), "{admin_text}");
+    assert!(admin_text.contains("\"snippet\":\""), "{admin_text}");
+    assert!(
+        viewer_text.contains(&run) && viewer_text.contains("\"tokens_out\""),
+        "{viewer_text}"
+    );
+    assert!(!viewer_text.contains("QUOKKAPROMPT"), "{viewer_text}");
+    assert!(!viewer_text.contains("\"snippet\":\""), "{viewer_text}");
+    assert_eq!(
+        Recording::parse(&viewer_text).unwrap().run_count(),
+        Recording::parse(&admin_text).unwrap().run_count(),
+        "the viewer's recording has every run"
+    );
+}

@@ -319,3 +319,92 @@ async fn a_queued_run_whose_prompt_was_not_stored_fails_at_restart_and_is_not_ru
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn with_redact_viewers_text_admins_read_the_text_and_viewers_get_only_figures() {
+    const VIEWER: &str = "viewer-token-0123456789";
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sqlite_config(&dir);
+    config.access.token = Some(TOKEN.into());
+    config.access.tokens =
+        runboard_server::parse_token_list(&format!("ops viewer {VIEWER}\n")).unwrap();
+    config.access.redact_viewers = Some(Redaction::Text);
+    config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("gpu={}", upstream.base()), |_| None).unwrap());
+    let server = start(config).await;
+    // The admin's view (the single token) has every word.
+    let (ids, _) = exercise_with_prompts_kept(&server).await;
+    let admin_events = stream_bytes(&server, "/api/events").await;
+    for word in [PROMPT_WORD, ANSWER_WORD, REASONING_WORD, TOOL_WORD] {
+        assert!(
+            admin_events.contains(word),
+            "admins read {word}: {admin_events}"
+        );
+    }
+
+    let viewer = |path: String| {
+        let url = format!("{}{path}", server.url());
+        async move {
+            let response = runboard_sse::http::client()
+                .get(url)
+                .bearer_auth(VIEWER)
+                .header("last-event-id", "0")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let mut response = response;
+            let mut bytes = Vec::new();
+            while let Ok(Ok(Some(chunk))) =
+                tokio::time::timeout(Duration::from_millis(500), response.chunk()).await
+            {
+                bytes.extend_from_slice(&chunk);
+            }
+            String::from_utf8(bytes).unwrap()
+        }
+    };
+    let mut seen = vec![
+        viewer("/api/events".into()).await,
+        viewer("/api/runs".into()).await,
+    ];
+    for id in &ids {
+        seen.push(viewer(format!("/api/runs/{id}")).await);
+        seen.push(viewer(format!("/api/runs/{id}/stream")).await);
+    }
+    for text in &seen {
+        for word in [PROMPT_WORD, ANSWER_WORD, REASONING_WORD, TOOL_WORD] {
+            assert!(!text.contains(word), "a viewer was sent {word}: {text}");
+        }
+    }
+    // Every event still reaches the viewer, with its figures and ids.
+    let count = |text: &str| text.matches("\nid: ").count() + usize::from(text.starts_with("id: "));
+    assert_eq!(count(&seen[0]), count(&admin_events), "{}", seen[0]);
+    assert!(seen[0].contains("\"tokens_out\""));
+    let access: Value = serde_json::from_str(&viewer("/api/access".into()).await).unwrap();
+    assert_eq!(access["redaction"], "text", "{access}");
+    server.stop().await;
+    // The store keeps the text for admins.
+    assert!(contains(&stored_bytes(&dir), ANSWER_WORD));
+}
+
+/// [`exercise`] on a server that keeps prompts: the launcher is answered with its task.
+async fn exercise_with_prompts_kept(server: &RunningServer) -> (Vec<String>, String) {
+    let api = ApiClient::new(&server.url(), Some(TOKEN)).unwrap();
+    let (streamed_id, streamed) = proxied_call(server, true).await;
+    let launched = api
+        .create_run(&CreateRun {
+            task: format!("write about the {PROMPT_WORD}"),
+            params: json!({"model": "org/chat"}),
+            mode: RunMode::Queued,
+        })
+        .await
+        .unwrap();
+    let ids = vec![streamed_id, launched.summary.run_id.clone()];
+    for id in &ids {
+        wait_finished(&api, id, Duration::from_secs(20)).await;
+    }
+    (ids, streamed)
+}

@@ -399,7 +399,10 @@ async fn launches_cancels_and_benchmark_starts_carry_the_tokens_name_in_the_runs
     let benchmark_run = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let runs = alice.list_runs(&RunQuery::default()).await.unwrap().runs;
-            if let Some(run) = runs.into_iter().find(|run| run.task.starts_with("Benchmark gulls")) {
+            if let Some(run) = runs
+                .into_iter()
+                .find(|run| run.task.starts_with("Benchmark gulls"))
+            {
                 return run;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

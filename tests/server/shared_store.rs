@@ -275,12 +275,12 @@ async fn three_instances_are_one_board_in_one_order_and_resume_anywhere() {
 
 #[tokio::test]
 async fn a_cancel_sent_to_another_instance_reaches_the_run() {
+    // A named token on both: the cancel's end names who asked, whichever instance was asked.
+    const OPS: &str = "ops-token-0123456789";
     let Some(url) = fresh_database("cancel") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // A named token on both: the cancel's end names who asked, whichever instance was asked.
-    const OPS: &str = "ops-token-0123456789";
     let with_ops = |mut config: ServerConfig| {
         config.access.tokens =
             runboard_server::parse_token_list(&format!("ops admin {OPS}\n")).unwrap();
@@ -288,9 +288,7 @@ async fn a_cancel_sent_to_another_instance_reaches_the_run() {
     };
     let runner = start(with_ops(instance_config(&url, &dir, "runner"))).await;
     let other = start(with_ops(instance_config(&url, &dir, "other"))).await;
-    let client = |server: &RunningServer| {
-        ApiClient::new(&server.url(), Some(OPS)).unwrap()
-    };
+    let client = |server: &RunningServer| ApiClient::new(&server.url(), Some(OPS)).unwrap();
     let run = client(&runner)
         .create_run(&run_request(json!({"iterations": 6, "tokens_per_sec": 4})))
         .await

@@ -114,6 +114,10 @@ pub struct AccessInfo {
     pub role: Role,
     /// What it may do.
     pub may: Vec<Action>,
+    /// What this token is not sent (`serve --redact-viewers` for a viewer): `text` or `prompts`.
+    /// Absent when it is sent everything the server keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<crate::Redaction>,
 }
 
 impl AccessInfo {
@@ -127,6 +131,7 @@ impl AccessInfo {
                 .into_iter()
                 .filter(|action| role.may(*action))
                 .collect(),
+            redaction: None,
         }
     }
 

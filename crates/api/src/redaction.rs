@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::data::DataAction;
 use super::events::{DataEvent, Narration, RunEvent};
-use super::types::RunSummary;
+use super::types::{RunSummary, StoredEvent};
 
 /// What a run's task reads as when its prompt was not kept. Clients may show something of
 /// their own instead (the console shows the run's worker and figures).
@@ -72,7 +72,8 @@ impl Redaction {
     }
 
     /// `event` as this mode records it. `task` is the run's prompt, taken out of narrations
-    /// that quote it ("Starting: …").
+    /// that quote it; where it is not known (`""`), a `run_start` narration, which producers
+    /// write as "how it starts: the task", loses what follows its first `": "`.
     #[must_use]
     pub fn event(self, event: RunEvent, task: &str) -> RunEvent {
         match event {
@@ -89,6 +90,22 @@ impl Redaction {
             RunEvent::Data(data) if self.withholds_answers() => RunEvent::Data(without_text(data)),
             other => other,
         }
+    }
+
+    /// A stored event as this mode sends it (a run's detail for a reader the server redacts
+    /// for); an event that does not decode is left out of its data entirely.
+    pub fn stored_event(self, event: &mut StoredEvent) {
+        event.data = match RunEvent::decode_value(&event.event, event.data.take()) {
+            Ok(decoded) => self.event(decoded, "").to_json(),
+            Err(_) => Value::Null,
+        };
+    }
+
+    /// An event's JSON data (as stored) as this mode sends it; `None` when it does not decode
+    /// (then nothing of it should be sent).
+    pub fn event_data(self, event: &str, data: &str) -> Option<String> {
+        let decoded = RunEvent::decode(event, data).ok()?;
+        Some(self.event(decoded, "").to_json().to_string())
     }
 }
 
@@ -116,9 +133,18 @@ impl FromStr for Redaction {
     }
 }
 
+/// The action of the narration that starts a run, which ends with the run's task.
+const RUN_START_ACTION: &str = "run_start";
+
 fn withhold_task(mut narration: Narration, task: &str) -> Narration {
-    if !task.is_empty() && narration.formatted.contains(task) {
-        narration.formatted = narration.formatted.replace(task, PROMPT_WITHHELD);
+    if !task.is_empty() {
+        if narration.formatted.contains(task) {
+            narration.formatted = narration.formatted.replace(task, PROMPT_WITHHELD);
+        }
+    } else if narration.action.as_deref() == Some(RUN_START_ACTION)
+        && let Some((how, _task)) = narration.formatted.split_once(": ")
+    {
+        narration.formatted = format!("{how}: {PROMPT_WITHHELD}");
     }
     narration
 }
@@ -236,8 +262,44 @@ mod tests {
             panic!("a narration stays one");
         };
         assert_eq!(narration.formatted, format!("Starting: {PROMPT_WITHHELD}"));
+        // Where the task is not known, a run's start keeps how it started and nothing after.
+        let start = RunEvent::narration(
+            "info",
+            "run_start",
+            format!("Starting on m at gpu (http://h:1/v1): {TASK}: part two"),
+        );
+        let RunEvent::Narration(narration) = Redaction::Text.event(start, "") else {
+            panic!("a narration stays one");
+        };
+        assert_eq!(
+            narration.formatted,
+            format!("Starting on m at gpu (http://h:1/v1): {PROMPT_WITHHELD}")
+        );
         let other = RunEvent::narration("info", "run_done", "Done: 40 tokens");
         assert_eq!(Redaction::Text.event(other.clone(), ""), other);
+    }
+
+    #[test]
+    fn stored_events_and_raw_data_are_sent_redacted() {
+        let mut stored = StoredEvent {
+            seq: 1,
+            event: "run_created".into(),
+            data: created().to_json(),
+            ts: None,
+        };
+        Redaction::Text.stored_event(&mut stored);
+        assert_eq!(stored.data["task"], PROMPT_WITHHELD);
+        assert!(
+            stored.data.get("snippet").is_none_or(Value::is_null),
+            "{stored:?}"
+        );
+        let data = created().to_json().to_string();
+        let sent = Redaction::Prompts.event_data("run_created", &data).unwrap();
+        assert!(
+            !sent.contains(TASK) && sent.contains("the heron answer"),
+            "{sent}"
+        );
+        assert_eq!(Redaction::Text.event_data("run_created", "not json"), None);
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn summary(run_id: String, status: RunStatus, n: usize) -> RunSummary {
         iteration: Some(2),
         snippet: Some("the keeper climbed the stairs once more, counting the steps as his father had, and the lamp".into()),
         worker: None,
+        launched_by: None,
     }
 }
 

@@ -135,6 +135,9 @@ pub struct Access {
     pub insecure: bool,
     /// Origins whose pages may call the API (CORS), e.g. `https://dash.example.com`.
     pub cors_origins: Vec<String>,
+    /// What viewers are not sent (`--redact-viewers`): the store keeps the text and admins
+    /// read it; viewers see runs without prompts (`prompts`) or without any text (`text`).
+    pub redact_viewers: Option<runboard_api::Redaction>,
 }
 
 impl Access {
@@ -145,7 +148,7 @@ impl Access {
 
     /// The tokens the server accepts.
     pub(crate) fn keyring(&self) -> Keyring {
-        Keyring::new(self.token.as_deref(), &self.tokens)
+        Keyring::new(self.token.as_deref(), &self.tokens).redacting_for_viewers(self.redact_viewers)
     }
 }
 

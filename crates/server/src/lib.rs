@@ -165,7 +165,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let https = tls.is_some();
     let store = Store::open(&config.store.db).await?;
     let sequences = store.sequences().await?;
-    let hub = Hub::new(config.events.broadcast_capacity, sequences.last_seq);
+    let hub = Hub::new(config.events.broadcast_capacity, sequences.last_seq)
+        .redacting(config.access.redact_viewers);
     let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
     let telemetry = Telemetry::with_slo(config.slo);

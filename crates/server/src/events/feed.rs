@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::hub::{Hub, Published};
+use crate::events::hub::Hub;
 use crate::store::{EventRow, Replay, Store, StoreError};
 
 /// Events read per query while filling a gap.
@@ -60,7 +60,7 @@ impl Feed {
         }
         for row in rows {
             if row.seq > *through {
-                self.hub.publish(Arc::new(Published::from_row(row)));
+                self.hub.publish(self.hub.encode(row));
                 *through = row.seq;
             }
         }
@@ -100,7 +100,7 @@ impl Feed {
             match page {
                 Ok(rows) => {
                     for row in rows.iter().filter(|row| row.seq <= upto) {
-                        self.hub.publish(Arc::new(Published::from_row(row)));
+                        self.hub.publish(self.hub.encode(row));
                         *through = row.seq;
                     }
                     // A short page: the rest up to `upto` was pruned; nothing more will come.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use runboard_api::EventKind;
+use runboard_api::{EventKind, Redaction};
 use runboard_sse::encode;
 use tokio::sync::broadcast;
 
@@ -28,13 +28,27 @@ pub struct Published {
     pub global_frame: Bytes,
     /// `id: <run_seq>` + event + data.
     pub run_frame: Bytes,
+    /// The global and per-run frames for readers the server redacts for (`--redact-viewers`);
+    /// `None` when it redacts for none, or the event did not decode (then they are not sent
+    /// it: what cannot be read cannot be shown to be safe).
+    pub redacted: Option<(Bytes, Bytes)>,
 }
 
 impl Published {
-    /// Encodes a stored event.
-    pub fn from_row(row: &EventRow) -> Self {
+    /// Encodes a stored event, and when `redaction` is given, its redacted frames too.
+    pub fn from_row(row: &EventRow, redaction: Option<Redaction>) -> Self {
         let mut body = BytesMut::new();
         encode::write_event(&mut body, None, &row.event, &row.data);
+        let redacted = redaction
+            .and_then(|mode| mode.event_data(&row.event, &row.data))
+            .map(|data| {
+                let mut body = BytesMut::new();
+                encode::write_event(&mut body, None, &row.event, &data);
+                (
+                    frame_with_id(row.seq, &body),
+                    frame_with_id(row.run_seq, &body),
+                )
+            });
         Self {
             seq: row.seq,
             run_id: row.run_id.clone(),
@@ -43,6 +57,7 @@ impl Published {
             is_node_update: row.event == EventKind::NodeUpdate.as_str(),
             global_frame: frame_with_id(row.seq, &body),
             run_frame: frame_with_id(row.run_seq, &body),
+            redacted,
         }
     }
 }
@@ -67,6 +82,9 @@ pub struct Hub {
     /// The global sequence of the newest event published (so stored): `/api/health` reads it
     /// here rather than from the database, where it would wait behind replays for a connection.
     head: Arc<AtomicI64>,
+    /// What readers of redacted streams are not sent (`--redact-viewers`): each event's
+    /// redacted frames are made once here, beside its plain ones.
+    redaction: Option<Redaction>,
 }
 
 impl Hub {
@@ -77,7 +95,24 @@ impl Hub {
         Self {
             sender,
             head: Arc::new(AtomicI64::new(head)),
+            redaction: None,
         }
+    }
+
+    /// The same hub, making each event's frames for readers `redaction` applies to as well.
+    #[must_use]
+    pub fn redacting(self, redaction: Option<Redaction>) -> Self {
+        Self { redaction, ..self }
+    }
+
+    /// What redacted readers are not sent.
+    pub fn redaction(&self) -> Option<Redaction> {
+        self.redaction
+    }
+
+    /// Encodes a stored event for this hub's streams.
+    pub fn encode(&self, row: &EventRow) -> Arc<Published> {
+        Arc::new(Published::from_row(row, self.redaction))
     }
 
     /// The global sequence of the newest stored event.
@@ -123,12 +158,44 @@ mod tests {
             data: "{\"snippet\":\"two\\nlines\"}\nraw second line".into(),
             ts: String::new(),
         };
-        let published = Published::from_row(&row);
+        let published = Published::from_row(&row, None);
         assert_eq!(
             published.global_frame,
             encode_frame(4021, &row.event, &row.data)
         );
         assert_eq!(published.run_frame, encode_frame(7, &row.event, &row.data));
         assert!(published.is_node_update && !published.is_stream_end);
+        assert!(published.redacted.is_none());
+    }
+
+    #[test]
+    fn redacted_frames_leave_the_text_out_and_an_undecodable_event_has_none() {
+        let row = EventRow {
+            seq: 12,
+            run_id: "run-1".into(),
+            run_seq: 3,
+            event: "node_update".into(),
+            data: r#"{"run_id":"run-1","snippet":"the secret answer","tokens_out":9}"#.into(),
+            ts: String::new(),
+        };
+        let published = Published::from_row(&row, Some(Redaction::Text));
+        let (global, run) = published.redacted.clone().unwrap();
+        let global = String::from_utf8(global.to_vec()).unwrap();
+        assert!(global.starts_with("id: 12\n"), "{global}");
+        assert!(
+            !global.contains("secret") && global.contains("\"tokens_out\":9"),
+            "{global}"
+        );
+        assert!(run.starts_with(b"id: 3\n"));
+        assert!(String::from_utf8_lossy(&published.global_frame).contains("secret"));
+        let broken = EventRow {
+            data: "not json".into(),
+            ..row
+        };
+        assert!(
+            Published::from_row(&broken, Some(Redaction::Text))
+                .redacted
+                .is_none()
+        );
     }
 }

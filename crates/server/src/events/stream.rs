@@ -62,11 +62,19 @@ impl Scope {
         }
     }
 
-    fn frame<'a>(&self, event: &'a Published) -> &'a Bytes {
-        match self {
-            Self::All { .. } => &event.global_frame,
-            Self::Run { .. } => &event.run_frame,
-        }
+    /// The frame this scope sends of an event: its global or its per-run one, plain or (for a
+    /// redacted reader) redacted; `None` when a redacted reader may not be sent it.
+    fn frame<'a>(&self, event: &'a Published, redacted: bool) -> Option<&'a Bytes> {
+        let (global, run) = if redacted {
+            let (global, run) = event.redacted.as_ref()?;
+            (global, run)
+        } else {
+            (&event.global_frame, &event.run_frame)
+        };
+        Some(match self {
+            Self::All { .. } => global,
+            Self::Run { .. } => run,
+        })
     }
 }
 
@@ -115,8 +123,9 @@ pub struct StreamSource {
     pub telemetry: Telemetry,
 }
 
-/// The response for an event stream starting after `last_id`.
-pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
+/// The response for an event stream starting after `last_id`; `redacted` when its reader is
+/// sent events without what the server withholds from it (`--redact-viewers`).
+pub fn response(source: StreamSource, scope: Scope, last_id: i64, redacted: bool) -> Response {
     // Subscribe now, before anything is read from the store.
     let live = source.hub.subscribe();
     let (sink, response) = sse_out::channel(source.shutdown.clone());
@@ -126,6 +135,7 @@ pub fn response(source: StreamSource, scope: Scope, last_id: i64) -> Response {
             scope,
             last_id,
             sink,
+            redacted,
         };
         match pump.run(live).await {
             Ok(()) => {}
@@ -161,6 +171,8 @@ struct Pump {
     /// The id of the last event sent (or the client's `Last-Event-ID`).
     last_id: i64,
     sink: SseSink,
+    /// Whether the reader gets the redacted frames (`--redact-viewers`).
+    redacted: bool,
 }
 
 impl Pump {
@@ -333,7 +345,8 @@ impl Pump {
             let mut chunk = BytesMut::new();
             let mut ended = false;
             for row in &page {
-                let event = Published::from_row(row);
+                let redaction = self.redacted.then(|| self.source.hub.redaction()).flatten();
+                let event = Published::from_row(row, redaction);
                 ended = self.append(&mut chunk, &event);
                 if chunk.len() >= MAX_CHUNK_BYTES {
                     self.send_chunk(std::mem::take(&mut chunk)).await?;
@@ -360,8 +373,10 @@ impl Pump {
             return false;
         }
         self.last_id = id;
-        chunk.extend_from_slice(self.scope.frame(event));
-        self.source.telemetry.delivered(1);
+        if let Some(frame) = self.scope.frame(event, self.redacted) {
+            chunk.extend_from_slice(frame);
+            self.source.telemetry.delivered(1);
+        }
         matches!(self.scope, Scope::Run { .. }) && event.is_stream_end
     }
 

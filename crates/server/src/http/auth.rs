@@ -5,7 +5,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
-use runboard_api::{AccessInfo, Action, ErrorCode, Role};
+use runboard_api::{AccessInfo, Action, ErrorCode, Redaction, Role};
 
 use crate::failure::Failure;
 use crate::http::tokens::Keyring;
@@ -19,12 +19,17 @@ pub struct Caller {
     pub role: Role,
     /// Whether the server asks for tokens at all.
     pub tokens_required: bool,
+    /// What this caller is not sent (`--redact-viewers`, for a viewer).
+    pub redaction: Option<Redaction>,
 }
 
 impl Caller {
     /// What `GET /api/access` answers this caller.
     pub fn access_info(&self) -> AccessInfo {
-        AccessInfo::new(self.tokens_required, self.name.clone(), self.role)
+        AccessInfo {
+            redaction: self.redaction,
+            ..AccessInfo::new(self.tokens_required, self.name.clone(), self.role)
+        }
     }
 
     /// How the server's log names this caller: the token's name, or what stands for it.
@@ -54,6 +59,7 @@ pub async fn require_token(
             name: None,
             role: Role::Admin,
             tokens_required: false,
+            redaction: None,
         });
         return next.run(request).await;
     }
@@ -75,6 +81,7 @@ pub async fn require_token(
         name: token.name.clone(),
         role: token.role,
         tokens_required: true,
+        redaction: keyring.redaction_for(token.role),
     };
     match needed(request.method(), request.uri().path()) {
         Need::AnyToken => {}

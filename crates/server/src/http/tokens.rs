@@ -2,7 +2,7 @@
 //! FILE` or `RUNBOARD_TOKENS`: one `NAME ROLE TOKEN` a line), and found again, in constant time,
 //! from what a request presents.
 
-use runboard_api::Role;
+use runboard_api::{Redaction, Role};
 use subtle::ConstantTimeEq as _;
 
 /// The shortest token a list may hold: anything shorter could be guessed.
@@ -95,6 +95,8 @@ pub fn parse_token_list(text: &str) -> Result<Vec<NamedToken>, TokenListError> {
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
     tokens: Vec<NamedToken>,
+    /// What viewers are not sent (`--redact-viewers`).
+    viewer_redaction: Option<Redaction>,
 }
 
 impl Keyring {
@@ -107,7 +109,22 @@ impl Keyring {
         });
         Self {
             tokens: single.into_iter().chain(list.iter().cloned()).collect(),
+            viewer_redaction: None,
         }
+    }
+
+    /// The same, sending viewers their reads without what `redaction` withholds.
+    #[must_use]
+    pub fn redacting_for_viewers(self, redaction: Option<Redaction>) -> Self {
+        Self {
+            viewer_redaction: redaction,
+            ..self
+        }
+    }
+
+    /// What a caller with `role` is not sent.
+    pub fn redaction_for(&self, role: Role) -> Option<Redaction> {
+        self.viewer_redaction.filter(|_| role == Role::Viewer)
     }
 
     /// Whether any token is asked for.

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use runboard_api::ErrorCode;
-use runboard_api::{CreateRun, RunDetail, RunList, RunMode, RunStatus};
+use runboard_api::{CreateRun, RunDetail, RunList, RunMode, RunStatus, RunSummary};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
@@ -177,6 +177,7 @@ struct StreamQuery {
 
 async fn list_runs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<RunList>, Failure> {
     let query = typed_query(query)?;
@@ -226,10 +227,13 @@ async fn list_runs(
     let next_before = more
         .then(|| rows.last().map(|row| row.summary.run_id.clone()))
         .flatten();
-    Ok(Json(RunList {
-        runs: rows.into_iter().map(|row| row.summary).collect(),
-        next_before,
-    }))
+    let mut runs: Vec<RunSummary> = rows.into_iter().map(|row| row.summary).collect();
+    if let Some(mode) = caller.redaction {
+        for summary in &mut runs {
+            mode.summary(summary);
+        }
+    }
+    Ok(Json(RunList { runs, next_before }))
 }
 
 async fn run_detail(store: &Store, run_id: &str) -> Result<RunDetail, Failure> {
@@ -246,11 +250,19 @@ async fn run_detail(store: &Store, run_id: &str) -> Result<RunDetail, Failure> {
 
 async fn get_run(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RunDetail>, Failure> {
     let run_id = path_id(path)?;
     stored_run(&state, &run_id).await?;
-    run_detail(&state.store, &run_id).await.map(Json)
+    let mut detail = run_detail(&state.store, &run_id).await?;
+    if let Some(mode) = caller.redaction {
+        mode.summary(&mut detail.summary);
+        for event in &mut detail.events {
+            mode.stored_event(event);
+        }
+    }
+    Ok(Json(detail))
 }
 
 /// The run as stored. A proxied call's run is answered for before its commit, so a client
@@ -314,6 +326,7 @@ fn last_event_id(headers: &HeaderMap, query: &StreamQuery, head: i64) -> i64 {
 
 async fn run_stream(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
@@ -330,11 +343,13 @@ async fn run_stream(
         state.streams.clone(),
         Scope::Run { run_id },
         last_id,
+        caller.redaction.is_some(),
     ))
 }
 
 async fn all_events(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Response, Failure> {
@@ -366,5 +381,6 @@ async fn all_events(
             runs: runs.map(Arc::new),
         },
         last_event_id(&headers, &query, state.streams.hub.head()),
+        caller.redaction.is_some(),
     ))
 }
