@@ -741,6 +741,8 @@ fn a_viewers_console_shows_runs_without_launch_or_cancel_and_a_worker_token_is_t
             "alice admin {ADMIN}\nops viewer {VIEWER}\ngpu-box-3 worker {WORKER}\n"
         ))
         .unwrap();
+        // Text only to admins.
+        config.access.redact_viewers = Some(runboard_api::Redaction::Text);
     });
     // A run going on, launched by the admin, for the viewer to watch.
     let admin = runboard_api::ApiClient::new(&setup.url(), Some(ADMIN)).unwrap();
@@ -773,6 +775,9 @@ fn a_viewers_console_shows_runs_without_launch_or_cancel_and_a_worker_token_is_t
     assert!(viewer.query_by_label("Cancel all").is_none());
     assert!(viewer.query_by_label("Cancel").is_none());
     viewer.get_by_label("viewer");
+    // The viewer is told why there is no text, on the bar and on the card.
+    viewer.get_by_label("no text");
+    viewer.get_by_label("text not sent by this server");
     // L opens nothing either.
     viewer.key_press(egui::Key::L);
     viewer.step();
@@ -790,6 +795,7 @@ fn a_viewers_console_shows_runs_without_launch_or_cancel_and_a_worker_token_is_t
     admin_console.get_by_label("Launch…");
     admin_console.get_by_label("Cancel all");
     assert!(admin_console.query_by_label("viewer").is_none());
+    assert!(admin_console.query_by_label("no text").is_none());
     drop(admin_console);
 
     let mut worker = with_token(WORKER);

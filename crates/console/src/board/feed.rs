@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use runboard_api::{DataAction, EventKind, RunDetail, RunEvent, RunSummary};
+use runboard_api::clock::unix_seconds;
+use runboard_api::units::seconds;
+use runboard_api::{DataAction, EventKind, RunDetail, RunEvent, RunStatus, RunSummary};
 
 use super::keys::RunKey;
 
@@ -246,7 +248,8 @@ impl Feed {
 }
 
 /// The snippet that sums a run up: the last snippet from a content agent, else the
-/// last snippet from any agent, else the last status message.
+/// last snippet from any agent, else for a completed run its figures (a server that keeps no
+/// text, `--redact text`, sends none), else the last status message.
 pub fn summary_snippet(detail: &RunDetail) -> Option<String> {
     let mut updates = detail
         .events
@@ -267,6 +270,11 @@ pub fn summary_snippet(detail: &RunDetail) -> Option<String> {
         any.get_or_insert(update.snippet);
     }
     any.flatten().or_else(|| {
+        if detail.summary.status == RunStatus::Completed
+            && let Some(figures) = figures_line(detail)
+        {
+            return Some(figures);
+        }
         detail
             .events
             .iter()
@@ -277,6 +285,46 @@ pub fn summary_snippet(detail: &RunDetail) -> Option<String> {
                 _ => None,
             })
     })
+}
+
+/// A finished run's figures in a line: its tokens, how long it took, its rate, and its time
+/// to first token when its steps were measured (`run_metrics`), else as its summary gives them.
+fn figures_line(detail: &RunDetail) -> Option<String> {
+    let metrics = detail
+        .events
+        .iter()
+        .rev()
+        .find_map(|event| match event.decode().ok()? {
+            RunEvent::Data(data) => match data.decode().ok()? {
+                DataAction::RunMetrics(metrics) => Some(metrics),
+                _ => None,
+            },
+            _ => None,
+        });
+    let summary = &detail.summary;
+    let mut parts = Vec::new();
+    if let Some(metrics) = metrics {
+        let approx = if metrics.estimated { "~" } else { "" };
+        parts.push(format!("{approx}{} tok", metrics.output_tokens));
+        parts.push(seconds(metrics.duration_ms / 1000.0));
+        if let Some(rate) = metrics.tok_per_sec {
+            parts.push(format!("{rate:.1} tok/s"));
+        }
+        if let Some(ttft) = metrics.ttft_ms {
+            parts.push(format!("TTFT {}", seconds(ttft / 1000.0)));
+        }
+    } else {
+        let start = unix_seconds(summary.started_at.as_deref()?)?;
+        let secs = unix_seconds(summary.finished_at.as_deref()?)? - start;
+        parts.push(format!("{} tok", summary.tokens_out));
+        parts.push(seconds(secs));
+        if secs > 0.0 {
+            #[allow(clippy::cast_precision_loss)] // Token counts are far below 2^52.
+            let rate = summary.tokens_out as f64 / secs;
+            parts.push(format!("{rate:.1} tok/s"));
+        }
+    }
+    Some(parts.join(" · "))
 }
 
 /// The event chain in order: a line per `node_update`, with status, error and end lines.
@@ -512,6 +560,50 @@ mod tests {
             Some("out of memory")
         );
         assert_eq!(summary_snippet(&detail(vec![])), None);
+    }
+
+    #[test]
+    fn a_completed_run_without_text_is_summed_up_by_its_figures() {
+        let mut measured = detail(vec![
+            event(
+                1,
+                "node_update",
+                json!({"agent": "writer", "tokens_out": 40}),
+            ),
+            event(
+                2,
+                "data",
+                json!({"action": "run_metrics", "payload": {"steps": 1, "output_tokens": 40,
+                       "prompt_tokens": 9, "duration_ms": 2000.0, "tok_per_sec": 20.0,
+                       "ttft_ms": 150.0}}),
+            ),
+            event(
+                3,
+                "status",
+                json!({"status": "completed", "message": "done"}),
+            ),
+        ]);
+        measured.summary.status = RunStatus::Completed;
+        assert_eq!(
+            summary_snippet(&measured).as_deref(),
+            Some("40 tok · 2.0 s · 20.0 tok/s · TTFT 150 ms")
+        );
+        let mut synthetic = detail(vec![event(
+            1,
+            "status",
+            json!({"status": "running", "message": "started"}),
+        )]);
+        synthetic.summary.status = RunStatus::Completed;
+        synthetic.summary.tokens_out = 300;
+        synthetic.summary.started_at = Some("2026-12-07T06:00:00Z".into());
+        synthetic.summary.finished_at = Some("2026-12-07T06:00:03Z".into());
+        assert_eq!(
+            summary_snippet(&synthetic).as_deref(),
+            Some("300 tok · 3.0 s · 100.0 tok/s")
+        );
+        // A failed one says why.
+        synthetic.summary.status = RunStatus::Failed;
+        assert_eq!(summary_snippet(&synthetic).as_deref(), Some("started"));
     }
 
     #[test]

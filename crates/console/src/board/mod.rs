@@ -31,8 +31,8 @@ pub use worker::Worker;
 
 use runboard_api::{
     AccessInfo, Action as ApiAction, ActiveRequests, BenchmarkEvent, DataAction, Feature,
-    FleetFigures, Health, MODELS_JOB, ModelList, NodeUpdate, RunDetail, RunEvent, RunStatus,
-    RunSummary, STEP_INTERRUPTED_ACTION, StoreStatus, Upstreams,
+    FleetFigures, Health, MODELS_JOB, ModelList, NodeUpdate, Redaction, RunDetail, RunEvent,
+    RunStatus, RunSummary, STEP_INTERRUPTED_ACTION, StoreStatus, Upstreams,
 };
 use runboard_sse::ConnectionState;
 
@@ -130,6 +130,38 @@ impl Server {
     /// refuses what it must; hiding controls before it answers would make them flicker).
     pub fn may(&self, action: ApiAction) -> bool {
         self.access.as_ref().is_none_or(|access| access.may(action))
+    }
+
+    /// Why this server sends us no text, for people; `None` when it sends what it has.
+    pub fn redaction_note(&self) -> Option<&'static str> {
+        let kept = self.health.as_ref().and_then(|health| health.redaction);
+        Some(match (kept, self.redaction()?) {
+            (Some(Redaction::Text), _) => {
+                "This server keeps no prompts and no answers (--redact text): runs show their \
+                 figures only."
+            }
+            (_, Redaction::Text) => {
+                "This server sends viewers no prompts and no answers (--redact-viewers text): \
+                 runs show their figures only. Admins read the text."
+            }
+            (Some(Redaction::Prompts), _) => {
+                "This server keeps no prompts (--redact prompts): answers are shown, prompts are not."
+            }
+            (_, Redaction::Prompts) => {
+                "This server sends viewers no prompts (--redact-viewers prompts). Admins read them."
+            }
+        })
+    }
+
+    /// What this server does not send us: what it keeps from everyone (`--redact`) or from
+    /// our token (`--redact-viewers`), the stronger of the two.
+    pub fn redaction(&self) -> Option<Redaction> {
+        let kept = self.health.as_ref().and_then(|health| health.redaction);
+        let ours = self.access.as_ref().and_then(|access| access.redaction);
+        match (kept, ours) {
+            (Some(Redaction::Text), _) | (_, Some(Redaction::Text)) => Some(Redaction::Text),
+            (kept, ours) => kept.or(ours),
+        }
     }
 }
 

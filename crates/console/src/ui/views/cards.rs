@@ -138,15 +138,36 @@ fn card_ui(
                 .flatten()
                 .and_then(|last| board.worker(last))
                 .filter(|last| !last.snippet.is_empty());
-            match earlier {
-                Some(last) => snippet_ui(ui, "", &last.snippet, true),
-                None => snippet_ui(ui, &worker.reasoning, &worker.snippet, false),
+            let server = board.servers.get(card.key.server());
+            let withheld = server
+                .filter(|server| server.redaction().is_some_and(|r| r.withholds_answers()))
+                .and_then(crate::board::Server::redaction_note);
+            match (withheld, earlier) {
+                (Some(note), _) => withheld_ui(ui, note),
+                (None, Some(last)) => snippet_ui(ui, "", &last.snippet, true),
+                (None, None) => snippet_ui(ui, &worker.reasoning, &worker.snippet, false),
             }
             footer_ui(ui, card, worker, board, state, now, actions);
         });
     })
     .response
     .on_hover_text(&worker.task);
+}
+
+/// In place of the text, for a server that sends none: why, in the box the text would fill.
+fn withheld_ui(ui: &mut egui::Ui, note: &str) {
+    let width = ui.available_width();
+    let (rect, response) = ui.allocate_exact_size(Vec2::new(width, 62.0), egui::Sense::hover());
+    let visuals = ui.visuals();
+    let font_id = egui::TextStyle::Small.resolve(ui.style());
+    let text = "text not sent by this server";
+    let galley = ui
+        .painter()
+        .layout(text.to_owned(), font_id, visuals.weak_text_color(), width);
+    ui.painter().galley(rect.min, galley, visuals.weak_text_color());
+    // Painted, so it is given a label for screen readers (and the UI tests) by hand.
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Label, true, text));
+    response.on_hover_text(note);
 }
 
 /// How much reasoning a card shows above an answer that has begun: the answer is what counts.

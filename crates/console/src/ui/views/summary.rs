@@ -101,6 +101,14 @@ fn servers_ui(ui: &mut egui::Ui, board: &Board, now: f64) {
             .unwrap_or_else(|| format!("{}: {text}", server.url));
         badge(ui, &text, color).on_hover_text(hover);
         role_badge_ui(ui, server);
+        if let (Some(redaction), Some(note)) = (server.redaction(), server.redaction_note()) {
+            let text = if redaction.withholds_answers() {
+                "no text"
+            } else {
+                "no prompts"
+            };
+            badge(ui, text, ui.visuals().weak_text_color()).on_hover_text(note);
+        }
         if let Some(store) = server.store.as_ref().filter(|store| !store.writable) {
             let why = store.error.as_deref().unwrap_or("no reason given");
             badge(
