@@ -140,7 +140,7 @@ fn card_ui(
                 .filter(|last| !last.snippet.is_empty());
             let server = board.servers.get(card.key.server());
             let withheld = server
-                .filter(|server| server.redaction().is_some_and(|r| r.withholds_answers()))
+                .filter(|server| server.redaction().is_some_and(runboard_api::Redaction::withholds_answers))
                 .and_then(crate::board::Server::redaction_note);
             match (withheld, earlier) {
                 (Some(note), _) => withheld_ui(ui, note),
@@ -166,7 +166,7 @@ fn withheld_ui(ui: &mut egui::Ui, note: &str) {
         .layout(text.to_owned(), font_id, visuals.weak_text_color(), width);
     ui.painter().galley(rect.min, galley, visuals.weak_text_color());
     // Painted, so it is given a label for screen readers (and the UI tests) by hand.
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Label, true, text));
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, text));
     response.on_hover_text(note);
 }
 
