@@ -73,6 +73,11 @@ struct LlamaBoard {
 impl LlamaBoard {
     /// `None` (the test says so and passes) when this machine has no llama.cpp or `openai`.
     async fn start() -> Option<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`LlamaBoard::start`] with the board's configuration changed by `change`.
+    async fn start_with(change: impl FnOnce(&mut runboard_server::ServerConfig)) -> Option<Self> {
         let (binary, model) = llama_with("RUNBOARD_SMALL_GGUF")?;
         let (python, _) = server_with("RUNBOARD_OPENAI_PYTHON", "RUNBOARD_SMALL_GGUF")?;
         let port = free_port();
@@ -85,6 +90,7 @@ impl LlamaBoard {
             .upstreams
             .push(UpstreamSpec::parse(&format!("llama={root}/v1"), |_| None).unwrap());
         config.access.token = Some(TOKEN.into());
+        change(&mut config);
         let server = start(config).await;
         Some(Self {
             python,
@@ -268,6 +274,79 @@ async fn the_openai_package_calls_through_the_proxy_over_https_with_a_worker_tok
         let detail = wait_finished(&api, &run.run_id, Duration::from_secs(10)).await;
         assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
         assert_eq!(detail.summary.worker.as_deref(), Some("lab-worker"));
+    }
+    server.stop().await;
+}
+
+/// `serve --redact text` in front of the real llama.cpp server: the `openai` package gets the
+/// same whole answers as directly, and runboard's record of the calls (streams, lists, details)
+/// holds neither the prompt nor the answer, only figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redact_text_the_openai_package_gets_whole_answers_and_the_record_keeps_no_text() {
+    let Some(board) = LlamaBoard::start_with(|config| {
+        config.store.redaction = Some(runboard_api::Redaction::Text);
+    })
+    .await
+    else {
+        return;
+    };
+    let (python, root, server) = (board.python, board.root, board.server);
+    let direct = worker(&python, &format!("{root}/v1"), "no-key", None).await;
+    let proxied = worker(
+        &python,
+        &format!("{}/v1", server.url()),
+        TOKEN,
+        Some("py-worker"),
+    )
+    .await;
+    assert_eq!(proxied["stream"], direct["stream"]);
+    assert_eq!(proxied["whole"], direct["whole"]);
+    let answers = [
+        proxied["stream"].as_str().unwrap().trim().to_owned(),
+        proxied["whole"].as_str().unwrap().trim().to_owned(),
+    ];
+    assert!(answers.iter().all(|answer| !answer.is_empty()));
+
+    let api = ApiClient::new(&server.url(), Some(TOKEN)).unwrap();
+    let runs = api.list_runs(&RunQuery::default()).await.unwrap().runs;
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let mut record = serde_json::to_string(&runs).unwrap();
+    for run in &runs {
+        let detail = wait_finished(&api, &run.run_id, Duration::from_secs(10)).await;
+        assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+        assert!(detail.summary.tokens_out > 0, "the figures stay");
+        record.push_str(&serde_json::to_string(&detail).unwrap());
+    }
+    let mut events = runboard_sse::http::client()
+        .get(format!("{}/api/events", server.url()))
+        .bearer_auth(TOKEN)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    while let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout(Duration::from_millis(500), events.chunk()).await
+    {
+        record.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(record.contains("py-worker") && record.contains("\"tokens_out\""));
+    assert!(
+        !record.contains("lighthouse"),
+        "the prompt is in the record: {record}"
+    );
+    assert!(
+        !record.contains("You are terse"),
+        "the system prompt is in the record"
+    );
+    assert!(
+        !record.contains("\"snippet\":\""),
+        "text is in the record: {record}"
+    );
+    for answer in &answers {
+        assert!(
+            !record.contains(answer.as_str()),
+            "an answer is in the record: {answer}"
+        );
     }
     server.stop().await;
 }
