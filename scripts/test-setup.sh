@@ -44,6 +44,8 @@ compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" > /dev/null \
   || need "the shared-store tests on PostgreSQL" postgresql-15
 command -v chromium > /dev/null || need "the web console end to end" chromium
 command -v npm > /dev/null || need "the web console's wasm-opt and browser driver" nodejs npm
+# A real Prometheus scrapes the server, and its promtool checks /metrics and the alert rules.
+command -v promtool > /dev/null || need "the Prometheus tests" prometheus
 
 if [ "${#packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then

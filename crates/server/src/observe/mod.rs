@@ -6,3 +6,4 @@ pub(crate) mod active_requests;
 pub(crate) mod fleet;
 pub mod scrape;
 pub(crate) mod telemetry;
+pub(crate) mod text_format;

@@ -57,8 +57,13 @@ struct Inner {
     time_per_output_token: Family<Labels, Histogram, fn() -> Histogram>,
     token_usage: Family<Labels, Histogram, fn() -> Histogram>,
     tokens_per_second: Family<Labels, Histogram, fn() -> Histogram>,
+    outcomes: Outcomes,
     tracks: Mutex<HashMap<String, RunTrack>>,
 }
+
+/// A running run that has produced no token for this long counts as stalled
+/// (`runboard_runs_stalled`).
+pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +135,40 @@ impl StoreLag {
             backlog,
             updates_skipped,
             calls_refused,
+        }
+    }
+}
+
+/// What alerts watch: how runs end, runs that stopped producing, and whether the store takes
+/// writes (`deploy/prometheus/rules.yml`).
+struct Outcomes {
+    ended: Family<Labels, Counter>,
+    stalled: Gauge,
+    store_writable: Gauge,
+}
+
+impl Outcomes {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            ended: register(
+                registry,
+                "runboard_runs_ended",
+                "Runs that ended since the server started, by how they ended",
+                Family::<Labels, Counter>::default(),
+            ),
+            stalled: register(
+                registry,
+                "runboard_runs_stalled",
+                "Runs running that have produced no output token for 30 s",
+                Gauge::default(),
+            ),
+            store_writable: register(
+                registry,
+                "runboard_store_writable",
+                "1 while the store takes writes; 0 while it cannot (runs are held, new ones \
+                 refused)",
+                Gauge::default(),
+            ),
         }
     }
 }
@@ -213,6 +252,7 @@ impl Telemetry {
             "A finished run's output tokens per second, from its first token to its last",
             tokens_per_second.clone(),
         );
+        let outcomes = Outcomes::register(&mut registry);
         Self {
             inner: Arc::new(Inner {
                 fleet: FleetWindow::default(),
@@ -230,6 +270,7 @@ impl Telemetry {
                 time_per_output_token,
                 token_usage,
                 tokens_per_second,
+                outcomes,
                 tracks: Mutex::new(HashMap::new()),
             }),
         }
@@ -270,7 +311,17 @@ impl Telemetry {
                     self.progress(run_id, tokens, now);
                 }
             }
-            RunEvent::Status(change) if change.status.is_finished() => self.finished(run_id),
+            RunEvent::Status(change) if change.status.is_finished() => {
+                self.inner
+                    .outcomes
+                    .ended
+                    .get_or_create(&vec![(
+                        "status".to_owned(),
+                        change.status.as_str().to_owned(),
+                    )])
+                    .inc();
+                self.finished(run_id);
+            }
             RunEvent::StreamEnd(_) => self.finished(run_id),
             _ => {}
         }
@@ -356,6 +407,11 @@ impl Telemetry {
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
     }
 
+    /// Whether the store takes writes now (set when the page is rendered).
+    pub fn set_store_writable(&self, writable: bool) {
+        self.inner.outcomes.store_writable.set(i64::from(writable));
+    }
+
     /// An event was written to a subscriber.
     pub fn delivered(&self, events: u64) {
         self.inner.events_delivered.inc_by(events);
@@ -394,6 +450,17 @@ impl Telemetry {
         self.inner
             .subscribers
             .set(i64::try_from(subscribers).unwrap_or(i64::MAX));
+        let now = Instant::now();
+        let stalled = self
+            .tracks()
+            .values()
+            .filter_map(|track| track.last.map(|(at, _)| at).or(track.started))
+            .filter(|since| now.duration_since(*since) >= STALL_AFTER)
+            .count();
+        self.inner
+            .outcomes
+            .stalled
+            .set(i64::try_from(stalled).unwrap_or(i64::MAX));
         let mut page = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut page, &self.inner.registry);
@@ -469,6 +536,33 @@ mod tests {
         assert!(has("runboard_runs{status=\"running\"} 0"));
         assert!(has("runboard_events_stored_total 42"));
         assert!(has("runboard_subscribers 3"));
+        assert!(has("runboard_runs_ended_total{status=\"completed\"} 1"));
         assert!(page.ends_with("# EOF\n"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_without_a_token_for_thirty_seconds_counts_as_stalled_until_it_moves() {
+        let telemetry = Telemetry::new();
+        telemetry.observe("r1", &RunEvent::status(RunStatus::Running, None));
+        telemetry.observe("r2", &RunEvent::status(RunStatus::Running, None));
+        telemetry.set_store_writable(true);
+        let stalled = |telemetry: &Telemetry| {
+            let page = telemetry.render(&[], 0, 0);
+            let line = page
+                .lines()
+                .find(|line| line.starts_with("runboard_runs_stalled "))
+                .unwrap()
+                .to_owned();
+            assert!(page.contains("runboard_store_writable 1"), "{page}");
+            line
+        };
+        assert_eq!(stalled(&telemetry), "runboard_runs_stalled 0");
+        tokio::time::advance(std::time::Duration::from_secs(20)).await;
+        telemetry.observe("r1", &update(5));
+        tokio::time::advance(std::time::Duration::from_secs(15)).await;
+        // r2 has had no token for 35 s; r1's last came 15 s ago.
+        assert_eq!(stalled(&telemetry), "runboard_runs_stalled 1");
+        telemetry.observe("r2", &RunEvent::status(RunStatus::Failed, None));
+        assert_eq!(stalled(&telemetry), "runboard_runs_stalled 0");
     }
 }

@@ -15,7 +15,7 @@ use crate::failure::Failure;
 use crate::http::active_requests_stream;
 use crate::http::auth::Caller;
 use crate::http::upstreams_stream;
-use crate::observe::telemetry;
+use crate::observe::{telemetry, text_format};
 
 use super::AppState;
 
@@ -60,8 +60,9 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
-/// runboard's own metrics in the `OpenMetrics` text format, for Prometheus.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// runboard's own metrics in the `OpenMetrics` text format, for Prometheus; in the older
+/// Prometheus text format for a client that asks for `text/plain` only (`promtool`).
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let runs = match state.store.count_by_status().await {
         Ok(runs) => runs,
         Err(error) => return Failure::from(error).into_response(),
@@ -69,16 +70,26 @@ async fn metrics(State(state): State<AppState>) -> Response {
     state
         .telemetry
         .set_recorder_backlog(state.runs.recorder().backlog());
+    state
+        .telemetry
+        .set_store_writable(state.health.current().writable);
     let page = state.telemetry.render(
         &runs,
         state.streams.hub.head(),
         state.streams.hub.subscribers(),
     );
-    (
-        [(axum::http::header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
-        page,
-    )
-        .into_response()
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let (content_type, page) = if text_format::wanted(accept) {
+        (
+            text_format::CONTENT_TYPE,
+            text_format::from_openmetrics(&page),
+        )
+    } else {
+        (telemetry::CONTENT_TYPE, page)
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], page).into_response()
 }
 
 /// The model servers read, as last read (an empty list without `--scrape`).
