@@ -70,3 +70,9 @@ took "the model servers (scripts/llama-server.sh)"
 # The web console's tools.
 scripts/build-web.sh --tools >&2
 took "the web console's tools"
+# Arize Phoenix and opentelemetry-proto, the OTLP receivers of the export tests.
+if [ -z "${RUNBOARD_PHOENIX:-}" ]; then
+  scripts/phoenix.sh \
+    || echo "note: Phoenix could not be installed; the OTLP tests say so and skip" >&2
+fi
+took "the OTLP receivers (scripts/phoenix.sh)"

@@ -196,6 +196,21 @@ pub struct ServeArgs {
     /// console): time to first token and mean inter-token latency, either optional
     #[arg(long, value_name = "ttft=500ms,itl=50ms", value_parser = runboard_api::Slo::parse)]
     slo: Option<runboard_api::Slo>,
+    /// Send every run as a trace (a span per step or proxied call, with the OpenTelemetry
+    /// `GenAI` attributes) and the `GenAI` metrics to this OTLP receiver, as protobuf over HTTP
+    /// to URL/v1/traces and URL/v1/metrics. `OTEL_EXPORTER_OTLP_HEADERS` and
+    /// `OTEL_SERVICE_NAME` are read too. Prompts follow --redact
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL",
+          value_parser = server::otlp::check_endpoint)]
+    otlp_endpoint: Option<String>,
+    /// Finished spans that may wait for a slow or absent OTLP receiver; past it new ones are
+    /// dropped and counted (`runboard_otlp_spans_dropped_total`)
+    #[arg(long, default_value_t = server::otlp::DEFAULT_QUEUE, value_name = "SPANS",
+          value_parser = at_least_one)]
+    otlp_queue: usize,
+    /// Seconds between two exports of the metrics over OTLP
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_secs)]
+    otlp_metrics_secs: f64,
 }
 
 fn upstream_arg(text: &str) -> Result<String, String> {
@@ -385,6 +400,14 @@ impl ServeArgs {
                 .clone()
                 .zip(self.tls_key.clone())
                 .map(|(cert, key)| server::TlsFiles { cert, key }),
+            otlp: self
+                .otlp_endpoint
+                .as_ref()
+                .map(|endpoint| server::OtlpConfig {
+                    queue: self.otlp_queue,
+                    metrics_every: Duration::from_secs_f64(self.otlp_metrics_secs),
+                    ..server::OtlpConfig::new(endpoint.clone())
+                }),
         })
     }
 }

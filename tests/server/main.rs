@@ -24,6 +24,7 @@ mod llama;
 mod llama_proxy;
 mod llama_runs;
 mod metrics;
+mod otlp;
 mod prometheus;
 mod proxy;
 mod proxy_record;

@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub slo: Option<runboard_api::Slo>,
     /// HTTPS with this certificate and key (`--tls-cert`, `--tls-key`); plain HTTP without.
     pub tls: Option<TlsFiles>,
+    /// Runs as traces and the `GenAI` metrics to an OTLP receiver (`--otlp-endpoint`).
+    pub otlp: Option<crate::OtlpConfig>,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             web: WebBundle::None,
             slo: None,
             tls: None,
+            otlp: None,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod store;
 pub use http::tls::TlsFiles;
 pub use http::tokens::{MIN_TOKEN_CHARS, NamedToken, TokenListError, parse_token_list};
 pub use http::{listener, web_bundle};
+pub use observe::otlp::{self, OtlpConfig, OtlpError};
 pub use observe::scrape;
 pub use producers::{benchmark, catalog, generator, proxy, replay, rng, upstream};
 
@@ -63,6 +64,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the writer to store what it was given.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a stopping server waits for its last OTLP export (the spans of runs it stopped
+/// and the last metrics) before it gives up on the receiver.
+const OTLP_GRACE: Duration = Duration::from_secs(5);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -87,6 +92,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be read or used.
     #[error("{0}")]
     Tls(String),
+    /// OTLP export could not be set up.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
     /// A token that is blank, starts or ends with spaces, or holds anything but visible ASCII.
     #[error(
         "the token is blank, has spaces at its ends, or holds characters other than visible \
@@ -113,6 +121,7 @@ pub struct RunningServer {
     writer: JoinHandle<()>,
     store: Store,
     identity: Identity,
+    otlp: Option<otlp::OtlpTask>,
 }
 
 impl RunningServer {
@@ -147,6 +156,10 @@ impl RunningServer {
         {
             writer.abort();
         }
+        // Last, so the runs' final events are in the traces.
+        if let Some(otlp) = self.otlp {
+            otlp.finish(OTLP_GRACE).await;
+        }
         producers::membership::leave(&self.store, &self.identity).await;
         self.store.close().await;
     }
@@ -156,12 +169,7 @@ impl RunningServer {
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.check_exposure()?;
     let cors_origins = parse_cors_origins(&config.access.cors_origins)?;
-    let tls = config
-        .tls
-        .as_ref()
-        .map(http::tls::acceptor)
-        .transpose()
-        .map_err(ServerError::Tls)?;
+    let tls = tls_acceptor(&config)?;
     let https = tls.is_some();
     let store = Store::open(&config.store.db).await?;
     let sequences = store.sequences().await?;
@@ -171,6 +179,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let shutdown = CancellationToken::new();
     let telemetry = Telemetry::with_slo(config.slo);
     let identity = identity_for(&config);
+    let otlp = export_runs(&config, &identity, &telemetry)?;
     let feed = Feed::new(
         hub.clone(),
         store.clone(),
@@ -251,7 +260,32 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         writer,
         store,
         identity,
+        otlp,
     })
+}
+
+/// The TLS acceptor of `--tls-cert` and `--tls-key`, or `None` for plain HTTP.
+fn tls_acceptor(config: &ServerConfig) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
+    config
+        .tls
+        .as_ref()
+        .map(http::tls::acceptor)
+        .transpose()
+        .map_err(ServerError::Tls)
+}
+
+/// Starts OTLP export when `--otlp-endpoint` asks for it, and hands it to the telemetry.
+fn export_runs(
+    config: &ServerConfig,
+    identity: &Identity,
+    telemetry: &Telemetry,
+) -> Result<Option<otlp::OtlpTask>, OtlpError> {
+    let Some(otlp_config) = &config.otlp else {
+        return Ok(None);
+    };
+    let (otlp, task) = otlp::Otlp::start(otlp_config, &identity.name, telemetry.export_counters())?;
+    telemetry.export_to(otlp);
+    Ok(Some(task))
 }
 
 /// `--max-connections` made to fit the open-file limit: the soft limit raised to what it

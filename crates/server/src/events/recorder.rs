@@ -212,6 +212,7 @@ impl Recorder {
                 .fleet()
                 .run_worker(&run.summary.run_id, worker);
         }
+        self.telemetry.run_created(&run.summary);
         let (stored, answer) = oneshot::channel();
         self.send(Command::Created {
             run: Box::new(run),

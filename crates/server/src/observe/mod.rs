@@ -4,6 +4,7 @@
 
 pub(crate) mod active_requests;
 pub(crate) mod fleet;
+pub mod otlp;
 pub mod scrape;
 pub(crate) mod telemetry;
 pub(crate) mod text_format;

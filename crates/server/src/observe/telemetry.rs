@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,6 +18,7 @@ use runboard_api::{RunEvent, RunStatus};
 use tokio::time::Instant;
 
 use crate::observe::fleet::FleetWindow;
+use crate::observe::otlp::{ExportCounters, Otlp};
 use crate::store::retention::RetentionMetrics;
 
 /// The content type of the page (the `OpenMetrics` text format, which Prometheus reads).
@@ -59,6 +60,9 @@ struct Inner {
     tokens_per_second: Family<Labels, Histogram, fn() -> Histogram>,
     outcomes: Outcomes,
     tracks: Mutex<HashMap<String, RunTrack>>,
+    /// Where runs go as traces and the `GenAI` metrics over OTLP (`--otlp-endpoint`).
+    otlp: OnceLock<Otlp>,
+    export: ExportCounters,
 }
 
 /// A running run that has produced no token for this long counts as stalled
@@ -253,6 +257,7 @@ impl Telemetry {
             tokens_per_second.clone(),
         );
         let outcomes = Outcomes::register(&mut registry);
+        let export = ExportCounters::register(&mut registry);
         Self {
             inner: Arc::new(Inner {
                 fleet: FleetWindow::default(),
@@ -272,6 +277,8 @@ impl Telemetry {
                 tokens_per_second,
                 outcomes,
                 tracks: Mutex::new(HashMap::new()),
+                otlp: OnceLock::new(),
+                export,
             }),
         }
     }
@@ -288,8 +295,28 @@ impl Telemetry {
         &self.inner.fleet
     }
 
+    /// From now on, runs also go to `otlp` (set once, at start).
+    pub(crate) fn export_to(&self, otlp: Otlp) {
+        let _ = self.inner.otlp.set(otlp);
+    }
+
+    /// What OTLP export counts, for the export task to update.
+    pub(crate) fn export_counters(&self) -> ExportCounters {
+        self.inner.export.clone()
+    }
+
+    /// A run was created, as it is stored.
+    pub fn run_created(&self, run: &runboard_api::RunSummary) {
+        if let Some(otlp) = self.inner.otlp.get() {
+            otlp.run_created(run);
+        }
+    }
+
     /// The model a run generates with, for its labels.
     pub fn run_model(&self, run_id: &str, model: &str) {
+        if let Some(otlp) = self.inner.otlp.get() {
+            otlp.run_model(run_id, model);
+        }
         self.inner.fleet.run_model(run_id, model);
         let mut tracks = self.tracks();
         let track = tracks.entry(run_id.to_owned()).or_insert_with(new_track);
@@ -300,6 +327,9 @@ impl Telemetry {
     pub fn observe(&self, run_id: &str, event: &RunEvent) {
         let now = Instant::now();
         self.inner.fleet.observe(run_id, event, now);
+        if let Some(otlp) = self.inner.otlp.get() {
+            otlp.observe(run_id, event);
+        }
         match event {
             RunEvent::Status(change) if change.status == RunStatus::Running => {
                 let mut tracks = self.tracks();

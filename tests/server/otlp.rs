@@ -1,0 +1,788 @@
+//! OTLP export (`serve --otlp-endpoint`) against real receivers: Arize Phoenix (installed from
+//! `PyPI` by `scripts/phoenix.sh`) shows each run as a trace, with a `GenAI` span for each step of
+//! a run on the real llama.cpp server and for each call the `openai` package made through the
+//! proxy; a receiver that decodes every request with the OpenTelemetry project's
+//! `opentelemetry-proto` (`tests/fixtures/otlp_receiver.py`) gets the spans and the four
+//! `GenAI` histograms, agreeing with the runs; with that receiver stopped mid-run the runs go
+//! on, the dropped spans are counted on `/metrics`, and export resumes when it is back.
+//!
+//! Needs `RUNBOARD_PHOENIX` and `RUNBOARD_OTLP_PYTHON` (`eval "$(scripts/phoenix.sh)"`), and
+//! for Phoenix's test the real model server (`eval "$(scripts/llama-server.sh)"`); skipped
+//! with a message without them, unless `RUNBOARD_REQUIRE_PHOENIX` is set.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runboard_api::{
+    ApiClient, CreateRun, PROMPT_WITHHELD, Redaction, RunMode, RunQuery, RunStatus,
+};
+use runboard_server::{OtlpConfig, RunningServer, ServerConfig, UpstreamSpec};
+use serde_json::{Value, json};
+use support::llama_server::{Llama, free_port, llama_with, server_with};
+use support::test_server::{client, config, start, wait_finished};
+use tokio::io::AsyncBufReadExt;
+
+/// The program a test needs from `scripts/phoenix.sh`, or `None` (the test says so and passes).
+fn installed(var: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|path| path.is_file());
+    if path.is_none() {
+        assert!(
+            std::env::var_os("RUNBOARD_REQUIRE_PHOENIX").is_none(),
+            "RUNBOARD_REQUIRE_PHOENIX is set but {var} names no program"
+        );
+        eprintln!("skipped: set {var} to run the OTLP tests (eval \"$(scripts/phoenix.sh)\")");
+    }
+    path
+}
+
+/// Export to `endpoint`, quick to send so the tests need not wait.
+fn otlp(endpoint: &str) -> OtlpConfig {
+    OtlpConfig {
+        spans_every: Duration::from_millis(100),
+        metrics_every: Duration::from_millis(300),
+        ..OtlpConfig::new(endpoint)
+    }
+}
+
+/// Waits up to `limit` for `check` to give something.
+async fn eventually<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Launches `count` synthetic runs of `task` and waits until each has finished.
+async fn generated_runs(api: &ApiClient, task: &str, count: usize) -> Vec<String> {
+    let mut runs = Vec::new();
+    for _ in 0..count {
+        let created = api
+            .create_run(&CreateRun {
+                task: task.into(),
+                mode: RunMode::Queued,
+                params: json!({}),
+            })
+            .await
+            .unwrap();
+        runs.push(created.summary.run_id);
+    }
+    for run_id in &runs {
+        let detail = wait_finished(api, run_id, Duration::from_secs(60)).await;
+        assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    }
+    runs
+}
+
+/// One figure of the server's `/metrics` page (the first line starting with `series`).
+async fn figure(server: &RunningServer, series: &str) -> Option<f64> {
+    let page = runboard_sse::http::client()
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+// --- The receiver that decodes with opentelemetry-proto -------------------------------------
+
+/// `tests/fixtures/otlp_receiver.py` on a port: what it decoded, a JSON line per request.
+struct ProtoReceiver {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl ProtoReceiver {
+    async fn start(python: &Path, port: u16) -> Self {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/otlp_receiver.py"
+        );
+        let mut child = tokio::process::Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python runs");
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .expect("the receiver listens within 30 s")
+            .unwrap()
+            .expect("the receiver says where it listens");
+        let said: Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(said["listening"], port);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&lines);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                kept.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        Self { child, lines }
+    }
+
+    async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    fn requests(&self, signal: &str) -> Vec<Value> {
+        let lines = self.lines.lock().unwrap();
+        for line in lines.iter() {
+            assert!(
+                line.get("error").is_none(),
+                "a request did not decode: {line}"
+            );
+        }
+        lines
+            .iter()
+            .filter(|line| line["signal"] == signal)
+            .cloned()
+            .collect()
+    }
+
+    /// Every span received, flattened out of its resource and scope.
+    fn spans(&self) -> Vec<Value> {
+        let mut spans = Vec::new();
+        for request in self.requests("traces") {
+            assert_eq!(request["content_type"], "application/x-protobuf");
+            for resource in request["body"]["resourceSpans"].as_array().unwrap() {
+                let service = proto_attribute(&resource["resource"], "service.name");
+                assert_eq!(service, Some(json!("runboard")), "{resource}");
+                for scope in resource["scopeSpans"].as_array().unwrap() {
+                    spans.extend(scope["spans"].as_array().unwrap().iter().cloned());
+                }
+            }
+        }
+        spans
+    }
+
+    /// The last data points received of the metric `name`, with its unit.
+    fn metric(&self, name: &str) -> Option<(String, Vec<Value>)> {
+        let requests = self.requests("metrics");
+        let request = requests.last()?;
+        for resource in request["body"]["resourceMetrics"].as_array()? {
+            for scope in resource["scopeMetrics"].as_array()? {
+                for metric in scope["metrics"].as_array()? {
+                    if metric["name"] == name {
+                        let points = metric["histogram"]["dataPoints"].as_array()?.clone();
+                        return Some((metric["unit"].as_str()?.to_owned(), points));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// An attribute of a span, resource or data point in protobuf's JSON mapping, as plain JSON
+/// (64-bit integers come as strings there; they are numbers here).
+fn proto_attribute(holder: &Value, key: &str) -> Option<Value> {
+    let attribute = holder["attributes"]
+        .as_array()?
+        .iter()
+        .find(|attribute| attribute["key"] == key)?;
+    let value = &attribute["value"];
+    if let Some(text) = value.get("stringValue") {
+        return Some(text.clone());
+    }
+    if let Some(number) = value.get("intValue") {
+        return Some(json!(number.as_str()?.parse::<i64>().ok()?));
+    }
+    if let Some(values) = value.get("arrayValue") {
+        let items: Vec<Value> = values["values"]
+            .as_array()?
+            .iter()
+            .filter_map(|item| item.get("stringValue").cloned())
+            .collect();
+        return Some(Value::Array(items));
+    }
+    value
+        .get("doubleValue")
+        .or_else(|| value.get("boolValue"))
+        .cloned()
+}
+
+/// The spans of run `run_id`: its root and its children.
+fn trace_of(spans: &[Value], run_id: &str) -> Option<(Value, Vec<Value>)> {
+    let root = spans.iter().find(|span| {
+        span.get("parentSpanId").is_none()
+            && proto_attribute(span, "runboard.run.id") == Some(json!(run_id))
+    })?;
+    let children = spans
+        .iter()
+        .filter(|span| span["parentSpanId"] == root["spanId"])
+        .cloned()
+        .collect();
+    Some((root.clone(), children))
+}
+
+/// Checks the trace of synthetic run `run_id` (a root and a `GenAI` span per step, whose
+/// tokens add up to the run's) and gives its steps and tokens.
+async fn check_synthetic_trace(
+    receiver: &ProtoReceiver,
+    api: &ApiClient,
+    run_id: &str,
+) -> (u64, u64) {
+    let detail = api.run(run_id).await.unwrap();
+    let (root, children) = eventually(Duration::from_secs(20), "the run's trace", async || {
+        let (root, children) = trace_of(&receiver.spans(), run_id)?;
+        // The root is sent when the run ends, after its last step.
+        (!children.is_empty()).then_some((root, children))
+    })
+    .await;
+    assert_eq!(root["name"], "invoke_agent");
+    assert_eq!(
+        proto_attribute(&root, "runboard.task"),
+        Some(json!("Describe the harbour"))
+    );
+    assert_eq!(
+        proto_attribute(&root, "runboard.status"),
+        Some(json!("completed"))
+    );
+    assert_eq!(root["status"]["code"], "STATUS_CODE_OK");
+    let mut tokens = 0;
+    for span in &children {
+        assert_eq!(span["traceId"], root["traceId"]);
+        assert_eq!(span["kind"], "SPAN_KIND_CLIENT");
+        let model = proto_attribute(span, "gen_ai.request.model").unwrap();
+        assert_eq!(span["name"], format!("chat {}", model.as_str().unwrap()));
+        assert_eq!(
+            proto_attribute(span, "gen_ai.operation.name"),
+            Some(json!("chat"))
+        );
+        assert_eq!(
+            proto_attribute(span, "gen_ai.provider.name"),
+            Some(json!("runboard.synthetic"))
+        );
+        assert!(
+            proto_attribute(span, "gen_ai.agent.name").is_some(),
+            "{span}"
+        );
+        let start: u64 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        let end: u64 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+        assert!(start <= end, "{span}");
+        tokens += proto_attribute(span, "gen_ai.usage.output_tokens")
+            .and_then(|tokens| tokens.as_u64())
+            .unwrap();
+    }
+    assert_eq!(tokens, detail.summary.tokens_out, "{children:#?}");
+    (children.len() as u64, tokens)
+}
+
+/// A field of the data points summed (over those of `token_type`, when given), rounded: the
+/// counts, and sums of whole tokens.
+fn sum_over(points: &[Value], field: &str, token_type: Option<&str>) -> u64 {
+    let sum: f64 = points
+        .iter()
+        .filter(|point| {
+            token_type
+                .is_none_or(|kind| proto_attribute(point, "gen_ai.token.type") == Some(json!(kind)))
+        })
+        .map(|point| match &point[field] {
+            Value::String(text) => text.parse::<f64>().unwrap(),
+            other => other.as_f64().unwrap_or(0.0),
+        })
+        .sum();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // Small whole numbers.
+    let rounded = sum.round() as u64;
+    rounded
+}
+
+/// Checks the four `GenAI` histograms once they count all `steps`: the same steps and tokens
+/// as the spans.
+async fn check_gen_ai_metrics(receiver: &ProtoReceiver, steps: u64, output_tokens: u64) {
+    eventually(Duration::from_secs(20), "the metrics", async || {
+        let (unit, points) = receiver.metric("gen_ai.client.operation.duration")?;
+        assert_eq!(unit, "s");
+        (sum_over(&points, "count", None) == steps).then_some(())
+    })
+    .await;
+    let (unit, usage) = receiver.metric("gen_ai.client.token.usage").unwrap();
+    assert_eq!(unit, "{token}");
+    assert_eq!(sum_over(&usage, "sum", Some("output")), output_tokens);
+    assert_eq!(sum_over(&usage, "count", Some("output")), steps);
+    for name in [
+        "gen_ai.server.time_to_first_token",
+        "gen_ai.server.time_per_output_token",
+    ] {
+        let (unit, points) = receiver.metric(name).unwrap();
+        assert_eq!(unit, "s", "{name}");
+        assert!(sum_over(&points, "count", None) > 0, "{name}: {points:#?}");
+        for point in &points {
+            assert_eq!(
+                proto_attribute(point, "gen_ai.provider.name"),
+                Some(json!("runboard.synthetic"))
+            );
+            assert!(proto_attribute(point, "gen_ai.request.model").is_some());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_decoding_with_opentelemetry_proto_gets_each_run_as_a_trace_and_the_gen_ai_metrics()
+ {
+    let Some(python) = installed("RUNBOARD_OTLP_PYTHON") else {
+        return;
+    };
+    let port = free_port();
+    let receiver = ProtoReceiver::start(&python, port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_config = config(&dir);
+    server_config.otlp = Some(otlp(&format!("http://127.0.0.1:{port}")));
+    let server = start(server_config).await;
+    let api = client(&server);
+
+    let runs = generated_runs(&api, "Describe the harbour", 3).await;
+    let (mut steps, mut output_tokens) = (0, 0);
+    for run_id in &runs {
+        let (run_steps, tokens) = check_synthetic_trace(&receiver, &api, run_id).await;
+        steps += run_steps;
+        output_tokens += tokens;
+    }
+    // The metrics are cumulative: once they count every step, they agree with the spans.
+    check_gen_ai_metrics(&receiver, steps, output_tokens).await;
+    assert_eq!(
+        figure(&server, "runboard_otlp_receiver_up{signal=\"traces\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        figure(&server, "runboard_otlp_spans_dropped_total").await,
+        Some(0.0)
+    );
+    server.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redact_text_no_prompt_and_no_answer_leaves_in_a_span() {
+    let Some(python) = installed("RUNBOARD_OTLP_PYTHON") else {
+        return;
+    };
+    let port = free_port();
+    let receiver = ProtoReceiver::start(&python, port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_config = config(&dir);
+    server_config.otlp = Some(otlp(&format!("http://127.0.0.1:{port}")));
+    server_config.store.redaction = Some(Redaction::Text);
+    let server = start(server_config).await;
+    let api = client(&server);
+    let secret = "the otters' secret harbour plan";
+    let runs = generated_runs(&api, secret, 2).await;
+    for run_id in &runs {
+        let (root, _) = eventually(Duration::from_secs(20), "the run's trace", async || {
+            trace_of(&receiver.spans(), run_id)
+        })
+        .await;
+        assert_eq!(
+            proto_attribute(&root, "runboard.task"),
+            Some(json!(PROMPT_WITHHELD))
+        );
+    }
+    let everything = serde_json::to_string(&receiver.requests("traces")).unwrap();
+    assert!(!everything.contains("secret harbour"), "{everything}");
+    server.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_receiver_stopped_mid_run_runs_go_on_drops_are_counted_and_export_resumes() {
+    let Some(python) = installed("RUNBOARD_OTLP_PYTHON") else {
+        return;
+    };
+    let port = free_port();
+    let receiver = ProtoReceiver::start(&python, port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_config = config(&dir);
+    server_config.otlp = Some(OtlpConfig {
+        // A queue far smaller than the spans of the runs made while the receiver is away.
+        queue: 4,
+        ..otlp(&format!("http://127.0.0.1:{port}"))
+    });
+    let server = start(server_config).await;
+    let api = client(&server);
+
+    let before = generated_runs(&api, "Before the outage", 1).await;
+    eventually(
+        Duration::from_secs(20),
+        "the first run's trace",
+        async || trace_of(&receiver.spans(), &before[0]),
+    )
+    .await;
+    receiver.stop().await;
+
+    // The receiver is gone: the runs are not held up by it, and complete as ever.
+    let during = generated_runs(&api, "During the outage", 6).await;
+    let dropped = eventually(Duration::from_secs(30), "drops counted", async || {
+        let dropped = figure(&server, "runboard_otlp_spans_dropped_total").await?;
+        (dropped > 0.0).then_some(dropped)
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "a failed export counted",
+        async || {
+            let failures = figure(
+                &server,
+                "runboard_otlp_export_failures_total{signal=\"traces\"}",
+            )
+            .await?;
+            (failures >= 1.0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        figure(&server, "runboard_otlp_receiver_up{signal=\"traces\"}").await,
+        Some(0.0)
+    );
+
+    // It comes back on the same port: the spans held meanwhile arrive, and new runs follow.
+    let receiver = ProtoReceiver::start(&python, port).await;
+    eventually(
+        Duration::from_secs(40),
+        "spans held through the outage",
+        async || {
+            let spans = receiver.spans();
+            spans
+                .iter()
+                .any(|span| {
+                    proto_attribute(span, "runboard.run.id")
+                        .is_some_and(|run| during.iter().any(|id| json!(id) == run))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let after = generated_runs(&api, "After the outage", 1).await;
+    eventually(Duration::from_secs(20), "a new run's trace", async || {
+        trace_of(&receiver.spans(), &after[0])
+    })
+    .await;
+    eventually(Duration::from_secs(20), "the metrics again", async || {
+        receiver.metric("gen_ai.client.operation.duration")
+    })
+    .await;
+    assert_eq!(
+        figure(&server, "runboard_otlp_receiver_up{signal=\"traces\"}").await,
+        Some(1.0)
+    );
+    // Nothing more was dropped once it was back.
+    assert_eq!(
+        figure(&server, "runboard_otlp_spans_dropped_total").await,
+        Some(dropped)
+    );
+    for run_id in during.iter().chain(&after) {
+        let detail = api.run(run_id).await.unwrap();
+        assert_eq!(detail.summary.status, RunStatus::Completed);
+    }
+    server.stop().await;
+    receiver.stop().await;
+}
+
+// --- Arize Phoenix --------------------------------------------------------------------------
+
+/// Arize Phoenix on loopback ports, with its store in a temporary directory; killed when
+/// dropped.
+struct Phoenix {
+    _child: tokio::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Phoenix {
+    async fn start(program: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = tokio::process::Command::new(program)
+            .arg("serve")
+            .env("PHOENIX_WORKING_DIR", dir.path())
+            .env("PHOENIX_HOST", "127.0.0.1")
+            .env("PHOENIX_PORT", port.to_string())
+            .env("PHOENIX_GRPC_PORT", free_port().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("phoenix starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = runboard_sse::http::client();
+        eventually(Duration::from_secs(120), "Phoenix answering", async || {
+            let response = http.get(format!("{url}/healthz")).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+        Self {
+            _child: child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Every span of the default project, through Phoenix's REST API, page by page.
+    async fn spans(&self) -> Vec<Value> {
+        let http = runboard_sse::http::client();
+        let mut spans = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![("limit", "1000".to_owned())];
+            if let Some(cursor) = &cursor {
+                params.push(("cursor", cursor.clone()));
+            }
+            let url = reqwest::Url::parse_with_params(
+                &format!("{}/v1/projects/default/spans", self.url),
+                &params,
+            )
+            .unwrap();
+            let Ok(response) = http.get(url).send().await else {
+                return spans;
+            };
+            let Ok(text) = response.text().await else {
+                return spans;
+            };
+            let Ok(page) = serde_json::from_str::<Value>(&text) else {
+                return spans;
+            };
+            spans.extend(page["data"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return spans,
+            }
+        }
+    }
+}
+
+/// The spans of run `run_id` in Phoenix: its root and its children.
+fn phoenix_trace(spans: &[Value], run_id: &str) -> Option<(Value, Vec<Value>)> {
+    let root = spans.iter().find(|span| {
+        span["parent_id"].is_null() && span["attributes"]["runboard.run.id"] == run_id
+    })?;
+    let children = spans
+        .iter()
+        .filter(|span| span["parent_id"] == root["context"]["span_id"])
+        .cloned()
+        .collect();
+    Some((root.clone(), children))
+}
+
+/// An attribute of a span as Phoenix's REST API gives it.
+fn attribute(span: &Value, key: &str) -> Value {
+    span["attributes"][key].clone()
+}
+
+/// Checks run `on_model`'s trace in Phoenix: a `GenAI` span for each of its `steps` on the
+/// real model, with the model server's own figures.
+async fn check_model_run_in_phoenix(phoenix: &Phoenix, on_model: &str, steps: usize) {
+    let (root, children) = eventually(
+        Duration::from_secs(60),
+        "the model run in Phoenix",
+        async || {
+            let (root, children) = phoenix_trace(&phoenix.spans().await, on_model)?;
+            (children.len() == steps).then_some((root, children))
+        },
+    )
+    .await;
+    assert_eq!(root["status_code"], "OK");
+    assert_eq!(attribute(&root, "gen_ai.operation.name"), "invoke_agent");
+    for span in &children {
+        assert_eq!(span["name"], "chat runboard-small", "{span:#}");
+        assert_eq!(span["context"]["trace_id"], root["context"]["trace_id"]);
+        assert_eq!(attribute(span, "gen_ai.provider.name"), "openai");
+        assert_eq!(attribute(span, "gen_ai.request.model"), "runboard-small");
+        assert_eq!(attribute(span, "gen_ai.response.model"), "runboard-small");
+        assert_eq!(attribute(span, "gen_ai.usage.output_tokens"), 8, "{span:#}");
+        assert!(
+            attribute(span, "gen_ai.usage.input_tokens")
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        assert!(
+            attribute(span, "gen_ai.server.time_to_first_token")
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
+        assert_eq!(
+            attribute(span, "gen_ai.response.finish_reasons"),
+            json!(["length"])
+        );
+        assert_eq!(attribute(span, "runboard.upstream"), "llama");
+    }
+}
+
+/// Checks a proxied run's trace in Phoenix (its worker on the root and on each call's span,
+/// each call's tokens as the proxy recorded them) and gives its calls' `gen_ai.request.stream`.
+async fn check_proxied_run_in_phoenix(
+    phoenix: &Phoenix,
+    api: &ApiClient,
+    run_id: &str,
+) -> Vec<Value> {
+    let mut calls = Vec::new();
+    // The tokens the proxy recorded for each call: the server's usage figure for the
+    // whole answer, counted from the chunks for the streamed one (the package asks for no
+    // usage there).
+    let mut recorded: Vec<u64> = api
+        .run(run_id)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .filter(|event| event.event == "data" && event.data["action"] == "step")
+        .map(|event| event.data["payload"]["output_tokens"].as_u64().unwrap())
+        .collect();
+    let (root, children) = eventually(
+        Duration::from_secs(60),
+        "a proxied run in Phoenix",
+        async || {
+            let (root, children) = phoenix_trace(&phoenix.spans().await, run_id)?;
+            (!children.is_empty()).then_some((root, children))
+        },
+    )
+    .await;
+    let worker = attribute(&root, "runboard.worker");
+    assert!(worker.is_string(), "{root:#}");
+    assert_eq!(
+        root["name"],
+        format!("invoke_agent {}", worker.as_str().unwrap())
+    );
+    let mut exported = Vec::new();
+    for span in children {
+        assert_eq!(attribute(&span, "runboard.worker"), worker);
+        assert_eq!(attribute(&span, "gen_ai.request.model"), "runboard-small");
+        assert_eq!(attribute(&span, "gen_ai.agent.name"), "scout");
+        let stream = attribute(&span, "gen_ai.request.stream");
+        if stream == false {
+            assert_eq!(
+                attribute(&span, "gen_ai.usage.output_tokens"),
+                24,
+                "{span:#}"
+            );
+        }
+        exported.push(
+            attribute(&span, "gen_ai.usage.output_tokens")
+                .as_u64()
+                .unwrap(),
+        );
+        calls.push(stream);
+    }
+    recorded.sort_unstable();
+    exported.sort_unstable();
+    assert_eq!(exported, recorded);
+    calls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phoenix_shows_runs_on_the_real_model_and_proxied_calls_as_traces_with_gen_ai_spans() {
+    let Some(phoenix_program) = installed("RUNBOARD_PHOENIX") else {
+        return;
+    };
+    let Some((binary, model)) = llama_with("RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let Some((python, _)) = server_with("RUNBOARD_OPENAI_PYTHON", "RUNBOARD_SMALL_GGUF") else {
+        return;
+    };
+    let phoenix = Phoenix::start(&phoenix_program).await;
+    let llama_port = free_port();
+    let _llama = Llama::start_as(&binary, &model, llama_port, "runboard-small").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_config: ServerConfig = config(&dir);
+    server_config.upstreams.upstreams.push(
+        UpstreamSpec::parse(&format!("llama=http://127.0.0.1:{llama_port}/v1"), |_| None).unwrap(),
+    );
+    server_config.otlp = Some(otlp(&phoenix.url));
+    let server = start(server_config).await;
+    let api = client(&server);
+
+    // A run on the real model: one iteration of the agent loop, each step 8 tokens.
+    let on_model = api
+        .create_run(&CreateRun {
+            task: "Describe the lighthouse".into(),
+            mode: RunMode::Queued,
+            params: json!({"model": "runboard-small", "iterations": 1, "max_tokens": 8,
+                           "temperature": 0, "extra_body": {"logit_bias": {"2": -100}}}),
+        })
+        .await
+        .unwrap()
+        .summary
+        .run_id;
+    let detail = wait_finished(&api, &on_model, Duration::from_secs(120)).await;
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    let steps = detail
+        .events
+        .iter()
+        .filter(|event| event.event == "data" && event.data["action"] == "step")
+        .count();
+
+    // A worker as people write them: the openai package, one streamed call and one whole.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openai_client.py"
+    );
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .args([
+            &format!("{}/v1", server.url()),
+            "no-key",
+            "runboard-small",
+            "scout",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let proxied: Vec<String> = eventually(
+        Duration::from_secs(90),
+        "the proxied run ended",
+        async || {
+            let runs = api.list_runs(&RunQuery::default()).await.ok()?.runs;
+            let proxied: Vec<String> = runs
+                .iter()
+                .filter(|run| run.worker.is_some() && run.status.is_finished())
+                .map(|run| run.run_id.clone())
+                .collect();
+            (!proxied.is_empty()).then_some(proxied)
+        },
+    )
+    .await;
+
+    check_model_run_in_phoenix(&phoenix, &on_model, steps).await;
+    let mut calls = Vec::new();
+    for run_id in &proxied {
+        calls.extend(check_proxied_run_in_phoenix(&phoenix, &api, run_id).await);
+    }
+    calls.sort_by_key(Value::to_string);
+    assert_eq!(
+        calls,
+        [json!(false), json!(true)],
+        "one whole call and one streamed"
+    );
+    server.stop().await;
+}
