@@ -8,6 +8,7 @@ mod support {
     #![allow(dead_code)]
     pub mod certificates;
     pub mod openai_upstream;
+    pub mod otlp_receiver;
     pub mod scripted_server;
     pub mod test_server;
 }
@@ -18,6 +19,7 @@ mod events;
 mod memory;
 mod models;
 mod open_files;
+mod otlp;
 mod record;
 mod runs;
 mod shared_store;

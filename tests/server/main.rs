@@ -10,6 +10,7 @@ mod support {
     pub mod cut_proxy;
     pub mod llama_server;
     pub mod openai_upstream;
+    pub mod otlp_receiver;
     pub mod raw_http;
     pub mod scripted_server;
     pub mod test_server;

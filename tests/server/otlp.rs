@@ -12,9 +12,8 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runboard_api::{
@@ -23,23 +22,8 @@ use runboard_api::{
 use runboard_server::{OtlpConfig, RunningServer, ServerConfig, UpstreamSpec};
 use serde_json::{Value, json};
 use support::llama_server::{Llama, free_port, llama_with, server_with};
+use support::otlp_receiver::{ProtoReceiver, eventually, installed, proto_attribute, trace_of};
 use support::test_server::{client, config, start, wait_finished};
-use tokio::io::AsyncBufReadExt;
-
-/// The program a test needs from `scripts/phoenix.sh`, or `None` (the test says so and passes).
-fn installed(var: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .filter(|path| path.is_file());
-    if path.is_none() {
-        assert!(
-            std::env::var_os("RUNBOARD_REQUIRE_PHOENIX").is_none(),
-            "RUNBOARD_REQUIRE_PHOENIX is set but {var} names no program"
-        );
-        eprintln!("skipped: set {var} to run the OTLP tests (eval \"$(scripts/phoenix.sh)\")");
-    }
-    path
-}
 
 /// Export to `endpoint`, quick to send so the tests need not wait.
 fn otlp(endpoint: &str) -> OtlpConfig {
@@ -47,25 +31,6 @@ fn otlp(endpoint: &str) -> OtlpConfig {
         spans_every: Duration::from_millis(100),
         metrics_every: Duration::from_millis(300),
         ..OtlpConfig::new(endpoint)
-    }
-}
-
-/// Waits up to `limit` for `check` to give something.
-async fn eventually<T>(
-    limit: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -102,142 +67,6 @@ async fn figure(server: &RunningServer, series: &str) -> Option<f64> {
         .ok()?;
     page.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
-// --- The receiver that decodes with opentelemetry-proto -------------------------------------
-
-/// `tests/fixtures/otlp_receiver.py` on a port: what it decoded, a JSON line per request.
-struct ProtoReceiver {
-    child: tokio::process::Child,
-    lines: Arc<Mutex<Vec<Value>>>,
-}
-
-impl ProtoReceiver {
-    async fn start(python: &Path, port: u16) -> Self {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/otlp_receiver.py"
-        );
-        let mut child = tokio::process::Command::new(python)
-            .arg(script)
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python runs");
-        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-            .await
-            .expect("the receiver listens within 30 s")
-            .unwrap()
-            .expect("the receiver says where it listens");
-        let said: Value = serde_json::from_str(&first).unwrap();
-        assert_eq!(said["listening"], port);
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&lines);
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = stdout.next_line().await {
-                kept.lock()
-                    .unwrap()
-                    .push(serde_json::from_str(&line).unwrap());
-            }
-        });
-        Self { child, lines }
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
-    }
-
-    fn requests(&self, signal: &str) -> Vec<Value> {
-        let lines = self.lines.lock().unwrap();
-        for line in lines.iter() {
-            assert!(
-                line.get("error").is_none(),
-                "a request did not decode: {line}"
-            );
-        }
-        lines
-            .iter()
-            .filter(|line| line["signal"] == signal)
-            .cloned()
-            .collect()
-    }
-
-    /// Every span received, flattened out of its resource and scope.
-    fn spans(&self) -> Vec<Value> {
-        let mut spans = Vec::new();
-        for request in self.requests("traces") {
-            assert_eq!(request["content_type"], "application/x-protobuf");
-            for resource in request["body"]["resourceSpans"].as_array().unwrap() {
-                let service = proto_attribute(&resource["resource"], "service.name");
-                assert_eq!(service, Some(json!("runboard")), "{resource}");
-                for scope in resource["scopeSpans"].as_array().unwrap() {
-                    spans.extend(scope["spans"].as_array().unwrap().iter().cloned());
-                }
-            }
-        }
-        spans
-    }
-
-    /// The last data points received of the metric `name`, with its unit.
-    fn metric(&self, name: &str) -> Option<(String, Vec<Value>)> {
-        let requests = self.requests("metrics");
-        let request = requests.last()?;
-        for resource in request["body"]["resourceMetrics"].as_array()? {
-            for scope in resource["scopeMetrics"].as_array()? {
-                for metric in scope["metrics"].as_array()? {
-                    if metric["name"] == name {
-                        let points = metric["histogram"]["dataPoints"].as_array()?.clone();
-                        return Some((metric["unit"].as_str()?.to_owned(), points));
-                    }
-                }
-            }
-        }
-        None
-    }
-}
-
-/// An attribute of a span, resource or data point in protobuf's JSON mapping, as plain JSON
-/// (64-bit integers come as strings there; they are numbers here).
-fn proto_attribute(holder: &Value, key: &str) -> Option<Value> {
-    let attribute = holder["attributes"]
-        .as_array()?
-        .iter()
-        .find(|attribute| attribute["key"] == key)?;
-    let value = &attribute["value"];
-    if let Some(text) = value.get("stringValue") {
-        return Some(text.clone());
-    }
-    if let Some(number) = value.get("intValue") {
-        return Some(json!(number.as_str()?.parse::<i64>().ok()?));
-    }
-    if let Some(values) = value.get("arrayValue") {
-        let items: Vec<Value> = values["values"]
-            .as_array()?
-            .iter()
-            .filter_map(|item| item.get("stringValue").cloned())
-            .collect();
-        return Some(Value::Array(items));
-    }
-    value
-        .get("doubleValue")
-        .or_else(|| value.get("boolValue"))
-        .cloned()
-}
-
-/// The spans of run `run_id`: its root and its children.
-fn trace_of(spans: &[Value], run_id: &str) -> Option<(Value, Vec<Value>)> {
-    let root = spans.iter().find(|span| {
-        span.get("parentSpanId").is_none()
-            && proto_attribute(span, "runboard.run.id") == Some(json!(run_id))
-    })?;
-    let children = spans
-        .iter()
-        .filter(|span| span["parentSpanId"] == root["spanId"])
-        .cloned()
-        .collect();
-    Some((root.clone(), children))
 }
 
 /// Checks the trace of synthetic run `run_id` (a root and a `GenAI` span per step, whose
@@ -365,6 +194,11 @@ async fn a_receiver_decoding_with_opentelemetry_proto_gets_each_run_as_a_trace_a
     }
     // The metrics are cumulative: once they count every step, they agree with the spans.
     check_gen_ai_metrics(&receiver, steps, output_tokens).await;
+    let services = receiver.service_names();
+    assert!(
+        !services.is_empty() && services.iter().all(|name| name == "runboard"),
+        "{services:?}"
+    );
     assert_eq!(
         figure(&server, "runboard_otlp_receiver_up{signal=\"traces\"}").await,
         Some(1.0)
@@ -372,6 +206,69 @@ async fn a_receiver_decoding_with_opentelemetry_proto_gets_each_run_as_a_trace_a
     assert_eq!(
         figure(&server, "runboard_otlp_spans_dropped_total").await,
         Some(0.0)
+    );
+    server.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_runs_trace_carries_its_error_on_the_run_and_on_the_step_it_failed_in() {
+    let Some(python) = installed("RUNBOARD_OTLP_PYTHON") else {
+        return;
+    };
+    let port = free_port();
+    let receiver = ProtoReceiver::start(&python, port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_config = config(&dir);
+    server_config.otlp = Some(otlp(&format!("http://127.0.0.1:{port}")));
+    let server = start(server_config).await;
+    let api = client(&server);
+    let run_id = api
+        .create_run(&CreateRun {
+            task: "Fail part-way".into(),
+            mode: RunMode::Queued,
+            params: json!({"fail": true}),
+        })
+        .await
+        .unwrap()
+        .summary
+        .run_id;
+    let detail = wait_finished(&api, &run_id, Duration::from_secs(60)).await;
+    assert_eq!(detail.summary.status, RunStatus::Failed);
+    let (root, children) = eventually(
+        Duration::from_secs(20),
+        "the failed run's trace",
+        async || trace_of(&receiver.spans(), &run_id),
+    )
+    .await;
+    assert_eq!(root["status"]["code"], "STATUS_CODE_ERROR", "{root:#}");
+    assert!(
+        root["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("synthetic failure"),
+        "{root:#}"
+    );
+    assert_eq!(
+        proto_attribute(&root, "error.type"),
+        Some(json!("run_failed"))
+    );
+    assert_eq!(
+        proto_attribute(&root, "runboard.status"),
+        Some(json!("failed"))
+    );
+    // The step going on when it failed ends with it, in error; the steps before it are fine.
+    let (failed, fine): (Vec<&Value>, Vec<&Value>) = children
+        .iter()
+        .partition(|span| span["status"]["code"] == "STATUS_CODE_ERROR");
+    assert_eq!(failed.len(), 1, "{children:#?}");
+    assert_eq!(
+        proto_attribute(failed[0], "error.type"),
+        Some(json!("run_failed"))
+    );
+    assert!(
+        fine.iter().all(|span| span["status"].get("code").is_none()),
+        "{fine:#?}"
     );
     server.stop().await;
     receiver.stop().await;

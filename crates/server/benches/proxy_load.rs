@@ -13,6 +13,13 @@
 //! `RUNBOARD_BENCH_POINTS=whole:64,streamed:1024` measures only those points.
 //! Everything shares this machine's cores: the upstream and the clients have one runtime
 //! thread each, runboard two.
+//!
+//! `RUNBOARD_BENCH_OTLP=none,sink,gone` also measures, right after the proxied figures of each
+//! point, a runboard exporting every call as a span over OTLP (`--otlp-endpoint`) to a
+//! receiver that takes everything (`sink`) and to one that is not there (`gone`: every export
+//! fails, the queue fills and spans are dropped), to show what export costs a proxied call;
+//! `none` is a second runboard that exports nothing, measured in turn like them (the control
+//! for what the order of measurement does).
 
 mod common;
 
@@ -21,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use runboard_server::{DbLocation, ServerConfig, StoreSettings, UpstreamSpec};
+use runboard_server::{DbLocation, OtlpConfig, ServerConfig, StoreSettings, UpstreamSpec};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -154,6 +161,18 @@ async fn serve_upstream(mut stream: TcpStream, whole: Arc<String>, streamed: Arc
         } else {
             &whole
         };
+        if stream.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One connection of the OTLP receiver that takes everything (`RUNBOARD_BENCH_OTLP=sink`).
+async fn serve_sink(mut stream: TcpStream) {
+    let reply =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+    let mut buffer = Vec::new();
+    while read_request(&mut stream, &mut buffer).await.is_some() {
         if stream.write_all(reply.as_bytes()).await.is_err() {
             return;
         }
@@ -346,13 +365,8 @@ async fn events_head(url: &str) -> i64 {
     health["events_head"].as_i64().unwrap_or(0)
 }
 
-/// The scripted upstream on its runtime, and runboard proxying to it (recording in a SQLite
-/// file in `dir`) on its own.
-fn start_both(
-    upstream_rt: &tokio::runtime::Runtime,
-    server_rt: &tokio::runtime::Runtime,
-    dir: &tempfile::TempDir,
-) -> (std::net::SocketAddr, runboard_server::RunningServer) {
+/// The scripted upstream on its runtime.
+fn start_upstream(upstream_rt: &tokio::runtime::Runtime) -> std::net::SocketAddr {
     let listener = upstream_rt
         .block_on(TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -368,12 +382,39 @@ fn start_both(
             ));
         }
     });
+    upstream
+}
+
+/// An OTLP receiver that takes every export, on the upstream's runtime: its base URL.
+fn start_sink(upstream_rt: &tokio::runtime::Runtime) -> String {
+    let listener = upstream_rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    upstream_rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_sink(stream));
+        }
+    });
+    url
+}
+
+/// runboard proxying to `upstream` on its own runtime, recording in a SQLite file `name` in
+/// `dir`, exporting over OTLP with `otlp`.
+fn start_runboard(
+    server_rt: &tokio::runtime::Runtime,
+    dir: &tempfile::TempDir,
+    name: &str,
+    upstream: std::net::SocketAddr,
+    otlp: Option<OtlpConfig>,
+) -> runboard_server::RunningServer {
     let mut config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         store: StoreSettings {
-            db: DbLocation::File(dir.path().join("bench.db")),
+            db: DbLocation::File(dir.path().join(name)),
             ..StoreSettings::default()
         },
+        otlp,
         ..ServerConfig::default()
     };
     config.upstreams.concurrency = Some(4096);
@@ -381,8 +422,70 @@ fn start_both(
         .upstreams
         .upstreams
         .push(UpstreamSpec::parse(&format!("bench=http://{upstream}/v1"), |_| None).unwrap());
-    let running = server_rt.block_on(runboard_server::start(config)).unwrap();
-    (upstream, running)
+    server_rt.block_on(runboard_server::start(config)).unwrap()
+}
+
+/// `RUNBOARD_BENCH_OTLP=none,sink,gone`: a runboard per receiver (or none), exporting every call, with the
+/// label of its figures.
+fn start_exporting(
+    upstream_rt: &tokio::runtime::Runtime,
+    server_rt: &tokio::runtime::Runtime,
+    dir: &tempfile::TempDir,
+    upstream: std::net::SocketAddr,
+) -> Vec<(String, runboard_server::RunningServer)> {
+    std::env::var("RUNBOARD_BENCH_OTLP")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|mode| !mode.trim().is_empty())
+        .enumerate()
+        .map(|(index, mode)| {
+            let endpoint = match mode.trim() {
+                "sink" => Some(start_sink(upstream_rt)),
+                // A port nothing listens on: every export fails.
+                "gone" => Some("http://127.0.0.1:9".to_owned()),
+                // The control: a second runboard measured in the same place, exporting nothing.
+                "none" => None,
+                other => panic!("RUNBOARD_BENCH_OTLP: {other:?} is not sink, gone or none"),
+            };
+            let name = format!("bench-otlp-{index}.db");
+            let config = endpoint.map(OtlpConfig::new);
+            let server = start_runboard(server_rt, dir, &name, upstream, config);
+            (format!("proxied, OTLP to {}", mode.trim()), server)
+        })
+        .collect()
+}
+
+/// Measures one point on a runboard that exports over OTLP, and prints it.
+#[allow(clippy::cast_precision_loss)]
+fn measure_exporting(
+    client_rt: &tokio::runtime::Runtime,
+    server: &runboard_server::RunningServer,
+    label: &str,
+    shape: Shape,
+    connections: usize,
+    seconds: f64,
+) {
+    let url = server.url();
+    let point = measure(
+        client_rt,
+        url.trim_start_matches("http://"),
+        "/v1/chat/completions",
+        shape,
+        connections,
+        seconds,
+        Some(&url),
+    );
+    let calls = point.latencies_us.len().max(1) as f64;
+    println!(
+        "  {connections:>5} connections: {label}: {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} ms), \
+         {} refused, {} errors, CPU {:.3} ms per call",
+        point.calls_per_sec(),
+        percentile_ms(&point.latencies_us, 0.5),
+        percentile_ms(&point.latencies_us, 0.99),
+        point.refused,
+        point.errors,
+        point.runboard_cpu * 1000.0 / calls,
+    );
 }
 
 /// The soft limit on open files, from `/proc/self/limits`.
@@ -412,9 +515,11 @@ fn main() {
     let server_rt = runtime("bench-server", 2);
     let client_rt = runtime("bench-client", 1);
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, running) = start_both(&upstream_rt, &server_rt, &dir);
+    let upstream = start_upstream(&upstream_rt);
+    let running = start_runboard(&server_rt, &dir, "bench.db", upstream, None);
     let runboard_url = running.url();
     let runboard_addr = runboard_url.trim_start_matches("http://").to_owned();
+    let exporting = start_exporting(&upstream_rt, &server_rt, &dir, upstream);
 
     println!(
         "closed loop, {seconds} s a point after 1 s of warm-up; latency = request written → \
@@ -469,7 +574,13 @@ fn main() {
                 proxied.runboard_cpu * 1000.0 / calls,
                 proxied.events as f64 / calls,
             );
+            for (label, server) in &exporting {
+                measure_exporting(&client_rt, server, label, shape, connections, seconds);
+            }
         }
+    }
+    for (_, server) in exporting {
+        server_rt.block_on(server.stop());
     }
     server_rt.block_on(running.stop());
 }

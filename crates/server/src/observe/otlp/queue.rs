@@ -14,7 +14,7 @@ use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter as _, SpanProcessor};
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -34,18 +34,50 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The SDK's span processor here: a finished span goes into the queue without waiting, or,
-/// when the queue is full, is dropped and counted.
+/// when the queue is full, is dropped and counted. The exporter is woken only when a batch is
+/// waiting (and otherwise finds the spans on its clock), not once per span.
 #[derive(Debug)]
 pub(super) struct SpanQueue {
     sender: mpsc::Sender<SpanData>,
     dropped: Counter,
+    batch_ready: Arc<Notify>,
+}
+
+/// The exporter's end of the queue.
+pub(super) struct Waiting {
+    receiver: mpsc::Receiver<SpanData>,
+    batch_ready: Arc<Notify>,
+}
+
+impl Waiting {
+    /// Moves queued spans into `held`, up to a batch.
+    fn drain_into(&mut self, held: &mut Vec<SpanData>) {
+        while held.len() < MAX_BATCH {
+            match self.receiver.try_recv() {
+                Ok(span) => held.push(span),
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 impl SpanQueue {
     /// A queue of `capacity` spans and its receiving end, for the exporter.
-    pub fn new(capacity: usize, dropped: Counter) -> (Self, mpsc::Receiver<SpanData>) {
+    pub fn new(capacity: usize, dropped: Counter) -> (Self, Waiting) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        (Self { sender, dropped }, receiver)
+        let batch_ready = Arc::new(Notify::new());
+        let waiting = Waiting {
+            receiver,
+            batch_ready: Arc::clone(&batch_ready),
+        };
+        (
+            Self {
+                sender,
+                dropped,
+                batch_ready,
+            },
+            waiting,
+        )
     }
 }
 
@@ -55,6 +87,11 @@ impl SpanProcessor for SpanQueue {
     fn on_end(&self, span: SpanData) {
         if self.sender.try_send(span).is_err() {
             self.dropped.inc();
+            return;
+        }
+        let queued = self.sender.max_capacity() - self.sender.capacity();
+        if queued >= MAX_BATCH.min(self.sender.max_capacity()) {
+            self.batch_ready.notify_one();
         }
     }
 
@@ -133,7 +170,7 @@ impl Exporter {
     /// queued is sent once more with the last metrics.
     pub async fn run(
         mut self,
-        mut waiting: mpsc::Receiver<SpanData>,
+        mut waiting: Waiting,
         stop: CancellationToken,
         end_open: impl FnOnce(),
     ) {
@@ -143,8 +180,10 @@ impl Exporter {
         let mut held: Vec<SpanData> = Vec::new();
         let mut backoff = FIRST_BACKOFF;
         let mut metrics_due = Instant::now() + self.metrics_every;
+        let mut flush_due = Instant::now() + self.spans_every;
         'export: loop {
             if held.is_empty() {
+                // A batch waiting, the flush clock, the metrics clock, or the stop.
                 tokio::select! {
                     biased;
                     () = stop.cancelled() => break 'export,
@@ -154,28 +193,23 @@ impl Exporter {
                         metrics_due = Instant::now() + self.metrics_every;
                         continue 'export;
                     }
-                    span = waiting.recv() => match span {
-                        Some(span) => held.push(span),
-                        None => break 'export,
-                    },
+                    () = waiting.batch_ready.notified() => {}
+                    () = sleep_until(flush_due) => {}
                 }
-                let gathered_by = Instant::now() + self.spans_every;
-                while held.len() < MAX_BATCH {
-                    tokio::select! {
-                        biased;
-                        () = stop.cancelled() => break,
-                        () = sleep_until(gathered_by) => break,
-                        span = waiting.recv() => match span {
-                            Some(span) => held.push(span),
-                            None => break,
-                        },
-                    }
+                flush_due = Instant::now() + self.spans_every;
+                waiting.drain_into(&mut held);
+                if held.is_empty() {
+                    continue;
                 }
             }
             let sent = self.send_spans(&mut held).await;
             self.note(&mut traces, sent.clone());
             if sent.is_ok() {
                 backoff = FIRST_BACKOFF;
+                // A backlog (after an outage) goes out batch after batch, not one a flush.
+                if waiting.receiver.len() >= MAX_BATCH {
+                    waiting.drain_into(&mut held);
+                }
                 continue;
             }
             // The receiver is away: the batch is held, new spans wait in the queue (or are
@@ -194,8 +228,8 @@ impl Exporter {
             }
         }
         end_open();
-        waiting.close();
-        while let Ok(span) = waiting.try_recv() {
+        waiting.receiver.close();
+        while let Ok(span) = waiting.receiver.try_recv() {
             held.push(span);
         }
         // One try each on the way out: the server is stopping and waits only so long.
