@@ -522,6 +522,16 @@ async fn check_model_run_in_phoenix(phoenix: &Phoenix, on_model: &str, steps: us
                 .unwrap()
                 > 0.0
         );
+        assert!(
+            attribute(span, "runboard.itl_p50").as_f64().unwrap() > 0.0,
+            "{span:#}"
+        );
+        assert!(
+            attribute(span, "runboard.output_tokens_per_second")
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
         assert_eq!(
             attribute(span, "gen_ai.response.finish_reasons"),
             json!(["length"])

@@ -340,6 +340,17 @@ impl RunSpans {
         if let Some(stream) = step.stream {
             attributes.push(KeyValue::new("gen_ai.request.stream", stream));
         }
+        // The inter-token latency's median and 99th percentile and the decode rate, as the
+        // step measured them (seconds, tokens a second).
+        for (key, figure) in [
+            ("runboard.itl_p50", figures.itl_p50_ms.map(seconds)),
+            ("runboard.itl_p99", figures.itl_p99_ms.map(seconds)),
+            ("runboard.output_tokens_per_second", figures.tok_per_sec),
+        ] {
+            if let Some(figure) = figure {
+                attributes.push(KeyValue::new(key, figure));
+            }
+        }
         if let Some(tokens) = figures.reasoning_tokens {
             attributes.push(KeyValue::new(
                 "gen_ai.usage.reasoning_tokens",
