@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracer;
-use runboard_api::{DataAction, RunEvent, RunStatus, RunSummary, Step};
+use runboard_api::{DataAction, NodeUpdate, RunEvent, RunStatus, RunSummary, Step};
 
 use super::gen_ai::{self, Call, Instruments};
 
@@ -35,6 +35,79 @@ struct OpenRun {
     last_seen: SystemTime,
     /// The error it failed with.
     error: Option<String>,
+}
+
+impl OpenRun {
+    /// What a step's span hangs on, to make it with the table let go.
+    fn parent(&self) -> Parent {
+        Parent {
+            root: self.root.clone(),
+            worker: self.worker.clone(),
+            model: self.model.clone(),
+            tokens: self.tokens,
+        }
+    }
+
+    /// Follows a `node_update`: a synthetic step begins at an agent change (the one before
+    /// it ends, given back), and the tokens move on.
+    fn progress(&mut self, update: &NodeUpdate, now: SystemTime) -> Option<Ending> {
+        let mut ending = None;
+        if !self.measured
+            && let Some(agent) = &update.agent
+        {
+            let same = self
+                .step
+                .as_ref()
+                .is_some_and(|step| step.agent == *agent && step.iteration == update.iteration);
+            if !same {
+                let next = OpenStep {
+                    agent: agent.clone(),
+                    iteration: update.iteration,
+                    started: self.last_seen,
+                    tokens_before: self.tokens,
+                    first_token: None,
+                    last_token: None,
+                };
+                ending = self.step.replace(next).map(|step| Ending::Step {
+                    parent: self.parent(),
+                    step,
+                });
+            }
+        }
+        if let Some(tokens) = update.tokens_out
+            && tokens > self.tokens
+        {
+            self.tokens = tokens;
+            if let Some(step) = &mut self.step {
+                step.first_token.get_or_insert((now, tokens));
+                step.last_token = Some(now);
+            }
+        }
+        ending
+    }
+}
+
+/// What a step's span needs of its run.
+struct Parent {
+    root: Context,
+    worker: Option<String>,
+    model: Option<String>,
+    /// The run's output tokens when the step ended.
+    tokens: u64,
+}
+
+/// What an event ended, to be made into spans once the table is let go.
+enum Ending {
+    /// A synthetic step.
+    Step { parent: Parent, step: OpenStep },
+    /// A step the producer measured.
+    Measured { parent: Parent, step: Box<Step> },
+    /// The run.
+    Run {
+        open: Box<OpenRun>,
+        status: RunStatus,
+        message: Option<String>,
+    },
 }
 
 /// A synthetic run's step, between two agent changes.
@@ -124,60 +197,52 @@ impl RunSpans {
         open.model = Some(model.to_owned());
     }
 
-    /// Follows an event of a run.
+    /// Follows an event of a run. Spans are made and metrics recorded after the table of
+    /// open runs is let go, so the events of other runs do not wait for them.
     pub fn observe(&self, run_id: &str, event: &RunEvent) {
         if let RunEvent::RunCreated(run) = event {
             self.run_created(run);
             return;
         }
         let now = SystemTime::now();
+        let ending = self.follow(run_id, event, now);
+        match ending {
+            Some(Ending::Step { parent, step }) => self.end_step(run_id, &parent, step, now, None),
+            Some(Ending::Measured { parent, step }) => {
+                self.measured_step(run_id, &parent, &step, now);
+            }
+            Some(Ending::Run {
+                open,
+                status,
+                message,
+            }) => self.end_run(run_id, *open, status, message, now),
+            None => {}
+        }
+    }
+
+    /// Takes `event` into the run's open trace, and gives back what it ended.
+    fn follow(&self, run_id: &str, event: &RunEvent, now: SystemTime) -> Option<Ending> {
         let mut runs = self.runs();
-        let Some(open) = runs.get_mut(run_id) else {
-            // A run this server did not open (recovered at start, or not made here) has no
-            // root to hang steps on; its end is not worth a trace of its own.
-            return;
-        };
-        match event {
+        // A run this server did not open (recovered at start, or not made here) has no root
+        // to hang steps on; its end is not worth a trace of its own.
+        let open = runs.get_mut(run_id)?;
+        let ending = match event {
             RunEvent::Status(change) if change.status == RunStatus::Running => {
                 open.root
                     .span()
                     .add_event_with_timestamp("running", now, Vec::new());
+                None
             }
-            RunEvent::NodeUpdate(update) => {
-                if !open.measured
-                    && let Some(agent) = &update.agent
-                {
-                    let same = open.step.as_ref().is_some_and(|step| {
-                        step.agent == *agent && step.iteration == update.iteration
-                    });
-                    if !same {
-                        self.end_step(run_id, open, now, None);
-                        open.step = Some(OpenStep {
-                            agent: agent.clone(),
-                            iteration: update.iteration,
-                            started: open.last_seen,
-                            tokens_before: open.tokens,
-                            first_token: None,
-                            last_token: None,
-                        });
-                    }
-                }
-                if let Some(tokens) = update.tokens_out
-                    && tokens > open.tokens
-                {
-                    open.tokens = tokens;
-                    if let Some(step) = &mut open.step {
-                        step.first_token.get_or_insert((now, tokens));
-                        step.last_token = Some(now);
-                    }
-                }
-            }
+            RunEvent::NodeUpdate(update) => open.progress(update, now),
             RunEvent::Data(data) => match data.decode() {
                 Ok(DataAction::Step(step)) => {
                     open.measured = true;
                     open.step = None;
                     open.tokens = open.tokens.max(step.tokens_out);
-                    self.measured_step(run_id, open, &step, now);
+                    Some(Ending::Measured {
+                        parent: open.parent(),
+                        step,
+                    })
                 }
                 Ok(DataAction::RunMetrics(metrics)) => {
                     let root = open.root.span();
@@ -186,28 +251,32 @@ impl RunSpans {
                         "runboard.input_tokens",
                         signed(metrics.prompt_tokens),
                     ));
+                    None
                 }
-                _ => {}
+                _ => None,
             },
-            RunEvent::Error(error) => open.error = Some(error.message.clone()),
+            RunEvent::Error(error) => {
+                open.error = Some(error.message.clone());
+                None
+            }
             RunEvent::Status(change) if change.status.is_finished() => {
-                let message = change.message.clone();
-                if let Some(open) = runs.remove(run_id) {
-                    self.end_run(run_id, open, change.status, message, now);
-                }
-                return;
+                return runs.remove(run_id).map(|open| Ending::Run {
+                    open: Box::new(open),
+                    status: change.status,
+                    message: change.message.clone(),
+                });
             }
             RunEvent::StreamEnd(_) => {
-                if let Some(open) = runs.remove(run_id) {
-                    self.end_run(run_id, open, RunStatus::Completed, None, now);
-                }
-                return;
+                return runs.remove(run_id).map(|open| Ending::Run {
+                    open: Box::new(open),
+                    status: RunStatus::Completed,
+                    message: None,
+                });
             }
-            _ => {}
-        }
-        if let Some(open) = runs.get_mut(run_id) {
-            open.last_seen = now;
-        }
+            _ => None,
+        };
+        open.last_seen = now;
+        ending
     }
 
     /// Ends the traces of the runs still going (the server is stopping; they stay `running`
@@ -231,7 +300,9 @@ impl RunSpans {
     ) {
         let failed = matches!(status, RunStatus::Failed | RunStatus::Running);
         let error_type = failed.then(|| status_error_type(status).to_owned());
-        self.end_step(run_id, &mut open, now, error_type.clone());
+        if let Some(step) = open.step.take() {
+            self.end_step(run_id, &open.parent(), step, now, error_type.clone());
+        }
         let root = open.root.span();
         root.set_attribute(KeyValue::new(
             "runboard.status",
@@ -258,27 +329,25 @@ impl RunSpans {
         root.end_with_timestamp(now);
     }
 
-    /// Ends a synthetic step going on, as a span and in the metrics.
+    /// Ends a synthetic step, as a span and in the metrics.
     fn end_step(
         &self,
         run_id: &str,
-        open: &mut OpenRun,
+        parent: &Parent,
+        step: OpenStep,
         now: SystemTime,
         error_type: Option<String>,
     ) {
-        let Some(step) = open.step.take() else {
-            return;
-        };
         let since = |from: SystemTime, to: SystemTime| {
             to.duration_since(from)
                 .unwrap_or(Duration::ZERO)
                 .as_secs_f64()
         };
-        let output_tokens = open.tokens - step.tokens_before;
+        let output_tokens = parent.tokens - step.tokens_before;
         let time_per_output_token = match (step.first_token, step.last_token) {
-            (Some((first, at_first)), Some(last)) if open.tokens > at_first => {
+            (Some((first, at_first)), Some(last)) if parent.tokens > at_first => {
                 #[allow(clippy::cast_precision_loss)] // Token counts far below 2^52.
-                let per_token = since(first, last) / (open.tokens - at_first) as f64;
+                let per_token = since(first, last) / (parent.tokens - at_first) as f64;
                 Some(per_token)
             }
             _ => None,
@@ -286,7 +355,10 @@ impl RunSpans {
         let call = Call {
             operation: "chat",
             provider: gen_ai::SYNTHETIC,
-            request_model: open.model.clone().unwrap_or_else(|| "synthetic".to_owned()),
+            request_model: parent
+                .model
+                .clone()
+                .unwrap_or_else(|| "synthetic".to_owned()),
             response_model: None,
             input_tokens: None,
             output_tokens,
@@ -301,11 +373,11 @@ impl RunSpans {
         if let Some(iteration) = step.iteration {
             attributes.push(KeyValue::new("runboard.iteration", i64::from(iteration)));
         }
-        self.send_call(run_id, open, &call, step.started, now, attributes);
+        self.send_call(run_id, parent, &call, step.started, now, attributes);
     }
 
     /// A step the producer measured: its span runs from the request to the answer's end.
-    fn measured_step(&self, run_id: &str, open: &OpenRun, step: &Step, now: SystemTime) {
+    fn measured_step(&self, run_id: &str, parent: &Parent, step: &Step, now: SystemTime) {
         let figures = &step.figures;
         let seconds = |ms: f64| ms / 1000.0;
         let call = Call {
@@ -360,14 +432,14 @@ impl RunSpans {
         if step.interrupted {
             attributes.push(KeyValue::new("runboard.interrupted", true));
         }
-        self.send_call(run_id, open, &call, started, now, attributes);
+        self.send_call(run_id, parent, &call, started, now, attributes);
     }
 
     /// Makes a call's span under the run's root, with its times, and records its metrics.
     fn send_call(
         &self,
         run_id: &str,
-        open: &OpenRun,
+        parent: &Parent,
         call: &Call,
         started: SystemTime,
         ended: SystemTime,
@@ -377,7 +449,7 @@ impl RunSpans {
         let mut attributes = call.span_attributes();
         attributes.extend(extra);
         attributes.push(KeyValue::new("runboard.run.id", run_id.to_owned()));
-        if let Some(worker) = &open.worker {
+        if let Some(worker) = &parent.worker {
             attributes.push(KeyValue::new("runboard.worker", worker.clone()));
         }
         let span = self
@@ -386,7 +458,7 @@ impl RunSpans {
             .with_kind(SpanKind::Client)
             .with_start_time(started)
             .with_attributes(attributes)
-            .start_with_context(&self.tracer, &open.root);
+            .start_with_context(&self.tracer, &parent.root);
         let cx = Context::new().with_span(span);
         let span = cx.span();
         if let Some(error_type) = &call.error_type {
