@@ -390,7 +390,10 @@ impl BodyReader<'_> {
             return Passed::ClientGone;
         }
         self.sent += bytes.len() as u64;
-        if self.answer.kind() == BodyKind::Whole && self.content_length == Some(self.sent) {
+        // A whole answer or a refusal is complete at its length: a client that read it all
+        // and closed before the upstream's body ended got its answer (a refusal's is its
+        // error, and the run fails with it rather than counting as cancelled).
+        if self.answer.kind() != BodyKind::Stream && self.content_length == Some(self.sent) {
             self.complete_at = Some(self.sent);
         }
         if self.take(&bytes).await {
@@ -419,10 +422,10 @@ impl BodyReader<'_> {
         let delivered = self.delivered.load(Ordering::Acquire);
         match self.complete_at {
             Some(at) => delivered >= at,
-            // A whole answer without a length: complete when all of it went and it reads as
-            // one JSON document.
+            // A whole answer or a refusal without a length: complete when all of it went and
+            // it reads as one JSON document.
             None => {
-                self.answer.kind() == BodyKind::Whole
+                self.answer.kind() != BodyKind::Stream
                     && delivered >= self.sent
                     && self.sent > 0
                     && serde_json::from_slice::<serde::de::IgnoredAny>(self.answer.copy()).is_ok()
