@@ -444,6 +444,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         None => describe_generation(&config.upstreams),
     };
     let auth = describe_access(&config.access);
+    let export = config
+        .otlp
+        .as_ref()
+        .map(|otlp| format!("; runs as traces to {} over OTLP", otlp.endpoint))
+        .unwrap_or_default();
     let running = match server::start(config).await {
         Ok(running) => running,
         Err(error) => {
@@ -452,7 +457,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     };
     tracing::info!(
-        "listening on {} (store: {db}; {auth}; {web}; {generation}); Ctrl-C stops",
+        "listening on {} (store: {db}; {auth}; {web}; {generation}{export}); Ctrl-C stops",
         running.url()
     );
     wait_for_stop_signal().await;

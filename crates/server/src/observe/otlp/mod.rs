@@ -13,6 +13,7 @@
 mod gen_ai;
 mod queue;
 mod spans;
+mod transport;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -188,10 +189,12 @@ impl Otlp {
         let headers: HashMap<String, String> = config.headers.iter().cloned().collect();
         // runboard's client: TLS on ring, trusting `--ca-cert` (the exporter's own default
         // client would look for a TLS provider reqwest is built without).
-        let http = runboard_sse::http::client_builder()
-            .timeout(EXPORT_TIMEOUT)
-            .build()
-            .map_err(|error| OtlpError(format!("no HTTP client: {error}")))?;
+        let http = transport::Transport::new(
+            runboard_sse::http::client_builder()
+                .timeout(EXPORT_TIMEOUT)
+                .build()
+                .map_err(|error| OtlpError(format!("no HTTP client: {error}")))?,
+        );
         let span_exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_http_client(http.clone())
@@ -203,7 +206,7 @@ impl Otlp {
             .map_err(|error| OtlpError(error.to_string()))?;
         let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_http()
-            .with_http_client(http)
+            .with_http_client(http.clone())
             .with_timeout(EXPORT_TIMEOUT)
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(config.signal_url("metrics"))
@@ -232,6 +235,7 @@ impl Otlp {
             metrics: metric_exporter,
             reader,
             resource,
+            transport: http,
             counters,
             endpoint: config.endpoint.clone(),
             spans_every: config.spans_every,

@@ -137,6 +137,8 @@ pub(super) struct Exporter {
     pub metrics: opentelemetry_otlp::MetricExporter,
     pub reader: SharedReader,
     pub resource: Resource,
+    /// What the exporters send with, for why a send failed.
+    pub transport: super::transport::Transport,
     pub counters: ExportCounters,
     /// For the log lines.
     pub endpoint: String,
@@ -294,8 +296,13 @@ impl Exporter {
             .get_or_create(&ExportCounters::signal(signal.name))
             .clone();
         let url = format!("{}/v1/{}", self.endpoint, signal.name);
+        let cause = self.transport.take_error();
         match (&signal.reach, sent) {
             (Reach::Up, Err(error)) => {
+                let error = match cause {
+                    Some(cause) => format!("{error}: {cause}"),
+                    None => error,
+                };
                 up.set(0);
                 if signal.name == "traces" {
                     tracing::warn!(
