@@ -61,6 +61,18 @@ fi
 
 took "the system packages"
 
+# Arize Phoenix and opentelemetry-proto, the OTLP receivers of the export tests: mostly
+# downloading and unpacking, so beside the compilers below rather than after them. Its exports
+# are kept for the end.
+phoenix_exports=$(mktemp)
+trap 'rm -f "$phoenix_exports"' EXIT
+phoenix_started=$SECONDS
+phoenix=""
+if [ -z "${RUNBOARD_PHOENIX:-}" ]; then
+  scripts/phoenix.sh > "$phoenix_exports" &
+  phoenix=$!
+fi
+
 # The real llama.cpp server and llama-cpp-python's, built once into target/llama/.
 if [ -z "${RUNBOARD_LLAMA_SERVER:-}" ]; then
   scripts/llama-server.sh \
@@ -70,9 +82,12 @@ took "the model servers (scripts/llama-server.sh)"
 # The web console's tools.
 scripts/build-web.sh --tools >&2
 took "the web console's tools"
-# Arize Phoenix and opentelemetry-proto, the OTLP receivers of the export tests.
-if [ -z "${RUNBOARD_PHOENIX:-}" ]; then
-  scripts/phoenix.sh \
-    || echo "note: Phoenix could not be installed; the OTLP tests say so and skip" >&2
+if [ -n "$phoenix" ]; then
+  if wait "$phoenix"; then
+    cat "$phoenix_exports"
+  else
+    echo "note: Phoenix could not be installed; the OTLP tests say so and skip" >&2
+  fi
+  echo "test-setup.sh: the OTLP receivers (scripts/phoenix.sh, beside the rest) took" \
+    "$((SECONDS - phoenix_started)) s in all" >&2
 fi
-took "the OTLP receivers (scripts/phoenix.sh)"
