@@ -14,9 +14,13 @@ cd "$(dirname "$0")/.."
 PHOENIX_VERSION=20.26.1
 dir=target/phoenix
 
+# Installed at the version, with the `phoenix` program and the protobuf modules the tests'
+# receiver imports (not `import phoenix`: that alone takes over ten seconds).
 ready() {
-  "$dir/bin/python" -c "import phoenix, opentelemetry.proto" 2> /dev/null \
-    && [ "$("$dir/bin/python" -c 'import importlib.metadata as m; print(m.version("arize-phoenix"))')" = "$PHOENIX_VERSION" ]
+  [ -x "$dir/bin/phoenix" ] \
+    && [ "$("$dir/bin/python" -c 'import importlib.metadata as m
+import opentelemetry.proto.collector.trace.v1.trace_service_pb2
+print(m.version("arize-phoenix"))' 2> /dev/null)" = "$PHOENIX_VERSION" ]
 }
 
 if ! ready; then
