@@ -40,6 +40,7 @@ mod schema;
 mod shared_store;
 mod store_faults;
 mod streams;
+mod upstream_connections;
 mod upstreams;
 mod web;
 mod workers;

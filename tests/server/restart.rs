@@ -86,3 +86,40 @@ async fn a_restart_fails_the_interrupted_run_keeps_its_history_and_runs_the_queu
     assert!(fresh != interrupted && fresh != waiting);
     second.stop().await;
 }
+
+#[tokio::test]
+async fn unseeded_run_ids_rise_in_time_order_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let unseeded = |dir: &tempfile::TempDir| {
+        let mut config = config(dir);
+        config.generator.seed = None;
+        config.generator.speed = 50.0;
+        config
+    };
+    let request = CreateRun {
+        task: "in order".into(),
+        mode: RunMode::Queued,
+        params: json!({"iterations": 1}),
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let server = start(unseeded(&dir)).await;
+        let api = client(&server);
+        for _ in 0..20 {
+            ids.push(api.create_run(&request).await.unwrap().summary.run_id);
+        }
+        wait_finished(&api, ids.last().unwrap(), Duration::from_secs(30)).await;
+        server.stop().await;
+    }
+    // `run-` and 16 base32 characters, each new id after every one before it, across the
+    // restart too (the store's newest id is where the second server's begin).
+    assert!(
+        ids.iter().all(|id| id.len() == 20
+            && id.starts_with("run-")
+            && id[4..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())),
+        "{ids:?}"
+    );
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+}

@@ -197,6 +197,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         generator: config.generator.clone(),
         limits: config.runs,
         last_ord: sequences.last_ord,
+        newest_run: sequences.newest_run.clone(),
         shutdown: shutdown.clone(),
         requests: requests.clone(),
         health: health.clone(),

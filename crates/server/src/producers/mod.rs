@@ -12,5 +12,6 @@ pub mod proxy;
 pub mod replay;
 pub mod rng;
 pub mod run_context;
+pub mod run_ids;
 pub(crate) mod runs;
 pub mod upstream;

@@ -15,6 +15,7 @@ use crate::producers::generator::{self, GeneratorConfig};
 use crate::producers::models_job;
 use crate::producers::rng::SplitMix64;
 use crate::producers::run_context::{Outcome, RunContext};
+use crate::producers::run_ids::RunIds;
 use crate::producers::upstream::{self, UpstreamPool};
 use crate::store::health::StoreHealth;
 use crate::store::{RunRow, Store, StoreError};
@@ -69,6 +70,8 @@ pub struct RunsSetup {
     pub limits: RunLimits,
     /// Where the run order stands in the store (seeds run ids under `--seed`).
     pub last_ord: i64,
+    /// The newest run id in the store, which new ids continue above.
+    pub newest_run: Option<String>,
     /// Ends every run's work when cancelled.
     pub shutdown: CancellationToken,
     /// Where generation requests are tracked.
@@ -122,7 +125,7 @@ struct Inner {
     cancelled_by: Mutex<HashMap<String, String>>,
     /// Adopted runs the writer has not confirmed yet.
     unconfirmed: Mutex<HashSet<String>>,
-    ids: Mutex<SplitMix64>,
+    ids: Mutex<RunIds>,
     shutdown: CancellationToken,
     requests: RequestTracker,
     upstreams: Option<UpstreamPool>,
@@ -141,6 +144,7 @@ impl Runs {
             generator,
             limits,
             last_ord,
+            newest_run,
             shutdown,
             requests,
             health,
@@ -157,14 +161,13 @@ impl Runs {
         } else {
             0
         };
-        let ids = generator
-            .seed
-            .map_or_else(SplitMix64::from_entropy, |seed| {
-                // Run ids continue from the stored count, so a restart does not repeat them.
-                SplitMix64::new(
-                    seed ^ u64::try_from(last_ord).unwrap_or(0).rotate_left(17) ^ shared_salt,
-                )
-            });
+        let ids = match generator.seed {
+            // Run ids continue from the stored count, so a restart does not repeat them.
+            Some(seed) => RunIds::seeded(SplitMix64::new(
+                seed ^ u64::try_from(last_ord).unwrap_or(0).rotate_left(17) ^ shared_salt,
+            )),
+            None => RunIds::ordered(SplitMix64::from_entropy(), newest_run.as_deref()),
+        };
         Self {
             inner: Arc::new(Inner {
                 recorder,
@@ -235,14 +238,12 @@ impl Runs {
 
     /// A new queued run's row, with its id and seed.
     fn new_row(&self, task: String, params: &Value, launched_by: Option<String>) -> (RunRow, u64) {
-        let (run_id, seed) = {
-            let mut ids = self
-                .inner
-                .ids
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            (format!("run-{:012x}", ids.next_u64() >> 16), ids.next_u64())
-        };
+        let (run_id, seed) = self
+            .inner
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next();
         let summary = RunSummary {
             created_at: Some(now_rfc3339()),
             worker: worker_of(params),
@@ -568,7 +569,7 @@ impl Runs {
                 .ids
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .next_u64();
+                .seed();
             // Queued before: it keeps its place even past the limit.
             self.inner.queued.fetch_add(1, Ordering::SeqCst);
             self.schedule(run, seed);

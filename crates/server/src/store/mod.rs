@@ -215,6 +215,8 @@ pub struct Sequences {
     pub last_seq: i64,
     /// The highest run order ever stored (0: none).
     pub last_ord: i64,
+    /// The id of the newest run stored (`None`: none), which new ids continue above.
+    pub newest_run: Option<String>,
 }
 
 /// Which finished runs retention removes. Runs that are queued or running are never pruned.

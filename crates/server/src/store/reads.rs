@@ -19,7 +19,8 @@ impl Store {
             "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), \
                     (SELECT COALESCE(MAX(ord), 0) FROM runs), \
                     (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_seq'), \
-                    (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_ord')",
+                    (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_ord'), \
+                    (SELECT run_id FROM runs ORDER BY ord DESC LIMIT 1)",
         )
         .fetch_one(&self.pool)
         .await
@@ -31,6 +32,7 @@ impl Store {
         Ok(Sequences {
             last_seq: read(0)?.max(read(2)?),
             last_ord: read(1)?.max(read(3)?),
+            newest_run: row.try_get(4).map_err(failed("reading the sequences"))?,
         })
     }
 

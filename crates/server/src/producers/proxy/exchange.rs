@@ -202,14 +202,23 @@ impl Exchange {
         if let Some(accept) = &self.accept {
             request = request.header(reqwest::header::ACCEPT, accept.as_bytes());
         }
-        if self.call.stream {
-            // llama.cpp's server closes the connection after every streamed answer without
-            // saying so (no `Connection: close`); a pooled connection it has closed takes
-            // the next call with it, and runboard never sends a call twice. A stream lasts
-            // seconds: a connection of its own costs it one round trip.
+        let upstream = &self.target.upstream;
+        let streamed = self.call.stream;
+        if streamed && upstream.streams.own_connection() {
             request = request.header(reqwest::header::CONNECTION, "close");
         }
-        request::send(&self.pool, spec, request).await
+        match request::send(&self.pool, spec, request).await {
+            Ok(response) => {
+                upstream.streams.heard(response.headers(), &spec.name);
+                Ok(response)
+            }
+            Err(unsent) => {
+                if streamed && unsent.broke_after_sending {
+                    upstream.streams.broke(&spec.name);
+                }
+                Err(unsent.message)
+            }
+        }
     }
 
     /// The upstream's headers for the client, without the ones that describe one connection

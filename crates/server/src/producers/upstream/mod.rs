@@ -9,6 +9,7 @@
 pub(crate) mod answer;
 pub(crate) mod chain;
 pub(crate) mod chunk;
+pub(crate) mod keep_alive;
 pub(crate) mod meter;
 pub(crate) mod pace;
 pub(crate) mod reading;
@@ -104,6 +105,8 @@ pub struct Upstream {
     /// Requests in flight at most, when limited.
     slots: Option<Arc<Semaphore>>,
     models: Mutex<ModelsRead>,
+    /// Whether proxied streams may share its kept-alive connections.
+    pub streams: keep_alive::StreamConnections,
 }
 
 /// The last read of an upstream's model list.
@@ -152,6 +155,7 @@ impl UpstreamPool {
                         .concurrency
                         .map(|n| Arc::new(Semaphore::new(n.max(1)))),
                     models: Mutex::new(ModelsRead::default()),
+                    streams: keep_alive::StreamConnections::default(),
                 })
             })
             .collect();
@@ -409,7 +413,7 @@ struct WireMeta {
 /// Reads one upstream's model list and keeps the result (or the reason it failed).
 async fn read_models(http: &reqwest::Client, upstream: &Upstream) {
     let spec = &upstream.spec;
-    let result = fetch_models(http, spec)
+    let result = fetch_models(http, upstream)
         .await
         .map_err(|error| spec.redact(&error));
     if let Err(error) = &result {
@@ -434,8 +438,9 @@ async fn read_models(http: &reqwest::Client, upstream: &Upstream) {
 
 async fn fetch_models(
     http: &reqwest::Client,
-    spec: &UpstreamSpec,
+    upstream: &Upstream,
 ) -> Result<Vec<ModelInfo>, String> {
+    let spec = &upstream.spec;
     let url = format!("{}/models", spec.base_url);
     let mut request = http.get(&url).timeout(MODELS_TIMEOUT);
     if let Some(key) = &spec.key {
@@ -445,6 +450,7 @@ async fn fetch_models(
         .send()
         .await
         .map_err(|error| format!("could not reach it: {}", reason(&error)))?;
+    upstream.streams.heard(response.headers(), &spec.name);
     let status = response.status();
     let body = response
         .bytes()

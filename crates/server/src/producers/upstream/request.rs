@@ -24,29 +24,46 @@ pub fn post(
     request
 }
 
+/// Why a request got no answer.
+#[derive(Debug)]
+pub struct Unsent {
+    /// Said for people, redacted.
+    pub message: String,
+    /// The connection broke after the request was sent on it (not: no connection could be
+    /// made, or the upstream stayed silent).
+    pub broke_after_sending: bool,
+}
+
 /// Sends `request` and waits for the answer's head, at most the idle timeout; the error says
-/// why there is none (unreachable, or silent), redacted.
+/// why there is none (unreachable, or silent).
 pub async fn send(
     pool: &UpstreamPool,
     spec: &UpstreamSpec,
     request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, String> {
+) -> Result<reqwest::Response, Unsent> {
     let idle = pool.config().idle_timeout;
+    let mut broke_after_sending = false;
     let message = match tokio::time::timeout(idle, request.send()).await {
         Ok(Ok(response)) => return Ok(response),
-        Ok(Err(error)) => format!(
-            "could not reach upstream {} ({}): {}",
-            spec.name,
-            spec.display_url(),
-            runboard_sse::error_with_causes(&error)
-        ),
+        Ok(Err(error)) => {
+            broke_after_sending = !error.is_connect() && !error.is_timeout();
+            format!(
+                "could not reach upstream {} ({}): {}",
+                spec.name,
+                spec.display_url(),
+                runboard_sse::error_with_causes(&error)
+            )
+        }
         Err(_) => format!(
             "upstream {} sent no answer within {} s",
             spec.name,
             idle.as_secs_f64()
         ),
     };
-    Err(spec.redact(&message))
+    Err(Unsent {
+        message: spec.redact(&message),
+        broke_after_sending,
+    })
 }
 
 /// Why a stream that had begun stopped: the upstream sent nothing for the idle timeout.

@@ -196,7 +196,7 @@ impl RunState<'_> {
             .header(reqwest::header::ACCEPT, "text/event-stream");
         self.until_stopped(request::send(self.pool, spec, request))
             .await?
-            .map_err(transient)
+            .map_err(|unsent| transient(unsent.message))
     }
 
     /// Reads one try's answer until it is complete (`[DONE]`, its body's end, or a refusal's
