@@ -23,7 +23,7 @@ use crate::observe::telemetry::Telemetry;
 use crate::store::health::StoreHealth;
 use crate::store::{EventRow, RunRow, Store, StoreError, Written};
 use runboard_api::clock::now_rfc3339;
-use runboard_api::{Redaction, RunEvent, RunStatus, StatusChange, StreamEnd};
+use runboard_api::{EventKind, Redaction, RunEvent, RunStatus, StatusChange, StreamEnd};
 
 /// Records in flight to the writer; producers wait when it is this far behind. Large enough
 /// to ride out a slow commit at fleet rates (tens of thousands of events a second) without
@@ -73,18 +73,36 @@ impl NewEvent {
     }
 }
 
+/// An event on its way to the writer with its data already encoded: the producers' threads
+/// encode it, so the one writer, which every event waits for, does not.
+#[derive(Debug)]
+struct Queued {
+    new: NewEvent,
+    /// `new.event` as stored (its JSON text).
+    data: String,
+}
+
+impl Queued {
+    fn new(new: NewEvent) -> Self {
+        let data = new.event.to_json().to_string();
+        Self { new, data }
+    }
+}
+
 /// What producers hand to the writer.
 #[derive(Debug)]
 enum Command {
     /// A new run: its row and its `run_created` event; answered once stored (or refused).
     Created {
         run: Box<RunRow>,
+        /// The `run_created` event's data.
+        data: String,
         stored: oneshot::Sender<Result<(), Refused>>,
     },
     /// An event of a known run.
-    Event(Box<NewEvent>),
+    Event(Box<Queued>),
     /// Events written in one transaction, all or none (restart recovery).
-    Together(Vec<NewEvent>, oneshot::Sender<()>),
+    Together(Vec<Queued>, oneshot::Sender<()>),
     /// Answer once everything sent before is persisted and published.
     Flush(oneshot::Sender<()>),
     /// Write everything sent before, answer, and stop.
@@ -214,8 +232,12 @@ impl Recorder {
         }
         self.telemetry.run_created(&run.summary);
         let (stored, answer) = oneshot::channel();
+        let data = RunEvent::RunCreated(run.summary.clone())
+            .to_json()
+            .to_string();
         self.send(Command::Created {
             run: Box::new(run),
+            data,
             stored,
         })
         .await?;
@@ -226,7 +248,7 @@ impl Recorder {
     pub async fn event(&self, run_id: &str, event: RunEvent, ts: String) -> Result<(), Stopped> {
         let new = NewEvent::at(run_id, self.redact(event, ""), ts);
         self.telemetry.observe(run_id, &new.event);
-        self.send(Command::Event(Box::new(new))).await
+        self.send(Command::Event(Box::new(Queued::new(new)))).await
     }
 
     /// Records an event that a later one replaces (a `node_update` mid-answer) unless the
@@ -242,7 +264,7 @@ impl Recorder {
         }
         let sent = self
             .commands
-            .try_send(Command::Event(Box::new(new)))
+            .try_send(Command::Event(Box::new(Queued::new(new))))
             .is_ok();
         if !sent {
             self.telemetry.update_skipped();
@@ -318,6 +340,7 @@ impl Recorder {
             self.telemetry.observe(&new.run_id, &new.event);
         }
         let (done, wait) = oneshot::channel();
+        let events = events.into_iter().map(Queued::new).collect();
         self.send(Command::Together(events, done)).await?;
         wait.await.map_err(|_| Stopped)
     }
@@ -452,23 +475,24 @@ impl Writer {
                 RunEvent::status(RunStatus::Cancelled, Some(message)),
                 RunEvent::stream_end(RunStatus::Cancelled),
             ] {
-                let new = NewEvent::now(&run_id, event);
-                self.stage_event(new, &mut staged, &mut changed).await;
+                let queued = Queued::new(NewEvent::now(&run_id, event));
+                self.stage_event(queued, &mut staged, &mut changed).await;
             }
         }
         for command in commands {
             match command {
-                Command::Created { run, stored } => {
+                Command::Created { run, data, stored } => {
                     // A creator that gave up (the store was failing) gets no run.
                     if stored.is_closed() {
                         continue;
                     }
                     let run_id = run.summary.run_id.clone();
-                    let created = RunEvent::RunCreated(run.summary.clone());
                     let ts = run.summary.created_at.clone().unwrap_or_default();
                     self.run_seqs.insert(run_id.clone(), 0);
                     self.runs.insert(run_id.clone(), *run);
-                    let row = self.number(&run_id, &created, ts).await;
+                    let row = self
+                        .number(&run_id, EventKind::RunCreated.as_str(), data, ts)
+                        .await;
                     staged.events.push(row);
                     staged.created.push((run_id.clone(), stored));
                     changed.insert(run_id);
@@ -496,14 +520,17 @@ impl Writer {
 
     async fn stage_event(
         &mut self,
-        new: NewEvent,
+        queued: Queued,
         staged: &mut Staged,
         changed: &mut HashSet<String>,
     ) {
+        let Queued { new, data } = queued;
         if self.apply(&new.run_id, &new.event, &new.ts).await {
             changed.insert(new.run_id.clone());
         }
-        let row = self.number(&new.run_id, &new.event, new.ts).await;
+        let row = self
+            .number(&new.run_id, new.event.name(), data, new.ts)
+            .await;
         staged.events.push(row);
     }
 
@@ -616,7 +643,8 @@ impl Writer {
             .retain(|run| !refused.contains(&run.summary.run_id));
     }
 
-    async fn number(&mut self, run_id: &str, event: &RunEvent, ts: String) -> EventRow {
+    /// The row of a run's next event: `event` its name, `data` its JSON text.
+    async fn number(&mut self, run_id: &str, event: &str, data: String, ts: String) -> EventRow {
         let run_seq = if let Some(last) = self.run_seqs.get_mut(run_id) {
             *last += 1;
             *last
@@ -631,8 +659,8 @@ impl Writer {
             seq: 0,
             run_id: run_id.to_owned(),
             run_seq,
-            event: event.name().to_owned(),
-            data: event.to_json().to_string(),
+            event: event.to_owned(),
+            data,
             ts,
         }
     }
