@@ -177,6 +177,11 @@ const fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
+impl Step {
+    /// The action of a `data` event carrying a step, for those who read its payload in place.
+    pub const ACTION: &'static str = "step";
+}
+
 /// Declares the known actions once: the enum, its wire names and its decoding all come from
 /// this list, so an action cannot be added to one and forgotten in another.
 macro_rules! data_actions {
@@ -328,6 +333,7 @@ mod tests {
         assert_eq!(other.name(), "gpu_temp");
         assert_eq!(other.payload(), payload);
         assert!(DataAction::from_parts("step", &json!({"tries": "two"})).is_err());
+        assert_eq!(DataAction::Step(Box::default()).name(), Step::ACTION);
         assert!(DataAction::from_parts("tool_call", &json!([1])).is_err());
         // An older server's step with missing and null fields still reads.
         let DataAction::Step(step) = DataAction::from_parts(

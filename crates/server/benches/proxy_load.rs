@@ -41,7 +41,7 @@ const CONNECTIONS: [usize; 3] = [64, 256, 1024];
 const STREAM_CHUNKS: usize = 20;
 
 /// runboard's threads: its runtime's, its writer's and SQLite's.
-const RUNBOARD_THREADS: &[&str] = &["bench-server", "runboard-writer", "sqlx-sqlite"];
+const RUNBOARD_THREADS: [&str; 3] = ["bench-server", "runboard-writer", "sqlx-sqlite"];
 
 /// The shapes of call measured.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -240,6 +240,8 @@ struct Point {
     errors: u64,
     seconds: f64,
     runboard_cpu: f64,
+    /// `runboard_cpu` split by `RUNBOARD_THREADS` (runtime, writer, SQLite), same span.
+    cpu_by_thread: [f64; 3],
     events: i64,
 }
 
@@ -316,12 +318,14 @@ fn measure(
         }
         // The first second warms up (connections, the upstream pool); then the measurement.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let cpu_before = threads_cpu_secs(RUNBOARD_THREADS);
+        let cpu_before = threads_cpu_secs(&RUNBOARD_THREADS);
+        let split_before = RUNBOARD_THREADS.map(|name| threads_cpu_secs(&[name]));
         let started = Instant::now();
         let mut counted: Vec<(Vec<u64>, u64, u64)> = Vec::new();
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         let elapsed = started.elapsed().as_secs_f64();
-        let cpu = threads_cpu_secs(RUNBOARD_THREADS) - cpu_before;
+        let cpu = threads_cpu_secs(&RUNBOARD_THREADS) - cpu_before;
+        let split_after = RUNBOARD_THREADS.map(|name| threads_cpu_secs(&[name]));
         stop.store(true, Ordering::Relaxed);
         while let Some(done) = clients.join_next().await {
             if let Ok(done) = done {
@@ -331,6 +335,7 @@ fn measure(
         let mut point = Point {
             seconds: elapsed + 1.0,
             runboard_cpu: cpu,
+            cpu_by_thread: std::array::from_fn(|at| split_after[at] - split_before[at]),
             ..Point::default()
         };
         for (latencies, refused, errors) in counted {
@@ -346,6 +351,9 @@ fn measure(
         // Calls over the warm-up second and the measured ones; CPU over the measured ones
         // only, so it is scaled to the same span below.
         point.runboard_cpu *= point.seconds / elapsed;
+        for cpu in &mut point.cpu_by_thread {
+            *cpu *= point.seconds / elapsed;
+        }
         point.latencies_us.sort_unstable();
         point
     })
@@ -562,7 +570,8 @@ fn main() {
             println!(
                 "  {connections:>5} connections: direct {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} \
                  ms) | proxied {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} ms), {} refused, {} \
-                 errors, CPU {:.3} ms per call, {:.1} events stored per call",
+                 errors, CPU {:.3} ms per call ({:.3} runtime, {:.3} writer, {:.3} SQLite), \
+                 {:.1} events stored per call",
                 direct.calls_per_sec(),
                 percentile_ms(&direct.latencies_us, 0.5),
                 percentile_ms(&direct.latencies_us, 0.99),
@@ -572,6 +581,9 @@ fn main() {
                 proxied.refused,
                 proxied.errors,
                 proxied.runboard_cpu * 1000.0 / calls,
+                proxied.cpu_by_thread[0] * 1000.0 / calls,
+                proxied.cpu_by_thread[1] * 1000.0 / calls,
+                proxied.cpu_by_thread[2] * 1000.0 / calls,
                 proxied.events as f64 / calls,
             );
             for (label, server) in &exporting {

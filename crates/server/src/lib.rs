@@ -50,7 +50,7 @@ use events::hub::Hub;
 use events::recorder::{Recorder, WriterSetup};
 use events::stream::StreamSource;
 use http::guard::Guard;
-use http::routes::AppState;
+use http::routes::{AppParts, AppState};
 use observe::active_requests::RequestTracker;
 use observe::telemetry::Telemetry;
 use producers::membership::Identity;
@@ -212,7 +212,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     play_any_recording(&config, &recorder, &hub, &identity, &shutdown);
     let (listener, addr) = bind(config.addr).await?;
     let (benchmark, benchmark_runner) = benchmarks(&config, &runs, &store, &hub, &shutdown);
-    let state = AppState {
+    let state = AppState::new(AppParts {
         runs,
         store: store.clone(),
         streams: StreamSource {
@@ -237,7 +237,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         roster,
         retention,
         replaying: config.replay.is_some(),
-    };
+    });
     let app = http::routes::router(
         state,
         config.access.keyring(),

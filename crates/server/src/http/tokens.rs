@@ -94,7 +94,8 @@ pub fn parse_token_list(text: &str) -> Result<Vec<NamedToken>, TokenListError> {
 /// The tokens a server accepts.
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
-    tokens: Vec<NamedToken>,
+    /// Shared: the token check's state is copied for every request.
+    tokens: std::sync::Arc<[NamedToken]>,
     /// What viewers are not sent (`--redact-viewers`).
     viewer_redaction: Option<Redaction>,
 }
@@ -136,7 +137,7 @@ impl Keyring {
     /// content, so a timing probe learns neither a prefix nor which entry matched.
     pub fn find(&self, presented: &str) -> Option<&NamedToken> {
         let mut found = None;
-        for token in &self.tokens {
+        for token in self.tokens.iter() {
             if bool::from(presented.as_bytes().ct_eq(token.secret.as_bytes())) {
                 found = Some(token);
             }

@@ -8,10 +8,32 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use runboard_api::{
-    DataAction, FleetFigures, Goodput, ModelGoodput, RunEvent, RunStatus, Slo, Step,
-};
+use runboard_api::{FleetFigures, Goodput, ModelGoodput, RunEvent, RunStatus, Slo, Step};
 use tokio::time::Instant;
+
+/// What the fleet's figures take of a [`Step`], read from its payload in place: every call's
+/// step passes here, and decoding it whole would copy its text.
+struct Answered<'a> {
+    model: &'a str,
+    ttft_ms: Option<f64>,
+    tpot_ms: Option<f64>,
+    itl_p50_ms: Option<f64>,
+}
+
+impl<'a> Answered<'a> {
+    fn read(payload: &'a serde_json::Value) -> Self {
+        let number = |key: &str| payload.get(key).and_then(serde_json::Value::as_f64);
+        Self {
+            model: payload
+                .get("model")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default(),
+            ttft_ms: number("ttft_ms"),
+            tpot_ms: number("tpot_ms"),
+            itl_p50_ms: number("itl_p50_ms"),
+        }
+    }
+}
 
 /// How far back the fleet's figures look.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -109,10 +131,8 @@ impl FleetWindow {
                     state.progress(run_id, tokens, now);
                 }
             }
-            RunEvent::Data(data) => {
-                if let Ok(DataAction::Step(step)) = data.decode() {
-                    state.call(run_id, &step, now);
-                }
+            RunEvent::Data(data) if data.action == Step::ACTION => {
+                state.call(run_id, &Answered::read(&data.payload), now);
             }
             RunEvent::Status(change) if change.status.is_finished() => {
                 if change.status == RunStatus::Failed {
@@ -202,11 +222,12 @@ impl State {
         }
     }
 
-    fn call(&mut self, run_id: &str, step: &Step, now: Instant) {
-        let ttft = step.figures.ttft_ms;
-        let itl = step.figures.tpot_ms.or(step.figures.itl_p50_ms);
-        let model = Some(step.model.clone())
+    fn call(&mut self, run_id: &str, answered: &Answered, now: Instant) {
+        let ttft = answered.ttft_ms;
+        let itl = answered.tpot_ms.or(answered.itl_p50_ms);
+        let model = Some(answered.model)
             .filter(|model| !model.is_empty())
+            .map(str::to_owned)
             .or_else(|| self.runs.get(run_id).and_then(|run| run.model.clone()));
         let met = self.slo.is_some_and(|slo| slo.met(ttft, itl));
         let second = self.second(now);
@@ -301,6 +322,7 @@ impl WorkerWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runboard_api::DataAction;
     use runboard_api::{NodeUpdate, RunSummary, StepFigures};
 
     fn created(run: &str, worker: &str) -> RunEvent {

@@ -8,6 +8,7 @@ mod status;
 pub use benchmarks::MAX_BENCHMARK_TASKS;
 pub use runs::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -38,9 +39,29 @@ use crate::store::Store;
 use crate::store::health::StoreHealth;
 use crate::store::retention::RetentionBoard;
 
-/// What the handlers share.
+/// What the handlers share, behind one pointer: axum hands every request its own copy of
+/// the state, and a copy is then one count raised rather than one per part.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// The state made of `parts`.
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct AppParts {
     /// Run lifecycle.
     pub runs: Runs,
     /// Reads.

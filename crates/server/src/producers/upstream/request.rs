@@ -15,7 +15,7 @@ pub fn post(
 ) -> reqwest::RequestBuilder {
     let mut request = pool
         .http()
-        .post(format!("{}{path}", spec.base_url))
+        .post(spec.url_of(path))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
     if let Some(key) = &spec.key {

@@ -38,6 +38,9 @@ pub struct UpstreamSpec {
     pub name: String,
     /// Its `OpenAI` base URL (`http://gpu1:8000/v1`), without a trailing slash.
     pub base_url: String,
+    /// `base_url` parsed, once: each call's URL and the secrets are taken from it rather than
+    /// from parsing the text again on every call.
+    pub url: reqwest::Url,
     /// Its key, from the environment.
     pub key: Option<ApiKey>,
 }
@@ -46,13 +49,14 @@ impl UpstreamSpec {
     /// Reads `[NAME=]URL`, taking the key from `env` (`RUNBOARD_UPSTREAM_<NAME>_KEY`, else
     /// `RUNBOARD_UPSTREAM_KEY`).
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let (name, url) = split_upstream(text)?;
+        let (name, base_url, url) = split_upstream(text)?;
         let key = env(&key_var(&name))
             .or_else(|| env(SHARED_KEY_VAR))
             .and_then(|key| ApiKey::new(&key));
         Ok(Self {
             name,
-            base_url: url,
+            base_url,
+            url,
             key,
         })
     }
@@ -74,11 +78,16 @@ impl UpstreamSpec {
 
     /// What must never reach a `/v1` client: the key and any password in the URL.
     pub fn secrets(&self) -> Secrets {
-        let password = reqwest::Url::parse(&self.base_url)
-            .ok()
-            .and_then(|url| url.password().map(str::to_owned));
         let key = self.key.as_ref().map(|ApiKey(key)| key.as_str());
-        Secrets::new(key.into_iter().chain(password.as_deref()))
+        Secrets::new(key.into_iter().chain(self.url.password()))
+    }
+
+    /// The URL of `path` (`/chat/completions`) under the base URL.
+    pub fn url_of(&self, path: &str) -> reqwest::Url {
+        let mut url = self.url.clone();
+        let joined = format!("{}{path}", self.url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url
     }
 
     /// [`Self::redact`], then cut to at most `max_chars` characters: a key the cut would
@@ -100,8 +109,11 @@ pub fn check_upstream(text: &str) -> Result<String, String> {
     split_upstream(text).map(|_| text.to_owned())
 }
 
+/// The name, base URL (without a trailing slash) and parsed URL of `[NAME=]URL`.
+type SplitUpstream = (String, String, reqwest::Url);
+
 /// The name and URL of `[NAME=]URL`; the name defaults to the URL's host and port.
-fn split_upstream(text: &str) -> Result<(String, String), String> {
+fn split_upstream(text: &str) -> Result<SplitUpstream, String> {
     let text = text.trim();
     let (name, url) = match text.split_once('=') {
         Some((name, url)) if !name.contains("://") => (Some(name.trim()), url.trim()),
@@ -133,7 +145,7 @@ fn split_upstream(text: &str) -> Result<(String, String), String> {
             "upstream name {name:?} must be 1 to 64 letters, digits, '-', '_', '.' or ':'"
         ));
     }
-    Ok((name, url.trim_end_matches('/').to_owned()))
+    Ok((name, url.trim_end_matches('/').to_owned(), parsed))
 }
 
 /// `RUNBOARD_UPSTREAM_<NAME>_KEY`, the name upper-cased with every other character an `_`.
@@ -210,6 +222,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_call_goes_to_its_path_under_the_base_url_and_a_url_password_is_a_secret() {
+        let none = |_: &str| None;
+        let url_of = |base: &str, path: &str| {
+            UpstreamSpec::parse(base, none)
+                .unwrap()
+                .url_of(path)
+                .to_string()
+        };
+        assert_eq!(
+            url_of("http://gpu1:8000/v1/", "/chat/completions"),
+            "http://gpu1:8000/v1/chat/completions"
+        );
+        assert_eq!(
+            url_of("http://gpu1:8000", "/chat/completions"),
+            "http://gpu1:8000/chat/completions"
+        );
+        assert_eq!(
+            url_of("https://user:pw@api.example.com/openai/v1", "/completions"),
+            "https://user:pw@api.example.com/openai/v1/completions"
+        );
+        let spec = UpstreamSpec::parse("https://user:hunter22@api.example.com/v1", none).unwrap();
+        let masked = spec.secrets().mask(b"the key was hunter22").unwrap();
+        assert_eq!(String::from_utf8(masked).unwrap(), "the key was ********");
+    }
     #[test]
     fn a_key_at_the_cut_is_redacted_before_the_text_is_cut() {
         let spec =
