@@ -428,6 +428,22 @@ impl RunEvent {
         value.unwrap_or(Value::Null)
     }
 
+    /// [`RunEvent::to_json`] as text, as the server stores and sends it. A `data` event, one
+    /// or more in every call, is written straight from its parts (already in key order, its
+    /// payload a sorted map) rather than copied into a value first.
+    pub fn to_json_text(&self) -> String {
+        let text = match self {
+            Self::Data(e) => serde_json::to_string(&DataInKeyOrder {
+                action: &e.action,
+                payload: &e.payload,
+                run_id: &e.run_id,
+            }),
+            other => serde_json::to_string(&other.to_json()),
+        };
+        // As in `to_json`: these always encode.
+        text.unwrap_or_else(|_| "null".to_owned())
+    }
+
     /// The run the event belongs to; empty when the server did not say.
     pub fn run_id(&self) -> &str {
         match self {
@@ -443,6 +459,14 @@ impl RunEvent {
             Self::Unknown { data, .. } => data.get("run_id").and_then(Value::as_str).unwrap_or(""),
         }
     }
+}
+
+/// A [`DataEvent`]'s fields in the order of their keys, as [`RunEvent::to_json`] sorts them.
+#[derive(Serialize)]
+struct DataInKeyOrder<'a> {
+    action: &'a str,
+    payload: &'a Value,
+    run_id: &'a str,
 }
 
 #[cfg(test)]
@@ -506,8 +530,9 @@ mod tests {
                 &mut bytes,
                 Some("9"),
                 sent.name(),
-                &sent.to_json().to_string(),
+                &sent.to_json_text(),
             );
+            assert_eq!(sent.to_json_text(), sent.to_json().to_string(), "{kind}");
             let mut parser = runboard_sse::Parser::new();
             let mut frames = Vec::new();
             parser.feed(&bytes, &mut |frame| frames.push(frame));

@@ -105,7 +105,7 @@ impl Redaction {
     /// (then nothing of it should be sent).
     pub fn event_data(self, event: &str, data: &str) -> Option<String> {
         let decoded = RunEvent::decode(event, data).ok()?;
-        Some(self.event(decoded, "").to_json().to_string())
+        Some(self.event(decoded, "").to_json_text())
     }
 }
 

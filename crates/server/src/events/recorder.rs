@@ -84,7 +84,7 @@ struct Queued {
 
 impl Queued {
     fn new(new: NewEvent) -> Self {
-        let data = new.event.to_json().to_string();
+        let data = new.event.to_json_text();
         Self { new, data }
     }
 }
@@ -232,9 +232,7 @@ impl Recorder {
         }
         self.telemetry.run_created(&run.summary);
         let (stored, answer) = oneshot::channel();
-        let data = RunEvent::RunCreated(run.summary.clone())
-            .to_json()
-            .to_string();
+        let data = RunEvent::RunCreated(run.summary.clone()).to_json_text();
         self.send(Command::Created {
             run: Box::new(run),
             data,
