@@ -157,6 +157,9 @@ pub struct Recorder {
     telemetry: Telemetry,
     /// Told after every batch the writer takes: there may be room again.
     room: Arc<tokio::sync::Notify>,
+    /// The line of calls waiting for room, in the order they came: only its head waits on
+    /// `room`, so a call woken to find the queue still full keeps its place.
+    line: Arc<tokio::sync::Mutex<()>>,
     /// Applied here, before anything is queued, so no text reaches the store or a stream.
     redaction: Option<Redaction>,
 }
@@ -200,6 +203,7 @@ impl Recorder {
                 commands,
                 telemetry,
                 room,
+                line: Arc::new(tokio::sync::Mutex::new(())),
                 redaction,
             },
             task,
@@ -284,24 +288,32 @@ impl Recorder {
     /// past what the store keeps up with queues here (its latency grows by the wait) rather
     /// than slowing every call down. False when it is still behind after `limit`.
     ///
-    /// Waiters are woken one at a time, in turn: the writer wakes the first after each batch,
-    /// and each one let in wakes the next, so a thousand waiting calls are not all woken to
-    /// find the queue full again.
+    /// Calls are let in in the order they came: they stand in a line (a fair lock), and only
+    /// the one at its head waits for the writer, woken after each batch it takes. A call let
+    /// in steps out of the line, and the next one looks at once. Without the line, a call
+    /// woken to find the queue full again went to the back, and some waited out `limit`
+    /// while later ones went in.
     pub async fn room_within(&self, limit: Duration) -> bool {
-        if !self.is_behind() {
-            return true;
-        }
         let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let woken = tokio::time::timeout_at(deadline, self.room.notified()).await;
-            if !self.is_behind() {
-                self.room.notify_one();
-                return true;
-            }
-            if woken.is_err() {
-                return false;
+        let head = match self.line.try_lock() {
+            // Nobody waiting: a call needs no turn while there is room.
+            Ok(_) if !self.is_behind() => return true,
+            Ok(head) => head,
+            Err(_) => match tokio::time::timeout_at(deadline, self.line.lock()).await {
+                Ok(head) => head,
+                Err(_) => return false,
+            },
+        };
+        while self.is_behind() {
+            if tokio::time::timeout_at(deadline, self.room.notified())
+                .await
+                .is_err()
+            {
+                return !self.is_behind();
             }
         }
+        drop(head);
+        true
     }
 
     /// What this server leaves out of its record (`--redact`).
@@ -430,7 +442,7 @@ impl Writer {
         while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
             self.gather(&mut inbox, &mut batch).await;
             let staged = self.stage(std::mem::take(&mut batch)).await;
-            // Taken off the queue: the first caller waiting for room looks again.
+            // Taken off the queue: the call at the head of the line looks again.
             self.room.notify_one();
             let closing = staged.close.is_some();
             if !self.write(staged).await || closing {
@@ -705,5 +717,86 @@ impl Writer {
             _ => return false,
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorder whose queue nobody takes from but the test: it drains it by hand.
+    fn unattended() -> (Recorder, mpsc::Receiver<Command>) {
+        let (commands, inbox) = mpsc::channel(QUEUE_CAPACITY);
+        let recorder = Recorder {
+            commands,
+            telemetry: Telemetry::new(),
+            room: Arc::new(tokio::sync::Notify::new()),
+            line: Arc::new(tokio::sync::Mutex::new(())),
+            redaction: None,
+        };
+        (recorder, inbox)
+    }
+
+    /// One record queued, as a call that was let in queues its events.
+    fn queue_one(recorder: &Recorder) {
+        let (done, _) = oneshot::channel();
+        recorder.commands.try_send(Command::Flush(done)).unwrap();
+    }
+
+    /// The writer taking one record and saying so.
+    fn take_one(recorder: &Recorder, inbox: &mut mpsc::Receiver<Command>) {
+        inbox.try_recv().unwrap();
+        recorder.room.notify_one();
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_waiting_for_the_writer_are_let_in_in_the_order_they_came() {
+        let (recorder, mut inbox) = unattended();
+        assert!(recorder.room_within(Duration::ZERO).await, "room at first");
+        for _ in 0..REFUSE_CALLS_AT {
+            queue_one(&recorder);
+        }
+        assert!(recorder.is_behind());
+        // A call that cannot wait is refused once its time is up.
+        assert!(!recorder.room_within(Duration::from_millis(20)).await);
+
+        let let_in = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut calls = tokio::task::JoinSet::new();
+        let call = |number: usize, calls: &mut tokio::task::JoinSet<()>| {
+            let recorder = recorder.clone();
+            let let_in = Arc::clone(&let_in);
+            calls.spawn(async move {
+                assert!(recorder.room_within(Duration::from_secs(30)).await);
+                let_in.lock().unwrap().push(number);
+                // Its own records fill the room it was let into.
+                queue_one(&recorder);
+            });
+        };
+        for number in 0..3 {
+            call(number, &mut calls);
+            settle().await;
+        }
+        // Woken while the queue is still full: the first call keeps its place.
+        recorder.room.notify_one();
+        settle().await;
+        assert!(let_in.lock().unwrap().is_empty());
+        // Room for one, and a call comes at that moment: it waits behind the three.
+        take_one(&recorder, &mut inbox);
+        call(3, &mut calls);
+        settle().await;
+        assert_eq!(*let_in.lock().unwrap(), vec![0]);
+        for _ in 0..3 {
+            take_one(&recorder, &mut inbox);
+            settle().await;
+        }
+        while calls.join_next().await.is_some() {}
+        assert_eq!(*let_in.lock().unwrap(), vec![0, 1, 2, 3]);
+        assert!(recorder.is_behind());
     }
 }
