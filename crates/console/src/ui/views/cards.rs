@@ -147,7 +147,22 @@ fn card_ui(
                 (None, Some(last)) => snippet_ui(ui, "", &last.snippet, true),
                 (None, None) => snippet_ui(ui, &worker.reasoning, &worker.snippet, false),
             }
-            footer_ui(ui, card, worker, board, state, now, actions);
+            // The buttons sit at the card's foot, and a failure's reason on a line of its own
+            // above them, cut to the card: beside the buttons a long one ran over them.
+            ui.with_layout(Layout::bottom_up(Align::Min), |ui| {
+                footer_ui(ui, card, worker, board, state, now, actions);
+                if let Some(error) = &worker.error {
+                    ui.add(
+                        egui::Label::new(
+                            RichText::new(error)
+                                .small()
+                                .color(status_color(worker.status)),
+                        )
+                        .truncate(),
+                    )
+                    .on_hover_text(error);
+                }
+            });
         });
     })
     .response
@@ -444,14 +459,7 @@ fn footer_ui(
                     egui::Color32::from_rgb(210, 130, 30),
                 )
                 .on_hover_text("No events from this worker for a while");
-            } else if let Some(error) = &worker.error {
-                ui.label(
-                    RichText::new(error)
-                        .small()
-                        .color(status_color(worker.status)),
-                )
-                .on_hover_text(error);
-            } else if let Some(warning) = &worker.warning {
+            } else if let Some(warning) = worker.warning.as_ref().filter(|_| worker.error.is_none()) {
                 badge(ui, "interrupted", egui::Color32::from_rgb(210, 130, 30))
                     .on_hover_text(warning);
             }
