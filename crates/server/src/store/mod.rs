@@ -19,7 +19,7 @@ mod writes;
 pub use instances::{InstanceRow, InstanceState, TakenOver};
 
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Connection as _};
@@ -273,6 +273,8 @@ pub struct Store {
     backend: Backend,
     /// The URL it was opened with (notifications need a connection of their own).
     url: String,
+    /// Whose turn it is to write a SQLite file: see [`Store::write_turn`].
+    write_turns: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The channel that wakes other instances when events are committed (payload: the last
@@ -430,7 +432,21 @@ impl Store {
             in_memory: matches!(location, DbLocation::Memory),
             backend,
             url,
+            write_turns: Arc::default(),
         })
+    }
+
+    /// On a SQLite file, this server's writing transactions (the writer's batches, pruning)
+    /// take turns here, in the order they came, before they begin. SQLite lets one write at a
+    /// time, and one that finds the lock taken sleeps in its busy handler (1, 2, 5, 10 ms and
+    /// longer) and wakes to try again: against pruning's run of short transactions, the
+    /// writer kept waking to the next one and fell seconds behind. `None` on PostgreSQL,
+    /// whose writers wait on row locks.
+    pub(super) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_turns.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// The engine.

@@ -19,6 +19,7 @@ impl Store {
         runs: &mut Vec<RunRow>,
         owner: &str,
     ) -> Result<Written, StoreError> {
+        let _turn = self.write_turn().await;
         let mut connection = self
             .pool
             .acquire()
