@@ -83,6 +83,7 @@ impl Store {
         now: &str,
         lease_ms: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ($1, $2, $3, $4, 0, 'alive', $5, NULL)"
         )))
@@ -100,6 +101,7 @@ impl Store {
     /// One heartbeat. False when the instance is no longer alive in the store (another one
     /// took over its runs while it was silent): it must stop its runs and register again.
     pub async fn heartbeat(&self, id: &str, now: &str) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "UPDATE instances SET heartbeat_at = $2, beats = beats + 1 \
              WHERE instance_id = $1 AND state = 'alive'",
@@ -119,6 +121,7 @@ impl Store {
         now: &str,
         lease_ms: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE instances SET state = 'alive', heartbeat_at = $2, beats = beats + 1, \
              lease_ms = $3, note = NULL WHERE instance_id = $1",
@@ -134,6 +137,7 @@ impl Store {
 
     /// Marks this instance stopped (a clean shutdown): others take its unfinished runs at once.
     pub async fn stop_instance(&self, id: &str, now: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE instances SET state = 'stopped', heartbeat_at = $2, note = 'stopped' \
              WHERE instance_id = $1 AND state = 'alive'",
@@ -172,6 +176,7 @@ impl Store {
 
     /// Removes instances that ended before `before` (RFC 3339) and own no unfinished run.
     pub async fn forget_instances(&self, before: &str) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM instances WHERE state <> 'alive' AND heartbeat_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.owner = instances.instance_id \
@@ -194,6 +199,7 @@ impl Store {
         me: &str,
         note: &str,
     ) -> Result<Option<TakenOver>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self
             .pool
             .begin()

@@ -436,12 +436,13 @@ impl Store {
         })
     }
 
-    /// On a SQLite file, this server's writing transactions (the writer's batches, pruning)
-    /// take turns here, in the order they came, before they begin. SQLite lets one write at a
-    /// time, and one that finds the lock taken sleeps in its busy handler (1, 2, 5, 10 ms and
-    /// longer) and wakes to try again: against pruning's run of short transactions, the
-    /// writer kept waking to the next one and fell seconds behind. `None` on PostgreSQL,
-    /// whose writers wait on row locks.
+    /// On a SQLite file, this server's writing transactions (the writer's batches, pruning,
+    /// the instance's heartbeat) take turns here, in the order they came, before they begin.
+    /// SQLite lets one write at a time, and one that finds the lock taken sleeps in its busy
+    /// handler (1, 2, 5, 10 ms and longer) and wakes to try again: against pruning's run of
+    /// short transactions the writer kept waking to the next one and fell seconds behind, and
+    /// a heartbeat behind a busy writer could miss its deadline. `None` on PostgreSQL, whose
+    /// writers wait on row locks.
     pub(super) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match self.backend {
             Backend::Sqlite => Some(self.write_turns.lock().await),
