@@ -178,7 +178,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let health = StoreHealth::new();
     let shutdown = CancellationToken::new();
     let telemetry = Telemetry::with_slo(config.slo);
-    let identity = identity_for(&config);
+    let identity =
+        producers::membership::identity(&store, instance_name(&config), config.store.lease).await?;
     let otlp = export_runs(&config, &identity, &telemetry)?;
     let feed = Feed::new(
         hub.clone(),
@@ -426,14 +427,13 @@ async fn join_the_board(
     Ok(roster)
 }
 
-/// This instance: named by `--instance-name`, else host:port.
-fn identity_for(config: &ServerConfig) -> Identity {
-    let name = config
+/// This instance's name: `--instance-name`, else host:port.
+fn instance_name(config: &ServerConfig) -> String {
+    config
         .store
         .instance_name
         .clone()
-        .unwrap_or_else(|| default_instance_name(config.addr));
-    Identity::new(name, config.store.lease)
+        .unwrap_or_else(|| default_instance_name(config.addr))
 }
 
 /// `host:port`: what tells instances apart on a board that several machines share.

@@ -4,13 +4,15 @@
 //! Liveness is judged by whether another instance's heartbeat count moves within its lease, on
 //! this instance's own monotonic clock: instances on different machines never compare clocks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::producers::rng::SplitMix64;
+use crate::producers::run_ids::{TAGS, instance_tag};
 use crate::producers::runs::Runs;
 use crate::store::health::StoreHealth;
 use crate::store::{InstanceRow, InstanceState, Store};
@@ -41,15 +43,54 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// A fresh id for an instance named `name`.
-    pub fn new(name: String, lease: Duration) -> Self {
-        let mut rng = crate::producers::rng::SplitMix64::from_entropy();
+    /// A fresh id from `rng` for an instance named `name`.
+    fn drawn(name: String, lease: Duration, rng: &mut SplitMix64) -> Self {
         Self {
             id: Arc::from(format!("i-{:010x}", rng.next_u64() >> 24)),
             name,
             lease,
         }
     }
+}
+
+/// This instance's identity for `store`: a fresh id, and on a shared store one whose run-id
+/// tag ([`instance_tag`]) no alive instance has, so the instances' run ids never meet. Two
+/// instances starting at the same moment could still draw one tag (1 in 1,024 for the pair);
+/// with every tag taken (over 1,024 alive instances) the last draw stands.
+pub async fn identity(
+    store: &Store,
+    name: String,
+    lease: Duration,
+) -> Result<Identity, crate::store::StoreError> {
+    let mut rng = SplitMix64::from_entropy();
+    if !store.is_shared() {
+        return Ok(Identity::drawn(name, lease, &mut rng));
+    }
+    let taken: HashSet<u16> = store
+        .instances()
+        .await?
+        .iter()
+        .filter(|row| row.state == InstanceState::Alive)
+        .map(|row| instance_tag(&row.id))
+        .collect();
+    Ok(untaken_identity(&taken, name, lease, &mut rng))
+}
+
+/// An identity whose tag is not in `taken`, if a few thousand draws find one.
+fn untaken_identity(
+    taken: &HashSet<u16>,
+    name: String,
+    lease: Duration,
+    rng: &mut SplitMix64,
+) -> Identity {
+    let mut identity = Identity::drawn(name, lease, rng);
+    for _ in 0..8 * usize::from(TAGS) {
+        if !taken.contains(&instance_tag(&identity.id)) {
+            break;
+        }
+        identity = Identity::drawn(identity.name, identity.lease, rng);
+    }
+    identity
 }
 
 /// The instances as last read, for `/api/health`.
@@ -293,5 +334,22 @@ impl Watch {
         if let Err(error) = self.store.forget_instances(&before).await {
             tracing::debug!(%error, "could not forget old instances");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_takes_a_run_id_tag_no_alive_instance_has() {
+        let mut rng = SplitMix64::new(42);
+        let free = 517;
+        let taken: HashSet<u16> = (0..TAGS).filter(|&tag| tag != free).collect();
+        let identity = untaken_identity(&taken, "b".into(), DEFAULT_LEASE, &mut rng);
+        assert_eq!(instance_tag(&identity.id), free, "{}", identity.id);
+        assert_eq!(identity.name, "b");
+        let none_taken = untaken_identity(&HashSet::new(), "c".into(), DEFAULT_LEASE, &mut rng);
+        assert!(none_taken.id.starts_with("i-") && none_taken.id.len() == 12);
     }
 }

@@ -15,7 +15,7 @@ use crate::producers::generator::{self, GeneratorConfig};
 use crate::producers::models_job;
 use crate::producers::rng::SplitMix64;
 use crate::producers::run_context::{Outcome, RunContext};
-use crate::producers::run_ids::RunIds;
+use crate::producers::run_ids::{RunIds, instance_hash, instance_tag};
 use crate::producers::upstream::{self, UpstreamPool};
 use crate::store::health::StoreHealth;
 use crate::store::{RunRow, Store, StoreError};
@@ -153,11 +153,7 @@ impl Runs {
         } = setup;
         // Instances sharing a store with the same `--seed` must not make the same ids.
         let shared_salt = if store.is_shared() {
-            instance
-                .bytes()
-                .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-                    (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-                })
+            instance_hash(&instance)
         } else {
             0
         };
@@ -166,7 +162,11 @@ impl Runs {
             Some(seed) => RunIds::seeded(SplitMix64::new(
                 seed ^ u64::try_from(last_ord).unwrap_or(0).rotate_left(17) ^ shared_salt,
             )),
-            None => RunIds::ordered(SplitMix64::from_entropy(), newest_run.as_deref()),
+            None => RunIds::ordered(
+                SplitMix64::from_entropy(),
+                newest_run.as_deref(),
+                store.is_shared().then(|| instance_tag(&instance)),
+            ),
         };
         Self {
             inner: Arc::new(Inner {
