@@ -1,7 +1,8 @@
 //! What the proxy records can be trusted: a call is ended exactly once whatever the client
 //! does, a client that closes once it has the whole answer completes its call, an answer the
 //! model server ended without a finish reason is named interrupted, a restart never sends a
-//! call no client made, and proxied calls carry their model into `/metrics`. Scripted upstream
+//! call no client made, proxied calls carry their model into `/metrics`, and a store that
+//! stops taking writes refuses new calls without losing the ones let in. Scripted upstream
 //! here (exact timing, many clients); the real servers are in `llama_proxy.rs` and
 //! `llama_runs.rs`.
 
@@ -526,4 +527,142 @@ async fn all_runs(api: &ApiClient) -> Vec<runboard_api::RunSummary> {
         }
         runs.extend(page);
     }
+}
+
+/// Holds SQLite's write lock on `path` from another process (Python's `sqlite3`, as a person
+/// with a long transaction open in another tool would) until the child's input is closed.
+async fn hold_write_lock(path: &std::path::Path) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt as _;
+    let script = "import sqlite3, sys\n\
+                  db = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+                  db.execute('BEGIN IMMEDIATE')\n\
+                  print('locked', flush=True)\n\
+                  sys.stdin.read()\n\
+                  db.execute('ROLLBACK')";
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 must be installed (.ci/run installs it)");
+    let mut said = String::new();
+    tokio::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut said)
+        .await
+        .unwrap();
+    assert_eq!(said.trim(), "locked");
+    child
+}
+
+/// What one client saw: the runs of its answered calls, and the refusal that stopped it
+/// (status, `Retry-After`, body).
+async fn call_until_refused(
+    server: &RunningServer,
+    most: usize,
+) -> (Vec<String>, Option<(u16, String, Value)>) {
+    let mut runs = Vec::new();
+    for _ in 0..most {
+        let response = request(server, chat(false, "stalled store"), &[])
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => {
+                runs.push(run_id_of(&response));
+                response.bytes().await.unwrap();
+            }
+            status => {
+                let retry = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|value| value.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                let bytes = response.bytes().await.unwrap_or_default();
+                let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                return (runs, Some((status, retry, body)));
+            }
+        }
+    }
+    (runs, None)
+}
+
+/// A store that stops taking writes (another program holds SQLite's lock): proxied calls go
+/// on while their records queue; once the heartbeat finds the store unwritable, a new call is
+/// refused at once with 503 `store_unwritable` and `Retry-After: 5` and never sent upstream.
+/// Once the lock is let go, every call that was let in is recorded, completed, once, and calls
+/// are taken again. (The 503 `recorder_behind` of a store that writes but too slowly needs a
+/// backlog of 16,384 records before the heartbeat's 2 s: the recorder's unit tests cover it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_a_stalled_store_are_refused_at_once_and_every_call_let_in_is_recorded() {
+    let upstream =
+        FakeUpstream::start(&["org/chat"], |_, _| whole_reply("Recorded later.", 5, 3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_upstream(sqlite_config(&dir), &upstream)).await;
+    let mut lock = hold_write_lock(&db_path(&dir)).await;
+
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let server = &server;
+            call_until_refused(server, 200)
+        })
+        .collect();
+    let seen = futures_util::future::join_all(clients).await;
+    let answered: Vec<String> = seen.iter().flat_map(|(runs, _)| runs.clone()).collect();
+    let refusals: Vec<_> = seen
+        .iter()
+        .filter_map(|(_, refusal)| refusal.clone())
+        .collect();
+    assert!(
+        !answered.is_empty(),
+        "no call went on while the store was behind"
+    );
+    assert_eq!(
+        refusals.len(),
+        64,
+        "{} calls made against a stalled store, {} clients refused",
+        answered.len(),
+        refusals.len()
+    );
+    for (status, retry, body) in &refusals {
+        assert_eq!((*status, retry.as_str()), (503, "5"), "{body}");
+        assert_eq!(body["error"]["code"], "store_unwritable", "{body}");
+    }
+    assert!(api_of(&server).health().await.unwrap().recorder_backlog > Some(0));
+    assert_eq!(
+        upstream.chats().len(),
+        answered.len(),
+        "a refused call was sent upstream"
+    );
+
+    drop(lock.stdin.take());
+    lock.wait().await.unwrap();
+    let expected = answered.len().to_string();
+    let path = db_path(&dir);
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while sqlite(
+            &path,
+            "SELECT COUNT(*) FROM runs WHERE status = 'completed'",
+        )
+        .await
+            != expected
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{expected} calls answered, not all recorded completed"));
+    assert_eq!(sqlite(&path, "SELECT COUNT(*) FROM runs").await, expected);
+    let distinct: std::collections::HashSet<&String> = answered.iter().collect();
+    assert_eq!(distinct.len(), answered.len());
+    // Taken again once the heartbeat finds the store writable.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while call_until_refused(&server, 1).await.0.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("calls were not taken again once the store was back");
+    server.stop().await;
 }
