@@ -24,42 +24,12 @@ pub fn summary_ui(
         ui.separator();
         servers_ui(ui, board, now);
         ui.separator();
-        totals_ui(ui, board, now);
+        // The figures leave the buttons their room; those that do not fit are listed under a
+        // "+N" (a 1,280-pixel window ran them under the buttons).
+        let buttons = buttons_width(ui, board);
+        totals_ui(ui, board, now, buttons);
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            if ui
-                .button("Settings…")
-                .on_hover_text("Smoothing, stall threshold, auto-clear")
-                .clicked()
-            {
-                state.settings_open = !state.settings_open;
-            }
-            if ui
-                .button("Clear finished")
-                .on_hover_text("Remove the cards of finished runs")
-                .clicked()
-            {
-                actions.push(Action::ClearFinished);
-            }
-            // A token that may not cancel or launch (a viewer's) gets no such buttons.
-            if board.may_anywhere(ApiAction::Cancel)
-                && ui
-                    .button("Cancel all")
-                    .on_hover_text("Cancel every queued and running run")
-                    .clicked()
-            {
-                actions.push(Action::CancelAll);
-            }
-            if board.may_anywhere(ApiAction::Launch) {
-                let launch = ui
-                    .add(egui::Button::new("Launch…").selected(state.launch_open))
-                    .on_hover_text("Launch a batch of runs (L)");
-                if launch.clicked() {
-                    state.launch_open = !state.launch_open;
-                    state.focus = state.launch_open.then_some(FocusTarget::Task);
-                }
-            } else {
-                state.launch_open = false;
-            }
+            buttons_ui(ui, board, state, actions);
         });
     });
     if board
@@ -77,6 +47,67 @@ pub fn summary_ui(
         launch_form_ui(ui, board, state, actions);
     }
     ui.add_space(4.0);
+}
+
+/// Settings, Clear finished, and Cancel all and Launch for a token that may use them.
+fn buttons_ui(ui: &mut egui::Ui, board: &Board, state: &mut UiState, actions: &mut Vec<Action>) {
+    if ui
+        .button("Settings…")
+        .on_hover_text("Smoothing, stall threshold, auto-clear")
+        .clicked()
+    {
+        state.settings_open = !state.settings_open;
+    }
+    if ui
+        .button("Clear finished")
+        .on_hover_text("Remove the cards of finished runs")
+        .clicked()
+    {
+        actions.push(Action::ClearFinished);
+    }
+    // A token that may not cancel or launch (a viewer's) gets no such buttons.
+    if board.may_anywhere(ApiAction::Cancel)
+        && ui
+            .button("Cancel all")
+            .on_hover_text("Cancel every queued and running run")
+            .clicked()
+    {
+        actions.push(Action::CancelAll);
+    }
+    if board.may_anywhere(ApiAction::Launch) {
+        let launch = ui
+            .add(egui::Button::new("Launch…").selected(state.launch_open))
+            .on_hover_text("Launch a batch of runs (L)");
+        if launch.clicked() {
+            state.launch_open = !state.launch_open;
+            state.focus = state.launch_open.then_some(FocusTarget::Task);
+        }
+    } else {
+        state.launch_open = false;
+    }
+}
+
+/// The buttons' labels, as [`buttons_ui`] shows them to this token.
+fn button_labels(board: &Board) -> Vec<&'static str> {
+    let mut labels = vec!["Settings…", "Clear finished"];
+    if board.may_anywhere(ApiAction::Cancel) {
+        labels.push("Cancel all");
+    }
+    if board.may_anywhere(ApiAction::Launch) {
+        labels.push("Launch…");
+    }
+    labels
+}
+
+/// The width [`buttons_ui`] takes, with the spacing before it.
+fn buttons_width(ui: &egui::Ui, board: &Board) -> f32 {
+    let spacing = ui.spacing();
+    let (padding, gap) = (spacing.button_padding.x, spacing.item_spacing.x);
+    button_labels(board)
+        .into_iter()
+        .map(|label| text_width(ui, RichText::new(label)) + 2.0 * padding + gap)
+        .sum::<f32>()
+        + gap
 }
 
 /// Each server with the state of its connection.
@@ -142,60 +173,131 @@ fn role_badge_ui(ui: &mut egui::Ui, server: &crate::board::Server) {
     ));
 }
 
-/// Workers live, aggregate tok/s with its sparkline, tokens, and outcomes.
-fn totals_ui(ui: &mut egui::Ui, board: &Board, now: f64) {
-    stat(
-        ui,
+/// Workers live, aggregate tok/s with its sparkline, tokens, and outcomes, as many as fit.
+fn totals_ui(ui: &mut egui::Ui, board: &Board, now: f64, keep_free: f32) {
+    let mut row = StatRow::new(ui, keep_free);
+    row.stat(
         &board.live_workers().to_string(),
         "live",
         "Workers not finished yet",
     );
-    stat(
-        ui,
+    row.stat(
         &rate(board.current_rate(now)),
         "tok/s",
         "Tokens per second of the workers generating now (stalled ones count 0)",
     );
-    if !board.total_rate.history().is_empty() {
-        sparkline_ui(ui, "total-rate", board.total_rate.history(), [140.0, 28.0])
-            .on_hover_text("tok/s over all workers, last 60 s");
+    if !board.total_rate.history().is_empty() && row.fits(SPARKLINE_WIDTH) {
+        sparkline_ui(
+            row.ui,
+            "total-rate",
+            board.total_rate.history(),
+            [SPARKLINE_WIDTH, 28.0],
+        )
+        .on_hover_text("tok/s over all workers, last 60 s");
     }
-    stat(
-        ui,
+    row.stat(
         &tokens(board.total_tokens()),
         "tokens",
         "Tokens generated by the cards shown",
     );
-    stat(
-        ui,
+    row.stat(
         &format!("{:.1}", board.call_rates.per_sec(now)),
         "calls/s",
         "Calls (or runs) that ended a second, over the last minute",
     );
-    stat(
-        ui,
+    row.stat(
         &format!("{:.0}", board.call_rates.failures_per_min(now)),
         "failed/min",
         "Calls (or runs) that failed, over the last minute",
     );
-    goodput_ui(ui, board);
-    stat(
-        ui,
+    goodput_ui(&mut row, board);
+    row.stat(
         &board.finished_count(RunStatus::Completed).to_string(),
         "completed",
         "Runs that completed while watched",
     );
-    stat(
-        ui,
+    row.stat(
         &board.finished_count(RunStatus::Failed).to_string(),
         "failed",
         "Runs that failed while watched",
     );
+    row.finish();
+}
+
+/// The aggregate tok/s sparkline's width in the top bar.
+const SPARKLINE_WIDTH: f32 = 140.0;
+
+/// Room kept at the end of the figures for the "+N" of those left out.
+const MORE_WIDTH: f32 = 36.0;
+
+/// Figures laid out in order while they fit; from the first that does not, the rest are
+/// listed under a "+N" whose hover names them.
+struct StatRow<'u> {
+    ui: &'u mut egui::Ui,
+    /// Width kept free after the figures (the buttons').
+    keep_free: f32,
+    left_out: Vec<String>,
+}
+
+impl<'u> StatRow<'u> {
+    fn new(ui: &'u mut egui::Ui, keep_free: f32) -> Self {
+        Self {
+            ui,
+            keep_free,
+            left_out: Vec::new(),
+        }
+    }
+
+    /// Whether `width` more (and a "+N" after it) fits, and nothing was left out before.
+    fn fits(&self, width: f32) -> bool {
+        self.left_out.is_empty()
+            && width + self.ui.spacing().item_spacing.x + MORE_WIDTH + self.keep_free
+                <= self.ui.available_width()
+    }
+
+    fn stat(&mut self, value: &str, unit: &str, explanation: &str) {
+        let value_text = RichText::new(value).strong().monospace().size(16.0);
+        let unit_text = RichText::new(unit).weak();
+        let width = text_width(self.ui, value_text.clone())
+            + self.ui.spacing().item_spacing.x
+            + text_width(self.ui, unit_text.clone());
+        if self.fits(width) {
+            self.ui.label(value_text).on_hover_text(explanation);
+            self.ui.label(unit_text);
+        } else {
+            self.left_out.push(format!("{value} {unit}"));
+        }
+    }
+
+    fn finish(self) {
+        if self.left_out.is_empty() {
+            return;
+        }
+        self.ui
+            .label(RichText::new(format!("+{}", self.left_out.len())).weak())
+            .on_hover_text(format!(
+                "Left out for want of room: {}",
+                self.left_out.join(", ")
+            ));
+    }
+}
+
+/// The width `text` takes on one line.
+fn text_width(ui: &egui::Ui, text: RichText) -> f32 {
+    egui::WidgetText::from(text)
+        .into_galley(
+            ui,
+            Some(egui::TextWrapMode::Extend),
+            f32::INFINITY,
+            egui::TextStyle::Body,
+        )
+        .size()
+        .x
 }
 
 /// The share of the last minute's calls that met the servers' objective (`serve --slo`), over
 /// every server that measures it.
-fn goodput_ui(ui: &mut egui::Ui, board: &Board) {
+fn goodput_ui(row: &mut StatRow<'_>, board: &Board) {
     let measured: Vec<(&str, &runboard_api::Goodput)> = board
         .servers
         .iter()
@@ -217,8 +319,7 @@ fn goodput_ui(ui: &mut egui::Ui, board: &Board) {
         .iter()
         .map(|(label, g)| format!("{label}: {}", g.slo))
         .collect();
-    stat(
-        ui,
+    row.stat(
         &value,
         "goodput",
         &format!(
@@ -227,12 +328,6 @@ fn goodput_ui(ui: &mut egui::Ui, board: &Board) {
             objectives.join("; ")
         ),
     );
-}
-
-fn stat(ui: &mut egui::Ui, value: &str, unit: &str, explanation: &str) {
-    ui.label(RichText::new(value).strong().monospace().size(16.0))
-        .on_hover_text(explanation);
-    ui.label(RichText::new(unit).weak());
 }
 
 /// The model the batch asks for, from the server's model list (real models carry their
