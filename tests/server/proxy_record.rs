@@ -640,7 +640,7 @@ async fn calls_to_a_stalled_store_are_refused_at_once_and_every_call_let_in_is_r
     lock.wait().await.unwrap();
     let expected = answered.len().to_string();
     let path = db_path(&dir);
-    tokio::time::timeout(Duration::from_secs(120), async {
+    let recorded = tokio::time::timeout(Duration::from_secs(120), async {
         while sqlite(
             &path,
             "SELECT COUNT(*) FROM runs WHERE status = 'completed'",
@@ -651,8 +651,21 @@ async fn calls_to_a_stalled_store_are_refused_at_once_and_every_call_let_in_is_r
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
-    .await
-    .unwrap_or_else(|_| panic!("{expected} calls answered, not all recorded completed"));
+    .await;
+    if recorded.is_err() {
+        let statuses = sqlite(
+            &path,
+            "SELECT group_concat(status || ': ' || n, ', ') FROM \
+             (SELECT status, COUNT(*) AS n FROM runs GROUP BY status)",
+        )
+        .await;
+        let health = api_of(&server).health().await.unwrap();
+        panic!(
+            "{expected} calls answered, not all recorded completed: {statuses}; backlog {:?}, \
+             store {:?}",
+            health.recorder_backlog, health.store
+        );
+    }
     assert_eq!(sqlite(&path, "SELECT COUNT(*) FROM runs").await, expected);
     let distinct: std::collections::HashSet<&String> = answered.iter().collect();
     assert_eq!(distinct.len(), answered.len());
@@ -664,5 +677,58 @@ async fn calls_to_a_stalled_store_are_refused_at_once_and_every_call_let_in_is_r
     })
     .await
     .expect("calls were not taken again once the store was back");
+    server.stop().await;
+}
+
+/// A proxied call answered while the batch holding its new run failed (another program holds
+/// SQLite's lock until SQLite's busy timeout is out) is recorded all the same: its client did
+/// not wait for the record, so the run is held with the running runs' events rather than
+/// refused as a launch is, and is stored, completed, once the lock is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_new_run_met_a_failing_store_is_recorded_once_it_is_back() {
+    let upstream = FakeUpstream::start(&["org/chat"], |_, _| whole_reply("Held.", 2, 1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_upstream(sqlite_config(&dir), &upstream)).await;
+    let mut lock = hold_write_lock(&db_path(&dir)).await;
+    let response = request(&server, chat(false, "held"), &[])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let run_id = run_id_of(&response);
+    response.bytes().await.unwrap();
+    // The writer's try at the batch with the new run fails ("database is locked").
+    let api = api_of(&server);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let health = api.health().await.unwrap();
+            let error = health
+                .store
+                .and_then(|store| store.error)
+                .unwrap_or_default();
+            if error.contains("locked") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the writer's write did not fail while the lock was held");
+    drop(lock.stdin.take());
+    lock.wait().await.unwrap();
+    let detail = wait_finished(&api, &run_id, Duration::from_secs(30)).await;
+    assert_eq!(detail.summary.status, RunStatus::Completed);
+    let path = db_path(&dir);
+    assert_eq!(sqlite(&path, "SELECT COUNT(*) FROM runs").await, "1");
+    assert_eq!(
+        sqlite(
+            &path,
+            &format!(
+                "SELECT COUNT(*) FROM events WHERE run_id = '{run_id}' AND event = 'run_created'"
+            )
+        )
+        .await,
+        "1"
+    );
     server.stop().await;
 }

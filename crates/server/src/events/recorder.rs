@@ -98,6 +98,9 @@ enum Command {
         /// The `run_created` event's data.
         data: String,
         stored: oneshot::Sender<Result<(), Refused>>,
+        /// Whether a failing store refuses it (its creator waits to answer) rather than
+        /// holding it with the running runs' events (its client was answered already).
+        refusable: bool,
     },
     /// An event of a known run.
     Event(Box<Queued>),
@@ -210,21 +213,31 @@ impl Recorder {
         )
     }
 
-    /// Records a new run and its `run_created` event, and returns once both are stored.
+    /// Records a new run and its `run_created` event, and returns once both are stored; a
+    /// failing store refuses it.
     pub async fn created(&self, run: RunRow) -> Result<(), Refused> {
-        self.create(run)
+        self.hand_over(run, true)
             .await?
             .await
             .map_err(|_| Refused::Stopped)?
     }
 
-    /// Hands a new run to the writer and returns at once with what will say whether it was
-    /// stored. The run's later events queue behind it, so they can be recorded right away;
-    /// the answer must be awaited (or kept) until it comes, as a dropped one marks the run
-    /// abandoned.
+    /// Hands a new run to the writer and returns at once with what will say it was stored.
+    /// The run's later events queue behind it, so they can be recorded right away. A failing
+    /// store holds it with the running runs' events until it can be written (what it stands
+    /// for, a proxied call or a replayed run, goes on meanwhile). The answer must be awaited
+    /// (or kept) until it comes, as a dropped one marks the run abandoned.
     pub async fn create(
         &self,
+        run: RunRow,
+    ) -> Result<oneshot::Receiver<Result<(), Refused>>, Stopped> {
+        self.hand_over(run, false).await
+    }
+
+    async fn hand_over(
+        &self,
         mut run: RunRow,
+        refusable: bool,
     ) -> Result<oneshot::Receiver<Result<(), Refused>>, Stopped> {
         if let Some(mode) = self.redaction {
             redact_row(mode, &mut run);
@@ -241,6 +254,7 @@ impl Recorder {
             run: Box::new(run),
             data,
             stored,
+            refusable,
         })
         .await?;
         Ok(answer)
@@ -413,9 +427,17 @@ struct Staged {
     events: Vec<EventRow>,
     runs: Vec<RunRow>,
     /// New runs in this batch and their creators.
-    created: Vec<(String, oneshot::Sender<Result<(), Refused>>)>,
+    created: Vec<NewRun>,
     answers: Vec<oneshot::Sender<()>>,
     close: Option<oneshot::Sender<()>>,
+}
+
+/// A new run in a batch: who waits to hear it was stored, and whether a failing store
+/// refuses it.
+struct NewRun {
+    run_id: String,
+    stored: oneshot::Sender<Result<(), Refused>>,
+    refusable: bool,
 }
 
 struct Writer {
@@ -491,7 +513,12 @@ impl Writer {
         }
         for command in commands {
             match command {
-                Command::Created { run, data, stored } => {
+                Command::Created {
+                    run,
+                    data,
+                    stored,
+                    refusable,
+                } => {
                     // A creator that gave up (the store was failing) gets no run.
                     if stored.is_closed() {
                         continue;
@@ -504,7 +531,11 @@ impl Writer {
                         .number(&run_id, EventKind::RunCreated.as_str(), data, ts)
                         .await;
                     staged.events.push(row);
-                    staged.created.push((run_id.clone(), stored));
+                    staged.created.push(NewRun {
+                        run_id: run_id.clone(),
+                        stored,
+                        refusable,
+                    });
                     changed.insert(run_id);
                 }
                 Command::Event(new) => self.stage_event(*new, &mut staged, &mut changed).await,
@@ -615,9 +646,9 @@ impl Writer {
             }
         }
         self.feed.committed(&staged.events).await;
-        for (run_id, stored) in staged.created {
-            if stored.send(Ok(())).is_err() {
-                self.abandoned.push(run_id);
+        for new in staged.created {
+            if new.stored.send(Ok(())).is_err() {
+                self.abandoned.push(new.run_id);
             }
         }
         for done in staged.answers {
@@ -629,28 +660,30 @@ impl Writer {
         true
     }
 
-    /// Takes the new runs out of a batch that failed and tells their creators, so a request is
-    /// never answered 201 for a run that is not stored.
+    /// Takes the new runs whose creators wait out of a batch that failed and tells them, so a
+    /// request is never answered 201 for a run that is not stored. The others stay in the
+    /// batch, held with the running runs' events: a proxied call's client has its answer
+    /// already, and its run must not be lost.
     fn refuse_new_runs(&mut self, staged: &mut Staged, error: &StoreError) {
-        if staged.created.is_empty() {
+        let (refused, held): (Vec<NewRun>, Vec<NewRun>) = std::mem::take(&mut staged.created)
+            .into_iter()
+            .partition(|new| new.refusable);
+        staged.created = held;
+        if refused.is_empty() {
             return;
         }
-        let refused: HashSet<String> = staged
-            .created
-            .iter()
-            .map(|(run_id, _)| run_id.clone())
-            .collect();
-        for (run_id, stored) in staged.created.drain(..) {
-            self.runs.remove(&run_id);
-            self.run_seqs.remove(&run_id);
-            let _ = stored.send(Err(Refused::Unwritable(error.reason())));
+        let refused_ids: HashSet<String> = refused.iter().map(|new| new.run_id.clone()).collect();
+        for new in refused {
+            self.runs.remove(&new.run_id);
+            self.run_seqs.remove(&new.run_id);
+            let _ = new.stored.send(Err(Refused::Unwritable(error.reason())));
         }
         staged
             .events
-            .retain(|event| !refused.contains(&event.run_id));
+            .retain(|event| !refused_ids.contains(&event.run_id));
         staged
             .runs
-            .retain(|run| !refused.contains(&run.summary.run_id));
+            .retain(|run| !refused_ids.contains(&run.summary.run_id));
     }
 
     /// The row of a run's next event: `event` its name, `data` its JSON text.
