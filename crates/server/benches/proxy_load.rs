@@ -10,7 +10,12 @@
 //!
 //! `ulimit -n 8192; cargo bench --bench proxy_load` (1,024 connections need about 3,000 open
 //! files in this one process). `RUNBOARD_BENCH_SECS` sets each point's length (default 4 s);
-//! `RUNBOARD_BENCH_POINTS=whole:64,streamed:1024` measures only those points.
+//! `RUNBOARD_BENCH_POINTS=whole:64,streamed:1024` measures only those points;
+//! `RUNBOARD_BENCH_ROUNDS=3` measures every point three times, the rounds alternating the
+//! order of the connection counts, and ends with the hold: each count's median calls/s as a
+//! share of the best, directly and proxied. The store is filled past what retention keeps
+//! before the first point, and retention runs every second, so that every point pays for
+//! removing the calls it records, as a fleet's proxy does all day.
 //! Everything shares this machine's cores: the upstream and the clients have one runtime
 //! thread each, runboard two.
 //!
@@ -28,11 +33,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use runboard_server::{DbLocation, OtlpConfig, ServerConfig, StoreSettings, UpstreamSpec};
+use runboard_server::{
+    DbLocation, OtlpConfig, Retention, ServerConfig, StoreSettings, UpstreamSpec,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::{percentile_ms, runtime, threads_cpu_secs};
+use common::{median, percentile_ms, runtime, threads_cpu_secs};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,8 +47,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const CONNECTIONS: [usize; 3] = [64, 256, 1024];
 const STREAM_CHUNKS: usize = 20;
 
+/// The finished runs retention keeps (the server's default).
+const RETAINED_RUNS: u64 = 10_000;
+
+/// How often retention runs in the bench. The server's default is every 10 s, longer than a
+/// point: a pass removing tens of thousands of runs would fall in whichever point it happened
+/// to meet. Every second, each point pays for removing about the calls it made.
+const RETENTION_EVERY: Duration = Duration::from_secs(1);
+
+/// How long calls are made before the first point, to fill the store past `RETAINED_RUNS`.
+const RETENTION_FILL_SECS: f64 = 2.0;
+
 /// runboard's threads: its runtime's, its writer's and SQLite's.
 const RUNBOARD_THREADS: [&str; 3] = ["bench-server", "runboard-writer", "sqlx-sqlite"];
+
+/// The load's threads: the clients' runtime and the scripted upstream's. They share the
+/// cores with runboard, so what they take as connections grow is not runboard's to use.
+const LOAD_THREADS: [&str; 2] = ["bench-client", "bench-upstream"];
 
 /// The shapes of call measured.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -242,6 +264,8 @@ struct Point {
     runboard_cpu: f64,
     /// `runboard_cpu` split by `RUNBOARD_THREADS` (runtime, writer, SQLite), same span.
     cpu_by_thread: [f64; 3],
+    /// CPU of `LOAD_THREADS` (clients and upstream together), same span.
+    load_cpu: f64,
     events: i64,
 }
 
@@ -320,12 +344,14 @@ fn measure(
         tokio::time::sleep(Duration::from_secs(1)).await;
         let cpu_before = threads_cpu_secs(&RUNBOARD_THREADS);
         let split_before = RUNBOARD_THREADS.map(|name| threads_cpu_secs(&[name]));
+        let load_before = threads_cpu_secs(&LOAD_THREADS);
         let started = Instant::now();
         let mut counted: Vec<(Vec<u64>, u64, u64)> = Vec::new();
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         let elapsed = started.elapsed().as_secs_f64();
         let cpu = threads_cpu_secs(&RUNBOARD_THREADS) - cpu_before;
         let split_after = RUNBOARD_THREADS.map(|name| threads_cpu_secs(&[name]));
+        let load = threads_cpu_secs(&LOAD_THREADS) - load_before;
         stop.store(true, Ordering::Relaxed);
         while let Some(done) = clients.join_next().await {
             if let Ok(done) = done {
@@ -336,6 +362,7 @@ fn measure(
             seconds: elapsed + 1.0,
             runboard_cpu: cpu,
             cpu_by_thread: std::array::from_fn(|at| split_after[at] - split_before[at]),
+            load_cpu: load,
             ..Point::default()
         };
         for (latencies, refused, errors) in counted {
@@ -351,6 +378,7 @@ fn measure(
         // Calls over the warm-up second and the measured ones; CPU over the measured ones
         // only, so it is scaled to the same span below.
         point.runboard_cpu *= point.seconds / elapsed;
+        point.load_cpu *= point.seconds / elapsed;
         for cpu in &mut point.cpu_by_thread {
             *cpu *= point.seconds / elapsed;
         }
@@ -420,6 +448,11 @@ fn start_runboard(
         addr: "127.0.0.1:0".parse().unwrap(),
         store: StoreSettings {
             db: DbLocation::File(dir.path().join(name)),
+            retention: Retention {
+                days: None,
+                runs: Some(RETAINED_RUNS),
+            },
+            retention_every: RETENTION_EVERY,
             ..StoreSettings::default()
         },
         otlp,
@@ -496,6 +529,157 @@ fn measure_exporting(
     );
 }
 
+/// `RUNBOARD_BENCH_PIN=1`: runboard's threads on the second core, the load's on the first,
+/// so that what the clients and the upstream take as connections grow does not come out of
+/// runboard's share. Applied before every point, as runboard starts threads as it goes (SQLite's
+/// connections); `taskset` (util-linux) sets each thread's affinity.
+fn pin_threads() {
+    if std::env::var("RUNBOARD_BENCH_PIN").as_deref() != Ok("1") {
+        return;
+    }
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let core = if RUNBOARD_THREADS.iter().any(|p| comm.starts_with(p)) {
+            "1"
+        } else if LOAD_THREADS.iter().any(|p| comm.starts_with(p)) {
+            "0"
+        } else {
+            continue;
+        };
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let pinned = std::process::Command::new("taskset")
+            .args(["-p", "-c", core, &tid])
+            .stdout(std::process::Stdio::null())
+            .status();
+        assert!(
+            pinned.is_ok_and(|status| status.success()),
+            "taskset could not pin thread {tid} ({})",
+            comm.trim()
+        );
+    }
+}
+
+/// One point measured directly and through runboard.
+struct Sweep {
+    shape: Shape,
+    connections: usize,
+    direct: f64,
+    proxied: f64,
+    /// runboard's CPU per proxied call, ms.
+    cpu_per_call: f64,
+}
+
+/// `RUNBOARD_BENCH_ROUNDS` (default 1): how many times every point is measured.
+fn rounds() -> usize {
+    std::env::var("RUNBOARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&rounds| rounds > 0)
+        .unwrap_or(1)
+}
+
+/// Measures one point straight to the upstream and then through runboard, prints both and
+/// gives back their calls/s and runboard's CPU per call (ms).
+#[allow(clippy::cast_precision_loss)]
+fn measure_side_by_side(
+    client_rt: &tokio::runtime::Runtime,
+    upstream: std::net::SocketAddr,
+    runboard_url: &str,
+    shape: Shape,
+    connections: usize,
+    seconds: f64,
+) -> (f64, f64, f64) {
+    pin_threads();
+    let direct = measure(
+        client_rt,
+        &upstream.to_string(),
+        "/v1/chat/completions",
+        shape,
+        connections,
+        seconds,
+        None,
+    );
+    let proxied = measure(
+        client_rt,
+        runboard_url.trim_start_matches("http://"),
+        "/v1/chat/completions",
+        shape,
+        connections,
+        seconds,
+        Some(runboard_url),
+    );
+    let calls = proxied.latencies_us.len().max(1) as f64;
+    println!(
+        "  {connections:>5} connections: direct {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} \
+         ms) | proxied {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} ms), {} refused, {} \
+         errors, CPU {:.3} ms per call ({:.3} runtime, {:.3} writer, {:.3} SQLite), \
+         {:.1} events stored per call; the load's CPU per call: {:.3} ms direct, {:.3} ms \
+         proxied",
+        direct.calls_per_sec(),
+        percentile_ms(&direct.latencies_us, 0.5),
+        percentile_ms(&direct.latencies_us, 0.99),
+        proxied.calls_per_sec(),
+        percentile_ms(&proxied.latencies_us, 0.5),
+        percentile_ms(&proxied.latencies_us, 0.99),
+        proxied.refused,
+        proxied.errors,
+        proxied.runboard_cpu * 1000.0 / calls,
+        proxied.cpu_by_thread[0] * 1000.0 / calls,
+        proxied.cpu_by_thread[1] * 1000.0 / calls,
+        proxied.cpu_by_thread[2] * 1000.0 / calls,
+        proxied.events as f64 / calls,
+        direct.load_cpu * 1000.0 / direct.latencies_us.len().max(1) as f64,
+        proxied.load_cpu * 1000.0 / calls,
+    );
+    (
+        direct.calls_per_sec(),
+        proxied.calls_per_sec(),
+        proxied.runboard_cpu * 1000.0 / calls,
+    )
+}
+
+/// The hold: per shape, each connection count's median calls/s over the rounds, and what
+/// share it is of the best median of that shape, directly and through runboard, with
+/// runboard's median CPU per call. The direct share is what the machine itself (clients and
+/// upstream on the same cores) keeps as connections grow.
+fn print_hold(sweeps: &[Sweep]) {
+    for shape in [Shape::Whole, Shape::Streamed] {
+        let medians: Vec<(usize, [f64; 3], usize)> = CONNECTIONS
+            .iter()
+            .filter_map(|&connections| {
+                let points: Vec<&Sweep> = sweeps
+                    .iter()
+                    .filter(|s| s.shape == shape && s.connections == connections)
+                    .collect();
+                let of =
+                    |field: fn(&Sweep) -> f64| median(points.iter().map(|s| field(s)).collect());
+                (!points.is_empty()).then(|| {
+                    let figures = [of(|s| s.direct), of(|s| s.proxied), of(|s| s.cpu_per_call)];
+                    (connections, figures, points.len())
+                })
+            })
+            .collect();
+        let best = |at: usize| medians.iter().map(|m| m.1[at]).fold(0.0, f64::max);
+        let (best_direct, best_proxied) = (best(0), best(1));
+        if medians.is_empty() {
+            continue;
+        }
+        println!("hold, {} (medians of each point's rounds):", shape.name());
+        for (connections, [direct, proxied, cpu], rounds) in medians {
+            println!(
+                "  {connections:>5} connections: direct {direct:>7.0} calls/s ({:>3.0} % of its \
+                 best) | proxied {proxied:>7.0} calls/s ({:>3.0} % of its best), runboard's CPU \
+                 {cpu:.3} ms per call; {rounds} round(s)",
+                100.0 * direct / best_direct,
+                100.0 * proxied / best_proxied,
+            );
+        }
+    }
+}
+
 /// The soft limit on open files, from `/proc/self/limits`.
 fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -531,7 +715,7 @@ fn main() {
 
     println!(
         "closed loop, {seconds} s a point after 1 s of warm-up; latency = request written → \
-         answer read whole; CPU = runboard's threads (runtime and SQLite) per answered call"
+         answer read whole; CPU = runboard's threads (runtime, writer and SQLite) per answered call"
     );
     // `RUNBOARD_BENCH_POINTS=whole:64,streamed:256` measures only those points (profiling).
     let only = std::env::var("RUNBOARD_BENCH_POINTS").unwrap_or_default();
@@ -542,55 +726,61 @@ fn main() {
         };
         only.is_empty() || only.split(',').any(|point| point.trim() == key)
     };
-    for shape in [Shape::Whole, Shape::Streamed] {
-        println!("{}:", shape.name());
-        for connections in CONNECTIONS {
-            if !wanted(shape, connections) {
-                continue;
-            }
-            let direct = measure(
-                &client_rt,
-                &upstream.to_string(),
-                "/v1/chat/completions",
-                shape,
-                connections,
-                seconds,
-                None,
-            );
-            let proxied = measure(
-                &client_rt,
-                &runboard_addr,
-                "/v1/chat/completions",
-                shape,
-                connections,
-                seconds,
-                Some(&runboard_url),
-            );
-            let calls = proxied.latencies_us.len().max(1) as f64;
-            println!(
-                "  {connections:>5} connections: direct {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} \
-                 ms) | proxied {:>7.0} calls/s (p50 {:.2} ms, p99 {:.2} ms), {} refused, {} \
-                 errors, CPU {:.3} ms per call ({:.3} runtime, {:.3} writer, {:.3} SQLite), \
-                 {:.1} events stored per call",
-                direct.calls_per_sec(),
-                percentile_ms(&direct.latencies_us, 0.5),
-                percentile_ms(&direct.latencies_us, 0.99),
-                proxied.calls_per_sec(),
-                percentile_ms(&proxied.latencies_us, 0.5),
-                percentile_ms(&proxied.latencies_us, 0.99),
-                proxied.refused,
-                proxied.errors,
-                proxied.runboard_cpu * 1000.0 / calls,
-                proxied.cpu_by_thread[0] * 1000.0 / calls,
-                proxied.cpu_by_thread[1] * 1000.0 / calls,
-                proxied.cpu_by_thread[2] * 1000.0 / calls,
-                proxied.events as f64 / calls,
-            );
-            for (label, server) in &exporting {
-                measure_exporting(&client_rt, server, label, shape, connections, seconds);
+    // Before anything is measured, fill the store past what retention keeps, so that every
+    // point pays for removing calls as well as recording them (the steady state of a fleet).
+    let filled = measure(
+        &client_rt,
+        &runboard_addr,
+        "/v1/chat/completions",
+        Shape::Whole,
+        64,
+        RETENTION_FILL_SECS,
+        Some(&runboard_url),
+    );
+    println!(
+        "store filled: {} calls recorded before the first point (retention keeps {RETAINED_RUNS})",
+        filled.latencies_us.len()
+    );
+    let rounds = rounds();
+    let mut sweeps: Vec<Sweep> = Vec::new();
+    for round in 0..rounds {
+        // Rounds alternate the order of the points, so that a machine slowing or a store
+        // growing over the run weighs on the few connections as much as on the many.
+        let mut order = CONNECTIONS.to_vec();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        if rounds > 1 {
+            println!("round {} of {rounds} ({order:?} connections):", round + 1);
+        }
+        for shape in [Shape::Whole, Shape::Streamed] {
+            println!("{}:", shape.name());
+            for &connections in &order {
+                if !wanted(shape, connections) {
+                    continue;
+                }
+                let (direct, proxied, cpu_per_call) = measure_side_by_side(
+                    &client_rt,
+                    upstream,
+                    &runboard_url,
+                    shape,
+                    connections,
+                    seconds,
+                );
+                sweeps.push(Sweep {
+                    shape,
+                    connections,
+                    direct,
+                    proxied,
+                    cpu_per_call,
+                });
+                for (label, server) in &exporting {
+                    measure_exporting(&client_rt, server, label, shape, connections, seconds);
+                }
             }
         }
     }
+    print_hold(&sweeps);
     for (_, server) in exporting {
         server_rt.block_on(server.stop());
     }
