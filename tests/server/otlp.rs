@@ -22,6 +22,9 @@ use runboard_api::{
 use runboard_server::{OtlpConfig, RunningServer, ServerConfig, UpstreamSpec};
 use serde_json::{Value, json};
 use support::llama_server::{Llama, free_port, llama_with, server_with};
+use support::openai_upstream::{
+    FakeUpstream, Step, answer, chunked, chunked_head, content, error_reply, role, whole_reply,
+};
 use support::otlp_receiver::{ProtoReceiver, eventually, installed, proto_attribute, trace_of};
 use support::test_server::{client, config, start, wait_finished};
 
@@ -269,6 +272,201 @@ async fn a_failed_runs_trace_carries_its_error_on_the_run_and_on_the_step_it_fai
     assert!(
         fine.iter().all(|span| span["status"].get("code").is_none()),
         "{fine:#?}"
+    );
+    server.stop().await;
+    receiver.stop().await;
+}
+
+/// A proxied call through the server at `url` as a worker makes it, in the run `run`.
+async fn proxied_call(url: &str, stream: bool, run: &str, last: bool) -> reqwest::Response {
+    let body = json!({"model": "org/chat", "stream": stream,
+                      "messages": [{"role": "user", "content": "tell me of tides"}]});
+    let mut request = runboard_sse::http::client()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("x-runboard-run", run)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if last {
+        request = request.header("x-runboard-run-end", "true");
+    }
+    request.send().await.unwrap()
+}
+
+/// The trace of proxied run `run_id`, whose first call was answered, second refused with 503
+/// and third cut: one span fine and two in error with their `error.type`, and the duration
+/// histogram counting each under its type.
+async fn check_failed_proxied_calls(receiver: &ProtoReceiver, run_id: &str) {
+    let (root, children) = eventually(
+        Duration::from_secs(20),
+        "the run's trace with its three calls",
+        async || trace_of(&receiver.spans(), run_id).filter(|(_, children)| children.len() == 3),
+    )
+    .await;
+    assert_eq!(root["status"]["code"], "STATUS_CODE_ERROR", "{root:#}");
+    let by_call = |number: i64| {
+        children
+            .iter()
+            .find(|span| proto_attribute(span, "runboard.iteration") == Some(json!(number)))
+            .unwrap_or_else(|| panic!("no span for call {number}: {children:#?}"))
+    };
+    let fine = by_call(1);
+    assert!(fine["status"].get("code").is_none(), "{fine:#}");
+    assert_eq!(fine["name"], "chat org/chat");
+    for (number, error_type, message) in [
+        (2, "503", "the model is loading"),
+        (3, "upstream_cut", "was cut after 1 tokens"),
+    ] {
+        let failed = by_call(number);
+        assert_eq!(failed["name"], "chat org/chat", "{failed:#}");
+        assert_eq!(failed["status"]["code"], "STATUS_CODE_ERROR", "{failed:#}");
+        assert!(
+            failed["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(message),
+            "{failed:#}"
+        );
+        assert_eq!(
+            proto_attribute(failed, "error.type"),
+            Some(json!(error_type))
+        );
+        assert_eq!(
+            proto_attribute(failed, "runboard.upstream"),
+            Some(json!("gpu"))
+        );
+        assert_eq!(
+            proto_attribute(failed, "gen_ai.request.stream"),
+            Some(json!(true))
+        );
+    }
+    assert_eq!(
+        proto_attribute(by_call(3), "gen_ai.usage.output_tokens"),
+        Some(json!(1))
+    );
+    // The duration histogram counts the failed calls under their `error.type`.
+    eventually(
+        Duration::from_secs(20),
+        "the failed calls' durations",
+        async || {
+            let (_, points) = receiver.metric("gen_ai.client.operation.duration")?;
+            let count_of = |error_type: Option<&str>| {
+                let matching: Vec<Value> = points
+                    .iter()
+                    .filter(|point| {
+                        proto_attribute(point, "error.type") == error_type.map(|kind| json!(kind))
+                    })
+                    .cloned()
+                    .collect();
+                sum_over(&matching, "count", None)
+            };
+            (count_of(None) == 1
+                && count_of(Some("503")) == 1
+                && count_of(Some("upstream_cut")) == 1)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_fail_are_spans_in_error_with_their_error_type_and_counted_in_the_metrics() {
+    let Some(python) = installed("RUNBOARD_OTLP_PYTHON") else {
+        return;
+    };
+    // A scripted upstream: a real one will not refuse or cut a call on demand.
+    let scripts = [
+        whole_reply("Tides follow the moon.", 6, 5),
+        error_reply(503, "the model is loading", ""),
+        vec![
+            chunked_head(),
+            chunked(&role()),
+            chunked(&content("half")),
+            Step::Pause(Duration::from_millis(30)),
+        ],
+        // A run generated on the model: its first step answered, its second refused for good.
+        answer(&["a", " plan"], Duration::ZERO, 12),
+        error_reply(400, "the prompt is longer than the context", ""),
+    ];
+    let upstream = FakeUpstream::start(&["org/chat"], move |index, _| {
+        scripts.get(index).cloned().unwrap_or_default()
+    })
+    .await;
+    let port = free_port();
+    let receiver = ProtoReceiver::start(&python, port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_config = config(&dir);
+    server_config.otlp = Some(otlp(&format!("http://127.0.0.1:{port}")));
+    server_config
+        .upstreams
+        .upstreams
+        .push(UpstreamSpec::parse(&format!("gpu={}", upstream.base()), |_| None).unwrap());
+    let server = start(server_config).await;
+    let url = server.url();
+
+    let answered = proxied_call(&url, false, "tides", false).await;
+    assert_eq!(answered.status(), 200);
+    answered.text().await.unwrap();
+    let refused = proxied_call(&url, true, "tides", false).await;
+    assert_eq!(refused.status(), 503);
+    refused.text().await.unwrap();
+    let cut = proxied_call(&url, true, "tides", true).await;
+    assert_eq!(cut.status(), 200);
+    let run_id = cut.headers()["x-runboard-run-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cut.text().await.is_err(),
+        "the client's stream is cut as the upstream's was"
+    );
+    let detail = wait_finished(&client(&server), &run_id, Duration::from_secs(10)).await;
+    assert_eq!(detail.summary.status, RunStatus::Failed);
+
+    check_failed_proxied_calls(&receiver, &run_id).await;
+
+    // A run runboard generates on the model: the step that failed is a span in error of its
+    // own, not a synthetic step ended with the run.
+    let api = client(&server);
+    let generated = api
+        .create_run(&CreateRun {
+            task: "Plan the harbour".into(),
+            mode: RunMode::Queued,
+            params: json!({"model": "org/chat", "iterations": 1, "max_tokens": 8}),
+        })
+        .await
+        .unwrap()
+        .summary
+        .run_id;
+    let detail = wait_finished(&api, &generated, Duration::from_secs(20)).await;
+    assert_eq!(detail.summary.status, RunStatus::Failed);
+    let (_, steps) = eventually(
+        Duration::from_secs(20),
+        "the generated run's trace",
+        async || trace_of(&receiver.spans(), &generated).filter(|(_, steps)| steps.len() == 2),
+    )
+    .await;
+    let agent_of = |span: &Value| proto_attribute(span, "gen_ai.agent.name");
+    let (failed, fine): (Vec<&Value>, Vec<&Value>) = steps
+        .iter()
+        .partition(|span| span["status"]["code"] == "STATUS_CODE_ERROR");
+    assert_eq!(fine.len(), 1, "{steps:#?}");
+    assert_eq!(agent_of(fine[0]), Some(json!("supervisor")));
+    assert_eq!(failed.len(), 1, "{steps:#?}");
+    assert_eq!(agent_of(failed[0]), Some(json!("researcher")));
+    assert_eq!(
+        proto_attribute(failed[0], "error.type"),
+        Some(json!("upstream_error"))
+    );
+    assert_eq!(
+        proto_attribute(failed[0], "gen_ai.provider.name"),
+        Some(json!("openai"))
+    );
+    assert!(
+        failed[0]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("longer than the context"),
+        "{failed:#?}"
     );
     server.stop().await;
     receiver.stop().await;
@@ -601,6 +799,45 @@ async fn check_proxied_run_in_phoenix(
     calls
 }
 
+/// A call the model server refuses: a prompt longer than its context (llama.cpp answers
+/// 400) through the proxy at `url`. Its run fails, and its span in Phoenix is in error with
+/// the status as its type.
+async fn check_refused_call_in_phoenix(phoenix: &Phoenix, api: &ApiClient, url: &str) {
+    let prompt = "harbour lights ".repeat(1500);
+    let body = json!({"model": "runboard-small", "max_tokens": 4,
+                      "messages": [{"role": "user", "content": prompt}]});
+    let refused = runboard_sse::http::client()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let run_id = refused.headers()["x-runboard-run-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let detail = wait_finished(api, &run_id, Duration::from_secs(30)).await;
+    assert_eq!(detail.summary.status, RunStatus::Failed);
+    let (_, children) = eventually(
+        Duration::from_secs(60),
+        "the refused call in Phoenix",
+        async || phoenix_trace(&phoenix.spans().await, &run_id).filter(|(_, c)| c.len() == 1),
+    )
+    .await;
+    let span = &children[0];
+    assert_eq!(span["status_code"], "ERROR", "{span:#}");
+    assert_eq!(attribute(span, "error.type"), "400", "{span:#}");
+    assert_eq!(attribute(span, "gen_ai.request.model"), "runboard-small");
+    assert!(
+        span["status_message"]
+            .as_str()
+            .is_some_and(|message| message.contains("context")),
+        "{span:#}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phoenix_shows_runs_on_the_real_model_and_proxied_calls_as_traces_with_gen_ai_spans() {
     let Some(phoenix_program) = installed("RUNBOARD_PHOENIX") else {
@@ -691,5 +928,7 @@ async fn phoenix_shows_runs_on_the_real_model_and_proxied_calls_as_traces_with_g
         [json!(false), json!(true)],
         "one whole call and one streamed"
     );
+
+    check_refused_call_in_phoenix(&phoenix, &api, &server.url()).await;
     server.stop().await;
 }

@@ -323,6 +323,14 @@ impl Telemetry {
         model.clone_into(&mut track.model);
     }
 
+    /// A call of a run failed before its answer was whole (no `step` event describes it): it
+    /// goes to OTLP as a span in error and in the `GenAI` metrics with its `error.type`.
+    pub fn call_failed(&self, run_id: &str, call: &crate::observe::otlp::FailedCall<'_>) {
+        if let Some(otlp) = self.inner.otlp.get() {
+            otlp.call_failed(run_id, call);
+        }
+    }
+
     /// Observes an event as it is recorded.
     pub fn observe(&self, run_id: &str, event: &RunEvent) {
         let now = Instant::now();

@@ -101,6 +101,33 @@ impl Call {
     }
 }
 
+/// A model call that failed before its answer was whole (a refusal, an error frame, a cut, an
+/// upstream out of reach): no `step` event describes it, so its producer says so directly.
+#[derive(Debug, Clone)]
+pub struct FailedCall<'a> {
+    /// The endpoint called (`/v1/chat/completions`), when it was a proxied call.
+    pub endpoint: Option<&'a str>,
+    /// The model as asked.
+    pub model: &'a str,
+    /// The upstream it went to.
+    pub upstream: &'a str,
+    /// The agent that made it.
+    pub agent: &'a str,
+    /// Its number in the run (a proxied call's) or its iteration (a run step's).
+    pub iteration: Option<u64>,
+    /// Whether a stream was asked for.
+    pub stream: Option<bool>,
+    /// When the call began.
+    pub started: std::time::SystemTime,
+    /// Output tokens it brought before it failed.
+    pub output_tokens: u64,
+    /// What went wrong, low in cardinality (`error.type`): the HTTP status of a refusal, or
+    /// `upstream_error`, `upstream_cut`, `upstream_unreachable`.
+    pub error_type: String,
+    /// What went wrong, for people (the span's status message).
+    pub message: &'a str,
+}
+
 /// The operation a proxied call's endpoint is (`gen_ai.operation.name`).
 pub fn operation_of(endpoint: Option<&str>) -> &'static str {
     match endpoint {

@@ -33,6 +33,7 @@ use runboard_api::{RunEvent, RunSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use gen_ai::FailedCall;
 pub use queue::DEFAULT_QUEUE;
 
 /// The longest one export request may take, its tries included (OTLP's default).
@@ -266,6 +267,11 @@ impl Otlp {
     /// An event of a run, as recorded.
     pub fn observe(&self, run_id: &str, event: &RunEvent) {
         self.spans.observe(run_id, event);
+    }
+
+    /// A call of a run failed before its answer was whole.
+    pub fn call_failed(&self, run_id: &str, call: &FailedCall<'_>) {
+        self.spans.call_failed(run_id, call);
     }
 }
 

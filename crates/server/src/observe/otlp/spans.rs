@@ -15,7 +15,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracer;
 use runboard_api::{DataAction, NodeUpdate, RunEvent, RunStatus, RunSummary, Step};
 
-use super::gen_ai::{self, Call, Instruments};
+use super::gen_ai::{self, Call, FailedCall, Instruments};
 
 /// What a run's open trace holds until the run ends.
 struct OpenRun {
@@ -373,7 +373,11 @@ impl RunSpans {
         if let Some(iteration) = step.iteration {
             attributes.push(KeyValue::new("runboard.iteration", i64::from(iteration)));
         }
-        self.send_call(run_id, parent, &call, step.started, now, attributes);
+        let ended = Ended {
+            at: now,
+            message: None,
+        };
+        self.send_call(run_id, parent, &call, step.started, ended, attributes);
     }
 
     /// A step the producer measured: its span runs from the request to the answer's end.
@@ -432,7 +436,60 @@ impl RunSpans {
         if step.interrupted {
             attributes.push(KeyValue::new("runboard.interrupted", true));
         }
-        self.send_call(run_id, parent, &call, started, now, attributes);
+        let ended = Ended {
+            at: now,
+            message: None,
+        };
+        self.send_call(run_id, parent, &call, started, ended, attributes);
+    }
+
+    /// A call that failed before its answer was whole: a span in error from its start to now,
+    /// and the metrics with its `error.type`. It is the run's measured step from then on, so
+    /// no synthetic step stands for it when the run ends.
+    pub fn call_failed(&self, run_id: &str, failed: &FailedCall<'_>) {
+        let now = SystemTime::now();
+        let parent = {
+            let mut runs = self.runs();
+            let Some(open) = runs.get_mut(run_id) else {
+                return;
+            };
+            open.measured = true;
+            open.step = None;
+            open.last_seen = now;
+            open.parent()
+        };
+        let call = Call {
+            operation: gen_ai::operation_of(failed.endpoint),
+            provider: gen_ai::OPENAI_COMPATIBLE,
+            request_model: failed.model.to_owned(),
+            response_model: None,
+            input_tokens: None,
+            output_tokens: failed.output_tokens,
+            duration: now
+                .duration_since(failed.started)
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64(),
+            time_to_first_token: None,
+            time_per_output_token: None,
+            finish_reason: None,
+            upstream: Some(failed.upstream.to_owned()).filter(|name| !name.is_empty()),
+            error_type: Some(failed.error_type.clone()),
+        };
+        let mut attributes = Vec::new();
+        if !failed.agent.is_empty() {
+            attributes.push(KeyValue::new("gen_ai.agent.name", failed.agent.to_owned()));
+        }
+        if let Some(iteration) = failed.iteration {
+            attributes.push(KeyValue::new("runboard.iteration", signed(iteration)));
+        }
+        if let Some(stream) = failed.stream {
+            attributes.push(KeyValue::new("gen_ai.request.stream", stream));
+        }
+        let ended = Ended {
+            at: now,
+            message: Some(failed.message),
+        };
+        self.send_call(run_id, &parent, &call, failed.started, ended, attributes);
     }
 
     /// Makes a call's span under the run's root, with its times, and records its metrics.
@@ -442,7 +499,7 @@ impl RunSpans {
         parent: &Parent,
         call: &Call,
         started: SystemTime,
-        ended: SystemTime,
+        ended: Ended<'_>,
         extra: Vec<KeyValue>,
     ) {
         self.metrics.record(call);
@@ -462,10 +519,19 @@ impl RunSpans {
         let cx = Context::new().with_span(span);
         let span = cx.span();
         if let Some(error_type) = &call.error_type {
-            span.set_status(Status::error(error_type.clone()));
+            let description = ended.message.unwrap_or(error_type);
+            span.set_status(Status::error(description.to_owned()));
         }
-        span.end_with_timestamp(ended);
+        span.end_with_timestamp(ended.at);
     }
+}
+
+/// When a call's span ends, and the message of its error status when it has one to give
+/// (else the status says its `error.type`).
+#[derive(Clone, Copy)]
+struct Ended<'a> {
+    at: SystemTime,
+    message: Option<&'a str>,
 }
 
 /// The `error.type` of a run that ended badly.

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
@@ -16,6 +17,7 @@ use super::call::ClientCall;
 use super::session::{CallEnd, ProxyRun, Sessions};
 use crate::failure::Failure;
 use crate::observe::active_requests::{LiveFigures, NewRequest};
+use crate::observe::otlp::FailedCall;
 use crate::producers::upstream::answer::{Answer, AnswerBody, BodyKind, Unanswered};
 use crate::producers::upstream::chain::interrupted_text;
 use crate::producers::upstream::pace::Throttle;
@@ -67,6 +69,8 @@ pub struct Exchange {
     pub pool: UpstreamPool,
     /// Where the call's end is reported.
     pub sessions: Sessions,
+    /// When the call came in (a failed call's span starts there).
+    pub began: SystemTime,
 }
 
 /// Why a call stopped before its answer ended.
@@ -135,7 +139,9 @@ impl Exchange {
             Ok(Err(message)) => {
                 let _ = std::mem::replace(head, oneshot::channel().0)
                     .send(Err(self.unreachable(&message)));
-                return self.failed(message).await;
+                return self
+                    .failed(message, "upstream_unreachable".to_owned(), 0)
+                    .await;
             }
             Err(stop) => return self.stopped(stop, 0),
         };
@@ -291,8 +297,26 @@ impl Exchange {
         }
     }
 
-    async fn failed(&self, message: String) -> CallEnd {
+    /// The call failed with `message` after `tokens` output tokens: narrated, and told to the
+    /// telemetry (no `step` event will describe it).
+    async fn failed(&self, message: String, error_type: String, tokens: u64) -> CallEnd {
         self.narrate("error", "upstream_error", &message).await;
+        let endpoint = format!("/v1{}", self.call.endpoint.path());
+        self.run.ctx.recorder.telemetry().call_failed(
+            &self.run.ctx.run_id,
+            &FailedCall {
+                endpoint: Some(&endpoint),
+                model: &self.target.asked,
+                upstream: &self.target.upstream.spec.name,
+                agent: &self.call.agent,
+                iteration: Some(self.number),
+                stream: Some(self.call.stream),
+                started: self.began,
+                output_tokens: tokens,
+                error_type,
+                message: &message,
+            },
+        );
         CallEnd::Failed(message)
     }
 
@@ -359,7 +383,9 @@ impl BodyReader<'_> {
                 Err(broken) => {
                     let _ = client.send(Err(cut(broken.client_reason()))).await;
                     self.update().await;
-                    return exchange.failed(broken.message(spec, self.tokens())).await;
+                    let message = broken.message(spec, self.tokens());
+                    let error_type = broken.error_type().to_owned();
+                    return exchange.failed(message, error_type, self.tokens()).await;
                 }
             };
             let bytes = self.scrubber.pass(bytes);
@@ -447,14 +473,18 @@ impl BodyReader<'_> {
         let exchange = self.exchange;
         let spec = &exchange.target.upstream.spec;
         let end = self.answer.finish(spec);
-        if let Err(Unanswered::Refused { message, .. }) = end {
-            return exchange.failed(message).await;
+        if let Err(Unanswered::Refused { status, message }) = end {
+            // The conventions' `error.type` of an HTTP error: its status code.
+            return exchange.failed(message, status.to_string(), 0).await;
         }
         self.update().await;
         // A 2xx answer that is not a completion went to the client as it was: the client
         // reads it; the call is still answered.
         if let Err(Unanswered::Failed(message)) = end {
-            return exchange.failed(message).await;
+            let tokens = self.tokens();
+            return exchange
+                .failed(message, "upstream_error".to_owned(), tokens)
+                .await;
         }
         let reading = std::mem::replace(&mut self.answer.reading, Reading::new(Instant::now(), 0));
         let result = reading.result(Instant::now(), 1);

@@ -226,6 +226,7 @@ impl Proxy {
             accept: headers.get(header::ACCEPT).cloned(),
             pool: self.pool.clone(),
             sessions: self.sessions.clone(),
+            began: std::time::SystemTime::now(),
         })
     }
 }

@@ -77,6 +77,14 @@ impl BodyBreak {
         }
     }
 
+    /// What it is as an `error.type` (OTLP): low in cardinality.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Cut(_) => "upstream_cut",
+            Self::Silent(_) => "upstream_timeout",
+        }
+    }
+
     /// What a client whose connection is cut because of it is told.
     pub fn client_reason(&self) -> &'static str {
         match self {

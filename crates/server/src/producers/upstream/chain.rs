@@ -12,6 +12,7 @@ use super::UpstreamPool;
 use super::meter::RunTotals;
 use super::reading::StepResult;
 use super::step::{RunState, StepPlan, StepStop};
+use crate::observe::otlp::FailedCall;
 use crate::producers::run_context::{Outcome, RunContext};
 use runboard_api::{DataAction, STEP_INTERRUPTED_ACTION, Step};
 
@@ -198,7 +199,29 @@ async fn run_step(
     let ctx = state.ctx;
     let intro = format!("{} takes over (iteration {})", plan.agent, plan.iteration);
     state.narrate("info", "agent_start", &intro).await?;
-    let result = state.step(plan).await?;
+    let began = std::time::SystemTime::now();
+    let result = match state.step(plan).await {
+        Ok(result) => result,
+        Err(StepStop::Failed(message)) => {
+            ctx.recorder.telemetry().call_failed(
+                &ctx.run_id,
+                &FailedCall {
+                    endpoint: None,
+                    model: &state.target.asked,
+                    upstream: &state.target.upstream.spec.name,
+                    agent: plan.agent,
+                    iteration: Some(plan.iteration),
+                    stream: None,
+                    started: began,
+                    output_tokens: 0,
+                    error_type: "upstream_error".to_owned(),
+                    message: &message,
+                },
+            );
+            return Err(StepStop::Failed(message));
+        }
+        Err(stop) => return Err(stop),
+    };
     for call in &result.tool_calls {
         let call = call.event(plan.agent, plan.iteration);
         ctx.data(DataAction::ToolCall(call)).await?;
