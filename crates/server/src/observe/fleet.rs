@@ -147,6 +147,12 @@ impl FleetWindow {
         }
     }
 
+    /// A run this server no longer drives (another instance took it over): its end will not
+    /// be observed here, so it is let go now.
+    pub fn forget_run(&self, run_id: &str) {
+        self.state().runs.remove(run_id);
+    }
+
     /// The fleet's figures now.
     pub fn figures(&self, now: Instant) -> FleetFigures {
         let mut state = self.state();

@@ -331,6 +331,16 @@ impl Telemetry {
         }
     }
 
+    /// Another instance took the run over: its end will not be recorded here, so what is
+    /// kept for it until then is let go, and its trace ends here as interrupted.
+    pub fn run_lost(&self, run_id: &str) {
+        self.inner.fleet.forget_run(run_id);
+        self.tracks().remove(run_id);
+        if let Some(otlp) = self.inner.otlp.get() {
+            otlp.run_lost(run_id);
+        }
+    }
+
     /// Observes an event as it is recorded.
     pub fn observe(&self, run_id: &str, event: &RunEvent) {
         let now = Instant::now();
@@ -537,6 +547,18 @@ mod tests {
             ts: None,
             ..NodeUpdate::default()
         })
+    }
+
+    #[test]
+    fn a_run_taken_over_by_another_instance_is_let_go() {
+        let telemetry = Telemetry::new();
+        telemetry.run_model("r1", "synth-small");
+        telemetry.observe("r1", &RunEvent::status(RunStatus::Running, None));
+        telemetry.observe("r1", &update(10));
+        assert!(telemetry.tracks().contains_key("r1"));
+        // Its end is recorded by the instance that took it: nothing here waits for it.
+        telemetry.run_lost("r1");
+        assert!(telemetry.tracks().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

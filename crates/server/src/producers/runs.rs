@@ -451,6 +451,7 @@ impl Runs {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(run_id.to_owned());
+        self.inner.recorder.telemetry().run_lost(run_id);
         self.cancel_here(run_id, None);
     }
 

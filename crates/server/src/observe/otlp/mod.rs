@@ -269,6 +269,11 @@ impl Otlp {
         self.spans.observe(run_id, event);
     }
 
+    /// Another instance took the run over: its trace ends here.
+    pub fn run_lost(&self, run_id: &str) {
+        self.spans.run_lost(run_id);
+    }
+
     /// A call of a run failed before its answer was whole.
     pub fn call_failed(&self, run_id: &str, call: &FailedCall<'_>) {
         self.spans.call_failed(run_id, call);

@@ -50,6 +50,16 @@ pub(super) struct Waiting {
 }
 
 impl Waiting {
+    /// The spans queued so far (for tests of what is made).
+    #[cfg(test)]
+    pub(super) fn take_all(&mut self) -> Vec<SpanData> {
+        let mut spans = Vec::new();
+        while let Ok(span) = self.receiver.try_recv() {
+            spans.push(span);
+        }
+        spans
+    }
+
     /// Moves queued spans into `held`, up to a batch.
     fn drain_into(&mut self, held: &mut Vec<SpanData>) {
         while held.len() < MAX_BATCH {

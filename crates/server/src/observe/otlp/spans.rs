@@ -290,6 +290,17 @@ impl RunSpans {
         }
     }
 
+    /// Another instance took the run over (this one's lease had expired): nothing more of it
+    /// is recorded here, so its trace ends now as interrupted, saying why.
+    pub fn run_lost(&self, run_id: &str) {
+        let Some(mut open) = self.runs().remove(run_id) else {
+            return;
+        };
+        open.error =
+            Some("another instance took the run over (this one's lease had expired)".to_owned());
+        self.end_run(run_id, open, RunStatus::Running, None, SystemTime::now());
+    }
+
     fn end_run(
         &self,
         run_id: &str,
@@ -546,4 +557,84 @@ fn status_error_type(status: RunStatus) -> &'static str {
 /// An attribute's integer (OpenTelemetry's are signed).
 fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::super::queue::{SpanQueue, Waiting};
+
+    /// Spans made into a queue the test reads, and the provider that must outlive them.
+    fn run_spans() -> (RunSpans, Waiting, SdkTracerProvider) {
+        let (queue, waiting) =
+            SpanQueue::new(64, prometheus_client::metrics::counter::Counter::default());
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(queue)
+            .build();
+        let meters = opentelemetry_sdk::metrics::SdkMeterProvider::default();
+        let metrics = Instruments::new(&opentelemetry::metrics::MeterProvider::meter(
+            &meters, "test",
+        ));
+        (
+            RunSpans::new(provider.tracer("test"), metrics),
+            waiting,
+            provider,
+        )
+    }
+
+    fn attribute(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    #[test]
+    fn a_run_taken_over_by_another_instance_ends_its_trace_here_as_interrupted() {
+        let (spans, mut waiting, _provider) = run_spans();
+        spans.run_created(&RunSummary::new("r1", "t", RunStatus::Queued));
+        spans.observe("r1", &RunEvent::status(RunStatus::Running, None));
+        spans.run_created(&RunSummary::new("r2", "t", RunStatus::Queued));
+        assert!(
+            waiting.take_all().is_empty(),
+            "nothing ends while runs go on"
+        );
+
+        spans.run_lost("r1");
+        let ended = waiting.take_all();
+        assert_eq!(ended.len(), 1, "{ended:#?}");
+        let root = &ended[0];
+        assert_eq!(attribute(root, "runboard.run.id").as_deref(), Some("r1"));
+        assert_eq!(
+            attribute(root, "runboard.status").as_deref(),
+            Some("interrupted")
+        );
+        assert_eq!(
+            attribute(root, "error.type").as_deref(),
+            Some("interrupted")
+        );
+        let Status::Error { description } = &root.status else {
+            panic!("a lost run's trace ends in error: {:?}", root.status);
+        };
+        assert!(
+            description.contains("another instance took the run over"),
+            "{description}"
+        );
+
+        // What the writer still held of it makes nothing more; the other run is untouched.
+        spans.observe("r1", &RunEvent::status(RunStatus::Completed, None));
+        spans.run_lost("r1");
+        assert!(waiting.take_all().is_empty());
+        spans.observe("r2", &RunEvent::status(RunStatus::Completed, None));
+        let ended = waiting.take_all();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(
+            attribute(&ended[0], "runboard.run.id").as_deref(),
+            Some("r2")
+        );
+        assert_eq!(ended[0].status, Status::Ok);
+    }
 }
