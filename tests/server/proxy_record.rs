@@ -359,6 +359,73 @@ async fn proxied_calls_are_counted_under_their_model_and_whole_answers_keep_thei
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_in_a_prompt_or_an_answer_is_recorded_and_never_stops_the_store() {
+    // PostgreSQL refuses NUL in text: the run's row with this prompt or this answer's snippet
+    // failed the writer's batch at every try, and nothing more was recorded.
+    let upstream = FakeUpstream::start(&["org/chat"], |index, _| {
+        if index == 0 {
+            whole_reply("an answer\u{0} with a NUL", 9, 7)
+        } else {
+            whole_reply("a plain answer", 4, 3)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(with_upstream(config(&dir), &upstream)).await;
+    let api = api_of(&server);
+
+    let response = request(&server, chat(false, "a prompt\u{0} with a NUL"), &[])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let nul_run = run_id_of(&response);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("\\u0000"),
+        "the answer passes unchanged: {body}"
+    );
+    let detail = wait_finished(&api, &nul_run, Duration::from_secs(10)).await;
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    // A proxied call's task shows control characters as spaces.
+    assert_eq!(detail.summary.task, "a prompt  with a NUL");
+    let snippet = detail.summary.snippet.clone().unwrap_or_default();
+    assert!(snippet.contains("answer\u{FFFD} with"), "{snippet:?}");
+
+    // The store still takes writes: the next call and a launched run with a NUL are recorded.
+    let response = request(&server, chat(false, "after"), &[])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let plain_run = run_id_of(&response);
+    let detail = wait_finished(&api, &plain_run, Duration::from_secs(10)).await;
+    assert_eq!(detail.summary.status, RunStatus::Completed, "{detail:#?}");
+    let launched = api
+        .create_run(&CreateRun {
+            task: "a task\u{0}".into(),
+            mode: RunMode::Queued,
+            params: json!({}),
+        })
+        .await
+        .unwrap();
+    let stored = api.run(&launched.summary.run_id).await.unwrap();
+    assert_eq!(stored.summary.task, "a task\u{FFFD}");
+    let health = api.health().await.unwrap();
+    assert!(health.store.unwrap().writable, "the store takes writes");
+
+    // A NUL in a looked-up value finds nothing; it is not a store failure.
+    let error = api.run("run-a\u{0}b").await.unwrap_err();
+    assert!(error.to_string().contains("404"), "{error}");
+    let query = RunQuery {
+        worker: Some("w\u{0}".into()),
+        ..RunQuery::default()
+    };
+    assert!(api.list_runs(&query).await.unwrap().runs.is_empty());
+    server.stop().await;
+}
+
 /// One client of the load: a whole-answer call on a raw connection, dropped after `leave_after`
 /// (maybe before the answer, maybe after).
 async fn impatient_client(addr: String, body: String, leave_after: Duration) {

@@ -146,6 +146,25 @@ fn failed(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { doing, source }
 }
 
+/// `text` as the store keeps it, and as a value looked up in it: the NUL character becomes
+/// U+FFFD, the replacement character. PostgreSQL refuses NUL in text, and a prompt, an answer
+/// or a name may hold one (`\u0000` in its JSON): written as it was, it failed the writer's
+/// batch every time it was tried, and the board recorded nothing more. SQLite keeps NUL, but
+/// both stores keep the same text, so they read alike. JSON text never holds a NUL (it
+/// escapes it), so events' data is unchanged.
+fn storable(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// [`storable`] for a column that may be empty.
+fn storable_opt(text: Option<&str>) -> Option<String> {
+    text.map(storable)
+}
+
 /// An event as stored: its global and per-run sequence, type, JSON data and time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRow {

@@ -9,7 +9,7 @@ use runboard_api::{RunStatus, RunSummary, StoredEvent};
 
 use super::{
     EVENT_COLUMNS, EventRow, RUN_COLUMNS, Replay, RunFilter, RunRow, Sequences, Sql, Store,
-    StoreError, WorkerTotals, failed,
+    StoreError, WorkerTotals, failed, storable,
 };
 
 impl Store {
@@ -49,7 +49,7 @@ impl Store {
     /// The highest run sequence of a run (0 for a run without events).
     pub async fn last_run_seq(&self, run_id: &str) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COALESCE(MAX(run_seq), 0) FROM events WHERE run_id = $1")
-            .bind(run_id)
+            .bind(storable(run_id))
             .fetch_one(&self.pool)
             .await
             .map_err(failed("reading a run's sequence"))?;
@@ -72,7 +72,7 @@ impl Store {
                 .push_bind(status.as_str().to_owned());
         }
         if let Some(worker) = &filter.worker {
-            query.push(" AND worker = ").push_bind(worker.clone());
+            query.push(" AND worker = ").push_bind(storable(worker));
         }
         query
             .push(" ORDER BY ord DESC LIMIT ")
@@ -90,7 +90,7 @@ impl Store {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"
         )))
-        .bind(run_id)
+        .bind(storable(run_id))
         .fetch_optional(&self.pool)
         .await
         .map_err(failed("reading a run"))?;
@@ -212,7 +212,7 @@ impl Store {
                     query.push(" AND run_id IN (");
                     let mut list = query.separated(", ");
                     for run in *runs {
-                        list.push_bind(run.clone());
+                        list.push_bind(storable(run));
                     }
                     query.push(") ORDER BY seq");
                 } else {
@@ -225,7 +225,7 @@ impl Store {
             } => {
                 query
                     .push("run_id = ")
-                    .push_bind((*run_id).to_owned())
+                    .push_bind(storable(run_id))
                     .push(" AND run_seq > ")
                     .push_bind(*after_run_seq)
                     .push(" ORDER BY run_seq");

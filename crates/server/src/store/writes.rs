@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Connection as _, Row as _};
 
 use super::{
     EVENT_COLUMNS, EVENTS_CHANNEL, EventRow, RUN_COLUMNS, RunRow, Sql, Store, StoreError, Written,
-    failed, insert_chunks,
+    failed, insert_chunks, storable, storable_opt,
 };
 
 impl Store {
@@ -49,7 +49,7 @@ impl Store {
         };
         let found: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM events WHERE run_id = $1 AND run_seq = $2")
-                .bind(first.run_id.clone())
+                .bind(storable(&first.run_id))
                 .bind(first.run_seq)
                 .fetch_optional(&self.pool)
                 .await
@@ -140,11 +140,11 @@ async fn insert_events(
         let mut insert = statement(shared, format!("INSERT INTO events ({EVENT_COLUMNS}) "));
         insert.push_values(chunk, |mut row, event| {
             row.push_bind(event.seq)
-                .push_bind(event.run_id.clone())
+                .push_bind(storable(&event.run_id))
                 .push_bind(event.run_seq)
-                .push_bind(event.event.clone())
-                .push_bind(event.data.clone())
-                .push_bind(event.ts.clone());
+                .push_bind(storable(&event.event))
+                .push_bind(storable(&event.data))
+                .push_bind(storable(&event.ts));
         });
         insert
             .build()
@@ -165,21 +165,21 @@ async fn upsert_runs(
         let mut upsert = statement(shared, format!("INSERT INTO runs ({RUN_COLUMNS}) "));
         upsert.push_values(chunk, |mut row, run| {
             let s = &run.summary;
-            row.push_bind(s.run_id.clone())
+            row.push_bind(storable(&s.run_id))
                 .push_bind(run.ord)
-                .push_bind(s.task.clone())
-                .push_bind(run.params.clone())
+                .push_bind(storable(&s.task))
+                .push_bind(storable(&run.params))
                 .push_bind(s.status.as_str().to_owned())
-                .push_bind(s.created_at.clone().unwrap_or_default())
-                .push_bind(s.started_at.clone())
-                .push_bind(s.finished_at.clone())
+                .push_bind(storable(s.created_at.as_deref().unwrap_or_default()))
+                .push_bind(storable_opt(s.started_at.as_deref()))
+                .push_bind(storable_opt(s.finished_at.as_deref()))
                 .push_bind(i64::try_from(s.tokens_out).unwrap_or(i64::MAX))
-                .push_bind(s.agent.clone())
+                .push_bind(storable_opt(s.agent.as_deref()))
                 .push_bind(s.iteration.map(i64::from))
-                .push_bind(s.snippet.clone())
-                .push_bind(run.owner.clone())
-                .push_bind(s.worker.clone())
-                .push_bind(s.launched_by.clone());
+                .push_bind(storable_opt(s.snippet.as_deref()))
+                .push_bind(storable_opt(run.owner.as_deref()))
+                .push_bind(storable_opt(s.worker.as_deref()))
+                .push_bind(storable_opt(s.launched_by.as_deref()));
         });
         // The owner changes only by a take-over, never by a write of the run's events.
         upsert.push(
@@ -236,7 +236,7 @@ async fn foreign_runs(
     query.push_bind(me.to_owned()).push(") AND run_id IN (");
     let mut list = query.separated(", ");
     for id in ids {
-        list.push_bind(id.to_owned());
+        list.push_bind(storable(id));
     }
     query.push(")");
     query
