@@ -9,7 +9,9 @@
 //! the failed batch is held
 //! and written again with backoff until it goes through: nothing of it is published meanwhile,
 //! new runs are refused, and producers wait once the queue is full (running runs are held).
-//! [`StoreHealth`] says so to the routes and the streams.
+//! [`StoreHealth`] says so to the routes and the streams. A batch the database refuses for its
+//! records themselves (a taken key) is written again run by run instead: only the refused
+//! run's records are let go, and recording goes on.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -578,51 +580,13 @@ impl Writer {
     /// Writes a staged batch, holding it until the store takes it; then publishes and answers.
     /// False when the server stopped before the batch could be stored.
     async fn write(&mut self, mut staged: Staged) -> bool {
-        let mut delay = FIRST_RETRY_DELAY;
-        let mut failed_before = false;
-        let written = loop {
-            // A failed try may have committed all the same (the connection was lost after
-            // its COMMIT was sent): then it must not be written twice.
-            if failed_before
-                && matches!(
-                    self.store
-                        .was_stored(&mut staged.events, &mut staged.runs)
-                        .await,
-                    Ok(true)
-                )
-            {
-                break Written::default();
-            }
-            let attempt = self
-                .store
-                .write_batch(&mut staged.events, &mut staged.runs, &self.instance)
-                .await;
-            match attempt {
-                Ok(written) => break written,
-                Err(error) => {
-                    failed_before = true;
-                    self.refuse_new_runs(&mut staged, &error);
-                    if self.health.set_unwritable(&error.reason()) {
-                        tracing::error!(
-                            %error,
-                            "new runs are refused and running runs are held until the store \
-                             can be written again"
-                        );
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = self.shutdown.cancelled() => {
-                            tracing::error!(
-                                events = staged.events.len(),
-                                "stopping with events that could not be stored (never sent to \
-                                 anyone); their runs are failed at the next start"
-                            );
-                            return false;
-                        }
-                    }
-                    delay = (delay * 2).min(MAX_RETRY_DELAY);
-                }
-            }
+        let written = match self.store_until_written(&mut staged).await {
+            Some(Ok(written)) => written,
+            Some(Err(refusal)) => match self.write_run_by_run(&mut staged, &refusal).await {
+                Some(written) => written,
+                None => return false,
+            },
+            None => return false,
         };
         if self.health.set_writable() {
             tracing::info!("the store can be written again; runs continue");
@@ -658,6 +622,129 @@ impl Writer {
             let _ = done.send(());
         }
         true
+    }
+
+    /// Writes `staged`, trying again with backoff while the store cannot be written (a full
+    /// disk, a lost connection). The store's refusal when it refuses the records themselves,
+    /// which no try can change; `None` when the server stopped first.
+    async fn store_until_written(
+        &mut self,
+        staged: &mut Staged,
+    ) -> Option<Result<Written, StoreError>> {
+        let mut delay = FIRST_RETRY_DELAY;
+        let mut failed_before = false;
+        loop {
+            // A failed try may have committed all the same (the connection was lost after
+            // its COMMIT was sent): then it must not be written twice.
+            if failed_before
+                && matches!(
+                    self.store
+                        .was_stored(&mut staged.events, &mut staged.runs)
+                        .await,
+                    Ok(true)
+                )
+            {
+                return Some(Ok(Written::default()));
+            }
+            let attempt = self
+                .store
+                .write_batch(&mut staged.events, &mut staged.runs, &self.instance)
+                .await;
+            let error = match attempt {
+                Ok(written) => return Some(Ok(written)),
+                Err(error) if error.refuses_records() => return Some(Err(error)),
+                Err(error) => error,
+            };
+            failed_before = true;
+            self.refuse_new_runs(staged, &error);
+            if self.health.set_unwritable(&error.reason()) {
+                tracing::error!(
+                    %error,
+                    "new runs are refused and running runs are held until the store can be \
+                     written again"
+                );
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.shutdown.cancelled() => {
+                    tracing::error!(
+                        events = staged.events.len(),
+                        "stopping with events that could not be stored (never sent to anyone); \
+                         their runs are failed at the next start"
+                    );
+                    return None;
+                }
+            }
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+    }
+
+    /// After the store refused a batch's records (`refusal`): writes it again run by run, so
+    /// only the runs whose own records it refuses are lost, each said so in the log and to its
+    /// creator, and every other run of the batch, and every batch after it, is stored. Tried
+    /// again as it was, the batch would be refused at every try and nothing more recorded.
+    /// `staged` keeps what was written, in the order it was; `None` when the server stopped.
+    async fn write_run_by_run(
+        &mut self,
+        staged: &mut Staged,
+        refusal: &StoreError,
+    ) -> Option<Written> {
+        tracing::warn!(%refusal, "the store refused a batch; writing it again run by run");
+        let mut groups: Vec<Staged> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        let mut group = |run_id: &str, groups: &mut Vec<Staged>| {
+            *group_of.entry(run_id.to_owned()).or_insert_with(|| {
+                groups.push(Staged::default());
+                groups.len() - 1
+            })
+        };
+        for event in std::mem::take(&mut staged.events) {
+            let index = group(&event.run_id, &mut groups);
+            groups[index].events.push(event);
+        }
+        for run in std::mem::take(&mut staged.runs) {
+            let index = group(&run.summary.run_id, &mut groups);
+            groups[index].runs.push(run);
+        }
+        for new in std::mem::take(&mut staged.created) {
+            let index = group(&new.run_id, &mut groups);
+            groups[index].created.push(new);
+        }
+        let mut written = Written::default();
+        for mut part in groups {
+            match self.store_until_written(&mut part).await? {
+                Ok(part_written) => {
+                    written.lost.extend(part_written.lost);
+                    staged.events.append(&mut part.events);
+                    staged.runs.append(&mut part.runs);
+                    staged.created.append(&mut part.created);
+                }
+                Err(error) => self.drop_refused(part, &error),
+            }
+        }
+        Some(written)
+    }
+
+    /// Lets go of one run's records that the store refuses: logged with the reason, its
+    /// creator told, and the run forgotten here (its later records are tried on their own).
+    fn drop_refused(&mut self, part: Staged, error: &StoreError) {
+        let run_id = part
+            .events
+            .first()
+            .map(|event| event.run_id.clone())
+            .or_else(|| part.runs.first().map(|run| run.summary.run_id.clone()))
+            .unwrap_or_default();
+        tracing::error!(
+            run = %run_id,
+            events = part.events.len(),
+            %error,
+            "the store refused these records of a run; they are not recorded"
+        );
+        self.runs.remove(&run_id);
+        self.run_seqs.remove(&run_id);
+        for new in part.created {
+            let _ = new.stored.send(Err(Refused::Unwritable(error.reason())));
+        }
     }
 
     /// Takes the new runs whose creators wait out of a batch that failed and tells them, so a
@@ -786,6 +873,87 @@ mod tests {
         for _ in 0..20 {
             tokio::task::yield_now().await;
         }
+    }
+
+    fn row(run_id: &str) -> RunRow {
+        RunRow {
+            summary: runboard_api::RunSummary {
+                created_at: Some(now_rfc3339()),
+                ..runboard_api::RunSummary::new(run_id, "a task", RunStatus::Running)
+            },
+            ord: 0,
+            params: "{}".into(),
+            owner: Some("i-test".into()),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_the_store_refuses_are_let_go_and_the_rest_of_their_batch_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::store::DbLocation::File(dir.path().join("r.db")))
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let health = StoreHealth::new();
+        let feed = Feed::new(
+            crate::events::hub::Hub::new(64, 0),
+            store.clone(),
+            0,
+            shutdown.clone(),
+        );
+        let (lost, _lost) = mpsc::unbounded_channel();
+        let (recorder, writer) = Recorder::start(
+            WriterSetup {
+                store: store.clone(),
+                feed,
+                health: health.clone(),
+                // Long enough that the two new runs below share one batch.
+                gather_window: Duration::from_millis(200),
+                instance: Arc::from("i-test"),
+                lost,
+                redaction: None,
+            },
+            shutdown.clone(),
+            Telemetry::new(),
+        );
+        recorder.created(row("run-a")).await.unwrap();
+
+        // A second run with a taken id (its `run_created` takes a key the first one holds)
+        // in one batch with a run that is fine.
+        let taken = recorder.create(row("run-a")).await.unwrap();
+        let fine = recorder.create(row("run-b")).await.unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(10), taken)
+            .await
+            .expect("the writer answers rather than trying for ever")
+            .unwrap();
+        assert!(
+            matches!(refused, Err(Refused::Unwritable(ref reason)) if reason.contains("UNIQUE")),
+            "{refused:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(10), fine)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(store.run("run-b").await.unwrap().is_some());
+        assert!(health.is_writable());
+
+        // Later records are stored as before.
+        recorder
+            .event(
+                "run-b",
+                RunEvent::status(RunStatus::Completed, None),
+                now_rfc3339(),
+            )
+            .await
+            .unwrap();
+        recorder.flush().await.unwrap();
+        let stored = store.run("run-b").await.unwrap().unwrap();
+        assert_eq!(stored.summary.status, RunStatus::Completed);
+        assert_eq!(store.run_events("run-a").await.unwrap().len(), 1);
+        recorder.close().await.unwrap();
+        shutdown.cancel();
+        let _ = writer.await;
     }
 
     #[tokio::test]

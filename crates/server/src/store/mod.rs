@@ -133,6 +133,23 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database refused the records themselves (a value it cannot keep, a key
+    /// that is taken): writing them again can never succeed, unlike after a full disk, a
+    /// locked file or a lost connection.
+    pub fn refuses_records(&self) -> bool {
+        let Self::Query {
+            source: sqlx::Error::Database(database),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        // PostgreSQL's SQLSTATE class 22 is a data exception (a value the column cannot hold);
+        // the kinds are integrity constraints on either database.
+        !matches!(database.kind(), sqlx::error::ErrorKind::Other)
+            || database.code().is_some_and(|code| code.starts_with("22"))
+    }
+
     /// A short reason for people: the driver's message without our prefix.
     pub fn reason(&self) -> String {
         match self {
