@@ -163,12 +163,65 @@ struct Part<'a> {
     text: Option<&'a RawValue>,
 }
 
-/// The string `raw` holds, when it is one.
+/// The string `raw` holds, when it is one. A lone UTF-16 surrogate escape (`\ud83d` without
+/// its pair: text a client cut in the middle of an emoji) reads as U+FFFD, as a decoder of the
+/// text it stood in would show it, rather than losing the whole string (and the call its task).
 fn string(raw: &RawValue) -> Option<String> {
-    raw.get()
-        .starts_with('"')
-        .then(|| serde_json::from_str(raw.get()).ok())
-        .flatten()
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    serde_json::from_str(text)
+        .ok()
+        .or_else(|| serde_json::from_str(&without_lone_surrogates(text)?).ok())
+}
+
+/// `text`, a JSON string, with every `\u` escape of a lone surrogate replaced by `\ufffd`;
+/// `None` when it has none.
+fn without_lone_surrogates(text: &str) -> Option<String> {
+    const HIGH: std::ops::Range<u32> = 0xD800..0xDC00;
+    const LOW: std::ops::Range<u32> = 0xDC00..0xE000;
+    let bytes = text.as_bytes();
+    let mut repaired = String::new();
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        let Some(unit) = escaped_unit(bytes, at) else {
+            // Another escape (`\\`, `\"`, …): its character is not the start of one.
+            at += 2;
+            continue;
+        };
+        let paired = HIGH.contains(&unit)
+            && escaped_unit(bytes, at + 6).is_some_and(|next| LOW.contains(&next));
+        if paired {
+            at += 12;
+        } else if HIGH.contains(&unit) || LOW.contains(&unit) {
+            repaired.push_str(&text[copied..at]);
+            repaired.push_str("\\ufffd");
+            at += 6;
+            copied = at;
+        } else {
+            at += 6;
+        }
+    }
+    if copied == 0 {
+        return None;
+    }
+    repaired.push_str(&text[copied..]);
+    Some(repaired)
+}
+
+/// The code unit of a `\uXXXX` escape that starts at `at`.
+fn escaped_unit(bytes: &[u8], at: usize) -> Option<u32> {
+    let escape = bytes.get(at..at + 6)?;
+    if !escape.starts_with(b"\\u") {
+        return None;
+    }
+    u32::from_str_radix(std::str::from_utf8(&escape[2..]).ok()?, 16).ok()
 }
 
 /// Calls `each` with every element of `raw` in turn, when it is a list; holds one at a time.
@@ -202,6 +255,24 @@ impl<'de, F: FnMut(&'de RawValue)> Visitor<'de> for Elements<F> {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn a_lone_surrogate_reads_as_the_replacement_character_and_the_rest_is_kept() {
+        let body = br#"{"model": "m", "user": "ann\udc00", "messages": [
+            {"role": "user", "content": "half an emoji \ud83d, a whole one \ud83d\ude00, \\ud83d as text"}
+        ]}"#;
+        let skim = Skim::read(body).unwrap();
+        assert_eq!(
+            skim.last_user_text().unwrap(),
+            "half an emoji \u{FFFD}, a whole one \u{1F600}, \\ud83d as text"
+        );
+        assert_eq!(skim.user().unwrap(), "ann\u{FFFD}");
+        assert_eq!(without_lone_surrogates(r#""\ud83d\ude00 fine""#), None);
+        assert_eq!(
+            without_lone_surrogates(r#""\ude00\ud83d""#).unwrap(),
+            r#""\ufffd\ufffd""#
+        );
+    }
 
     fn skim(value: &Value) -> (Bytes, Option<String>, bool, Option<String>) {
         let body = Bytes::from(value.to_string());
