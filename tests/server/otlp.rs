@@ -453,10 +453,8 @@ async fn calls_that_fail_are_spans_in_error_with_their_error_type_and_counted_in
     assert_eq!(agent_of(fine[0]), Some(json!("supervisor")));
     assert_eq!(failed.len(), 1, "{steps:#?}");
     assert_eq!(agent_of(failed[0]), Some(json!("researcher")));
-    assert_eq!(
-        proto_attribute(failed[0], "error.type"),
-        Some(json!("upstream_error"))
-    );
+    // Refused for good with a 400: its `error.type` is the status, as a proxied call's is.
+    assert_eq!(proto_attribute(failed[0], "error.type"), Some(json!("400")));
     assert_eq!(
         proto_attribute(failed[0], "gen_ai.provider.name"),
         Some(json!("openai"))

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::UpstreamPool;
 use super::meter::RunTotals;
 use super::reading::StepResult;
-use super::step::{RunState, StepPlan, StepStop};
+use super::step::{RunState, StepFailure, StepPlan, StepStop};
 use crate::observe::otlp::FailedCall;
 use crate::producers::run_context::{Outcome, RunContext};
 use runboard_api::{DataAction, STEP_INTERRUPTED_ACTION, Step};
@@ -73,9 +73,9 @@ pub async fn run(pool: &UpstreamPool, ctx: &RunContext) -> Outcome {
     };
     match walk(&mut state).await {
         Ok(()) => Outcome::Completed,
-        Err(StepStop::Failed(message)) => {
-            let _ = ctx.narrate("error", "agent_failed", &message).await;
-            Outcome::Failed(message)
+        Err(StepStop::Failed(failure)) => {
+            let _ = ctx.narrate("error", "agent_failed", &failure.message).await;
+            Outcome::Failed(failure.message)
         }
         Err(StepStop::Cancelled) => Outcome::Cancelled,
         Err(StepStop::Interrupted) => Outcome::Interrupted,
@@ -133,7 +133,7 @@ async fn walk(state: &mut RunState<'_>) -> Result<(), StepStop> {
     let figures = totals.figures(state.tokens_out);
     ctx.data(DataAction::RunMetrics(figures.clone())).await?;
     if let Some(failure) = totals.empty_failure(state.tokens_out) {
-        return Err(StepStop::Failed(failure));
+        return Err(StepStop::Failed(StepFailure::upstream_error(failure)));
     }
     if state.tokens_out == 0 {
         let empty = "The model produced no tokens in any step (each ended at once)";
@@ -202,7 +202,7 @@ async fn run_step(
     let began = std::time::SystemTime::now();
     let result = match state.step(plan).await {
         Ok(result) => result,
-        Err(StepStop::Failed(message)) => {
+        Err(StepStop::Failed(failure)) => {
             ctx.recorder.telemetry().call_failed(
                 &ctx.run_id,
                 &FailedCall {
@@ -214,11 +214,11 @@ async fn run_step(
                     stream: None,
                     started: began,
                     output_tokens: 0,
-                    error_type: "upstream_error".to_owned(),
-                    message: &message,
+                    error_type: failure.error_type.clone(),
+                    message: &failure.message,
                 },
             );
-            return Err(StepStop::Failed(message));
+            return Err(StepStop::Failed(failure));
         }
         Err(stop) => return Err(stop),
     };

@@ -34,13 +34,37 @@ pub struct StepPlan<'a> {
 /// Why a step did not produce its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepStop {
-    /// It failed for good, with this message.
-    Failed(String),
+    /// It failed for good.
+    Failed(StepFailure),
     /// The run was cancelled.
     Cancelled,
     /// The server is shutting down.
     Interrupted,
 }
+
+/// A step that failed for good: why, for people, and the kind of failure as OpenTelemetry's
+/// `error.type` names it (a refusal's HTTP status, `upstream_error`, `upstream_cut`,
+/// `upstream_timeout`, `upstream_unreachable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    /// What happened (the upstream's own message where it gave one).
+    pub message: String,
+    /// The kind of failure.
+    pub error_type: String,
+}
+
+impl StepFailure {
+    /// A failure of the run itself rather than of one call: `upstream_error`.
+    pub fn upstream_error(message: String) -> Self {
+        Self {
+            message,
+            error_type: UPSTREAM_ERROR.to_owned(),
+        }
+    }
+}
+
+/// `error.type` of an answer that failed otherwise than by its status or its connection.
+const UPSTREAM_ERROR: &str = "upstream_error";
 
 impl From<Stopped> for StepStop {
     fn from(_: Stopped) -> Self {
@@ -60,10 +84,10 @@ pub struct RunState<'a> {
     pub tokens_out: u64,
 }
 
-/// How one try ended without a result.
+/// How one try ended without a result; a failure with its `error.type`.
 enum TryEnd {
     Stop(StepStop),
-    Failed(TryFailure),
+    Failed(TryFailure, String),
 }
 
 impl From<StepStop> for TryEnd {
@@ -77,27 +101,31 @@ impl RunState<'_> {
     pub async fn step(&mut self, plan: &StepPlan<'_>) -> Result<StepResult, StepStop> {
         let upstream = &self.target.upstream.spec;
         for attempt in 1..=MAX_TRIES {
-            let failure = match self.try_once(plan, attempt).await {
+            let (failure, error_type) = match self.try_once(plan, attempt).await {
                 Ok(result) => return Ok(result),
                 Err(TryEnd::Stop(stop)) => return Err(stop),
-                Err(TryEnd::Failed(failure)) => failure,
+                Err(TryEnd::Failed(failure, error_type)) => (failure, error_type),
+            };
+            let failed = |message: String| {
+                StepStop::Failed(StepFailure {
+                    message,
+                    error_type: error_type.clone(),
+                })
             };
             let (message, retry_after) = match failure {
-                TryFailure::Final(message) => {
-                    return Err(StepStop::Failed(upstream.redact(&message)));
-                }
+                TryFailure::Final(message) => return Err(failed(upstream.redact(&message))),
                 TryFailure::Transient {
                     message,
                     retry_after,
                 } => (upstream.redact(&message), retry_after),
             };
             if attempt == MAX_TRIES {
-                return Err(StepStop::Failed(format!(
+                return Err(failed(format!(
                     "{message} (gave up after {MAX_TRIES} tries)"
                 )));
             }
             let Some(wait) = retry::wait_before(attempt + 1, retry_after) else {
-                return Err(StepStop::Failed(format!(
+                return Err(failed(format!(
                     "{message}; it asks to be retried after more than {} s",
                     retry::MAX_RETRY_AFTER.as_secs()
                 )));
@@ -169,17 +197,19 @@ impl RunState<'_> {
         match answer.finish(spec) {
             Ok(()) => {}
             Err(Unanswered::Refused { status, message }) => {
-                return Err(TryEnd::Failed(if retry::transient_status(status) {
+                let failure = if retry::transient_status(status) {
                     TryFailure::Transient {
                         message,
                         retry_after,
                     }
                 } else {
                     TryFailure::Final(message)
-                }));
+                };
+                // The conventions' `error.type` of an HTTP error: its status code.
+                return Err(TryEnd::Failed(failure, status.to_string()));
             }
             Err(Unanswered::Failed(message) | Unanswered::NotACompletion(message)) => {
-                return Err(TryEnd::Failed(TryFailure::Final(message)));
+                return Err(final_error(message));
             }
         }
         self.tokens_out = answer.reading.run_tokens();
@@ -196,7 +226,7 @@ impl RunState<'_> {
             .header(reqwest::header::ACCEPT, "text/event-stream");
         self.until_stopped(request::send(self.pool, spec, request))
             .await?
-            .map_err(|unsent| transient(unsent.message))
+            .map_err(|unsent| transient(unsent.message, "upstream_unreachable"))
     }
 
     /// Reads one try's answer until it is complete (`[DONE]`, its body's end, or a refusal's
@@ -228,7 +258,7 @@ impl RunState<'_> {
                         self.update(plan, &answer.reading, live).await?;
                     }
                     let tokens = answer.reading.meter.output_tokens().0;
-                    return Err(transient(broken.message(spec, tokens)));
+                    return Err(transient(broken.message(spec, tokens), broken.error_type()));
                 }
             };
             let took = answer.take(&bytes, spec, plan.agent);
@@ -236,7 +266,7 @@ impl RunState<'_> {
                 self.narrate("warn", "upstream_chunk", warning).await?;
             }
             if let Some(message) = answer.failure() {
-                return Err(TryEnd::Failed(TryFailure::Final(message.to_owned())));
+                return Err(final_error(message.to_owned()));
             }
             if took.tokens {
                 self.tokens_out = answer.reading.run_tokens();
@@ -305,9 +335,17 @@ struct Live {
     figures: LiveFigures,
 }
 
-fn transient(message: String) -> TryEnd {
-    TryEnd::Failed(TryFailure::Transient {
-        message,
-        retry_after: None,
-    })
+fn transient(message: String, error_type: &str) -> TryEnd {
+    TryEnd::Failed(
+        TryFailure::Transient {
+            message,
+            retry_after: None,
+        },
+        error_type.to_owned(),
+    )
+}
+
+/// A try that failed in a way another would repeat: an error frame, an answer that is not one.
+fn final_error(message: String) -> TryEnd {
+    TryEnd::Failed(TryFailure::Final(message), UPSTREAM_ERROR.to_owned())
 }
