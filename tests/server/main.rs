@@ -39,6 +39,7 @@ mod roles;
 mod schema;
 mod shared_store;
 mod store_faults;
+mod store_refusals;
 mod streams;
 mod upstream_connections;
 mod upstreams;
